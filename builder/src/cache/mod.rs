@@ -1,0 +1,1 @@
+//! Layer cache (`--cache`, `--cache-repo`, …). Built with the RUN issue.

@@ -1,0 +1,1 @@
+//! Multi-platform drivers (`local`, `ci`, `k8s`).

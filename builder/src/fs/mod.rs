@@ -1,0 +1,1 @@
+//! Root filesystems: unpacking layers, snapshots, whiteouts.

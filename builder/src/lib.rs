@@ -1,0 +1,20 @@
+//! kiln's builder: Dockerfile → OCI image, without a daemon or privileges.
+//!
+//! The modules follow the data: a build `context` is fetched, the
+//! `dockerfile` is parsed and planned, base images come from the `registry`,
+//! instructions change a stage's filesystem (`fs`, `run`), `image` turns the
+//! result into layers, config and manifests, and `build` drives all of it.
+//! `cli` maps kaniko's flags onto that; `drivers` coordinates platforms.
+
+pub mod build;
+pub mod cache;
+pub mod cli;
+pub mod context;
+pub mod dockerfile;
+pub mod drivers;
+pub mod fs;
+pub mod image;
+pub mod platform;
+pub mod registry;
+pub mod run;
+pub mod tls;

@@ -1,0 +1,1 @@
+//! RUN execution and isolation. Built with the RUN issue.

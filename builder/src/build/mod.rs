@@ -1,1 +1,3 @@
-//! placeholder
+//! The build engine: context → plan → stages → image → outputs.
+
+pub mod copy_dest;

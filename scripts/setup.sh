@@ -10,7 +10,8 @@ packages=(
   apache2-utils     # htpasswd, for the authenticated-registry tests
   git               # git:// build contexts and the git daemon in tests
   openssl           # self-signed certificates for the HTTPS context tests
-  python3           # the HTTPS file server in the context tests
+  python3           # free ports and the HTTPS file server in tests
+  curl              # readiness checks of the loopback registry
   golang-github-moby-patternmatcher-dev  # reference behaviour for .dockerignore
 )
 

@@ -1,1 +1,20 @@
-//! Root filesystems: unpacking layers, snapshots, whiteouts.
+//! Root filesystems: unpacking layers, whiteouts, in-root path resolution
+//! and user lookup.
+//!
+//! Everything here treats a root directory as an image's `/`: paths and
+//! symlinks are resolved inside it as if chrooted (`in_root`), so a layer or
+//! an image's symlinks can never reach the host.
+
+mod error;
+pub mod in_root;
+pub mod unpack;
+pub mod users;
+pub mod whiteout;
+
+pub use error::FsError;
+pub use in_root::{
+    EntryKind, clean_image_path, create_dir_all_in_root, entry_kind, entry_kind_nofollow,
+    resolve_in_root, resolve_in_root_nofollow,
+};
+pub use unpack::{Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer};
+pub use users::{ExecUser, resolve_exec_user, resolve_user};

@@ -1,0 +1,665 @@
+//! Applying one image layer (a tar changeset, possibly compressed) onto a
+//! root filesystem directory.
+//!
+//! Safety rule: no entry creates, changes or follows anything outside the
+//! root. Entry names are cleaned lexically first (absolute names become
+//! relative, `..` is clamped at the root, so `../../etc/passwd` is
+//! `etc/passwd`); the parent directory is then resolved inside the root as
+//! if chrooted ([`super::in_root`]); the last component is never followed:
+//! whatever sits there (a symlink included) is replaced. Hardlink targets
+//! are resolved the same way and must already exist in the root.
+//!
+//! We clamp `..` rather than reject the layer: it is what a chrooted
+//! process writing the same names would get, and `..` inside symlink
+//! targets is handled the same way, so one rule covers both.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+use tar::EntryType;
+
+use super::FsError;
+use super::in_root::{clean_image_path, ensure_dirs, is_missing, resolve};
+use super::whiteout::{LayerPaths, Whiteout, classify};
+
+/// How to apply a layer.
+#[derive(Clone, Debug)]
+pub struct UnpackOptions {
+    /// Give entries the uid/gid recorded in the layer. Failures (no
+    /// privilege) are counted in [`UnpackStats::ownership_failures`] and do
+    /// not stop the unpack.
+    pub preserve_ownership: bool,
+    /// Image paths (`/proc`, `/kiln`, `--ignore-path`s) that are never
+    /// written or removed, entries and whiteouts below them included.
+    pub protected_paths: Vec<PathBuf>,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> UnpackOptions {
+        UnpackOptions {
+            preserve_ownership: true,
+            protected_paths: Vec::new(),
+        }
+    }
+}
+
+/// What applying a layer did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// Tar entries read, whiteouts included.
+    pub entries: u64,
+    pub directories: u64,
+    pub files: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    /// Device nodes and FIFOs created.
+    pub special_files: u64,
+    /// Whiteout and opaque-marker entries applied.
+    pub whiteouts: u64,
+    /// Paths of lower layers removed by whiteouts (a tree counts once).
+    pub removed: u64,
+    /// Entries not applied: the root itself, protected paths, device nodes
+    /// without the privilege to create them, unknown entry types.
+    pub skipped: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+    pub ownership_failures: u64,
+    pub xattr_failures: u64,
+}
+
+/// The compression of a layer blob, told by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Detects the compression from a blob's magic number; anything else is
+/// taken to be a plain tar stream.
+pub fn detect_compression(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Applies one layer read from `reader` (gzip, zstd or plain tar, detected)
+/// onto the directory `root`, which is created if missing.
+pub fn unpack_layer(
+    reader: impl Read,
+    root: &Path,
+    options: &UnpackOptions,
+) -> Result<UnpackStats, FsError> {
+    fs::create_dir_all(root).map_err(FsError::io("create directory", root))?;
+    let tar_stream = decompress(reader)?;
+    let mut archive = tar::Archive::new(tar_stream);
+    let protected = options
+        .protected_paths
+        .iter()
+        .map(|p| root.join(clean_image_path(p)))
+        .collect();
+    let mut unpacker = Unpacker {
+        root,
+        options,
+        layer: LayerPaths::new(root, protected),
+        dirs: BTreeMap::new(),
+        stats: UnpackStats::default(),
+    };
+    for entry in archive.entries().map_err(layer_error)? {
+        let mut entry = entry.map_err(layer_error)?;
+        unpacker.apply(&mut entry)?;
+    }
+    unpacker.finish()
+}
+
+fn layer_error(source: io::Error) -> FsError {
+    FsError::Layer { source }
+}
+
+fn decompress<'a>(mut reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, FsError> {
+    let mut head = [0u8; 4];
+    let mut len = 0;
+    // A pipe may hand out fewer bytes than asked for.
+    while len < head.len() {
+        match reader.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(FsError::Layer { source }),
+        }
+    }
+    let head = head[..len].to_vec();
+    let compression = detect_compression(&head);
+    let whole = io::Cursor::new(head).chain(reader);
+    Ok(match compression {
+        Compression::None => Box::new(whole),
+        // Layers written by some tools hold several gzip members.
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(whole).map_err(layer_error)?)
+        }
+    })
+}
+
+/// Metadata of one entry, PAX records applied.
+#[derive(Debug)]
+struct EntryMeta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: Timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    options: &'a UnpackOptions,
+    layer: LayerPaths,
+    /// Directory mode and mtime are set once the layer is done: entries
+    /// created inside would bump the mtime, and a read-only mode would stop
+    /// an unprivileged builder from filling the directory.
+    dirs: BTreeMap<PathBuf, (u32, Timespec)>,
+    stats: UnpackStats,
+}
+
+impl Unpacker<'_> {
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), FsError> {
+        self.stats.entries += 1;
+        let raw_path = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_path).into_owned();
+        let rel = clean_image_path(Path::new(OsStr::from_bytes(&raw_path)));
+        let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
+            // The root directory itself: its mode and owner are the
+            // builder's business, not a layer's.
+            tracing::debug!(entry = %name, "skipping entry for the root directory");
+            self.stats.skipped += 1;
+            return Ok(());
+        };
+        let parent = resolve(self.root, rel.parent().unwrap_or(Path::new("")), true)?;
+        let host = parent.join(&file_name);
+        if self.layer.is_protected(&host) {
+            tracing::debug!(entry = %name, "skipping entry below a protected path");
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        match classify(&file_name) {
+            Whiteout::Opaque => {
+                // The marker says the directory exists in this layer.
+                ensure_dirs(self.root, &parent, &name, 0o755, None)?;
+                self.layer.record(&parent);
+                self.stats.removed += self.layer.remove_lower_children(&parent)?;
+                self.stats.whiteouts += 1;
+            }
+            Whiteout::Remove(victim) => {
+                self.stats.removed += self.layer.remove_lower(&parent.join(victim))?;
+                self.stats.whiteouts += 1;
+            }
+            Whiteout::Meta => {
+                tracing::debug!(entry = %name, "skipping whiteout metadata entry");
+                self.stats.skipped += 1;
+            }
+            Whiteout::None => {
+                ensure_dirs(self.root, &parent, &name, 0o755, None)?;
+                self.write_entry(entry, &name, &host)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        host: &Path,
+    ) -> Result<(), FsError> {
+        let entry_type = entry.header().entry_type();
+        match entry_type {
+            EntryType::Link => return self.write_hardlink(entry, name, host),
+            EntryType::XGlobalHeader => {
+                self.stats.skipped += 1;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let meta = read_meta(entry, name)?;
+        match entry_type {
+            EntryType::Directory => {
+                if !clear_for(host, true)? {
+                    fs::create_dir(host).map_err(FsError::io("create directory", host))?;
+                }
+                self.set_owner_and_xattrs(host, &meta);
+                self.dirs
+                    .insert(host.to_path_buf(), (meta.mode, meta.mtime));
+                self.stats.directories += 1;
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                clear_for(host, false)?;
+                self.write_file(entry, name, host)?;
+                self.finish_node(host, &meta)?;
+                self.stats.files += 1;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad_entry(name, "symlink without a target"))?
+                    .into_owned();
+                clear_for(host, false)?;
+                // Written as-is: it is resolved inside the root when used.
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), host)
+                    .map_err(FsError::io("create symlink", host))?;
+                self.set_owner_and_xattrs(host, &meta);
+                set_times(host, meta.mtime)?;
+                self.stats.symlinks += 1;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                clear_for(host, false)?;
+                if !self.make_node(entry, name, host, entry_type, &meta)? {
+                    return Ok(());
+                }
+                self.finish_node(host, &meta)?;
+                self.stats.special_files += 1;
+            }
+            other => {
+                tracing::warn!(entry = %name, kind = ?other, "skipping tar entry of unsupported type");
+                self.stats.skipped += 1;
+                return Ok(());
+            }
+        }
+        self.layer.record(host);
+        Ok(())
+    }
+
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        host: &Path,
+    ) -> Result<(), FsError> {
+        use std::io::Write;
+        // create_new: O_EXCL never follows a symlink, and clear_for has
+        // removed whatever was there.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(host)
+            .map_err(FsError::io("create file", host))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(FsError::BadEntry {
+                        entry: name.to_string(),
+                        source,
+                    });
+                }
+            };
+            file.write_all(&buf[..n])
+                .map_err(FsError::io("write file", host))?;
+            self.stats.bytes += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        host: &Path,
+    ) -> Result<(), FsError> {
+        let raw_target = entry
+            .link_name_bytes()
+            .ok_or_else(|| bad_entry(name, "hardlink without a target"))?
+            .into_owned();
+        let target_name = String::from_utf8_lossy(&raw_target).into_owned();
+        let target_rel = clean_image_path(Path::new(OsStr::from_bytes(&raw_target)));
+        // A hardlink names the target entry itself, so a symlink there is
+        // linked, not followed (linkat without AT_SYMLINK_FOLLOW).
+        let target = resolve(self.root, &target_rel, false)?;
+        let target_meta = match fs::symlink_metadata(&target) {
+            Ok(meta) => meta,
+            Err(err) if is_missing(&err) => {
+                return Err(FsError::HardlinkTargetMissing {
+                    entry: name.to_string(),
+                    target: target_name,
+                });
+            }
+            Err(err) => return Err(FsError::io("inspect", &target)(err)),
+        };
+        if target_meta.is_dir() {
+            return Err(FsError::HardlinkToDirectory {
+                entry: name.to_string(),
+                target: target_name,
+            });
+        }
+        if self.layer.is_protected(&target) {
+            tracing::warn!(entry = %name, target = %target_name, "skipping hardlink to a protected path");
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        if target != host {
+            clear_for(host, false)?;
+            fs::hard_link(&target, host).map_err(FsError::io("create hardlink", host))?;
+        }
+        // Ownership and mode belong to the shared inode, which the target's
+        // own entry (or a lower layer) has already set.
+        self.layer.record(host);
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    /// Creates a device node or FIFO; false when not permitted (skipped).
+    fn make_node<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        name: &str,
+        host: &Path,
+        entry_type: EntryType,
+        meta: &EntryMeta,
+    ) -> Result<bool, FsError> {
+        let header = entry.header();
+        let major = header
+            .device_major()
+            .map_err(|source| FsError::BadEntry {
+                entry: name.to_string(),
+                source,
+            })?
+            .unwrap_or(0);
+        let minor = header
+            .device_minor()
+            .map_err(|source| FsError::BadEntry {
+                entry: name.to_string(),
+                source,
+            })?
+            .unwrap_or(0);
+        let file_type = match entry_type {
+            EntryType::Char => FileType::CharacterDevice,
+            EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        let mode = Mode::from_raw_mode(meta.mode & 0o777);
+        match rustix::fs::mknodat(
+            CWD,
+            host,
+            file_type,
+            mode,
+            rustix::fs::makedev(major, minor),
+        ) {
+            Ok(()) => Ok(true),
+            Err(errno)
+                if errno == rustix::io::Errno::PERM || errno == rustix::io::Errno::ACCESS =>
+            {
+                tracing::warn!(entry = %name, %errno, "cannot create device node here, skipping it");
+                self.stats.skipped += 1;
+                Ok(false)
+            }
+            Err(errno) => Err(FsError::io("create device node", host)(errno.into())),
+        }
+    }
+
+    /// Owner, xattrs, mode and mtime of a freshly created non-directory,
+    /// non-symlink node, in the order that keeps each: chown clears setuid
+    /// bits and `security.capability`, so both come after it.
+    fn finish_node(&mut self, host: &Path, meta: &EntryMeta) -> Result<(), FsError> {
+        self.set_owner(host, meta);
+        // Not a symlink (just created), so chmod's following is harmless.
+        rustix::fs::chmodat(
+            CWD,
+            host,
+            Mode::from_raw_mode(meta.mode & 0o7777),
+            AtFlags::empty(),
+        )
+        .map_err(|errno| FsError::io("set mode of", host)(errno.into()))?;
+        self.set_xattrs(host, meta);
+        set_times(host, meta.mtime)
+    }
+
+    fn set_owner_and_xattrs(&mut self, host: &Path, meta: &EntryMeta) {
+        self.set_owner(host, meta);
+        self.set_xattrs(host, meta);
+    }
+
+    fn set_owner(&mut self, host: &Path, meta: &EntryMeta) {
+        if !self.options.preserve_ownership {
+            return;
+        }
+        if let Err(err) = std::os::unix::fs::lchown(host, Some(meta.uid), Some(meta.gid)) {
+            tracing::debug!(path = %host.display(), uid = meta.uid, gid = meta.gid, %err, "cannot chown");
+            self.stats.ownership_failures += 1;
+        }
+    }
+
+    fn set_xattrs(&mut self, host: &Path, meta: &EntryMeta) {
+        for (key, value) in &meta.xattrs {
+            let key = OsStr::from_bytes(key);
+            if let Err(errno) = rustix::fs::lsetxattr(host, key, value, XattrFlags::empty()) {
+                tracing::warn!(path = %host.display(), xattr = %key.to_string_lossy(), %errno, "cannot set extended attribute, skipping it");
+                self.stats.xattr_failures += 1;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<UnpackStats, FsError> {
+        for (dir, (mode, mtime)) in self.dirs.iter().rev() {
+            match fs::symlink_metadata(dir) {
+                Ok(meta) if meta.is_dir() => {}
+                // Replaced or whited out later in the same layer.
+                Ok(_) => continue,
+                Err(err) if is_missing(&err) => continue,
+                Err(err) => return Err(FsError::io("inspect", dir)(err)),
+            }
+            rustix::fs::chmodat(
+                CWD,
+                dir,
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|errno| FsError::io("set mode of", dir)(errno.into()))?;
+            set_times(dir, *mtime)?;
+        }
+        if self.stats.ownership_failures > 0 {
+            tracing::warn!(
+                count = self.stats.ownership_failures,
+                "could not give some files their owner from the layer (no privilege to chown)"
+            );
+        }
+        self.dirs.clear();
+        Ok(self.stats)
+    }
+}
+
+/// Makes room at `host` for a new entry: a directory kept when the new
+/// entry is one too (returns true), anything else removed without
+/// following it.
+fn clear_for(host: &Path, keep_dir: bool) -> Result<bool, FsError> {
+    match fs::symlink_metadata(host) {
+        Ok(meta) if meta.is_dir() => {
+            if keep_dir {
+                return Ok(true);
+            }
+            fs::remove_dir_all(host).map_err(FsError::io("remove", host))?;
+        }
+        Ok(_) => fs::remove_file(host).map_err(FsError::io("remove", host))?,
+        Err(err) if is_missing(&err) => {}
+        Err(err) => return Err(FsError::io("inspect", host)(err)),
+    }
+    Ok(false)
+}
+
+fn set_times(host: &Path, mtime: Timespec) -> Result<(), FsError> {
+    let times = Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    };
+    rustix::fs::utimensat(CWD, host, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|errno| FsError::io("set times of", host)(errno.into()))
+}
+
+fn bad_entry(name: &str, why: &str) -> FsError {
+    FsError::BadEntry {
+        entry: name.to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidData, why.to_string()),
+    }
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<EntryMeta, FsError> {
+    let bad = |source| FsError::BadEntry {
+        entry: name.to_string(),
+        source,
+    };
+    let header = entry.header();
+    let mut meta = EntryMeta {
+        uid: clamp_id(header.uid().map_err(bad)?),
+        gid: clamp_id(header.gid().map_err(bad)?),
+        mode: header.mode().map_err(bad)?,
+        mtime: Timespec {
+            tv_sec: i64::try_from(header.mtime().map_err(bad)?).unwrap_or(i64::MAX),
+            tv_nsec: 0,
+        },
+        xattrs: Vec::new(),
+    };
+    if let Some(extensions) = entry.pax_extensions().map_err(bad)? {
+        for extension in extensions {
+            let extension = extension.map_err(bad)?;
+            apply_pax(&mut meta, extension.key_bytes(), extension.value_bytes());
+        }
+    }
+    Ok(meta)
+}
+
+/// PAX records override the ustar fields (ids above 2^21, sub-second
+/// times) and carry extended attributes as `SCHILY.xattr.<name>`.
+fn apply_pax(meta: &mut EntryMeta, key: &[u8], value: &[u8]) {
+    let text = std::str::from_utf8(value).unwrap_or("");
+    match key {
+        b"uid" => {
+            if let Ok(uid) = text.parse::<u64>() {
+                meta.uid = clamp_id(uid);
+            }
+        }
+        b"gid" => {
+            if let Ok(gid) = text.parse::<u64>() {
+                meta.gid = clamp_id(gid);
+            }
+        }
+        b"mtime" => {
+            if let Some((sec, nsec)) = parse_pax_time(text) {
+                meta.mtime = Timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec.into(),
+                };
+            }
+        }
+        _ => {
+            if let Some(xattr) = key.strip_prefix(b"SCHILY.xattr.") {
+                meta.xattrs.push((xattr.to_vec(), value.to_vec()));
+            }
+        }
+    }
+}
+
+/// Ids that do not fit Linux's 32 bits fall back to root's, like a tar
+/// extraction without the matching user would.
+fn clamp_id(id: u64) -> u32 {
+    u32::try_from(id).unwrap_or(0)
+}
+
+/// Parses a PAX time (`1700000000`, `1700000000.25`) into seconds and
+/// nanoseconds; None when malformed. Negative times keep whole seconds.
+pub fn parse_pax_time(text: &str) -> Option<(i64, u32)> {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (text, ""),
+    };
+    let sec: i64 = whole.parse().ok()?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if sec < 0 || fraction.is_empty() {
+        return Some((sec, 0));
+    }
+    let digits: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(9)
+        .collect();
+    Some((sec, digits.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_compression_by_magic() {
+        let cases: [(&[u8], Compression); 6] = [
+            (&[0x1f, 0x8b, 0x08, 0x00], Compression::Gzip),
+            (&[0x28, 0xb5, 0x2f, 0xfd, 0x00], Compression::Zstd),
+            (&[0x28, 0xb5, 0x2f], Compression::None),
+            (b"etc/\0\0\0", Compression::None),
+            (&[0x1f], Compression::None),
+            (&[], Compression::None),
+        ];
+        for (head, want) in cases {
+            assert_eq!(detect_compression(head), want, "head {head:02x?}");
+        }
+    }
+
+    #[test]
+    fn parse_pax_times() {
+        let cases = [
+            ("1700000000", Some((1_700_000_000, 0))),
+            ("1700000000.25", Some((1_700_000_000, 250_000_000))),
+            (
+                "1700000000.123456789123",
+                Some((1_700_000_000, 123_456_789)),
+            ),
+            ("0.000000001", Some((0, 1))),
+            ("-5.5", Some((-5, 0))),
+            ("", None),
+            ("12x", None),
+            ("12.3x", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_pax_time(text), want, "text {text:?}");
+        }
+    }
+
+    #[test]
+    fn pax_records_override_header_fields() {
+        let mut meta = EntryMeta {
+            uid: 1,
+            gid: 2,
+            mode: 0o644,
+            mtime: Timespec {
+                tv_sec: 3,
+                tv_nsec: 0,
+            },
+            xattrs: Vec::new(),
+        };
+        apply_pax(&mut meta, b"uid", b"3000000");
+        apply_pax(&mut meta, b"gid", b"99999999999");
+        apply_pax(&mut meta, b"mtime", b"10.5");
+        apply_pax(&mut meta, b"SCHILY.xattr.security.capability", b"\x01\x00");
+        apply_pax(&mut meta, b"path", b"ignored/here");
+        assert_eq!((meta.uid, meta.gid), (3_000_000, 0));
+        assert_eq!((meta.mtime.tv_sec, meta.mtime.tv_nsec), (10, 500_000_000));
+        assert_eq!(
+            meta.xattrs,
+            vec![(b"security.capability".to_vec(), b"\x01\x00".to_vec())]
+        );
+    }
+}

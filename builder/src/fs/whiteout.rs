@@ -102,11 +102,15 @@ impl LayerPaths {
             Err(err) if is_missing(&err) => return Ok(0),
             Err(err) => return Err(FsError::io("inspect", host)(err)),
         };
+        let written = self.written.contains(host);
         let holds_protected = self
             .protected
             .iter()
             .any(|p| p.starts_with(host) && p != host);
-        if !meta.is_dir() || !(self.written.contains(host) || holds_protected) {
+        if written && !meta.is_dir() {
+            return Ok(0);
+        }
+        if !written && !(meta.is_dir() && holds_protected) {
             if meta.is_dir() {
                 // std's remove_dir_all never follows symlinks inside.
                 fs::remove_dir_all(host).map_err(FsError::io("remove", host))?;

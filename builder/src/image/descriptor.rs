@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::digest::sha256_digest;
 use crate::platform::Platform;
@@ -23,6 +24,10 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<DescriptorPlatform>,
+    /// Fields kiln does not model (`artifactType`, `data`), kept when a
+    /// descriptor read from elsewhere is written again.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl Descriptor {
@@ -34,6 +39,7 @@ impl Descriptor {
             urls: Vec::new(),
             annotations: BTreeMap::new(),
             platform: None,
+            extra: Map::new(),
         }
     }
 }
@@ -119,6 +125,13 @@ mod tests {
             serde_json::to_string(&d).unwrap(),
             r#"{"mediaType":"application/x","digest":"sha256:ab","size":3,"annotations":{"a":"2","z":"1"},"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}"#
         );
+    }
+
+    #[test]
+    fn unknown_descriptor_fields_are_kept() {
+        let text = r#"{"mediaType":"m","digest":"sha256:ab","size":1,"artifactType":"application/spdx+json"}"#;
+        let d: Descriptor = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), text);
     }
 
     #[test]

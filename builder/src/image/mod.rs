@@ -7,18 +7,24 @@
 //! index) is a pure function of its inputs and serialises with a fixed key
 //! order, so the same build gives the same digests.
 
+pub mod archive;
 pub mod config;
 pub mod descriptor;
 pub mod digest;
 pub mod index;
 pub mod layer;
+pub mod layout;
 pub mod manifest;
 pub mod media;
+pub mod store;
 
+pub use archive::{ArchiveError, write_docker_archive};
 pub use config::{ConfigError, ImageConfig, parse_config};
 pub use descriptor::{Blob, Descriptor, DescriptorPlatform};
 pub use digest::{DigestError, HashingWriter, digest_hex, sha256_digest};
 pub use index::{IndexError, index_blob, index_bytes, parse_index};
 pub use layer::{EntryKind, EntryMeta, Layer, LayerError, LayerPlan, LayerWriter, Timestamps};
+pub use layout::{LayoutError, OciLayout};
 pub use manifest::{ManifestError, ParsedManifest, manifest_blob, manifest_bytes, parse_manifest};
 pub use media::{Compression, ManifestFormat, MediaError, OciMode};
+pub use store::{BlobStore, StoreError, StoredLayer};

@@ -1,1 +1,33 @@
-//! placeholder
+//! Registry access: base images pulled for a platform, blobs and manifests
+//! fetched and pushed, credentials from docker's config.json, kaniko's
+//! TLS / plain-HTTP / mirror flags, and retries with backoff.
+//!
+//! One [`Registry`] serves a whole build (and the operator's publishing);
+//! it keeps one oci-client per registry and direction so tokens are reused.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kiln_builder::registry::RegistryError> {
+//! use kiln_builder::platform::Platform;
+//! use kiln_builder::registry::{Access, Registry, RegistryOptions};
+//!
+//! let registry = Registry::new(RegistryOptions::default())?;
+//! let base = registry.pull_image("alpine:3.20", &"linux/arm64".parse().unwrap()).await?;
+//! for layer in base.manifest.layers() {
+//!     let dest = std::path::Path::new("/tmp").join(layer.digest().to_string());
+//!     registry.fetch_blob_to_file(&base.source, layer, &dest, Access::Pull).await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod client;
+mod error;
+mod options;
+mod retry;
+mod select;
+
+pub use client::{PulledImage, Registry, parse_reference};
+pub use error::RegistryError;
+pub use oci_client::Reference;
+pub use options::{Access, RegistryOptions};
+pub use retry::RetryPolicy;

@@ -1,0 +1,872 @@
+//! The I/O shell: one [`Registry`] per build, holding an oci-client (and a
+//! plain reqwest client for the one request oci-client lacks) per registry
+//! and access direction, credentials, and the retry policies.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use sha2::Digest as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::auth::Credentials;
+use super::error::{Failure, RegistryError, classify, error_chain};
+use super::options::{Access, RegistryOptions};
+use super::retry::with_retries;
+use super::select::{
+    ACCEPTED_MANIFESTS, ManifestKind, config_platform, list_platforms, manifest_kind,
+    manifest_media_type, select_entry,
+};
+use crate::platform::Platform;
+
+const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
+const PUSH_FLAG: &str = "--push-retry";
+const DOWNLOAD_FLAG: &str = "--image-download-retry";
+/// Reads from the file and the network in pieces this large: few syscalls,
+/// bounded memory.
+const IO_CHUNK: usize = 256 * 1024;
+
+/// Registry access for one build. Cheap to clone; clones share clients,
+/// tokens and credentials.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: RegistryOptions,
+    credentials: Arc<Credentials>,
+    /// PEM bytes of every `--registry-certificate`, read once at start.
+    certificates: HashMap<PathBuf, Vec<u8>>,
+    clients: Mutex<HashMap<(String, Access), Clients>>,
+}
+
+/// The clients for one registry and direction.
+#[derive(Clone)]
+struct Clients {
+    oci: oci_client::Client,
+    http: reqwest::Client,
+    plain_http: bool,
+}
+
+/// A base image resolved for one platform.
+#[derive(Clone, Debug)]
+pub struct PulledImage {
+    /// The reference as asked for, made canonical
+    /// (`alpine` → `docker.io/library/alpine:latest`).
+    pub reference: Reference,
+    /// Where the manifest was found: `reference`, or a `--registry-mirror`'s
+    /// copy of it. Fetch the layers from here.
+    pub source: Reference,
+    /// The digest of the image manifest chosen for the platform.
+    pub manifest_digest: String,
+    /// The digest of the index or manifest list the tag pointed to, if any.
+    pub index_digest: Option<String>,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_media_type: String,
+    pub manifest: ImageManifest,
+    pub config_bytes: Vec<u8>,
+    pub config: ImageConfiguration,
+}
+
+/// Parses an image reference, making Docker Hub names canonical.
+pub fn parse_reference(text: &str) -> Result<Reference, RegistryError> {
+    text.trim()
+        .parse::<Reference>()
+        .map_err(|source| RegistryError::InvalidReference {
+            reference: text.to_string(),
+            source,
+        })
+}
+
+/// What a request was doing, for its error message.
+struct Op {
+    text: String,
+    registry: String,
+    plain_http: bool,
+    /// Said after an HTTP 404.
+    not_found_hint: &'static str,
+}
+
+impl Registry {
+    /// Reads the `--registry-certificate` files and finds config.json.
+    /// Registries are contacted only when used.
+    pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
+        crate::tls::install_crypto_provider();
+        let mut certificates = HashMap::new();
+        for (registry, path) in &options.registry_certificates {
+            let pem = std::fs::read(path).map_err(|source| RegistryError::Certificate {
+                registry: registry.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            certificates.insert(path.clone(), pem);
+        }
+        let credentials = Arc::new(Credentials::discover(options.docker_config_dir.as_deref()));
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                options,
+                credentials,
+                certificates,
+                clients: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
+    /// Resolves `reference` for `platform`: follows a tag to its manifest,
+    /// an OCI index or Docker manifest list to its best entry for the
+    /// platform, and fetches the configuration. A single-platform image must
+    /// be built for the platform. Docker Hub images are tried on each
+    /// `--registry-mirror` first.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<PulledImage, RegistryError> {
+        let requested = parse_reference(reference)?;
+        let (source, (bytes, media_type, digest)) = self.find_manifest(&requested).await?;
+
+        let (manifest_bytes, manifest_media_type, manifest_digest, index_digest) =
+            match manifest_kind(&media_type) {
+                Some(ManifestKind::Image) => (bytes, media_type, digest, None),
+                Some(ManifestKind::Index) => {
+                    let index: ImageIndex =
+                        serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json {
+                            reference: requested.whole(),
+                            what: "image index",
+                            source,
+                        })?;
+                    let entry = select_entry(&index, platform).map_err(|available| {
+                        RegistryError::NoMatchingPlatform {
+                            reference: requested.whole(),
+                            platform: platform.to_string(),
+                            available: list_platforms(&available),
+                        }
+                    })?;
+                    let child = source.clone_with_digest(entry.digest().to_string());
+                    let (child_bytes, child_type, child_digest) =
+                        self.fetch_manifest_raw(&child, Access::Pull).await?;
+                    if manifest_kind(&child_type) != Some(ManifestKind::Image) {
+                        return Err(RegistryError::UnsupportedMediaType {
+                            reference: child.whole(),
+                            media_type: child_type,
+                            hint: format!(
+                                "; the {platform} entry of {} must be an image manifest",
+                                requested.whole()
+                            ),
+                        });
+                    }
+                    (child_bytes, child_type, child_digest, Some(digest))
+                }
+                None => {
+                    return Err(RegistryError::UnsupportedMediaType {
+                        reference: requested.whole(),
+                        media_type,
+                        hint: "; expected an image manifest or index".to_string(),
+                    });
+                }
+            };
+
+        let manifest: ImageManifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|source| RegistryError::Json {
+                reference: format!("{}@{manifest_digest}", requested.whole()),
+                what: "image manifest",
+                source,
+            })?;
+        let config_bytes = self
+            .fetch_blob_bytes(&source, manifest.config(), Access::Pull)
+            .await?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|source| RegistryError::Json {
+                reference: format!("{}@{manifest_digest}", requested.whole()),
+                what: "image configuration",
+                source,
+            })?;
+        if let Some(found) = config_platform(&config)
+            && !platform.accepts(&found)
+        {
+            return Err(RegistryError::PlatformMismatch {
+                reference: requested.whole(),
+                wanted: platform.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(PulledImage {
+            reference: requested,
+            source,
+            manifest_digest,
+            index_digest,
+            manifest_bytes,
+            manifest_media_type,
+            manifest,
+            config_bytes,
+            config,
+        })
+    }
+
+    /// The first of the mirrors and the original that has the manifest.
+    /// Mirror failures are logged; the original's is the one reported.
+    async fn find_manifest(
+        &self,
+        requested: &Reference,
+    ) -> Result<(Reference, (Vec<u8>, String, String)), RegistryError> {
+        let mut candidates = self.inner.options.pull_candidates(requested);
+        let original = candidates.pop().unwrap_or_else(|| requested.clone());
+        for mirror in candidates {
+            match self.fetch_manifest_raw(&mirror, Access::Pull).await {
+                Ok(found) => return Ok((mirror, found)),
+                Err(err) => tracing::info!("registry mirror failed, trying the next source: {err}"),
+            }
+        }
+        let found = self.fetch_manifest_raw(&original, Access::Pull).await?;
+        Ok((original, found))
+    }
+
+    /// Fetches a manifest (or index) as stored: its bytes, media type and
+    /// digest, verified against the reference's digest when it has one.
+    /// Retried `--image-download-retry` times. A missing manifest is an error
+    /// for which [`RegistryError::is_not_found`] holds.
+    pub async fn fetch_manifest_raw(
+        &self,
+        reference: &Reference,
+        access: Access,
+    ) -> Result<(Vec<u8>, String, String), RegistryError> {
+        let clients = self.clients(reference, access)?;
+        let auth = self.auth_for(reference).await?;
+        let op = self.op(
+            format!("fetching manifest {reference}"),
+            reference,
+            &clients,
+            "; check the image name and tag",
+        );
+        let (bytes, digest) = with_retries(
+            self.inner.options.download_policy(),
+            DOWNLOAD_FLAG,
+            || async {
+                clients
+                    .oci
+                    .pull_manifest_raw(reference, &auth, &ACCEPTED_MANIFESTS)
+                    .await
+                    .map_err(|e| self.fail(&op, e))
+            },
+        )
+        .await?;
+        let media_type =
+            manifest_media_type(&bytes).map_err(|found| RegistryError::UnsupportedMediaType {
+                reference: reference.whole(),
+                media_type: found,
+                hint: String::new(),
+            })?;
+        Ok((bytes.to_vec(), media_type, digest))
+    }
+
+    /// Downloads the blob `descriptor` of `image` into `dest`, streaming, and
+    /// checks its size and digest. Retried `--image-download-retry` times;
+    /// a blob that does not match its digest is an error. `dest` is removed
+    /// whenever the download fails.
+    pub async fn fetch_blob_to_file(
+        &self,
+        image: &Reference,
+        descriptor: &Descriptor,
+        dest: &Path,
+        access: Access,
+    ) -> Result<(), RegistryError> {
+        let clients = self.clients(image, access)?;
+        let auth = self.auth_for(image).await?;
+        clients
+            .oci
+            .store_auth_if_needed(image.resolve_registry(), &auth)
+            .await;
+        let digest = descriptor.digest().to_string();
+        let size = descriptor.size();
+        let op = self.op(
+            format!("pulling blob {digest} from {image}"),
+            image,
+            &clients,
+            "",
+        );
+        with_retries(
+            self.inner.options.download_policy(),
+            DOWNLOAD_FLAG,
+            || async {
+                let result = self
+                    .download_to_file(&clients, image, &digest, size, dest, &op)
+                    .await;
+                if result.is_err() {
+                    let _ = tokio::fs::remove_file(dest).await;
+                }
+                result
+            },
+        )
+        .await
+    }
+
+    async fn download_to_file(
+        &self,
+        clients: &Clients,
+        image: &Reference,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+        op: &Op,
+    ) -> Result<(), RegistryError> {
+        let io_err = |source| RegistryError::Io {
+            operation: op.text.clone(),
+            path: dest.to_path_buf(),
+            source,
+        };
+        let file = tokio::fs::File::create(dest).await.map_err(io_err)?;
+        let mut out = tokio::io::BufWriter::with_capacity(IO_CHUNK, file);
+        self.download(clients, image, digest, size, &mut out, dest, op)
+            .await?;
+        out.flush().await.map_err(io_err)?;
+        Ok(())
+    }
+
+    /// Downloads a small blob (an image configuration) into memory, checking
+    /// its size and digest.
+    pub async fn fetch_blob_bytes(
+        &self,
+        image: &Reference,
+        descriptor: &Descriptor,
+        access: Access,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let clients = self.clients(image, access)?;
+        let auth = self.auth_for(image).await?;
+        clients
+            .oci
+            .store_auth_if_needed(image.resolve_registry(), &auth)
+            .await;
+        let digest = descriptor.digest().to_string();
+        let size = descriptor.size();
+        let op = self.op(
+            format!("pulling blob {digest} from {image}"),
+            image,
+            &clients,
+            "",
+        );
+        with_retries(
+            self.inner.options.download_policy(),
+            DOWNLOAD_FLAG,
+            || async {
+                let mut bytes = Vec::new();
+                self.download(
+                    &clients,
+                    image,
+                    &digest,
+                    size,
+                    &mut bytes,
+                    Path::new("(memory)"),
+                    &op,
+                )
+                .await?;
+                Ok(bytes)
+            },
+        )
+        .await
+    }
+
+    /// Streams one blob into `out`, hashing as it goes; never more than
+    /// `size` bytes are accepted.
+    #[allow(clippy::too_many_arguments)]
+    async fn download<W: AsyncWrite + Unpin>(
+        &self,
+        clients: &Clients,
+        image: &Reference,
+        digest: &str,
+        size: u64,
+        out: &mut W,
+        dest: &Path,
+        op: &Op,
+    ) -> Result<(), RegistryError> {
+        let mut hasher = BlobHasher::for_digest(digest).ok_or_else(|| RegistryError::Protocol {
+            operation: op.text.clone(),
+            message: format!("unsupported digest algorithm in {digest}"),
+        })?;
+        let mut stream = clients
+            .oci
+            .pull_blob_stream(image, digest)
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        let mut received: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // oci-client verifies too and reports a mismatch as a stream
+                // error at the end; the check below says it better.
+                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<DigestError>()) => break,
+                Err(e) => return Err(self.fail(op, OciDistributionError::IoError(e))),
+            };
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(RegistryError::SizeMismatch {
+                    what: "blob",
+                    reference: image.whole(),
+                    digest: digest.to_string(),
+                    expected: size,
+                    actual: received,
+                });
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|source| RegistryError::Io {
+                    operation: op.text.clone(),
+                    path: dest.to_path_buf(),
+                    source,
+                })?;
+        }
+        if received != size {
+            return Err(RegistryError::SizeMismatch {
+                what: "blob",
+                reference: image.whole(),
+                digest: digest.to_string(),
+                expected: size,
+                actual: received,
+            });
+        }
+        let actual = hasher.finish();
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: "blob",
+                reference: image.whole(),
+                digest: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes the blob `digest` (`size` bytes, stored at `path`) present in
+    /// `target`'s repository: nothing to do when the registry has it,
+    /// a cross-repository mount from `mount_from` when that is on the same
+    /// registry and the registry agrees, else an upload streamed from the
+    /// file in one request. Retried `--push-retry` times.
+    pub async fn push_blob_from_file(
+        &self,
+        target: &Reference,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        mount_from: Option<&Reference>,
+    ) -> Result<(), RegistryError> {
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
+        clients
+            .oci
+            .store_auth_if_needed(target.resolve_registry(), &auth)
+            .await;
+        let repository = repository_of(target);
+        let op = self.op(
+            format!("pushing blob {digest} to {repository}"),
+            target,
+            &clients,
+            "",
+        );
+        let io_err = |source| RegistryError::Io {
+            operation: op.text.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let on_disk = tokio::fs::metadata(path).await.map_err(io_err)?.len();
+        if on_disk != size {
+            return Err(RegistryError::Protocol {
+                operation: op.text.clone(),
+                message: format!("{} is {on_disk} bytes, the blob is {size}", path.display()),
+            });
+        }
+        let mount_source = mount_from.filter(|source| {
+            source.resolve_registry() == target.resolve_registry()
+                && source.repository() != target.repository()
+        });
+        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+            let exists = clients
+                .oci
+                .blob_exists(target, digest)
+                .await
+                .map_err(|e| self.fail(&op, e))?;
+            if exists {
+                tracing::debug!("blob {digest} already in {repository}");
+                return Ok(());
+            }
+            if let Some(source) = mount_source {
+                match clients.oci.mount_blob(target, source, digest).await {
+                    Ok(()) => {
+                        tracing::debug!("mounted blob {digest} from {source} into {repository}");
+                        return Ok(());
+                    }
+                    // A registry that declines answers 202 and expects an
+                    // upload, which oci-client reports as an error.
+                    Err(e) => tracing::debug!("mount of {digest} from {source} declined: {e}"),
+                }
+            }
+            let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+            let body = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)
+                .map_err(OciDistributionError::IoError);
+            clients
+                .oci
+                .push_blob_stream(target, body, digest, Some(size))
+                .await
+                .map_err(|e| self.fail(&op, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pushes manifest (or index) bytes exactly as given and returns their
+    /// digest, `sha256:…`. Retried `--push-retry` times.
+    pub async fn push_manifest_raw(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String, RegistryError> {
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
+        clients
+            .oci
+            .store_auth_if_needed(target.resolve_registry(), &auth)
+            .await;
+        let op = self.op(
+            format!("pushing manifest to {target}"),
+            target,
+            &clients,
+            "",
+        );
+        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::Protocol {
+                operation: op.text.clone(),
+                message: format!("invalid media type {media_type:?}"),
+            }
+        })?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+            clients
+                .oci
+                .push_manifest_raw(target, body.clone(), content_type.clone())
+                .await
+                .map_err(|e| self.fail(&op, e))
+        })
+        .await?;
+        Ok(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(bytes))
+        ))
+    }
+
+    /// Checks that `target` accepts pushes with the configured credentials
+    /// by opening an upload session and cancelling it (`--dry-run`, and a
+    /// fast failure before a long build).
+    pub async fn check_push_access(&self, target: &Reference) -> Result<(), RegistryError> {
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
+        let op = self.op(
+            format!("checking push access to {}", repository_of(target)),
+            target,
+            &clients,
+            "",
+        );
+        let registry = target.resolve_registry();
+        let base = format!(
+            "{}://{registry}",
+            if clients.plain_http { "http" } else { "https" }
+        );
+        let url = format!("{base}/v2/{}/blobs/uploads/", target.repository());
+        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+            let token = clients
+                .oci
+                .auth(target, &auth, RegistryOperation::Push)
+                .await
+                .map_err(|e| self.fail(&op, e))?;
+            let authorize = |request: reqwest::RequestBuilder| match (&token, &auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                (None, _) => request,
+            };
+            let response = authorize(clients.http.post(&url))
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+                .send()
+                .await
+                .map_err(|e| self.fail(&op, OciDistributionError::RequestError(e)))?;
+            let status = response.status();
+            if status != reqwest::StatusCode::ACCEPTED {
+                let message = response.text().await.unwrap_or_default();
+                return Err(self.fail(
+                    &op,
+                    OciDistributionError::ServerError {
+                        code: status.as_u16(),
+                        url: url.clone(),
+                        message,
+                    },
+                ));
+            }
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            // Cancelling is a courtesy: registries expire abandoned sessions.
+            match location {
+                Some(location) if location.starts_with('/') => {
+                    let _ = authorize(clients.http.delete(format!("{base}{location}")))
+                        .send()
+                        .await;
+                }
+                Some(location) if location.starts_with(&base) => {
+                    let _ = authorize(clients.http.delete(location)).send().await;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn op(
+        &self,
+        text: String,
+        reference: &Reference,
+        clients: &Clients,
+        not_found_hint: &'static str,
+    ) -> Op {
+        Op {
+            text,
+            registry: reference.resolve_registry().to_string(),
+            plain_http: clients.plain_http,
+            not_found_hint,
+        }
+    }
+
+    /// Turns an oci-client error into kiln's, with the advice that fits.
+    fn fail(&self, op: &Op, err: OciDistributionError) -> RegistryError {
+        match classify(&err) {
+            Failure::Status { status, detail } => {
+                let hint = match status {
+                    401 | 403 => self.inner.credentials.hint_for_denied(&op.registry),
+                    404 => op.not_found_hint.to_string(),
+                    _ => String::new(),
+                };
+                RegistryError::Status {
+                    operation: op.text.clone(),
+                    status,
+                    detail,
+                    hint,
+                }
+            }
+            Failure::Connection { message } => RegistryError::Connection {
+                operation: op.text.clone(),
+                registry: op.registry.clone(),
+                message,
+                hint: connection_hint(&op.registry, op.plain_http),
+            },
+            Failure::Protocol { message } => RegistryError::Protocol {
+                operation: op.text.clone(),
+                message,
+            },
+        }
+    }
+
+    async fn auth_for(&self, reference: &Reference) -> Result<RegistryAuth, RegistryError> {
+        let credentials = Arc::clone(&self.inner.credentials);
+        let registry = reference.resolve_registry().to_string();
+        let lookup_registry = registry.clone();
+        // Credential helpers are processes, possibly slow ones.
+        tokio::task::spawn_blocking(move || credentials.lookup(&lookup_registry))
+            .await
+            .map_err(|e| RegistryError::Credentials {
+                registry,
+                source_description: self.inner.credentials.source_description(),
+                message: format!("the credential lookup failed: {e}"),
+            })?
+    }
+
+    fn clients(&self, reference: &Reference, access: Access) -> Result<Clients, RegistryError> {
+        let registry = reference.resolve_registry().to_string();
+        let key = (registry.clone(), access);
+        if let Ok(clients) = self.inner.clients.lock()
+            && let Some(found) = clients.get(&key)
+        {
+            return Ok(found.clone());
+        }
+        let built = self.build_clients(&registry, access)?;
+        if let Ok(mut clients) = self.inner.clients.lock() {
+            // Two tasks may race to build; keep the first so all share its tokens.
+            return Ok(clients.entry(key).or_insert(built).clone());
+        }
+        Ok(built)
+    }
+
+    fn build_clients(&self, registry: &str, access: Access) -> Result<Clients, RegistryError> {
+        let transport = self.inner.options.transport(registry, access);
+        let pems: Vec<&Vec<u8>> = transport
+            .ca_certificates
+            .iter()
+            .filter_map(|path| self.inner.certificates.get(path))
+            .collect();
+        let client_error = |message: String| RegistryError::Client {
+            registry: registry.to_string(),
+            message,
+        };
+        let config = ClientConfig {
+            protocol: if transport.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: transport.accept_invalid_certs,
+            // One PUT streamed from the file: no chunk buffering, and the
+            // most widely supported upload flow.
+            use_monolithic_push: true,
+            extra_root_certificates: pems
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: (*pem).clone(),
+                })
+                .collect(),
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(300)),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let oci =
+            oci_client::Client::try_from(config).map_err(|e| client_error(error_chain(&e)))?;
+        let mut extra_roots = Vec::new();
+        for pem in &pems {
+            extra_roots.extend(
+                reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| client_error(format!("invalid CA certificate: {e}")))?,
+            );
+        }
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(transport.accept_invalid_certs)
+            .tls_certs_merge(extra_roots)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| client_error(error_chain(&e)))?;
+        Ok(Clients {
+            oci,
+            http,
+            plain_http: transport.plain_http,
+        })
+    }
+}
+
+/// `127.0.0.1:5000/app`: a reference without tag or digest.
+fn repository_of(reference: &Reference) -> String {
+    format!("{}/{}", reference.registry(), reference.repository())
+}
+
+fn connection_hint(registry: &str, plain_http: bool) -> String {
+    if plain_http {
+        format!("; check that a registry listens at http://{registry}")
+    } else {
+        format!(
+            "; if {registry} serves plain HTTP pass --insecure-registry={registry}, for a self-signed certificate --registry-certificate={registry}=/path/to/ca.pem or --skip-tls-verify-registry={registry}"
+        )
+    }
+}
+
+/// Hashes a blob with the algorithm its digest names.
+enum BlobHasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl BlobHasher {
+    fn for_digest(digest: &str) -> Option<BlobHasher> {
+        match digest.split_once(':')?.0 {
+            "sha256" => Some(BlobHasher::Sha256(sha2::Sha256::new())),
+            "sha512" => Some(BlobHasher::Sha512(sha2::Sha512::new())),
+            _ => None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            BlobHasher::Sha256(h) => h.update(bytes),
+            BlobHasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            BlobHasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            BlobHasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_with_the_digest_algorithm() {
+        let table = [
+            (
+                "sha256:x",
+                Some("sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"),
+            ),
+            (
+                "sha512:x",
+                Some(
+                    "sha512:9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043",
+                ),
+            ),
+            ("md5:x", None),
+            ("nocolon", None),
+        ];
+        for (digest, want) in table {
+            let got = BlobHasher::for_digest(digest).map(|mut h| {
+                h.update(b"hel");
+                h.update(b"lo");
+                h.finish()
+            });
+            assert_eq!(got.as_deref(), want, "{digest}");
+        }
+    }
+
+    #[test]
+    fn parses_references_canonically() {
+        let table = [
+            ("alpine", "docker.io/library/alpine:latest"),
+            ("127.0.0.1:5000/app:1", "127.0.0.1:5000/app:1"),
+            (" ghcr.io/org/app ", "ghcr.io/org/app:latest"),
+        ];
+        for (input, want) in table {
+            assert_eq!(parse_reference(input).unwrap().whole(), want);
+        }
+        assert_eq!(
+            parse_reference("app:1:2").unwrap_err().to_string(),
+            "invalid image reference \"app:1:2\": invalid reference format"
+        );
+    }
+
+    #[test]
+    fn connection_hints_name_the_flags() {
+        assert_eq!(
+            connection_hint("127.0.0.1:5000", true),
+            "; check that a registry listens at http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            connection_hint("reg.example", false),
+            "; if reg.example serves plain HTTP pass --insecure-registry=reg.example, for a self-signed certificate --registry-certificate=reg.example=/path/to/ca.pem or --skip-tls-verify-registry=reg.example"
+        );
+    }
+}

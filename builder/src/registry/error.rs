@@ -1,0 +1,480 @@
+//! What can go wrong talking to a registry, worded for the person who has to
+//! fix it: every message names the reference (and digest) involved, the HTTP
+//! status where there is one, and what to try next.
+
+use std::path::PathBuf;
+
+use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid image reference {reference:?}: {source}")]
+    InvalidReference {
+        reference: String,
+        #[source]
+        source: oci_client::ParseError,
+    },
+
+    /// The registry answered, with a status that is not success.
+    #[error("{operation}: HTTP {}{detail}{hint}", status_text(*status))]
+    Status {
+        operation: String,
+        status: u16,
+        /// What the registry said, e.g. ` (UNAUTHORIZED: authentication required)`.
+        detail: String,
+        /// What to do about it, starting with `; `, or empty.
+        hint: String,
+    },
+
+    /// No HTTP answer at all: refused, reset, timed out, TLS failure.
+    #[error("{operation}: cannot reach {registry}: {message}{hint}")]
+    Connection {
+        operation: String,
+        registry: String,
+        message: String,
+        hint: String,
+    },
+
+    /// The registry answered something that does not follow the protocol.
+    #[error("{operation}: {message}")]
+    Protocol { operation: String, message: String },
+
+    #[error("image {reference} has no entry for platform {platform} (available: {available})")]
+    NoMatchingPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+
+    #[error(
+        "image {reference} is built for {found}, not {wanted}; use an image (or a multi-platform index) that has a {wanted} variant"
+    )]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        found: String,
+    },
+
+    #[error(
+        "{what} {digest} from {reference} does not match its digest: its content hashes to {actual}"
+    )]
+    DigestMismatch {
+        what: &'static str,
+        reference: String,
+        digest: String,
+        actual: String,
+    },
+
+    #[error(
+        "{what} {digest} from {reference} is {actual} bytes long, the manifest says {expected}"
+    )]
+    SizeMismatch {
+        what: &'static str,
+        reference: String,
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{reference}: unsupported manifest media type {media_type:?}{hint}")]
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+        hint: String,
+    },
+
+    #[error("{operation}: {path}: {source}")]
+    Io {
+        operation: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("reading registry credentials for {registry} from {source_description}: {message}")]
+    Credentials {
+        registry: String,
+        source_description: String,
+        message: String,
+    },
+
+    #[error("reading the CA certificate {path} for registry {registry}: {source}")]
+    Certificate {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("creating the HTTP client for {registry}: {message}")]
+    Client { registry: String, message: String },
+
+    #[error("{reference}: invalid {what}: {source}")]
+    Json {
+        reference: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The last failure of an operation that was retried and never succeeded.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        last: Box<RegistryError>,
+    },
+}
+
+impl RegistryError {
+    /// The HTTP status the registry answered with, if that is what failed.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Status { status, .. } => Some(*status),
+            RegistryError::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// Whether the manifest, blob or repository does not exist (HTTP 404):
+    /// a cache miss, or an image name that needs fixing.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// Transient failures that another attempt may cure: server errors, rate
+    /// limits and lost connections. Authentication, missing content and
+    /// digest mismatches are not retried: the next attempt would fail the same
+    /// way, only later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => is_retryable_status(*status),
+            RegistryError::Connection { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    status >= 500 || status == 429 || status == 408
+}
+
+/// `401 Unauthorized`: the code with its reason phrase, as users search for it.
+fn status_text(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+/// What an [`OciDistributionError`] amounts to, with the status recovered
+/// where oci-client folded it into another shape.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Status { status: u16, detail: String },
+    Connection { message: String },
+    Protocol { message: String },
+}
+
+/// Sorts an oci-client error into what kiln reports.
+pub(crate) fn classify(err: &OciDistributionError) -> Failure {
+    match err {
+        OciDistributionError::ServerError { code, message, .. } => Failure::Status {
+            status: *code,
+            detail: detail_from_body(message),
+        },
+        OciDistributionError::UnauthorizedError { .. } => Failure::Status {
+            status: 401,
+            detail: String::new(),
+        },
+        OciDistributionError::AuthenticationFailure(reason) => Failure::Status {
+            status: 401,
+            detail: format!(" (token request refused: {})", one_line(reason, 200)),
+        },
+        OciDistributionError::RegistryError { envelope, .. } => Failure::Status {
+            status: envelope_status(envelope),
+            detail: envelope_detail(envelope),
+        },
+        OciDistributionError::RequestError(e) => match e.status() {
+            Some(status) => Failure::Status {
+                status: status.as_u16(),
+                detail: String::new(),
+            },
+            None if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
+                Failure::Connection {
+                    message: error_chain(e),
+                }
+            }
+            None => Failure::Protocol {
+                message: error_chain(e),
+            },
+        },
+        OciDistributionError::IoError(e) => Failure::Connection {
+            message: error_chain(e),
+        },
+        other => Failure::Protocol {
+            message: error_chain(other),
+        },
+    }
+}
+
+/// The whole `source()` chain on one line: reqwest's top-level message
+/// ("error sending request") hides the useful part ("connection refused").
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Registries answer errors with an OCI error envelope; show its first code
+/// and message, not a page of JSON.
+fn detail_from_body(body: &str) -> String {
+    match serde_json::from_str::<OciEnvelope>(body) {
+        Ok(envelope) => envelope_detail(&envelope),
+        Err(_) if body.trim().is_empty() => String::new(),
+        Err(_) => format!(" ({})", one_line(body, 200)),
+    }
+}
+
+fn envelope_detail(envelope: &OciEnvelope) -> String {
+    let parts: Vec<String> = envelope
+        .errors
+        .iter()
+        .map(|e| {
+            let code = serde_json::to_value(&e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{:?}", e.code));
+            if e.message.is_empty() {
+                code
+            } else {
+                format!("{code}: {}", one_line(&e.message, 200))
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
+/// oci-client drops the status when a 4xx body parses as an OCI envelope.
+/// Recover it from the first error code, using the statuses the reference
+/// implementation (distribution) sends with each code.
+fn envelope_status(envelope: &OciEnvelope) -> u16 {
+    let Some(first) = envelope.errors.first() else {
+        return 400;
+    };
+    match first.code {
+        OciErrorCode::Unauthorized => 401,
+        OciErrorCode::Denied => 403,
+        OciErrorCode::BlobUnknown
+        | OciErrorCode::BlobUploadUnknown
+        | OciErrorCode::ManifestUnknown
+        | OciErrorCode::NameUnknown
+        | OciErrorCode::NotFound => 404,
+        OciErrorCode::Unsupported => 405,
+        OciErrorCode::Toomanyrequests => 429,
+        _ => 400,
+    }
+}
+
+fn one_line(text: &str, limit: usize) -> String {
+    let flat: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= limit {
+        flat
+    } else {
+        let cut: String = flat.chars().take(limit).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: u16, message: &str) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:5000/v2/app/blobs/uploads/".to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn envelope(json: &str) -> OciDistributionError {
+        OciDistributionError::RegistryError {
+            envelope: serde_json::from_str(json).unwrap(),
+            url: "http://127.0.0.1:5000/v2/app/manifests/latest".to_string(),
+        }
+    }
+
+    #[test]
+    fn classifies_oci_client_errors() {
+        let table: Vec<(OciDistributionError, Failure)> = vec![
+            (
+                server_error(
+                    401,
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#,
+                ),
+                Failure::Status {
+                    status: 401,
+                    detail: " (UNAUTHORIZED: authentication required)".to_string(),
+                },
+            ),
+            (
+                server_error(503, "upstream busy\n"),
+                Failure::Status {
+                    status: 503,
+                    detail: " (upstream busy)".to_string(),
+                },
+            ),
+            (
+                server_error(502, ""),
+                Failure::Status {
+                    status: 502,
+                    detail: String::new(),
+                },
+            ),
+            (
+                envelope(
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#,
+                ),
+                Failure::Status {
+                    status: 404,
+                    detail: " (MANIFEST_UNKNOWN: manifest unknown)".to_string(),
+                },
+            ),
+            (
+                envelope(r#"{"errors":[{"code":"DENIED","message":""}]}"#),
+                Failure::Status {
+                    status: 403,
+                    detail: " (DENIED)".to_string(),
+                },
+            ),
+            (
+                envelope(r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#),
+                Failure::Status {
+                    status: 429,
+                    detail: " (TOOMANYREQUESTS: slow down)".to_string(),
+                },
+            ),
+            (
+                envelope(r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#),
+                Failure::Status {
+                    status: 400,
+                    detail: " (MANIFEST_INVALID: bad)".to_string(),
+                },
+            ),
+            (
+                OciDistributionError::UnauthorizedError {
+                    url: "http://x/v2/".to_string(),
+                },
+                Failure::Status {
+                    status: 401,
+                    detail: String::new(),
+                },
+            ),
+            (
+                OciDistributionError::SpecViolationError("Expected 201, got 202".to_string()),
+                Failure::Protocol {
+                    message: "OCI distribution spec violation: Expected 201, got 202".to_string(),
+                },
+            ),
+        ];
+        for (err, want) in table {
+            let text = err.to_string();
+            assert_eq!(classify(&err), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn messages_name_operation_status_and_hint() {
+        let err = RegistryError::Status {
+            operation: "pushing blob sha256:abc to 127.0.0.1:5000/app".to_string(),
+            status: 401,
+            detail: " (UNAUTHORIZED: authentication required)".to_string(),
+            hint: "; check the credentials for 127.0.0.1:5000 in /tmp/c/config.json".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "pushing blob sha256:abc to 127.0.0.1:5000/app: HTTP 401 Unauthorized (UNAUTHORIZED: authentication required); check the credentials for 127.0.0.1:5000 in /tmp/c/config.json"
+        );
+        let exhausted = RegistryError::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(RegistryError::Status {
+                operation: "pushing manifest to 127.0.0.1:5000/app:1".to_string(),
+                status: 503,
+                detail: String::new(),
+                hint: String::new(),
+            }),
+        };
+        assert_eq!(
+            exhausted.to_string(),
+            "pushing manifest to 127.0.0.1:5000/app:1: HTTP 503 Service Unavailable (gave up after 3 attempts)"
+        );
+        assert_eq!(exhausted.status(), Some(503));
+        assert!(!exhausted.is_not_found());
+    }
+
+    #[test]
+    fn retries_only_transient_failures() {
+        let status = |status| RegistryError::Status {
+            operation: String::new(),
+            status,
+            detail: String::new(),
+            hint: String::new(),
+        };
+        for (code, want) in [
+            (500, true),
+            (502, true),
+            (503, true),
+            (429, true),
+            (408, true),
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+        ] {
+            assert_eq!(status(code).is_retryable(), want, "HTTP {code}");
+        }
+        let connection = RegistryError::Connection {
+            operation: String::new(),
+            registry: String::new(),
+            message: String::new(),
+            hint: String::new(),
+        };
+        assert!(connection.is_retryable());
+        let mismatch = RegistryError::DigestMismatch {
+            what: "blob",
+            reference: String::new(),
+            digest: String::new(),
+            actual: String::new(),
+        };
+        assert!(!mismatch.is_retryable());
+    }
+
+    #[test]
+    fn long_bodies_are_cut_to_one_line() {
+        let body = format!("line one\nline two {}", "x".repeat(300));
+        let detail = detail_from_body(&body);
+        assert!(detail.starts_with(" (line one line two xxx"), "{detail}");
+        assert!(detail.ends_with("…)"), "{detail}");
+        assert_eq!(detail.chars().count(), 200 + 4);
+    }
+}

@@ -1,0 +1,31 @@
+//! Shared support for kiln's integration tests: a real registry on
+//! loopback, a fault-injecting proxy, and hand-built fixture images.
+//!
+//! Use it from a test file with `mod support;`:
+//!
+//! ```ignore
+//! mod support;
+//! use support::{FaultProxy, TestRegistry, fixtures};
+//!
+//! #[tokio::test]
+//! async fn pulls_busybox() {
+//!     let registry = TestRegistry::start();
+//!     let images = fixtures::push_busybox_index(registry.host()).await;
+//!     // images.index == "127.0.0.1:PORT/busybox:latest"
+//! }
+//! ```
+//!
+//! Registries listen on 127.0.0.1 with plain HTTP; kiln treats loopback
+//! registries as plain HTTP without flags. Nothing here touches process-wide
+//! state (environment variables, current directory), so tests in one binary
+//! may run in parallel.
+
+// Each test binary uses only part of this module.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod proxy;
+pub mod registry;
+
+pub use proxy::FaultProxy;
+pub use registry::{TestRegistry, write_docker_config};

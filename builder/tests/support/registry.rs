@@ -1,0 +1,199 @@
+//! A real OCI registry on loopback: Debian's `docker-registry`
+//! (distribution 2.8) with its storage in a temporary directory.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// A running registry, killed on drop.
+///
+/// ```ignore
+/// let registry = TestRegistry::start();
+/// let reference = format!("{}/app:1", registry.host());
+/// ```
+pub struct TestRegistry {
+    host: String,
+    dir: tempfile::TempDir,
+    child: Child,
+    credentials: Option<(String, String)>,
+}
+
+impl TestRegistry {
+    /// Starts an open registry (no authentication). Panics, naming the
+    /// package to install, when the binary is missing.
+    pub fn start() -> TestRegistry {
+        TestRegistry::launch(None)
+    }
+
+    /// Starts a registry that requires HTTP basic authentication with
+    /// this user and password (bcrypt htpasswd via apache2-utils).
+    pub fn start_with_auth(user: &str, password: &str) -> TestRegistry {
+        TestRegistry::launch(Some((user.to_string(), password.to_string())))
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of references.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The user and password, for registries started with authentication.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The registry's storage root (`docker/registry/v2/...` below it).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// Where a blob's bytes live on disk, for tests that corrupt them.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// What the registry logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn launch(credentials: Option<(String, String)>) -> TestRegistry {
+        assert!(
+            Path::new(REGISTRY_BINARY).is_file(),
+            "{REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)"
+        );
+        // A free port can be taken between probing and binding; try again.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temporary directory for the registry");
+            let port = free_port();
+            let host = format!("127.0.0.1:{port}");
+            let auth = credentials.as_ref().map(|(user, password)| {
+                let htpasswd = dir.path().join("htpasswd");
+                write_htpasswd(&htpasswd, user, password);
+                format!(
+                    "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            });
+            let config = format!(
+                "version: 0.1\n\
+                 log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
+                 http:\n  addr: {host}\n  secret: kiln-test-secret\n\
+                 {}",
+                dir.path().join("storage").display(),
+                auth.unwrap_or_default()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("writing the registry config");
+            let log = std::fs::File::create(dir.path().join("registry.log"))
+                .expect("creating the registry log");
+            let log_err = log.try_clone().expect("cloning the registry log handle");
+            let child = Command::new(REGISTRY_BINARY)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log_err)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {REGISTRY_BINARY}: {e}"));
+            let mut registry = TestRegistry {
+                host,
+                dir,
+                child,
+                credentials: credentials.clone(),
+            };
+            if registry.wait_until_ready() {
+                return registry;
+            }
+            last_log = registry.log();
+        }
+        panic!("{REGISTRY_BINARY} did not start; its last log:\n{last_log}");
+    }
+
+    /// Polls `/v2/` until the registry answers (200, or 401 with auth).
+    fn wait_until_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Some(status) = http_get_status(&self.host, "/v2/") {
+                if status == 200 || status == 401 {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `dir/config.json` with basic-auth credentials for `host`, as
+/// `docker login` would (base64 `user:password` under `auths`).
+pub fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let json = serde_json::json!({ "auths": { host: { "auth": auth } } });
+    let path = dir.join("config.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&json).expect("config JSON"),
+    )
+    .expect("writing config.json");
+    path
+}
+
+fn write_htpasswd(path: &Path, user: &str, password: &str) {
+    let output = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("running htpasswd: install apache2-utils");
+    assert!(
+        output.status.success(),
+        "htpasswd failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(path, &output.stdout).expect("writing htpasswd");
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// The status of a plain-HTTP GET, or `None` if nothing answered.
+fn http_get_status(host: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,587 @@
+//! The flags of `kiln`, spelled and defaulted as kaniko's executor does so
+//! a kaniko command line works unchanged; kiln's own flags sit beside them.
+//!
+//! Booleans follow pflag: `--cache`, `--cache=true` and `--cache=false` all
+//! work, and a value needs the `=` (`--cache true` is a stray argument, as
+//! with kaniko). Repeatable flags take one value per occurrence.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use serde::Serialize;
+
+use super::logging::{LogFormat, Verbosity};
+use super::options::{
+    BUILDER_IMAGE_ENV, Compression, Driver, Emulation, Isolation, OciMode, SnapshotMode,
+    in_builder_image,
+};
+use super::values::{parse_bool, parse_duration};
+
+/// Environment variable that selects `--emulation` (kiln's builder Jobs set it).
+pub const EMULATION_ENV: &str = "KILN_EMULATION";
+/// Environment variable naming the `BuildRequest` a builder pod reports to.
+pub const BUILD_REQUEST_ENV: &str = "KILN_BUILD_REQUEST";
+
+/// kaniko's executor works in `/workspace/`; outside the builder image there
+/// is no such convention, so the current directory is the natural context.
+fn default_context() -> String {
+    if in_builder_image(std::env::var_os(BUILDER_IMAGE_ENV).as_deref()) {
+        "/workspace/".to_string()
+    } else {
+        ".".to_string()
+    }
+}
+
+fn default_isolation() -> Isolation {
+    Isolation::default_for(std::env::var_os(BUILDER_IMAGE_ENV).as_deref())
+}
+
+// Serialising an `Args` gives one entry per flag, keyed by the flag's long
+// name (every field is named after its flag); that is how flags set to
+// something other than their default are found (see `UNSUPPORTED`).
+
+/// Builds container images from a Dockerfile without a daemon or privileges.
+///
+/// kiln accepts kaniko's executor flags, and adds multi-platform builds
+/// published as one image index.
+#[derive(Debug, Clone, PartialEq, Parser, Serialize)]
+#[command(name = "kiln", version, max_term_width = 100)]
+pub struct Args {
+    #[command(flatten, next_help_heading = "Input")]
+    #[serde(flatten)]
+    pub input: InputArgs,
+    #[command(flatten, next_help_heading = "Output")]
+    #[serde(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten, next_help_heading = "Platforms")]
+    #[serde(flatten)]
+    pub platforms: PlatformArgs,
+    #[command(flatten, next_help_heading = "Cache")]
+    #[serde(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten, next_help_heading = "Execution")]
+    #[serde(flatten)]
+    pub execution: ExecutionArgs,
+    #[command(flatten, next_help_heading = "Registry")]
+    #[serde(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten, next_help_heading = "Kubernetes driver")]
+    #[serde(flatten)]
+    pub k8s: K8sArgs,
+    #[command(flatten, next_help_heading = "Logging")]
+    #[serde(flatten)]
+    pub logging: LoggingArgs,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InputArgs {
+    /// Build context: a directory path, dir://PATH, tar://PATH.tar.gz, git://HOST/REPO.git#REF or
+    /// oci://IMAGE. Default: the current directory, or /workspace/ inside kiln's builder image (as
+    /// kaniko).
+    #[arg(short = 'c', long, value_name = "CONTEXT", default_value_t = default_context())]
+    pub context: String,
+
+    /// Directory inside the context to use as the context, e.g. `services/api` for a monorepo.
+    #[arg(long, value_name = "PATH")]
+    pub context_sub_path: Option<String>,
+
+    /// Path of the Dockerfile: absolute, or relative to the context (falling back to the current
+    /// directory when the context has no such file).
+    #[arg(short = 'f', long, value_name = "PATH", default_value = "Dockerfile")]
+    pub dockerfile: String,
+
+    /// Build argument KEY=VALUE for ARG instructions; a bare KEY takes its value from the
+    /// environment. Repeatable.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    pub build_arg: Vec<String>,
+
+    /// Stage to build, by name (`FROM … AS NAME`); later stages are not built. Default: the last
+    /// stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Build only the stages the target stage depends on, instead of every stage before it.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub skip_unused_stages: bool,
+
+    /// Label KEY=VALUE added to the image config, as a LABEL instruction would. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+
+    /// Secret exposed to RUN --mount=type=secret, e.g. `id=npmrc,src=$HOME/.npmrc`; never stored in
+    /// a layer. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub secret: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OutputArgs {
+    /// Image reference to push to, e.g. `ghcr.io/org/app:1.2.3`. Repeatable; required unless
+    /// --no-push.
+    #[arg(short = 'd', long, value_name = "IMAGE")]
+    pub destination: Vec<String>,
+
+    /// Build without pushing anything (the image can still go to --tar-path or --oci-layout-path).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub no_push: bool,
+
+    /// Also write the image as a `docker load`-able tarball to this file.
+    #[arg(long, value_name = "FILE")]
+    pub tar_path: Option<PathBuf>,
+
+    /// Also write the image into an OCI image layout directory at this path.
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout_path: Option<PathBuf>,
+
+    /// Write the digest of the built image (`sha256:…`) to this file, e.g. for --driver=ci.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+
+    /// Write `IMAGE@sha256:…` for every destination to this file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub image_name_with_digest_file: Option<PathBuf>,
+
+    /// Write `IMAGE:TAG@sha256:…` for every destination to this file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+
+    /// Make the image byte-for-byte reproducible: timestamps are zeroed (or set from
+    /// SOURCE_DATE_EPOCH) in layers and config.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub reproducible: bool,
+
+    /// Compression of the layers kiln creates. zstd needs --oci-mode=oci or auto.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip)]
+    pub compression: Compression,
+
+    /// Compression level: 0-9 for gzip, 1-22 for zstd; -1 or unset is the algorithm's default.
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
+
+    /// Media types: oci (OCI manifests and indexes), docker (Docker v2 schema 2 and manifest
+    /// lists) or auto (OCI, Docker where a registry refuses OCI).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = OciMode::Auto)]
+    pub oci_mode: OciMode,
+
+    /// Annotation KEY=VALUE on the image manifest, e.g.
+    /// `org.opencontainers.image.source=https://github.com/org/app`. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlatformArgs {
+    /// Platform to build for as os/arch[/variant], e.g. `linux/arm64` (kaniko's flag). Default: the
+    /// platform kiln runs on.
+    #[arg(long, value_name = "PLATFORM")]
+    pub custom_platform: Option<String>,
+
+    /// Platform to build for, or a comma list of them (then the same as --multi-platform), e.g.
+    /// `linux/amd64,linux/arm64`.
+    #[arg(long, value_name = "PLATFORMS")]
+    pub platform: Option<String>,
+
+    /// Comma list of platforms to build and combine into one multi-platform image, e.g.
+    /// `linux/amd64,linux/arm64,linux/arm/v7`.
+    #[arg(long, value_name = "PLATFORMS")]
+    pub multi_platform: Option<String>,
+
+    /// Where platforms are built: local (this machine), k8s (one Job per platform on native nodes)
+    /// or ci (nothing is built; publish the digests from --digests-from).
+    #[arg(long, value_enum, value_name = "DRIVER", default_value_t = Driver::Local)]
+    pub driver: Driver,
+
+    /// Push an image index (or Docker manifest list) referring to every platform's image to each
+    /// --destination.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub publish_index: bool,
+
+    /// Publish a Docker manifest list instead of an OCI image index.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub legacy_manifest_list: bool,
+
+    /// Annotation KEY=VALUE on the published image index, e.g.
+    /// `org.opencontainers.image.revision=$GIT_SHA`. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub index_annotations: Vec<String>,
+
+    /// Directory of per-platform digest files (`linux-amd64.digest`, as written by --digest-file)
+    /// for --driver=ci.
+    #[arg(long, value_name = "DIR")]
+    pub digests_from: Option<PathBuf>,
+
+    /// With --driver=k8s, refuse to start a platform that has no node of its architecture instead
+    /// of building it elsewhere.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub require_native_nodes: bool,
+
+    /// How RUN executes for a foreign architecture with --driver=local: none (refuse) or qemu
+    /// (qemu-user emulation).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::None, env = EMULATION_ENV)]
+    pub emulation: Emulation,
+
+    /// Also push each platform's image under a tag with the platform appended, e.g.
+    /// `app:1.2.3-linux-arm64-v8`.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub platform_tags: bool,
+
+    /// Check the flags, platforms and Dockerfile, print what would be built, and stop.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CacheArgs {
+    /// Reuse layers from earlier builds, stored in --cache-repo.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub cache: bool,
+
+    /// Repository holding cached layers, e.g. `ghcr.io/org/app/cache`. Default: the first
+    /// --destination's repository with `/cache` appended.
+    #[arg(long, value_name = "REPO")]
+    pub cache_repo: Option<String>,
+
+    /// How long a cached layer stays usable, as a Go duration: `168h`, `2h30m`.
+    #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// Local directory of cached base images, consulted before pulling.
+    #[arg(long, value_name = "DIR", default_value = "/cache")]
+    pub cache_dir: PathBuf,
+
+    /// Cache the layers of COPY and ADD as well as those of RUN.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub cache_copy_layers: bool,
+
+    /// Cache the layers of RUN instructions.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub cache_run_layers: bool,
+
+    /// Suffix for a per-architecture cache repository; `${ARCH}` becomes the architecture, e.g.
+    /// `-${ARCH}` gives `…/cache-arm64`.
+    #[arg(long, value_name = "SUFFIX")]
+    pub arch_cache_repo_suffix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ExecutionArgs {
+    /// How RUN is isolated: chroot (into a work directory; the host is untouched) or inplace
+    /// (over this container's own /, as kaniko). Default: inplace inside kiln's builder image,
+    /// else chroot.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = default_isolation())]
+    pub isolation: Isolation,
+
+    /// How changed files are found after each instruction: full (content and metadata), redo
+    /// (size, mode, owner and times) or time (modification time only).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SnapshotMode::Full)]
+    pub snapshot_mode: SnapshotMode,
+
+    /// Take one snapshot at the end of each stage instead of one per instruction.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub single_snapshot: bool,
+
+    /// Path that is neither replaced by the image nor captured in layers, e.g. a mounted volume.
+    /// Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub ignore_path: Vec<PathBuf>,
+
+    /// Leave /var/run out of the image, as kaniko does.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub ignore_var_run: bool,
+
+    /// Run --isolation=inplace even when kiln does not detect a container.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub force: bool,
+
+    /// Remove the unpacked filesystem when the build ends, so the container can build again.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub cleanup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegistryArgs {
+    /// Push to registries over plain HTTP.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub insecure: bool,
+
+    /// Pull base images over plain HTTP.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub insecure_pull: bool,
+
+    /// Registry reached over plain HTTP for pulls and pushes, e.g. `localhost:5000`. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    /// Push without verifying registries' TLS certificates.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub skip_tls_verify: bool,
+
+    /// Pull without verifying registries' TLS certificates.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub skip_tls_verify_pull: bool,
+
+    /// Registry whose TLS certificate is not verified, for pulls and pushes. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub skip_tls_verify_registry: Vec<String>,
+
+    /// Extra CA certificate for one registry, as HOST=FILE, e.g.
+    /// `my.registry:5000=/certs/ca.crt`. Repeatable.
+    #[arg(long, value_name = "HOST=FILE")]
+    pub registry_certificate: Vec<String>,
+
+    /// Mirror tried before Docker Hub for its images, e.g. `mirror.gcr.io`. Repeatable; tried in
+    /// order.
+    #[arg(long, value_name = "HOST")]
+    pub registry_mirror: Vec<String>,
+
+    /// Extra attempts to push an image after a failed push; 0 means no retry.
+    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    pub push_retry: u32,
+
+    /// Milliseconds before the first push retry; doubles on each further retry.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub push_retry_initial_delay: u64,
+
+    /// Upper bound in milliseconds of the delay between push retries.
+    #[arg(long, value_name = "MS", default_value_t = 30000)]
+    pub push_retry_max_delay: u64,
+
+    /// Extra attempts to download a base image after a failed download; 0 means no retry.
+    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    pub image_download_retry: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct K8sArgs {
+    /// Namespace of the MultiArchBuild created by --driver=k8s. Default: the current kube
+    /// context's namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Repository a local --context is uploaded to (as an OCI artifact) for --driver=k8s.
+    #[arg(long, value_name = "REPO")]
+    pub context_repo: Option<String>,
+
+    /// With --driver=k8s, exit once the MultiArchBuild is created instead of following it.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub detach: bool,
+
+    /// BuildRequest (NAMESPACE/NAME) whose status receives this build's result; set by the
+    /// operator in builder Jobs.
+    #[arg(long, value_name = "NAMESPACE/NAME", env = BUILD_REQUEST_ENV)]
+    pub build_request: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoggingArgs {
+    /// Log level; panic and fatal are the same as error.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Verbosity::Info)]
+    pub verbosity: Verbosity,
+
+    /// Log format on stderr: text (plain), color (with ANSI colours) or json (one object per
+    /// line).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Start each log line with a timestamp.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub log_timestamp: bool,
+}

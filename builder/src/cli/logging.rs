@@ -1,0 +1,164 @@
+//! Logs on stderr, filtered by `--verbosity` (or `RUST_LOG`), formatted by
+//! `--log-format`. stdout stays free for output a script may capture.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::Registry;
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// `--verbosity`: kaniko's (logrus) level names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Verbosity {
+    Panic,
+    Fatal,
+    Error,
+    #[value(alias = "warning")]
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum LogFormat {
+    // Plain text without colours, safe for CI logs.
+    #[default]
+    Text,
+    // Text with ANSI colours, even when stderr is not a terminal.
+    Color,
+    // One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("invalid RUST_LOG \"{value}\"")]
+    RustLog {
+        value: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("could not install the logger")]
+    Install(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// The crates whose logs `--verbosity` is about; everyone else's (HTTP,
+/// TLS, registry client) stays at warnings unless `trace` asks for it all.
+const OWN_TARGETS: &[&str] = &["kiln", "kiln_builder"];
+
+/// The filter directives a verbosity stands for.
+pub fn filter_directives(verbosity: Verbosity) -> String {
+    let (own, others) = match verbosity {
+        // There is no panic or fatal level: those messages are errors.
+        Verbosity::Panic | Verbosity::Fatal | Verbosity::Error => ("error", "error"),
+        Verbosity::Warn => ("warn", "warn"),
+        Verbosity::Info => ("info", "warn"),
+        Verbosity::Debug => ("debug", "warn"),
+        Verbosity::Trace => ("trace", "debug"),
+    };
+    let mut directives = others.to_string();
+    for target in OWN_TARGETS {
+        directives.push_str(&format!(",{target}={own}"));
+    }
+    directives
+}
+
+/// The filter to use: `RUST_LOG` when it is set (for developers who need
+/// one module's traces), else the verbosity's.
+pub fn make_filter(
+    verbosity: Verbosity,
+    rust_log: Option<&str>,
+) -> Result<EnvFilter, LoggingError> {
+    match rust_log.filter(|value| !value.trim().is_empty()) {
+        Some(value) => EnvFilter::try_new(value).map_err(|source| LoggingError::RustLog {
+            value: value.to_string(),
+            source,
+        }),
+        None => EnvFilter::try_new(filter_directives(verbosity)).map_err(|source| {
+            LoggingError::RustLog {
+                value: filter_directives(verbosity),
+                source,
+            }
+        }),
+    }
+}
+
+fn format_layer(format: LogFormat, timestamps: bool) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let base = fmt::layer().with_writer(std::io::stderr);
+    match (format, timestamps) {
+        (LogFormat::Json, true) => base.json().boxed(),
+        (LogFormat::Json, false) => base.json().without_time().boxed(),
+        (text, true) => base.with_ansi(text == LogFormat::Color).boxed(),
+        (text, false) => base
+            .with_ansi(text == LogFormat::Color)
+            .without_time()
+            .boxed(),
+    }
+}
+
+/// Installs the process-wide logger. Call once, before anything logs.
+pub fn init_logging(
+    verbosity: Verbosity,
+    format: LogFormat,
+    timestamps: bool,
+) -> Result<(), LoggingError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = make_filter(verbosity, rust_log.as_deref())?;
+    tracing_subscriber::registry()
+        .with(format_layer(format, timestamps))
+        .with(filter)
+        .try_init()
+        .map_err(LoggingError::Install)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_maps_to_directives() {
+        let table = [
+            (Verbosity::Panic, "error,kiln=error,kiln_builder=error"),
+            (Verbosity::Fatal, "error,kiln=error,kiln_builder=error"),
+            (Verbosity::Error, "error,kiln=error,kiln_builder=error"),
+            (Verbosity::Warn, "warn,kiln=warn,kiln_builder=warn"),
+            (Verbosity::Info, "warn,kiln=info,kiln_builder=info"),
+            (Verbosity::Debug, "warn,kiln=debug,kiln_builder=debug"),
+            (Verbosity::Trace, "debug,kiln=trace,kiln_builder=trace"),
+        ];
+        for (verbosity, want) in table {
+            assert_eq!(filter_directives(verbosity), want, "{verbosity:?}");
+            let filter = make_filter(verbosity, None).map(|f| f.to_string());
+            let parsed = EnvFilter::try_new(want).map(|f| f.to_string());
+            assert_eq!(filter.ok(), parsed.ok(), "{verbosity:?}");
+        }
+    }
+
+    #[test]
+    fn rust_log_overrides_verbosity() {
+        let table = [
+            (Some("oci_client=trace"), Ok("oci_client=trace".to_string())),
+            // EnvFilter prints the most specific directives first.
+            (Some(""), Ok("kiln_builder=info,kiln=info,warn".to_string())),
+            (
+                Some("  "),
+                Ok("kiln_builder=info,kiln=info,warn".to_string()),
+            ),
+            (None, Ok("kiln_builder=info,kiln=info,warn".to_string())),
+            (
+                Some("kiln=loud"),
+                Err("invalid RUST_LOG \"kiln=loud\"".to_string()),
+            ),
+        ];
+        for (rust_log, want) in table {
+            let got = make_filter(Verbosity::Info, rust_log)
+                .map(|f| f.to_string())
+                .map_err(|e| e.to_string());
+            assert_eq!(got, want, "{rust_log:?}");
+        }
+    }
+}

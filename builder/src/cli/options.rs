@@ -1,0 +1,295 @@
+//! What the build engine consumes: the validated, typed form of the flags.
+//! Nothing here knows about clap's matches or the command line; a
+//! `BuildOptions` could as well come from a `BuildRequest` spec.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::platform::Platform;
+
+/// Set to `1` in kiln's builder image. Inside it kiln behaves like kaniko's
+/// executor: the context defaults to `/workspace/` and RUN executes in place.
+pub const BUILDER_IMAGE_ENV: &str = "KILN_BUILDER_IMAGE";
+
+/// Whether the value of [`BUILDER_IMAGE_ENV`] says we run in the builder
+/// image. Only an explicit true value counts, so an empty or `0` leftover in
+/// a CI environment does not switch RUN to in-place execution on a host.
+pub fn in_builder_image(value: Option<&OsStr>) -> bool {
+    value
+        .and_then(OsStr::to_str)
+        .is_some_and(|v| matches!(v, "1" | "true" | "TRUE" | "True"))
+}
+
+/// Layer compression (`--compression`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+/// Media types of what is pushed (`--oci-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum OciMode {
+    Oci,
+    Docker,
+    // OCI, falling back to Docker media types where a registry refuses OCI.
+    #[default]
+    Auto,
+}
+
+/// Where the platforms of a build are built (`--driver`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Driver {
+    #[default]
+    Local,
+    K8s,
+    Ci,
+}
+
+/// How RUN executes code for a foreign architecture (`--emulation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Emulation {
+    #[default]
+    None,
+    Qemu,
+}
+
+/// How RUN is isolated from the machine kiln runs on (`--isolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Isolation {
+    // The stage's root filesystem is a work directory RUN is chrooted into.
+    Chroot,
+    // kaniko's model: the image is unpacked over the container's own `/`.
+    Inplace,
+}
+
+impl Isolation {
+    /// The default for a given value of [`BUILDER_IMAGE_ENV`]: in place
+    /// inside the builder image (a throw-away container, as kaniko assumes),
+    /// chroot anywhere else so the host is never modified.
+    pub fn default_for(builder_image: Option<&OsStr>) -> Isolation {
+        if in_builder_image(builder_image) {
+            Isolation::Inplace
+        } else {
+            Isolation::Chroot
+        }
+    }
+}
+
+/// How filesystem changes are detected after an instruction (`--snapshot-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum SnapshotMode {
+    #[default]
+    Full,
+    Redo,
+    Time,
+}
+
+/// Everything one `kiln` invocation asks for, validated.
+///
+/// Build argument values may be secrets: do not log this struct.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildOptions {
+    /// `--context` as given: a plain path, or `dir://`, `tar://`, `git://…#ref`,
+    /// `oci://` URLs; fetching and interpreting it is the context module's job.
+    pub context: String,
+    /// `--context-sub-path`: the directory inside the fetched context that is
+    /// the real context.
+    pub context_sub_path: Option<String>,
+    /// `--dockerfile` as given; see [`BuildOptions::dockerfile_path`].
+    pub dockerfile: String,
+    /// `--build-arg`; a bare `KEY` has already been read from the environment.
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub skip_unused_stages: bool,
+    pub labels: BTreeMap<String, String>,
+    /// `--secret` specifications, unparsed until the feature lands.
+    pub secrets: Vec<String>,
+    /// The target platforms in the order given; empty means the host's.
+    pub platforms: Vec<Platform>,
+    pub output: OutputOptions,
+    pub multi_platform: MultiPlatformOptions,
+    pub cache: CacheOptions,
+    pub execution: ExecutionOptions,
+    pub registry: RegistryOptions,
+    pub k8s: K8sOptions,
+}
+
+impl BuildOptions {
+    /// Where the Dockerfile is once the context is a directory on disk
+    /// (`context_dir`, with `--context-sub-path` applied). An absolute path
+    /// is used as is. A relative one is looked up in the context first, then
+    /// in the working directory (so `-f sub/Dockerfile` typed from a shell
+    /// works as with `docker build`); when neither has it, the context path
+    /// is returned so the error names where kaniko would have looked.
+    pub fn dockerfile_path(&self, context_dir: &Path, exists: impl Fn(&Path) -> bool) -> PathBuf {
+        let given = Path::new(&self.dockerfile);
+        if given.is_absolute() {
+            return given.to_path_buf();
+        }
+        let in_context = context_dir.join(given);
+        if !exists(&in_context) && exists(given) {
+            return given.to_path_buf();
+        }
+        in_context
+    }
+}
+
+/// What is produced and where it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputOptions {
+    pub destinations: Vec<String>,
+    pub no_push: bool,
+    pub tar_path: Option<PathBuf>,
+    pub oci_layout_path: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub image_name_with_digest_file: Option<PathBuf>,
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+    pub reproducible: bool,
+    pub compression: Compression,
+    /// `None` is the compressor's own default level.
+    pub compression_level: Option<i32>,
+    pub oci_mode: OciMode,
+    /// Manifest annotations (`--annotation`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// How several platforms are built and published together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiPlatformOptions {
+    pub driver: Driver,
+    pub publish_index: bool,
+    pub legacy_manifest_list: bool,
+    pub index_annotations: BTreeMap<String, String>,
+    pub digests_from: Option<PathBuf>,
+    pub require_native_nodes: bool,
+    pub emulation: Emulation,
+    pub platform_tags: bool,
+    pub dry_run: bool,
+}
+
+/// Layer cache.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheOptions {
+    pub enabled: bool,
+    pub repo: Option<String>,
+    pub ttl: Duration,
+    pub dir: PathBuf,
+    pub copy_layers: bool,
+    pub run_layers: bool,
+    /// Appended to the cache repository, with `${ARCH}` standing for the
+    /// platform's architecture (e.g. `-${ARCH}`).
+    pub arch_repo_suffix: Option<String>,
+}
+
+/// How instructions run and how their results are captured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionOptions {
+    pub isolation: Isolation,
+    pub snapshot_mode: SnapshotMode,
+    pub single_snapshot: bool,
+    pub ignore_paths: Vec<PathBuf>,
+    pub ignore_var_run: bool,
+    pub force: bool,
+    pub cleanup: bool,
+}
+
+/// Registry access: TLS, mirrors and retries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryOptions {
+    /// Push over plain HTTP.
+    pub insecure: bool,
+    /// Pull over plain HTTP.
+    pub insecure_pull: bool,
+    pub insecure_registries: Vec<String>,
+    /// Push without verifying TLS certificates.
+    pub skip_tls_verify: bool,
+    /// Pull without verifying TLS certificates.
+    pub skip_tls_verify_pull: bool,
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Extra CA certificate file per registry host (`--registry-certificate`).
+    pub certificates: BTreeMap<String, PathBuf>,
+    pub mirrors: Vec<String>,
+    pub push_retry: RetryPolicy,
+    /// Extra attempts to download a base image after the first fails.
+    pub image_download_retry: u32,
+}
+
+/// Retries with exponential back-off, capped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first; 0 means no retry.
+    pub retries: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// The Kubernetes driver, and a builder pod reporting to its `BuildRequest`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct K8sOptions {
+    pub namespace: Option<String>,
+    pub context_repo: Option<String>,
+    pub detach: bool,
+    pub build_request: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_image_needs_an_explicit_true() {
+        let table = [
+            (None, Isolation::Chroot),
+            (Some(""), Isolation::Chroot),
+            (Some("0"), Isolation::Chroot),
+            (Some("false"), Isolation::Chroot),
+            (Some("yes"), Isolation::Chroot),
+            (Some("1"), Isolation::Inplace),
+            (Some("true"), Isolation::Inplace),
+        ];
+        for (value, want) in table {
+            assert_eq!(
+                Isolation::default_for(value.map(OsStr::new)),
+                want,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dockerfile_is_found_in_context_then_cwd() {
+        let context = Path::new("/ctx");
+        // (--dockerfile, files that exist, expected path)
+        let table: [(&str, &[&str], &str); 6] = [
+            (
+                "Dockerfile",
+                &["/ctx/Dockerfile", "Dockerfile"],
+                "/ctx/Dockerfile",
+            ),
+            ("Dockerfile", &["Dockerfile"], "Dockerfile"),
+            ("Dockerfile", &[], "/ctx/Dockerfile"),
+            (
+                "docker/Dockerfile.prod",
+                &["docker/Dockerfile.prod"],
+                "docker/Dockerfile.prod",
+            ),
+            (
+                "docker/Dockerfile.prod",
+                &["/ctx/docker/Dockerfile.prod"],
+                "/ctx/docker/Dockerfile.prod",
+            ),
+            ("/elsewhere/Dockerfile", &[], "/elsewhere/Dockerfile"),
+        ];
+        for (dockerfile, existing, want) in table {
+            let mut options = crate::cli::validate::tests::options_from(&["kiln", "--no-push"]);
+            options.dockerfile = dockerfile.to_string();
+            let got =
+                options.dockerfile_path(context, |p| existing.iter().any(|e| Path::new(e) == p));
+            assert_eq!(got, PathBuf::from(want), "{dockerfile} with {existing:?}");
+        }
+    }
+}

@@ -57,12 +57,10 @@ pub fn parse_instruction(text: &str, escape: char) -> Result<Instruction, Docker
             check_trigger(&only).map_err(trigger_error)?;
             Ok(only)
         }
-        _ => Err(trigger_error(
-            match text.trim_start().split_whitespace().next() {
-                Some(word) if word.eq_ignore_ascii_case("FROM") => Problem::OnbuildTrigger("FROM"),
-                _ => Problem::NotOneInstruction,
-            },
-        )),
+        _ => Err(trigger_error(match text.split_whitespace().next() {
+            Some(word) if word.eq_ignore_ascii_case("FROM") => Problem::OnbuildTrigger("FROM"),
+            _ => Problem::NotOneInstruction,
+        })),
     }
 }
 

@@ -48,9 +48,14 @@ fn report(error: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Runs the build the options describe.
+/// Runs the build the options describe and reports where the image went.
 pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
-    // INTEGRATION: replace with the build engine / driver dispatch.
-    let _ = options;
-    Err(anyhow::anyhow!("the build engine is not wired yet"))
+    let outcome = crate::build::run(&options).await?;
+    for pushed in &outcome.pushed {
+        println!("{pushed}");
+    }
+    if outcome.pushed.is_empty() {
+        println!("{}", outcome.digest);
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use super::source::redact_url;
 
 /// Streams `url` into `dest`. `ca_file` adds PEM certificates to the
 /// trusted roots (how a self-signed server is reached).
-pub(super) async fn download(
+pub(crate) async fn download(
     url: &str,
     ca_file: Option<&Path>,
     dest: &Path,

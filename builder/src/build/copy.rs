@@ -1,0 +1,274 @@
+//! COPY and ADD: choose the files, place them by Docker's rules, and write
+//! them as one layer.
+//!
+//! Sources come from one or more roots: the build context (with its
+//! `.dockerignore`), another stage's or image's root filesystem
+//! (`--from`), or a staging directory for here-documents, downloaded URLs
+//! and unpacked archives. Each becomes a [`SourceRoot`]; placing and layer
+//! writing are the same for all of them.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::BuildError;
+use super::copy_dest::{self, MatchedSource};
+use crate::context::{self, EntryKind as SourceKind, IgnoreRules};
+use crate::fs::{self as rootfs_fs, EntryKind as ImageKind};
+use crate::image::{EntryKind, EntryMeta, LayerPlan};
+
+/// Where some of an instruction's sources live.
+pub struct SourceRoot<'a> {
+    pub root: &'a Path,
+    pub rules: &'a IgnoreRules,
+    pub patterns: Vec<String>,
+    /// Every match is a directory whose *contents* are copied (unpacked
+    /// archives), regardless of what the pattern names.
+    pub as_directory: bool,
+}
+
+/// How copied entries are owned and moded.
+#[derive(Clone, Copy, Debug)]
+pub struct Ownership {
+    /// `--chown`: every entry, created parents included.
+    pub chown: Option<(u32, u32)>,
+    /// Keep the source's uid/gid when there is no `--chown` (sources from
+    /// another stage or image); context files become root's.
+    pub keep_source_owner: bool,
+    /// `--chmod`: permission bits for every copied entry.
+    pub chmod: Option<u32>,
+}
+
+/// Plans the layer of one COPY/ADD. `image_root` is the stage's root
+/// filesystem, consulted for "is the destination a directory" and for
+/// parents that must be created. `now` is the mtime of created parents.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_copy(
+    instruction: &'static str,
+    sources: &[SourceRoot<'_>],
+    dest: &str,
+    workdir: &str,
+    ownership: Ownership,
+    image_root: &Path,
+    now: u64,
+) -> Result<LayerPlan, BuildError> {
+    let mut matched: Vec<(usize, context::SourceMatch)> = Vec::new();
+    let mut source_args = 0;
+    for (index, source) in sources.iter().enumerate() {
+        source_args += source.patterns.len();
+        for found in context::resolve_sources(source.root, &source.patterns, source.rules)? {
+            matched.push((index, found));
+        }
+    }
+
+    let (dest_abs, _) = copy_dest::absolute_dest(dest, workdir);
+    let dest_is_dir = matches!(
+        rootfs_fs::entry_kind(image_root, &dest_abs)?,
+        Some(ImageKind::Directory)
+    );
+    let mut kinds = Vec::with_capacity(matched.len());
+    for (index, found) in &matched {
+        let source = &sources[*index];
+        let is_dir = source.as_directory
+            || match found.kind {
+                SourceKind::Dir => true,
+                // A source named through a symlink copies what it points
+                // to, as Docker does for the top-level source.
+                SourceKind::Symlink => followed(source.root, &found.rel_path)?.is_dir(),
+                _ => false,
+            };
+        kinds.push(MatchedSource {
+            rel_path: found.rel_path.to_string_lossy().into_owned(),
+            is_dir,
+        });
+    }
+    let placements = copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+
+    let mut planner = Planner {
+        plan: LayerPlan::new(),
+        image_root,
+        ownership,
+        now,
+        created: HashSet::new(),
+        links: HashMap::new(),
+    };
+    for ((index, found), placement) in matched.iter().zip(&placements) {
+        let source = &sources[*index];
+        if placement.is_dir {
+            planner.directory(source, &found.rel_path, &placement.dest)?;
+        } else {
+            planner.single_file(source, &found.rel_path, &placement.dest)?;
+        }
+    }
+    Ok(planner.plan)
+}
+
+/// The real path behind a source, following symlinks inside its root.
+fn followed(root: &Path, rel: &Path) -> Result<std::fs::Metadata, BuildError> {
+    let resolved = rootfs_fs::resolve_in_root(root, &rel.to_string_lossy())?;
+    std::fs::metadata(&resolved).map_err(BuildError::io("reading", resolved))
+}
+
+struct Planner<'a> {
+    plan: LayerPlan,
+    image_root: &'a Path,
+    ownership: Ownership,
+    now: u64,
+    /// Directories this layer creates, so each is written once.
+    created: HashSet<String>,
+    /// First destination of each (device, inode) with several links: later
+    /// ones become hard links to it, as in the source tree.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Planner<'_> {
+    fn owner(&self, uid: u32, gid: u32) -> (u64, u64) {
+        match self.ownership.chown {
+            Some((u, g)) => (u.into(), g.into()),
+            None if self.ownership.keep_source_owner => (uid.into(), gid.into()),
+            None => (0, 0),
+        }
+    }
+
+    fn meta(&self, mode: u32, uid: u32, gid: u32, mtime: i64, is_link: bool) -> EntryMeta {
+        let (uid, gid) = self.owner(uid, gid);
+        let mode = match self.ownership.chmod {
+            Some(chmod) if !is_link => chmod,
+            _ => mode & 0o7777,
+        };
+        EntryMeta::new(mode, uid, gid, u64::try_from(mtime).unwrap_or(0))
+    }
+
+    /// Writes every missing directory from `/` down to `dir` (inclusive when
+    /// `include_self`), owned like the copied files.
+    fn ensure_dirs(&mut self, dir: &str, include_self: bool) -> Result<(), BuildError> {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+        let last = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            prefix.push('/');
+            prefix.push_str(part);
+            if i + 1 == last && !include_self {
+                break;
+            }
+            if self.created.contains(&prefix) {
+                continue;
+            }
+            if rootfs_fs::entry_kind(self.image_root, &prefix)?.is_some() {
+                continue;
+            }
+            let (uid, gid) = self.owner(0, 0);
+            let meta = EntryMeta::new(0o755, uid, gid, self.now);
+            self.plan.push(Path::new(&prefix), EntryKind::Dir, meta)?;
+            self.created.insert(prefix.clone());
+        }
+        Ok(())
+    }
+
+    fn single_file(
+        &mut self,
+        source: &SourceRoot<'_>,
+        rel: &Path,
+        dest: &str,
+    ) -> Result<(), BuildError> {
+        self.ensure_dirs(dest, false)?;
+        let resolved = rootfs_fs::resolve_in_root(source.root, &rel.to_string_lossy())?;
+        let meta = std::fs::metadata(&resolved).map_err(BuildError::io("reading", &resolved))?;
+        let entry = self.meta(meta.mode(), meta.uid(), meta.gid(), meta.mtime(), false);
+        self.plan
+            .push(Path::new(dest), EntryKind::File { source: resolved }, entry)?;
+        Ok(())
+    }
+
+    fn directory(
+        &mut self,
+        source: &SourceRoot<'_>,
+        rel: &Path,
+        dest: &str,
+    ) -> Result<(), BuildError> {
+        self.ensure_dirs(dest, true)?;
+        // A directory named through a symlink: walk what it points to.
+        let start = if rel.as_os_str() == "." {
+            PathBuf::from(".")
+        } else {
+            let resolved = rootfs_fs::resolve_in_root(source.root, &rel.to_string_lossy())?;
+            resolved
+                .strip_prefix(source.root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| rel.to_path_buf())
+        };
+        let prefix = if start.as_os_str() == "." {
+            PathBuf::new()
+        } else {
+            start.clone()
+        };
+        for entry in context::walk(source.root, &start, source.rules) {
+            let entry = entry?;
+            let inner = entry
+                .rel_path
+                .strip_prefix(&prefix)
+                .unwrap_or(&entry.rel_path);
+            let target = Path::new(dest).join(inner);
+            let is_link = entry.kind == SourceKind::Symlink;
+            let meta = self.meta(entry.mode, entry.uid, entry.gid, entry.mtime, is_link);
+            let kind = match entry.kind {
+                SourceKind::Dir => {
+                    self.created.insert(target.to_string_lossy().into_owned());
+                    EntryKind::Dir
+                }
+                SourceKind::Symlink => EntryKind::Symlink {
+                    target: entry.symlink_target.clone().unwrap_or_default(),
+                },
+                SourceKind::File if entry.nlink > 1 => {
+                    match self.links.get(&(entry.dev, entry.ino)) {
+                        Some(first) => EntryKind::Hardlink {
+                            target: first.clone(),
+                        },
+                        None => {
+                            self.links.insert((entry.dev, entry.ino), target.clone());
+                            EntryKind::File {
+                                source: source.root.join(&entry.rel_path),
+                            }
+                        }
+                    }
+                }
+                SourceKind::File => EntryKind::File {
+                    source: source.root.join(&entry.rel_path),
+                },
+                // Sockets and devices do not belong in a build context.
+                _ => continue,
+            };
+            self.plan.push(&target, kind, meta)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--chmod`: octal permission bits (`755`, `0644`).
+pub fn parse_chmod(value: &str) -> Result<u32, String> {
+    u32::from_str_radix(value.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| {
+            format!("invalid --chmod value {value:?}: expected octal permission bits such as 755")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chmod_values() {
+        assert_eq!(parse_chmod("755"), Ok(0o755));
+        assert_eq!(parse_chmod("0644"), Ok(0o644));
+        assert_eq!(parse_chmod("4755"), Ok(0o4755));
+        assert_eq!(
+            parse_chmod("u+x").unwrap_err(),
+            "invalid --chmod value \"u+x\": expected octal permission bits such as 755"
+        );
+        assert!(parse_chmod("17777").is_err());
+        assert!(parse_chmod("9").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! What can stop a build, with the input that caused it.
+
+use std::path::PathBuf;
+
+use crate::context::ContextError;
+use crate::dockerfile::{DockerfileError, ExpandError};
+use crate::fs::FsError;
+use crate::image::{
+    ArchiveError, ConfigError, LayerError, LayoutError, ManifestError, MediaError, StoreError,
+};
+use crate::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("reading Dockerfile {path}: {source}")]
+    ReadDockerfile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// An instruction failed; `line` is its line in the Dockerfile.
+    #[error("Dockerfile:{line}: {instruction}: {message}")]
+    Instruction {
+        line: usize,
+        instruction: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BuildError {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> BuildError {
+        let path = path.into();
+        move |source| BuildError::Io { what, path, source }
+    }
+}
+
+impl From<ExpandError> for BuildError {
+    fn from(error: ExpandError) -> BuildError {
+        BuildError::Other(error.to_string())
+    }
+}

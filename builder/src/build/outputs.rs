@@ -1,0 +1,321 @@
+//! The finished image leaves the build: pushed to every `--destination`,
+//! written as a docker-archive (`--tar-path`) or into an OCI layout
+//! (`--oci-layout-path`), and its digest written where kaniko's digest-file
+//! flags ask.
+
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use super::BuildError;
+use super::state::{BlobSource, Blobs, LayerRecord, StageImage};
+use crate::image::{
+    Blob, Descriptor, ImageConfig, ManifestFormat, OciLayout, OciMode, manifest_blob,
+    media::convert_layer_media_type, write_docker_archive,
+};
+use crate::registry::{Reference, RegistryError, parse_reference};
+
+/// What kiln produced, as reported to the user (and later to a
+/// BuildRequest's status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Digest of the image manifest, `sha256:…`.
+    pub digest: String,
+    pub media_type: String,
+    /// Size of the manifest in bytes.
+    pub size: u64,
+    /// Every destination it was pushed to, as `name@digest`.
+    pub pushed: Vec<String>,
+}
+
+/// Where and how the image goes out.
+pub struct OutputPlan<'a> {
+    pub destinations: &'a [String],
+    pub push: bool,
+    pub oci_mode: OciMode,
+    pub annotations: &'a std::collections::BTreeMap<String, String>,
+    pub tar_path: Option<&'a Path>,
+    pub oci_layout_path: Option<&'a Path>,
+    pub digest_file: Option<&'a Path>,
+    pub image_name_with_digest_file: Option<&'a Path>,
+    pub image_name_tag_with_digest_file: Option<&'a Path>,
+}
+
+/// A manifest ready to be written, in one media-type family.
+struct Assembled {
+    format: ManifestFormat,
+    config: Blob,
+    layers: Vec<Descriptor>,
+    manifest: Blob,
+}
+
+fn assemble(
+    config: &ImageConfig,
+    layers: &[LayerRecord],
+    format: ManifestFormat,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Assembled, BuildError> {
+    let config_blob = config.to_blob(format);
+    let layer_descriptors = layers
+        .iter()
+        .map(|layer| {
+            let mut descriptor = layer.descriptor.clone();
+            descriptor.media_type =
+                convert_layer_media_type(&descriptor.media_type, &descriptor.digest, format)?
+                    .to_string();
+            Ok(descriptor)
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let empty = std::collections::BTreeMap::new();
+    // Manifest annotations are OCI-only; a Docker manifest goes without.
+    let annotations = if format == ManifestFormat::Oci {
+        annotations
+    } else {
+        &empty
+    };
+    let manifest = manifest_blob(
+        format,
+        &config_blob.descriptor(),
+        &layer_descriptors,
+        annotations,
+    )?;
+    Ok(Assembled {
+        format,
+        config: config_blob,
+        layers: layer_descriptors,
+        manifest,
+    })
+}
+
+/// Sends the image everywhere `plan` says and returns what was made.
+pub async fn publish(
+    image: &StageImage,
+    plan: &OutputPlan<'_>,
+    blobs: &Blobs<'_>,
+) -> Result<BuildOutcome, BuildError> {
+    let first_format = match plan.oci_mode {
+        OciMode::Docker => ManifestFormat::Docker,
+        OciMode::Oci | OciMode::Auto => ManifestFormat::Oci,
+    };
+    let mut assembled = assemble(&image.config, &image.layers, first_format, plan.annotations)?;
+    let mut pushed = Vec::new();
+
+    if plan.push {
+        let targets = plan
+            .destinations
+            .iter()
+            .map(|d| parse_reference(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (target, name) in targets.iter().zip(plan.destinations) {
+            push_blobs(&assembled, image, target, blobs).await?;
+            let result = blobs
+                .registry
+                .push_manifest_raw(
+                    target,
+                    &assembled.manifest.bytes,
+                    &assembled.manifest.media_type,
+                )
+                .await;
+            let digest = match result {
+                Ok(digest) => digest,
+                Err(error)
+                    if plan.oci_mode == OciMode::Auto
+                        && assembled.format == ManifestFormat::Oci
+                        && rejects_media_type(&error) =>
+                {
+                    warn!(
+                        destination = %name,
+                        "registry doesn't support OCI media types ({error}); falling back to Docker media types"
+                    );
+                    assembled = assemble(
+                        &image.config,
+                        &image.layers,
+                        ManifestFormat::Docker,
+                        plan.annotations,
+                    )?;
+                    push_blobs(&assembled, image, target, blobs).await?;
+                    blobs
+                        .registry
+                        .push_manifest_raw(
+                            target,
+                            &assembled.manifest.bytes,
+                            &assembled.manifest.media_type,
+                        )
+                        .await?
+                }
+                Err(error)
+                    if rejects_media_type(&error) && assembled.format == ManifestFormat::Oci =>
+                {
+                    return Err(BuildError::Other(format!(
+                        "registry doesn't support OCI media types: {error}; use --oci-mode=docker --legacy-manifest-list=true"
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if digest != assembled.manifest.digest {
+                return Err(BuildError::Other(format!(
+                    "{name}: the registry stored the manifest as {digest}, kiln computed {}",
+                    assembled.manifest.digest
+                )));
+            }
+            info!("pushed {name}@{digest}");
+            pushed.push(name.clone());
+        }
+    }
+
+    if let Some(path) = plan.tar_path {
+        let stored = blobs
+            .stored_layers(&image.layers, &assembled.layers)
+            .await?;
+        write_docker_archive(path, &assembled.config, &stored, plan.destinations)?;
+        info!("wrote docker-archive {}", path.display());
+    }
+    if let Some(path) = plan.oci_layout_path {
+        let stored = blobs
+            .stored_layers(&image.layers, &assembled.layers)
+            .await?;
+        let layout = OciLayout::open_or_create(path)?;
+        let tag = plan.destinations.first().and_then(|d| tag_of(d));
+        layout.write_image(
+            &assembled.manifest,
+            &assembled.config,
+            &stored,
+            tag.as_deref(),
+        )?;
+        info!("wrote OCI layout {}", path.display());
+    }
+
+    let digest = assembled.manifest.digest.clone();
+    write_digest_files(plan, &digest)?;
+    Ok(BuildOutcome {
+        media_type: assembled.manifest.media_type.clone(),
+        size: assembled.manifest.bytes.len() as u64,
+        pushed: pushed
+            .iter()
+            .map(|name| format!("{}@{digest}", repository(name)))
+            .collect(),
+        digest,
+    })
+}
+
+/// A registry that refuses a manifest because of its media type answers
+/// 400 (MANIFEST_INVALID), 415 or, for some, 404 on the OCI type.
+fn rejects_media_type(error: &RegistryError) -> bool {
+    matches!(error.status(), Some(400 | 415))
+}
+
+async fn push_blobs(
+    assembled: &Assembled,
+    image: &StageImage,
+    target: &Reference,
+    blobs: &Blobs<'_>,
+) -> Result<(), BuildError> {
+    for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
+        let mount_from = match &layer.source {
+            BlobSource::Remote(source)
+                if source.resolve_registry() == target.resolve_registry() =>
+            {
+                Some(source)
+            }
+            _ => None,
+        };
+        let path = blobs.local_path(layer).await?;
+        blobs
+            .registry
+            .push_blob_from_file(
+                target,
+                &descriptor.digest,
+                descriptor.size,
+                &path,
+                mount_from,
+            )
+            .await?;
+    }
+    let config_path = blobs.store.path(&assembled.config.digest)?;
+    if !config_path.exists() {
+        blobs.store.put_blob(&assembled.config)?;
+    }
+    blobs
+        .registry
+        .push_blob_from_file(
+            target,
+            &assembled.config.digest,
+            assembled.config.bytes.len() as u64,
+            &config_path,
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// `registry/repo:tag` → `registry/repo`; a digest reference keeps only
+/// the name, too.
+fn repository(name: &str) -> String {
+    let without_digest = name.split('@').next().unwrap_or(name);
+    match without_digest.rfind(':') {
+        Some(colon) if !without_digest[colon..].contains('/') => {
+            without_digest[..colon].to_string()
+        }
+        _ => without_digest.to_string(),
+    }
+}
+
+fn tag_of(name: &str) -> Option<String> {
+    let without_digest = name.split('@').next().unwrap_or(name);
+    let colon = without_digest.rfind(':')?;
+    let tag = &without_digest[colon + 1..];
+    (!tag.contains('/')).then(|| tag.to_string())
+}
+
+fn write_digest_files(plan: &OutputPlan<'_>, digest: &str) -> Result<(), BuildError> {
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(BuildError::io("writing", path))
+    };
+    if let Some(path) = plan.digest_file {
+        write(path, digest.to_string())?;
+    }
+    if let Some(path) = plan.image_name_with_digest_file {
+        let lines: Vec<String> = plan
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{digest}\n", repository(d)))
+            .collect();
+        write(path, lines.concat())?;
+    }
+    if let Some(path) = plan.image_name_tag_with_digest_file {
+        let lines: Vec<String> = plan
+            .destinations
+            .iter()
+            .map(|d| {
+                let tag = tag_of(d).unwrap_or_else(|| "latest".to_string());
+                format!("{}:{tag}@{digest}\n", repository(d))
+            })
+            .collect();
+        write(path, lines.concat())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tags() {
+        let table = [
+            ("127.0.0.1:5000/app:1.0", "127.0.0.1:5000/app", Some("1.0")),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000/app", None),
+            ("registry/app@sha256:abc", "registry/app", None),
+            (
+                "registry/team/app:v2@sha256:abc",
+                "registry/team/app",
+                Some("v2"),
+            ),
+            ("app", "app", None),
+        ];
+        for (name, repo, tag) in table {
+            assert_eq!(repository(name), repo, "{name}");
+            assert_eq!(tag_of(name).as_deref(), tag, "{name}");
+        }
+    }
+}

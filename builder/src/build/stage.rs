@@ -1,0 +1,511 @@
+//! Running one stage: resolve its base, trigger the base's ONBUILD
+//! instructions, then apply each instruction to the config or as a layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, info_span, warn};
+
+use super::BuildError;
+use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
+use super::sources::{AddSources, stage_add_sources};
+use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
+use crate::context::IgnoreRules;
+use crate::dockerfile::{
+    self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
+    Healthcheck, Instruction, InstructionKind, StageVars,
+};
+use crate::image::{Compression, ImageConfig, Timestamps, parse_config};
+use crate::platform::Platform;
+
+/// What every stage of one build shares.
+pub struct BuildScope<'a> {
+    pub dockerfile: &'a Dockerfile,
+    pub vars: &'a BuildVars,
+    pub blobs: Blobs<'a>,
+    pub context_root: &'a Path,
+    pub ignore: &'a IgnoreRules,
+    pub target_platform: &'a Platform,
+    pub timestamps: Timestamps,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+    /// Build time, seconds since 1970, before timestamp rules.
+    pub now: u64,
+}
+
+impl BuildScope<'_> {
+    fn created(&self) -> u64 {
+        self.timestamps.created(self.now)
+    }
+}
+
+/// Builds stage `index` given the stages built before it.
+pub async fn build_stage(
+    scope: &BuildScope<'_>,
+    index: usize,
+    base: &Base,
+    platform: Option<&str>,
+    built: &mut BTreeMap<usize, StageImage>,
+    needed_later: bool,
+) -> Result<StageImage, BuildError> {
+    let stage = &scope.dockerfile.stages[index];
+    let span = info_span!("stage", stage = %stage.display_name());
+    let _enter = span.enter();
+    let stage_platform = match platform {
+        Some(text) => text
+            .parse::<Platform>()
+            .map_err(|e| BuildError::Instruction {
+                line: stage.line,
+                instruction: "FROM".to_string(),
+                message: e.to_string(),
+            })?,
+        None => scope.target_platform.clone(),
+    };
+    info!("FROM {}", describe_base(base));
+    let mut image = match base {
+        Base::Scratch => StageImage {
+            config: ImageConfig::scratch(&stage_platform),
+            layers: Vec::new(),
+            rootfs: None,
+        },
+        Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
+            BuildError::Other(format!("stage {parent} was not built before stage {index}"))
+        })?,
+        Base::Image(reference) => pull_base(scope, reference, &stage_platform).await?,
+    };
+    image.config.begin_stage();
+
+    let mut vars = scope.vars.stage(&image.config.config.env);
+    let triggers = image.config.take_onbuild();
+    let mut instructions: Vec<Instruction> =
+        Vec::with_capacity(triggers.len() + stage.instructions.len());
+    for trigger in &triggers {
+        let mut parsed = dockerfile::parse_instruction(trigger, scope.dockerfile.escape)?;
+        parsed.line = stage.line;
+        instructions.push(parsed);
+    }
+    instructions.extend(stage.instructions.iter().cloned());
+
+    let last_fs_instruction = instructions
+        .iter()
+        .rposition(|i| matches!(i.kind, InstructionKind::Copy(_) | InstructionKind::Add(_)));
+    for (position, instruction) in instructions.iter().enumerate() {
+        // The root filesystem must stay current only while something will
+        // look at it again: a later COPY in this stage, or another stage.
+        let keep_rootfs = needed_later || last_fs_instruction.is_some_and(|last| position < last);
+        run_instruction(
+            scope,
+            index,
+            instruction,
+            &mut image,
+            &mut vars,
+            built,
+            keep_rootfs,
+        )
+        .await
+        .map_err(|error| at_line(instruction, error))?;
+    }
+    Ok(image)
+}
+
+fn describe_base(base: &Base) -> String {
+    match base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(index) => format!("stage {index}"),
+        Base::Image(reference) => reference.clone(),
+    }
+}
+
+/// Gives an error the Dockerfile line it happened at, unless it has one.
+fn at_line(instruction: &Instruction, error: BuildError) -> BuildError {
+    match error {
+        BuildError::Instruction { .. } | BuildError::Dockerfile(_) => error,
+        other => BuildError::Instruction {
+            line: instruction.line,
+            instruction: instruction.text.clone(),
+            message: other.to_string(),
+        },
+    }
+}
+
+async fn pull_base(
+    scope: &BuildScope<'_>,
+    reference: &str,
+    platform: &Platform,
+) -> Result<StageImage, BuildError> {
+    let pulled = scope.blobs.registry.pull_image(reference, platform).await?;
+    let config = parse_config(&pulled.config_bytes)?;
+    let mut layers = Vec::with_capacity(pulled.manifest.layers().len());
+    if pulled.manifest.layers().len() != config.rootfs.diff_ids.len() {
+        return Err(BuildError::Other(format!(
+            "image {reference}: the manifest has {} layers but the config lists {} diff_ids",
+            pulled.manifest.layers().len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    for descriptor in pulled.manifest.layers() {
+        layers.push(LayerRecord {
+            descriptor: from_oci_descriptor(descriptor)?,
+            source: BlobSource::Remote(pulled.source.clone()),
+        });
+    }
+    Ok(StageImage {
+        config,
+        layers,
+        rootfs: None,
+    })
+}
+
+async fn run_instruction(
+    scope: &BuildScope<'_>,
+    stage_index: usize,
+    instruction: &Instruction,
+    image: &mut StageImage,
+    vars: &mut StageVars,
+    built: &mut BTreeMap<usize, StageImage>,
+    keep_rootfs: bool,
+) -> Result<(), BuildError> {
+    let config = &mut image.config;
+    let created = scope.created();
+    let mut record = true;
+    match &instruction.kind {
+        InstructionKind::Env(pairs) => {
+            for (key, value) in vars.apply_env(pairs)? {
+                config.set_env(&key, &value);
+            }
+        }
+        InstructionKind::Label(pairs) => {
+            for (key, value) in pairs {
+                config.set_label(&vars.expand(key)?, &vars.expand(value)?);
+            }
+        }
+        InstructionKind::Maintainer(author) => config.set_author(author),
+        InstructionKind::Expose(ports) => {
+            for port in ports {
+                for word in vars.expand_words(port)? {
+                    config.expose(&word)?;
+                }
+            }
+        }
+        InstructionKind::Volume(paths) => {
+            for path in paths {
+                config.add_volume(&vars.expand(path)?);
+            }
+        }
+        InstructionKind::User(user) => config.set_user(&vars.expand(user)?),
+        InstructionKind::Workdir(dir) => {
+            let dir = vars.expand(dir)?;
+            let current = config
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".to_string());
+            let (absolute, _) = super::copy_dest::absolute_dest(&dir, &current);
+            config.set_workdir(&absolute);
+        }
+        InstructionKind::Cmd(form) => {
+            let shell = shell_of(config);
+            config.set_cmd(command_vector(form, &shell));
+        }
+        InstructionKind::Entrypoint(form) => {
+            let shell = shell_of(config);
+            config.set_entrypoint(command_vector(form, &shell));
+        }
+        InstructionKind::Shell(shell) => config.set_shell(shell.clone()),
+        InstructionKind::StopSignal(signal) => config.set_stop_signal(&vars.expand(signal)?),
+        InstructionKind::Healthcheck(check) => {
+            let shell = shell_of(config);
+            config.set_healthcheck(healthcheck(check, &shell));
+        }
+        InstructionKind::Arg(decls) => {
+            vars.declare_args(decls)?;
+            // Docker records no history for ARG.
+            record = false;
+        }
+        InstructionKind::Onbuild(trigger) => config.add_onbuild(&trigger.text),
+        InstructionKind::Copy(copy) | InstructionKind::Add(copy) => {
+            let is_add = matches!(instruction.kind, InstructionKind::Add(_));
+            return copy_instruction(
+                scope,
+                stage_index,
+                instruction,
+                copy,
+                is_add,
+                image,
+                vars,
+                built,
+                keep_rootfs,
+            )
+            .await;
+        }
+        InstructionKind::Run(_) => {
+            return Err(BuildError::Other("RUN is not supported yet".to_string()));
+        }
+    }
+    if record {
+        image
+            .config
+            .add_history(created, &instruction.text, None, None);
+    }
+    Ok(())
+}
+
+/// The shell for shell-form commands: the stage's SHELL, else `/bin/sh -c`.
+fn shell_of(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .shell
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+}
+
+fn command_vector(form: &CommandForm, shell: &[String]) -> Vec<String> {
+    match form {
+        CommandForm::Exec(args) => args.clone(),
+        CommandForm::Shell(command) => {
+            let mut args = shell.to_vec();
+            args.push(command.clone());
+            args
+        }
+    }
+}
+
+fn healthcheck(check: &Healthcheck, shell: &[String]) -> crate::image::config::Healthcheck {
+    let nanos = |d: &Option<std::time::Duration>| {
+        d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    };
+    match check {
+        Healthcheck::None => crate::image::config::Healthcheck {
+            test: vec!["NONE".to_string()],
+            ..Default::default()
+        },
+        Healthcheck::Check {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match test {
+                CommandForm::Exec(args) => {
+                    let mut v = vec!["CMD".to_string()];
+                    v.extend(args.iter().cloned());
+                    v
+                }
+                CommandForm::Shell(command) => {
+                    // Docker stores shell-form checks as CMD-SHELL and lets the
+                    // runtime pick the shell; the SHELL only matters to RUN.
+                    let _ = shell;
+                    vec!["CMD-SHELL".to_string(), command.clone()]
+                }
+            };
+            crate::image::config::Healthcheck {
+                test,
+                interval: nanos(interval),
+                timeout: nanos(timeout),
+                start_period: nanos(start_period),
+                start_interval: nanos(start_interval),
+                retries: retries.map(i64::from),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_instruction(
+    scope: &BuildScope<'_>,
+    stage_index: usize,
+    instruction: &Instruction,
+    copy: &CopyInstruction,
+    is_add: bool,
+    image: &mut StageImage,
+    vars: &mut StageVars,
+    built: &mut BTreeMap<usize, StageImage>,
+    keep_rootfs: bool,
+) -> Result<(), BuildError> {
+    let name = if is_add { "ADD" } else { "COPY" };
+    info!("{}", instruction.text);
+    let dest = vars.expand(&copy.dest)?;
+    let workdir = image
+        .config
+        .config
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| "/".to_string());
+    let chmod = copy
+        .chmod
+        .as_deref()
+        .map(|c| {
+            vars.expand(c)
+                .map_err(BuildError::from)
+                .and_then(|c| parse_chmod(&c).map_err(BuildError::Other))
+        })
+        .transpose()?;
+    if !copy.exclude.is_empty() {
+        return Err(BuildError::Other(format!(
+            "{name} --exclude is not supported yet"
+        )));
+    }
+    if copy.parents {
+        return Err(BuildError::Other(format!(
+            "{name} --parents is not supported yet"
+        )));
+    }
+
+    // Sources from another stage or an image: that root filesystem.
+    let mut from_root_holder: Option<StageImage> = None;
+    let from_root: Option<PathBuf> = match &copy.from {
+        None => None,
+        Some(from) => {
+            let from = vars.expand(from)?;
+            match dockerfile::resolve_from(scope.dockerfile, stage_index, &from)
+                .map_err(|p| BuildError::Other(p.to_string()))?
+            {
+                FromRef::Stage(source) => {
+                    let source_image = built
+                        .get_mut(&source)
+                        .ok_or_else(|| BuildError::Other(format!("stage {from} was not built")))?;
+                    Some(scope.blobs.rootfs(source_image).await?.to_path_buf())
+                }
+                FromRef::Image(reference) => {
+                    let holder = from_root_holder
+                        .insert(pull_base(scope, &reference, scope.target_platform).await?);
+                    Some(scope.blobs.rootfs(holder).await?.to_path_buf())
+                }
+            }
+        }
+    };
+
+    let empty_rules = IgnoreRules::empty();
+    let staging = tempfile::Builder::new()
+        .prefix("sources-")
+        .tempdir_in(scope.blobs.work_dir)
+        .map_err(BuildError::io(
+            "creating a staging directory in",
+            scope.blobs.work_dir,
+        ))?;
+    let mut context_patterns = Vec::new();
+    let mut staged_patterns = Vec::new();
+    for source in &copy.sources {
+        match source {
+            CopySource::Path(pattern) => context_patterns.push(vars.expand(pattern)?),
+            CopySource::Heredoc(doc) => {
+                let content = if doc.expand {
+                    vars.expand(&doc.content)?
+                } else {
+                    doc.content.clone()
+                };
+                let path = staging.path().join(&doc.name);
+                std::fs::write(&path, content)
+                    .map_err(BuildError::io("writing here-document", &path))?;
+                set_mode(&path, 0o644)?;
+                staged_patterns.push(doc.name.clone());
+            }
+        }
+    }
+    let (source_root, rules) = match &from_root {
+        Some(root) => (root.as_path(), &empty_rules),
+        None => (scope.context_root, scope.ignore),
+    };
+    let AddSources {
+        plain,
+        archives,
+        downloads,
+    } = if is_add {
+        stage_add_sources(
+            source_root,
+            rules,
+            context_patterns,
+            copy.checksum.as_deref(),
+            staging.path(),
+        )
+        .await?
+    } else {
+        AddSources {
+            plain: context_patterns,
+            archives: Vec::new(),
+            downloads: Vec::new(),
+        }
+    };
+    staged_patterns.extend(downloads);
+
+    let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
+    let chown = match &copy.chown {
+        Some(spec) => Some(crate::fs::resolve_user(&rootfs, &vars.expand(spec)?)?),
+        None => None,
+    };
+    let ownership = Ownership {
+        chown,
+        keep_source_owner: from_root.is_some(),
+        chmod,
+    };
+    let mut roots = Vec::new();
+    if !plain.is_empty() {
+        roots.push(SourceRoot {
+            root: source_root,
+            rules,
+            patterns: plain,
+            as_directory: false,
+        });
+    }
+    if !staged_patterns.is_empty() {
+        roots.push(SourceRoot {
+            root: staging.path(),
+            rules: &empty_rules,
+            patterns: staged_patterns,
+            as_directory: false,
+        });
+    }
+    for archive in &archives {
+        roots.push(SourceRoot {
+            root: archive.as_path(),
+            rules: &empty_rules,
+            patterns: vec![".".to_string()],
+            as_directory: true,
+        });
+    }
+    let plan = plan_copy(name, &roots, &dest, &workdir, ownership, &rootfs, scope.now)?;
+    let created = scope.created();
+    if plan.is_empty() {
+        warn!("{name} copied nothing; no layer written");
+        image
+            .config
+            .add_history(created, &instruction.text, None, None);
+        return Ok(());
+    }
+    let layer = plan.write_layer(
+        &scope.blobs.store.tmp_dir_created()?,
+        scope.compression,
+        scope.compression_level,
+        scope.timestamps,
+    )?;
+    let layer = scope.blobs.store.put_layer(layer)?;
+    if keep_rootfs {
+        apply_layer(&layer.path, &rootfs)?;
+    } else {
+        // Nothing reads this root filesystem again; drop it rather than
+        // keep a stale copy.
+        image.rootfs = None;
+    }
+    let descriptor = crate::image::Descriptor::new(
+        crate::image::ManifestFormat::Oci.layer_media_type(layer.compression)?,
+        &layer.digest,
+        layer.size,
+    );
+    image
+        .config
+        .add_history(created, &instruction.text, None, Some(&layer.diff_id));
+    image.layers.push(LayerRecord {
+        descriptor,
+        source: BlobSource::Local,
+    });
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(BuildError::io("setting mode of", path))
+}

@@ -1,0 +1,161 @@
+//! What a stage is while it is being built: its config, its layers (where
+//! each blob can be found), and — only when some instruction needs to look
+//! at files — its root filesystem on disk.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use tracing::debug;
+
+use super::BuildError;
+use crate::fs::{UnpackOptions, unpack_layer};
+use crate::image::{BlobStore, Descriptor, ImageConfig, StoredLayer};
+use crate::registry::{Access, Reference, Registry};
+
+/// Where a layer's blob is.
+#[derive(Clone, Debug)]
+pub enum BlobSource {
+    /// Written by this build, or already downloaded: in the blob store.
+    Local,
+    /// Still only in the registry, in this repository.
+    Remote(Reference),
+}
+
+/// One layer of an image being built.
+#[derive(Clone, Debug)]
+pub struct LayerRecord {
+    /// Media type as the base image or the layer writer gave it; converted
+    /// to the output's family when the manifest is written.
+    pub descriptor: Descriptor,
+    pub source: BlobSource,
+}
+
+/// A stage's image so far.
+#[derive(Debug)]
+pub struct StageImage {
+    pub config: ImageConfig,
+    pub layers: Vec<LayerRecord>,
+    /// The unpacked filesystem, once something needed it.
+    pub rootfs: Option<tempfile::TempDir>,
+}
+
+impl StageImage {
+    /// A copy that shares no root filesystem: a stage built `FROM` another
+    /// stage unpacks its own when it needs one.
+    pub fn fork(&self) -> StageImage {
+        StageImage {
+            config: self.config.clone(),
+            layers: self.layers.clone(),
+            rootfs: None,
+        }
+    }
+}
+
+/// Everything layers and root filesystems need from the outside world.
+pub struct Blobs<'a> {
+    pub registry: &'a Registry,
+    pub store: &'a BlobStore,
+    /// Where root filesystems of stages are unpacked.
+    pub work_dir: &'a Path,
+}
+
+impl Blobs<'_> {
+    /// The path of `layer`'s blob in the store, downloading it first when
+    /// it is only in the registry.
+    pub async fn local_path(&self, layer: &LayerRecord) -> Result<PathBuf, BuildError> {
+        let path = self.store.path(&layer.descriptor.digest)?;
+        if path.exists() {
+            return Ok(path);
+        }
+        let BlobSource::Remote(source) = &layer.source else {
+            return Err(BuildError::Other(format!(
+                "layer {} is missing from the local blob store {}",
+                layer.descriptor.digest,
+                self.store.root().display()
+            )));
+        };
+        let tmp = self
+            .store
+            .tmp_dir()
+            .join(layer.descriptor.digest.replace(':', "-"));
+        std::fs::create_dir_all(self.store.tmp_dir())
+            .map_err(BuildError::io("creating directory", self.store.tmp_dir()))?;
+        let descriptor = to_oci_descriptor(&layer.descriptor)?;
+        debug!(digest = %layer.descriptor.digest, from = %source, "downloading layer");
+        self.registry
+            .fetch_blob_to_file(source, &descriptor, &tmp, Access::Pull)
+            .await?;
+        Ok(self.store.put_file(&tmp, &layer.descriptor.digest)?)
+    }
+
+    /// Every layer as a file on disk (for `--tar-path` and
+    /// `--oci-layout-path`, which carry all blobs).
+    pub async fn stored_layers(
+        &self,
+        layers: &[LayerRecord],
+        descriptors: &[Descriptor],
+    ) -> Result<Vec<StoredLayer>, BuildError> {
+        let mut stored = Vec::with_capacity(layers.len());
+        for (layer, descriptor) in layers.iter().zip(descriptors) {
+            stored.push(StoredLayer {
+                descriptor: descriptor.clone(),
+                path: self.local_path(layer).await?,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// Unpacks `image`'s layers into a fresh directory, once.
+    pub async fn rootfs<'i>(&self, image: &'i mut StageImage) -> Result<&'i Path, BuildError> {
+        if image.rootfs.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("rootfs-")
+                .tempdir_in(self.work_dir)
+                .map_err(BuildError::io(
+                    "creating a root filesystem in",
+                    self.work_dir,
+                ))?;
+            for layer in &image.layers {
+                let path = self.local_path(layer).await?;
+                apply_layer(&path, dir.path())?;
+            }
+            image.rootfs = Some(dir);
+        }
+        match &image.rootfs {
+            Some(dir) => Ok(dir.path()),
+            None => Err(BuildError::Other("root filesystem vanished".to_string())),
+        }
+    }
+}
+
+/// Applies one layer blob (any compression) onto `root`.
+pub fn apply_layer(blob: &Path, root: &Path) -> Result<(), BuildError> {
+    let file = File::open(blob).map_err(BuildError::io("opening layer", blob))?;
+    unpack_layer(
+        std::io::BufReader::new(file),
+        root,
+        &UnpackOptions::default(),
+    )?;
+    Ok(())
+}
+
+/// kiln's descriptor as the registry client's type.
+pub fn to_oci_descriptor(
+    descriptor: &Descriptor,
+) -> Result<oci_spec::image::Descriptor, BuildError> {
+    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
+    serde_json::from_value(json).map_err(|e| {
+        BuildError::Other(format!(
+            "descriptor {} is not valid OCI: {e}",
+            descriptor.digest
+        ))
+    })
+}
+
+/// The registry client's descriptor as kiln's type.
+pub fn from_oci_descriptor(
+    descriptor: &oci_spec::image::Descriptor,
+) -> Result<Descriptor, BuildError> {
+    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
+    serde_json::from_value(json).map_err(|e| BuildError::Other(e.to_string()))
+}

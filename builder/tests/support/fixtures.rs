@@ -237,7 +237,7 @@ fn rootfs_tar(arch: &str, busybox: &[u8]) -> Vec<u8> {
         "NAME=\"kiln test busybox\"\nID=kiln-busybox\nVERSION_ID=1\nPRETTY_NAME=\"kiln test busybox ({arch})\"\n"
     );
     let mut builder = tar::Builder::new(Vec::new());
-    let mut add_dir = |builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, owner: u64| {
+    let add_dir = |builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, owner: u64| {
         let mut header = header(tar::EntryType::Directory, mode, owner, 0);
         builder
             .append_data(&mut header, path, std::io::empty())
@@ -250,7 +250,7 @@ fn rootfs_tar(arch: &str, busybox: &[u8]) -> Vec<u8> {
     add_dir(&mut builder, "home/app/", 0o755, 1000);
     add_dir(&mut builder, "root/", 0o700, 0);
     add_dir(&mut builder, "tmp/", 0o1777, 0);
-    let mut add_file = |builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
+    let add_file = |builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
         let mut header = header(tar::EntryType::Regular, mode, 0, data.len() as u64);
         builder
             .append_data(&mut header, path, data)

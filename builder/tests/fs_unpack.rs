@@ -785,6 +785,39 @@ fn protected_paths_are_never_touched() {
 }
 
 #[test]
+fn protected_path_behind_a_symlink() {
+    let sandbox = Sandbox::new();
+    fs::create_dir(sandbox.root.join("run")).unwrap();
+    fs::set_permissions(sandbox.root.join("run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(sandbox.root.join("run/pid"), "1").unwrap();
+    fs::create_dir(sandbox.root.join("var")).unwrap();
+    fs::set_permissions(sandbox.root.join("var"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/run", sandbox.root.join("var/run")).unwrap();
+    let options = UnpackOptions {
+        protected_paths: vec!["/var/run".into()],
+        ..UnpackOptions::default()
+    };
+    let layer = [
+        E::file("run/pid", 0o644, "image"),
+        E::file("var/run/new", 0o644, "image"),
+        E::marker("run/.wh.pid"),
+        E::file("var/other", 0o644, "o"),
+    ];
+    let stats = unpack_layer(tar(&layer).as_slice(), &sandbox.root, &options).unwrap();
+    assert_eq!((stats.skipped, stats.files), (3, 1));
+    assert_eq!(
+        sandbox.tree(),
+        lines(&[
+            "d 0755 run",
+            "f 0644 run/pid \"1\"",
+            "d 0755 var",
+            "l var/run -> /run",
+            "f 0644 var/other \"o\"",
+        ])
+    );
+}
+
+#[test]
 fn parent_that_is_a_file_is_an_error() {
     let sandbox = Sandbox::new();
     let layer = [E::file("f", 0o644, "x"), E::file("f/child", 0o644, "y")];

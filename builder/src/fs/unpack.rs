@@ -103,17 +103,24 @@ pub fn unpack_layer(
     fs::create_dir_all(root).map_err(FsError::io("create directory", root))?;
     let tar_stream = decompress(reader)?;
     let mut archive = tar::Archive::new(tar_stream);
-    let protected = options
-        .protected_paths
-        .iter()
-        .map(|p| root.join(clean_image_path(p)))
-        .collect();
+    let mut protected = Vec::new();
+    for path in &options.protected_paths {
+        let clean = clean_image_path(path);
+        let resolved = resolve(root, &clean, true)?;
+        protected.push(root.join(clean));
+        // `/var/run -> /run` is common: what the link leads to is protected
+        // too (but a link to `/` does not protect the whole root).
+        if resolved != root && !protected.contains(&resolved) {
+            protected.push(resolved);
+        }
+    }
     let mut unpacker = Unpacker {
         root,
         options,
         layer: LayerPaths::new(root, protected),
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
+        buffer: vec![0; 64 * 1024],
     };
     for entry in archive.entries().map_err(layer_error)? {
         let mut entry = entry.map_err(layer_error)?;
@@ -170,6 +177,8 @@ struct Unpacker<'a> {
     /// an unprivileged builder from filling the directory.
     dirs: BTreeMap<PathBuf, (u32, Timespec)>,
     stats: UnpackStats,
+    /// Copy buffer reused for every file.
+    buffer: Vec<u8>,
 }
 
 impl Unpacker<'_> {
@@ -294,9 +303,8 @@ impl Unpacker<'_> {
             .mode(0o600)
             .open(host)
             .map_err(FsError::io("create file", host))?;
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = match entry.read(&mut buf) {
+            let n = match entry.read(&mut self.buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -307,7 +315,7 @@ impl Unpacker<'_> {
                     });
                 }
             };
-            file.write_all(&buf[..n])
+            file.write_all(&self.buffer[..n])
                 .map_err(FsError::io("write file", host))?;
             self.stats.bytes += n as u64;
         }

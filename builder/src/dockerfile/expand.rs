@@ -1,14 +1,5 @@
 //! Variable expansion with Docker/BuildKit word semantics.
 //!
-//! Which instructions are expanded (and therefore go through [`expand`]
-//! when the build reaches them): `ADD`, `COPY` (sources, destination and the
-//! `--from`, `--chown`, `--chmod` flags), `ENV` and `LABEL` (keys and
-//! values), `ARG` default values, `EXPOSE` (with word splitting, see
-//! [`expand_words`]), `FROM` (image and `--platform`), `STOPSIGNAL`, `USER`,
-//! `VOLUME`, `WORKDIR`, and the values of `RUN --mount`. Not expanded:
-//! `RUN`, `CMD`, `ENTRYPOINT` and `SHELL` (the shell does it at run time),
-//! `MAINTAINER`, `HEALTHCHECK` and `ONBUILD`.
-//!
 //! Besides `$` substitution, expansion is where quotes and escapes of a
 //! word are resolved: `"a b"` becomes `a b`, `'$x'` stays `$x`, `\$x`
 //! stays `$x`. Supported forms: `$V`, `${V}`, `${V:-w}`, `${V-w}`,
@@ -35,6 +26,15 @@ pub enum ExpandError {
 /// Expands `word` as one word: quotes and escapes are removed, variables
 /// substituted; whitespace is kept as it is. Unset variables expand to
 /// the empty string.
+///
+/// What the build expands (as Docker does): `ADD` and `COPY` (sources,
+/// destination, `--from`, `--chown`, `--chmod`, ADD `--checksum`), `ENV`
+/// and `LABEL` (keys and values), `ARG` defaults, `EXPOSE` (with word
+/// splitting, see [`expand_words`]), `FROM` (image and `--platform`),
+/// `STOPSIGNAL`, `USER`, `VOLUME`, `WORKDIR`, and `RUN --mount` values.
+/// Never expanded: `RUN`, `CMD`, `ENTRYPOINT` and `SHELL` (the shell
+/// does it at run time), `MAINTAINER`, `HEALTHCHECK` and `ONBUILD`.
+/// `COPY` here-document bodies use [`expand_heredoc`].
 pub fn expand(
     word: &str,
     escape: char,
@@ -58,6 +58,21 @@ pub fn expand_words(
     let mut out = Words::default();
     lexer.scan(None, &mut out)?;
     Ok(out.finish())
+}
+
+/// Expands the body of a `COPY <<EOF` here-document whose delimiter was
+/// not quoted. As in BuildKit, quotes are ordinary characters here, while
+/// `$` substitution and `\` escapes work as in a word; the escape is
+/// always `\`, whatever the escape directive says.
+pub fn expand_heredoc(
+    content: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let mut lexer = Lexer::new(content, '\\', lookup);
+    lexer.quotes = false;
+    let mut out = OneWord(String::new());
+    lexer.scan(None, &mut out)?;
+    Ok(out.0)
 }
 
 /// Receives the pieces of a scanned word. Only the word-splitting sink
@@ -136,6 +151,8 @@ struct Lexer<'a> {
     pos: usize,
     escape: char,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether quotes group and protect text (off for here-documents).
+    quotes: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -146,6 +163,7 @@ impl<'a> Lexer<'a> {
             pos: 0,
             escape,
             lookup,
+            quotes: true,
         }
     }
 
@@ -179,12 +197,12 @@ impl<'a> Lexer<'a> {
                 return Ok(());
             }
             match c {
-                '\'' => {
+                '\'' if self.quotes => {
                     out.mark();
                     let text = self.single_quoted()?;
                     out.literal(&text);
                 }
-                '"' => {
+                '"' if self.quotes => {
                     out.mark();
                     let text = self.double_quoted()?;
                     out.literal(&text);
@@ -490,11 +508,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn heredoc_bodies_keep_quotes() {
+        let cases: &[(&str, &str)] = &[
+            ("hello $A\n", "hello alpha\n"),
+            ("'$A' \"${A}\"\n", "'alpha' \"alpha\"\n"),
+            ("it's \\$A\n", "it's $A\n"),
+            ("${UNSET:-x y}\n", "x y\n"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(expand_heredoc(body, &vars).as_deref(), Ok(*want), "{body}");
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(word in ".*", escape in prop::sample::select(vec!['\\', '`'])) {
             let _ = expand(&word, escape, &vars);
             let _ = expand_words(&word, escape, &vars);
+            let _ = expand_heredoc(&word, &vars);
         }
 
         #[test]

@@ -106,13 +106,21 @@ impl Shared {
 fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
     let mut args = Vec::new();
     for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
-        args.push((format!("{prefix}PLATFORM"), platform.to_string()));
+        // kiln keeps arm64 as arm64/v8; BuildKit presents it without the
+        // variant, and Dockerfiles match on `linux/arm64`.
+        let variant = match platform.variant.as_deref() {
+            Some("v8") if platform.architecture == "arm64" => "",
+            Some(variant) => variant,
+            None => "",
+        };
+        let mut full = format!("{}/{}", platform.os, platform.architecture);
+        if !variant.is_empty() {
+            full = format!("{full}/{variant}");
+        }
+        args.push((format!("{prefix}PLATFORM"), full));
         args.push((format!("{prefix}OS"), platform.os.clone()));
         args.push((format!("{prefix}ARCH"), platform.architecture.clone()));
-        args.push((
-            format!("{prefix}VARIANT"),
-            platform.variant.clone().unwrap_or_default(),
-        ));
+        args.push((format!("{prefix}VARIANT"), variant.to_string()));
     }
     args
 }
@@ -523,6 +531,42 @@ mod tests {
             ]
         );
         assert_eq!(v.unused_build_args(), vec![s("ALSO_NEVER"), s("NEVER")]);
+    }
+
+    #[test]
+    fn platform_args_use_buildkit_forms() {
+        let cases: &[(Platform, &str)] = &[
+            (
+                Platform::new("linux", "arm64", None),
+                "linux/arm64|linux|arm64|",
+            ),
+            (
+                Platform::new("linux", "arm64", Some("v9")),
+                "linux/arm64/v9|linux|arm64|v9",
+            ),
+            (
+                Platform::new("linux", "arm", Some("v6")),
+                "linux/arm/v6|linux|arm|v6",
+            ),
+            (
+                Platform::new("linux", "x86_64", None),
+                "linux/amd64|linux|amd64|",
+            ),
+            (
+                Platform::new("windows", "amd64", None),
+                "windows/amd64|windows|amd64|",
+            ),
+        ];
+        for (platform, want) in cases {
+            let v = match BuildVars::new(BTreeMap::new(), platform, platform, &[], '\\') {
+                Ok(v) => v,
+                Err(e) => panic!("{e}"),
+            };
+            let word = "$TARGETPLATFORM|$TARGETOS|$TARGETARCH|$TARGETVARIANT";
+            assert_eq!(v.expand_global(word).as_deref(), Ok(*want), "{platform}");
+            let word = "$BUILDPLATFORM|$BUILDOS|$BUILDARCH|$BUILDVARIANT";
+            assert_eq!(v.expand_global(word).as_deref(), Ok(*want), "{platform}");
+        }
     }
 
     #[test]

@@ -815,8 +815,8 @@ impl LayerPlan {
 }
 
 /// Component-wise byte order, with the opaque marker before its siblings.
-fn compare_names(a: &[u8], b: &[u8]) -> Ordering {
-    let key = |part: &[u8]| (part != OPAQUE_MARKER.as_bytes(), part.to_vec());
+fn compare_names<'a>(a: &'a [u8], b: &'a [u8]) -> Ordering {
+    let key = |part: &'a [u8]| (part != OPAQUE_MARKER.as_bytes(), part);
     let mut left = a.split(|&c| c == b'/');
     let mut right = b.split(|&c| c == b'/');
     loop {

@@ -64,6 +64,17 @@ impl BlobStore {
         self.root.join("tmp")
     }
 
+    /// [`BlobStore::tmp_dir`], created again if something removed it
+    /// since the store was opened.
+    pub fn tmp_dir_created(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.tmp_dir();
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
     /// Where the blob `digest` lives (whether or not it is present).
     pub fn path(&self, digest: &str) -> Result<PathBuf, StoreError> {
         Ok(self.root.join("sha256").join(digest_hex(digest)?))

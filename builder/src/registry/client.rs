@@ -869,4 +869,45 @@ mod tests {
             "; if reg.example serves plain HTTP pass --insecure-registry=reg.example, for a self-signed certificate --registry-certificate=reg.example=/path/to/ca.pem or --skip-tls-verify-registry=reg.example"
         );
     }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Builds run platforms on spawned tasks: every future must be `Send`.
+    #[test]
+    fn futures_are_send() {
+        let registry = Registry::new(RegistryOptions::default()).unwrap();
+        let reference: Reference = "127.0.0.1:1/app:1".parse().unwrap();
+        let platform = Platform::host();
+        let descriptor: Descriptor = serde_json::from_str(
+            r#"{"mediaType":"application/octet-stream","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0}"#,
+        )
+        .unwrap();
+        let path = Path::new("/nonexistent");
+        assert_send(&registry.pull_image("app", &platform));
+        assert_send(&registry.fetch_manifest_raw(&reference, Access::Pull));
+        assert_send(&registry.fetch_blob_to_file(&reference, &descriptor, path, Access::Pull));
+        assert_send(&registry.fetch_blob_bytes(&reference, &descriptor, Access::Push));
+        assert_send(&registry.push_blob_from_file(&reference, "sha256:0", 0, path, None));
+        assert_send(&registry.push_manifest_raw(&reference, b"{}", "application/json"));
+        assert_send(&registry.check_push_access(&reference));
+        fn assert_sync<T: Send + Sync + Clone>(_: &T) {}
+        assert_sync(&registry);
+    }
+
+    #[test]
+    fn unreadable_registry_certificates_fail_at_start() {
+        let err = Registry::new(RegistryOptions {
+            registry_certificates: vec![(
+                "reg.example".to_string(),
+                PathBuf::from("/nonexistent/kiln-ca.pem"),
+            )],
+            ..RegistryOptions::default()
+        })
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "reading the CA certificate /nonexistent/kiln-ca.pem for registry reg.example: No such file or directory (os error 2)"
+        );
+    }
 }

@@ -27,5 +27,7 @@ pub mod fixtures;
 pub mod proxy;
 pub mod registry;
 
+#[allow(unused_imports)]
 pub use proxy::FaultProxy;
+#[allow(unused_imports)]
 pub use registry::{TestRegistry, write_docker_config};

@@ -20,19 +20,27 @@ pub struct TestRegistry {
     dir: tempfile::TempDir,
     child: Child,
     credentials: Option<(String, String)>,
+    ca_certificate: Option<PathBuf>,
 }
 
 impl TestRegistry {
     /// Starts an open registry (no authentication). Panics, naming the
     /// package to install, when the binary is missing.
     pub fn start() -> TestRegistry {
-        TestRegistry::launch(None)
+        TestRegistry::launch(None, false)
+    }
+
+    /// Starts an open registry serving HTTPS with a certificate for
+    /// `127.0.0.1` and `localhost`, signed by a fresh test CA (see
+    /// [`TestRegistry::ca_certificate`]). Needs the `openssl` command.
+    pub fn start_tls() -> TestRegistry {
+        TestRegistry::launch(None, true)
     }
 
     /// Starts a registry that requires HTTP basic authentication with
     /// this user and password (bcrypt htpasswd via apache2-utils).
     pub fn start_with_auth(user: &str, password: &str) -> TestRegistry {
-        TestRegistry::launch(Some((user.to_string(), password.to_string())))
+        TestRegistry::launch(Some((user.to_string(), password.to_string())), false)
     }
 
     /// `127.0.0.1:PORT`, the registry part of references.
@@ -45,6 +53,11 @@ impl TestRegistry {
         self.credentials
             .as_ref()
             .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The PEM file of the CA that signed a TLS registry's certificate.
+    pub fn ca_certificate(&self) -> Option<&Path> {
+        self.ca_certificate.as_deref()
     }
 
     /// The registry's storage root (`docker/registry/v2/...` below it).
@@ -67,7 +80,7 @@ impl TestRegistry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn launch(credentials: Option<(String, String)>) -> TestRegistry {
+    fn launch(credentials: Option<(String, String)>, tls: bool) -> TestRegistry {
         assert!(
             Path::new(REGISTRY_BINARY).is_file(),
             "{REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)"
@@ -86,11 +99,21 @@ impl TestRegistry {
                     htpasswd.display()
                 )
             });
+            let ca_certificate = tls.then(|| write_tls_files(dir.path()));
+            let tls_config = if tls {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("cert.pem").display(),
+                    dir.path().join("key.pem").display()
+                )
+            } else {
+                String::new()
+            };
             let config = format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
-                 http:\n  addr: {host}\n  secret: kiln-test-secret\n\
+                 http:\n  addr: {host}\n  secret: kiln-test-secret\n{tls_config}\
                  {}",
                 dir.path().join("storage").display(),
                 auth.unwrap_or_default()
@@ -113,6 +136,7 @@ impl TestRegistry {
                 dir,
                 child,
                 credentials: credentials.clone(),
+                ca_certificate,
             };
             if registry.wait_until_ready() {
                 return registry;
@@ -124,13 +148,15 @@ impl TestRegistry {
 
     /// Polls `/v2/` until the registry answers (200, or 401 with auth).
     fn wait_until_ready(&mut self) -> bool {
+        let tls_ready = self.ca_certificate.is_some();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
             if let Some(status) = http_get_status(&self.host, "/v2/") {
-                if status == 200 || status == 401 {
+                // A TLS registry answers plain HTTP with 400.
+                if status == 200 || status == 401 || (tls_ready && status == 400) {
                     return true;
                 }
             }
@@ -160,6 +186,77 @@ pub fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) -
     )
     .expect("writing config.json");
     path
+}
+
+/// Writes a test CA (`ca.pem`) and a server certificate signed by it
+/// (`cert.pem`, `key.pem`) for 127.0.0.1 and localhost into `dir`.
+pub fn write_tls_files(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (Debian package openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kiln test CA",
+    ]);
+    openssl(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("writing the certificate extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    dir.join("ca.pem")
 }
 
 fn write_htpasswd(path: &Path, user: &str, password: &str) {

@@ -1,6 +1,8 @@
 //! Layer blobs written by `image::layer`, read back with the `tar`,
 //! `flate2` and `zstd` crates: content, metadata, determinism, digests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;

@@ -2,6 +2,8 @@
 //! copy the docker-archive (`--tar-path`) and the OCI layout
 //! (`--oci-layout-path`) kiln writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;

@@ -158,6 +158,7 @@ pub fn write_docker_archive(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

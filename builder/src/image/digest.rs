@@ -74,6 +74,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

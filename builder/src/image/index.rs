@@ -115,6 +115,7 @@ pub fn parse_index(bytes: &[u8]) -> Result<Vec<Descriptor>, IndexError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::image::digest::sha256_digest;
@@ -202,12 +203,13 @@ mod tests {
         let notes = BTreeMap::from([("k".to_string(), "v".to_string())]);
         let mut dup = children(media::OCI_MANIFEST);
         dup[1].1 = Platform::new("linux", "x86_64", None);
-        let cases: Vec<(
+        type Case = (
             ManifestFormat,
             Vec<(Descriptor, Platform)>,
             BTreeMap<String, String>,
-            &str,
-        )> = vec![
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 ManifestFormat::Docker,
                 children(media::DOCKER_MANIFEST),

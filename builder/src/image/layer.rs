@@ -215,10 +215,13 @@ impl Write for Encoder {
     }
 }
 
+/// Digest and size of the compressed bytes.
+type CompressedSum = (String, u64);
+
 impl Encoder {
     /// Ends the compressed stream; returns the file and, when compressed,
     /// the digest and size of the compressed bytes.
-    fn finish(self) -> io::Result<(BufWriter<File>, Option<(String, u64)>)> {
+    fn finish(self) -> io::Result<(BufWriter<File>, Option<CompressedSum>)> {
         match self {
             Encoder::Gzip(w) => {
                 let (file, digest, size) = w.finish()?.finish();
@@ -831,6 +834,7 @@ fn compare_names<'a>(a: &'a [u8], b: &'a [u8]) -> Ordering {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

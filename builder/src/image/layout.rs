@@ -57,7 +57,7 @@ fn updated_index(existing: Option<LayoutIndex>, entry: Descriptor) -> LayoutInde
     let name = entry.annotations.get(REF_NAME).cloned();
     index.manifests.retain(|m| match &name {
         Some(name) => m.annotations.get(REF_NAME) != Some(name),
-        None => !(m.digest == entry.digest && !m.annotations.contains_key(REF_NAME)),
+        None => m.digest != entry.digest || m.annotations.contains_key(REF_NAME),
     });
     index.manifests.push(entry);
     index
@@ -196,6 +196,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -157,6 +157,7 @@ pub fn parse_manifest(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::image::digest::sha256_digest;

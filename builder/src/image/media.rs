@@ -242,6 +242,7 @@ pub fn convert_layer_media_type(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

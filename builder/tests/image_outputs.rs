@@ -303,3 +303,18 @@ fn oci_layout_is_extended_and_tags_move() {
     ]));
     assert_eq!(v2["Digest"], gzip.manifest.digest.as_str());
 }
+
+#[test]
+fn docker_archive_without_tags_is_read_by_skopeo() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = build_image(dir.path(), ManifestFormat::Docker, Compression::Gzip);
+    let tar = dir.path().join("untagged.tar");
+    write_docker_archive(&tar, &image.config, &image.layers, &[]).unwrap();
+    let raw_config = skopeo(&[
+        "inspect",
+        "--raw",
+        "--config",
+        &format!("docker-archive:{}", tar.display()),
+    ]);
+    assert_eq!(raw_config, image.config.bytes);
+}

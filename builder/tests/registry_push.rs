@@ -3,6 +3,8 @@
 //! mounts, raw manifests read back (also by skopeo), credentials from a
 //! config.json, retries through a proxy answering 503.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! checks skipped with `--skip-tls-verify-registry`, and the errors when
 //! neither fits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

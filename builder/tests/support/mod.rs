@@ -20,8 +20,9 @@
 //! state (environment variables, current directory), so tests in one binary
 //! may run in parallel.
 
-// Each test binary uses only part of this module.
-#![allow(dead_code)]
+// Each test binary uses only part of this module, and test support fails
+// by panicking with a message.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fixtures;
 pub mod proxy;

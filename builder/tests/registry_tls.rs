@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
 use kiln_builder::registry::{Access, Registry, RegistryError, RegistryOptions, parse_reference};
 use support::TestRegistry;
@@ -15,9 +14,7 @@ use support::fixtures::{self, sha256_digest};
 
 fn registry(options: RegistryOptions) -> Registry {
     Registry::new(RegistryOptions {
-        docker_config_dir: Some(tempfile::tempdir().unwrap().keep()),
-        push_retry_initial_delay: Duration::from_millis(10),
-        push_retry_max_delay: Duration::from_millis(40),
+        docker_config_dir: support::isolated_options().docker_config_dir,
         ..options
     })
     .unwrap()

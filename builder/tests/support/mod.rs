@@ -12,6 +12,8 @@
 //!     let registry = TestRegistry::start();
 //!     let images = fixtures::push_busybox_index(registry.host()).await;
 //!     // images.index == "127.0.0.1:PORT/busybox:latest"
+//!     let registry = kiln_builder::registry::Registry::new(support::isolated_options()).unwrap();
+//!     let base = registry.pull_image(&images.index, &"linux/arm64".parse().unwrap()).await.unwrap();
 //! }
 //! ```
 //!
@@ -31,4 +33,4 @@ pub mod registry;
 #[allow(unused_imports)]
 pub use proxy::FaultProxy;
 #[allow(unused_imports)]
-pub use registry::{TestRegistry, write_docker_config};
+pub use registry::{TestRegistry, isolated_options, write_docker_config};

@@ -294,3 +294,18 @@ fn http_get_status(host: &str, path: &str) -> Option<u16> {
     let line = std::str::from_utf8(&head[..n]).ok()?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// kiln registry options for tests: an empty docker config directory, so
+/// the developer's own credentials never leak in (and no environment
+/// variable is read or set), and retry delays of milliseconds.
+pub fn isolated_options() -> kiln_builder::registry::RegistryOptions {
+    let config_dir = tempfile::tempdir()
+        .expect("temporary docker config directory")
+        .keep();
+    kiln_builder::registry::RegistryOptions {
+        docker_config_dir: Some(config_dir),
+        push_retry_initial_delay: Duration::from_millis(10),
+        push_retry_max_delay: Duration::from_millis(40),
+        ..kiln_builder::registry::RegistryOptions::default()
+    }
+}

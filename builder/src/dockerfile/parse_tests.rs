@@ -803,3 +803,51 @@ fn words_markers_and_lines() {
     assert_eq!(logical_line("X \\\n", 0, '\\'), (s("X "), 4));
     assert_eq!(logical_line("X \\", 0, '\\'), (s("X \\"), 3));
 }
+
+mod robustness {
+    use proptest::prelude::*;
+
+    use super::super::{parse, parse_instruction};
+
+    /// Lines built from Dockerfile fragments, so that the generated files
+    /// reach deep into the parser rather than failing on the first word.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "FROM alpine AS a",
+            "FROM a",
+            "# escape=`",
+            "ARG X=1",
+            "RUN echo \\",
+            "RUN cat <<EOF >f",
+            "RUN <<A <<-B",
+            "COPY <<EOF /x",
+            "COPY --from=a / /",
+            "EOF",
+            "\tB",
+            "A",
+            "ENV a=\"b c\" d",
+            "ONBUILD RUN x",
+            "HEALTHCHECK --interval=1s CMD [\"x\"]",
+            "  # comment",
+            "",
+            "é ü `",
+            "\\",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(lines in prop::collection::vec(fragment(), 0..12), tail in ".{0,16}") {
+            let text = format!("{}\n{tail}", lines.join("\n"));
+            let _ = parse(&text);
+            let _ = parse_instruction(&text, '\\');
+            let _ = parse_instruction(&text, '`');
+        }
+
+        #[test]
+        fn parse_never_panics_on_noise(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+}

@@ -666,11 +666,12 @@ impl Registry {
                     hint,
                 }
             }
-            Failure::Connection { message } => RegistryError::Connection {
+            Failure::Connection { message, transient } => RegistryError::Connection {
                 operation: op.text.clone(),
                 registry: op.registry.clone(),
                 message,
                 hint: connection_hint(&op.registry, op.plain_http),
+                transient,
             },
             Failure::Protocol { message } => RegistryError::Protocol {
                 operation: op.text.clone(),

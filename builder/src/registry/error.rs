@@ -33,6 +33,9 @@ pub enum RegistryError {
         registry: String,
         message: String,
         hint: String,
+        /// Whether another attempt may succeed: not for a certificate the
+        /// client rejects.
+        transient: bool,
     },
 
     /// The registry answered something that does not follow the protocol.
@@ -149,7 +152,7 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => is_retryable_status(*status),
-            RegistryError::Connection { .. } => true,
+            RegistryError::Connection { transient, .. } => *transient,
             _ => false,
         }
     }
@@ -175,7 +178,7 @@ fn status_text(status: u16) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
     Status { status: u16, detail: String },
-    Connection { message: String },
+    Connection { message: String, transient: bool },
     Protocol { message: String },
 }
 
@@ -204,8 +207,10 @@ pub(crate) fn classify(err: &OciDistributionError) -> Failure {
                 detail: String::new(),
             },
             None if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
+                let message = error_chain(e);
                 Failure::Connection {
-                    message: error_chain(e),
+                    transient: !is_certificate_failure(&message),
+                    message,
                 }
             }
             None => Failure::Protocol {
@@ -214,11 +219,18 @@ pub(crate) fn classify(err: &OciDistributionError) -> Failure {
         },
         OciDistributionError::IoError(e) => Failure::Connection {
             message: error_chain(e),
+            transient: true,
         },
         other => Failure::Protocol {
             message: error_chain(other),
         },
     }
+}
+
+/// rustls reports a rejected certificate as `invalid peer certificate: …`;
+/// retrying cannot change the certificate.
+pub(crate) fn is_certificate_failure(message: &str) -> bool {
+    message.contains("invalid peer certificate")
 }
 
 /// The whole `source()` chain on one line: reqwest's top-level message
@@ -453,13 +465,21 @@ mod tests {
         ] {
             assert_eq!(status(code).is_retryable(), want, "HTTP {code}");
         }
-        let connection = RegistryError::Connection {
+        let connection = |transient| RegistryError::Connection {
             operation: String::new(),
             registry: String::new(),
             message: String::new(),
             hint: String::new(),
+            transient,
         };
-        assert!(connection.is_retryable());
+        assert!(connection(true).is_retryable());
+        assert!(!connection(false).is_retryable());
+        assert!(is_certificate_failure(
+            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
+        ));
+        assert!(!is_certificate_failure(
+            "tcp connect error: Connection refused (os error 111)"
+        ));
         let mismatch = RegistryError::DigestMismatch {
             what: "blob",
             reference: String::new(),

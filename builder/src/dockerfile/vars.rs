@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::expand::{ExpandError, expand, expand_words};
+use super::expand::{ExpandError, expand, expand_heredoc, expand_words};
 use super::model::ArgDecl;
 use crate::platform::Platform;
 
@@ -237,6 +237,12 @@ impl StageVars {
 
     pub fn expand(&self, word: &str) -> Result<String, ExpandError> {
         expand(word, self.shared.escape, &|name| self.lookup(name))
+    }
+
+    /// Expands a `COPY <<EOF` body whose delimiter was not quoted: quotes
+    /// stay as written (see [`super::expand_heredoc`]).
+    pub fn expand_heredoc(&self, content: &str) -> Result<String, ExpandError> {
+        expand_heredoc(content, &|name| self.lookup(name))
     }
 
     /// Word-splitting expansion, for EXPOSE.
@@ -493,6 +499,10 @@ mod tests {
                 (s("B"), s("0")),
                 (s("C"), s("two words")),
             ]
+        );
+        assert_eq!(
+            st.expand_heredoc("a=$A \"$B\" '$C'\n").as_deref(),
+            Ok("a=1 \"0\" 'two words'\n")
         );
         assert_eq!(
             st.apply_env(&[(s("D"), s("${A"))])

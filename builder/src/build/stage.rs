@@ -393,7 +393,7 @@ async fn copy_instruction(
             CopySource::Path(pattern) => context_patterns.push(vars.expand(pattern)?),
             CopySource::Heredoc(doc) => {
                 let content = if doc.expand {
-                    vars.expand(&doc.content)?
+                    vars.expand_heredoc(&doc.content)?
                 } else {
                     doc.content.clone()
                 };

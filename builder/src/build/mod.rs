@@ -31,7 +31,7 @@ use crate::context::{BuildContext, ContextSource, FetchOptions, load_ignore_rule
 use crate::dockerfile::{self, BuildVars};
 use crate::image::{BlobStore, Compression, OciMode, Timestamps};
 use crate::platform::Platform;
-use crate::registry::{Access, Registry, RegistryOptions, parse_reference};
+use crate::registry::{Access, Registry, parse_reference};
 
 /// Builds the image `options` describe for its (single) platform and sends
 /// it to the outputs.
@@ -42,7 +42,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
         .cloned()
         .unwrap_or_else(Platform::host);
     let build_platform = Platform::host();
-    let registry = Registry::new(registry_options(options))?;
+    let registry = Registry::new(options.registry.clone())?;
 
     let work = tempfile::Builder::new()
         .prefix("kiln-")
@@ -155,29 +155,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
         image_name_tag_with_digest_file: output.image_name_tag_with_digest_file.as_deref(),
     };
     publish(&final_image, &outputs, &scope.blobs).await
-}
-
-fn registry_options(options: &BuildOptions) -> RegistryOptions {
-    let r = &options.registry;
-    RegistryOptions {
-        insecure: r.insecure,
-        insecure_pull: r.insecure_pull,
-        insecure_registries: r.insecure_registries.clone(),
-        skip_tls_verify: r.skip_tls_verify,
-        skip_tls_verify_pull: r.skip_tls_verify_pull,
-        skip_tls_verify_registries: r.skip_tls_verify_registries.clone(),
-        registry_certificates: r
-            .certificates
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        registry_mirrors: r.mirrors.clone(),
-        push_retry: r.push_retry.retries,
-        push_retry_initial_delay: r.push_retry.initial_delay,
-        push_retry_max_delay: r.push_retry.max_delay,
-        image_download_retry: r.image_download_retry,
-        ..RegistryOptions::default()
-    }
 }
 
 /// Fetches the build context; an `oci://` context is pulled with the

@@ -114,7 +114,8 @@ pub struct BuildOptions {
     pub multi_platform: MultiPlatformOptions,
     pub cache: CacheOptions,
     pub execution: ExecutionOptions,
-    pub registry: RegistryOptions,
+    /// Registry access: TLS, mirrors, retries (the registry module's own type).
+    pub registry: crate::registry::RegistryOptions,
     pub k8s: K8sOptions,
 }
 
@@ -195,36 +196,6 @@ pub struct ExecutionOptions {
     pub ignore_var_run: bool,
     pub force: bool,
     pub cleanup: bool,
-}
-
-/// Registry access: TLS, mirrors and retries.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RegistryOptions {
-    /// Push over plain HTTP.
-    pub insecure: bool,
-    /// Pull over plain HTTP.
-    pub insecure_pull: bool,
-    pub insecure_registries: Vec<String>,
-    /// Push without verifying TLS certificates.
-    pub skip_tls_verify: bool,
-    /// Pull without verifying TLS certificates.
-    pub skip_tls_verify_pull: bool,
-    pub skip_tls_verify_registries: Vec<String>,
-    /// Extra CA certificate file per registry host (`--registry-certificate`).
-    pub certificates: BTreeMap<String, PathBuf>,
-    pub mirrors: Vec<String>,
-    pub push_retry: RetryPolicy,
-    /// Extra attempts to download a base image after the first fails.
-    pub image_download_retry: u32,
-}
-
-/// Retries with exponential back-off, capped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Extra attempts after the first; 0 means no retry.
-    pub retries: u32,
-    pub initial_delay: Duration,
-    pub max_delay: Duration,
 }
 
 /// The Kubernetes driver, and a builder pod reporting to its `BuildRequest`.

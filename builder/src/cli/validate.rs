@@ -2,6 +2,8 @@
 //! several flags, and flags whose feature is not built yet.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use crate::registry::RegistryOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use clap::{CommandFactory, FromArgMatches};
 use super::args::Args;
 use super::options::{
     BuildOptions, CacheOptions, Compression, ExecutionOptions, K8sOptions, MultiPlatformOptions,
-    OciMode, OutputOptions, RegistryOptions, RetryPolicy,
+    OciMode, OutputOptions,
 };
 use crate::platform::{self, Platform, PlatformError};
 
@@ -115,10 +117,11 @@ impl Args {
         let labels = key_values("label", &self.input.label)?;
         let annotations = key_values("annotation", &self.output.annotation)?;
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
-        let certificates = key_values("registry-certificate", &self.registry.registry_certificate)?
-            .into_iter()
-            .map(|(host, file)| (host, PathBuf::from(file)))
-            .collect();
+        let certificates: Vec<(String, PathBuf)> =
+            key_values("registry-certificate", &self.registry.registry_certificate)?
+                .into_iter()
+                .map(|(host, file)| (host, PathBuf::from(file)))
+                .collect();
         let compression_level = self.compression_level()?;
 
         if self.output.compression == Compression::Zstd && self.output.oci_mode == OciMode::Docker {
@@ -211,14 +214,13 @@ impl Args {
                 skip_tls_verify: registry.skip_tls_verify,
                 skip_tls_verify_pull: registry.skip_tls_verify_pull,
                 skip_tls_verify_registries: registry.skip_tls_verify_registry,
-                certificates,
-                mirrors: registry.registry_mirror,
-                push_retry: RetryPolicy {
-                    retries: registry.push_retry,
-                    initial_delay: Duration::from_millis(registry.push_retry_initial_delay),
-                    max_delay: Duration::from_millis(registry.push_retry_max_delay),
-                },
+                registry_certificates: certificates,
+                registry_mirrors: registry.registry_mirror,
+                push_retry: registry.push_retry,
+                push_retry_initial_delay: Duration::from_millis(registry.push_retry_initial_delay),
+                push_retry_max_delay: Duration::from_millis(registry.push_retry_max_delay),
                 image_download_retry: registry.image_download_retry,
+                docker_config_dir: None,
             },
             k8s: K8sOptions {
                 namespace: k8s.namespace,
@@ -473,14 +475,13 @@ pub(crate) mod tests {
                 skip_tls_verify: false,
                 skip_tls_verify_pull: false,
                 skip_tls_verify_registries: vec![],
-                certificates: BTreeMap::new(),
-                mirrors: vec![],
-                push_retry: RetryPolicy {
-                    retries: 0,
-                    initial_delay: Duration::from_millis(1000),
-                    max_delay: Duration::from_millis(30000),
-                },
+                registry_certificates: vec![],
+                registry_mirrors: vec![],
+                push_retry: 0,
+                push_retry_initial_delay: Duration::from_millis(1000),
+                push_retry_max_delay: Duration::from_millis(30000),
                 image_download_retry: 0,
+                docker_config_dir: None,
             },
             k8s: K8sOptions {
                 namespace: None,
@@ -702,18 +703,16 @@ pub(crate) mod tests {
                         skip_tls_verify: true,
                         skip_tls_verify_pull: true,
                         skip_tls_verify_registries: vec!["self-signed.example".into()],
-                        certificates: [(
+                        registry_certificates: vec![(
                             "my.registry:5000".to_string(),
                             PathBuf::from("/certs/ca.crt"),
-                        )]
-                        .into(),
-                        mirrors: vec!["mirror.gcr.io".into(), "mirror.example".into()],
-                        push_retry: RetryPolicy {
-                            retries: 3,
-                            initial_delay: Duration::from_secs(2),
-                            max_delay: Duration::from_secs(60),
-                        },
+                        )],
+                        registry_mirrors: vec!["mirror.gcr.io".into(), "mirror.example".into()],
+                        push_retry: 3,
+                        push_retry_initial_delay: Duration::from_secs(2),
+                        push_retry_max_delay: Duration::from_secs(60),
                         image_download_retry: 2,
+                        docker_config_dir: None,
                     }
                 },
             ),
@@ -725,8 +724,8 @@ pub(crate) mod tests {
                     "--push-retry-max-delay=5000",
                 ],
                 |o| {
-                    o.registry.push_retry.initial_delay = Duration::from_secs(5);
-                    o.registry.push_retry.max_delay = Duration::from_secs(5);
+                    o.registry.push_retry_initial_delay = Duration::from_secs(5);
+                    o.registry.push_retry_max_delay = Duration::from_secs(5);
                 },
             ),
             // Logging flags are consumed before options are built.

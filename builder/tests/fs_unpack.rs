@@ -1,6 +1,8 @@
 //! The layer unpacker against crafted tar streams: every changeset rule,
 //! and every way a layer could try to reach outside its root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fs_common;
 
 use std::fs;

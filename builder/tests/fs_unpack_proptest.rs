@@ -3,6 +3,8 @@
 //! built to escape (`..`, `/`, absolute host paths to the sandbox's
 //! outside directory), plus raw bytes for the decoder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fs_common;
 
 use fs_common::{Sandbox, TarEntry, gzip, tar, zstd};

@@ -110,7 +110,8 @@ impl LayerPaths {
         if written && !meta.is_dir() {
             return Ok(0);
         }
-        if !written && !(meta.is_dir() && holds_protected) {
+        let descend = written || (meta.is_dir() && holds_protected);
+        if !descend {
             if meta.is_dir() {
                 // std's remove_dir_all never follows symlinks inside.
                 fs::remove_dir_all(host).map_err(FsError::io("remove", host))?;

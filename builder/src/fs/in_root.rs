@@ -7,10 +7,9 @@
 //! with `symlink_metadata`/`read_link`, so a host path is never followed.
 //!
 //! The result is only as good as the moment it was computed: a concurrent
-//! writer could swap a directory for a symlink afterwards. The builder is the
-//! only writer of its root while it resolves and writes, so that race does
-//! not arise; `inplace` isolation, which shares `/` with RUN, resolves after
-//! RUN has finished.
+//! writer could swap a directory for a symlink afterwards. Callers must be
+//! the only writer of the root while they resolve and write (the builder
+//! unpacks and copies between RUN steps, never during one).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;

@@ -89,7 +89,8 @@ impl IgnoreRules {
             if pattern.reinclude != excluded {
                 continue;
             }
-            if matches_path_or_parent(&pattern.glob, path) {
+            // A pattern naming a directory covers everything inside it.
+            if pattern.glob.matches_self_or_parent(path) {
                 excluded = !pattern.reinclude;
             }
         }
@@ -138,16 +139,6 @@ fn parse_line(line: &str) -> Result<Option<IgnorePattern>, String> {
         glob,
         reinclude,
     }))
-}
-
-/// Whether `glob` matches `path` or any of its parent directories: a
-/// pattern naming a directory covers everything inside it.
-fn matches_path_or_parent(glob: &Glob, path: &str) -> bool {
-    if glob.matches(path) {
-        return true;
-    }
-    path.match_indices('/')
-        .any(|(at, _)| glob.matches(&path[..at]))
 }
 
 /// Loads the rules that apply to a build: `<Dockerfile>.dockerignore` next
@@ -215,6 +206,8 @@ mod tests {
             ("**/*.txt", "file.txt", true),
             ("**/*.txt", "a/b/file.txt", true),
             ("**/*.txt", "a/b/file.txt2", false),
+            ("d00*\n!d000/f0000.txt\n**/f9*.txt", "d010/f9000.txt", true),
+            ("d00*\n!d000/f0000.txt\n**/f9*.txt", "d000/f0000.txt", false),
             ("**/dir", "dir/file", true),
             ("**/dir", "x/y/dir/file", true),
             ("**/dir2/*", "dir/dir2/file", true),

@@ -20,9 +20,11 @@ use std::path::PathBuf;
 
 pub use archive::unpack_context_archive;
 pub use dockerignore::{IgnoreRules, load_ignore_rules};
-pub use select::{EntryKind, SourceMatch, Walk, WalkEntry, resolve_sources, walk};
-pub use source::{BuildContext, ContextSource, FetchOptions, GitCredentials, GitSource, redact_url};
 pub(crate) use http::download;
+pub use select::{EntryKind, SourceMatch, Walk, WalkEntry, resolve_sources, walk};
+pub use source::{
+    BuildContext, ContextSource, FetchOptions, GitCredentials, GitSource, redact_url,
+};
 
 /// Everything that can go wrong while fetching a context or choosing files
 /// from it. Each variant names the input that failed; URLs are always

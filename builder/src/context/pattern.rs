@@ -93,51 +93,66 @@ impl Glob {
 
     /// Whether the whole of `text` matches.
     pub fn matches(&self, text: &str) -> bool {
-        let mut states = self.start();
+        let mut run = Run::new(self);
+        text.chars().all(|c| run.step(c)) && run.accepts()
+    }
+
+    /// Whether `text` or one of its parent directories (a prefix ending
+    /// just before a `/`) matches, in a single pass over `text`.
+    pub fn matches_self_or_parent(&self, text: &str) -> bool {
+        let mut run = Run::new(self);
         for c in text.chars() {
-            if !self.step(&mut states, c) {
+            if c == '/' && run.accepts() {
+                return true;
+            }
+            if !run.step(c) {
                 return false;
             }
         }
-        states[self.tokens.len()]
+        run.accepts()
     }
 
     /// Whether some string starting with `prefix` could match: the walker
     /// asks this to know if a `!` pattern may re-include something below an
     /// excluded directory. Errs towards `true`.
     pub fn may_match_with_prefix(&self, prefix: &str) -> bool {
-        let mut states = self.start();
-        prefix.chars().all(|c| self.step(&mut states, c))
+        let mut run = Run::new(self);
+        prefix.chars().all(|c| run.step(c))
+    }
+}
+
+/// The set of NFA states reached so far; state `i` is "before token `i`",
+/// state `tokens.len()` accepts. Two buffers are swapped rather than
+/// allocated per character: the walker matches every path of a context.
+struct Run<'g> {
+    tokens: &'g [Token],
+    states: Vec<bool>,
+    next: Vec<bool>,
+}
+
+impl<'g> Run<'g> {
+    fn new(glob: &'g Glob) -> Run<'g> {
+        let len = glob.tokens.len() + 1;
+        let mut run = Run {
+            tokens: &glob.tokens,
+            states: vec![false; len],
+            next: vec![false; len],
+        };
+        run.states[0] = true;
+        close(run.tokens, &mut run.states);
+        run
     }
 
-    fn start(&self) -> Vec<bool> {
-        let mut states = vec![false; self.tokens.len() + 1];
-        states[0] = true;
-        self.close(&mut states);
-        states
-    }
-
-    /// Follows the empty transitions: every star may match nothing. They
-    /// only lead forward, so one ascending pass reaches them all.
-    fn close(&self, states: &mut [bool]) {
-        for (i, token) in self.tokens.iter().enumerate() {
-            if !states[i] {
-                continue;
-            }
-            match token {
-                Token::Star | Token::AnyString => states[i + 1] = true,
-                Token::AnyDirs => states[i + 2] = true,
-                _ => {}
-            }
-        }
+    fn accepts(&self) -> bool {
+        self.states[self.tokens.len()]
     }
 
     /// Consumes one character; false when no state survives.
-    fn step(&self, states: &mut Vec<bool>, c: char) -> bool {
-        let mut next = vec![false; states.len()];
-        let mut alive = false;
+    fn step(&mut self, c: char) -> bool {
+        let next = &mut self.next;
+        next.fill(false);
         for (i, token) in self.tokens.iter().enumerate() {
-            if !states[i] {
+            if !self.states[i] {
                 continue;
             }
             match token {
@@ -160,12 +175,24 @@ impl Glob {
                 Token::AnyString => next[i] = true,
             }
         }
-        self.close(&mut next);
-        for &s in &next {
-            alive |= s;
+        close(self.tokens, next);
+        std::mem::swap(&mut self.states, &mut self.next);
+        self.states.contains(&true)
+    }
+}
+
+/// Follows the empty transitions: every star may match nothing. They only
+/// lead forward, so one ascending pass reaches them all.
+fn close(tokens: &[Token], states: &mut [bool]) {
+    for (i, token) in tokens.iter().enumerate() {
+        if !states[i] {
+            continue;
         }
-        *states = next;
-        alive
+        match token {
+            Token::Star | Token::AnyString => states[i + 1] = true,
+            Token::AnyDirs => states[i + 2] = true,
+            _ => {}
+        }
     }
 }
 
@@ -375,6 +402,29 @@ mod tests {
                 glob.may_match_with_prefix(prefix),
                 expected,
                 "{pattern:?} {prefix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn self_or_parent_matching() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("docs", "docs/a/b", true),
+            ("docs", "docs", true),
+            ("docs", "documents/a", false),
+            ("a*", "ab/c", true),
+            ("a*", "b/ab", false),
+            ("**/x", "y/x/z", true),
+            ("x/y", "x", false),
+            ("x/y", "x/y/z", true),
+            ("*.go", "dir/main.go", false),
+        ];
+        for &(pattern, text, expected) in cases {
+            let glob = Glob::compile(pattern, true).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(
+                glob.matches_self_or_parent(text),
+                expected,
+                "{pattern:?} {text:?}"
             );
         }
     }

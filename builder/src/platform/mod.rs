@@ -105,7 +105,11 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
         "x86_64" | "x86-64" | "amd64" => (
             "amd64",
             // v1 is the baseline every amd64 image assumes: no variant.
-            if variant == "v1" || variant == "1" { String::new() } else { variant },
+            if variant == "v1" || variant == "1" {
+                String::new()
+            } else {
+                variant
+            },
         ),
         "aarch64" | "arm64" => (
             "arm64",
@@ -137,7 +141,10 @@ impl FromStr for Platform {
         let trimmed = text.trim();
         let parts: Vec<&str> = trimmed.split('/').collect();
         let bad = || PlatformError::Format(trimmed.to_string());
-        if parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+        {
             return Err(bad());
         }
         match parts.as_slice() {
@@ -210,7 +217,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_with_the_seed_message() {
-        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v8/x", "", "linux//amd64", "linux/am d64"] {
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v8/x",
+            "",
+            "linux//amd64",
+            "linux/am d64",
+        ] {
             let err = bad.parse::<Platform>().unwrap_err();
             assert_eq!(
                 err.to_string(),
@@ -226,7 +241,9 @@ mod tests {
         assert_eq!(names, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]);
 
         assert_eq!(
-            parse_list("linux/arm64,linux/aarch64/v8").unwrap_err().to_string(),
+            parse_list("linux/arm64,linux/aarch64/v8")
+                .unwrap_err()
+                .to_string(),
             "duplicate platform linux/arm64/v8 in the platform list"
         );
         assert_eq!(
@@ -245,7 +262,10 @@ mod tests {
         assert_eq!(armv7.match_score(&armv7), Some(u32::MAX));
         assert_eq!(armv7.match_score(&armv6), Some(6));
         assert_eq!(armv6.match_score(&armv7), None);
-        assert_eq!(arm64.match_score(&Platform::new("linux", "arm64", None)), Some(u32::MAX));
+        assert_eq!(
+            arm64.match_score(&Platform::new("linux", "arm64", None)),
+            Some(u32::MAX)
+        );
         assert_eq!(amd64.match_score(&arm64), None);
         assert_eq!(
             Platform::new("linux", "amd64", Some("v2")).match_score(&amd64),
@@ -255,7 +275,13 @@ mod tests {
 
     #[test]
     fn slug_names_digest_files() {
-        assert_eq!("linux/arm/v7".parse::<Platform>().unwrap().slug(), "linux-arm-v7");
-        assert_eq!("linux/amd64".parse::<Platform>().unwrap().slug(), "linux-amd64");
+        assert_eq!(
+            "linux/arm/v7".parse::<Platform>().unwrap().slug(),
+            "linux-arm-v7"
+        );
+        assert_eq!(
+            "linux/amd64".parse::<Platform>().unwrap().slug(),
+            "linux-amd64"
+        );
     }
 }

@@ -343,6 +343,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The walker's shortcut is sound: a skippable directory is
+        /// excluded and so is everything below it.
+        #[test]
+        fn skippable_dirs_exclude_their_contents(
+            lines in proptest::collection::vec("!?/?([ab*?/]|\\*\\*|\\[a-b\\]){1,6}", 1..5),
+            dir in "[ab]{1,2}(/[ab]{1,2}){0,2}",
+            child in "[ab]{1,2}(/[ab]{1,2}){0,2}",
+        ) {
+            let text = lines.join("\n");
+            if let Ok(rules) = IgnoreRules::parse(&text) {
+                if rules.can_skip_dir(&dir) {
+                    let below = format!("{dir}/{child}");
+                    proptest::prop_assert!(rules.is_excluded(&dir));
+                    proptest::prop_assert!(rules.is_excluded(&below), "{:?} kept", below);
+                }
+            }
+        }
+    }
+
     #[test]
     fn dockerfile_specific_ignore_file_wins() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -76,9 +76,9 @@ fn validation_errors_exit_1_with_one_line() {
             "error: flag --cache is not supported yet\n",
         ),
         (
-            &["--multi-platform=linux/amd64,linux/arm64", "--no-push"],
+            &["--driver=k8s", "--no-push"],
             &[],
-            "error: flag --multi-platform is not supported yet\n",
+            "error: flag --driver=k8s is not supported yet\n",
         ),
         (
             &["--no-push"],

@@ -15,146 +15,208 @@ mod state;
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
 pub use error::BuildError;
-pub use outputs::BuildOutcome;
-use outputs::{OutputPlan, publish};
+use outputs::publish;
+pub use outputs::{BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, write_digest_files};
 use stage::{BuildScope, build_stage};
 use state::{Blobs, StageImage};
 
 use crate::cli::BuildOptions;
-use crate::cli::options::{Compression as CliCompression, OciMode as CliOciMode};
-use crate::context::{BuildContext, ContextSource, FetchOptions, load_ignore_rules};
-use crate::dockerfile::{self, BuildVars};
-use crate::image::{BlobStore, Compression, OciMode, Timestamps};
+use crate::cli::options::Compression as CliCompression;
+use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
+use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
+use crate::image::{BlobStore, Compression, Timestamps};
 use crate::platform::Platform;
 use crate::registry::{Access, Registry, parse_reference};
 
 /// Builds the image `options` describe for its (single) platform and sends
 /// it to the outputs.
 pub async fn run(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
-    let target_platform = options
+    let platform = options
         .platforms
         .first()
         .cloned()
         .unwrap_or_else(Platform::host);
-    let build_platform = Platform::host();
-    let registry = Registry::new(options.registry.clone())?;
+    let session = Session::open(options).await?;
+    let image = session.build(options, &platform).await?;
+    session
+        .publish(&image, &OutputPlan::from_options(options, PushMode::Tags))
+        .await
+}
 
-    let work = tempfile::Builder::new()
-        .prefix("kiln-")
-        .tempdir()
-        .map_err(BuildError::io(
-            "creating a work directory in",
-            std::env::temp_dir(),
-        ))?;
-    let store = BlobStore::open(&work.path().join("blobs"))?;
+/// What every platform of one build shares: the registry client, the work
+/// directory and blob store, the fetched context and the parsed Dockerfile.
+/// Opened once; each platform is then built from it, possibly concurrently.
+pub struct Session {
+    registry: Registry,
+    store: BlobStore,
+    context: BuildContext,
+    dockerfile: Dockerfile,
+    dockerfile_path: PathBuf,
+    ignore: IgnoreRules,
+    timestamps: Timestamps,
+    now: u64,
+    // Last: dropped after everything that lives inside it.
+    work: tempfile::TempDir,
+}
 
-    let context = fetch_context(options, &registry, work.path()).await?;
-    let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
-    let text =
-        std::fs::read_to_string(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
-            path: dockerfile_path.clone(),
-            source,
+/// A platform's finished image, before it is sent anywhere.
+pub struct BuiltImage {
+    image: StageImage,
+}
+
+impl Session {
+    /// Fetches the context, reads and parses the Dockerfile.
+    pub async fn open(options: &BuildOptions) -> Result<Session, BuildError> {
+        let registry = Registry::new(options.registry.clone())?;
+        let work = tempfile::Builder::new()
+            .prefix("kiln-")
+            .tempdir()
+            .map_err(BuildError::io(
+                "creating a work directory in",
+                std::env::temp_dir(),
+            ))?;
+        let store = BlobStore::open(&work.path().join("blobs"))?;
+        let context = fetch_context(options, &registry, work.path()).await?;
+        let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
+        let text = std::fs::read_to_string(&dockerfile_path).map_err(|source| {
+            BuildError::ReadDockerfile {
+                path: dockerfile_path.clone(),
+                source,
+            }
         })?;
-    let dockerfile = dockerfile::parse(&text)?;
-    let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
-
-    let vars = BuildVars::new(
-        options.build_args.clone(),
-        &target_platform,
-        &build_platform,
-        &dockerfile.global_args,
-        dockerfile.escape,
-    )?;
-    let plan = dockerfile::plan(
-        &dockerfile,
-        options.target.as_deref(),
-        options.skip_unused_stages,
-        &vars,
-    )?;
-    info!(
-        platform = %target_platform,
-        stages = plan.stages.len(),
-        "building {}",
-        dockerfile_path.display()
-    );
-
-    let timestamps = Timestamps::from_options(
-        options.output.reproducible,
-        std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
-    )?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let scope = BuildScope {
-        dockerfile: &dockerfile,
-        vars: &vars,
-        blobs: Blobs {
-            registry: &registry,
-            store: &store,
-            work_dir: work.path(),
-        },
-        context_root: &context.root,
-        ignore: &ignore,
-        target_platform: &target_platform,
-        timestamps,
-        compression: match options.output.compression {
-            CliCompression::Gzip => Compression::Gzip,
-            CliCompression::Zstd => Compression::Zstd,
-        },
-        compression_level: options.output.compression_level,
-        now,
-    };
-
-    let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
-    for (position, planned) in plan.stages.iter().enumerate() {
-        let needed_later = plan.stages[position + 1..]
-            .iter()
-            .any(|later| later.depends_on.contains(&planned.index));
-        let image = build_stage(
-            &scope,
-            planned.index,
-            &planned.base,
-            planned.platform.as_deref(),
-            &mut built,
-            needed_later,
-        )
-        .await?;
-        built.insert(planned.index, image);
-    }
-    let mut final_image = built
-        .remove(&plan.target)
-        .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
-    for (key, value) in &options.labels {
-        final_image.config.set_label(key, value);
-    }
-    final_image.config.set_created(timestamps.created(now));
-    for unused in vars.unused_build_args() {
-        warn!("build argument {unused} was not consumed by any ARG");
+        let dockerfile = dockerfile::parse(&text)?;
+        let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
+        let timestamps = Timestamps::from_options(
+            options.output.reproducible,
+            std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+        )?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Session {
+            registry,
+            store,
+            context,
+            dockerfile,
+            dockerfile_path,
+            ignore,
+            timestamps,
+            now,
+            work,
+        })
     }
 
-    let output = &options.output;
-    let outputs = OutputPlan {
-        destinations: &output.destinations,
-        push: !output.no_push,
-        oci_mode: match output.oci_mode {
-            CliOciMode::Oci => OciMode::Oci,
-            CliOciMode::Docker => OciMode::Docker,
-            CliOciMode::Auto => OciMode::Auto,
-        },
-        annotations: &output.annotations,
-        tar_path: output.tar_path.as_deref(),
-        oci_layout_path: output.oci_layout_path.as_deref(),
-        digest_file: output.digest_file.as_deref(),
-        image_name_with_digest_file: output.image_name_with_digest_file.as_deref(),
-        image_name_tag_with_digest_file: output.image_name_tag_with_digest_file.as_deref(),
-    };
-    publish(&final_image, &outputs, &scope.blobs).await
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn dockerfile(&self) -> &Dockerfile {
+        &self.dockerfile
+    }
+
+    /// The variables and the stage plan of a build for `platform`.
+    pub fn plan(
+        &self,
+        options: &BuildOptions,
+        platform: &Platform,
+    ) -> Result<(BuildVars, Plan), BuildError> {
+        let vars = BuildVars::new(
+            options.build_args.clone(),
+            platform,
+            &Platform::host(),
+            &self.dockerfile.global_args,
+            self.dockerfile.escape,
+        )?;
+        let plan = dockerfile::plan(
+            &self.dockerfile,
+            options.target.as_deref(),
+            options.skip_unused_stages,
+            &vars,
+        )?;
+        Ok((vars, plan))
+    }
+
+    fn blobs(&self) -> Blobs<'_> {
+        Blobs {
+            registry: &self.registry,
+            store: &self.store,
+            work_dir: self.work.path(),
+        }
+    }
+
+    /// Builds every planned stage for `platform` and returns the target's
+    /// image, with `--label`s and the creation time applied.
+    pub async fn build(
+        &self,
+        options: &BuildOptions,
+        platform: &Platform,
+    ) -> Result<BuiltImage, BuildError> {
+        let (vars, plan) = self.plan(options, platform)?;
+        info!(
+            platform = %platform,
+            stages = plan.stages.len(),
+            "building {}",
+            self.dockerfile_path.display()
+        );
+        let scope = BuildScope {
+            dockerfile: &self.dockerfile,
+            vars: &vars,
+            blobs: self.blobs(),
+            context_root: &self.context.root,
+            ignore: &self.ignore,
+            target_platform: platform,
+            timestamps: self.timestamps,
+            compression: match options.output.compression {
+                CliCompression::Gzip => Compression::Gzip,
+                CliCompression::Zstd => Compression::Zstd,
+            },
+            compression_level: options.output.compression_level,
+            now: self.now,
+        };
+        let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+        for (position, planned) in plan.stages.iter().enumerate() {
+            let needed_later = plan.stages[position + 1..]
+                .iter()
+                .any(|later| later.depends_on.contains(&planned.index));
+            let image = build_stage(
+                &scope,
+                planned.index,
+                &planned.base,
+                planned.platform.as_deref(),
+                &mut built,
+                needed_later,
+            )
+            .await?;
+            built.insert(planned.index, image);
+        }
+        let mut image = built
+            .remove(&plan.target)
+            .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
+        for (key, value) in &options.labels {
+            image.config.set_label(key, value);
+        }
+        image.config.set_created(self.timestamps.created(self.now));
+        for unused in vars.unused_build_args() {
+            warn!("build argument {unused} was not consumed by any ARG");
+        }
+        Ok(BuiltImage { image })
+    }
+
+    /// Sends a built image where `plan` says.
+    pub async fn publish(
+        &self,
+        image: &BuiltImage,
+        plan: &OutputPlan<'_>,
+    ) -> Result<BuildOutcome, BuildError> {
+        publish(&image.image, plan, &self.blobs()).await
+    }
 }
 
 /// Fetches the build context; an `oci://` context is pulled with the

@@ -9,6 +9,9 @@ use tracing::{info, warn};
 
 use super::BuildError;
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage};
+use crate::cli::BuildOptions;
+use crate::cli::options::OciMode as CliOciMode;
+use crate::cli::options::OutputOptions;
 use crate::image::{
     Blob, Descriptor, ImageConfig, ManifestFormat, OciLayout, OciMode, manifest_blob,
     media::convert_layer_media_type, write_docker_archive,
@@ -28,17 +31,69 @@ pub struct BuildOutcome {
     pub pushed: Vec<String>,
 }
 
+/// How an image is named in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushMode {
+    /// Under each destination's tag (a single-platform build).
+    Tags,
+    /// By digest only, in each destination's repository: one platform of a
+    /// multi-platform image, which the index will name.
+    DigestOnly,
+    /// By digest, and also tagged `<tag>-<suffix>` (`--platform-tags`).
+    DigestAndSuffixedTag(String),
+}
+
 /// Where and how the image goes out.
 pub struct OutputPlan<'a> {
     pub destinations: &'a [String],
     pub push: bool,
+    pub push_mode: PushMode,
     pub oci_mode: OciMode,
     pub annotations: &'a std::collections::BTreeMap<String, String>,
     pub tar_path: Option<&'a Path>,
     pub oci_layout_path: Option<&'a Path>,
-    pub digest_file: Option<&'a Path>,
-    pub image_name_with_digest_file: Option<&'a Path>,
-    pub image_name_tag_with_digest_file: Option<&'a Path>,
+    pub digest_files: DigestFiles<'a>,
+}
+
+impl<'a> OutputPlan<'a> {
+    /// Every output the flags ask for.
+    pub fn from_options(options: &'a BuildOptions, push_mode: PushMode) -> OutputPlan<'a> {
+        let output = &options.output;
+        OutputPlan {
+            destinations: &output.destinations,
+            push: !output.no_push,
+            push_mode,
+            oci_mode: oci_mode(options),
+            annotations: &output.annotations,
+            tar_path: output.tar_path.as_deref(),
+            oci_layout_path: output.oci_layout_path.as_deref(),
+            digest_files: DigestFiles::from_output(output),
+        }
+    }
+
+    /// Only the registry pushes: one platform of a multi-platform build,
+    /// whose files and digest files describe the index instead.
+    pub fn registry_only(options: &'a BuildOptions, push_mode: PushMode) -> OutputPlan<'a> {
+        OutputPlan {
+            tar_path: None,
+            oci_layout_path: None,
+            digest_files: DigestFiles::default(),
+            ..OutputPlan::from_options(options, push_mode)
+        }
+    }
+}
+
+/// The media-type family the flags ask for: `--legacy-manifest-list`
+/// implies Docker types for the children of the list.
+pub fn oci_mode(options: &BuildOptions) -> OciMode {
+    if options.multi_platform.legacy_manifest_list {
+        return OciMode::Docker;
+    }
+    match options.output.oci_mode {
+        CliOciMode::Oci => OciMode::Oci,
+        CliOciMode::Docker => OciMode::Docker,
+        CliOciMode::Auto => OciMode::Auto,
+    }
 }
 
 /// A manifest ready to be written, in one media-type family.
@@ -101,21 +156,10 @@ pub async fn publish(
     let mut pushed = Vec::new();
 
     if plan.push {
-        let targets = plan
-            .destinations
-            .iter()
-            .map(|d| parse_reference(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        for (target, name) in targets.iter().zip(plan.destinations) {
-            push_blobs(&assembled, image, target, blobs).await?;
-            let result = blobs
-                .registry
-                .push_manifest_raw(
-                    target,
-                    &assembled.manifest.bytes,
-                    &assembled.manifest.media_type,
-                )
-                .await;
+        for name in plan.destinations {
+            let target = parse_reference(name)?;
+            push_blobs(&assembled, image, &target, blobs).await?;
+            let result = push_manifest(&assembled, name, &plan.push_mode, blobs).await;
             let digest = match result {
                 Ok(digest) => digest,
                 Err(error)
@@ -133,15 +177,8 @@ pub async fn publish(
                         ManifestFormat::Docker,
                         plan.annotations,
                     )?;
-                    push_blobs(&assembled, image, target, blobs).await?;
-                    blobs
-                        .registry
-                        .push_manifest_raw(
-                            target,
-                            &assembled.manifest.bytes,
-                            &assembled.manifest.media_type,
-                        )
-                        .await?
+                    push_blobs(&assembled, image, &target, blobs).await?;
+                    push_manifest(&assembled, name, &plan.push_mode, blobs).await?
                 }
                 Err(error)
                     if rejects_media_type(&error) && assembled.format == ManifestFormat::Oci =>
@@ -186,7 +223,7 @@ pub async fn publish(
     }
 
     let digest = assembled.manifest.digest.clone();
-    write_digest_files(plan, &digest)?;
+    write_digest_files(plan.destinations, plan.digest_files, &digest)?;
     Ok(BuildOutcome {
         media_type: assembled.manifest.media_type.clone(),
         size: assembled.manifest.bytes.len() as u64,
@@ -202,6 +239,35 @@ pub async fn publish(
 /// 400 (MANIFEST_INVALID), 415 or, for some, 404 on the OCI type.
 fn rejects_media_type(error: &RegistryError) -> bool {
     matches!(error.status(), Some(400 | 415))
+}
+
+/// Pushes the manifest under the names `mode` asks for; returns its digest.
+async fn push_manifest(
+    assembled: &Assembled,
+    name: &str,
+    mode: &PushMode,
+    blobs: &Blobs<'_>,
+) -> Result<String, RegistryError> {
+    let manifest = &assembled.manifest;
+    let mut names = Vec::new();
+    match mode {
+        PushMode::Tags => names.push(name.to_string()),
+        PushMode::DigestOnly => names.push(format!("{}@{}", repository(name), manifest.digest)),
+        PushMode::DigestAndSuffixedTag(suffix) => {
+            names.push(format!("{}@{}", repository(name), manifest.digest));
+            let tag = tag_of(name).unwrap_or_else(|| "latest".to_string());
+            names.push(format!("{}:{tag}-{suffix}", repository(name)));
+        }
+    }
+    let mut digest = String::new();
+    for name in names {
+        let target = parse_reference(&name)?;
+        digest = blobs
+            .registry
+            .push_manifest_raw(&target, &manifest.bytes, &manifest.media_type)
+            .await?;
+    }
+    Ok(digest)
 }
 
 async fn push_blobs(
@@ -250,7 +316,7 @@ async fn push_blobs(
 
 /// `registry/repo:tag` → `registry/repo`; a digest reference keeps only
 /// the name, too.
-fn repository(name: &str) -> String {
+pub fn repository(name: &str) -> String {
     let without_digest = name.split('@').next().unwrap_or(name);
     match without_digest.rfind(':') {
         Some(colon) if !without_digest[colon..].contains('/') => {
@@ -260,38 +326,62 @@ fn repository(name: &str) -> String {
     }
 }
 
-fn tag_of(name: &str) -> Option<String> {
+pub fn tag_of(name: &str) -> Option<String> {
     let without_digest = name.split('@').next().unwrap_or(name);
     let colon = without_digest.rfind(':')?;
     let tag = &without_digest[colon + 1..];
     (!tag.contains('/')).then(|| tag.to_string())
 }
 
-fn write_digest_files(plan: &OutputPlan<'_>, digest: &str) -> Result<(), BuildError> {
+/// Where kaniko's digest-file flags ask the digest to be written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DigestFiles<'a> {
+    /// `--digest-file`: `sha256:…`.
+    pub digest: Option<&'a Path>,
+    /// `--image-name-with-digest-file`: `repo@sha256:…` per destination.
+    pub name: Option<&'a Path>,
+    /// `--image-name-tag-with-digest-file`: `repo:tag@sha256:…` per destination.
+    pub name_tag: Option<&'a Path>,
+}
+
+impl<'a> DigestFiles<'a> {
+    pub fn from_output(output: &'a OutputOptions) -> DigestFiles<'a> {
+        DigestFiles {
+            digest: output.digest_file.as_deref(),
+            name: output.image_name_with_digest_file.as_deref(),
+            name_tag: output.image_name_tag_with_digest_file.as_deref(),
+        }
+    }
+}
+
+/// Writes `digest` (of an image or an index) into the digest files.
+pub fn write_digest_files(
+    destinations: &[String],
+    files: DigestFiles<'_>,
+    digest: &str,
+) -> Result<(), BuildError> {
     let write = |path: &Path, text: String| {
         std::fs::write(path, text).map_err(BuildError::io("writing", path))
     };
-    if let Some(path) = plan.digest_file {
+    if let Some(path) = files.digest {
         write(path, digest.to_string())?;
     }
-    if let Some(path) = plan.image_name_with_digest_file {
-        let lines: Vec<String> = plan
-            .destinations
+    if let Some(path) = files.name {
+        let lines: String = destinations
             .iter()
             .map(|d| format!("{}@{digest}\n", repository(d)))
             .collect();
-        write(path, lines.concat())?;
+        write(path, lines)?;
     }
-    if let Some(path) = plan.image_name_tag_with_digest_file {
-        let lines: Vec<String> = plan
-            .destinations
+    if let Some(path) = files.name_tag {
+        let lines: String = destinations
             .iter()
             .map(|d| {
                 let tag = tag_of(d).unwrap_or_else(|| "latest".to_string());
                 format!("{}:{tag}@{digest}\n", repository(d))
             })
             .collect();
-        write(path, lines.concat())?;
+        write(path, lines)?;
     }
     Ok(())
 }

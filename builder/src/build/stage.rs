@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tracing::{info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
@@ -49,8 +49,22 @@ pub async fn build_stage(
     needed_later: bool,
 ) -> Result<StageImage, BuildError> {
     let stage = &scope.dockerfile.stages[index];
-    let span = info_span!("stage", stage = %stage.display_name());
-    let _enter = span.enter();
+    let span =
+        info_span!("stage", platform = %scope.target_platform, stage = %stage.display_name());
+    run_stage(scope, index, base, platform, built, needed_later)
+        .instrument(span)
+        .await
+}
+
+async fn run_stage(
+    scope: &BuildScope<'_>,
+    index: usize,
+    base: &Base,
+    platform: Option<&str>,
+    built: &mut BTreeMap<usize, StageImage>,
+    needed_later: bool,
+) -> Result<StageImage, BuildError> {
+    let stage = &scope.dockerfile.stages[index];
     let stage_platform = match platform {
         Some(text) => text
             .parse::<Platform>()

@@ -74,12 +74,16 @@ impl Blobs<'_> {
                 self.store.root().display()
             )));
         };
-        let tmp = self
-            .store
-            .tmp_dir()
-            .join(layer.descriptor.digest.replace(':', "-"));
-        std::fs::create_dir_all(self.store.tmp_dir())
-            .map_err(BuildError::io("creating directory", self.store.tmp_dir()))?;
+        let tmp_dir = self.store.tmp_dir_created()?;
+        // Unique per download: platforms built concurrently may fetch the
+        // same base layer at the same time.
+        let tmp = tempfile::Builder::new()
+            .prefix("download-")
+            .tempfile_in(&tmp_dir)
+            .map_err(BuildError::io("creating a file in", &tmp_dir))?
+            .into_temp_path()
+            .keep()
+            .map_err(|e| BuildError::Other(e.to_string()))?;
         let descriptor = to_oci_descriptor(&layer.descriptor)?;
         debug!(digest = %layer.descriptor.digest, from = %source, "downloading layer");
         self.registry

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod logging;
 pub mod options;
+pub mod reference;
 pub mod validate;
 pub mod values;
 
@@ -43,19 +44,77 @@ pub fn main() -> ExitCode {
 }
 
 fn report(error: &anyhow::Error) -> ExitCode {
-    // `{:#}` joins the cause chain with ": ", one line a user can grep.
-    eprintln!("error: {error:#}");
+    eprintln!("error: {}", one_line(error));
     ExitCode::FAILURE
 }
 
-/// Runs the build the options describe and reports where the image went.
-pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
-    let outcome = crate::build::run(&options).await?;
-    for pushed in &outcome.pushed {
-        println!("{pushed}");
+/// The error and its causes joined with ": ", one line a user can grep.
+/// Many errors already quote their cause in their own message; a cause
+/// whose text is already there is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
     }
-    if outcome.pushed.is_empty() {
-        println!("{}", outcome.digest);
+    message
+}
+
+/// Runs the build the options describe and prints, on stdout, what a
+/// script wants to capture: the pushed `name@digest` references (or the
+/// digest, when nothing was pushed).
+pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
+    use crate::drivers::{self, Outcome};
+    match drivers::run(options).await? {
+        Outcome::Image(outcome) => {
+            for pushed in &outcome.pushed {
+                println!("{pushed}");
+            }
+            if outcome.pushed.is_empty() {
+                println!("{}", outcome.digest);
+            }
+        }
+        Outcome::Platforms { platforms, index } => {
+            for build in &platforms {
+                eprintln!("{}: {}", build.platform, build.outcome.digest);
+            }
+            match index {
+                Some(index) => index.references.iter().for_each(|r| println!("{r}")),
+                None => platforms
+                    .iter()
+                    .for_each(|b| b.outcome.pushed.iter().for_each(|p| println!("{p}"))),
+            }
+        }
+        Outcome::Index(index) => index.references.iter().for_each(|r| println!("{r}")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading Dockerfile /ctx/Dockerfile: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_joined_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let quoted = anyhow::Error::new(Quoting { source: io() });
+        assert_eq!(
+            one_line(&quoted),
+            "reading Dockerfile /ctx/Dockerfile: No such file or directory"
+        );
+        let wrapped = anyhow::Error::new(io()).context("fetching the context");
+        assert_eq!(
+            one_line(&wrapped),
+            "fetching the context: No such file or directory"
+        );
+    }
 }

@@ -20,15 +20,8 @@ use crate::platform::{self, Platform, PlatformError};
 /// to anything but its default fails with `flag --X is not supported yet`.
 /// Delete a name here when its feature lands; nothing else needs to change.
 pub const UNSUPPORTED: &[&str] = &[
-    "multi-platform",
-    "driver",
-    "publish-index",
-    "legacy-manifest-list",
-    "index-annotations",
-    "digests-from",
     "require-native-nodes",
     "emulation",
-    "platform-tags",
     "dry-run",
     "cache",
     "cache-repo",
@@ -137,8 +130,11 @@ impl Args {
                 max: registry.push_retry_max_delay,
             });
         }
-        if let Some(flag) = self.first_unsupported(platforms.len())? {
+        if let Some(flag) = self.first_unsupported()? {
             return Err(CliError::Unsupported(flag));
+        }
+        if self.platforms.driver == super::options::Driver::K8s {
+            return Err(CliError::Unsupported("driver=k8s"));
         }
         if self.output.destination.is_empty() && !self.output.no_push {
             return Err(CliError::NoDestination);
@@ -287,13 +283,13 @@ impl Args {
     }
 
     /// The first flag of [`UNSUPPORTED`] whose value differs from its
-    /// default. A `--platform` list of several platforms is a multi-platform
-    /// build, whichever flag carried it.
-    fn first_unsupported(&self, platform_count: usize) -> Result<Option<&'static str>, CliError> {
+    /// default.
+    fn first_unsupported(&self) -> Result<Option<&'static str>, CliError> {
         let changed = self.changed_flags()?;
-        Ok(UNSUPPORTED.iter().copied().find(|flag| {
-            changed.contains(*flag) || (*flag == "multi-platform" && platform_count > 1)
-        }))
+        Ok(UNSUPPORTED
+            .iter()
+            .copied()
+            .find(|flag| changed.contains(*flag)))
     }
 
     /// Long names of the flags whose value differs from the default, by
@@ -986,20 +982,9 @@ pub(crate) mod tests {
     /// One command line per not-yet-supported flag, setting it to something
     /// other than its default.
     const UNSUPPORTED_USES: &[(&str, &str)] = &[
-        ("--multi-platform=linux/amd64", "multi-platform"),
-        ("--platform=linux/amd64,linux/arm64", "multi-platform"),
-        ("--driver=k8s", "driver"),
-        ("--driver=ci", "driver"),
-        ("--publish-index", "publish-index"),
-        ("--legacy-manifest-list=true", "legacy-manifest-list"),
-        (
-            "--index-annotations=org.opencontainers.image.title=app",
-            "index-annotations",
-        ),
-        ("--digests-from=/output", "digests-from"),
+        ("--driver=k8s", "driver=k8s"),
         ("--require-native-nodes=false", "require-native-nodes"),
         ("--emulation=qemu", "emulation"),
-        ("--platform-tags", "platform-tags"),
         ("--dry-run", "dry-run"),
         ("--cache", "cache"),
         ("--cache=true", "cache"),
@@ -1055,6 +1040,8 @@ pub(crate) mod tests {
         let mut listed: BTreeSet<&str> = UNSUPPORTED.iter().copied().collect();
         // --isolation has its own test: its default depends on the environment.
         listed.remove("isolation");
+        // Only one value of --driver is refused.
+        listed.insert("driver=k8s");
         assert_eq!(used, listed);
         let defaults = flag_values(&Args::defaults().unwrap()).unwrap();
         let command = Args::command();

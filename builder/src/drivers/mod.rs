@@ -1,1 +1,92 @@
-//! Multi-platform drivers (`local`, `ci`, `k8s`).
+//! Multi-platform drivers (`local`, `ci`, `k8s`): how the platforms of one
+//! image are built, and the index that names them all.
+
+pub mod ci;
+pub mod digests;
+pub mod index;
+pub mod local;
+
+use std::sync::Arc;
+
+use crate::build::{self, BuildOutcome, Session};
+use crate::cli::BuildOptions;
+use crate::cli::options::Driver;
+use crate::image::Descriptor;
+
+/// What a kiln invocation produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// One image (a single-platform build).
+    Image(BuildOutcome),
+    /// Several platforms, each pushed by digest, and the index naming them
+    /// (`None` without `--publish-index`).
+    Platforms {
+        platforms: Vec<local::PlatformBuild>,
+        index: Option<index::IndexOutcome>,
+    },
+    /// The ci driver's index.
+    Index(index::IndexOutcome),
+}
+
+/// Whether `options` ask for more than a single-platform build.
+pub fn is_multi_platform(options: &BuildOptions) -> bool {
+    options.platforms.len() > 1 || options.multi_platform.publish_index
+}
+
+/// Runs the build `options` describe with the driver they name.
+pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
+    match options.multi_platform.driver {
+        Driver::Ci => Ok(Outcome::Index(ci::run_ci(&options).await?)),
+        Driver::K8s => anyhow::bail!("flag --driver=k8s is not supported yet"),
+        Driver::Local if !is_multi_platform(&options) => {
+            Ok(Outcome::Image(build::run(&options).await?))
+        }
+        Driver::Local => run_local(options).await,
+    }
+}
+
+async fn run_local(options: BuildOptions) -> anyhow::Result<Outcome> {
+    let options = Arc::new(options);
+    let session = Arc::new(Session::open(&options).await?);
+    let platforms = local::build_platforms(Arc::clone(&session), Arc::clone(&options)).await?;
+    if !options.multi_platform.publish_index || options.output.no_push {
+        return Ok(Outcome::Platforms {
+            platforms,
+            index: None,
+        });
+    }
+    let children: Vec<(Descriptor, crate::platform::Platform)> = platforms
+        .iter()
+        .map(|p| {
+            let outcome = &p.outcome;
+            (
+                Descriptor::new(&outcome.media_type, &outcome.digest, outcome.size),
+                p.platform.clone(),
+            )
+        })
+        .collect();
+    let multi = &options.multi_platform;
+    let plan = index::plan_index(
+        build::oci_mode(&options),
+        multi.legacy_manifest_list,
+        &children,
+        &multi.index_annotations,
+    )?;
+    let outcome = index::publish_index(
+        session.registry(),
+        &options.output.destinations,
+        &children,
+        plan,
+        &multi.index_annotations,
+    )
+    .await?;
+    build::write_digest_files(
+        &options.output.destinations,
+        build::DigestFiles::from_output(&options.output),
+        &outcome.digest,
+    )?;
+    Ok(Outcome::Platforms {
+        platforms,
+        index: Some(outcome),
+    })
+}

@@ -1,0 +1,405 @@
+//! The `ci` driver (`--driver=ci`): builds nothing. A CI matrix built each
+//! platform with `--digest-file=DIR/<os>-<arch>[-<variant>].digest` into
+//! the repository of `--destination`; this reads those digests
+//! (`--digests-from=DIR`), checks every image in the registry, and
+//! publishes the multi-platform index to every destination.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::digests::{self, DigestsError, PlatformDigest};
+use super::index::{
+    self, IndexOutcome, IndexPlan, IndexPlanError, PublishError, VerifyError, plan_index,
+};
+use crate::cli::BuildOptions;
+use crate::cli::options::OciMode as CliOciMode;
+use crate::image::{Descriptor, OciMode};
+use crate::platform::Platform;
+use crate::registry::{Reference, Registry, RegistryError, parse_reference};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CiError {
+    #[error(
+        "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; add --publish-index=true"
+    )]
+    NotPublishing,
+    #[error(
+        "the ci driver needs --digests-from=DIR: the directory where each platform's build wrote --digest-file=DIR/<os>-<arch>[-<variant>].digest"
+    )]
+    NoDigestsFrom,
+    #[error(
+        "the ci driver needs --destination: the index is pushed there, and the platform images must already be in its repository"
+    )]
+    NoDestination,
+    #[error(
+        "the ci driver needs the platform list: --multi-platform=linux/amd64,linux/arm64 (or a comma list in --platform)"
+    )]
+    NoPlatforms,
+    #[error(
+        "--no-push: the ci driver's only output is the index it pushes to --destination; drop --no-push (or use --dry-run to check the images without publishing)"
+    )]
+    NoPush,
+    #[error(transparent)]
+    Digests(#[from] DigestsError),
+    /// A digest file's image failed its check; `file` is the digest file.
+    #[error("{file}: {error}")]
+    Child { file: String, error: VerifyError },
+    #[error(transparent)]
+    Plan(#[from] IndexPlanError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("writing {flag}={path}: {error}")]
+    Write {
+        flag: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// What the ci driver needs from the options, checked.
+#[derive(Debug, PartialEq, Eq)]
+struct CiInputs<'a> {
+    digests_from: &'a Path,
+    oci_mode: OciMode,
+}
+
+/// Refuses option sets the ci driver cannot act on.
+fn check_options(options: &BuildOptions) -> Result<CiInputs<'_>, CiError> {
+    let multi = &options.multi_platform;
+    if !multi.publish_index {
+        return Err(CiError::NotPublishing);
+    }
+    let digests_from = multi
+        .digests_from
+        .as_deref()
+        .ok_or(CiError::NoDigestsFrom)?;
+    if options.platforms.is_empty() {
+        return Err(CiError::NoPlatforms);
+    }
+    if options.output.destinations.is_empty() {
+        return Err(CiError::NoDestination);
+    }
+    if options.output.no_push && !multi.dry_run {
+        return Err(CiError::NoPush);
+    }
+    Ok(CiInputs {
+        digests_from,
+        oci_mode: match options.output.oci_mode {
+            CliOciMode::Oci => OciMode::Oci,
+            CliOciMode::Docker => OciMode::Docker,
+            CliOciMode::Auto => OciMode::Auto,
+        },
+    })
+}
+
+/// The repositories the index goes to, first destination first, each once.
+fn destination_repositories(destinations: &[String]) -> Result<Vec<Reference>, RegistryError> {
+    let mut seen = BTreeSet::new();
+    let mut repositories = Vec::new();
+    for destination in destinations {
+        let reference = parse_reference(destination)?;
+        let key = (
+            reference.resolve_registry().to_string(),
+            reference.repository().to_string(),
+        );
+        if seen.insert(key) {
+            repositories.push(reference);
+        }
+    }
+    Ok(repositories)
+}
+
+/// Checks every child in `repo` and returns the index entries, in the
+/// order of `digests`.
+async fn verify_children(
+    registry: &Registry,
+    repo: &Reference,
+    digests: &[PlatformDigest],
+) -> Result<Vec<(Descriptor, Platform)>, CiError> {
+    let checks = digests.iter().map(|child| async move {
+        index::verify_child(registry, repo, &child.digest, &child.platform)
+            .await
+            .map(|descriptor| (descriptor, child.platform.clone()))
+            .map_err(|error| CiError::Child {
+                file: child.file_name(),
+                error,
+            })
+    });
+    // All at once, but the error reported is the first in platform order.
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// `--digest-file`, `--image-name-with-digest-file` and
+/// `--image-name-tag-with-digest-file` for the published index: the
+/// same formats a single-platform build writes.
+fn output_files(
+    options: &BuildOptions,
+    outcome: &IndexOutcome,
+) -> Vec<(&'static str, PathBuf, String)> {
+    let output = &options.output;
+    let mut files = Vec::new();
+    if let Some(path) = &output.digest_file {
+        files.push(("--digest-file", path.clone(), outcome.digest.clone()));
+    }
+    if let Some(path) = &output.image_name_with_digest_file {
+        let lines: String = outcome
+            .references
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect();
+        files.push(("--image-name-with-digest-file", path.clone(), lines));
+    }
+    if let Some(path) = &output.image_name_tag_with_digest_file {
+        let lines: String = output
+            .destinations
+            .iter()
+            .map(|d| {
+                let (name, tag) = name_and_tag(d);
+                format!("{name}:{tag}@{}\n", outcome.digest)
+            })
+            .collect();
+        files.push(("--image-name-tag-with-digest-file", path.clone(), lines));
+    }
+    files
+}
+
+/// `registry/repo:tag` (as typed) → (`registry/repo`, `tag`), `latest`
+/// when no tag is given.
+fn name_and_tag(destination: &str) -> (&str, &str) {
+    let without_digest = destination.split('@').next().unwrap_or(destination);
+    match without_digest.rfind(':') {
+        Some(colon) if !without_digest[colon..].contains('/') => {
+            (&without_digest[..colon], &without_digest[colon + 1..])
+        }
+        _ => (without_digest, "latest"),
+    }
+}
+
+/// Runs the ci driver: reads `--digests-from`, verifies each platform's
+/// image in the first destination's repository (and in every other
+/// destination repository, which must hold them too), chooses the index
+/// format, publishes it to every `--destination` and writes the digest
+/// files. With `--dry-run` everything is checked (including push access)
+/// and nothing is pushed or written; the outcome then has no references.
+pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
+    let inputs = check_options(options)?;
+    let multi = &options.multi_platform;
+    for (flag, set) in [
+        ("--tar-path", options.output.tar_path.is_some()),
+        (
+            "--oci-layout-path",
+            options.output.oci_layout_path.is_some(),
+        ),
+    ] {
+        if set {
+            warn!(
+                "{flag} is ignored by the ci driver: it builds nothing and only publishes an index"
+            );
+        }
+    }
+
+    let found = digests::read_digests(inputs.digests_from, &options.platforms)?;
+    for child in &found {
+        info!(
+            "{}: {} is {}",
+            child.file_name(),
+            child.platform,
+            child.digest
+        );
+    }
+
+    let registry = Registry::new(options.registry.clone())?;
+    let repositories = destination_repositories(&options.output.destinations)?;
+    let mut children = Vec::new();
+    for (i, repo) in repositories.iter().enumerate() {
+        let verified = verify_children(&registry, repo, &found).await?;
+        if i == 0 {
+            children = verified;
+        }
+    }
+
+    let plan: IndexPlan = plan_index(
+        inputs.oci_mode,
+        multi.legacy_manifest_list,
+        &children,
+        &multi.index_annotations,
+    )?;
+
+    if multi.dry_run {
+        for repo in &repositories {
+            registry.check_push_access(repo).await?;
+        }
+        let blob = crate::image::index_blob(plan.format, &children, &multi.index_annotations)
+            .map_err(PublishError::from)?;
+        info!(
+            "dry run: would publish {} {} to {}",
+            blob.media_type,
+            blob.digest,
+            options.output.destinations.join(", ")
+        );
+        return Ok(IndexOutcome {
+            digest: blob.digest.clone(),
+            media_type: blob.media_type.clone(),
+            size: blob.bytes.len() as u64,
+            references: Vec::new(),
+        });
+    }
+
+    let outcome = index::publish_index(
+        &registry,
+        &options.output.destinations,
+        &children,
+        plan,
+        &multi.index_annotations,
+    )
+    .await?;
+    for (flag, path, text) in output_files(options, &outcome) {
+        std::fs::write(&path, text).map_err(|error| CiError::Write { flag, path, error })?;
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> BuildOptions {
+        let mut all = vec!["kiln"];
+        all.extend_from_slice(args);
+        let args = <crate::cli::Args as clap::Parser>::try_parse_from(all).unwrap();
+        let mut options = args.into_options_with_env(&|_| None).unwrap();
+        options.platforms = crate::platform::parse_list("linux/amd64,linux/arm64").unwrap();
+        options.multi_platform.driver = crate::cli::options::Driver::Ci;
+        options.multi_platform.publish_index = true;
+        options.multi_platform.digests_from = Some(PathBuf::from("/out"));
+        options
+    }
+
+    #[test]
+    fn options_the_ci_driver_refuses() {
+        type Edit = fn(&mut BuildOptions);
+        let table: Vec<(Edit, &str)> = vec![
+            (
+                |o| o.multi_platform.publish_index = false,
+                "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; add --publish-index=true",
+            ),
+            (
+                |o| o.multi_platform.digests_from = None,
+                "the ci driver needs --digests-from=DIR: the directory where each platform's build wrote --digest-file=DIR/<os>-<arch>[-<variant>].digest",
+            ),
+            (
+                |o| o.platforms.clear(),
+                "the ci driver needs the platform list: --multi-platform=linux/amd64,linux/arm64 (or a comma list in --platform)",
+            ),
+            (
+                |o| o.output.destinations.clear(),
+                "the ci driver needs --destination: the index is pushed there, and the platform images must already be in its repository",
+            ),
+            (
+                |o| o.output.no_push = true,
+                "--no-push: the ci driver's only output is the index it pushes to --destination; drop --no-push (or use --dry-run to check the images without publishing)",
+            ),
+        ];
+        for (edit, want) in table {
+            let mut o = options(&["--destination=127.0.0.1:5000/app:1"]);
+            edit(&mut o);
+            assert_eq!(check_options(&o).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
+    fn oci_mode_flag_maps_to_the_image_mode() {
+        let table = [
+            ("--oci-mode=oci", OciMode::Oci),
+            ("--oci-mode=docker", OciMode::Docker),
+            ("--oci-mode=auto", OciMode::Auto),
+        ];
+        for (flag, want) in table {
+            let o = options(&["--destination=127.0.0.1:5000/app:1", flag]);
+            assert_eq!(
+                check_options(&o).unwrap(),
+                CiInputs {
+                    digests_from: Path::new("/out"),
+                    oci_mode: want
+                },
+                "{flag}"
+            );
+        }
+        let mut dry = options(&["--destination=127.0.0.1:5000/app:1"]);
+        dry.output.no_push = true;
+        dry.multi_platform.dry_run = true;
+        assert!(check_options(&dry).is_ok());
+    }
+
+    #[test]
+    fn repositories_are_listed_once_first_destination_first() {
+        let destinations: Vec<String> = [
+            "127.0.0.1:5000/app:sha",
+            "127.0.0.1:5000/app:latest",
+            "127.0.0.1:5000/mirror/app:sha",
+            "localhost:5001/app:1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let got: Vec<String> = destination_repositories(&destinations)
+            .unwrap()
+            .iter()
+            .map(Reference::whole)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "127.0.0.1:5000/app:sha",
+                "127.0.0.1:5000/mirror/app:sha",
+                "localhost:5001/app:1"
+            ]
+        );
+    }
+
+    #[test]
+    fn digest_files_for_the_index() {
+        let mut o = options(&[
+            "--destination=127.0.0.1:5000/app:sha",
+            "--destination=127.0.0.1:5000/app",
+        ]);
+        o.output.digest_file = Some(PathBuf::from("/tmp/d"));
+        o.output.image_name_with_digest_file = Some(PathBuf::from("/tmp/n"));
+        o.output.image_name_tag_with_digest_file = Some(PathBuf::from("/tmp/t"));
+        const D: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+        let outcome = IndexOutcome {
+            digest: D.to_string(),
+            media_type: crate::image::media::OCI_INDEX.to_string(),
+            size: 1,
+            references: vec![
+                format!("127.0.0.1:5000/app@{D}"),
+                format!("127.0.0.1:5000/app@{D}"),
+            ],
+        };
+        let got = output_files(&o, &outcome);
+        assert_eq!(
+            got,
+            vec![
+                ("--digest-file", PathBuf::from("/tmp/d"), D.to_string()),
+                (
+                    "--image-name-with-digest-file",
+                    PathBuf::from("/tmp/n"),
+                    format!("127.0.0.1:5000/app@{D}\n127.0.0.1:5000/app@{D}\n")
+                ),
+                (
+                    "--image-name-tag-with-digest-file",
+                    PathBuf::from("/tmp/t"),
+                    format!("127.0.0.1:5000/app:sha@{D}\n127.0.0.1:5000/app:latest@{D}\n")
+                ),
+            ]
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! `--driver=local` multi-platform builds against a real registry: every
+//! platform built on this machine, pushed by digest, one index naming them.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::TestRegistry;
+use support::fixtures::{self, Fixtures};
+
+async fn kiln(args: &[String]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("DOCKER_CONFIG", empty.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("KILN_BUILDER_IMAGE")
+        .env_remove("KILN_EMULATION")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "kiln failed: {}\n{}",
+        output.status,
+        stderr(output)
+    );
+}
+
+fn skopeo(args: &[&str]) -> serde_json::Value {
+    let output = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn context(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    std::fs::write(dir.path().join("app.txt"), "app").unwrap();
+    dir
+}
+
+fn ctx_arg(dir: &Path) -> String {
+    format!("--context=dir://{}", dir.display())
+}
+
+async fn setup() -> (TestRegistry, Fixtures) {
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    (registry, fixtures)
+}
+
+/// The marker file each fixture layer carries says which platform it is.
+fn marker(reference: &str, arch: &str, path: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{reference}"),
+            &format!("dir:{}", dir.path().display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let mut found = None;
+    for layer in manifest["layers"].as_array().unwrap() {
+        let blob = std::fs::File::open(
+            dir.path().join(
+                layer["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_string_lossy() == path {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                found = Some(text);
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("{path} not in {reference} for {arch}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_platforms_make_one_oci_index() {
+    let (registry, fixtures) = setup().await;
+    // The `tools` stage runs for the build platform (the cross-compilation
+    // pattern); the final stage for each target platform.
+    let dockerfile = format!(
+        "FROM --platform=$BUILDPLATFORM {base} AS tools\n\
+         ARG TARGETARCH\n\
+         COPY app.txt /out/app-$TARGETARCH.txt\n\
+         FROM {base}\n\
+         COPY --from=tools /out/ /opt/\n\
+         COPY --from=tools /etc/kiln-fixture-arch /opt/built-on\n",
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile);
+    let image = format!("{}/multi:1.0", registry.host());
+    let out = tempfile::tempdir().unwrap();
+    let digest_file = out.path().join("digest");
+    let output = kiln(&[
+        ctx_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--publish-index=true".to_string(),
+        "--oci-mode=oci".to_string(),
+        "--reproducible".to_string(),
+        "--index-annotations=org.opencontainers.image.title=multi".to_string(),
+        format!("--digest-file={}", digest_file.display()),
+    ])
+    .await;
+    assert_success(&output);
+    let index_digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("{}/multi@{index_digest}", registry.host())
+    );
+
+    let index = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.title"],
+        "multi"
+    );
+    let children = index["manifests"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    assert_eq!(children[0]["platform"]["architecture"], "amd64");
+    assert_eq!(children[1]["platform"]["architecture"], "arm64");
+    assert_eq!(children[1]["platform"]["variant"], "v8");
+    for (child, arch) in children.iter().zip(["amd64", "arm64"]) {
+        let child_ref = format!(
+            "{}/multi@{}",
+            registry.host(),
+            child["digest"].as_str().unwrap()
+        );
+        let config = skopeo(&[
+            "inspect",
+            "--config",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{child_ref}"),
+        ]);
+        assert_eq!(config["architecture"], arch);
+    }
+    let arm = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(arm["Architecture"], "arm64");
+    // Each platform's base is its own; the tools stage ran for the build
+    // platform (amd64) in both.
+    assert_eq!(
+        marker(&image, "arm64", "etc/kiln-fixture-arch").trim(),
+        "arm64"
+    );
+    assert_eq!(marker(&image, "arm64", "opt/built-on").trim(), "amd64");
+    assert_eq!(marker(&image, "arm64", "opt/app-arm64.txt"), "app");
+    assert_eq!(marker(&image, "amd64", "opt/app-amd64.txt"), "app");
+
+    // Platforms are pushed by digest only: the repository has one tag.
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/multi", registry.host()),
+    ]);
+    assert_eq!(tags["Tags"], serde_json::json!(["1.0"]));
+
+    // The same inputs give the same index.
+    let again = tempfile::tempdir().unwrap();
+    let digest_again = again.path().join("digest");
+    assert_success(
+        &kiln(&[
+            ctx_arg(ctx.path()),
+            format!("--destination={}/multi:again", registry.host()),
+            "--multi-platform=linux/amd64,linux/arm64".to_string(),
+            "--publish-index".to_string(),
+            "--oci-mode=oci".to_string(),
+            "--reproducible".to_string(),
+            "--index-annotations=org.opencontainers.image.title=multi".to_string(),
+            format!("--digest-file={}", digest_again.display()),
+        ])
+        .await,
+    );
+    assert_eq!(std::fs::read_to_string(digest_again).unwrap(), index_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_manifest_list_and_platform_tags() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nCOPY app.txt /\n", fixtures.index));
+    let image = format!("{}/legacy:2.0", registry.host());
+    assert_success(
+        &kiln(&[
+            ctx_arg(ctx.path()),
+            format!("--destination={image}"),
+            "--platform=linux/amd64,linux/arm64".to_string(),
+            "--publish-index=true".to_string(),
+            "--legacy-manifest-list=true".to_string(),
+            "--platform-tags".to_string(),
+        ])
+        .await,
+    );
+    let list = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for child in list["manifests"].as_array().unwrap() {
+        assert_eq!(
+            child["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+    }
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/legacy", registry.host()),
+    ]);
+    let mut tags: Vec<String> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["2.0", "2.0-linux-amd64", "2.0-linux-arm64-v8"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_run_is_refused_before_any_work() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!(
+        "FROM {}\nCOPY app.txt /\nRUN make\n",
+        fixtures.index
+    ));
+    let output = kiln(&[
+        ctx_arg(ctx.path()),
+        format!("--destination={}/foreign:1", registry.host()),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--publish-index".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("linux/arm64/v8 cannot be built on this linux/amd64 machine"),
+        "{message}"
+    );
+    assert!(message.contains("Dockerfile:3 `RUN make`"), "{message}");
+    assert!(
+        message.contains("--driver=k8s") && message.contains("--emulation=qemu"),
+        "{message}"
+    );
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/foreign", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing may be pushed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failing_platform_publishes_no_index() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nCOPY app.txt /\n", fixtures.index));
+    let image = format!("{}/partial:1", registry.host());
+    let output = kiln(&[
+        ctx_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/s390x".to_string(),
+        "--publish-index".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("linux/s390x"), "{message}");
+    assert!(message.contains("no index published"), "{message}");
+    let index = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !index.status.success(),
+        "no index may be pushed from partial results"
+    );
+}

@@ -334,3 +334,65 @@ async fn one_failing_platform_publishes_no_index() {
         "no index may be pushed from partial results"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_checks_everything_and_builds_nothing() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!(
+        "FROM --platform=$BUILDPLATFORM {base} AS tools\nRUN make\nFROM {base}\nCOPY --from=tools /etc/passwd /x\n",
+        base = fixtures.index
+    ));
+    let image = format!("{}/dry:1", registry.host());
+    let output = kiln(&[
+        ctx_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--publish-index".to_string(),
+        "--dry-run".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("plan for 2 platform(s)"), "{plan}");
+    // RUN only in the build-platform stage: both platforms run here.
+    assert!(plan.contains("linux/arm64/v8: runs here"), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "stage tools for linux/amd64: FROM {} ({})",
+            fixtures.index, fixtures.amd64.manifest_digest
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "stage 1 for linux/arm64/v8: FROM {} ({})",
+            fixtures.index, fixtures.arm64.manifest_digest
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("push access: {image} ok")), "{plan}");
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/dry", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "a dry run pushes nothing");
+
+    // A base without the platform fails the dry run, naming it.
+    let output = kiln(&[
+        ctx_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/s390x".to_string(),
+        "--dry-run".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no entry for platform linux/s390x"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -89,6 +89,7 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
             }
         }
         Outcome::Index(index) => index.references.iter().for_each(|r| println!("{r}")),
+        Outcome::Plan(plan) => print!("{plan}"),
     }
     Ok(())
 }

@@ -22,7 +22,6 @@ use crate::platform::{self, Platform, PlatformError};
 pub const UNSUPPORTED: &[&str] = &[
     "require-native-nodes",
     "emulation",
-    "dry-run",
     "cache",
     "cache-repo",
     "cache-ttl",
@@ -985,7 +984,6 @@ pub(crate) mod tests {
         ("--driver=k8s", "driver=k8s"),
         ("--require-native-nodes=false", "require-native-nodes"),
         ("--emulation=qemu", "emulation"),
-        ("--dry-run", "dry-run"),
         ("--cache", "cache"),
         ("--cache=true", "cache"),
         ("--cache-repo=ghcr.io/org/cache", "cache-repo"),

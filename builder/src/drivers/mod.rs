@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod digests;
+pub mod dry_run;
 pub mod index;
 pub mod local;
 
@@ -26,6 +27,8 @@ pub enum Outcome {
     },
     /// The ci driver's index.
     Index(index::IndexOutcome),
+    /// `--dry-run`: the plan, as text.
+    Plan(String),
 }
 
 /// Whether `options` ask for more than a single-platform build.
@@ -38,6 +41,9 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
     match options.multi_platform.driver {
         Driver::Ci => Ok(Outcome::Index(ci::run_ci(&options).await?)),
         Driver::K8s => anyhow::bail!("flag --driver=k8s is not supported yet"),
+        Driver::Local if options.multi_platform.dry_run => {
+            Ok(Outcome::Plan(dry_run::dry_run(&options).await?))
+        }
         Driver::Local if !is_multi_platform(&options) => {
             Ok(Outcome::Image(build::run(&options).await?))
         }

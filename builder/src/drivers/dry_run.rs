@@ -1,0 +1,84 @@
+//! `--dry-run`: everything a build would check before doing work, and
+//! nothing else. The Dockerfile is parsed and planned for every platform,
+//! every base image is resolved for every platform (a base without an
+//! entry for one fails here), each destination is checked for push access,
+//! and the plan is printed. No layer is built, nothing is pushed.
+
+use std::fmt::Write as _;
+
+use crate::build::{BuildError, Session};
+use crate::cli::BuildOptions;
+use crate::dockerfile::Base;
+use crate::platform::Platform;
+use crate::registry::parse_reference;
+
+use super::local::foreign_run;
+
+/// Checks what a build of `options` needs and returns the plan as text.
+pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
+    let session = Session::open(options).await?;
+    let host = Platform::host();
+    let platforms = if options.platforms.is_empty() {
+        vec![host.clone()]
+    } else {
+        options.platforms.clone()
+    };
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "plan for {} platform(s) on a {host} machine:",
+        platforms.len()
+    );
+    for platform in &platforms {
+        let (_, plan) = session.plan(options, platform)?;
+        let native = match foreign_run(&session, options, platform, &host)? {
+            None => "runs here".to_string(),
+            Some(foreign) => format!(
+                "needs native execution (Dockerfile:{} `{}`): --driver=k8s or --emulation=qemu",
+                foreign.line, foreign.instruction
+            ),
+        };
+        let _ = writeln!(report, "{platform}: {native}");
+        for planned in &plan.stages {
+            let stage = &session.dockerfile().stages[planned.index];
+            let stage_platform = match &planned.platform {
+                Some(text) => text
+                    .parse::<Platform>()
+                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                None => platform.clone(),
+            };
+            let base = match &planned.base {
+                Base::Scratch => "scratch".to_string(),
+                Base::Stage(index) => session.dockerfile().stages[*index].display_name(),
+                Base::Image(reference) => {
+                    let pulled = session
+                        .registry()
+                        .pull_image(reference, &stage_platform)
+                        .await?;
+                    format!("{reference} ({})", pulled.manifest_digest)
+                }
+            };
+            for image in &planned.images {
+                session
+                    .registry()
+                    .pull_image(image, &stage_platform)
+                    .await?;
+            }
+            let _ = writeln!(
+                report,
+                "  stage {} for {stage_platform}: FROM {base}, {} instruction(s)",
+                stage.display_name(),
+                stage.instructions.len()
+            );
+        }
+    }
+    if !options.output.no_push {
+        for destination in &options.output.destinations {
+            let target = parse_reference(destination)?;
+            session.registry().check_push_access(&target).await?;
+            let _ = writeln!(report, "push access: {destination} ok");
+        }
+    }
+    let _ = writeln!(report, "dry run: nothing was built or pushed");
+    Ok(report)
+}

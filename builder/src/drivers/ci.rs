@@ -45,7 +45,10 @@ pub enum CiError {
     Digests(#[from] DigestsError),
     /// A digest file's image failed its check; `file` is the digest file.
     #[error("{file}: {error}")]
-    Child { file: String, error: VerifyError },
+    Child {
+        file: String,
+        error: Box<VerifyError>,
+    },
     #[error(transparent)]
     Plan(#[from] IndexPlanError),
     #[error(transparent)]
@@ -126,7 +129,7 @@ async fn verify_children(
             .map(|descriptor| (descriptor, child.platform.clone()))
             .map_err(|error| CiError::Child {
                 file: child.file_name(),
-                error,
+                error: Box::new(error),
             })
     });
     // All at once, but the error reported is the first in platform order.

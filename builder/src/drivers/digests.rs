@@ -340,7 +340,13 @@ mod tests {
 
     #[test]
     fn refusals_name_the_platform_or_file() {
-        let table: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        // (platform list, files, expected error)
+        type Case = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+        );
+        let table: Vec<Case> = vec![
             (
                 "linux/amd64,linux/arm64",
                 vec![("linux-amd64.digest", A)],

@@ -122,7 +122,10 @@ pub enum PublishError {
     #[error(
         "registry doesn't support OCI media types: {error}; use --oci-mode=docker --legacy-manifest-list=true{extra}"
     )]
-    OciRejected { error: RegistryError, extra: String },
+    OciRejected {
+        error: Box<RegistryError>,
+        extra: String,
+    },
 }
 
 /// Chooses the index format. `--legacy-manifest-list` or `--oci-mode=docker`
@@ -330,7 +333,10 @@ pub async fn publish_index(
                         continue 'formats;
                     }
                     let extra = oci_rejected_advice(children, annotations);
-                    return Err(PublishError::OciRejected { error, extra });
+                    return Err(PublishError::OciRejected {
+                        error: Box::new(error),
+                        extra,
+                    });
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -571,7 +577,7 @@ mod tests {
             assert_eq!(oci_rejected_advice(&children, annotations), want);
         }
         let error = PublishError::OciRejected {
-            error: status(415, ""),
+            error: Box::new(status(415, "")),
             extra: oci_rejected_advice(
                 &children(media::OCI_MANIFEST, media::DOCKER_MANIFEST),
                 &none,

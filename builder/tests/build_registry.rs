@@ -5,53 +5,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::Output;
 
 use support::fixtures::{self, Fixtures};
+use support::kiln::{assert_success, context, kiln_with_config, layers, skopeo, stderr};
 use support::{FaultProxy, TestRegistry, proxy, write_docker_config};
-
-/// Runs the kiln binary with `args`, with a docker config of our own so the
-/// developer's credentials never take part.
-async fn kiln(args: &[String], docker_config: Option<&Path>) -> Output {
-    let empty = tempfile::tempdir().unwrap();
-    let config_dir = docker_config.unwrap_or(empty.path());
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("DOCKER_CONFIG", config_dir)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("KILN_BUILDER_IMAGE")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "kiln failed: {}\n{}",
-        output.status,
-        stderr(output)
-    );
-}
-
-/// A build context directory with `files` (path → content) and a Dockerfile.
-fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    for (path, content) in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
-    dir
-}
 
 fn args(context: &Path, extra: &[&str]) -> Vec<String> {
     let mut all = vec![format!("--context=dir://{}", context.display())];
@@ -63,19 +21,6 @@ async fn setup() -> (TestRegistry, Fixtures) {
     let registry = TestRegistry::start();
     let fixtures = fixtures::push_busybox_index(registry.host()).await;
     (registry, fixtures)
-}
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let output = std::process::Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
 }
 
 fn raw_manifest(reference: &str) -> serde_json::Value {
@@ -97,63 +42,6 @@ fn config(reference: &str) -> serde_json::Value {
         &format!("docker://{reference}"),
     ]))
     .unwrap()
-}
-
-/// Every layer's entries (path → (type, mode, uid, gid, content or link
-/// target)), read from a `skopeo copy` of the image to a directory.
-fn layers(reference: &str) -> Vec<BTreeMap<String, (char, u32, u64, u64, String)>> {
-    let dir = tempfile::tempdir().unwrap();
-    let dest = format!("dir:{}", dir.path().display());
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &dest,
-    ]);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|layer| {
-            let digest = layer["digest"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("sha256:");
-            let blob = std::fs::File::open(dir.path().join(digest)).unwrap();
-            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
-            let mut entries = BTreeMap::new();
-            for entry in archive.entries().unwrap() {
-                let mut entry = entry.unwrap();
-                let header = entry.header().clone();
-                let kind = match header.entry_type() {
-                    tar::EntryType::Directory => 'd',
-                    tar::EntryType::Symlink => 'l',
-                    tar::EntryType::Link => 'h',
-                    _ => 'f',
-                };
-                let mut content = String::new();
-                if kind == 'f' {
-                    entry.read_to_string(&mut content).unwrap_or_default();
-                } else if let Some(target) = entry.link_name().unwrap() {
-                    content = target.to_string_lossy().into_owned();
-                }
-                let path = entry.path().unwrap().to_string_lossy().into_owned();
-                entries.insert(
-                    path,
-                    (
-                        kind,
-                        header.mode().unwrap(),
-                        header.uid().unwrap(),
-                        header.gid().unwrap(),
-                        content,
-                    ),
-                );
-            }
-            entries
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +84,7 @@ CMD run --fast
     let digest_file = out.path().join("digest");
     let name_file = out.path().join("name");
     let tag_file = out.path().join("name-tag");
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[
@@ -308,7 +196,7 @@ async fn builds_the_arm64_entry_of_the_base_index() {
         &[("a.txt", "a")],
     );
     let image = format!("{}/arm:latest", registry.host());
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[
@@ -345,7 +233,7 @@ async fn multi_stage_with_target_skips_unused_stages() {
         &[("src/main.txt", "main"), ("debug.txt", "debug")],
     );
     let image = format!("{}/multi:final", registry.host());
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[
@@ -364,7 +252,7 @@ async fn multi_stage_with_target_skips_unused_stages() {
     assert!(layers[1]["etc/passwd"].4.contains("app:x:1000:1000"));
     assert!(!layers.iter().any(|l| l.contains_key("debug.txt")));
 
-    let missing = kiln(&args(ctx.path(), &["--no-push", "--target=nope"]), None).await;
+    let missing = kiln_with_config(&args(ctx.path(), &["--no-push", "--target=nope"]), None).await;
     assert!(!missing.status.success());
     assert!(
         stderr(&missing).contains("target stage \"nope\" not found"),
@@ -386,7 +274,7 @@ async fn reproducible_builds_give_the_same_digest_and_file_outputs_are_readable(
         let digest_file = out.path().join("digest");
         // Touch the files between builds: --reproducible must not care.
         std::fs::write(ctx.path().join("z.txt"), "z").unwrap();
-        let output = kiln(
+        let output = kiln_with_config(
             &args(
                 ctx.path(),
                 &[
@@ -406,7 +294,7 @@ async fn reproducible_builds_give_the_same_digest_and_file_outputs_are_readable(
     let out = tempfile::tempdir().unwrap();
     let tar_path = out.path().join("image.tar");
     let layout = out.path().join("layout");
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[
@@ -458,7 +346,7 @@ async fn docker_media_types_on_request() {
         &[("a", "a")],
     );
     let image = format!("{}/docker:latest", registry.host());
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[&format!("--destination={image}"), "--oci-mode=docker"],
@@ -494,7 +382,7 @@ async fn push_retries_through_a_failing_proxy() {
 
     let proxy = FaultProxy::start(registry.host(), 2, proxy::manifest_put).await;
     let image = format!("{}/retry:ok", proxy.host());
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[
@@ -511,7 +399,7 @@ async fn push_retries_through_a_failing_proxy() {
 
     let proxy = FaultProxy::start(registry.host(), 2, proxy::manifest_put).await;
     let image = format!("{}/retry:fails", proxy.host());
-    let output = kiln(
+    let output = kiln_with_config(
         &args(
             ctx.path(),
             &[&format!("--destination={image}"), "--push-retry=0"],
@@ -544,7 +432,7 @@ async fn credentials_from_docker_config() {
     let good = tempfile::tempdir().unwrap();
     write_docker_config(good.path(), registry.host(), "builder", "s3cret");
     assert_success(
-        &kiln(
+        &kiln_with_config(
             &args(ctx.path(), &[&format!("--destination={image}")]),
             Some(good.path()),
         )
@@ -553,7 +441,7 @@ async fn credentials_from_docker_config() {
 
     let bad = tempfile::tempdir().unwrap();
     write_docker_config(bad.path(), registry.host(), "builder", "wrong");
-    let output = kiln(
+    let output = kiln_with_config(
         &args(ctx.path(), &[&format!("--destination={image}")]),
         Some(bad.path()),
     )
@@ -610,7 +498,7 @@ async fn bad_input_fails_clearly_and_pushes_nothing() {
     for (dockerfile, flags, expected) in cases {
         let ctx = context(&dockerfile, &[("a", "a")]);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let output = kiln(&args(ctx.path(), &flags), None).await;
+        let output = kiln_with_config(&args(ctx.path(), &flags), None).await;
         assert!(!output.status.success(), "{dockerfile:?} should fail");
         let message = stderr(&output);
         assert!(
@@ -624,7 +512,7 @@ async fn bad_input_fails_clearly_and_pushes_nothing() {
     }
     // A missing Dockerfile names the path it looked at.
     let ctx = tempfile::tempdir().unwrap();
-    let output = kiln(&args(ctx.path(), &[&dest("nodockerfile")]), None).await;
+    let output = kiln_with_config(&args(ctx.path(), &[&dest("nodockerfile")]), None).await;
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("Dockerfile"),

@@ -5,110 +5,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use support::TestRegistry;
 use support::fixtures;
-
-async fn kiln(args: &[String]) -> Output {
-    let empty = tempfile::tempdir().unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("DOCKER_CONFIG", empty.path())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("KILN_BUILDER_IMAGE")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "kiln failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn write_tree(root: &Path, files: &[(&str, &str)]) {
-    for (path, content) in files {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
-}
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let output = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-/// Path → (type, mode, content or link target) over all layers, later
-/// layers winning; whiteouts are not expected here.
-fn files(reference: &str) -> BTreeMap<String, (char, u32, String)> {
-    let dir = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("dir:{}", dir.path().display()),
-    ]);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
-    let mut all = BTreeMap::new();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let digest = layer["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        let blob = std::fs::read(dir.path().join(digest)).unwrap();
-        let tar: Box<dyn Read> = if layer["mediaType"].as_str().unwrap().ends_with("zstd") {
-            Box::new(zstd::stream::read::Decoder::new(&blob[..]).unwrap())
-        } else {
-            Box::new(flate2::read::GzDecoder::new(&blob[..]))
-        };
-        let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let kind = match entry.header().entry_type() {
-                tar::EntryType::Directory => 'd',
-                tar::EntryType::Symlink => 'l',
-                tar::EntryType::Link => 'h',
-                _ => 'f',
-            };
-            let mode = entry.header().mode().unwrap();
-            let mut content = String::new();
-            if kind == 'f' {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).unwrap();
-                content = String::from_utf8_lossy(&bytes).into_owned();
-            } else if let Some(target) = entry.link_name().unwrap() {
-                content = target.to_string_lossy().into_owned();
-            }
-            let path = entry
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string();
-            all.insert(path, (kind, mode, content));
-        }
-    }
-    all
-}
+use support::kiln::{assert_success, files, kiln, skopeo, write_tree};
 
 fn tar_gz(files: &[(&str, &str)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(

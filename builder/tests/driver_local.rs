@@ -3,61 +3,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::TestRegistry;
 use support::fixtures::{self, Fixtures};
-
-async fn kiln(args: &[String]) -> Output {
-    let empty = tempfile::tempdir().unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("DOCKER_CONFIG", empty.path())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("KILN_BUILDER_IMAGE")
-        .env_remove("KILN_EMULATION")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "kiln failed: {}\n{}",
-        output.status,
-        stderr(output)
-    );
-}
-
-fn skopeo(args: &[&str]) -> serde_json::Value {
-    let output = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn context(dockerfile: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    std::fs::write(dir.path().join("app.txt"), "app").unwrap();
-    dir
-}
-
-fn ctx_arg(dir: &Path) -> String {
-    format!("--context=dir://{}", dir.display())
-}
+use support::kiln::{assert_success, context, context_arg, kiln, layers_for, skopeo_json, stderr};
 
 async fn setup() -> (TestRegistry, Fixtures) {
     let registry = TestRegistry::start();
@@ -67,43 +17,11 @@ async fn setup() -> (TestRegistry, Fixtures) {
 
 /// The marker file each fixture layer carries says which platform it is.
 fn marker(reference: &str, arch: &str, path: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let status = Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--override-arch",
-            arch,
-            &format!("docker://{reference}"),
-            &format!("dir:{}", dir.path().display()),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
-    let mut found = None;
-    for layer in manifest["layers"].as_array().unwrap() {
-        let blob = std::fs::File::open(
-            dir.path().join(
-                layer["digest"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("sha256:"),
-            ),
-        )
-        .unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry.path().unwrap().to_string_lossy() == path {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
-                found = Some(text);
-            }
-        }
-    }
-    found.unwrap_or_else(|| panic!("{path} not in {reference} for {arch}"))
+    layers_for(reference, Some(arch))
+        .into_iter()
+        .rev()
+        .find_map(|layer| layer.get(path).map(|entry| entry.4.clone()))
+        .unwrap_or_else(|| panic!("{path} not in {reference} for {arch}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,12 +38,12 @@ async fn two_platforms_make_one_oci_index() {
          COPY --from=tools /etc/kiln-fixture-arch /opt/built-on\n",
         base = fixtures.index
     );
-    let ctx = context(&dockerfile);
+    let ctx = context(&dockerfile, &[("app.txt", "app")]);
     let image = format!("{}/multi:1.0", registry.host());
     let out = tempfile::tempdir().unwrap();
     let digest_file = out.path().join("digest");
     let output = kiln(&[
-        ctx_arg(ctx.path()),
+        context_arg(ctx.path()),
         format!("--destination={image}"),
         "--multi-platform=linux/amd64,linux/arm64".to_string(),
         "--publish-index=true".to_string(),
@@ -142,7 +60,7 @@ async fn two_platforms_make_one_oci_index() {
         format!("{}/multi@{index_digest}", registry.host())
     );
 
-    let index = skopeo(&[
+    let index = skopeo_json(&[
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -167,7 +85,7 @@ async fn two_platforms_make_one_oci_index() {
             registry.host(),
             child["digest"].as_str().unwrap()
         );
-        let config = skopeo(&[
+        let config = skopeo_json(&[
             "inspect",
             "--config",
             "--raw",
@@ -176,7 +94,7 @@ async fn two_platforms_make_one_oci_index() {
         ]);
         assert_eq!(config["architecture"], arch);
     }
-    let arm = skopeo(&[
+    let arm = skopeo_json(&[
         "inspect",
         "--tls-verify=false",
         "--override-arch",
@@ -195,7 +113,7 @@ async fn two_platforms_make_one_oci_index() {
     assert_eq!(marker(&image, "amd64", "opt/app-amd64.txt"), "app");
 
     // Platforms are pushed by digest only: the repository has one tag.
-    let tags = skopeo(&[
+    let tags = skopeo_json(&[
         "list-tags",
         "--tls-verify=false",
         &format!("docker://{}/multi", registry.host()),
@@ -207,7 +125,7 @@ async fn two_platforms_make_one_oci_index() {
     let digest_again = again.path().join("digest");
     assert_success(
         &kiln(&[
-            ctx_arg(ctx.path()),
+            context_arg(ctx.path()),
             format!("--destination={}/multi:again", registry.host()),
             "--multi-platform=linux/amd64,linux/arm64".to_string(),
             "--publish-index".to_string(),
@@ -224,11 +142,14 @@ async fn two_platforms_make_one_oci_index() {
 #[tokio::test(flavor = "multi_thread")]
 async fn legacy_manifest_list_and_platform_tags() {
     let (registry, fixtures) = setup().await;
-    let ctx = context(&format!("FROM {}\nCOPY app.txt /\n", fixtures.index));
+    let ctx = context(
+        &format!("FROM {}\nCOPY app.txt /\n", fixtures.index),
+        &[("app.txt", "app")],
+    );
     let image = format!("{}/legacy:2.0", registry.host());
     assert_success(
         &kiln(&[
-            ctx_arg(ctx.path()),
+            context_arg(ctx.path()),
             format!("--destination={image}"),
             "--platform=linux/amd64,linux/arm64".to_string(),
             "--publish-index=true".to_string(),
@@ -237,7 +158,7 @@ async fn legacy_manifest_list_and_platform_tags() {
         ])
         .await,
     );
-    let list = skopeo(&[
+    let list = skopeo_json(&[
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -253,7 +174,7 @@ async fn legacy_manifest_list_and_platform_tags() {
             "application/vnd.docker.distribution.manifest.v2+json"
         );
     }
-    let tags = skopeo(&[
+    let tags = skopeo_json(&[
         "list-tags",
         "--tls-verify=false",
         &format!("docker://{}/legacy", registry.host()),
@@ -271,12 +192,12 @@ async fn legacy_manifest_list_and_platform_tags() {
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_run_is_refused_before_any_work() {
     let (registry, fixtures) = setup().await;
-    let ctx = context(&format!(
-        "FROM {}\nCOPY app.txt /\nRUN make\n",
-        fixtures.index
-    ));
+    let ctx = context(
+        &format!("FROM {}\nCOPY app.txt /\nRUN make\n", fixtures.index),
+        &[("app.txt", "app")],
+    );
     let output = kiln(&[
-        ctx_arg(ctx.path()),
+        context_arg(ctx.path()),
         format!("--destination={}/foreign:1", registry.host()),
         "--multi-platform=linux/amd64,linux/arm64".to_string(),
         "--publish-index".to_string(),
@@ -307,10 +228,13 @@ async fn foreign_run_is_refused_before_any_work() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_failing_platform_publishes_no_index() {
     let (registry, fixtures) = setup().await;
-    let ctx = context(&format!("FROM {}\nCOPY app.txt /\n", fixtures.index));
+    let ctx = context(
+        &format!("FROM {}\nCOPY app.txt /\n", fixtures.index),
+        &[("app.txt", "app")],
+    );
     let image = format!("{}/partial:1", registry.host());
     let output = kiln(&[
-        ctx_arg(ctx.path()),
+        context_arg(ctx.path()),
         format!("--destination={image}"),
         "--multi-platform=linux/amd64,linux/s390x".to_string(),
         "--publish-index".to_string(),
@@ -338,13 +262,16 @@ async fn one_failing_platform_publishes_no_index() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_checks_everything_and_builds_nothing() {
     let (registry, fixtures) = setup().await;
-    let ctx = context(&format!(
-        "FROM --platform=$BUILDPLATFORM {base} AS tools\nRUN make\nFROM {base}\nCOPY --from=tools /etc/passwd /x\n",
-        base = fixtures.index
-    ));
+    let ctx = context(
+        &format!(
+            "FROM --platform=$BUILDPLATFORM {base} AS tools\nRUN make\nFROM {base}\nCOPY --from=tools /etc/passwd /x\n",
+            base = fixtures.index
+        ),
+        &[("app.txt", "app")],
+    );
     let image = format!("{}/dry:1", registry.host());
     let output = kiln(&[
-        ctx_arg(ctx.path()),
+        context_arg(ctx.path()),
         format!("--destination={image}"),
         "--multi-platform=linux/amd64,linux/arm64".to_string(),
         "--publish-index".to_string(),
@@ -383,7 +310,7 @@ async fn dry_run_checks_everything_and_builds_nothing() {
 
     // A base without the platform fails the dry run, naming it.
     let output = kiln(&[
-        ctx_arg(ctx.path()),
+        context_arg(ctx.path()),
         format!("--destination={image}"),
         "--multi-platform=linux/amd64,linux/s390x".to_string(),
         "--dry-run".to_string(),

@@ -408,4 +408,34 @@ mod tests {
             assert_eq!(tag_of(name).as_deref(), tag, "{name}");
         }
     }
+
+    #[test]
+    fn digest_files_name_every_destination() {
+        const D: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+        let dir = tempfile::tempdir().unwrap();
+        let (d, n, t) = (
+            dir.path().join("d"),
+            dir.path().join("n"),
+            dir.path().join("t"),
+        );
+        let destinations = [
+            "127.0.0.1:5000/app:sha".to_string(),
+            "127.0.0.1:5000/app".to_string(),
+        ];
+        let files = DigestFiles {
+            digest: Some(&d),
+            name: Some(&n),
+            name_tag: Some(&t),
+        };
+        write_digest_files(&destinations, files, D).unwrap();
+        assert_eq!(std::fs::read_to_string(&d).unwrap(), D);
+        assert_eq!(
+            std::fs::read_to_string(&n).unwrap(),
+            format!("127.0.0.1:5000/app@{D}\n127.0.0.1:5000/app@{D}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&t).unwrap(),
+            format!("127.0.0.1:5000/app:sha@{D}\n127.0.0.1:5000/app:latest@{D}\n")
+        );
+    }
 }

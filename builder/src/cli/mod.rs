@@ -88,6 +88,8 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
                     .for_each(|b| b.outcome.pushed.iter().for_each(|p| println!("{p}"))),
             }
         }
+        // A dry run of the ci driver pushes nothing: its digest is the result.
+        Outcome::Index(index) if index.references.is_empty() => println!("{}", index.digest),
         Outcome::Index(index) => index.references.iter().for_each(|r| println!("{r}")),
         Outcome::Plan(plan) => print!("{plan}"),
     }

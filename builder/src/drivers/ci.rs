@@ -5,7 +5,7 @@
 //! publishes the multi-platform index to every destination.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::{info, warn};
 
@@ -13,6 +13,7 @@ use super::digests::{self, DigestsError, PlatformDigest};
 use super::index::{
     self, IndexOutcome, IndexPlan, IndexPlanError, PublishError, VerifyError, plan_index,
 };
+use crate::build;
 use crate::cli::BuildOptions;
 use crate::cli::options::OciMode as CliOciMode;
 use crate::image::{Descriptor, OciMode};
@@ -55,12 +56,8 @@ pub enum CiError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("writing {flag}={path}: {error}")]
-    Write {
-        flag: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    DigestFiles(#[from] crate::build::BuildError),
 }
 
 /// What the ci driver needs from the options, checked.
@@ -137,52 +134,6 @@ async fn verify_children(
         .await
         .into_iter()
         .collect()
-}
-
-/// `--digest-file`, `--image-name-with-digest-file` and
-/// `--image-name-tag-with-digest-file` for the published index: the
-/// same formats a single-platform build writes.
-fn output_files(
-    options: &BuildOptions,
-    outcome: &IndexOutcome,
-) -> Vec<(&'static str, PathBuf, String)> {
-    let output = &options.output;
-    let mut files = Vec::new();
-    if let Some(path) = &output.digest_file {
-        files.push(("--digest-file", path.clone(), outcome.digest.clone()));
-    }
-    if let Some(path) = &output.image_name_with_digest_file {
-        let lines: String = outcome
-            .references
-            .iter()
-            .map(|r| format!("{r}\n"))
-            .collect();
-        files.push(("--image-name-with-digest-file", path.clone(), lines));
-    }
-    if let Some(path) = &output.image_name_tag_with_digest_file {
-        let lines: String = output
-            .destinations
-            .iter()
-            .map(|d| {
-                let (name, tag) = name_and_tag(d);
-                format!("{name}:{tag}@{}\n", outcome.digest)
-            })
-            .collect();
-        files.push(("--image-name-tag-with-digest-file", path.clone(), lines));
-    }
-    files
-}
-
-/// `registry/repo:tag` (as typed) → (`registry/repo`, `tag`), `latest`
-/// when no tag is given.
-fn name_and_tag(destination: &str) -> (&str, &str) {
-    let without_digest = destination.split('@').next().unwrap_or(destination);
-    match without_digest.rfind(':') {
-        Some(colon) if !without_digest[colon..].contains('/') => {
-            (&without_digest[..colon], &without_digest[colon + 1..])
-        }
-        _ => (without_digest, "latest"),
-    }
 }
 
 /// Runs the ci driver: reads `--digests-from`, verifies each platform's
@@ -263,9 +214,11 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
         &multi.index_annotations,
     )
     .await?;
-    for (flag, path, text) in output_files(options, &outcome) {
-        std::fs::write(&path, text).map_err(|error| CiError::Write { flag, path, error })?;
-    }
+    build::write_digest_files(
+        &options.output.destinations,
+        build::DigestFiles::from_output(&options.output),
+        &outcome.digest,
+    )?;
     Ok(outcome)
 }
 
@@ -282,7 +235,7 @@ mod tests {
         options.platforms = crate::platform::parse_list("linux/amd64,linux/arm64").unwrap();
         options.multi_platform.driver = crate::cli::options::Driver::Ci;
         options.multi_platform.publish_index = true;
-        options.multi_platform.digests_from = Some(PathBuf::from("/out"));
+        options.multi_platform.digests_from = Some(std::path::PathBuf::from("/out"));
         options
     }
 
@@ -364,44 +317,6 @@ mod tests {
                 "127.0.0.1:5000/app:sha",
                 "127.0.0.1:5000/mirror/app:sha",
                 "localhost:5001/app:1"
-            ]
-        );
-    }
-
-    #[test]
-    fn digest_files_for_the_index() {
-        let mut o = options(&[
-            "--destination=127.0.0.1:5000/app:sha",
-            "--destination=127.0.0.1:5000/app",
-        ]);
-        o.output.digest_file = Some(PathBuf::from("/tmp/d"));
-        o.output.image_name_with_digest_file = Some(PathBuf::from("/tmp/n"));
-        o.output.image_name_tag_with_digest_file = Some(PathBuf::from("/tmp/t"));
-        const D: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
-        let outcome = IndexOutcome {
-            digest: D.to_string(),
-            media_type: crate::image::media::OCI_INDEX.to_string(),
-            size: 1,
-            references: vec![
-                format!("127.0.0.1:5000/app@{D}"),
-                format!("127.0.0.1:5000/app@{D}"),
-            ],
-        };
-        let got = output_files(&o, &outcome);
-        assert_eq!(
-            got,
-            vec![
-                ("--digest-file", PathBuf::from("/tmp/d"), D.to_string()),
-                (
-                    "--image-name-with-digest-file",
-                    PathBuf::from("/tmp/n"),
-                    format!("127.0.0.1:5000/app@{D}\n127.0.0.1:5000/app@{D}\n")
-                ),
-                (
-                    "--image-name-tag-with-digest-file",
-                    PathBuf::from("/tmp/t"),
-                    format!("127.0.0.1:5000/app:sha@{D}\n127.0.0.1:5000/app:latest@{D}\n")
-                ),
             ]
         );
     }

@@ -27,6 +27,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fixtures;
+pub mod kiln;
 pub mod proxy;
 pub mod registry;
 

@@ -10,6 +10,8 @@
 //! - several sources need a directory destination: Docker refuses
 //!   `COPY a b /dest` unless `/dest` ends in `/` (or exists as a directory).
 
+use crate::image::config::join_image_path;
+
 /// One matched source, relative to its root (context, stage or image).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchedSource {
@@ -42,32 +44,8 @@ pub enum DestError {
 /// the fact that it ended in `/`.
 pub fn absolute_dest(dest: &str, workdir: &str) -> (String, bool) {
     let trailing_slash = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
-    let joined = if dest.starts_with('/') {
-        dest.to_string()
-    } else {
-        format!(
-            "{}/{}",
-            if workdir.is_empty() { "/" } else { workdir },
-            dest
-        )
-    };
-    (clean_abs(&joined), trailing_slash)
-}
-
-/// Lexically cleans an absolute path: collapses `//`, `.` and `..` (never
-/// above `/`), no trailing slash except for the root itself.
-pub fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    let workdir = if workdir.is_empty() { "/" } else { workdir };
+    (join_image_path(workdir, dest), trailing_slash)
 }
 
 /// Places every source. `source_args` is how many source arguments the
@@ -96,7 +74,7 @@ pub fn place(
             let dest = if source.is_dir || !into_dir {
                 dest_abs.clone()
             } else {
-                clean_abs(&format!("{dest_abs}/{}", base_name(&source.rel_path)))
+                join_image_path(&dest_abs, base_name(&source.rel_path))
             };
             Placement {
                 rel_path: source.rel_path.clone(),
@@ -248,9 +226,9 @@ mod tests {
 
     #[test]
     fn cleaning() {
-        assert_eq!(clean_abs("/"), "/");
-        assert_eq!(clean_abs("//a//b/"), "/a/b");
-        assert_eq!(clean_abs("/../.."), "/");
+        assert_eq!(absolute_dest("/", "/w"), ("/".to_string(), true));
+        assert_eq!(absolute_dest("//a//b/", "/"), ("/a/b".to_string(), true));
+        assert_eq!(absolute_dest("/../..", "/"), ("/".to_string(), false));
         assert_eq!(absolute_dest("x/", "/w"), ("/w/x".to_string(), true));
         assert_eq!(absolute_dest("/x", "/w"), ("/x".to_string(), false));
     }

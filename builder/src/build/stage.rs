@@ -207,16 +207,7 @@ async fn run_instruction(
             }
         }
         InstructionKind::User(user) => config.set_user(&vars.expand(user)?),
-        InstructionKind::Workdir(dir) => {
-            let dir = vars.expand(dir)?;
-            let current = config
-                .config
-                .working_dir
-                .clone()
-                .unwrap_or_else(|| "/".to_string());
-            let (absolute, _) = super::copy_dest::absolute_dest(&dir, &current);
-            config.set_workdir(&absolute);
-        }
+        InstructionKind::Workdir(dir) => config.set_workdir(&vars.expand(dir)?),
         InstructionKind::Cmd(form) => {
             let shell = shell_of(config);
             config.set_cmd(command_vector(form, &shell));

@@ -276,7 +276,7 @@ impl ImageConfig {
     /// WORKDIR: a relative path is taken from the current working directory.
     pub fn set_workdir(&mut self, dir: &str) {
         let base = self.config.working_dir.as_deref().unwrap_or("/");
-        self.config.working_dir = Some(resolve_workdir(base, dir));
+        self.config.working_dir = Some(join_image_path(base, dir));
     }
 
     pub fn set_cmd(&mut self, cmd: Vec<String>) {
@@ -400,8 +400,10 @@ pub fn normalize_ports(spec: &str) -> Result<Vec<String>, ConfigError> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
-/// Docker's `filepath.Join` + `Clean` for WORKDIR, lexically.
-fn resolve_workdir(base: &str, dir: &str) -> String {
+/// Docker's `filepath.Join` + `Clean` for image paths, lexically: `dir`
+/// relative to `base` unless absolute, `.`/`..`/`//` collapsed, never above
+/// `/`, no trailing slash. WORKDIR, and COPY/ADD destinations, use it.
+pub fn join_image_path(base: &str, dir: &str) -> String {
     let joined = if dir.starts_with('/') {
         dir.to_string()
     } else {

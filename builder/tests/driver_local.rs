@@ -214,6 +214,21 @@ async fn foreign_run_is_refused_before_any_work() {
         message.contains("--driver=k8s") && message.contains("--emulation=qemu"),
         "{message}"
     );
+    // A single foreign platform is refused the same way.
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/foreign:arm", registry.host()),
+        "--custom-platform=linux/arm64".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "linux/arm64/v8 cannot be built on this linux/amd64 machine: Dockerfile:3 `RUN make`"
+        ),
+        "{}",
+        stderr(&output)
+    );
     let listed = Command::new("skopeo")
         .args([
             "list-tags",

@@ -1,6 +1,7 @@
 //! The build engine: context → parse → plan → stages → image → outputs.
 //!
-//! `run` drives one single-platform build from validated options. Stages
+//! A [`Session`] holds what the platforms of one build share; each platform
+//! is built from it and then published. Stages
 //! are built in the order the planner gives; each is a [`StageImage`]
 //! (config, layers, and a root filesystem only when something reads it).
 
@@ -33,21 +34,6 @@ use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
 use crate::image::{BlobStore, Compression, Timestamps};
 use crate::platform::Platform;
 use crate::registry::{Access, Registry, parse_reference};
-
-/// Builds the image `options` describe for its (single) platform and sends
-/// it to the outputs.
-pub async fn run(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
-    let platform = options
-        .platforms
-        .first()
-        .cloned()
-        .unwrap_or_else(Platform::host);
-    let session = Session::open(options).await?;
-    let image = session.build(options, &platform).await?;
-    session
-        .publish(&image, &OutputPlan::from_options(options, PushMode::Tags))
-        .await
-}
 
 /// What every platform of one build shares: the registry client, the work
 /// directory and blob store, the fetched context and the parsed Dockerfile.

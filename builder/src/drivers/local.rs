@@ -76,6 +76,42 @@ pub fn foreign_run(
     Ok(None)
 }
 
+/// Fails, before any work, when building `platforms` would execute code
+/// for an architecture this machine cannot run and `--emulation` was not
+/// asked for.
+pub fn refuse_foreign(
+    session: &Session,
+    options: &BuildOptions,
+    platforms: &[Platform],
+) -> Result<(), BuildError> {
+    if options.multi_platform.emulation != Emulation::None {
+        return Ok(());
+    }
+    let host = Platform::host();
+    for platform in platforms {
+        if let Some(foreign) = foreign_run(session, options, platform, &host)? {
+            return Err(BuildError::Other(foreign.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// A single-platform build: the image is pushed under the destinations'
+/// tags and written to every file output.
+pub async fn build_single(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
+    let platform = options
+        .platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(Platform::host);
+    let session = Session::open(options).await?;
+    refuse_foreign(&session, options, std::slice::from_ref(&platform))?;
+    let image = session.build(options, &platform).await?;
+    session
+        .publish(&image, &OutputPlan::from_options(options, PushMode::Tags))
+        .await
+}
+
 /// One platform's result.
 #[derive(Debug, Clone)]
 pub struct PlatformBuild {
@@ -92,14 +128,7 @@ pub async fn build_platforms(
     session: Arc<Session>,
     options: Arc<BuildOptions>,
 ) -> Result<Vec<PlatformBuild>, BuildError> {
-    let host = Platform::host();
-    if options.multi_platform.emulation == Emulation::None {
-        for platform in &options.platforms {
-            if let Some(foreign) = foreign_run(&session, &options, platform, &host)? {
-                return Err(BuildError::Other(foreign.to_string()));
-            }
-        }
-    }
+    refuse_foreign(&session, &options, &options.platforms)?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -45,7 +45,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
             Ok(Outcome::Plan(dry_run::dry_run(&options).await?))
         }
         Driver::Local if !is_multi_platform(&options) => {
-            Ok(Outcome::Image(build::run(&options).await?))
+            Ok(Outcome::Image(local::build_single(&options).await?))
         }
         Driver::Local => run_local(options).await,
     }

@@ -1,1 +1,228 @@
-//! RUN execution and isolation. Built with the RUN issue.
+//! RUN execution and isolation.
+//!
+//! [`run_in_chroot`] is `--isolation=chroot`: the command runs chrooted into
+//! a stage's root filesystem, in namespaces of its own, as the Dockerfile's
+//! `USER`, and the host is never modified. The pieces, in the order a RUN
+//! goes through them:
+//!
+//! - `exec`: before anything is forked, `argv[0]` is looked up inside the
+//!   root (through `crate::fs`'s in-root resolution, with the step's
+//!   `PATH`), so a missing shell is reported as
+//!   `exec /bin/sh: no such file or directory in the image` instead of a
+//!   bare `ENOENT`; the environment is built (exactly `RunSpec::env`, plus
+//!   `PATH` and `HOME` when missing, as Docker and runc do).
+//! - `stubs`: mount points the image lacks (`/proc`, `/dev`, `/sys`,
+//!   `/etc/resolv.conf`, `/etc/hosts` and missing parents) are created
+//!   before the run and removed after it when still empty, with their
+//!   parent directories' times restored, so a snapshot sees only what the
+//!   command wrote. The paths are reported in
+//!   [`RunOutput::created_mount_points`]. BuildKit handles its mount stubs
+//!   the same way.
+//! - `mounts` and `sys`: a short-lived thread enters new namespaces and
+//!   mounts; the command is forked from it. `sys` is the one module with
+//!   `unsafe` code (`unshare`, `pre_exec`, one `ioctl`).
+//! - `output`: stdout and stderr share one pipe, streamed to the caller's
+//!   log as they arrive; the last 64 KiB are kept for the error message.
+//!
+//! # Namespaces, and why a thread
+//!
+//! A new PID namespace only applies to the children of the task that
+//! unshares it. The command must be the first process of that namespace
+//! (its PID 1), so that when it exits the kernel kills everything it left
+//! behind (`sleep 1000 &`, daemons that `setsid`), and so that the `/proc`
+//! mounted inside shows only the step's processes. kiln therefore creates
+//! the namespaces in a dedicated thread (`unshare` acts per thread), sets up
+//! the mounts there, and forks the command from it with
+//! `std::process::Command`; the child's `pre_exec` only mounts `/proc` (it
+//! must be done from inside the new PID namespace), chroots, changes
+//! directory and drops to the user. The thread ends as soon as the command
+//! is started; the namespaces live as long as the step's processes do, and
+//! every mount disappears with them. Re-executing the current binary as a
+//! helper was not chosen: the library runs inside test binaries and other
+//! programs whose `main` it does not control.
+//!
+//! When the kernel refuses a PID namespace (rare once a mount namespace is
+//! allowed), the step runs without one and leftovers are killed by process
+//! group only (a process that calls `setsid` escapes that). The command is
+//! always its own process group, killed with `SIGKILL` once the command
+//! exits.
+//!
+//! The command being PID 1 of its namespace has the usual consequence: it
+//! ignores signals it has no handler for when they come from inside the
+//! namespace (`kill $$` in a `RUN` does nothing), as in Docker without
+//! `--init`.
+//!
+//! # Mounts inside the root
+//!
+//! - `/proc`: a new proc instance (falls back to a recursive bind of the
+//!   host's `/proc` if refused).
+//! - `/dev`: a tmpfs (mode 0755) with the nodes `null`, `zero`, `full`,
+//!   `random`, `urandom` and `tty` made in it with `mknod` (bind-mounted
+//!   from the host's `/dev` where `mknod` is refused), the `fd`, `stdin`,
+//!   `stdout`, `stderr` and `ptmx` links, a `devpts` instance on `pts` and a
+//!   tmpfs on `shm`, as runc lays it out. The host's `/dev` is not bound
+//!   whole, and its nodes are not bound when they can be made: a RUN as
+//!   root could otherwise write to the host's disks, or `chmod` the host's
+//!   `/dev/null`.
+//! - `/sys`: a read-only sysfs, or a read-only bind of the host's, where
+//!   the kernel allows; a failure is a warning.
+//! - `/etc/resolv.conf`, `/etc/hosts` (with [`RunSpec::hosts_files`]): a
+//!   private copy of the host's file, bind-mounted over the image's (an
+//!   empty file is created to mount on when the image has none, and removed
+//!   afterwards, so it is never captured into a layer). A RUN that writes
+//!   these files changes only the copy: neither the host nor the image.
+//!
+//! All of it happens in a private mount namespace whose propagation is
+//! made private first, so nothing reaches the host's mount table.
+//!
+//! # Limits
+//!
+//! Needs root, or `CAP_SYS_ADMIN` (plus `CAP_SYS_CHROOT`, `CAP_SETUID`,
+//! `CAP_SETGID`), in the initial user namespace: inside an unprivileged
+//! container use `--isolation=inplace`. `chroot` is not a security boundary
+//! against a RUN running as root; it keeps honest builds from touching the
+//! host.
+
+mod chroot;
+mod error;
+mod exec;
+mod mounts;
+mod output;
+mod stubs;
+mod sys;
+
+use std::path::PathBuf;
+
+pub use chroot::run_in_chroot;
+pub use error::RunError;
+
+/// `PATH` for a step whose environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The shell of a shell-form `RUN` when no `SHELL` instruction set one.
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The network a step sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network (Docker's and kaniko's default for builds).
+    #[default]
+    Default,
+    /// `RUN --network=none`: a new network namespace with only loopback,
+    /// which is brought up.
+    None,
+}
+
+/// One RUN, as the build engine resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Exec form as is; shell form is `SHELL` + `[command]`
+    /// ([`RunSpec::from_shell`]).
+    pub argv: Vec<String>,
+    /// The image's `ENV` and the build args in scope, in order (a later
+    /// entry overrides an earlier one of the same name). `PATH`
+    /// ([`DEFAULT_PATH`]) and `HOME` (the user's home directory) are added
+    /// when missing.
+    pub env: Vec<(String, String)>,
+    /// Absolute in-image path; created (0755, owned by the user) if missing.
+    pub workdir: String,
+    /// The `USER` value (`name`, `uid`, `name:group`, `uid:gid`), resolved
+    /// in the image's `/etc/passwd` and `/etc/group`; `None` is root.
+    pub user: Option<String>,
+    pub network: Network,
+    /// Bind the host's `/etc/resolv.conf` and `/etc/hosts` (copies of them)
+    /// into the root during the RUN only.
+    pub hosts_files: bool,
+    /// Extension point for `--emulation=qemu`; not used yet.
+    pub emulator: Option<PathBuf>,
+}
+
+impl Default for RunSpec {
+    fn default() -> RunSpec {
+        RunSpec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            workdir: "/".to_string(),
+            user: None,
+            network: Network::Default,
+            hosts_files: true,
+            emulator: None,
+        }
+    }
+}
+
+impl RunSpec {
+    /// Shell form: `shell` (the `SHELL` instruction's value, or
+    /// [`DEFAULT_SHELL`] when empty) followed by `command`.
+    pub fn from_shell(shell: &[String], command: &str) -> RunSpec {
+        let mut argv: Vec<String> = if shell.is_empty() {
+            DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+        } else {
+            shell.to_vec()
+        };
+        argv.push(command.to_string());
+        RunSpec {
+            argv,
+            ..RunSpec::default()
+        }
+    }
+
+    /// Exec form: `argv` as written.
+    pub fn from_exec(argv: Vec<String>) -> RunSpec {
+        RunSpec {
+            argv,
+            ..RunSpec::default()
+        }
+    }
+}
+
+/// How a RUN ended. A non-zero `status` is not an error here: the engine
+/// reports `RUN failed (exit N): <command>` with `output_tail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The exit code, or 128 + the signal number when a signal ended it.
+    pub status: i32,
+    /// The last 64 KiB (at most) of stdout and stderr together, lossily
+    /// decoded as UTF-8.
+    pub output_tail: String,
+    /// In-image paths that did not exist and were created as mount points
+    /// for this RUN, in creation order. Each is removed again when the run
+    /// ends, if it is still an empty directory or empty file (its parent's
+    /// access and modification times are then restored; its ctime cannot
+    /// be). One still present afterwards holds what the command wrote into
+    /// it and belongs to the layer.
+    pub created_mount_points: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_shell_uses_default_shell_when_none_is_set() {
+        assert_eq!(
+            RunSpec::from_shell(&[], "echo hi").argv,
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        let shell = vec![
+            "/bin/bash".to_string(),
+            "-eo".into(),
+            "pipefail".into(),
+            "-c".into(),
+        ];
+        assert_eq!(
+            RunSpec::from_shell(&shell, "make").argv,
+            ["/bin/bash", "-eo", "pipefail", "-c", "make"]
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let spec = RunSpec::from_exec(vec!["true".to_string()]);
+        assert_eq!(spec.workdir, "/");
+        assert!(spec.hosts_files);
+        assert_eq!(spec.network, Network::Default);
+        assert_eq!(spec.user, None);
+        assert_eq!(spec.env, []);
+    }
+}

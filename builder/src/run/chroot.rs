@@ -1,0 +1,354 @@
+//! `--isolation=chroot`: prepare the root, start the command from a
+//! set-up thread in new namespaces, stream its output, clean up.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, PipeReader};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+use super::exec::{command_env, path_of, resolve_executable};
+use super::mounts::{MountPlan, mount_all};
+use super::output::supervise;
+use super::stubs::{MountPoint, StubKind, Stubs};
+use super::sys::{self, ChildPlan, ChildStep, Namespace};
+use super::{Network, RunError, RunOutput, RunSpec};
+use crate::fs::{
+    EntryKind, ExecUser, clean_image_path, create_dir_all_in_root, entry_kind, resolve_exec_user,
+};
+
+/// The host files a RUN sees copies of, when [`RunSpec::hosts_files`].
+const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+/// Runs `spec` chrooted into `rootfs` and returns its exit status and the
+/// tail of its output; the output is also passed to `log` as it arrives.
+///
+/// The command runs in a private mount namespace (and a PID namespace of
+/// its own, and a network namespace with only loopback for
+/// [`Network::None`]) with `/proc`, `/dev`, `/sys` and, with
+/// [`RunSpec::hosts_files`], copies of the host's `/etc/resolv.conf` and
+/// `/etc/hosts` mounted inside the root; all of them disappear when the
+/// step's last process exits. Everything the step started is killed when
+/// the command exits. See the module documentation for the details.
+///
+/// An exit status other than 0 is `Ok`; errors are for a command that
+/// could not be started.
+pub fn run_in_chroot(
+    rootfs: &Path,
+    spec: &RunSpec,
+    log: &mut dyn FnMut(&[u8]),
+) -> Result<RunOutput, RunError> {
+    let name = spec.argv.first().ok_or(RunError::EmptyCommand)?.clone();
+    if let Some(arg) = spec.argv.iter().find(|arg| arg.contains('\0')) {
+        return Err(RunError::InvalidArg { arg: arg.clone() });
+    }
+    let root =
+        fs::canonicalize(rootfs).map_err(RunError::io("open the root filesystem", rootfs))?;
+    let user_spec = spec.user.as_deref().unwrap_or("0");
+    let user = resolve_exec_user(&root, user_spec).map_err(|source| RunError::User {
+        user: user_spec.to_string(),
+        source,
+    })?;
+    let env = command_env(&spec.env, &user.home)?;
+    let workdir = format!("/{}", clean_image_path(Path::new(&spec.workdir)).display());
+    ensure_workdir(&root, &workdir, user.uid, user.gid)?;
+    let program = resolve_executable(&root, &name, path_of(&env), &workdir)?;
+    let command = Resolved {
+        name,
+        program,
+        env,
+        workdir,
+        user,
+    };
+
+    let mut stubs = Stubs::default();
+    let result = mount_and_run(&root, spec, command, &mut stubs, log);
+    let created_mount_points = stubs.image_paths();
+    for (path, why) in stubs.remove() {
+        tracing::warn!(%path, %why, "RUN: mount point kept in the root filesystem");
+    }
+    let (status, output_tail) = result?;
+    Ok(RunOutput {
+        status,
+        output_tail,
+        created_mount_points,
+    })
+}
+
+/// The command as resolved in the image, before anything is mounted.
+struct Resolved {
+    name: String,
+    /// In-image path of the executable.
+    program: String,
+    env: Vec<(String, String)>,
+    /// Clean absolute in-image path, existing.
+    workdir: String,
+    user: ExecUser,
+}
+
+/// Everything the set-up thread needs, owned.
+#[derive(Debug)]
+struct Launch {
+    name: String,
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    network: Network,
+    child: ChildPlan,
+    mounts: MountPlan,
+}
+
+/// The started command.
+struct Started {
+    child: Child,
+    output: PipeReader,
+}
+
+/// Creates the mount points (recorded in `stubs`, which the caller
+/// removes whatever happens), starts the command and supervises it.
+fn mount_and_run(
+    root: &Path,
+    spec: &RunSpec,
+    command: Resolved,
+    stubs: &mut Stubs,
+    log: &mut dyn FnMut(&[u8]),
+) -> Result<(i32, String), RunError> {
+    let proc = mount_point(root, stubs, "/proc", StubKind::Directory)?;
+    let dev = mount_point(root, stubs, "/dev", StubKind::Directory)?;
+    let sys = match stubs.ensure(root, "/sys", StubKind::Directory)? {
+        MountPoint::Ready(path) => Some(path),
+        MountPoint::Blocked(existing) => {
+            tracing::warn!(path = %existing.display(), "RUN: /sys is not a directory in the image; the step runs without it");
+            None
+        }
+    };
+    // Kept until the command is done: the copies are mounted in the root.
+    let (_copies, files) = if spec.hosts_files {
+        let (dir, files) = host_file_copies(root, stubs)?;
+        (Some(dir), files)
+    } else {
+        (None, Vec::new())
+    };
+    let launch = Launch {
+        child: ChildPlan {
+            proc_target: c_string(proc.as_os_str().as_bytes())?,
+            root: c_string(root.as_os_str().as_bytes())?,
+            workdir: c_string(command.workdir.as_bytes())?,
+            uid: command.user.uid,
+            gid: command.user.gid,
+            groups: command.user.additional_gids,
+        },
+        mounts: MountPlan { dev, sys, files },
+        name: command.name,
+        program: command.program,
+        args: spec.argv[1..].to_vec(),
+        env: command.env,
+        network: spec.network,
+    };
+    let name = launch.name.clone();
+    let started = std::thread::Builder::new()
+        .name("kiln-run-setup".to_string())
+        .spawn(move || start_in_namespaces(launch))
+        .map_err(|err| RunError::Thread {
+            name: name.clone(),
+            detail: err.to_string(),
+        })?
+        .join()
+        .map_err(|_| RunError::Thread {
+            name: name.clone(),
+            detail: "panicked".to_string(),
+        })??;
+    supervise(started.child, started.output, log).map_err(|source| RunError::Supervise {
+        name,
+        op: "read the command's output or wait for it",
+        source,
+    })
+}
+
+/// The host path to mount `image_path` on, created as a stub if missing.
+fn mount_point(
+    root: &Path,
+    stubs: &mut Stubs,
+    image_path: &'static str,
+    kind: StubKind,
+) -> Result<PathBuf, RunError> {
+    match stubs.ensure(root, image_path, kind)? {
+        MountPoint::Ready(path) => Ok(path),
+        MountPoint::Blocked(existing) => Err(RunError::MountPointBlocked {
+            mount: image_path,
+            existing,
+            kind: match kind {
+                StubKind::Directory => "directory",
+                StubKind::File => "file",
+            },
+        }),
+    }
+}
+
+/// Private copies of the host's resolv.conf and hosts in a temporary
+/// directory, each paired with the file in the root to bind it over. A
+/// host file that is missing, or an image path blocked by a directory, is
+/// skipped with a warning.
+fn host_file_copies(
+    root: &Path,
+    stubs: &mut Stubs,
+) -> Result<(TempDir, Vec<(PathBuf, PathBuf)>), RunError> {
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-run-")
+        .tempdir()
+        .map_err(RunError::io(
+            "create a temporary directory in",
+            std::env::temp_dir(),
+        ))?;
+    let mut files = Vec::new();
+    for host_file in HOST_FILES {
+        let content = match fs::read(host_file) {
+            Ok(content) => content,
+            Err(err) => {
+                tracing::warn!(file = host_file, %err, "RUN: the host's file is not readable; the step does not get it");
+                continue;
+            }
+        };
+        let copy = dir
+            .path()
+            .join(Path::new(host_file).file_name().unwrap_or_default());
+        fs::write(&copy, content).map_err(RunError::io("write", &copy))?;
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o644))
+            .map_err(RunError::io("set mode of", &copy))?;
+        match stubs.ensure(root, host_file, StubKind::File)? {
+            MountPoint::Ready(target) => files.push((copy, target)),
+            MountPoint::Blocked(existing) => {
+                tracing::warn!(path = %existing.display(), "RUN: not a file in the image; the host's {host_file} is not mounted");
+            }
+        }
+    }
+    Ok((dir, files))
+}
+
+/// WORKDIR is created (0755, owned by the user) when missing.
+fn ensure_workdir(root: &Path, workdir: &str, uid: u32, gid: u32) -> Result<(), RunError> {
+    let workdir_error = |source| RunError::Workdir {
+        workdir: workdir.to_string(),
+        source,
+    };
+    match entry_kind(root, workdir).map_err(workdir_error)? {
+        Some(EntryKind::Directory) => Ok(()),
+        None => create_dir_all_in_root(root, workdir, 0o755, uid, gid)
+            .map(drop)
+            .map_err(workdir_error),
+        Some(_) => Err(RunError::WorkdirNotDirectory {
+            workdir: workdir.to_string(),
+        }),
+    }
+}
+
+/// Runs on the set-up thread: new namespaces for this thread, mounts, and
+/// the fork of the command, which becomes PID 1 of the new PID namespace.
+/// The thread ends right after; its namespaces live on in the command.
+fn start_in_namespaces(launch: Launch) -> Result<Started, RunError> {
+    let refused = |namespace: Namespace| {
+        move |source| RunError::NamespacesRefused {
+            namespace: namespace.name(),
+            source,
+        }
+    };
+    sys::unshare(Namespace::Mount).map_err(refused(Namespace::Mount))?;
+    if let Err(err) = sys::unshare(Namespace::Pid) {
+        tracing::warn!(%err, "RUN: no PID namespace; processes the step leaves behind are killed by process group only");
+    }
+    if launch.network == Network::None {
+        sys::unshare(Namespace::Network).map_err(refused(Namespace::Network))?;
+    }
+    sys::make_mounts_private()
+        .map_err(RunError::io("make mount propagation private below", "/"))?;
+    mount_all(&launch.mounts)?;
+    if launch.network == Network::None {
+        sys::loopback_up().map_err(RunError::io(
+            "bring up loopback",
+            "in the RUN's network namespace",
+        ))?;
+    }
+
+    let (output, writer) = io::pipe().map_err(RunError::io("create", "the output pipe"))?;
+    let stderr = writer
+        .try_clone()
+        .map_err(RunError::io("duplicate", "the output pipe"))?;
+    let mut cmd = Command::new(&launch.program);
+    cmd.arg0(&launch.name)
+        .args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(stderr)
+        .process_group(0);
+    let root = PathBuf::from(std::ffi::OsStr::from_bytes(launch.child.root.as_bytes()));
+    let describe = step_descriptions(&launch.child);
+    let reports = sys::install_child_setup(&mut cmd, launch.child)
+        .map_err(RunError::io("create", "the set-up report pipe"))?;
+    let spawned = cmd.spawn();
+    // Closes this process's ends of the output and report pipes.
+    drop(cmd);
+    let reports =
+        sys::read_child_reports(reports).map_err(RunError::io("read", "the set-up report pipe"))?;
+    let mut fatal = None;
+    for report in reports {
+        if report.step == ChildStep::ProcInstance {
+            tracing::warn!(err = %report.error, "RUN: a new /proc instance was refused; the host's /proc is bound instead");
+        } else {
+            fatal.get_or_insert(report);
+        }
+    }
+    match (spawned, fatal) {
+        (Ok(child), _) => Ok(Started { child, output }),
+        (Err(_), Some(report)) => Err(RunError::ChildSetup {
+            root,
+            step: describe(report.step),
+            source: report.error,
+        }),
+        (Err(source), None) => Err(RunError::Exec {
+            hint: exec_hint(&source),
+            name: launch.name,
+            source,
+        }),
+    }
+}
+
+/// Words for the child's set-up steps, naming their inputs.
+fn step_descriptions(plan: &ChildPlan) -> impl Fn(ChildStep) -> String + use<> {
+    let proc_target = String::from_utf8_lossy(plan.proc_target.as_bytes()).into_owned();
+    let workdir = String::from_utf8_lossy(plan.workdir.as_bytes()).into_owned();
+    let (uid, gid, groups) = (plan.uid, plan.gid, plan.groups.clone());
+    move |step| match step {
+        ChildStep::ProcInstance | ChildStep::MountProc => format!("mount proc on {proc_target}"),
+        ChildStep::Chroot => "chroot into the root filesystem".to_string(),
+        ChildStep::Chdir => format!("change directory to WORKDIR {workdir}"),
+        ChildStep::SetGroups => format!("set supplementary groups {groups:?}"),
+        ChildStep::SetGid => format!("set group id {gid}"),
+        ChildStep::SetUid => format!("set user id {uid}"),
+    }
+}
+
+/// What an `execve` error usually means for a file that exists.
+fn exec_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NOENT.raw_os_error() => {
+            " (the script's interpreter or the binary's dynamic loader is missing in the image)"
+        }
+        Some(code) if code == rustix::io::Errno::NOEXEC.raw_os_error() => {
+            " (not an executable format for this machine)"
+        }
+        _ => "",
+    }
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, RunError> {
+    CString::new(bytes).map_err(|_| RunError::InvalidArg {
+        arg: String::from_utf8_lossy(bytes).into_owned(),
+    })
+}

@@ -1,0 +1,121 @@
+//! What the set-up thread mounts inside the root, once it is in its own
+//! mount namespace: `/dev`, `/sys` and the host's name-resolution files.
+//! (`/proc` is mounted by the child itself, from inside the new PID
+//! namespace; see `sys::install_child_setup`.)
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{CWD, FileType, Mode};
+use rustix::mount::MountFlags;
+
+use super::RunError;
+use super::sys;
+
+/// Host paths (inside the root) to mount on, all existing.
+#[derive(Debug)]
+pub(super) struct MountPlan {
+    pub(super) dev: PathBuf,
+    /// `None` when the image has something else than a directory there.
+    pub(super) sys: Option<PathBuf>,
+    /// (private copy of a host file, file in the root to bind it over).
+    pub(super) files: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The device nodes a RUN gets: name, major, minor (the kernel's fixed
+/// numbers for these character devices).
+const DEV_NODES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Links in `/dev`, as Docker and runc make them.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+/// Mounts everything in `plan`. Must run in the thread's own mount
+/// namespace with private propagation: these mounts vanish with it.
+pub(super) fn mount_all(plan: &MountPlan) -> Result<(), RunError> {
+    set_up_dev(&plan.dev)?;
+    if let Some(target) = &plan.sys
+        && let Err(err) = sys::mount_sysfs(target)
+    {
+        tracing::warn!(path = %target.display(), %err, "RUN: cannot mount /sys; the step runs without it");
+    }
+    for (copy, target) in &plan.files {
+        sys::bind(copy, target).map_err(RunError::io(
+            "bind-mount a copy of the host's file on",
+            target,
+        ))?;
+    }
+    Ok(())
+}
+
+/// A tmpfs on `dev` with the usual nodes, links, `pts` and `shm`, as
+/// runc lays it out. The nodes are made in the tmpfs (`mknod`), so a RUN
+/// that changes one (`chmod`, `rm`) changes only its own; where `mknod`
+/// is refused the host's node is bind-mounted instead. The nodes, `pts`
+/// and `shm` are best effort (warnings); the tmpfs is not.
+fn set_up_dev(dev: &Path) -> Result<(), RunError> {
+    sys::mount_tmpfs(
+        dev,
+        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        "mode=755,size=65536k",
+    )
+    .map_err(RunError::io("mount a tmpfs on", dev))?;
+    for (name, major, minor) in DEV_NODES {
+        let target = dev.join(name);
+        if let Err(err) = make_node(&target, major, minor) {
+            let source = Path::new("/dev").join(name);
+            let bound = fs::File::create(&target).and_then(|_| sys::bind(&source, &target));
+            if let Err(bind_err) = bound {
+                tracing::warn!(node = %source.display(), mknod = %err, bind = %bind_err, "RUN: device node not available in /dev");
+                let _ = fs::remove_file(&target);
+            }
+        }
+    }
+    for (name, target) in DEV_LINKS {
+        let link = dev.join(name);
+        symlink(target, &link).map_err(RunError::io("create link", &link))?;
+    }
+    let pts = dev.join("pts");
+    if let Err(err) = fs::create_dir(&pts).and_then(|()| sys::mount_devpts(&pts)) {
+        tracing::warn!(%err, "RUN: cannot mount devpts on /dev/pts");
+    }
+    let shm = dev.join("shm");
+    let shm_flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    if let Err(err) = fs::create_dir(&shm)
+        .and_then(|()| sys::mount_tmpfs(&shm, shm_flags, "mode=1777,size=65536k"))
+    {
+        tracing::warn!(%err, "RUN: cannot mount a tmpfs on /dev/shm");
+    }
+    Ok(())
+}
+
+/// A character device node, mode 0666 whatever the umask.
+fn make_node(path: &Path, major: u32, minor: u32) -> std::io::Result<()> {
+    rustix::fs::mknodat(
+        CWD,
+        path,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(major, minor),
+    )?;
+    rustix::fs::chmodat(
+        CWD,
+        path,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::AtFlags::empty(),
+    )?;
+    Ok(())
+}

@@ -15,7 +15,7 @@ start_registry
 image="$REGISTRY/kiln-demo/hello:latest"
 out=$(mktemp -d)
 echo "==> kiln build of examples/hello → $image" >&2
-target/debug/kiln \
+"${CARGO_TARGET_DIR:-target}/debug/kiln" \
   --context=dir://examples/hello \
   --dockerfile=Dockerfile \
   --destination="$image" \

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Benchmark: COPY of a large build context into one layer.
+#
+# For each context size N (10,000 and 100,000 files of 2-18 KiB, ~1 GiB at
+# 100,000; 30,000 too with KILN_BENCH_SIZES), measures wall time and peak RSS of
+#   kiln --no-push --tar-path      (gzip, then zstd layer)
+#   tar -c | zstd -T0              (zstd's default level 3, as kiln's)
+#   tar -c | gzip -1               (kiln's default gzip level, DEFAULT_GZIP_LEVEL)
+#   tar -c | gzip -6               (gzip's own default, for scale)
+# on the same tree in the same run, and prints a table with kiln/tar ratios.
+# It is a benchmark, not a test: it fails only when a command fails, and
+# prints a WARNING when kiln's peak RSS is over the limit.
+#
+# Usage: bench/copy-context.sh
+# Environment:
+#   KILN_BENCH_TARGET  cargo target directory (default /work/target-bench), kept
+#                      apart from other builds; the first release build takes
+#                      several minutes.
+#   KILN_BENCH_REV     build this committed revision (e.g. HEAD), exported under
+#                      $TMPDIR/kiln-bench, instead of the work tree as it is.
+#   KILN_BENCH_KILN    a kiln binary to measure instead of building one.
+#   KILN_BENCH_SIZES   context sizes in files (default "10000 100000").
+#   KILN_BENCH_RUNS    measured runs per command; the median is reported (default 3).
+#   KILN_BENCH_RSS_MB  kiln's peak RSS limit in MB (MiB, default 64).
+#   TMPDIR             the trees and outputs go to $TMPDIR/kiln-bench (default /tmp);
+#                      trees are generated once and reused.
+#
+# Runs are warm-cache: each tree is read once before its measurements so
+# that every command reads it from the page cache. Wall times depend on what
+# else the machine runs: the report prints the load average before and after.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+target=${KILN_BENCH_TARGET:-/work/target-bench}
+sizes=${KILN_BENCH_SIZES:-10000 100000}
+runs=${KILN_BENCH_RUNS:-3}
+rss_limit_mb=${KILN_BENCH_RSS_MB:-64}
+work=${TMPDIR:-/tmp}/kiln-bench
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- tools ------------------------------------------------------------------
+missing=()
+for pkg in zstd time gzip tar python3; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        # python3 may come from elsewhere (pyenv); only a missing command counts.
+        if [[ $pkg == python3 ]] && command -v python3 >/dev/null; then continue; fi
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ -n ${KILN_BENCH_KILN:-} ]]; then
+    kiln=$KILN_BENCH_KILN
+    log "using $kiln (KILN_BENCH_KILN; not building)"
+else
+    src=$repo
+    if [[ -n ${KILN_BENCH_REV:-} ]]; then
+        # A committed revision, exported apart from the work tree so that
+        # edits in progress there neither break nor change the build.
+        commit=$(git -C "$repo" rev-parse --verify "${KILN_BENCH_REV}^{commit}")
+        src=$work/src-$commit
+        if [[ ! -d $src ]]; then
+            rm -rf "$src.tmp"
+            mkdir -p "$src.tmp"
+            git -C "$repo" archive "$commit" | tar -x -C "$src.tmp"
+            mv "$src.tmp" "$src"
+        fi
+        log "measuring commit $commit"
+    fi
+    log "building kiln from $src (release, CARGO_TARGET_DIR=$target; the first build takes several minutes)"
+    (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --quiet -p kiln-builder --bin kiln)
+    kiln=$target/release/kiln
+fi
+
+# --- measurement ------------------------------------------------------------
+# measure NAME RUNS OUTFILE CMD...: runs CMD RUNS times under GNU time and
+# records "wall_s cpu_s rss_kib out_bytes" (median wall and CPU, max RSS over
+# the runs) in results[]. CPU is user + system time of all threads and
+# children: unlike wall time, it barely moves with the machine's load.
+# For a pipeline run as `bash -c '…'`, GNU time reports the rusage of bash and
+# its waited-for children: CPU is their sum, but ru_maxrss is the largest
+# single process (tar, zstd or gzip), not the sum of their RSS.
+declare -A results
+measure() {
+    local name=$1 n_runs=$2 out=$3
+    shift 3
+    local walls=() cpus=() rss_max=0 i t wall user sys rss
+    for ((i = 0; i < n_runs; i++)); do
+        rm -f "$out"
+        t=$(mktemp)
+        if ! /usr/bin/time -o "$t" -f '%e %U %S %M' "$@" >/dev/null 2>"$t.err"; then
+            log "FAILED: $name"
+            cat "$t.err" >&2
+            rm -f "$t" "$t.err"
+            return 1
+        fi
+        read -r wall user sys rss <"$t"
+        rm -f "$t" "$t.err"
+        walls+=("$wall")
+        cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN{print u + s}')")
+        if ((rss > rss_max)); then rss_max=$rss; fi
+    done
+    local wall_median cpu_median middle=$(((n_runs + 1) / 2))
+    wall_median=$(printf '%s\n' "${walls[@]}" | sort -g | sed -n "${middle}p")
+    cpu_median=$(printf '%s\n' "${cpus[@]}" | sort -g | sed -n "${middle}p")
+    results[$name]="$wall_median $cpu_median $rss_max $(stat -c %s "$out")"
+    log "$(printf '%-22s wall %6.2f s (runs: %s)  cpu %6.2f s  peak RSS %6.1f MB' "$name" \
+        "$wall_median" "${walls[*]}" "$cpu_median" "$(awk -v k="$rss_max" 'BEGIN{print k/1024}')")"
+}
+
+mkdir -p "$work"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+rows=()
+kiln_rss=()
+for n in $sizes; do
+    ctx=$work/ctx-$n
+    if [[ ! -f $work/ctx-$n.done ]]; then
+        log "generating $ctx ($n files)"
+        rm -rf "$ctx"
+        python3 "$here/gen-context.py" "$ctx" "$n" >&2
+        touch "$work/ctx-$n.done"
+    fi
+    out=$work/out-$n
+    rm -rf "$out"
+    mkdir -p "$out"
+    log "N=$n: warming the page cache"
+    tar -C "$ctx" -cf - . | cat >/dev/null
+
+    # kiln's work directory (the layer blob before it goes into the tarball)
+    # is under TMPDIR, like the tar outputs.
+    measure "$n kiln-gzip" "$runs" "$out/image.tar" \
+        "$kiln" --context="dir://$ctx" --no-push --tar-path="$out/image.tar" --compression=gzip
+    measure "$n kiln-zstd" "$runs" "$out/image.tar" \
+        "$kiln" --context="dir://$ctx" --no-push --tar-path="$out/image.tar" --compression=zstd
+    measure "$n tar|zstd-T0" "$runs" "$out/x.tar.zst" \
+        bash -c 'tar -C "$1" -cf - . | zstd -T0 -q -o "$2"' _ "$ctx" "$out/x.tar.zst"
+    measure "$n tar|gzip-1" "$runs" "$out/x.tar.gz" \
+        bash -c 'tar -C "$1" -cf - . | gzip -1 >"$2"' _ "$ctx" "$out/x.tar.gz"
+    # gzip -6 only for scale, and slow: one run.
+    measure "$n tar|gzip-6" 1 "$out/x6.tar.gz" \
+        bash -c 'tar -C "$1" -cf - . | gzip -6 >"$2"' _ "$ctx" "$out/x6.tar.gz"
+    rm -rf "$out"
+
+    read -r zw _ _ _ <<<"${results[$n tar|zstd-T0]}"
+    read -r gw _ _ _ <<<"${results[$n tar|gzip-1]}"
+    for tool in kiln-gzip kiln-zstd tar\|zstd-T0 tar\|gzip-1 tar\|gzip-6; do
+        read -r w c r b <<<"${results[$n $tool]}"
+        if [[ $tool == kiln-* ]]; then
+            kiln_rss+=("$n $r")
+            ratios=$(awk -v w="$w" -v z="$zw" -v g="$gw" 'BEGIN{printf "%11.2f %11.2f", w/z, w/g}')
+        else
+            ratios=$(printf '%11s %11s' - -)
+        fi
+        rows+=("$(awk -v n="$n" -v t="$tool" -v w="$w" -v c="$c" -v r="$r" -v b="$b" -v q="$ratios" \
+            'BEGIN{printf "%7d  %-12s %8.2f %7.2f %8.1f %8.0f  %s", n, t, w, c, r/1024, b/1048576, q}')")
+    done
+done
+
+# --- report -----------------------------------------------------------------
+echo
+echo "COPY of a context into one layer: median wall and CPU time of $runs warm-cache runs (gzip -6: 1 run),"
+echo "largest peak RSS; $(nproc) cores, $(date -u +%Y-%m-%d), load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "cpu = user + system seconds; MB = MiB; out = the image tarball (kiln) or the compressed tar;"
+echo "ratios are of wall times"
+printf '%7s  %-12s %8s %7s %8s %8s  %11s %11s\n' N tool wall_s cpu_s rss_MB out_MB kiln/t+zstd kiln/t+gz1
+printf '%s\n' "${rows[@]}"
+echo
+
+# kiln's peak RSS (the larger of its gzip and zstd runs) at the smallest and
+# largest context; flat means under the limit at every size.
+read -ra size_list <<<"$sizes"
+first=${size_list[0]}
+last=${size_list[-1]}
+peak_at() { printf '%s\n' "${kiln_rss[@]}" | awk -v n="$1" '$1 == n && $2 > m {m = $2} END {printf "%.1f", m/1024}'; }
+small=$(peak_at "$first")
+large=$(peak_at "$last")
+flat=yes
+for entry in "${kiln_rss[@]}"; do
+    read -r n r <<<"$entry"
+    if ((r > rss_limit_mb * 1024)); then
+        flat=no
+        echo "WARNING: kiln peak RSS $(awk -v k="$r" 'BEGIN{printf "%.1f", k/1024}') MB at N=$n exceeds the $rss_limit_mb MB limit"
+    fi
+done
+if [[ $first != "$last" ]]; then
+    awk -v a="$small" -v b="$large" -v n1="$first" -v n2="$last" 'BEGIN{
+        printf "kiln peak RSS growth: %+.1f MB from %d to %d files (%.0f bytes per added file)\n",
+            b - a, n1, n2, (b - a) * 1048576 / (n2 - n1)}'
+fi
+echo "RSS flat: $flat (kiln peak RSS at $first = $small MB, at $last = $large MB, limit $rss_limit_mb MB)"

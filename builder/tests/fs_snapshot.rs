@@ -796,7 +796,22 @@ fn check_rounds(setup: &[Op], rounds: &[Vec<Op>], settle_first: bool) -> Result<
         let (want, want_links) = describe(&root);
         let (got, got_links) = describe(&lower);
         for (path, node) in &want {
-            prop_assert_eq!(Some(node), got.get(path), "round {} path {}", round, path);
+            let mut node = node.clone();
+            // A layer cannot remove an extended attribute from a directory
+            // that stays one: extraction merges a directory entry into the
+            // directory already there (whiteouts and opaque markers only
+            // remove children). Leftover attributes are tolerated there.
+            if let Some(got) = got.get(path)
+                && node.kind == "dir"
+                && got.kind == "dir"
+            {
+                for (key, value) in &got.xattrs {
+                    node.xattrs
+                        .entry(key.clone())
+                        .or_insert_with(|| value.clone());
+                }
+            }
+            prop_assert_eq!(Some(&node), got.get(path), "round {} path {}", round, path);
         }
         prop_assert_eq!(
             want.keys().collect::<Vec<_>>(),
@@ -807,6 +822,18 @@ fn check_rounds(setup: &[Op], rounds: &[Vec<Op>], settle_first: bool) -> Result<
         prop_assert_eq!(want_links, got_links, "round {}", round);
     }
     Ok(())
+}
+
+#[test]
+fn oracle_regressions() {
+    // A directory recreated without the extended attribute it had (the
+    // attribute stays after extraction; see check_rounds).
+    check_rounds(
+        &[Op::Mkdir("c".into())],
+        &[vec![Op::Xattr("c".into(), 0)], vec![Op::ToDir("c".into())]],
+        false,
+    )
+    .unwrap();
 }
 
 /// 96 cases (about ten seconds) unless PROPTEST_CASES says otherwise.

@@ -87,6 +87,10 @@
 //!   full; every other path of the group in the layer is a hard-link
 //!   entry to the anchor.
 //! - Whiteouts and opaque markers have mode 0, owner 0:0 and mtime 0.
+//! - Not expressible in a layer: removing an extended attribute from a
+//!   directory that stays a directory (extraction merges a directory entry
+//!   into the directory already there, and whiteouts and opaque markers
+//!   only remove children), and the root directory's own metadata.
 //!
 //! # Ignored paths
 //!

@@ -62,7 +62,8 @@ run lint-min helm lint --strict "$chart" --namespace "$ns" "${min_values[@]}"
 step "helm template kiln $chart (default, serviceMonitor + 2 replicas, minimal)"
 helm template kiln "$chart" -n "$ns" --include-crds >"$out/helm-default.yaml"
 helm template kiln "$chart" -n "$ns" --include-crds "${ha_values[@]}" >"$out/helm-ha.yaml"
-helm template kiln "$chart" -n "$ns" --include-crds "${min_values[@]}" >"$out/helm-min.yaml"
+# Another release name: every name derived from it must still line up.
+helm template builds "$chart" -n "$ns" --include-crds "${min_values[@]}" >"$out/helm-min.yaml"
 if helm template kiln "$chart" -n "$ns" --set replicaCount=2 --set leaderElection.enabled=false \
   >"$out/helm-no-lease.yaml" 2>"$out/helm-no-lease.log"; then
   echo "check-deploy: 2 replicas without leader election rendered; the chart must refuse it" >&2

@@ -487,7 +487,7 @@ async fn bad_input_fails_clearly_and_pushes_nothing() {
         (
             "FROM scratch\nRUN echo hi\n".into(),
             vec![dest("run")],
-            "RUN is not supported yet",
+            "exec /bin/sh: no such file or directory in the image",
         ),
         (
             format!("FROM {}/does-not-exist:1\n", host),

@@ -10,6 +10,7 @@ pub mod copy_dest;
 mod copy;
 mod error;
 mod outputs;
+mod run_step;
 mod sources;
 mod stage;
 mod state;
@@ -165,6 +166,7 @@ impl Session {
             },
             compression_level: options.output.compression_level,
             now: self.now,
+            isolation: options.execution.isolation,
         };
         let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
         for (position, planned) in plan.stages.iter().enumerate() {

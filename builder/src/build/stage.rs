@@ -8,14 +8,16 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
+use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
+use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
     self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
     Healthcheck, Instruction, InstructionKind, StageVars,
 };
-use crate::image::{Compression, ImageConfig, Timestamps, parse_config};
+use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
 use crate::platform::Platform;
 
 /// What every stage of one build shares.
@@ -31,6 +33,8 @@ pub struct BuildScope<'a> {
     pub compression_level: Option<i32>,
     /// Build time, seconds since 1970, before timestamp rules.
     pub now: u64,
+    /// How RUN is isolated (`--isolation`).
+    pub isolation: Isolation,
 }
 
 impl BuildScope<'_> {
@@ -81,6 +85,7 @@ async fn run_stage(
             config: ImageConfig::scratch(&stage_platform),
             layers: Vec::new(),
             rootfs: None,
+            snapshotter: None,
         },
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
             BuildError::Other(format!("stage {parent} was not built before stage {index}"))
@@ -100,9 +105,12 @@ async fn run_stage(
     }
     instructions.extend(stage.instructions.iter().cloned());
 
-    let last_fs_instruction = instructions
-        .iter()
-        .rposition(|i| matches!(i.kind, InstructionKind::Copy(_) | InstructionKind::Add(_)));
+    let last_fs_instruction = instructions.iter().rposition(|i| {
+        matches!(
+            i.kind,
+            InstructionKind::Copy(_) | InstructionKind::Add(_) | InstructionKind::Run(_)
+        )
+    });
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.
@@ -167,6 +175,7 @@ async fn pull_base(
         config,
         layers,
         rootfs: None,
+        snapshotter: None,
     })
 }
 
@@ -243,8 +252,8 @@ async fn run_instruction(
             )
             .await;
         }
-        InstructionKind::Run(_) => {
-            return Err(BuildError::Other("RUN is not supported yet".to_string()));
+        InstructionKind::Run(run) => {
+            return run_step(scope, instruction, run, image, vars).await;
         }
     }
     if record {
@@ -472,21 +481,14 @@ async fn copy_instruction(
         });
     }
     let plan = plan_copy(name, &roots, &dest, &workdir, ownership, &rootfs, scope.now)?;
-    let created = scope.created();
     if plan.is_empty() {
         warn!("{name} copied nothing; no layer written");
-        image
-            .config
-            .add_history(created, &instruction.text, None, None);
-        return Ok(());
     }
-    let layer = plan.write_layer(
-        &scope.blobs.store.tmp_dir_created()?,
-        scope.compression,
-        scope.compression_level,
-        scope.timestamps,
-    )?;
-    let layer = scope.blobs.store.put_layer(layer)?;
+    let Some(layer) = commit_layer(scope, image, Some(plan), instruction)? else {
+        return Ok(());
+    };
+    // The snapshot baseline no longer matches the root filesystem.
+    image.snapshotter = None;
     if keep_rootfs {
         apply_layer(&layer.path, &rootfs)?;
     } else {
@@ -494,6 +496,32 @@ async fn copy_instruction(
         // keep a stale copy.
         image.rootfs = None;
     }
+    Ok(())
+}
+
+/// Writes `plan` as the instruction's layer, stores it and records it in
+/// the image (layer list, history with its diffID). No plan, or an empty
+/// one, records a history entry without a layer: no empty layers.
+pub(super) fn commit_layer(
+    scope: &BuildScope<'_>,
+    image: &mut StageImage,
+    plan: Option<LayerPlan>,
+    instruction: &Instruction,
+) -> Result<Option<crate::image::Layer>, BuildError> {
+    let created = scope.created();
+    let Some(plan) = plan.filter(|p| !p.is_empty()) else {
+        image
+            .config
+            .add_history(created, &instruction.text, None, None);
+        return Ok(None);
+    };
+    let layer = plan.write_layer(
+        &scope.blobs.store.tmp_dir_created()?,
+        scope.compression,
+        scope.compression_level,
+        scope.timestamps,
+    )?;
+    let layer = scope.blobs.store.put_layer(layer)?;
     let descriptor = crate::image::Descriptor::new(
         crate::image::ManifestFormat::Oci.layer_media_type(layer.compression)?,
         &layer.digest,
@@ -506,7 +534,7 @@ async fn copy_instruction(
         descriptor,
         source: BlobSource::Local,
     });
-    Ok(())
+    Ok(Some(layer))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), BuildError> {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::debug;
 
 use super::BuildError;
+use crate::fs::snapshot::Snapshotter;
 use crate::fs::{UnpackOptions, unpack_layer};
 use crate::image::{BlobStore, Descriptor, ImageConfig, StoredLayer};
 use crate::registry::{Access, Reference, Registry};
@@ -37,6 +38,9 @@ pub struct StageImage {
     pub layers: Vec<LayerRecord>,
     /// The unpacked filesystem, once something needed it.
     pub rootfs: Option<tempfile::TempDir>,
+    /// What the root filesystem looked like after the last snapshot; `None`
+    /// when something changed it since (a COPY) or it was never taken.
+    pub snapshotter: Option<Snapshotter>,
 }
 
 impl StageImage {
@@ -47,6 +51,7 @@ impl StageImage {
             config: self.config.clone(),
             layers: self.layers.clone(),
             rootfs: None,
+            snapshotter: None,
         }
     }
 }

@@ -120,7 +120,8 @@ use crate::image::{LayerError, LayerPlan};
 /// The image paths a build never snapshots: the kernel's filesystems, the
 /// builder's own directory and `/var/run` (kaniko's `--ignore-var-run`,
 /// on by default). The build adds its `--ignore-path`s.
-pub const DEFAULT_IGNORE_PATHS: [&str; 5] = ["/proc", "/sys", "/dev", "/kiln", "/var/run"];
+pub const DEFAULT_IGNORE_PATHS: [&str; 6] =
+    ["/proc", "/sys", "/dev", "/kiln", "/kaniko", "/var/run"];
 
 /// How a snapshot decides that an entry changed (`--snapshot-mode`); see
 /// the module documentation for the exact rules.

@@ -593,6 +593,12 @@ fn build_header(
     let mut header = Header::new_ustar();
     header.set_entry_type(kind);
     header.set_mode(meta.mode & 0o7777);
+    if kind == EntryType::Fifo {
+        // Readers parse the device fields of special files as numbers; an
+        // empty field makes a FIFO entry unreadable. Zero cannot overflow.
+        let _ = header.set_device_major(0);
+        let _ = header.set_device_minor(0);
+    }
 
     let old = header.as_old_mut();
     if name.len() <= USTAR_NAME_MAX {

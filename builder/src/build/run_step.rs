@@ -1,0 +1,151 @@
+//! RUN inside a build: the stage's root filesystem is unpacked, the command
+//! runs chrooted into it (`run::run_in_chroot`), and what it changed is
+//! snapshotted into one layer.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tracing::info;
+
+use super::BuildError;
+use super::stage::{BuildScope, commit_layer};
+use super::state::StageImage;
+use crate::cli::options::Isolation;
+use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
+use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, SnapshotMode, Snapshotter};
+use crate::run::{Network, RunSpec, run_in_chroot};
+
+/// Where a here-document script is written for the duration of its RUN.
+const SCRIPT_DIR: &str = "/.kiln-run";
+
+pub async fn run_step(
+    scope: &BuildScope<'_>,
+    instruction: &Instruction,
+    run: &RunInstruction,
+    image: &mut StageImage,
+    vars: &StageVars,
+) -> Result<(), BuildError> {
+    if scope.isolation != Isolation::Chroot {
+        return Err(BuildError::Other(
+            "RUN with --isolation=inplace is not supported yet; use --isolation=chroot".to_string(),
+        ));
+    }
+    if !run.mounts.is_empty() {
+        return Err(BuildError::Other(
+            "RUN --mount is not supported yet".to_string(),
+        ));
+    }
+    if let Some(security) = &run.security
+        && security != "sandbox"
+    {
+        return Err(BuildError::Other(format!(
+            "RUN --security={security} is not supported"
+        )));
+    }
+    let network = match run.network.as_deref() {
+        None | Some("default") | Some("host") => Network::Default,
+        Some("none") => Network::None,
+        Some(other) => {
+            return Err(BuildError::Other(format!(
+                "RUN --network={other} is not supported (use default, host or none)"
+            )));
+        }
+    };
+    info!("{}", instruction.text);
+
+    let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
+    let mut snapshotter = match image.snapshotter.take() {
+        Some(snapshotter) => snapshotter,
+        None => Snapshotter::new(&rootfs, &never_captured())
+            .map_err(|e| BuildError::Other(e.to_string()))?,
+    };
+
+    let config = &image.config.config;
+    let shell = config
+        .shell
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_default();
+    let mut script_file = None;
+    let mut spec = match run.script() {
+        RunScript::Exec(argv) => RunSpec::from_exec(argv),
+        RunScript::Shell(command) => RunSpec::from_shell(&shell, &command),
+        RunScript::File { name, content } => {
+            let path = write_script(&rootfs, &name, &content)?;
+            let in_image = format!("{SCRIPT_DIR}/{name}");
+            script_file = Some(path);
+            RunSpec::from_exec(vec![in_image])
+        }
+    };
+    let mut env = vars.env().to_vec();
+    env.extend(vars.run_args());
+    spec.env = env;
+    spec.workdir = config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    spec.user = config.user.clone().filter(|u| !u.is_empty());
+    spec.network = network;
+
+    let root = rootfs.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut stderr = std::io::stderr();
+        run_in_chroot(&root, &spec, &mut |chunk| {
+            // The build's log is stderr; a failed write there is not the
+            // step's failure.
+            let _ = stderr.write_all(chunk);
+        })
+    })
+    .await
+    .map_err(|e| BuildError::Other(format!("the RUN task failed: {e}")))?;
+    if let Some(path) = &script_file {
+        remove_script(path)?;
+    }
+    let output = result.map_err(|e| BuildError::Other(e.to_string()))?;
+    if output.status != 0 {
+        let command = instruction.text.trim_start_matches("RUN").trim();
+        let tail: Vec<&str> = output.output_tail.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let mut message = format!("RUN failed (exit {}): {command}", output.status);
+        if !tail.is_empty() {
+            message.push_str("\n");
+            message.push_str(&tail.join("\n"));
+        }
+        return Err(BuildError::Other(message));
+    }
+
+    let plan = snapshotter
+        .take(SnapshotMode::Full)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    image.snapshotter = Some(snapshotter);
+    commit_layer(scope, image, plan, instruction)?;
+    Ok(())
+}
+
+fn never_captured() -> Vec<PathBuf> {
+    // The kernel's and the runner's mounts, kiln's own directory and
+    // /var/run, as kaniko ignores them.
+    let mut paths: Vec<PathBuf> = DEFAULT_IGNORE_PATHS.iter().map(PathBuf::from).collect();
+    paths.push(PathBuf::from(SCRIPT_DIR));
+    paths
+}
+
+/// Writes a here-document script into the root filesystem, executable.
+fn write_script(rootfs: &Path, name: &str, content: &str) -> Result<PathBuf, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::fs::resolve_in_root(rootfs, SCRIPT_DIR)?;
+    std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
+    let path = dir.join(name.replace('/', "_"));
+    std::fs::write(&path, content).map_err(BuildError::io("writing", &path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(BuildError::io("setting mode of", &path))?;
+    Ok(path)
+}
+
+fn remove_script(path: &Path) -> Result<(), BuildError> {
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir_all(dir).map_err(BuildError::io("removing", dir))?;
+    }
+    Ok(())
+}

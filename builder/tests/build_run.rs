@@ -1,0 +1,195 @@
+//! RUN end to end: `kiln` builds on the busybox fixture (a real static
+//! busybox for amd64), runs commands chrooted into the stage's root
+//! filesystem, and the registry receives exactly what they changed.
+//! Needs root, as --isolation=chroot does; CI runs as root.
+
+mod support;
+
+use support::TestRegistry;
+use support::fixtures::{self, Fixtures};
+use support::kiln::{assert_success, context, context_arg, kiln, layers, skopeo_json, stderr};
+
+async fn setup() -> (TestRegistry, Fixtures) {
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    (registry, fixtures)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_changes_become_layers() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        r#"FROM {base}
+ARG GREETING=hello
+ENV STAGE=build
+WORKDIR /work
+RUN echo "$GREETING from $STAGE in $(pwd)" > /work/out.txt && chmod 640 /work/out.txt
+RUN rm /etc/os-release && mkdir -p /var/empty-dir
+USER app
+RUN id -u > /tmp/uid
+RUN <<EOF
+echo heredoc > /tmp/heredoc.txt
+EOF
+RUN true
+"#,
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let image = format!("{}/run:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--build-arg=GREETING=hi".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+
+    let layers = layers(&image);
+    // base, then one layer per RUN that changed something: `RUN true`
+    // changed nothing and adds none.
+    assert_eq!(
+        layers.len(),
+        5,
+        "{:#?}",
+        layers
+            .iter()
+            .map(|l| l.keys().collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    let out = &layers[1]["work/out.txt"];
+    assert_eq!(
+        (out.0, out.1, out.4.as_str()),
+        ('f', 0o640, "hi from build in /work\n")
+    );
+    assert!(
+        layers[2].contains_key("etc/.wh.os-release"),
+        "{:?}",
+        layers[2].keys()
+    );
+    assert!(
+        layers[2].contains_key("var/empty-dir/"),
+        "{:?}",
+        layers[2].keys()
+    );
+    assert_eq!(layers[3]["tmp/uid"].4, "1000\n");
+    assert_eq!(layers[3]["tmp/uid"].2, 1000, "written by the USER");
+    assert_eq!(layers[4]["tmp/heredoc.txt"].4, "heredoc\n");
+    for layer in &layers[1..] {
+        for path in layer.keys() {
+            assert!(
+                !(path.starts_with("proc/")
+                    || path.starts_with("sys/")
+                    || path.starts_with("dev/")
+                    || path.starts_with("etc/resolv.conf")
+                    || path.starts_with(".kiln-run")),
+                "captured {path}"
+            );
+        }
+    }
+    let config = skopeo_json(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let history = config["history"].as_array().unwrap();
+    let run_true = history
+        .iter()
+        .find(|h| h["created_by"] == "RUN true")
+        .unwrap();
+    assert_eq!(run_true["empty_layer"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_run_stops_the_build_and_pushes_nothing() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN echo about to fail && exit 7\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/fails:1", registry.host());
+    let output = kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("RUN failed (exit 7): echo about to fail && exit 7"),
+        "{message}"
+    );
+    assert!(
+        message.contains("about to fail"),
+        "the output is shown: {message}"
+    );
+    assert!(message.contains("Dockerfile:2"), "{message}");
+    assert!(!support::kiln::exists(&image));
+
+    // A missing shell and an unknown USER are clear errors too.
+    let ctx = context("FROM scratch\nCOPY Dockerfile /\nRUN echo hi\n", &[]);
+    let output = kiln(&[context_arg(ctx.path()), "--no-push".to_string()]).await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("/bin/sh"), "{}", stderr(&output));
+    let ctx = context(
+        &format!("FROM {}\nUSER ghost\nRUN true\n", fixtures.index),
+        &[],
+    );
+    let output = kiln(&[context_arg(ctx.path()), "--no-push".to_string()]).await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("ghost"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_a_stage_that_ran_commands() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        "FROM {base} AS build\nCOPY src.txt /src/\nRUN cat /src/src.txt /src/src.txt > /src/built.txt\n\
+         FROM {base} AS unused\nRUN exit 1\n\
+         FROM scratch\nCOPY --from=build /src/built.txt /app/built.txt\n",
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile, &[("src.txt", "x\n")]);
+    let image = format!("{}/stages:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--skip-unused-stages".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let layers = layers(&image);
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0]["app/built.txt"].4, "x\nx\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_network_none_sees_only_loopback() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /ifaces\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/net:1", registry.host());
+    assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await);
+    assert_eq!(layers(&image)[1]["ifaces"].4, "lo\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_made_by_run_survives_the_round_trip() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nRUN mkfifo /pipe\n", fixtures.index), &[]);
+    let image = format!("{}/fifo:1", registry.host());
+    assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await);
+    // A later stage unpacks the layer with kiln's own unpacker.
+    let ctx = context(
+        &format!("FROM {image}\nRUN test -p /pipe && echo ok > /checked\n"),
+        &[],
+    );
+    let child = format!("{}/fifo:child", registry.host());
+    assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={child}")]).await);
+    assert_eq!(layers(&child).last().unwrap()["checked"].4, "ok\n");
+}

@@ -22,10 +22,13 @@ const ROUNDS: usize = 5;
 const MODIFIED: usize = 10;
 
 fn main() -> Result<(), Box<dyn Error>> {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it, as a quick smoke run on a small tree.
+    let full = std::env::args().any(|a| a == "--bench");
     let files: usize = std::env::var("KILN_BENCH_FILES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if full { 100_000 } else { 1_000 });
     let per_dir = files.div_ceil(DIRS * SUBDIRS);
     let work = tempfile::tempdir()?;
     let root = work.path().join("root");

@@ -15,7 +15,6 @@ use super::index::{
 };
 use crate::build;
 use crate::cli::BuildOptions;
-use crate::cli::options::OciMode as CliOciMode;
 use crate::image::{Descriptor, OciMode};
 use crate::platform::Platform;
 use crate::registry::{Reference, Registry, RegistryError, parse_reference};
@@ -88,11 +87,7 @@ fn check_options(options: &BuildOptions) -> Result<CiInputs<'_>, CiError> {
     }
     Ok(CiInputs {
         digests_from,
-        oci_mode: match options.output.oci_mode {
-            CliOciMode::Oci => OciMode::Oci,
-            CliOciMode::Docker => OciMode::Docker,
-            CliOciMode::Auto => OciMode::Auto,
-        },
+        oci_mode: build::oci_mode(options),
     })
 }
 

@@ -55,8 +55,6 @@ pub enum CiError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error(transparent)]
-    DigestFiles(#[from] crate::build::BuildError),
 }
 
 /// What the ci driver needs from the options, checked.
@@ -201,19 +199,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
         });
     }
 
-    let outcome = index::publish_index(
-        &registry,
-        &options.output.destinations,
-        &children,
-        plan,
-        &multi.index_annotations,
-    )
-    .await?;
-    build::write_digest_files(
-        &options.output.destinations,
-        build::DigestFiles::from_output(&options.output),
-        &outcome.digest,
-    )?;
+    let outcome = index::publish_to_destinations(&registry, &options, &children, plan).await?;
     Ok(outcome)
 }
 

@@ -126,6 +126,33 @@ pub enum PublishError {
         error: Box<RegistryError>,
         extra: String,
     },
+    #[error(transparent)]
+    DigestFiles(#[from] crate::build::BuildError),
+}
+
+/// Publishes the index to every `--destination` and writes its digest
+/// where the digest-file flags ask: the last step of both drivers.
+pub async fn publish_to_destinations(
+    registry: &Registry,
+    options: &crate::cli::BuildOptions,
+    children: &[(Descriptor, Platform)],
+    plan: IndexPlan,
+) -> Result<IndexOutcome, PublishError> {
+    let output = &options.output;
+    let outcome = publish_index(
+        registry,
+        &output.destinations,
+        children,
+        plan,
+        &options.multi_platform.index_annotations,
+    )
+    .await?;
+    crate::build::write_digest_files(
+        &output.destinations,
+        crate::build::DigestFiles::from_output(output),
+        &outcome.digest,
+    )?;
+    Ok(outcome)
 }
 
 /// Chooses the index format. `--legacy-manifest-list` or `--oci-mode=docker`

@@ -78,19 +78,8 @@ async fn run_local(options: BuildOptions) -> anyhow::Result<Outcome> {
         &children,
         &multi.index_annotations,
     )?;
-    let outcome = index::publish_index(
-        session.registry(),
-        &options.output.destinations,
-        &children,
-        plan,
-        &multi.index_annotations,
-    )
-    .await?;
-    build::write_digest_files(
-        &options.output.destinations,
-        build::DigestFiles::from_output(&options.output),
-        &outcome.digest,
-    )?;
+    let outcome =
+        index::publish_to_destinations(session.registry(), &options, &children, plan).await?;
     Ok(Outcome::Platforms {
         platforms,
         index: Some(outcome),

@@ -2,7 +2,8 @@
 # Benchmark: COPY of a large build context into one layer.
 #
 # For each context size N (10,000 and 100,000 files of 2-18 KiB, ~1 GiB at
-# 100,000; 30,000 too with KILN_BENCH_SIZES), measures wall time and peak RSS of
+# 100,000; 30,000 too with KILN_BENCH_SIZES), measures wall time, CPU time and
+# peak RSS of
 #   kiln --no-push --tar-path      (gzip, then zstd layer)
 #   tar -c | zstd -T0              (zstd's default level 3, as kiln's)
 #   tar -c | gzip -1               (kiln's default gzip level, DEFAULT_GZIP_LEVEL)

@@ -18,6 +18,7 @@ use kiln_builder::drivers::ci::run_ci;
 use serde_json::{Value, json};
 use support::TestRegistry;
 use support::fixtures::{self, Fixtures};
+use support::kiln::skopeo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -57,19 +58,6 @@ fn digests_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), content).unwrap();
     }
     dir
-}
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let output = std::process::Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
 }
 
 fn raw(reference: &str) -> Vec<u8> {

@@ -282,12 +282,7 @@ impl Registry {
         dest: &Path,
         access: Access,
     ) -> Result<(), RegistryError> {
-        let clients = self.clients(image, access)?;
-        let auth = self.auth_for(image).await?;
-        clients
-            .oci
-            .store_auth_if_needed(image.resolve_registry(), &auth)
-            .await;
+        let clients = self.authed_clients(image, access).await?;
         let digest = descriptor.digest().to_string();
         let size = descriptor.size();
         let op = self.op(
@@ -342,12 +337,7 @@ impl Registry {
         descriptor: &Descriptor,
         access: Access,
     ) -> Result<Vec<u8>, RegistryError> {
-        let clients = self.clients(image, access)?;
-        let auth = self.auth_for(image).await?;
-        clients
-            .oci
-            .store_auth_if_needed(image.resolve_registry(), &auth)
-            .await;
+        let clients = self.authed_clients(image, access).await?;
         let digest = descriptor.digest().to_string();
         let size = descriptor.size();
         let op = self.op(
@@ -461,12 +451,7 @@ impl Registry {
         path: &Path,
         mount_from: Option<&Reference>,
     ) -> Result<(), RegistryError> {
-        let clients = self.clients(target, Access::Push)?;
-        let auth = self.auth_for(target).await?;
-        clients
-            .oci
-            .store_auth_if_needed(target.resolve_registry(), &auth)
-            .await;
+        let clients = self.authed_clients(target, Access::Push).await?;
         let repository = repository_of(target);
         let op = self.op(
             format!("pushing blob {digest} to {repository}"),
@@ -532,12 +517,7 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String, RegistryError> {
-        let clients = self.clients(target, Access::Push)?;
-        let auth = self.auth_for(target).await?;
-        clients
-            .oci
-            .store_auth_if_needed(target.resolve_registry(), &auth)
-            .await;
+        let clients = self.authed_clients(target, Access::Push).await?;
         let op = self.op(
             format!("pushing manifest to {target}"),
             target,
@@ -692,6 +672,22 @@ impl Registry {
                 source_description: self.inner.credentials.source_description(),
                 message: format!("the credential lookup failed: {e}"),
             })?
+    }
+
+    /// The clients for `reference`'s registry with its credentials loaded,
+    /// ready for a request.
+    async fn authed_clients(
+        &self,
+        reference: &Reference,
+        access: Access,
+    ) -> Result<Clients, RegistryError> {
+        let clients = self.clients(reference, access)?;
+        let auth = self.auth_for(reference).await?;
+        clients
+            .oci
+            .store_auth_if_needed(reference.resolve_registry(), &auth)
+            .await;
+        Ok(clients)
     }
 
     fn clients(&self, reference: &Reference, access: Access) -> Result<Clients, RegistryError> {

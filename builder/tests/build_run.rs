@@ -193,3 +193,34 @@ async fn a_fifo_made_by_run_survives_the_round_trip() {
     assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={child}")]).await);
     assert_eq!(layers(&child).last().unwrap()["checked"].4, "ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_snapshot_mode_captures_a_new_file() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN echo new > /new.txt && rm /etc/os-release\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    for mode in ["full", "redo", "time"] {
+        let image = format!("{}/modes:{mode}", registry.host());
+        assert_success(
+            &kiln(&[
+                context_arg(ctx.path()),
+                format!("--destination={image}"),
+                format!("--snapshot-mode={mode}"),
+            ])
+            .await,
+        );
+        let layers = layers(&image);
+        assert_eq!(layers.len(), 2, "{mode}");
+        assert_eq!(layers[1]["new.txt"].4, "new\n", "{mode}");
+        assert!(
+            layers[1].contains_key("etc/.wh.os-release"),
+            "{mode}: {:?}",
+            layers[1].keys()
+        );
+    }
+}

@@ -29,9 +29,10 @@ use stage::{BuildScope, build_stage};
 use state::{Blobs, StageImage};
 
 use crate::cli::BuildOptions;
-use crate::cli::options::Compression as CliCompression;
+use crate::cli::options::{Compression as CliCompression, SnapshotMode as CliSnapshotMode};
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
 use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
+use crate::fs::snapshot::SnapshotMode;
 use crate::image::{BlobStore, Compression, Timestamps};
 use crate::platform::Platform;
 use crate::registry::{Access, Registry, parse_reference};
@@ -167,6 +168,11 @@ impl Session {
             compression_level: options.output.compression_level,
             now: self.now,
             isolation: options.execution.isolation,
+            snapshot_mode: match options.execution.snapshot_mode {
+                CliSnapshotMode::Full => SnapshotMode::Full,
+                CliSnapshotMode::Redo => SnapshotMode::Redo,
+                CliSnapshotMode::Time => SnapshotMode::Time,
+            },
         };
         let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
         for (position, planned) in plan.stages.iter().enumerate() {

@@ -12,7 +12,7 @@ use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use crate::cli::options::Isolation;
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
-use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, SnapshotMode, Snapshotter};
+use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 use crate::run::{Network, RunSpec, run_in_chroot};
 
 /// Where a here-document script is written for the duration of its RUN.
@@ -116,7 +116,7 @@ pub async fn run_step(
     }
 
     let plan = snapshotter
-        .take(SnapshotMode::Full)
+        .take(scope.snapshot_mode)
         .map_err(|e| BuildError::Other(e.to_string()))?;
     image.snapshotter = Some(snapshotter);
     commit_layer(scope, image, plan, instruction)?;

@@ -35,6 +35,8 @@ pub struct BuildScope<'a> {
     pub now: u64,
     /// How RUN is isolated (`--isolation`).
     pub isolation: Isolation,
+    /// How RUN's changes are found (`--snapshot-mode`).
+    pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
 }
 
 impl BuildScope<'_> {

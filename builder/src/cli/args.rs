@@ -376,8 +376,9 @@ pub struct ExecutionArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = default_isolation())]
     pub isolation: Isolation,
 
-    /// How changed files are found after each instruction: full (content and metadata), redo
-    /// (size, mode, owner and times) or time (modification time only).
+    /// How RUN's changes are found: full (metadata, and file content where metadata cannot
+    /// decide), redo (metadata only: mode, owner, size, times, inode) or time (modification time
+    /// only; fastest, misses changes that keep the mtime).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = SnapshotMode::Full)]
     pub snapshot_mode: SnapshotMode,
 

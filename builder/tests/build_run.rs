@@ -224,3 +224,52 @@ async fn every_snapshot_mode_captures_a_new_file() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_snapshot_makes_one_layer_for_the_stage() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nCOPY a.txt /a.txt\nRUN echo b > /b.txt\nRUN rm /etc/os-release\n",
+            fixtures.index
+        ),
+        &[("a.txt", "a\n")],
+    );
+    let image = format!("{}/single:1", registry.host());
+    assert_success(
+        &kiln(&[
+            context_arg(ctx.path()),
+            format!("--destination={image}"),
+            "--single-snapshot".to_string(),
+        ])
+        .await,
+    );
+    let layers = layers(&image);
+    assert_eq!(layers.len(), 2, "base + one layer");
+    assert_eq!(layers[1]["a.txt"].4, "a\n");
+    assert_eq!(layers[1]["b.txt"].4, "b\n");
+    assert!(
+        layers[1].contains_key("etc/.wh.os-release"),
+        "{:?}",
+        layers[1].keys()
+    );
+    let config = skopeo_json(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let with_layers: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .map(|h| h["created_by"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(with_layers.len(), 2, "{with_layers:?}");
+    assert_eq!(
+        with_layers[1],
+        "single snapshot of the stage (--single-snapshot)"
+    );
+}

@@ -168,6 +168,7 @@ impl Session {
             compression_level: options.output.compression_level,
             now: self.now,
             isolation: options.execution.isolation,
+            single_snapshot: options.execution.single_snapshot,
             snapshot_mode: match options.execution.snapshot_mode {
                 CliSnapshotMode::Full => SnapshotMode::Full,
                 CliSnapshotMode::Redo => SnapshotMode::Redo,

@@ -54,10 +54,14 @@ pub async fn run_step(
     info!("{}", instruction.text);
 
     let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
-    let mut snapshotter = match image.snapshotter.take() {
-        Some(snapshotter) => snapshotter,
-        None => Snapshotter::new(&rootfs, &never_captured())
-            .map_err(|e| BuildError::Other(e.to_string()))?,
+    // With --single-snapshot the stage takes one snapshot at its end.
+    let mut snapshotter = match (scope.single_snapshot, image.snapshotter.take()) {
+        (true, _) => None,
+        (false, Some(snapshotter)) => Some(snapshotter),
+        (false, None) => Some(
+            Snapshotter::new(&rootfs, &never_captured())
+                .map_err(|e| BuildError::Other(e.to_string()))?,
+        ),
     };
 
     let config = &image.config.config;
@@ -115,15 +119,21 @@ pub async fn run_step(
         return Err(BuildError::Other(message));
     }
 
+    let Some(mut snapshotter) = snapshotter.take() else {
+        image
+            .config
+            .add_history(scope.created(), &instruction.text, None, None);
+        return Ok(());
+    };
     let plan = snapshotter
         .take(scope.snapshot_mode)
         .map_err(|e| BuildError::Other(e.to_string()))?;
     image.snapshotter = Some(snapshotter);
-    commit_layer(scope, image, plan, instruction)?;
+    commit_layer(scope, image, plan, &instruction.text)?;
     Ok(())
 }
 
-fn never_captured() -> Vec<PathBuf> {
+pub(super) fn never_captured() -> Vec<PathBuf> {
     // The kernel's and the runner's mounts, kiln's own directory and
     // /var/run, as kaniko ignores them.
     let mut paths: Vec<PathBuf> = DEFAULT_IGNORE_PATHS.iter().map(PathBuf::from).collect();

@@ -8,7 +8,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
-use super::run_step::run_step;
+use super::run_step::{never_captured, run_step};
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
 use crate::cli::options::Isolation;
@@ -17,6 +17,7 @@ use crate::dockerfile::{
     self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
     Healthcheck, Instruction, InstructionKind, StageVars,
 };
+use crate::fs::snapshot::Snapshotter;
 use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
 use crate::platform::Platform;
 
@@ -37,10 +38,12 @@ pub struct BuildScope<'a> {
     pub isolation: Isolation,
     /// How RUN's changes are found (`--snapshot-mode`).
     pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
+    /// `--single-snapshot`: one layer per stage, taken at its end.
+    pub single_snapshot: bool,
 }
 
 impl BuildScope<'_> {
-    fn created(&self) -> u64 {
+    pub(super) fn created(&self) -> u64 {
         self.timestamps.created(self.now)
     }
 }
@@ -113,10 +116,24 @@ async fn run_stage(
             InstructionKind::Copy(_) | InstructionKind::Add(_) | InstructionKind::Run(_)
         )
     });
+    // --single-snapshot: one layer for the whole stage, from a baseline of
+    // the base's files taken before any instruction.
+    let mut single = match scope.single_snapshot {
+        true => {
+            let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
+            Some(
+                Snapshotter::new(&root, &never_captured())
+                    .map_err(|e| BuildError::Other(e.to_string()))?,
+            )
+        }
+        false => None,
+    };
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.
-        let keep_rootfs = needed_later || last_fs_instruction.is_some_and(|last| position < last);
+        let keep_rootfs = single.is_some()
+            || needed_later
+            || last_fs_instruction.is_some_and(|last| position < last);
         run_instruction(
             scope,
             index,
@@ -128,6 +145,17 @@ async fn run_stage(
         )
         .await
         .map_err(|error| at_line(instruction, error))?;
+    }
+    if let Some(snapshotter) = &mut single {
+        let plan = snapshotter
+            .take(scope.snapshot_mode)
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+        commit_layer(
+            scope,
+            &mut image,
+            plan,
+            "single snapshot of the stage (--single-snapshot)",
+        )?;
     }
     Ok(image)
 }
@@ -486,7 +514,23 @@ async fn copy_instruction(
     if plan.is_empty() {
         warn!("{name} copied nothing; no layer written");
     }
-    let Some(layer) = commit_layer(scope, image, Some(plan), instruction)? else {
+    if scope.single_snapshot {
+        // The stage's one snapshot captures these files; they only need to
+        // be in the root filesystem now.
+        let layer = plan.write_layer(
+            &scope.blobs.store.tmp_dir_created()?,
+            scope.compression,
+            scope.compression_level,
+            scope.timestamps,
+        )?;
+        apply_layer(&layer.path, &rootfs)?;
+        std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
+        image
+            .config
+            .add_history(scope.created(), &instruction.text, None, None);
+        return Ok(());
+    }
+    let Some(layer) = commit_layer(scope, image, Some(plan), &instruction.text)? else {
         return Ok(());
     };
     // The snapshot baseline no longer matches the root filesystem.
@@ -508,13 +552,11 @@ pub(super) fn commit_layer(
     scope: &BuildScope<'_>,
     image: &mut StageImage,
     plan: Option<LayerPlan>,
-    instruction: &Instruction,
+    created_by: &str,
 ) -> Result<Option<crate::image::Layer>, BuildError> {
     let created = scope.created();
     let Some(plan) = plan.filter(|p| !p.is_empty()) else {
-        image
-            .config
-            .add_history(created, &instruction.text, None, None);
+        image.config.add_history(created, created_by, None, None);
         return Ok(None);
     };
     let layer = plan.write_layer(
@@ -531,7 +573,7 @@ pub(super) fn commit_layer(
     );
     image
         .config
-        .add_history(created, &instruction.text, None, Some(&layer.diff_id));
+        .add_history(created, created_by, None, Some(&layer.diff_id));
     image.layers.push(LayerRecord {
         descriptor,
         source: BlobSource::Local,

@@ -113,7 +113,7 @@ pub async fn run_step(
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         let mut message = format!("RUN failed (exit {}): {command}", output.status);
         if !tail.is_empty() {
-            message.push_str("\n");
+            message.push('\n');
             message.push_str(&tail.join("\n"));
         }
         return Err(BuildError::Other(message));

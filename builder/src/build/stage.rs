@@ -118,16 +118,13 @@ async fn run_stage(
     });
     // --single-snapshot: one layer for the whole stage, from a baseline of
     // the base's files taken before any instruction.
-    let mut single = match scope.single_snapshot {
-        true => {
-            let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
-            Some(
-                Snapshotter::new(&root, &never_captured())
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
-            )
-        }
-        false => None,
-    };
+    let mut single = None;
+    if scope.single_snapshot {
+        let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
+        let baseline = Snapshotter::new(&root, &never_captured())
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+        single = Some(baseline);
+    }
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.

@@ -199,7 +199,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
         });
     }
 
-    let outcome = index::publish_to_destinations(&registry, &options, &children, plan).await?;
+    let outcome = index::publish_to_destinations(&registry, options, &children, plan).await?;
     Ok(outcome)
 }
 

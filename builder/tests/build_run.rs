@@ -273,3 +273,46 @@ async fn single_snapshot_makes_one_layer_for_the_stage() {
         "single snapshot of the stage (--single-snapshot)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ignored_paths_are_never_captured() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN mkdir -p /data /cache /var/run && echo x > /data/x && echo y > /cache/y && echo z > /var/run/z\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/ignored:default", registry.host());
+    assert_success(
+        &kiln(&[
+            context_arg(ctx.path()),
+            format!("--destination={image}"),
+            "--ignore-path=/data".to_string(),
+        ])
+        .await,
+    );
+    let layer = &layers(&image)[1];
+    assert_eq!(layer["cache/y"].4, "y\n");
+    assert!(
+        !layer
+            .keys()
+            .any(|k| k.starts_with("data") || k.starts_with("var/run/")),
+        "{:?}",
+        layer.keys()
+    );
+
+    let image = format!("{}/ignored:var-run", registry.host());
+    assert_success(
+        &kiln(&[
+            context_arg(ctx.path()),
+            format!("--destination={image}"),
+            "--ignore-var-run=false".to_string(),
+        ])
+        .await,
+    );
+    let layer = &layers(&image)[1];
+    assert_eq!(layer["var/run/z"].4, "z\n");
+    assert_eq!(layer["data/x"].4, "x\n");
+}

@@ -169,6 +169,7 @@ impl Session {
             now: self.now,
             isolation: options.execution.isolation,
             single_snapshot: options.execution.single_snapshot,
+            never_captured: run_step::never_captured(&options.execution),
             snapshot_mode: match options.execution.snapshot_mode {
                 CliSnapshotMode::Full => SnapshotMode::Full,
                 CliSnapshotMode::Redo => SnapshotMode::Redo,

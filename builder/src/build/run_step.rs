@@ -10,7 +10,7 @@ use tracing::info;
 use super::BuildError;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
-use crate::cli::options::Isolation;
+use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
 use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 use crate::run::{Network, RunSpec, run_in_chroot};
@@ -59,7 +59,7 @@ pub async fn run_step(
         (true, _) => None,
         (false, Some(snapshotter)) => Some(snapshotter),
         (false, None) => Some(
-            Snapshotter::new(&rootfs, &never_captured())
+            Snapshotter::new(&rootfs, &scope.never_captured)
                 .map_err(|e| BuildError::Other(e.to_string()))?,
         ),
     };
@@ -133,11 +133,17 @@ pub async fn run_step(
     Ok(())
 }
 
-pub(super) fn never_captured() -> Vec<PathBuf> {
-    // The kernel's and the runner's mounts, kiln's own directory and
-    // /var/run, as kaniko ignores them.
-    let mut paths: Vec<PathBuf> = DEFAULT_IGNORE_PATHS.iter().map(PathBuf::from).collect();
+/// Image paths no snapshot captures: the kernel's and the runner's mounts,
+/// kiln's and kaniko's own directories, /var/run unless
+/// `--ignore-var-run=false`, and every `--ignore-path`.
+pub(super) fn never_captured(execution: &ExecutionOptions) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = DEFAULT_IGNORE_PATHS
+        .iter()
+        .filter(|p| execution.ignore_var_run || **p != "/var/run")
+        .map(PathBuf::from)
+        .collect();
     paths.push(PathBuf::from(SCRIPT_DIR));
+    paths.extend(execution.ignore_paths.iter().cloned());
     paths
 }
 

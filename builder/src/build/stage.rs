@@ -8,7 +8,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
-use super::run_step::{never_captured, run_step};
+use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
 use crate::cli::options::Isolation;
@@ -40,6 +40,8 @@ pub struct BuildScope<'a> {
     pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
     /// `--single-snapshot`: one layer per stage, taken at its end.
     pub single_snapshot: bool,
+    /// Image paths snapshots never capture (`--ignore-path`, …).
+    pub never_captured: Vec<PathBuf>,
 }
 
 impl BuildScope<'_> {
@@ -121,7 +123,7 @@ async fn run_stage(
     let mut single = None;
     if scope.single_snapshot {
         let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
-        let baseline = Snapshotter::new(&root, &never_captured())
+        let baseline = Snapshotter::new(&root, &scope.never_captured)
             .map_err(|e| BuildError::Other(e.to_string()))?;
         single = Some(baseline);
     }

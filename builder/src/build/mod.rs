@@ -29,11 +29,9 @@ use stage::{BuildScope, build_stage};
 use state::{Blobs, StageImage};
 
 use crate::cli::BuildOptions;
-use crate::cli::options::{Compression as CliCompression, SnapshotMode as CliSnapshotMode};
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
 use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
-use crate::fs::snapshot::SnapshotMode;
-use crate::image::{BlobStore, Compression, Timestamps};
+use crate::image::{BlobStore, Timestamps};
 use crate::platform::Platform;
 use crate::registry::{Access, Registry, parse_reference};
 
@@ -161,20 +159,13 @@ impl Session {
             ignore: &self.ignore,
             target_platform: platform,
             timestamps: self.timestamps,
-            compression: match options.output.compression {
-                CliCompression::Gzip => Compression::Gzip,
-                CliCompression::Zstd => Compression::Zstd,
-            },
+            compression: options.output.compression,
             compression_level: options.output.compression_level,
             now: self.now,
             isolation: options.execution.isolation,
             single_snapshot: options.execution.single_snapshot,
             never_captured: run_step::never_captured(&options.execution),
-            snapshot_mode: match options.execution.snapshot_mode {
-                CliSnapshotMode::Full => SnapshotMode::Full,
-                CliSnapshotMode::Redo => SnapshotMode::Redo,
-                CliSnapshotMode::Time => SnapshotMode::Time,
-            },
+            snapshot_mode: options.execution.snapshot_mode,
         };
         let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
         for (position, planned) in plan.stages.iter().enumerate() {

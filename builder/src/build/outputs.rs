@@ -10,7 +10,6 @@ use tracing::{info, warn};
 use super::BuildError;
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage};
 use crate::cli::BuildOptions;
-use crate::cli::options::OciMode as CliOciMode;
 use crate::cli::options::OutputOptions;
 use crate::image::{
     Blob, Descriptor, ImageConfig, ManifestFormat, OciLayout, OciMode, manifest_blob,
@@ -89,11 +88,7 @@ pub fn oci_mode(options: &BuildOptions) -> OciMode {
     if options.multi_platform.legacy_manifest_list {
         return OciMode::Docker;
     }
-    match options.output.oci_mode {
-        CliOciMode::Oci => OciMode::Oci,
-        CliOciMode::Docker => OciMode::Docker,
-        CliOciMode::Auto => OciMode::Auto,
-    }
+    options.output.oci_mode
 }
 
 /// A manifest ready to be written, in one media-type family.

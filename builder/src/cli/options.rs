@@ -7,6 +7,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::fs::snapshot::SnapshotMode;
+pub use crate::image::{Compression, OciMode};
 use crate::platform::Platform;
 
 /// Set to `1` in kiln's builder image. Inside it kiln behaves like kaniko's
@@ -20,24 +22,6 @@ pub fn in_builder_image(value: Option<&OsStr>) -> bool {
     value
         .and_then(OsStr::to_str)
         .is_some_and(|v| matches!(v, "1" | "true" | "TRUE" | "True"))
-}
-
-/// Layer compression (`--compression`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-/// Media types of what is pushed (`--oci-mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum OciMode {
-    Oci,
-    Docker,
-    // OCI, falling back to Docker media types where a registry refuses OCI.
-    #[default]
-    Auto,
 }
 
 /// Where the platforms of a build are built (`--driver`).
@@ -77,15 +61,6 @@ impl Isolation {
             Isolation::Chroot
         }
     }
-}
-
-/// How filesystem changes are detected after an instruction (`--snapshot-mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum SnapshotMode {
-    #[default]
-    Full,
-    Redo,
-    Time,
 }
 
 /// Everything one `kiln` invocation asks for, validated.

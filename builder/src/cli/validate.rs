@@ -265,6 +265,8 @@ impl Args {
         let (compression, min, max) = match self.output.compression {
             Compression::Gzip => ("gzip", 0, 9),
             Compression::Zstd => ("zstd", 1, 22),
+            // Not a --compression value (skipped by the parser): no levels.
+            Compression::None => ("none", 0, 0),
         };
         if !(min..=max).contains(&level) {
             return Err(CliError::CompressionLevel {

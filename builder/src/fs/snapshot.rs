@@ -125,7 +125,7 @@ pub const DEFAULT_IGNORE_PATHS: [&str; 6] =
 
 /// How a snapshot decides that an entry changed (`--snapshot-mode`); see
 /// the module documentation for the exact rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum SnapshotMode {
     /// Metadata, plus a content fingerprint where metadata cannot decide.
     #[default]

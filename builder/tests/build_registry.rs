@@ -543,3 +543,36 @@ async fn reqwest_catalog(host: &str) -> serde_json::Value {
     assert!(output.status.success());
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_layers_are_mounted_not_downloaded_when_nothing_reads_them() {
+    let (registry, fixtures) = setup().await;
+    let proxy = FaultProxy::recording(registry.host()).await;
+    let base = fixtures.index.replace(registry.host(), proxy.host());
+    let ctx = context(&format!("FROM {base}\nLABEL stage=metadata-only\n"), &[]);
+    let image = format!("{}/mounted:1", proxy.host());
+    assert_success(
+        &kiln_with_config(
+            &args(ctx.path(), &[&format!("--destination={image}")]),
+            None,
+        )
+        .await,
+    );
+    let layer = &fixtures.amd64.layer_digest;
+    let requests = proxy.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains(&format!("/blobs/{layer}"))),
+        "the base layer was downloaded: {requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /v2/mounted/blobs/uploads/")
+                && r.contains(&format!("mount={}", layer.replace(':', "%3A")))),
+        "the base layer was not mounted: {requests:#?}"
+    );
+    let manifest = raw_manifest(&image.replace(proxy.host(), registry.host()));
+    assert_eq!(manifest["layers"][0]["digest"], layer.as_str());
+}

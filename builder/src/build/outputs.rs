@@ -280,6 +280,17 @@ async fn push_blobs(
             }
             _ => None,
         };
+        // A base layer kiln never needed on disk is downloaded only when the
+        // target can neither find nor mount it.
+        let on_disk = blobs.store.path(&descriptor.digest)?.exists();
+        if !on_disk
+            && blobs
+                .registry
+                .blob_present_or_mounted(target, &descriptor.digest, mount_from)
+                .await?
+        {
+            continue;
+        }
         let path = blobs.local_path(layer).await?;
         blobs
             .registry

@@ -442,6 +442,66 @@ impl Registry {
     /// `target`'s repository: nothing to do when the registry has it,
     /// a cross-repository mount from `mount_from` when that is on the same
     /// registry and the registry agrees, else an upload streamed from the
+    /// Whether `target` already has blob `digest`, or got it by a
+    /// cross-repository mount from `mount_from` on the same registry:
+    /// then nothing needs uploading, and a blob still only in the registry
+    /// need not be downloaded first. Retried `--push-retry` times.
+    pub async fn blob_present_or_mounted(
+        &self,
+        target: &Reference,
+        digest: &str,
+        mount_from: Option<&Reference>,
+    ) -> Result<bool, RegistryError> {
+        let clients = self.authed_clients(target, Access::Push).await?;
+        let op = self.op(
+            format!("checking blob {digest} in {}", repository_of(target)),
+            target,
+            &clients,
+            "",
+        );
+        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+            self.present_or_mounted(&clients, target, digest, mount_from, &op)
+                .await
+        })
+        .await
+    }
+
+    async fn present_or_mounted(
+        &self,
+        clients: &Clients,
+        target: &Reference,
+        digest: &str,
+        mount_from: Option<&Reference>,
+        op: &Op,
+    ) -> Result<bool, RegistryError> {
+        let repository = repository_of(target);
+        if clients
+            .oci
+            .blob_exists(target, digest)
+            .await
+            .map_err(|e| self.fail(op, e))?
+        {
+            tracing::debug!("blob {digest} already in {repository}");
+            return Ok(true);
+        }
+        let mount_source = mount_from.filter(|source| {
+            source.resolve_registry() == target.resolve_registry()
+                && source.repository() != target.repository()
+        });
+        if let Some(source) = mount_source {
+            match clients.oci.mount_blob(target, source, digest).await {
+                Ok(()) => {
+                    tracing::debug!("mounted blob {digest} from {source} into {repository}");
+                    return Ok(true);
+                }
+                // A registry that declines answers 202 and expects an
+                // upload, which oci-client reports as an error.
+                Err(e) => tracing::debug!("mount of {digest} from {source} declined: {e}"),
+            }
+        }
+        Ok(false)
+    }
+
     /// file in one request. Retried `--push-retry` times.
     pub async fn push_blob_from_file(
         &self,
@@ -471,30 +531,12 @@ impl Registry {
                 message: format!("{} is {on_disk} bytes, the blob is {size}", path.display()),
             });
         }
-        let mount_source = mount_from.filter(|source| {
-            source.resolve_registry() == target.resolve_registry()
-                && source.repository() != target.repository()
-        });
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            let exists = clients
-                .oci
-                .blob_exists(target, digest)
-                .await
-                .map_err(|e| self.fail(&op, e))?;
-            if exists {
-                tracing::debug!("blob {digest} already in {repository}");
+            if self
+                .present_or_mounted(&clients, target, digest, mount_from, &op)
+                .await?
+            {
                 return Ok(());
-            }
-            if let Some(source) = mount_source {
-                match clients.oci.mount_blob(target, source, digest).await {
-                    Ok(()) => {
-                        tracing::debug!("mounted blob {digest} from {source} into {repository}");
-                        return Ok(());
-                    }
-                    // A registry that declines answers 202 and expects an
-                    // upload, which oci-client reports as an error.
-                    Err(e) => tracing::debug!("mount of {digest} from {source} declined: {e}"),
-                }
             }
             let file = tokio::fs::File::open(path).await.map_err(io_err)?;
             let body = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)

@@ -7,6 +7,7 @@ packages=(
   docker-registry   # the OCI registry the tests and the demo run on loopback
   skopeo            # independent reader of what kiln pushes and writes
   busybox-static    # content of the test base images
+  qemu-user-static  # RUN for arm64 and others under --emulation=qemu (scripts/binfmt.sh)
   apache2-utils     # htpasswd, for the authenticated-registry tests
   git               # git:// build contexts and the git daemon in tests
   openssl           # self-signed certificates for the HTTPS context tests
@@ -25,7 +26,56 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Other engineers' setup runs may hold the dpkg lock for a while.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+    --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# qemu-user interpreters registered with binfmt_misc (fix-binary), for
+# --emulation=qemu and the tests that run arm64 code.
+"$(dirname "$0")/binfmt.sh"
+
+# An arm64 busybox for the test fixtures' linux/arm64 image: Debian's own
+# busybox-static for arm64, at the version of the host's amd64 one when
+# Debian has it. Fetched with a private apt state (lists and archives in a
+# temporary directory, architecture arm64), so the machine's apt
+# configuration and package lists are not changed; the extracted binary is
+# cached, and a second run does not touch apt.
+cache_dir=${KILN_CACHE_DIR:-$HOME/.cache/kiln}
+arm64_dir=$cache_dir/busybox-static/arm64
+host_version=$(dpkg-query -W -f='${Version}' busybox-static)
+if [ ! -x "$arm64_dir/busybox" ] || [ "$(cat "$arm64_dir/host-version" 2>/dev/null)" != "$host_version" ]; then
+  echo "setup: fetching Debian's busybox-static for arm64 into $arm64_dir" >&2
+  mkdir -p "$cache_dir/busybox-static"
+  work=$(mktemp -d "$cache_dir/busybox-static/.arm64.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/out"
+  apt_arm64=(
+    -o APT::Architecture=arm64 -o APT::Architectures::=arm64
+    -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache"
+    -o Dir::State::status=/dev/null -o Debug::NoLocking=1
+    -o APT::Sandbox::User=root -o Acquire::Languages=none
+    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+  )
+  apt-get -qq "${apt_arm64[@]}" update
+  (
+    cd "$work/out"
+    apt-get -qq "${apt_arm64[@]}" download "busybox-static:arm64=$host_version" 2>/dev/null ||
+      apt-get -qq "${apt_arm64[@]}" download busybox-static:arm64
+  )
+  deb=$(echo "$work"/out/busybox-static_*_arm64.deb)
+  dpkg-deb -x "$deb" "$work/root"
+  mkdir -p "$work/result"
+  cp "$work/root/bin/busybox" "$work/result/busybox"
+  dpkg-deb -f "$deb" Version >"$work/result/version"
+  printf '%s\n' "$host_version" >"$work/result/host-version"
+  rm -rf "$arm64_dir"
+  # Renamed into place whole, so an interrupted run never leaves a binary
+  # without its version files.
+  mv -T "$work/result" "$arm64_dir"
+  echo "setup: arm64 busybox $(cat "$arm64_dir/version") cached in $arm64_dir" >&2
 fi
 
 # The registry package starts a system service on :5000; tests start their

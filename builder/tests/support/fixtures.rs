@@ -3,8 +3,9 @@
 //! code never depend on that same code to create their inputs.
 //!
 //! The busybox fixture, per platform, holds:
-//! `/bin/busybox` (the host's static busybox for linux/amd64; for
-//! linux/arm64 a text file saying it stands in for one), applet symlinks
+//! `/bin/busybox` (Debian's busybox-static: the host's for linux/amd64,
+//! the arm64 build scripts/setup.sh caches for linux/arm64, which runs
+//! under qemu-user where binfmt_misc has it registered), applet symlinks
 //! `/bin/sh`, `/bin/ls`, … → `busybox`, `/etc/passwd` and `/etc/group`
 //! with `root`, `nobody` and `app` (uid/gid 1000), `/etc/os-release`,
 //! `/etc/kiln-fixture-arch` (`amd64\n` or `arm64\n`), directories `/data`,
@@ -209,14 +210,31 @@ pub fn busybox_layer(arch: &str) -> &'static Layer {
     static ARM64: OnceLock<Layer> = OnceLock::new();
     let cell = if arch == "arm64" { &ARM64 } else { &AMD64 };
     cell.get_or_init(|| {
-        let busybox = if arch == "arm64" {
-            b"kiln test fixture: this file stands in for an arm64 busybox binary\n".to_vec()
+        let path = if arch == "arm64" {
+            arm64_busybox_path()
         } else {
-            std::fs::read("/bin/busybox")
-                .expect("reading /bin/busybox: install Debian's busybox-static package")
+            std::path::PathBuf::from("/bin/busybox")
         };
+        let busybox = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "reading the {arch} busybox {}: {e}; run scripts/setup.sh, which installs \
+                 Debian's busybox-static and caches its arm64 build",
+                path.display()
+            )
+        });
         layer_from_tar(rootfs_tar(arch, &busybox))
     })
+}
+
+/// Where scripts/setup.sh caches Debian's arm64 busybox-static binary.
+pub fn arm64_busybox_path() -> std::path::PathBuf {
+    let cache = std::env::var_os("KILN_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/kiln")
+        });
+    cache.join("busybox-static/arm64/busybox")
 }
 
 /// Compresses `tar` and computes its diffID.

@@ -82,11 +82,6 @@ fn validation_errors_exit_1_with_one_line() {
         ),
         (
             &["--no-push"],
-            &[("KILN_EMULATION", "qemu")],
-            "error: flag --emulation is not supported yet\n",
-        ),
-        (
-            &["--no-push"],
             &[("KILN_BUILD_REQUEST", "builds/app-amd64")],
             "error: flag --build-request is not supported yet\n",
         ),

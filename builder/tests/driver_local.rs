@@ -1,6 +1,8 @@
 //! `--driver=local` multi-platform builds against a real registry: every
 //! platform built on this machine, pushed by digest, one index naming them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::Command;

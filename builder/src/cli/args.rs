@@ -273,8 +273,9 @@ pub struct PlatformArgs {
     )]
     pub require_native_nodes: bool,
 
-    /// How RUN executes for a foreign architecture with --driver=local: none (refuse) or qemu
-    /// (qemu-user emulation).
+    /// How RUN executes for a foreign architecture with --driver=local: none (refuse the build)
+    /// or qemu (run it under the qemu-user interpreter the kernel has registered in binfmt_misc,
+    /// with the F flag; install qemu-user-static and register it first). Also KILN_EMULATION.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::None, env = EMULATION_ENV)]
     pub emulation: Emulation,
 

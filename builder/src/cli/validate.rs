@@ -21,7 +21,6 @@ use crate::platform::{self, Platform, PlatformError};
 /// Delete a name here when its feature lands; nothing else needs to change.
 pub const UNSUPPORTED: &[&str] = &[
     "require-native-nodes",
-    "emulation",
     "cache",
     "cache-repo",
     "cache-ttl",
@@ -981,7 +980,6 @@ pub(crate) mod tests {
     const UNSUPPORTED_USES: &[(&str, &str)] = &[
         ("--driver=k8s", "driver=k8s"),
         ("--require-native-nodes=false", "require-native-nodes"),
-        ("--emulation=qemu", "emulation"),
         ("--cache", "cache"),
         ("--cache=true", "cache"),
         ("--cache-repo=ghcr.io/org/cache", "cache-repo"),

@@ -2,11 +2,14 @@
 //! to the number of cores, each pushed by digest, then one index naming
 //! them all.
 //!
-//! The host's platform builds natively. A foreign platform builds only when
+//! The host's platform builds natively. A foreign platform builds when
 //! none of its stages has to execute code for it — no RUN, or RUN only in
-//! stages `FROM --platform=$BUILDPLATFORM` (cross-compilation) — unless
-//! `--emulation=qemu` is given. That is decided before any work starts.
+//! stages `FROM --platform=$BUILDPLATFORM` (cross-compilation) — or, with
+//! `--emulation=qemu`, when the kernel has a qemu-user interpreter
+//! registered for every foreign architecture its RUNs execute for. That is
+//! decided before any work starts.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -17,6 +20,7 @@ use crate::cli::BuildOptions;
 use crate::cli::options::Emulation;
 use crate::dockerfile::InstructionKind;
 use crate::platform::Platform;
+use crate::run::emulation::{self, BINFMT_MISC_DIR, EmulationError, Interpreter};
 
 /// A RUN that would execute code for a platform this machine cannot run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +44,31 @@ impl std::fmt::Display for ForeignRun {
     }
 }
 
-/// The first RUN a build of `platform` would have to execute for a foreign
-/// architecture, if any. A stage runs for its `FROM --platform` when given,
-/// else for `platform`.
-pub fn foreign_run(
+impl ForeignRun {
+    /// Why `--emulation=qemu` cannot run this RUN, and what to do.
+    fn emulation_refused(&self, why: &EmulationError) -> String {
+        format!(
+            "{platform} cannot be built on this {host} machine with --emulation=qemu: \
+             Dockerfile:{line} `{instruction}` runs code for {platform}, and {why}",
+            platform = self.platform,
+            host = Platform::host(),
+            line = self.line,
+            instruction = self.instruction,
+        )
+    }
+}
+
+/// Every RUN a build of `platform` would have to execute for a foreign
+/// architecture, the first of each stage, in stage order. A stage runs for
+/// its `FROM --platform` when given, else for `platform`.
+pub fn foreign_runs(
     session: &Session,
     options: &BuildOptions,
     platform: &Platform,
     host: &Platform,
-) -> Result<Option<ForeignRun>, BuildError> {
+) -> Result<Vec<ForeignRun>, BuildError> {
     let (_, plan) = session.plan(options, platform)?;
+    let mut found = Vec::new();
     for planned in &plan.stages {
         let stage_platform = match &planned.platform {
             Some(text) => text
@@ -66,34 +85,107 @@ pub fn foreign_run(
             .iter()
             .find(|i| matches!(i.kind, InstructionKind::Run(_)))
         {
-            return Ok(Some(ForeignRun {
+            found.push(ForeignRun {
                 platform: stage_platform,
                 line: run.line,
                 instruction: run.text.clone(),
-            }));
+            });
         }
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// The first RUN a build of `platform` would have to execute for a foreign
+/// architecture, if any.
+pub fn foreign_run(
+    session: &Session,
+    options: &BuildOptions,
+    platform: &Platform,
+    host: &Platform,
+) -> Result<Option<ForeignRun>, BuildError> {
+    Ok(foreign_runs(session, options, platform, host)?
+        .into_iter()
+        .next())
+}
+
+/// A foreign architecture whose RUNs execute under emulation, for one of
+/// the build's platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emulated {
+    /// The platform being built.
+    pub platform: Platform,
+    /// The architecture the RUNs execute for (the platform itself, or a
+    /// stage's `FROM --platform`).
+    pub runs_for: Platform,
+    pub interpreter: Interpreter,
 }
 
 /// Fails, before any work, when building `platforms` would execute code
-/// for an architecture this machine cannot run and `--emulation` was not
-/// asked for.
+/// for an architecture this machine cannot run: without `--emulation`
+/// always, with `--emulation=qemu` when binfmt_misc has no usable
+/// interpreter for it. Returns what runs under emulation.
 pub fn refuse_foreign(
     session: &Session,
     options: &BuildOptions,
     platforms: &[Platform],
-) -> Result<(), BuildError> {
-    if options.multi_platform.emulation != Emulation::None {
-        return Ok(());
-    }
+) -> Result<Vec<Emulated>, BuildError> {
     let host = Platform::host();
+    let mut foreign = Vec::with_capacity(platforms.len());
     for platform in platforms {
-        if let Some(foreign) = foreign_run(session, options, platform, &host)? {
-            return Err(BuildError::Other(foreign.to_string()));
+        foreign.push((
+            platform.clone(),
+            foreign_runs(session, options, platform, &host)?,
+        ));
+    }
+    let binfmt_dir = Path::new(BINFMT_MISC_DIR);
+    decide_emulation(&foreign, options.multi_platform.emulation, |runs_for| {
+        emulation::find_interpreter(binfmt_dir, runs_for)
+    })
+    .map_err(BuildError::Other)
+}
+
+/// The decision of [`refuse_foreign`]: each platform with the foreign RUNs
+/// its build has, the `--emulation` mode, and where an architecture's
+/// interpreter is looked up (asked once per platform and architecture).
+/// The error is the message for the user.
+fn decide_emulation(
+    foreign: &[(Platform, Vec<ForeignRun>)],
+    mode: Emulation,
+    mut interpreter_for: impl FnMut(&Platform) -> Result<Interpreter, EmulationError>,
+) -> Result<Vec<Emulated>, String> {
+    let mut emulated: Vec<Emulated> = Vec::new();
+    for (platform, runs) in foreign {
+        for run in runs {
+            if mode == Emulation::None {
+                return Err(run.to_string());
+            }
+            if emulated
+                .iter()
+                .any(|e| &e.platform == platform && e.runs_for == run.platform)
+            {
+                continue;
+            }
+            let interpreter =
+                interpreter_for(&run.platform).map_err(|why| run.emulation_refused(&why))?;
+            emulated.push(Emulated {
+                platform: platform.clone(),
+                runs_for: run.platform.clone(),
+                interpreter,
+            });
         }
     }
-    Ok(())
+    Ok(emulated)
+}
+
+/// Logs, for `platform`, each architecture its RUNs execute under
+/// emulation for.
+fn log_emulation(platform: &Platform, emulated: &[Emulated]) {
+    for e in emulated.iter().filter(|e| &e.platform == platform) {
+        info!(
+            "[{platform}] RUN for {} executes under qemu-user emulation (binfmt_misc entry {}, {})",
+            e.runs_for, e.interpreter.entry, e.interpreter.path
+        );
+    }
 }
 
 /// A single-platform build: the image is pushed under the destinations'
@@ -105,7 +197,8 @@ pub async fn build_single(options: &BuildOptions) -> Result<BuildOutcome, BuildE
         .cloned()
         .unwrap_or_else(Platform::host);
     let session = Session::open(options).await?;
-    refuse_foreign(&session, options, std::slice::from_ref(&platform))?;
+    let emulated = refuse_foreign(&session, options, std::slice::from_ref(&platform))?;
+    log_emulation(&platform, &emulated);
     let image = session.build(options, &platform).await?;
     session
         .publish(&image, &OutputPlan::from_options(options, PushMode::Tags))
@@ -122,23 +215,25 @@ pub struct PlatformBuild {
 /// Builds and pushes every platform of `options` (by digest; tagged
 /// `<tag>-<os>-<arch>` as well with `--platform-tags`, or when no index
 /// will name them). Fails before any work when a platform would need
-/// emulation that was not asked for; when any platform fails, the error
+/// emulation that was not asked for or that this machine cannot give;
+/// when any platform fails, the error
 /// names it and nothing more is published.
 pub async fn build_platforms(
     session: Arc<Session>,
     options: Arc<BuildOptions>,
 ) -> Result<Vec<PlatformBuild>, BuildError> {
-    refuse_foreign(&session, &options, &options.platforms)?;
+    let emulated = Arc::new(refuse_foreign(&session, &options, &options.platforms)?);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let limit = Arc::new(Semaphore::new(cores));
     let mut tasks = Vec::new();
     for platform in options.platforms.clone() {
-        let (session, options, limit) = (
+        let (session, options, limit, emulated) = (
             Arc::clone(&session),
             Arc::clone(&options),
             Arc::clone(&limit),
+            Arc::clone(&emulated),
         );
         tasks.push(tokio::spawn(async move {
             let _permit = limit
@@ -146,6 +241,7 @@ pub async fn build_platforms(
                 .await
                 .map_err(|e| BuildError::Other(e.to_string()))?;
             info!("[{platform}] building");
+            log_emulation(&platform, &emulated);
             let image = session.build(&options, &platform).await?;
             let mode =
                 if options.multi_platform.platform_tags || !options.multi_platform.publish_index {
@@ -178,4 +274,155 @@ pub async fn build_platforms(
         )));
     }
     Ok(results)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn platform(text: &str) -> Platform {
+        text.parse().unwrap()
+    }
+
+    fn run(platform_text: &str, line: usize, instruction: &str) -> ForeignRun {
+        ForeignRun {
+            platform: platform(platform_text),
+            line,
+            instruction: instruction.to_string(),
+        }
+    }
+
+    fn qemu(entry: &str) -> Interpreter {
+        Interpreter {
+            entry: entry.to_string(),
+            path: format!("/usr/libexec/qemu-binfmt/{}-binfmt-P", &entry[5..]),
+        }
+    }
+
+    /// Interpreters registered for arm64 and s390x only, counting lookups.
+    fn registered(
+        lookups: &mut Vec<String>,
+    ) -> impl FnMut(&Platform) -> Result<Interpreter, EmulationError> + '_ {
+        move |p| {
+            lookups.push(p.to_string());
+            match p.architecture.as_str() {
+                "arm64" => Ok(qemu("qemu-aarch64")),
+                "s390x" => Ok(qemu("qemu-s390x")),
+                _ => Err(EmulationError::NoInterpreter {
+                    platform: p.to_string(),
+                    dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+                    machine: 243,
+                    qemu_target: "riscv64",
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_foreign_needs_nothing() {
+        let foreign = vec![
+            (platform("linux/amd64"), vec![]),
+            (platform("linux/arm64"), vec![]),
+        ];
+        for mode in [Emulation::None, Emulation::Qemu] {
+            let mut lookups = Vec::new();
+            assert_eq!(
+                decide_emulation(&foreign, mode, registered(&mut lookups)),
+                Ok(vec![])
+            );
+            assert!(lookups.is_empty(), "{mode:?}: {lookups:?}");
+        }
+    }
+
+    #[test]
+    fn without_emulation_a_foreign_run_is_refused() {
+        let foreign = vec![
+            (platform("linux/amd64"), vec![]),
+            (
+                platform("linux/arm64"),
+                vec![run("linux/arm64", 3, "RUN make")],
+            ),
+        ];
+        let mut lookups = Vec::new();
+        let err =
+            decide_emulation(&foreign, Emulation::None, registered(&mut lookups)).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "linux/arm64/v8 cannot be built on this {} machine: Dockerfile:3 `RUN make` runs \
+                 code for linux/arm64/v8. Build it on native nodes with --driver=k8s, or emulate \
+                 it with --emulation=qemu",
+                Platform::host()
+            )
+        );
+        assert!(lookups.is_empty());
+    }
+
+    #[test]
+    fn with_qemu_every_foreign_architecture_needs_an_interpreter() {
+        // linux/arm64 runs RUN in two stages for itself and one for s390x
+        // (`FROM --platform=linux/s390x`): two lookups.
+        let foreign = vec![
+            (platform("linux/amd64"), vec![]),
+            (
+                platform("linux/arm64"),
+                vec![
+                    run("linux/arm64", 2, "RUN make"),
+                    run("linux/s390x", 5, "RUN probe"),
+                    run("linux/arm64", 8, "RUN make install"),
+                ],
+            ),
+        ];
+        let mut lookups = Vec::new();
+        let got = decide_emulation(&foreign, Emulation::Qemu, registered(&mut lookups));
+        assert_eq!(
+            got,
+            Ok(vec![
+                Emulated {
+                    platform: platform("linux/arm64"),
+                    runs_for: platform("linux/arm64"),
+                    interpreter: qemu("qemu-aarch64"),
+                },
+                Emulated {
+                    platform: platform("linux/arm64"),
+                    runs_for: platform("linux/s390x"),
+                    interpreter: qemu("qemu-s390x"),
+                },
+            ])
+        );
+        assert_eq!(lookups, ["linux/arm64/v8", "linux/s390x"]);
+    }
+
+    #[test]
+    fn with_qemu_a_missing_interpreter_is_refused_naming_line_and_ways_out() {
+        let foreign = vec![
+            (
+                platform("linux/arm64"),
+                vec![run("linux/arm64", 2, "RUN make")],
+            ),
+            (
+                platform("linux/riscv64"),
+                vec![run("linux/riscv64", 2, "RUN make")],
+            ),
+        ];
+        let mut lookups = Vec::new();
+        let err =
+            decide_emulation(&foreign, Emulation::Qemu, registered(&mut lookups)).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "linux/riscv64 cannot be built on this {} machine with --emulation=qemu: \
+                 Dockerfile:2 `RUN make` runs code for linux/riscv64, and no qemu-user \
+                 interpreter for linux/riscv64 is registered in binfmt_misc \
+                 (/proc/sys/fs/binfmt_misc has no entry for ELF machine 243): install \
+                 qemu-user-static and register qemu-riscv64 with the F flag (Debian: write the \
+                 line of /usr/lib/binfmt.d/qemu-riscv64.conf to \
+                 /proc/sys/fs/binfmt_misc/register; scripts/binfmt.sh does it), or build on \
+                 native nodes with --driver=k8s",
+                Platform::host()
+            )
+        );
+    }
 }

@@ -75,6 +75,14 @@
 //! All of it happens in a private mount namespace whose propagation is
 //! made private first, so nothing reaches the host's mount table.
 //!
+//! # Foreign architectures
+//!
+//! Nothing here changes for them: with `--emulation=qemu` the kernel runs
+//! the image's binaries through a qemu-user interpreter registered in
+//! binfmt_misc with the F flag, which it opened at registration and so
+//! finds from inside the chroot. [`emulation`] checks, before a build
+//! starts, that such an interpreter is registered.
+//!
 //! # Limits
 //!
 //! Needs root, or `CAP_SYS_ADMIN` (plus `CAP_SYS_CHROOT`, `CAP_SETUID`,
@@ -84,14 +92,13 @@
 //! host.
 
 mod chroot;
+pub mod emulation;
 mod error;
 mod exec;
 mod mounts;
 mod output;
 mod stubs;
 mod sys;
-
-use std::path::PathBuf;
 
 pub use chroot::run_in_chroot;
 pub use error::RunError;
@@ -133,8 +140,6 @@ pub struct RunSpec {
     /// Bind the host's `/etc/resolv.conf` and `/etc/hosts` (copies of them)
     /// into the root during the RUN only.
     pub hosts_files: bool,
-    /// Extension point for `--emulation=qemu`; not used yet.
-    pub emulator: Option<PathBuf>,
 }
 
 impl Default for RunSpec {
@@ -146,7 +151,6 @@ impl Default for RunSpec {
             user: None,
             network: Network::Default,
             hosts_files: true,
-            emulator: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod copy_dest;
 
+mod cache_step;
 mod copy;
 mod error;
 mod outputs;
@@ -18,16 +19,21 @@ mod state;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
 pub use error::BuildError;
 use outputs::publish;
-pub use outputs::{BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, write_digest_files};
+pub use outputs::{
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
+};
+pub use state::to_oci_descriptor;
 use stage::{BuildScope, build_stage};
 use state::{Blobs, StageImage};
 
+use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
 use crate::cli::BuildOptions;
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
 use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
@@ -47,6 +53,10 @@ pub struct Session {
     ignore: IgnoreRules,
     timestamps: Timestamps,
     now: u64,
+    /// The layer cache, with `--cache`.
+    cache: Option<Arc<LayerCache>>,
+    /// `--cache-dir`'s blob store.
+    cache_dir: Option<BlobStore>,
     // Last: dropped after everything that lives inside it.
     work: tempfile::TempDir,
 }
@@ -54,6 +64,8 @@ pub struct Session {
 /// A platform's finished image, before it is sent anywhere.
 pub struct BuiltImage {
     image: StageImage,
+    /// Its cache, whose pushes must finish before the build succeeds.
+    cache: Option<PlatformCache>,
 }
 
 impl Session {
@@ -86,6 +98,19 @@ impl Session {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let cache = options.cache.enabled.then(|| {
+            Arc::new(LayerCache::new(
+                registry.clone(),
+                store.clone(),
+                CacheSettings {
+                    ttl: options.cache.ttl,
+                    run_layers: options.cache.run_layers,
+                    copy_layers: options.cache.copy_layers,
+                },
+                now,
+            ))
+        });
+        let cache_dir = open_cache_dir(options)?;
         Ok(Session {
             registry,
             store,
@@ -95,6 +120,8 @@ impl Session {
             ignore,
             timestamps,
             now,
+            cache,
+            cache_dir,
             work,
         })
     }
@@ -134,6 +161,7 @@ impl Session {
             registry: &self.registry,
             store: &self.store,
             work_dir: self.work.path(),
+            cache_dir: self.cache_dir.as_ref(),
         }
     }
 
@@ -145,6 +173,20 @@ impl Session {
         platform: &Platform,
     ) -> Result<BuiltImage, BuildError> {
         let (vars, plan) = self.plan(options, platform)?;
+        let cache = match &self.cache {
+            Some(cache) => {
+                let repository = cache_repository(
+                    options.cache.repo.as_deref(),
+                    &options.output.destinations,
+                    options.cache.arch_repo_suffix.as_deref(),
+                    platform,
+                )
+                .map_err(|e| BuildError::Other(e.to_string()))?;
+                info!(platform = %platform, "layer cache in {repository}");
+                Some(cache.for_platform(repository))
+            }
+            None => None,
+        };
         info!(
             platform = %platform,
             stages = plan.stages.len(),
@@ -166,7 +208,11 @@ impl Session {
             single_snapshot: options.execution.single_snapshot,
             never_captured: run_step::never_captured(&options.execution),
             snapshot_mode: options.execution.snapshot_mode,
+            cache: cache.as_ref(),
         };
+        if scope.cache.is_some() && scope.single_snapshot {
+            warn!("--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache");
+        }
         let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
         for (position, planned) in plan.stages.iter().enumerate() {
             let needed_later = plan.stages[position + 1..]
@@ -193,7 +239,7 @@ impl Session {
         for unused in vars.unused_build_args() {
             warn!("build argument {unused} was not consumed by any ARG");
         }
-        Ok(BuiltImage { image })
+        Ok(BuiltImage { image, cache })
     }
 
     /// Sends a built image where `plan` says.
@@ -202,8 +248,33 @@ impl Session {
         image: &BuiltImage,
         plan: &OutputPlan<'_>,
     ) -> Result<BuildOutcome, BuildError> {
-        publish(&image.image, plan, &self.blobs()).await
+        let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
+        if let Some(cache) = &image.cache {
+            let CacheCounts { hits, misses } = cache.finish().await;
+            outcome.cache_hits = hits;
+            outcome.cache_misses = misses;
+            info!(
+                "{}: {hits} cache hits, {misses} cache misses",
+                outcome.digest
+            );
+        }
+        Ok(outcome)
     }
+}
+
+/// `--cache-dir`'s store of blobs: used when the flag was given, or with
+/// `--cache` when the default directory exists (kaniko's `/cache` volume).
+fn open_cache_dir(options: &BuildOptions) -> Result<Option<BlobStore>, BuildError> {
+    let cache = &options.cache;
+    if !(cache.dir_given || (cache.enabled && cache.dir.is_dir())) {
+        return Ok(None);
+    }
+    let store = BlobStore::open(&cache.dir).map_err(|e| {
+        BuildError::Other(format!(
+            "{e}; pass a writable --cache-dir, or leave the flag out"
+        ))
+    })?;
+    Ok(Some(store))
 }
 
 /// Fetches the build context; an `oci://` context is pulled with the

@@ -28,6 +28,10 @@ pub struct BuildOutcome {
     pub size: u64,
     /// Every destination it was pushed to, as `name@digest`.
     pub pushed: Vec<String>,
+    /// Instructions taken from the layer cache (`--cache`).
+    pub cache_hits: u64,
+    /// Cacheable instructions that were not in the cache and ran.
+    pub cache_misses: u64,
 }
 
 /// How an image is named in the registry.
@@ -227,6 +231,8 @@ pub async fn publish(
             .map(|name| format!("{}@{digest}", repository(name)))
             .collect(),
         digest,
+        cache_hits: 0,
+        cache_misses: 0,
     })
 }
 

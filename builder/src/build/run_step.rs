@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use tracing::info;
 
 use super::BuildError;
+use super::cache_step::{remember, restore, step_key};
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
 use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
+use crate::platform::Platform;
 use crate::run::{Network, RunSpec, run_in_chroot};
 
 /// Where a here-document script is written for the duration of its RUN.
@@ -20,10 +22,12 @@ const SCRIPT_DIR: &str = "/.kiln-run";
 
 pub async fn run_step(
     scope: &BuildScope<'_>,
+    platform: &Platform,
     instruction: &Instruction,
     run: &RunInstruction,
     image: &mut StageImage,
     vars: &StageVars,
+    keep_rootfs: bool,
 ) -> Result<(), BuildError> {
     if scope.isolation != Isolation::Chroot {
         return Err(BuildError::Other(
@@ -52,6 +56,21 @@ pub async fn run_step(
         }
     };
     info!("{}", instruction.text);
+
+    // Looked up before anything is unpacked: a hit needs no files.
+    let key = scope
+        .cache
+        .map(|_| step_key(platform, image, instruction, vars, &[]));
+    let cache = scope
+        .cache
+        .filter(|cache| cache.run_layers() && !scope.single_snapshot);
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(step) = cache.lookup(key, platform, &instruction.text).await
+    {
+        restore(scope, image, step, keep_rootfs).await?;
+        image.cache_key = key.clone();
+        return Ok(());
+    }
 
     let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
     // With --single-snapshot the stage takes one snapshot at its end.
@@ -119,6 +138,9 @@ pub async fn run_step(
         return Err(BuildError::Other(message));
     }
 
+    if let Some(key) = &key {
+        image.cache_key = key.clone();
+    }
     let Some(mut snapshotter) = snapshotter.take() else {
         image
             .config
@@ -129,7 +151,18 @@ pub async fn run_step(
         .take(scope.snapshot_mode)
         .map_err(|e| BuildError::Other(e.to_string()))?;
     image.snapshotter = Some(snapshotter);
-    commit_layer(scope, image, plan, &instruction.text)?;
+    let layer = commit_layer(scope, image, plan, &instruction.text)?;
+    if let (Some(cache), Some(key)) = (cache, key) {
+        remember(
+            cache,
+            scope,
+            platform,
+            key,
+            image,
+            layer.as_ref(),
+            &instruction.text,
+        )?;
+    }
     Ok(())
 }
 

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
+use super::cache_step::{remember, restore, source_digests, step_key};
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
+use crate::cache::{BaseOf, PlatformCache, base_key};
 use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
@@ -42,6 +44,8 @@ pub struct BuildScope<'a> {
     pub single_snapshot: bool,
     /// Image paths snapshots never capture (`--ignore-path`, …).
     pub never_captured: Vec<PathBuf>,
+    /// The layer cache, with `--cache`.
+    pub cache: Option<&'a PlatformCache>,
 }
 
 impl BuildScope<'_> {
@@ -93,6 +97,7 @@ async fn run_stage(
             layers: Vec::new(),
             rootfs: None,
             snapshotter: None,
+            cache_key: base_key(BaseOf::Scratch),
         },
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
             BuildError::Other(format!("stage {parent} was not built before stage {index}"))
@@ -136,6 +141,7 @@ async fn run_stage(
         run_instruction(
             scope,
             index,
+            &stage_platform,
             instruction,
             &mut image,
             &mut vars,
@@ -205,18 +211,32 @@ async fn pull_base(
         layers,
         rootfs: None,
         snapshotter: None,
+        cache_key: base_key(BaseOf::Image {
+            manifest_digest: &pulled.manifest_digest,
+        }),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_instruction(
     scope: &BuildScope<'_>,
     stage_index: usize,
+    platform: &Platform,
     instruction: &Instruction,
     image: &mut StageImage,
     vars: &mut StageVars,
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
+    let is_metadata = !matches!(
+        instruction.kind,
+        InstructionKind::Copy(_) | InstructionKind::Add(_) | InstructionKind::Run(_)
+    );
+    // Metadata instructions are never cached (they cost nothing) but they
+    // are links of the key chain: what follows depends on them.
+    if scope.cache.is_some() && is_metadata {
+        image.cache_key = step_key(platform, image, instruction, vars, &[]);
+    }
     let config = &mut image.config;
     let created = scope.created();
     let mut record = true;
@@ -271,6 +291,7 @@ async fn run_instruction(
             return copy_instruction(
                 scope,
                 stage_index,
+                platform,
                 instruction,
                 copy,
                 is_add,
@@ -282,7 +303,7 @@ async fn run_instruction(
             .await;
         }
         InstructionKind::Run(run) => {
-            return run_step(scope, instruction, run, image, vars).await;
+            return run_step(scope, platform, instruction, run, image, vars, keep_rootfs).await;
         }
     }
     if record {
@@ -360,6 +381,7 @@ fn healthcheck(check: &Healthcheck, shell: &[String]) -> crate::image::config::H
 async fn copy_instruction(
     scope: &BuildScope<'_>,
     stage_index: usize,
+    platform: &Platform,
     instruction: &Instruction,
     copy: &CopyInstruction,
     is_add: bool,
@@ -395,6 +417,39 @@ async fn copy_instruction(
         return Err(BuildError::Other(format!(
             "{name} --parents is not supported yet"
         )));
+    }
+
+    // The key is known before the copy only when its sources are: files
+    // of the context (or here-documents, part of the instruction). From
+    // another stage, an image or a URL, the key is taken after the copy,
+    // from the layer it wrote, and the layer is not cached.
+    let reads_only_context = copy.from.is_none()
+        && !copy.sources.iter().any(|source| {
+            matches!(source, CopySource::Path(p) if p.starts_with("http://") || p.starts_with("https://"))
+        });
+    let mut key_before = None;
+    if let Some(cache) = scope.cache
+        && reads_only_context
+    {
+        let patterns = copy
+            .sources
+            .iter()
+            .filter_map(|source| match source {
+                CopySource::Path(pattern) => Some(vars.expand(pattern)),
+                CopySource::Heredoc(_) => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let files = source_digests(scope.context_root, scope.ignore, &patterns)?;
+        let key = step_key(platform, image, instruction, vars, &files);
+        if cache.copy_layers()
+            && !scope.single_snapshot
+            && let Some(step) = cache.lookup(&key, platform, &instruction.text).await
+        {
+            restore(scope, image, step, keep_rootfs).await?;
+            image.cache_key = key;
+            return Ok(());
+        }
+        key_before = Some(key);
     }
 
     // Sources from another stage or an image: that root filesystem.
@@ -523,13 +578,40 @@ async fn copy_instruction(
             scope.timestamps,
         )?;
         apply_layer(&layer.path, &rootfs)?;
+        image.cache_key = match key_before {
+            Some(key) => key,
+            None => after_the_fact_key(platform, image, instruction, vars, Some(&layer.diff_id)),
+        };
         std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
         image
             .config
             .add_history(scope.created(), &instruction.text, None, None);
         return Ok(());
     }
-    let Some(layer) = commit_layer(scope, image, Some(plan), &instruction.text)? else {
+    let layer = commit_layer(scope, image, Some(plan), &instruction.text)?;
+    if let Some(cache) = scope.cache {
+        match key_before {
+            Some(key) => {
+                if cache.copy_layers() {
+                    remember(
+                        cache,
+                        scope,
+                        platform,
+                        key.clone(),
+                        image,
+                        layer.as_ref(),
+                        &instruction.text,
+                    )?;
+                }
+                image.cache_key = key;
+            }
+            None => {
+                let diff_id = layer.as_ref().map(|l| l.diff_id.as_str());
+                image.cache_key = after_the_fact_key(platform, image, instruction, vars, diff_id);
+            }
+        }
+    }
+    let Some(layer) = layer else {
         return Ok(());
     };
     // The snapshot baseline no longer matches the root filesystem.
@@ -542,6 +624,22 @@ async fn copy_instruction(
         image.rootfs = None;
     }
     Ok(())
+}
+
+/// The key of a COPY/ADD whose sources were only known by copying them:
+/// the layer it wrote stands for the files (no layer: nothing copied).
+fn after_the_fact_key(
+    platform: &Platform,
+    image: &StageImage,
+    instruction: &Instruction,
+    vars: &StageVars,
+    diff_id: Option<&str>,
+) -> String {
+    let files = [(
+        "(layer)".to_string(),
+        diff_id.unwrap_or("(none)").to_string(),
+    )];
+    step_key(platform, image, instruction, vars, &files)
 }
 
 /// Writes `plan` as the instruction's layer, stores it and records it in

@@ -5,12 +5,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::BuildError;
 use crate::fs::snapshot::Snapshotter;
 use crate::fs::{UnpackOptions, unpack_layer};
-use crate::image::{BlobStore, Descriptor, ImageConfig, StoredLayer};
+use crate::image::{BlobStore, Descriptor, HashingWriter, ImageConfig, StoredLayer};
 use crate::registry::{Access, Reference, Registry};
 
 /// Where a layer's blob is.
@@ -41,6 +41,9 @@ pub struct StageImage {
     /// What the root filesystem looked like after the last snapshot; `None`
     /// when something changed it since (a COPY) or it was never taken.
     pub snapshotter: Option<Snapshotter>,
+    /// The layer cache's key of the last instruction applied, or what the
+    /// stage started from: the parent of the next instruction's key.
+    pub cache_key: String,
 }
 
 impl StageImage {
@@ -52,6 +55,9 @@ impl StageImage {
             layers: self.layers.clone(),
             rootfs: None,
             snapshotter: None,
+            cache_key: crate::cache::base_key(crate::cache::BaseOf::Stage {
+                last_key: &self.cache_key,
+            }),
         }
     }
 }
@@ -62,20 +68,29 @@ pub struct Blobs<'a> {
     pub store: &'a BlobStore,
     /// Where root filesystems of stages are unpacked.
     pub work_dir: &'a Path,
+    /// `--cache-dir`: blobs kept between builds, by digest. Consulted
+    /// before the registry and filled with what is downloaded.
+    pub cache_dir: Option<&'a BlobStore>,
 }
 
 impl Blobs<'_> {
     /// The path of `layer`'s blob in the store, downloading it first when
     /// it is only in the registry.
     pub async fn local_path(&self, layer: &LayerRecord) -> Result<PathBuf, BuildError> {
-        let path = self.store.path(&layer.descriptor.digest)?;
+        let digest = &layer.descriptor.digest;
+        let path = self.store.path(digest)?;
         if path.exists() {
             return Ok(path);
         }
+        if let Some(kept) = self.cache_dir
+            && let Some(found) = verified_in_cache_dir(kept, digest)?
+        {
+            debug!(%digest, "layer from --cache-dir");
+            return Ok(found);
+        }
         let BlobSource::Remote(source) = &layer.source else {
             return Err(BuildError::Other(format!(
-                "layer {} is missing from the local blob store {}",
-                layer.descriptor.digest,
+                "layer {digest} is missing from the local blob store {}",
                 self.store.root().display()
             )));
         };
@@ -90,11 +105,15 @@ impl Blobs<'_> {
             .keep()
             .map_err(|e| BuildError::Other(e.to_string()))?;
         let descriptor = to_oci_descriptor(&layer.descriptor)?;
-        debug!(digest = %layer.descriptor.digest, from = %source, "downloading layer");
+        debug!(%digest, from = %source, "downloading layer");
         self.registry
             .fetch_blob_to_file(source, &descriptor, &tmp, Access::Pull)
             .await?;
-        Ok(self.store.put_file(&tmp, &layer.descriptor.digest)?)
+        let stored = self.store.put_file(&tmp, digest)?;
+        if let Some(kept) = self.cache_dir {
+            keep_in_cache_dir(kept, &stored, digest);
+        }
+        Ok(stored)
     }
 
     /// Every layer as a file on disk (for `--tar-path` and
@@ -134,6 +153,54 @@ impl Blobs<'_> {
             Some(dir) => Ok(dir.path()),
             None => Err(BuildError::Other("root filesystem vanished".to_string())),
         }
+    }
+}
+
+/// The blob `digest` from the `--cache-dir` store, if it is there and its
+/// content still hashes to its name. A blob that does not is removed (and
+/// fetched again by the caller), never used.
+fn verified_in_cache_dir(kept: &BlobStore, digest: &str) -> Result<Option<PathBuf>, BuildError> {
+    let path = kept.path(digest)?;
+    let Ok(mut file) = File::open(&path) else {
+        return Ok(None);
+    };
+    let mut hasher = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut hasher).map_err(BuildError::io("reading", &path))?;
+    let (_, actual, _) = hasher.finish();
+    if actual == digest {
+        return Ok(Some(path));
+    }
+    warn!(
+        "--cache-dir blob {} hashes to {actual}, not {digest}: removed, fetching it again",
+        path.display()
+    );
+    std::fs::remove_file(&path).map_err(BuildError::io("removing", &path))?;
+    Ok(None)
+}
+
+/// Copies a downloaded blob into the `--cache-dir` store. The cache is an
+/// optimisation: failing to fill it is a warning, not a failed build.
+fn keep_in_cache_dir(kept: &BlobStore, stored: &Path, digest: &str) {
+    let copy = || -> Result<(), BuildError> {
+        if kept.contains(digest)? {
+            return Ok(());
+        }
+        let tmp_dir = kept.tmp_dir_created()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("keep-")
+            .tempfile_in(&tmp_dir)
+            .map_err(BuildError::io("creating a file in", &tmp_dir))?
+            .into_temp_path();
+        std::fs::copy(stored, &tmp).map_err(BuildError::io("copying into", &tmp))?;
+        let tmp = tmp.keep().map_err(|e| BuildError::Other(e.to_string()))?;
+        kept.put_file(&tmp, digest)?;
+        Ok(())
+    };
+    if let Err(error) = copy() {
+        warn!(
+            "could not keep blob {digest} in --cache-dir {}: {error}",
+            kept.root().display()
+        );
     }
 }
 

@@ -153,11 +153,15 @@ pub struct CacheOptions {
     pub enabled: bool,
     pub repo: Option<String>,
     pub ttl: Duration,
+    /// `--cache-dir`: base image and cached layer blobs kept on disk.
     pub dir: PathBuf,
+    /// Whether `--cache-dir` was given a value other than its default; the
+    /// default `/cache` is used only with `--cache` and when it exists.
+    pub dir_given: bool,
     pub copy_layers: bool,
     pub run_layers: bool,
-    /// Appended to the cache repository, with `${ARCH}` standing for the
-    /// platform's architecture (e.g. `-${ARCH}`).
+    /// Appended to the cache repository, with `${ARCH}`, `${OS}` and
+    /// `${VARIANT}` standing for the platform's (e.g. `-${ARCH}`).
     pub arch_repo_suffix: Option<String>,
 }
 

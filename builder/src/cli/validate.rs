@@ -21,13 +21,6 @@ use crate::platform::{self, Platform, PlatformError};
 /// Delete a name here when its feature lands; nothing else needs to change.
 pub const UNSUPPORTED: &[&str] = &[
     "require-native-nodes",
-    "cache",
-    "cache-repo",
-    "cache-ttl",
-    "cache-dir",
-    "cache-copy-layers",
-    "cache-run-layers",
-    "arch-cache-repo-suffix",
     "isolation",
     "force",
     "secret",
@@ -82,6 +75,8 @@ pub enum CliError {
     Unsupported(&'static str),
     #[error("no --destination given: pass --destination=<image>, or --no-push")]
     NoDestination,
+    #[error(transparent)]
+    CacheRepository(#[from] crate::cache::RepoError),
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -133,6 +128,24 @@ impl Args {
         if self.output.destination.is_empty() && !self.output.no_push {
             return Err(CliError::NoDestination);
         }
+        if self.cache.cache {
+            // Every platform's cache repository can be named before any work.
+            let host = [Platform::host()];
+            let targets = if platforms.is_empty() {
+                &host[..]
+            } else {
+                &platforms[..]
+            };
+            for platform in targets {
+                crate::cache::cache_repository(
+                    self.cache.cache_repo.as_deref(),
+                    &self.output.destination,
+                    self.cache.arch_cache_repo_suffix.as_deref(),
+                    platform,
+                )?;
+            }
+        }
+        let cache_dir_given = self.changed_flags()?.contains("cache-dir");
 
         let Args {
             input,
@@ -184,6 +197,7 @@ impl Args {
                 repo: cache.cache_repo,
                 ttl: cache.cache_ttl,
                 dir: cache.cache_dir,
+                dir_given: cache_dir_given,
                 copy_layers: cache.cache_copy_layers,
                 run_layers: cache.cache_run_layers,
                 arch_repo_suffix: cache.arch_cache_repo_suffix,
@@ -443,6 +457,7 @@ pub(crate) mod tests {
                 repo: None,
                 ttl: Duration::from_secs(336 * 3600),
                 dir: PathBuf::from("/cache"),
+                dir_given: false,
                 copy_layers: false,
                 run_layers: true,
                 arch_repo_suffix: None,
@@ -980,17 +995,6 @@ pub(crate) mod tests {
     const UNSUPPORTED_USES: &[(&str, &str)] = &[
         ("--driver=k8s", "driver=k8s"),
         ("--require-native-nodes=false", "require-native-nodes"),
-        ("--cache", "cache"),
-        ("--cache=true", "cache"),
-        ("--cache-repo=ghcr.io/org/cache", "cache-repo"),
-        ("--cache-ttl=168h", "cache-ttl"),
-        ("--cache-dir=/var/cache/kiln", "cache-dir"),
-        ("--cache-copy-layers", "cache-copy-layers"),
-        ("--cache-run-layers=false", "cache-run-layers"),
-        (
-            "--arch-cache-repo-suffix=-${ARCH}",
-            "arch-cache-repo-suffix",
-        ),
         ("--force", "force"),
         ("--secret=id=npmrc,src=/home/me/.npmrc", "secret"),
         ("--namespace=builds", "namespace"),

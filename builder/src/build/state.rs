@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::BuildError;
 use crate::fs::snapshot::Snapshotter;
@@ -143,6 +143,7 @@ impl Blobs<'_> {
                     "creating a root filesystem in",
                     self.work_dir,
                 ))?;
+            info!("unpacking {} layers into a root filesystem", image.layers.len());
             for layer in &image.layers {
                 let path = self.local_path(layer).await?;
                 apply_layer(&path, dir.path())?;

@@ -4,6 +4,9 @@
 //! instead of running anything. RUN needs root (--isolation=chroot), as CI
 //! has.
 
+// Tests fail by panicking, with the value that was wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};
@@ -78,11 +81,7 @@ fn tags(repository: &str) -> Vec<String> {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let mut tags: Vec<String> = json["Tags"]
         .as_array()
-        .map(|t| {
-            t.iter()
-                .map(|t| t.as_str().unwrap().to_string())
-                .collect()
-        })
+        .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
         .unwrap_or_default();
     tags.sort();
     tags
@@ -94,7 +93,8 @@ fn count(haystack: &str, needle: &str) -> usize {
 
 /// Output that differs on every execution: a RUN producing it can only
 /// give the same layer twice by not running the second time.
-const UNIQUE: &str = "cat /proc/sys/kernel/random/uuid 2>/dev/null; echo $RANDOM $$; busybox date +%s%N";
+const UNIQUE: &str =
+    "cat /proc/sys/kernel/random/uuid 2>/dev/null; echo $RANDOM $$; busybox date +%s%N";
 
 async fn build(args: &[String]) -> std::process::Output {
     let output = kiln(args).await;
@@ -142,12 +142,12 @@ async fn a_cached_rebuild_runs_nothing_and_gives_the_same_layers() {
     let log = stderr(&warm);
     assert_eq!(count(&log, "cache hit for RUN"), 2, "{log}");
     assert!(log.contains("2 cache hits, 0 cache misses"), "{log}");
-    assert!(!log.contains("unpacking"), "a fully cached build unpacked: {log}");
-
-    let (a, b) = (
-        layer_digests(&first, None),
-        layer_digests(&second, None),
+    assert!(
+        !log.contains("unpacking"),
+        "a fully cached build unpacked: {log}"
     );
+
+    let (a, b) = (layer_digests(&first, None), layer_digests(&second, None));
     assert_eq!(a.len(), 3);
     assert_eq!(a, b, "the cached rebuild has other layers");
     let files = files(&second);
@@ -223,7 +223,10 @@ async fn after_a_miss_lookups_go_on_and_the_files_of_cached_layers_are_there() {
 async fn copy_layers_are_cached_by_content_with_cache_copy_layers() {
     let (registry, fixtures) = setup().await;
     let ctx = context(
-        &format!("FROM {}\nCOPY app.txt /app/\nRUN ({UNIQUE}) > /after\n", fixtures.index),
+        &format!(
+            "FROM {}\nCOPY app.txt /app/\nRUN ({UNIQUE}) > /after\n",
+            fixtures.index
+        ),
         &[("app.txt", "version 1\n")],
     );
     let run = |tag: &str, copy_layers: bool| {
@@ -284,7 +287,11 @@ async fn platforms_have_their_own_keys_and_with_a_suffix_their_own_repositories(
     };
     // One shared repository: the same instruction on the same content
     // still gets one key per platform.
-    build(&multi("shared", &[&format!("--cache-repo={host}/shared-cache")])).await;
+    build(&multi(
+        "shared",
+        &[&format!("--cache-repo={host}/shared-cache")],
+    ))
+    .await;
     assert_eq!(tags(&format!("{host}/shared-cache")).len(), 2);
 
     // Per-architecture repositories.
@@ -382,7 +389,10 @@ async fn a_cache_repository_without_push_rights_is_a_warning() {
     assert_success(&output);
     let log = stderr(&output);
     assert_eq!(
-        count(&log, &format!("cannot read the cache repository {}/cache", locked.host())),
+        count(
+            &log,
+            &format!("cannot read the cache repository {}/cache", locked.host())
+        ),
         1,
         "{log}"
     );
@@ -470,7 +480,12 @@ async fn cache_dir_keeps_base_layers_so_a_rebuild_downloads_none() {
     // The RUN changes, so the base is unpacked again: from the cache dir.
     let before = proxy.requests().len();
     build(&run("2")).await;
-    assert_eq!(base_downloads(before), 0, "{:?}", &proxy.requests()[before..]);
+    assert_eq!(
+        base_downloads(before),
+        0,
+        "{:?}",
+        &proxy.requests()[before..]
+    );
     assert_eq!(files(&format!("{}/dir:2", registry.host()))["v"].2, "2\n");
 
     // A blob that no longer matches its name is dropped and fetched again.
@@ -513,7 +528,10 @@ async fn cold_and_warm_builds_of_a_run_heavy_dockerfile() {
         warm.as_secs_f64() / cold.as_secs_f64()
     );
     // Eight RUNs sleep 1.6 s in all; a warm build runs none of them.
-    assert!(warm < cold, "warm {warm:?} is not faster than cold {cold:?}");
+    assert!(
+        warm < cold,
+        "warm {warm:?} is not faster than cold {cold:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

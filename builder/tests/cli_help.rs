@@ -73,7 +73,7 @@ fn validation_errors_exit_1_with_one_line() {
         (
             &["--cache=true", "--no-push"],
             &[],
-            "error: flag --cache is not supported yet\n",
+            "error: --cache needs a repository for the cache images: pass --cache-repo=REGISTRY/REPO, or a --destination whose repository gets /cache appended\n",
         ),
         (
             &["--driver=k8s", "--no-push"],

@@ -132,7 +132,10 @@ pub fn source_digests(
             continue;
         }
         use std::os::unix::fs::PermissionsExt;
-        digests.push((named, format!("dir {:o}", meta.permissions().mode() & 0o7777)));
+        digests.push((
+            named,
+            format!("dir {:o}", meta.permissions().mode() & 0o7777),
+        ));
         let start = resolved
             .strip_prefix(root)
             .map(Path::to_path_buf)
@@ -198,7 +201,14 @@ mod tests {
         let paths: Vec<&str> = first.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            ["src", "src/a.txt", "src/link", "src/sub", "src/sub/b.txt", "top.txt"]
+            [
+                "src",
+                "src/a.txt",
+                "src/link",
+                "src/sub",
+                "src/sub/b.txt",
+                "top.txt"
+            ]
         );
         assert_eq!(first[2].1, "symlink a.txt");
         assert_eq!(
@@ -207,8 +217,12 @@ mod tests {
         );
 
         // A new mtime alone changes nothing.
-        let file = File::options().write(true).open(root.join("top.txt")).unwrap();
-        file.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let file = File::options()
+            .write(true)
+            .open(root.join("top.txt"))
+            .unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(digests(root), first);
 
         // Content and mode do.
@@ -218,6 +232,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.join("top.txt"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
-        assert_eq!(digests(root)[5].1, format!("file 600 {}", crate::image::sha256_digest(b"top")));
+        assert_eq!(
+            digests(root)[5].1,
+            format!("file 600 {}", crate::image::sha256_digest(b"top"))
+        );
     }
 }

@@ -29,8 +29,8 @@ use outputs::publish;
 pub use outputs::{
     BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
 };
-pub use state::to_oci_descriptor;
 use stage::{BuildScope, build_stage};
+pub use state::to_oci_descriptor;
 use state::{Blobs, StageImage};
 
 use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
@@ -211,7 +211,9 @@ impl Session {
             cache: cache.as_ref(),
         };
         if scope.cache.is_some() && scope.single_snapshot {
-            warn!("--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache");
+            warn!(
+                "--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache"
+            );
         }
         let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
         for (position, planned) in plan.stages.iter().enumerate() {

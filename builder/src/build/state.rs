@@ -143,7 +143,10 @@ impl Blobs<'_> {
                     "creating a root filesystem in",
                     self.work_dir,
                 ))?;
-            info!("unpacking {} layers into a root filesystem", image.layers.len());
+            info!(
+                "unpacking {} layers into a root filesystem",
+                image.layers.len()
+            );
             for layer in &image.layers {
                 let path = self.local_path(layer).await?;
                 apply_layer(&path, dir.path())?;

@@ -36,16 +36,19 @@ pub enum CacheError {
     #[error("cache repository {repository} is not a valid image name: {source}")]
     Repository {
         repository: String,
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("looking up cache key {key}: {source}")]
-    Lookup { key: String, source: RegistryError },
+    Lookup {
+        key: String,
+        source: Box<RegistryError>,
+    },
     #[error("cache image {reference} is not usable: {message}")]
     Invalid { reference: String, message: String },
     #[error("pushing to cache repository {repository}: {source}")]
     Push {
         repository: String,
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("{0}")]
     Other(String),
@@ -161,7 +164,7 @@ impl PlatformCache {
             Ok(Lookup::Hit(step)) => {
                 self.hits.fetch_add(1, Ordering::SeqCst);
                 info!("cache hit for {what} (key {})", key::key_tag(key));
-                return Some(step);
+                return Some(*step);
             }
             Ok(Lookup::Miss) => info!("cache miss for {what} (key {})", key::key_tag(key)),
             Ok(Lookup::Expired { created }) => info!(

@@ -41,10 +41,12 @@ pub struct CachedStep {
 /// What a lookup found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
-    Hit(CachedStep),
+    Hit(Box<CachedStep>),
     Miss,
     /// There, but older than `--cache-ttl`: a miss that is pushed again.
-    Expired { created: Option<String> },
+    Expired {
+        created: Option<String>,
+    },
 }
 
 /// The reference of `key`'s cache image in `repository`.
@@ -52,7 +54,7 @@ pub fn cache_reference(repository: &str, key: &str) -> Result<Reference, CacheEr
     let text = format!("{repository}:{}", key_tag(key));
     parse_reference(&text).map_err(|source| CacheError::Repository {
         repository: repository.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -70,7 +72,12 @@ pub async fn lookup(
     {
         Ok(found) => found,
         Err(error) if error.is_not_found() => return Ok(Lookup::Miss),
-        Err(error) => return Err(CacheError::Lookup { key: key.to_string(), source: error }),
+        Err(error) => {
+            return Err(CacheError::Lookup {
+                key: key.to_string(),
+                source: Box::new(error),
+            });
+        }
     };
     let invalid = |message: String| CacheError::Invalid {
         reference: tagged.whole(),
@@ -78,14 +85,14 @@ pub async fn lookup(
     };
     let manifest = parse_manifest(&bytes, Some(&media_type)).map_err(|e| invalid(e.to_string()))?;
     let source = tagged.clone_with_digest(digest);
-    let config_descriptor = crate::build::to_oci_descriptor(&manifest.config)
-        .map_err(|e| invalid(e.to_string()))?;
+    let config_descriptor =
+        crate::build::to_oci_descriptor(&manifest.config).map_err(|e| invalid(e.to_string()))?;
     let config_bytes = registry
         .fetch_blob_bytes(&source, &config_descriptor, Access::Push)
         .await
         .map_err(|source| CacheError::Lookup {
             key: key.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let config = parse_config(&config_bytes).map_err(|e| invalid(e.to_string()))?;
     decide(&manifest.layers, &config, platform, ttl, now)
@@ -94,12 +101,12 @@ pub async fn lookup(
                 layer,
                 created_by,
                 comment,
-            } => Lookup::Hit(CachedStep {
+            } => Lookup::Hit(Box::new(CachedStep {
                 source,
                 layer,
                 created_by,
                 comment,
-            }),
+            })),
             Decision::Expired { created } => Lookup::Expired { created },
         })
         .map_err(invalid)
@@ -107,6 +114,8 @@ pub async fn lookup(
 
 /// What a cache image's manifest layers and config say, decided without
 /// I/O.
+// Short-lived and returned once per lookup: boxing the hit buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Decision {
     Hit {
@@ -220,7 +229,7 @@ pub async fn store(
     let target = cache_reference(repository, &step.key)?;
     let push_err = |source| CacheError::Push {
         repository: repository.to_string(),
-        source,
+        source: Box::new(source),
     };
     let (config, manifest) = cache_image(step)?;
     if let Some((path, descriptor, _)) = &step.layer {
@@ -287,7 +296,13 @@ mod tests {
         let (config, manifest) = cache_image(step).unwrap();
         let manifest = parse_manifest(&manifest.bytes, None).unwrap();
         let config = parse_config(&config.bytes).unwrap();
-        decide(&manifest.layers, &config, &platform.parse().unwrap(), HOUR, now)
+        decide(
+            &manifest.layers,
+            &config,
+            &platform.parse().unwrap(),
+            HOUR,
+            now,
+        )
     }
 
     #[test]

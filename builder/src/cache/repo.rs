@@ -77,7 +77,15 @@ mod tests {
     #[test]
     fn repositories() {
         let dests = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let table: &[(Option<&str>, &[&str], Option<&str>, &str, Result<&str, RepoError>)] = &[
+        // (--cache-repo, destinations, suffix, platform, repository)
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a [&'a str],
+            Option<&'a str>,
+            &'a str,
+            Result<&'a str, RepoError>,
+        );
+        let table: &[Case] = &[
             (
                 None,
                 &["127.0.0.1:5000/team/app:1.0", "other/app:2"],

@@ -310,7 +310,8 @@ pub struct PlatformArgs {
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct CacheArgs {
-    /// Reuse layers from earlier builds, stored in --cache-repo.
+    /// Reuse RUN layers (and COPY/ADD layers with --cache-copy-layers) from earlier builds,
+    /// stored in --cache-repo; new layers are pushed there.
     #[arg(
         long,
         value_name = "BOOL",
@@ -332,7 +333,9 @@ pub struct CacheArgs {
     #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 
-    /// Local directory of cached base images, consulted before pulling.
+    /// Directory of layer blobs (base images' and cached ones) kept between builds by digest and
+    /// checked against it when read, so a rebuild does not download them again. Used when
+    /// given, or with --cache when the default directory exists.
     #[arg(long, value_name = "DIR", default_value = "/cache")]
     pub cache_dir: PathBuf,
 
@@ -362,8 +365,8 @@ pub struct CacheArgs {
     )]
     pub cache_run_layers: bool,
 
-    /// Suffix for a per-architecture cache repository; `${ARCH}` becomes the architecture, e.g.
-    /// `-${ARCH}` gives `…/cache-arm64`.
+    /// Suffix for a per-architecture cache repository; `${ARCH}`, `${OS}` and `${VARIANT}` become
+    /// the platform's, e.g. `-${ARCH}` gives `…/cache-arm64`.
     #[arg(long, value_name = "SUFFIX")]
     pub arch_cache_repo_suffix: Option<String>,
 }

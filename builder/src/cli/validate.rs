@@ -584,6 +584,31 @@ pub(crate) mod tests {
                 &[
                     "kiln",
                     "--no-push",
+                    "--cache",
+                    "--cache-repo=127.0.0.1:5000/cache",
+                    "--cache-ttl=2h30m",
+                    "--cache-dir=/var/cache/kiln",
+                    "--cache-copy-layers",
+                    "--cache-run-layers=false",
+                    "--arch-cache-repo-suffix=-${ARCH}",
+                ],
+                |o| {
+                    o.cache = CacheOptions {
+                        enabled: true,
+                        repo: Some("127.0.0.1:5000/cache".into()),
+                        ttl: Duration::from_secs(9000),
+                        dir: PathBuf::from("/var/cache/kiln"),
+                        dir_given: true,
+                        copy_layers: true,
+                        run_layers: false,
+                        arch_repo_suffix: Some("-${ARCH}".into()),
+                    };
+                },
+            ),
+            (
+                &[
+                    "kiln",
+                    "--no-push",
                     "--target=build",
                     "--skip-unused-stages",
                 ],
@@ -975,6 +1000,20 @@ pub(crate) mod tests {
             (
                 &["kiln"],
                 "no --destination given: pass --destination=<image>, or --no-push",
+            ),
+            (
+                &["kiln", "--no-push", "--cache"],
+                "--cache needs a repository for the cache images: pass --cache-repo=REGISTRY/REPO, or a --destination whose repository gets /cache appended",
+            ),
+            (
+                &[
+                    "kiln",
+                    "-d=r/app",
+                    "--cache",
+                    "--multi-platform=linux/amd64,linux/arm64",
+                    "--arch-cache-repo-suffix=-${CPU}",
+                ],
+                "--arch-cache-repo-suffix=-${CPU}: unknown variable ${CPU}; use ${ARCH}, ${OS} or ${VARIANT}",
             ),
             (
                 &["kiln", "--no-push=false"],

@@ -557,3 +557,110 @@ async fn credentials_for_the_cache_repository_are_used() {
     assert!(log.contains("1 cache hits, 0 cache misses"), "{log}");
     assert!(!log.contains("WARN"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stages_built_from_cached_layers_and_empty_results_are_cached() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {} AS builder\nRUN mkdir /out && ({UNIQUE}) > /out/unique\nRUN true\n\
+             FROM builder AS tested\nRUN test -s /out/unique\n\
+             FROM {}\nCOPY --from=tested /out/unique /unique\n",
+            fixtures.index, fixtures.index
+        ),
+        &[],
+    );
+    let host = registry.host();
+    let run = |tag: &str, extra: &[&str]| {
+        let mut args = vec![
+            context_arg(ctx.path()),
+            format!("--destination={host}/stages:{tag}"),
+            "--cache".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let log = stderr(&build(&run("1", &[])).await);
+    assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
+    // `RUN true` and `RUN test …` change no files: cache images without a
+    // layer, hits all the same.
+    let log = stderr(&build(&run("2", &[])).await);
+    assert!(log.contains("3 cache hits, 0 cache misses"), "{log}");
+    // The COPY --from needs the builder's files: its base and cached layer
+    // are unpacked for it, once.
+    assert_eq!(count(&log, "unpacking 2 layers"), 1, "{log}");
+    assert_eq!(
+        files(&format!("{host}/stages:1"))["unique"],
+        files(&format!("{host}/stages:2"))["unique"]
+    );
+    let history = config_of(&format!("{host}/stages:2"))["history"].clone();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["created_by"] != "RUN true"),
+        "the final stage has no history of the builder: {history}"
+    );
+
+    // Another layer compression is another key: a zstd layer never lands
+    // in a gzip build or the other way round.
+    let log = stderr(&build(&run("3", &["--compression=zstd"])).await);
+    assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_arm64_build_never_receives_the_amd64_layer_of_the_same_run() {
+    let arm64: kiln_builder::platform::Platform = "linux/arm64".parse().unwrap();
+    if let Err(err) = kiln_builder::run::emulation::find_interpreter(
+        std::path::Path::new(kiln_builder::run::emulation::BINFMT_MISC_DIR),
+        &arm64,
+    ) {
+        panic!(
+            "this test runs arm64 code under qemu-user and the kernel cannot: {err}. \
+             scripts/setup.sh registers qemu-user-static (as root)"
+        );
+    }
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN uname -m > /arch && ({UNIQUE}) > /unique\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let host = registry.host();
+    // One repository for both platforms: only the keys keep them apart.
+    let run = |tag: &str| {
+        vec![
+            context_arg(ctx.path()),
+            format!("--destination={host}/arch:{tag}"),
+            "--multi-platform=linux/amd64,linux/arm64".to_string(),
+            "--publish-index".to_string(),
+            "--emulation=qemu".to_string(),
+            "--cache".to_string(),
+            format!("--cache-repo={host}/shared-cache"),
+        ]
+    };
+    build(&run("1")).await;
+    assert_eq!(tags(&format!("{host}/shared-cache")).len(), 2);
+    let log = stderr(&build(&run("2")).await);
+    assert_eq!(count(&log, "1 cache hits, 0 cache misses"), 2, "{log}");
+    let file = |tag: &str, arch: &str, path: &str| {
+        support::kiln::layers_for(&format!("{host}/arch:{tag}"), Some(arch))
+            .into_iter()
+            .rev()
+            .find_map(|layer| layer.get(path).map(|entry| entry.4.clone()))
+            .unwrap_or_else(|| panic!("{path} not in {tag} for {arch}"))
+    };
+    assert_eq!(file("2", "amd64", "arch"), "x86_64\n");
+    assert_eq!(file("2", "arm64", "arch"), "aarch64\n");
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(
+            file("1", arch, "unique"),
+            file("2", arch, "unique"),
+            "{arch}"
+        );
+    }
+    assert_ne!(file("2", "amd64", "unique"), file("2", "arm64", "unique"));
+}

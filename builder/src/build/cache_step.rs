@@ -17,15 +17,22 @@ use crate::platform::Platform;
 /// The key of `instruction` applied on top of `image`: its parent is the
 /// key before it. The text is the instruction as written plus its parsed
 /// form, which carries what the text leaves out (here-document bodies,
-/// `--mount`s); the variables it expands are inputs through `vars`.
+/// `--mount`s); the variables it expands are inputs through `vars`. The
+/// layer compression is part of it too: a zstd layer from another build
+/// must not end up in a build that writes gzip (Docker manifests cannot
+/// carry zstd).
 pub fn step_key(
+    scope: &BuildScope<'_>,
     platform: &Platform,
     image: &StageImage,
     instruction: &Instruction,
     vars: &StageVars,
     files: &[(String, String)],
 ) -> String {
-    let text = format!("{}\n{:?}", instruction.text, instruction.kind);
+    let text = format!(
+        "{}\n{:?}\nlayers: {:?}",
+        instruction.text, instruction.kind, scope.compression
+    );
     let args = vars.run_args();
     cache_key(&KeyInputs {
         platform,

@@ -60,7 +60,7 @@ pub async fn run_step(
     // Looked up before anything is unpacked: a hit needs no files.
     let key = scope
         .cache
-        .map(|_| step_key(platform, image, instruction, vars, &[]));
+        .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
     let cache = scope
         .cache
         .filter(|cache| cache.run_layers() && !scope.single_snapshot);

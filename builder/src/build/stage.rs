@@ -235,7 +235,7 @@ async fn run_instruction(
     // Metadata instructions are never cached (they cost nothing) but they
     // are links of the key chain: what follows depends on them.
     if scope.cache.is_some() && is_metadata {
-        image.cache_key = step_key(platform, image, instruction, vars, &[]);
+        image.cache_key = step_key(scope, platform, image, instruction, vars, &[]);
     }
     let config = &mut image.config;
     let created = scope.created();
@@ -440,7 +440,7 @@ async fn copy_instruction(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let files = source_digests(scope.context_root, scope.ignore, &patterns)?;
-        let key = step_key(platform, image, instruction, vars, &files);
+        let key = step_key(scope, platform, image, instruction, vars, &files);
         if cache.copy_layers()
             && !scope.single_snapshot
             && let Some(step) = cache.lookup(&key, platform, &instruction.text).await
@@ -580,7 +580,14 @@ async fn copy_instruction(
         apply_layer(&layer.path, &rootfs)?;
         image.cache_key = match key_before {
             Some(key) => key,
-            None => after_the_fact_key(platform, image, instruction, vars, Some(&layer.diff_id)),
+            None => after_the_fact_key(
+                scope,
+                platform,
+                image,
+                instruction,
+                vars,
+                Some(&layer.diff_id),
+            ),
         };
         std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
         image
@@ -607,7 +614,8 @@ async fn copy_instruction(
             }
             None => {
                 let diff_id = layer.as_ref().map(|l| l.diff_id.as_str());
-                image.cache_key = after_the_fact_key(platform, image, instruction, vars, diff_id);
+                image.cache_key =
+                    after_the_fact_key(scope, platform, image, instruction, vars, diff_id);
             }
         }
     }
@@ -629,6 +637,7 @@ async fn copy_instruction(
 /// The key of a COPY/ADD whose sources were only known by copying them:
 /// the layer it wrote stands for the files (no layer: nothing copied).
 fn after_the_fact_key(
+    scope: &BuildScope<'_>,
     platform: &Platform,
     image: &StageImage,
     instruction: &Instruction,
@@ -639,7 +648,7 @@ fn after_the_fact_key(
         "(layer)".to_string(),
         diff_id.unwrap_or("(none)").to_string(),
     )];
-    step_key(platform, image, instruction, vars, &files)
+    step_key(scope, platform, image, instruction, vars, &files)
 }
 
 /// Writes `plan` as the instruction's layer, stores it and records it in

@@ -186,6 +186,43 @@ async fn two_platforms_run_natively_and_under_qemu() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dry_run_says_which_platform_runs_under_emulation() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nRUN uname -m\n", fixtures.index), &[]);
+    let args = |emulation: &str| {
+        vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/dry:1", registry.host()),
+            "--multi-platform=linux/amd64,linux/arm64".to_string(),
+            format!("--emulation={emulation}"),
+            "--dry-run".to_string(),
+        ]
+    };
+    let output = kiln(&args("qemu")).await;
+    assert_success(&output);
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("linux/amd64: runs here\n"), "{plan}");
+    assert!(
+        plan.contains(
+            "linux/arm64/v8: runs here, RUN for linux/arm64/v8 under qemu-user emulation \
+             (qemu-aarch64)\n"
+        ),
+        "{plan}"
+    );
+    let output = kiln(&args("none")).await;
+    assert_success(&output);
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        plan.contains(
+            "linux/arm64/v8: needs native execution (Dockerfile:2 `RUN uname -m`): \
+             --driver=k8s or --emulation=qemu\n"
+        ),
+        "{plan}"
+    );
+    assert!(!tag_exists(&format!("{}/dry:1", registry.host())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn kiln_emulation_from_the_environment() {
     let (registry, fixtures) = setup().await;
     let ctx = context(
@@ -286,6 +323,23 @@ async fn a_foreign_architecture_without_an_interpreter_is_refused() {
             "install qemu-user-static and register qemu-{qemu_target} with the F flag"
         )) && message.contains("or build on native nodes with --driver=k8s"),
         "{message}"
+    );
+    // --dry-run checks the same and fails the same way.
+    let dry = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/refused:1", registry.host()),
+        format!("--multi-platform=linux/amd64,linux/arm64,{unregistered}"),
+        "--emulation=qemu".to_string(),
+        "--dry-run".to_string(),
+    ])
+    .await;
+    assert!(!dry.status.success());
+    assert!(
+        stderr(&dry).contains(&format!(
+            "no qemu-user interpreter for {unregistered} is registered in binfmt_misc"
+        )),
+        "{}",
+        stderr(&dry)
     );
     // Refused before any work: not even the platforms that could build
     // were pushed.

@@ -12,7 +12,9 @@ use crate::dockerfile::Base;
 use crate::platform::Platform;
 use crate::registry::parse_reference;
 
-use super::local::foreign_run;
+use crate::cli::options::Emulation;
+
+use super::local::{foreign_run, refuse_foreign};
 
 /// Checks what a build of `options` needs and returns the plan as text.
 pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
@@ -29,10 +31,28 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
         "plan for {} platform(s) on a {host} machine:",
         platforms.len()
     );
+    // With --emulation, a missing interpreter fails the dry run as it
+    // would fail the build.
+    let emulated = if options.multi_platform.emulation == Emulation::None {
+        Vec::new()
+    } else {
+        refuse_foreign(&session, options, &platforms)?
+    };
     for platform in &platforms {
         let (_, plan) = session.plan(options, platform)?;
+        let under_qemu: Vec<String> = emulated
+            .iter()
+            .filter(|e| &e.platform == platform)
+            .map(|e| {
+                format!(
+                    "RUN for {} under qemu-user emulation ({})",
+                    e.runs_for, e.interpreter.entry
+                )
+            })
+            .collect();
         let native = match foreign_run(&session, options, platform, &host)? {
             None => "runs here".to_string(),
+            Some(_) if !under_qemu.is_empty() => format!("runs here, {}", under_qemu.join(", ")),
             Some(foreign) => format!(
                 "needs native execution (Dockerfile:{} `{}`): --driver=k8s or --emulation=qemu",
                 foreign.line, foreign.instruction

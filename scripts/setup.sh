@@ -32,8 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # qemu-user interpreters registered with binfmt_misc (fix-binary), for
-# --emulation=qemu and the tests that run arm64 code.
-"$(dirname "$0")/binfmt.sh"
+# --emulation=qemu and the tests that run arm64 code. Where the kernel
+# refuses (no root, a container without the mount), the rest of the set-up
+# still runs and those tests fail saying why.
+binfmt=("$(dirname "$0")/binfmt.sh")
+[ "$(id -u)" -eq 0 ] || binfmt=(sudo "${binfmt[@]}")
+if ! "${binfmt[@]}"; then
+  echo "setup: WARNING: qemu-user interpreters are not registered; builder/tests/run_emulation.rs will fail" >&2
+fi
 
 # An arm64 busybox for the test fixtures' linux/arm64 image: Debian's own
 # busybox-static for arm64, at the version of the host's amd64 one when

@@ -14,6 +14,7 @@ packages=(
   python3           # free ports and the HTTPS file server in tests
   curl              # readiness checks of the loopback registry
   golang-github-moby-patternmatcher-dev  # reference behaviour for .dockerignore
+  etcd-server       # the e2e control plane's store (its apiserver is built from source)
 )
 
 missing=()
@@ -84,8 +85,11 @@ if [ ! -x "$arm64_dir/busybox" ] || [ "$(cat "$arm64_dir/host-version" 2>/dev/nu
   echo "setup: arm64 busybox $(cat "$arm64_dir/version") cached in $arm64_dir" >&2
 fi
 
-# The registry package starts a system service on :5000; tests start their
-# own instances on free loopback ports, so the shared one is not wanted.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
-  systemctl stop docker-registry || true
-fi
+# The registry and etcd packages start system services (:5000, :2379);
+# tests start their own instances on free loopback ports, so the shared
+# ones are not wanted.
+for service in docker-registry etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the pinned deployment tools (helm, kustomize) with `go install`
-# into a cache outside the repository, one directory per tool and version:
+# Installs the pinned deployment and test-cluster tools (helm, kustomize,
+# kwok, and kube-apiserver, kube-controller-manager, kube-scheduler and
+# kubectl as one "kubernetes" tool) with the Go toolchain into a cache
+# outside the repository, one directory per tool and version:
 #
 #   ${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}/<name>-<version>/bin
 #
@@ -11,14 +13,19 @@
 #   PATH="$(scripts/tools.sh):$PATH"
 #
 # Arguments name the tools to install (default: all). Progress goes to stderr.
-# Needs Go >= 1.24 (what helm and kustomize at these versions declare) and
-# the Go module proxy; a cold helm build takes a few minutes.
+# Needs Go >= 1.24 (what these versions declare) and the Go module proxy; a
+# cold helm build takes a few minutes, a cold kubernetes build far longer
+# (all four binaries share one build, run under `nice`).
 set -euo pipefail
 
 HELM_VERSION=v3.19.5
 KUSTOMIZE_VERSION=v5.8.1
 # Minor of the k8s.io/* modules helm $HELM_VERSION is built with (its go.mod).
 HELM_KUBE_MINOR=34
+# The e2e control plane: the same minor as the k8s.io modules helm uses, so
+# the module downloads are shared.
+KUBERNETES_VERSION=v1.34.2
+KWOK_VERSION=v0.7.0
 
 tools_dir=${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}
 
@@ -44,7 +51,7 @@ install_tool() {
   tmp=$(mktemp -d "$tools_dir/.$name-$version.XXXXXX")
   local start=$SECONDS
   if ! GOBIN="$tmp/bin" GOFLAGS="${GOFLAGS:-} -trimpath" CGO_ENABLED=0 \
-    go install "$@" "$package@$version" >&2; then
+    nice -n 10 go install "$@" "$package@$version" >&2; then
     rm -rf "$tmp"
     echo "tools: building $name $version failed" >&2
     return 1
@@ -57,7 +64,129 @@ install_tool() {
   printf '%s\n' "$dir/bin"
 }
 
+# The Kubernetes version variables `kubectl version`, the apiserver's
+# /version and helm's capability checks read (as the upstream build stamps
+# them).
+kube_version_ldflags() {
+  local version=$1 minor
+  minor=${version#v1.}
+  minor=${minor%%.*}
+  local pkg flags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  printf '%s' "$flags"
+}
+
+# k8s.io/kubernetes is not `go install`able: its go.mod points every
+# k8s.io/* staging module at a directory inside its own repository and
+# requires them at v0.0.0. A throw-away wrapper module requires it and
+# replaces each staging module with the published v0.<minor>.<patch> of the
+# same release, then builds the commands from the module cache.
+install_kubernetes() {
+  local version=$KUBERNETES_VERSION
+  local dir="$tools_dir/kubernetes-$version"
+  local binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local complete=1 b
+  for b in "${binaries[@]}"; do
+    [ -x "$dir/bin/$b" ] || complete=0
+  done
+  if [ $complete -eq 1 ]; then
+    printf '%s\n' "$dir/bin"
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || {
+    echo "tools: go is not installed; it is needed to build kubernetes $version" >&2
+    return 1
+  }
+  echo "tools: building kubernetes $version (${binaries[*]}) from the Go module proxy" >&2
+  mkdir -p "$tools_dir"
+  local tmp
+  tmp=$(mktemp -d "$tools_dir/.kubernetes-$version.XXXXXX")
+  local start=$SECONDS
+  if ! build_kubernetes "$version" "$tmp" "${binaries[@]}" >&2; then
+    rm -rf "$tmp"
+    echo "tools: building kubernetes $version failed" >&2
+    return 1
+  fi
+  rm -rf "$tmp/src"
+  if ! mv -T "$tmp" "$dir" 2>/dev/null; then
+    rm -rf "$tmp"
+  fi
+  echo "tools: kubernetes $version built in $((SECONDS - start))s into $dir/bin" >&2
+  printf '%s\n' "$dir/bin"
+}
+
+# build_kubernetes <version> <out dir> <command names...>
+build_kubernetes() {
+  local version=$1 out=$2
+  shift 2
+  local staging_version="v0.${version#v1.}"
+  local src="$out/src"
+  mkdir -p "$src" "$out/bin"
+  local gomod
+  gomod=$(cd "$src" && go mod download -json "k8s.io/kubernetes@$version" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -n "$gomod" ] && [ -f "$gomod" ] || {
+    echo "tools: could not download k8s.io/kubernetes@$version from the Go module proxy" >&2
+    return 1
+  }
+  local go_directive
+  go_directive=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")
+  {
+    echo "module kiln.invalid/kubernetes-build"
+    echo
+    echo "go ${go_directive:-1.24.0}"
+    echo
+    echo "require k8s.io/kubernetes $version"
+    echo
+    echo "replace ("
+    # Every `k8s.io/<name> => ./staging/src/k8s.io/<name>` of upstream's go.mod.
+    sed -n 's|^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*$|\1|p' "$gomod" |
+      while read -r module; do
+        echo "	$module => $module $staging_version"
+      done
+    echo ")"
+  } >"$src/go.mod"
+  local packages=() b
+  {
+    echo "//go:build tools"
+    echo
+    echo "// Package tools pins the commands this module builds."
+    echo "package tools"
+    echo
+    echo "import ("
+    for b in "$@"; do
+      echo "	_ \"k8s.io/kubernetes/cmd/$b\""
+      packages+=("k8s.io/kubernetes/cmd/$b")
+    done
+    echo ")"
+  } >"$src/tools.go"
+  (
+    cd "$src"
+    go mod tidy
+    CGO_ENABLED=0 nice -n 10 go build -trimpath \
+      -ldflags "-s -w $(kube_version_ldflags "$version")" \
+      -o "$out/bin/" "${packages[@]}"
+  )
+}
+
 install_one() {
+  # Two test binaries starting clusters at once on a cold cache would build
+  # the same tool twice over on a machine with few cores: the second waits
+  # for the first and then finds the binary.
+  mkdir -p "$tools_dir"
+  local lock
+  exec {lock}>"$tools_dir/.$1.lock"
+  flock "$lock"
+  install_one_locked "$1"
+  local status=$?
+  exec {lock}>&-
+  return $status
+}
+
+install_one_locked() {
   case $1 in
   helm)
     # Stamped at link time as helm's own Makefile does: the version helm
@@ -74,8 +203,15 @@ install_one() {
     install_tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 \
       -ldflags "-s -w"
     ;;
+  kwok)
+    install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
+      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+    ;;
+  kubernetes)
+    install_kubernetes
+    ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes)" >&2
     return 2
     ;;
   esac

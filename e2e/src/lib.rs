@@ -1,2 +1,7 @@
 //! End-to-end harness: a control plane built from source, kwok nodes and a
-//! pod runner. Filled by the e2e issue.
+//! pod runner.
+//!
+//! [`cluster::Cluster`] starts kube-apiserver, kube-controller-manager,
+//! kube-scheduler, etcd and kwok on loopback (see `e2e/cluster/up.sh`).
+
+pub mod cluster;

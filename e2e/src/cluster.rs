@@ -1,0 +1,454 @@
+//! A real Kubernetes control plane on loopback for end-to-end tests.
+//!
+//! The processes are started and stopped by `e2e/cluster/up.sh` and
+//! `down.sh` (usable by hand as well); this module runs those scripts,
+//! reads what they report and hands out clients. `up.sh` builds the
+//! Kubernetes binaries through `scripts/tools.sh` when they are not cached,
+//! so a test on a fresh machine builds them rather than being skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Config};
+use tokio::sync::OnceCell;
+
+/// The fake nodes `up.sh` creates: name and architecture.
+pub const DEFAULT_NODES: [(&str, &str); 3] = [
+    ("kiln-e2e-amd64-1", "amd64"),
+    ("kiln-e2e-amd64-2", "amd64"),
+    ("kiln-e2e-arm64-1", "arm64"),
+];
+
+/// How long a fake node may take to be reported Ready by kwok.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the service-account controller may take to create `default`.
+const NAMESPACE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("could not run {script}: {source}; is bash installed?")]
+    Spawn {
+        script: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{script} failed ({status}); its last output:\n{output}\nthe component logs are kept in {state_dir}/logs"
+    )]
+    Script {
+        script: PathBuf,
+        status: std::process::ExitStatus,
+        output: String,
+        state_dir: PathBuf,
+    },
+    #[error("{script} did not report {key} (its output: {output:?}); has the script changed?")]
+    MissingOutput {
+        script: PathBuf,
+        key: &'static str,
+        output: String,
+    },
+    #[error("could not create a state directory for the cluster under {dir}: {source}")]
+    StateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not read the cluster's kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("could not build a client from kubeconfig {path}: {source}")]
+    Client {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{what} failed against the e2e cluster: {source}")]
+    Api { what: String, source: kube::Error },
+    #[error("watching for {what} failed: {source}")]
+    Watch {
+        what: String,
+        source: kube::runtime::wait::Error,
+    },
+    #[error(
+        "{what} did not happen within {seconds}s; the component logs are in the cluster's state directory (logs/)"
+    )]
+    Timeout { what: String, seconds: u64 },
+    #[error("the shared e2e cluster could not be started: {0}")]
+    Shared(String),
+}
+
+/// What `up.sh` prints on stdout once the cluster is usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpReport {
+    pub kubeconfig: PathBuf,
+    pub api_url: String,
+    pub state_dir: PathBuf,
+    pub kube_bin: PathBuf,
+}
+
+/// Parses `up.sh`'s `KEY=value` lines; other lines are ignored.
+pub fn parse_up_report(script: &Path, stdout: &str) -> Result<UpReport, ClusterError> {
+    let values: BTreeMap<&str, &str> = stdout
+        .lines()
+        .filter_map(|line| line.trim_end().split_once('='))
+        .collect();
+    let get = |key: &'static str| {
+        values
+            .get(key)
+            .filter(|value| !value.is_empty())
+            .map(|value| value.to_string())
+            .ok_or_else(|| ClusterError::MissingOutput {
+                script: script.to_path_buf(),
+                key,
+                output: stdout.to_string(),
+            })
+    };
+    Ok(UpReport {
+        kubeconfig: PathBuf::from(get("KUBECONFIG")?),
+        api_url: get("API_URL")?,
+        state_dir: PathBuf::from(get("STATE_DIR")?),
+        kube_bin: PathBuf::from(get("KUBE_BIN")?),
+    })
+}
+
+/// The last `lines` lines of a script's output, for an error message.
+fn tail(output: &str, lines: usize) -> String {
+    let all: Vec<&str> = output.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
+}
+
+/// A running control plane. Stopped (every process killed, its state
+/// directory removed) by [`Cluster::stop`] or on drop; if neither happens —
+/// the process is killed, or the cluster lives in a `static` — a watchdog
+/// started by `up.sh` stops it when this process exits.
+#[derive(Debug)]
+pub struct Cluster {
+    report: UpReport,
+    stopped: bool,
+}
+
+static SHARED: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
+
+impl Cluster {
+    /// Starts a cluster of its own with the default fake nodes (two
+    /// linux/amd64, one linux/arm64), building the binaries first if they
+    /// are not cached.
+    pub async fn start() -> Result<Cluster, ClusterError> {
+        let parent = std::env::temp_dir();
+        let state_dir = tempfile::Builder::new()
+            .prefix("kiln-e2e-cluster-")
+            .tempdir_in(&parent)
+            .map_err(|source| ClusterError::StateDir {
+                dir: parent.clone(),
+                source,
+            })?
+            // down.sh removes it, also when the watchdog runs it after this
+            // process is gone.
+            .keep();
+        let script = scripts_dir().join("up.sh");
+        let output = tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg(&state_dir)
+            .env("KILN_E2E_OWNER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| ClusterError::Spawn {
+                script: script.clone(),
+                source,
+            })?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(ClusterError::Script {
+                script,
+                status: output.status,
+                output: tail(&stderr, 30),
+                state_dir,
+            });
+        }
+        tracing::info!("{}", tail(&stderr, 1));
+        let report = parse_up_report(&script, &stdout)?;
+        Ok(Cluster {
+            report,
+            stopped: false,
+        })
+    }
+
+    /// One cluster for the whole test binary, started by the first test
+    /// that asks and stopped by the watchdog when the binary exits. Tests
+    /// sharing it should keep to namespaces of their own
+    /// ([`Cluster::create_namespace`]) and make a client per test
+    /// ([`Cluster::client`]): a client belongs to the runtime that made it.
+    pub async fn shared() -> Result<&'static Cluster, ClusterError> {
+        let cluster = SHARED
+            .get_or_init(|| async { Cluster::start().await.map_err(|error| error.to_string()) })
+            .await;
+        cluster
+            .as_ref()
+            .map_err(|message| ClusterError::Shared(message.clone()))
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.report.kubeconfig
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn api_url(&self) -> &str {
+        &self.report.api_url
+    }
+
+    /// Where certificates, logs and etcd's data live while it runs.
+    pub fn state_dir(&self) -> &Path {
+        &self.report.state_dir
+    }
+
+    /// The cluster CA's certificate (also in the kubeconfig).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.report.state_dir.join("pki/ca.crt")
+    }
+
+    /// The directory holding kube-apiserver, kubectl, ….
+    pub fn kube_bin(&self) -> &Path {
+        &self.report.kube_bin
+    }
+
+    pub fn kubectl(&self) -> PathBuf {
+        self.report.kube_bin.join("kubectl")
+    }
+
+    /// A `kubectl --kubeconfig=<admin>` command, ready for arguments.
+    pub fn kubectl_command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(self.kubectl());
+        command.arg(format!("--kubeconfig={}", self.kubeconfig().display()));
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// A client with cluster-admin rights (group `system:masters`).
+    pub async fn client(&self) -> Result<Client, ClusterError> {
+        let path = self.kubeconfig().to_path_buf();
+        let kubeconfig =
+            Kubeconfig::read_from(&path).map_err(|source| ClusterError::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+        Client::try_from(config).map_err(|source| ClusterError::Client {
+            path,
+            source: Box::new(source),
+        })
+    }
+
+    /// Adds a fake `linux/<arch>` node (labelled as a kubelet labels its
+    /// node) and waits until kwok reports it Ready.
+    pub async fn add_node(&self, name: &str, arch: &str) -> Result<(), ClusterError> {
+        self.add_node_with_os(name, arch, "linux").await
+    }
+
+    pub async fn add_node_with_os(
+        &self,
+        name: &str,
+        arch: &str,
+        os: &str,
+    ) -> Result<(), ClusterError> {
+        let script = scripts_dir().join("add-node.sh");
+        let output = tokio::process::Command::new("bash")
+            .arg(&script)
+            .args([
+                self.state_dir().as_os_str(),
+                name.as_ref(),
+                arch.as_ref(),
+                os.as_ref(),
+            ])
+            .env("KUBECTL", self.kubectl())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| ClusterError::Spawn {
+                script: script.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ClusterError::Script {
+                script,
+                status: output.status,
+                output: tail(&String::from_utf8_lossy(&output.stderr), 30),
+                state_dir: self.state_dir().to_path_buf(),
+            });
+        }
+        let client = self.client().await?;
+        wait_for(
+            Api::<Node>::all(client),
+            name,
+            is_node_ready(),
+            NODE_READY_TIMEOUT,
+            &format!("fake node {name} ({os}/{arch}) becoming Ready"),
+        )
+        .await
+    }
+
+    /// Creates a namespace `<prefix>-<n>` and waits for its `default`
+    /// service account, without which the apiserver refuses pods.
+    pub async fn create_namespace(
+        &self,
+        client: &Client,
+        prefix: &str,
+    ) -> Result<String, ClusterError> {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{prefix}-")),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let created = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .map_err(|source| ClusterError::Api {
+                what: format!("creating a namespace named {prefix}-…"),
+                source,
+            })?;
+        let name = created.metadata.name.unwrap_or_default();
+        wait_for(
+            Api::<ServiceAccount>::namespaced(client.clone(), &name),
+            "default",
+            |account: Option<&ServiceAccount>| account.is_some(),
+            NAMESPACE_READY_TIMEOUT,
+            &format!("service account default appearing in namespace {name}"),
+        )
+        .await?;
+        Ok(name)
+    }
+
+    /// Stops every process of the cluster and removes its state directory.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let script = scripts_dir().join("down.sh");
+        // Blocking on purpose: this also runs from Drop, where nothing may
+        // be left for a runtime that is shutting down.
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(self.state_dir())
+            .stdin(Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => tracing::warn!(?script, %status, "stopping the e2e cluster failed"),
+            Err(error) => {
+                tracing::warn!(?script, %error, "could not run the e2e cluster's down.sh")
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// True once a node's `Ready` condition is `True`.
+pub fn is_node_ready() -> impl Condition<Node> {
+    |node: Option<&Node>| {
+        node.and_then(|node| node.status.as_ref())
+            .and_then(|status| status.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+            })
+    }
+}
+
+/// Waits until `condition` holds for the object `name`, at most `timeout`.
+pub async fn wait_for<K>(
+    api: Api<K>,
+    name: &str,
+    condition: impl Condition<K>,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), ClusterError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api, name, condition)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(ClusterError::Watch {
+            what: what.to_string(),
+            source: error,
+        }),
+        Err(_) => Err(ClusterError::Timeout {
+            what: what.to_string(),
+            seconds: timeout.as_secs(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_report_is_read_from_key_value_lines() {
+        let script = Path::new("up.sh");
+        let cases: [(&str, Result<UpReport, &str>); 4] = [
+            (
+                "KUBECONFIG=/tmp/s/kubeconfig\nAPI_URL=https://127.0.0.1:40001\nSTATE_DIR=/tmp/s\nKUBE_BIN=/c/bin\n",
+                Ok(UpReport {
+                    kubeconfig: PathBuf::from("/tmp/s/kubeconfig"),
+                    api_url: "https://127.0.0.1:40001".to_string(),
+                    state_dir: PathBuf::from("/tmp/s"),
+                    kube_bin: PathBuf::from("/c/bin"),
+                }),
+            ),
+            (
+                "noise\nKUBE_BIN=/c/bin\nSTATE_DIR=/tmp/s\nAPI_URL=https://127.0.0.1:1\nKUBECONFIG=/k=v\n",
+                Ok(UpReport {
+                    kubeconfig: PathBuf::from("/k=v"),
+                    api_url: "https://127.0.0.1:1".to_string(),
+                    state_dir: PathBuf::from("/tmp/s"),
+                    kube_bin: PathBuf::from("/c/bin"),
+                }),
+            ),
+            ("KUBECONFIG=/k\nSTATE_DIR=/s\nKUBE_BIN=/b\n", Err("API_URL")),
+            (
+                "KUBECONFIG=\nAPI_URL=u\nSTATE_DIR=/s\nKUBE_BIN=/b\n",
+                Err("KUBECONFIG"),
+            ),
+        ];
+        for (stdout, expected) in cases {
+            match (parse_up_report(script, stdout), expected) {
+                (Ok(report), Ok(expected)) => assert_eq!(report, expected, "{stdout:?}"),
+                (Err(ClusterError::MissingOutput { key, .. }), Err(expected)) => {
+                    assert_eq!(key, expected, "{stdout:?}")
+                }
+                (other, expected) => panic!("{stdout:?}: got {other:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
+    }
+}

@@ -2,6 +2,9 @@
 //! pod runner.
 //!
 //! [`cluster::Cluster`] starts kube-apiserver, kube-controller-manager,
-//! kube-scheduler, etcd and kwok on loopback (see `e2e/cluster/up.sh`).
+//! kube-scheduler, etcd and kwok on loopback (see `e2e/cluster/up.sh`);
+//! [`runner::Runner`] plays the kubelet for the pods bound to its fake
+//! nodes.
 
 pub mod cluster;
+pub mod runner;

@@ -100,6 +100,9 @@ pub struct RunnerConfig {
     /// Keyed by image reference or repository (`ghcr.io/kiln/builder`
     /// matches every tag and digest of it; an exact reference wins).
     pub images: BTreeMap<String, HostImage>,
+    /// Only pods in these namespaces are run (all when empty), so tests
+    /// sharing a cluster can each have a runner of their own.
+    pub namespaces: Vec<String>,
 }
 
 impl RunnerConfig {
@@ -122,6 +125,13 @@ impl RunnerConfig {
                     .collect(),
             },
         );
+        self
+    }
+
+    /// Runs only the pods of `namespace` (and of other namespaces added the
+    /// same way).
+    pub fn in_namespace(mut self, namespace: &str) -> RunnerConfig {
+        self.namespaces.push(namespace.to_string());
         self
     }
 
@@ -274,6 +284,14 @@ async fn handle_pod(shared: &Arc<Shared>, pod: Pod) {
     let Some(node) = pod.spec.as_ref().and_then(|spec| spec.node_name.clone()) else {
         return;
     };
+    let namespaces = &shared.config.namespaces;
+    if !namespaces.is_empty()
+        && !namespaces
+            .iter()
+            .any(|ns| Some(ns) == pod.metadata.namespace.as_ref())
+    {
+        return;
+    }
     let Some(arch) = node_arch(shared, &node).await else {
         return;
     };
@@ -995,6 +1013,7 @@ async fn patch_status(pods: &Api<Pod>, name: &str, status: serde_json::Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,8 @@
 //! All tests but the tear-down one share one cluster (one bring-up per test
 //! binary), each in a namespace of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -461,27 +461,27 @@ pub fn volume_files(
                     expiration_seconds: token.expiration_seconds,
                 });
             }
-            if let Some(config_map) = &source.config_map {
-                if let Some(data) = referenced(
+            if let Some(config_map) = &source.config_map
+                && let Some(data) = referenced(
                     &objects.config_maps,
                     "ConfigMap",
                     &config_map.name,
                     config_map.optional,
                     name,
-                )? {
-                    files.extend(object_files(name, data, config_map.items.as_deref())?);
-                }
+                )?
+            {
+                files.extend(object_files(name, data, config_map.items.as_deref())?);
             }
-            if let Some(secret) = &source.secret {
-                if let Some(data) = referenced(
+            if let Some(secret) = &source.secret
+                && let Some(data) = referenced(
                     &objects.secrets,
                     "Secret",
                     &secret.name,
                     secret.optional,
                     name,
-                )? {
-                    files.extend(object_files(name, data, secret.items.as_deref())?);
-                }
+                )?
+            {
+                files.extend(object_files(name, data, secret.items.as_deref())?);
             }
             if let Some(downward) = &source.downward_api {
                 let as_volume = Volume {
@@ -608,6 +608,7 @@ pub fn after_exit(restart_policy: Option<&str>, exit_code: i32) -> AfterExit {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -963,7 +964,9 @@ mod tests {
     #[test]
     fn termination_message_follows_the_policy() {
         let long_log: Vec<u8> = std::iter::repeat_n(b'x', 3000).collect();
-        let cases: [(&[u8], Option<&str>, bool, &[u8], String); 6] = [
+        // (file, policy, failed, log, expected message)
+        type Case<'a> = (&'a [u8], Option<&'a str>, bool, &'a [u8], String);
+        let cases: [Case; 6] = [
             (
                 b"sha256:abc\n",
                 None,

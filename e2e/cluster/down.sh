@@ -32,8 +32,6 @@ alive() {
 targets=()
 if [ -f "$state/pids" ]; then
   while read -r name pid; do
-    # The watchdog runs this script itself (as this very process).
-    [ "$pid" = $$ ] && continue
     [ -n "$pid" ] && alive "$pid" && targets+=("$pid")
     : "$name"
   done <"$state/pids"
@@ -41,7 +39,7 @@ fi
 
 if [ ${#targets[@]} -gt 0 ]; then
   # Each was started in a session of its own (setsid), so its pid is its
-  # process group: the group takes any child along (the watchdog's tail).
+  # process group: the group takes along any child it started.
   for pid in "${targets[@]}"; do
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   done

@@ -6,26 +6,37 @@
 # linux/arm64. Nothing runs pods: they stay bound and Pending until a pod
 # runner (kiln_e2e::runner) plays the kubelet.
 #
-#   e2e/cluster/up.sh STATE_DIR
+#   e2e/cluster/up.sh [--supervise] STATE_DIR
 #
 # STATE_DIR (created if missing, best empty) receives the certificates, data,
 # logs, the admin kubeconfig (STATE_DIR/kubeconfig) and the pids;
-# e2e/cluster/down.sh STATE_DIR stops everything and removes it. When
-# KILN_E2E_OWNER_PID is set, a watchdog runs down.sh as soon as that process
-# exits, so a test binary that never reaches its clean-up (a panic, Ctrl-C, a
-# static that is never dropped) leaves nothing running.
+# e2e/cluster/down.sh STATE_DIR stops everything and removes it.
+#
+# --supervise (what the Rust harness uses) keeps this script running as the
+# parent of every server once the cluster is up: on SIGTERM or SIGINT, or
+# when the process that started it exits (a test binary that panicked, was
+# interrupted or kept the cluster in a static), it stops the servers, reaps
+# them — so not even a zombie is left where init does not reap — removes
+# STATE_DIR and exits.
 #
 # Every server listens on 127.0.0.1 only, on free ports. Progress goes to
-# stderr; stdout gets `KEY=value` lines (KUBECONFIG, API_URL, STATE_DIR).
+# stderr; stdout gets `KEY=value` lines (KUBECONFIG, API_URL, STATE_DIR,
+# KUBE_BIN), then READY.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
+supervise=0
+if [ "${1:-}" = --supervise ]; then
+  supervise=1
+  shift
+fi
 [ $# -eq 1 ] || {
-  echo "usage: $0 STATE_DIR" >&2
+  echo "usage: $0 [--supervise] STATE_DIR" >&2
   exit 2
 }
+owner=$PPID
 mkdir -p "$1"
 state=$(cd "$1" && pwd)
 pids="$state/pids"
@@ -41,18 +52,25 @@ fail() {
   exit 1
 }
 
+if [ $supervise -eq 1 ]; then
+  stop_and_exit() {
+    trap - TERM INT
+    "$here/down.sh" --keep "$state" >&2 || true
+    # The servers are this shell's children: collect them.
+    wait 2>/dev/null || true
+    rm -rf "$state"
+    exit 0
+  }
+  # Installed before anything starts, so a stop asked for at any moment —
+  # even right after READY — finds it.
+  trap stop_and_exit TERM INT
+fi
+
 start=$SECONDS
 kube_bin=$("$repo/scripts/tools.sh" kubernetes) || fail "building the Kubernetes binaries failed (scripts/tools.sh kubernetes)"
 kwok_bin=$("$repo/scripts/tools.sh" kwok) || fail "building kwok failed (scripts/tools.sh kwok)"
 etcd_bin=$(command -v etcd) || fail "etcd is not installed; run scripts/setup.sh (Debian package etcd-server)"
 tools_seconds=$((SECONDS - start))
-
-if [ -n "${KILN_E2E_OWNER_PID:-}" ]; then
-  # setsid: a Ctrl-C of the test run must not take the watchdog down with it.
-  setsid bash -c 'tail --pid="$1" -f /dev/null; exec "$2" "$3"' watchdog \
-    "$KILN_E2E_OWNER_PID" "$here/down.sh" "$state" </dev/null >/dev/null 2>&1 &
-  echo "watchdog $!" >>"$pids"
-fi
 
 # Free loopback ports, all held open together so no two are the same.
 read -r etcd_port etcd_peer_port api_port cm_port scheduler_port < <(
@@ -133,7 +151,8 @@ kubeconfig "$state/scheduler.kubeconfig" scheduler
 
 # --- processes ---------------------------------------------------------------
 # launch NAME COMMAND...: in its own session (a Ctrl-C of the caller reaches
-# the watchdog, not the servers), output to logs/NAME.log.
+# the supervising script, which stops the servers in order), output to
+# logs/NAME.log.
 launch() {
   local name=$1
   shift
@@ -192,7 +211,10 @@ launch kube-scheduler "$kube_bin/kube-scheduler" \
 
 # kwok reads ~/.kwok/kwok.yaml besides --config: a private HOME keeps a
 # developer's own kwok set-up out of the tests. Its default node stages
-# (initialize, heartbeat with leases) keep the nodes Ready; the one pod
+# (initialize, then a status heartbeat every 20-45s) and the node leases it
+# renews every 10s (as a kubelet does, --node-lease-duration-seconds; without
+# it kwok renews neither and the node lifecycle controller marks the nodes
+# NotReady after its grace period) keep the nodes Ready; the one pod
 # stage below matches no pod, which replaces kwok's default pod stages
 # (Running, Succeeded, delete): pods are the runner's.
 mkdir -p "$state/kwok-home"
@@ -213,7 +235,7 @@ KWOK
 launch kwok env HOME="$state/kwok-home" "$kwok_bin/kwok" \
   --kubeconfig="$state/kubeconfig" --config="$state/kwok.yaml" \
   --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok \
-  --node-ip=127.0.0.1
+  --node-lease-duration-seconds=40 --node-ip=127.0.0.1
 
 export KUBECONFIG="$state/kubeconfig" KUBECTL="$kube_bin/kubectl"
 for node in amd64-1:amd64 amd64-2:amd64 arm64-1:arm64; do
@@ -229,3 +251,13 @@ echo "KUBECONFIG=$state/kubeconfig"
 echo "API_URL=$api_url"
 echo "STATE_DIR=$state"
 echo "KUBE_BIN=$kube_bin"
+echo READY
+[ $supervise -eq 1 ] || exit 0
+
+exec >/dev/null
+# `sleep & wait` rather than a plain sleep, so a signal is handled at once.
+while kill -0 "$owner" 2>/dev/null; do
+  sleep 1 &
+  wait $! || true
+done
+stop_and_exit

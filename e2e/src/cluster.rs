@@ -1,8 +1,8 @@
 //! A real Kubernetes control plane on loopback for end-to-end tests.
 //!
-//! The processes are started and stopped by `e2e/cluster/up.sh` and
-//! `down.sh` (usable by hand as well); this module runs those scripts,
-//! reads what they report and hands out clients. `up.sh` builds the
+//! The processes are started, supervised and stopped by
+//! `e2e/cluster/up.sh --supervise` (`up.sh`/`down.sh` work by hand as
+//! well); this module runs it, reads what it reports and hands out clients. `up.sh` builds the
 //! Kubernetes binaries through `scripts/tools.sh` when they are not cached,
 //! so a test on a fresh machine builds them rather than being skipped.
 
@@ -126,14 +126,63 @@ fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
 }
 
-/// A running control plane. Stopped (every process killed, its state
-/// directory removed) by [`Cluster::stop`] or on drop; if neither happens —
-/// the process is killed, or the cluster lives in a `static` — a watchdog
-/// started by `up.sh` stops it when this process exits.
+/// A running control plane. Stopped (every process killed and reaped, its
+/// state directory removed) by [`Cluster::stop`] or on drop; if neither
+/// happens — this process is killed, or the cluster lives in a `static` —
+/// the supervising `up.sh` stops it when this process exits.
 #[derive(Debug)]
 pub struct Cluster {
     report: UpReport,
-    stopped: bool,
+    /// `up.sh --supervise`, the parent of every server; None once stopped.
+    supervisor: Option<std::process::Child>,
+}
+
+/// Runs `up.sh --supervise STATE_DIR` and reads its report up to `READY`.
+fn start_supervisor(
+    script: &Path,
+    state_dir: &Path,
+) -> Result<(std::process::Child, String), ClusterError> {
+    use std::io::BufRead;
+    let log_path = state_dir.join("up.log");
+    let spawn_error = |source| ClusterError::Spawn {
+        script: script.to_path_buf(),
+        source,
+    };
+    let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
+    let mut child = std::process::Command::new("bash")
+        .arg(script)
+        .arg("--supervise")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(spawn_error)?;
+    let mut report = String::new();
+    let mut ready = false;
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.map_err(spawn_error)?;
+            if line == "READY" {
+                ready = true;
+                break;
+            }
+            report.push_str(&line);
+            report.push('\n');
+        }
+    }
+    if ready {
+        let progress = std::fs::read_to_string(&log_path).unwrap_or_default();
+        tracing::info!("{}", tail(&progress, 1));
+        return Ok((child, report));
+    }
+    let status = child.wait().map_err(spawn_error)?;
+    Err(ClusterError::Script {
+        script: script.to_path_buf(),
+        status,
+        output: tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 30),
+        state_dir: state_dir.to_path_buf(),
+    })
 }
 
 static SHARED: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
@@ -151,41 +200,33 @@ impl Cluster {
                 dir: parent.clone(),
                 source,
             })?
-            // down.sh removes it, also when the watchdog runs it after this
-            // process is gone.
+            // The supervising up.sh removes it, also when it outlives this
+            // process.
             .keep();
         let script = scripts_dir().join("up.sh");
-        let output = tokio::process::Command::new("bash")
-            .arg(&script)
-            .arg(&state_dir)
-            .env("KILN_E2E_OWNER_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|source| ClusterError::Spawn {
-                script: script.clone(),
-                source,
-            })?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() {
-            return Err(ClusterError::Script {
-                script,
-                status: output.status,
-                output: tail(&stderr, 30),
-                state_dir,
-            });
-        }
-        tracing::info!("{}", tail(&stderr, 1));
+        // Blocking I/O (the bring-up takes seconds, a cold build minutes):
+        // kept off the async runtime's threads.
+        let started = tokio::task::spawn_blocking({
+            let script = script.clone();
+            let state_dir = state_dir.clone();
+            move || start_supervisor(&script, &state_dir)
+        })
+        .await
+        .map_err(|error| ClusterError::Spawn {
+            script: script.clone(),
+            source: std::io::Error::other(error),
+        })??;
+        let (supervisor, stdout) = started;
         let report = parse_up_report(&script, &stdout)?;
         Ok(Cluster {
             report,
-            stopped: false,
+            supervisor: Some(supervisor),
         })
     }
 
     /// One cluster for the whole test binary, started by the first test
-    /// that asks and stopped by the watchdog when the binary exits. Tests
+    /// that asks and stopped by its supervising `up.sh` when the binary
+    /// exits (a static is never dropped). Tests
     /// sharing it should keep to namespaces of their own
     /// ([`Cluster::create_namespace`]) and make a client per test
     /// ([`Cluster::client`]): a client belongs to the runtime that made it.
@@ -236,6 +277,9 @@ impl Cluster {
 
     /// A client with cluster-admin rights (group `system:masters`).
     pub async fn client(&self) -> Result<Client, ClusterError> {
+        // kube is built without a rustls provider of its own; an error only
+        // means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let path = self.kubeconfig().to_path_buf();
         let kubeconfig =
             Kubeconfig::read_from(&path).map_err(|source| ClusterError::Kubeconfig {
@@ -337,24 +381,23 @@ impl Cluster {
 
     /// Stops every process of the cluster and removes its state directory.
     pub fn stop(&mut self) {
-        if self.stopped {
+        let Some(mut supervisor) = self.supervisor.take() else {
             return;
-        }
-        self.stopped = true;
-        let script = scripts_dir().join("down.sh");
+        };
         // Blocking on purpose: this also runs from Drop, where nothing may
-        // be left for a runtime that is shutting down.
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .arg(self.state_dir())
-            .stdin(Stdio::null())
-            .status();
-        match status {
-            Ok(status) if status.success() => {}
-            Ok(status) => tracing::warn!(?script, %status, "stopping the e2e cluster failed"),
-            Err(error) => {
-                tracing::warn!(?script, %error, "could not run the e2e cluster's down.sh")
-            }
+        // be left to a runtime that is shutting down. SIGTERM makes up.sh
+        // stop and reap the servers; waiting reaps up.sh itself.
+        let pid = i32::try_from(supervisor.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        let signalled = pid.is_some_and(|pid| {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        });
+        if !signalled {
+            let _ = supervisor.kill();
+        }
+        if let Err(error) = supervisor.wait() {
+            tracing::warn!(%error, "waiting for the e2e cluster's up.sh failed");
         }
     }
 }

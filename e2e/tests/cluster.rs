@@ -383,7 +383,6 @@ async fn tear_down_stops_every_process_and_removes_the_state() {
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
-        "watchdog",
     ] {
         assert!(
             names.contains(&expected),

@@ -123,8 +123,19 @@ impl RunnerConfig {
                     .iter()
                     .map(|path| (path.to_string(), program.clone()))
                     .collect(),
+                replace_args: BTreeMap::new(),
             },
         );
+        self
+    }
+
+    /// Replaces the argv word `from` with `to` for pods of `image` (mapped
+    /// before): e.g. the builder's `--isolation=inplace` with
+    /// `--isolation=chroot`, as the process runs on the host.
+    pub fn with_replaced_arg(mut self, image: &str, from: &str, to: &str) -> RunnerConfig {
+        if let Some(host) = self.images.get_mut(image) {
+            host.replace_args.insert(from.to_string(), to.to_string());
+        }
         self
     }
 

@@ -81,6 +81,11 @@ pub struct HostImage {
     /// `target/debug/kiln`. A `command[0]` not listed runs as it is (so
     /// `/bin/sh` is the host's).
     pub programs: BTreeMap<String, PathBuf>,
+    /// Whole argv words replaced before the process starts: what makes
+    /// sense in the image but not on the host, e.g. the builder's
+    /// `--isolation=inplace` (over the container's own `/`, here the
+    /// host's) → `--isolation=chroot`.
+    pub replace_args: BTreeMap<String, String>,
 }
 
 /// The repository part of an image reference: no `@digest`, no `:tag`.
@@ -167,6 +172,11 @@ pub fn container_argv(
             .flatten()
             .map(|word| expand_references(word, env)),
     );
+    for word in argv.iter_mut().skip(1) {
+        if let Some(replacement) = image.replace_args.get(word.as_str()) {
+            *word = replacement.clone();
+        }
+    }
     Ok(argv)
 }
 
@@ -697,6 +707,7 @@ mod tests {
         let image = HostImage {
             entrypoint: vec!["/host/kiln".to_string()],
             programs: BTreeMap::from([("/kiln/executor".to_string(), PathBuf::from("/host/kiln"))]),
+            replace_args: BTreeMap::new(),
         };
         let container = |command: Option<&[&str]>, args: Option<&[&str]>| Container {
             name: "main".to_string(),
@@ -728,6 +739,22 @@ mod tests {
                 "{container:?}"
             );
         }
+        let host_safe = HostImage {
+            replace_args: BTreeMap::from([(
+                "--isolation=inplace".to_string(),
+                "--isolation=chroot".to_string(),
+            )]),
+            ..image.clone()
+        };
+        assert_eq!(
+            container_argv(
+                &container(None, Some(&["--isolation=inplace", "--no-push"])),
+                &host_safe,
+                &vars
+            )
+            .unwrap(),
+            ["/host/kiln", "--isolation=chroot", "--no-push"]
+        );
         let no_entrypoint = HostImage::default();
         assert_eq!(
             container_argv(&container(None, Some(&["x"])), &no_entrypoint, &vars).unwrap_err(),

@@ -13,6 +13,7 @@ use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::HashingWriter;
 use crate::platform::Platform;
+use crate::registry::Access;
 
 /// The key of `instruction` applied on top of `image`: its parent is the
 /// key before it. The text is the instruction as written plus its parsed
@@ -67,7 +68,7 @@ pub async fn restore(
     );
     let record = LayerRecord {
         descriptor,
-        source: BlobSource::Remote(step.source),
+        source: BlobSource::Remote(step.source, Access::Push),
     };
     image.layers.push(record.clone());
     // The snapshot baseline no longer matches the files the image has.

@@ -279,7 +279,7 @@ async fn push_blobs(
 ) -> Result<(), BuildError> {
     for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
         let mount_from = match &layer.source {
-            BlobSource::Remote(source)
+            BlobSource::Remote(source, _)
                 if source.resolve_registry() == target.resolve_registry() =>
             {
                 Some(source)

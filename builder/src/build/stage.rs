@@ -22,6 +22,7 @@ use crate::dockerfile::{
 use crate::fs::snapshot::Snapshotter;
 use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
 use crate::platform::Platform;
+use crate::registry::Access;
 
 /// What every stage of one build shares.
 pub struct BuildScope<'a> {
@@ -203,7 +204,7 @@ async fn pull_base(
     for descriptor in pulled.manifest.layers() {
         layers.push(LayerRecord {
             descriptor: from_oci_descriptor(descriptor)?,
-            source: BlobSource::Remote(pulled.source.clone()),
+            source: BlobSource::Remote(pulled.source.clone(), Access::Pull),
         });
     }
     Ok(StageImage {

@@ -18,8 +18,10 @@ use crate::registry::{Access, Reference, Registry};
 pub enum BlobSource {
     /// Written by this build, or already downloaded: in the blob store.
     Local,
-    /// Still only in the registry, in this repository.
-    Remote(Reference),
+    /// Still only in the registry, in this repository, read with the
+    /// registry flags of `Access` (a base image is pulled, a cache
+    /// repository is one kiln pushes to, as in kaniko).
+    Remote(Reference, Access),
 }
 
 /// One layer of an image being built.
@@ -88,7 +90,7 @@ impl Blobs<'_> {
             debug!(%digest, "layer from --cache-dir");
             return Ok(found);
         }
-        let BlobSource::Remote(source) = &layer.source else {
+        let BlobSource::Remote(source, access) = &layer.source else {
             return Err(BuildError::Other(format!(
                 "layer {digest} is missing from the local blob store {}",
                 self.store.root().display()
@@ -107,7 +109,7 @@ impl Blobs<'_> {
         let descriptor = to_oci_descriptor(&layer.descriptor)?;
         debug!(%digest, from = %source, "downloading layer");
         self.registry
-            .fetch_blob_to_file(source, &descriptor, &tmp, Access::Pull)
+            .fetch_blob_to_file(source, &descriptor, &tmp, *access)
             .await?;
         let stored = self.store.put_file(&tmp, digest)?;
         if let Some(kept) = self.cache_dir {

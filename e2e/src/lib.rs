@@ -6,5 +6,6 @@
 //! [`runner::Runner`] plays the kubelet for the pods bound to its fake
 //! nodes.
 
+pub mod binaries;
 pub mod cluster;
 pub mod runner;

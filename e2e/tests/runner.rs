@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::runner::{Runner, RunnerConfig};
 use kube::Client;
@@ -281,4 +282,57 @@ async fn deleting_a_pod_kills_its_process_and_removes_the_pod() {
     // the pod only once the process has exited).
     let gone = std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |now| now != cmdline);
     assert!(gone, "sleep 300 ({pid}) still running");
+}
+
+#[tokio::test]
+async fn the_builder_image_runs_the_workspace_kiln_binary() {
+    const BUILDER_IMAGE: &str = "registry.invalid/kiln/builder";
+    let cluster = Cluster::shared().await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster
+        .create_namespace(&client, "runner-kiln")
+        .await
+        .unwrap();
+    let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
+    let config = RunnerConfig::default()
+        .with_program(
+            BUILDER_IMAGE,
+            &kiln,
+            &["/kiln/executor", "/kaniko/executor"],
+        )
+        .in_namespace(&namespace);
+    let runner = Runner::start(cluster, config).await.unwrap();
+    let pods = Api::<Pod>::namespaced(client, &namespace);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "kiln-version" },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "kiln",
+                "image": format!("{BUILDER_IMAGE}:v0.1.0"),
+                "command": ["/kaniko/executor"],
+                "args": ["--version"],
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "kiln-version",
+        is_finished,
+        WAIT,
+        "kiln-version finishing",
+    )
+    .await
+    .unwrap();
+    let finished = pods.get("kiln-version").await.unwrap();
+    let log = runner.log(&namespace, "kiln-version").unwrap();
+    assert_eq!(
+        phase(Some(&finished)).as_deref(),
+        Some("Succeeded"),
+        "log: {log}"
+    );
+    assert_eq!(terminated(&finished).exit_code, 0);
+    assert_eq!(log, format!("kiln {}\n", env!("CARGO_PKG_VERSION")));
 }

@@ -336,3 +336,122 @@ async fn the_builder_image_runs_the_workspace_kiln_binary() {
     assert_eq!(terminated(&finished).exit_code, 0);
     assert_eq!(log, format!("kiln {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test]
+async fn a_docker_config_secret_is_found_through_docker_config() {
+    let (_cluster, client, namespace, _runner) = setup("runner-docker").await;
+    let config_json = r#"{"auths":{"127.0.0.1:5000":{"auth":"dTpw"}}}"#;
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "registry" },
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": { ".dockerconfigjson": config_json },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut pod = shell_pod(
+        "docker",
+        "amd64",
+        "cat \"$DOCKER_CONFIG/config.json\" > \"$KILN_E2E_TERMINATION_MESSAGE_PATH\"",
+        serde_json::json!([]),
+    );
+    let spec = pod.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({ "name": "docker-config", "secret": {
+            "secretName": "registry", "items": [{ "key": ".dockerconfigjson", "path": "config.json" }] } }))
+        .unwrap(),
+    ]);
+    // Where kaniko's (and kiln's builder image's) credentials are mounted.
+    spec.containers[0].volume_mounts = Some(vec![
+        serde_json::from_value(
+            serde_json::json!({ "name": "docker-config", "mountPath": "/kaniko/.docker" }),
+        )
+        .unwrap(),
+    ]);
+    let pods = Api::<Pod>::namespaced(client, &namespace);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "docker",
+        is_finished,
+        WAIT,
+        "docker finishing",
+    )
+    .await
+    .unwrap();
+    let finished = pods.get("docker").await.unwrap();
+    assert_eq!(phase(Some(&finished)).as_deref(), Some("Succeeded"));
+    assert_eq!(terminated(&finished).message.as_deref(), Some(config_json));
+}
+
+#[tokio::test]
+async fn restart_policy_on_failure_restarts_the_container_until_it_succeeds() {
+    let (_cluster, client, namespace, runner) = setup("runner-restart").await;
+    let mut pod = shell_pod(
+        "flaky",
+        "amd64",
+        // Fails on its first run, succeeds on its second: the count lives
+        // in an emptyDir, which outlives container restarts.
+        "n=$(cat \"$SCRATCH/runs\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$SCRATCH/runs\"; \
+         echo \"run $n\"; [ $n -ge 2 ]",
+        serde_json::json!([{ "name": "SCRATCH", "value": "/scratch" }]),
+    );
+    let spec = pod.spec.as_mut().unwrap();
+    spec.restart_policy = Some("OnFailure".to_string());
+    spec.volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({ "name": "scratch", "emptyDir": {} })).unwrap(),
+    ]);
+    spec.containers[0].volume_mounts = Some(vec![
+        serde_json::from_value(serde_json::json!({ "name": "scratch", "mountPath": "/scratch" }))
+            .unwrap(),
+    ]);
+    let pods = Api::<Pod>::namespaced(client, &namespace);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(pods.clone(), "flaky", is_finished, WAIT, "flaky finishing")
+        .await
+        .unwrap();
+    let finished = pods.get("flaky").await.unwrap();
+    assert_eq!(phase(Some(&finished)).as_deref(), Some("Succeeded"));
+    let status = &finished
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(status.restart_count, 1);
+    assert_eq!(runner.log(&namespace, "flaky").unwrap(), "run 1\nrun 2\n");
+}
+
+#[tokio::test]
+async fn a_job_completes_when_its_pod_succeeds() {
+    let (_cluster, client, namespace, _runner) = setup("runner-job").await;
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client, &namespace);
+    let job = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "once" },
+        "spec": {
+            "backoffLimit": 0,
+            "template": { "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": { "kubernetes.io/arch": "arm64" },
+                "containers": [{ "name": "main", "image": SHELL_IMAGE, "command": ["/bin/sh", "-c", "exit 0"] }],
+            } },
+        }
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    // The job controller sees the pod the runner ran succeed.
+    wait_for(
+        jobs,
+        "once",
+        conditions::is_job_completed(),
+        WAIT,
+        "job once completing",
+    )
+    .await
+    .unwrap();
+}

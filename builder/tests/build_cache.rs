@@ -565,7 +565,7 @@ async fn stages_built_from_cached_layers_and_empty_results_are_cached() {
         &format!(
             "FROM {} AS builder\nRUN mkdir /out && ({UNIQUE}) > /out/unique\nRUN true\n\
              FROM builder AS tested\nRUN test -s /out/unique\n\
-             FROM {}\nCOPY --from=tested /out/unique /unique\n",
+             FROM {}\nCOPY --from=tested /out/unique /unique\nRUN cat /unique > /copied\n",
             fixtures.index, fixtures.index
         ),
         &[],
@@ -581,18 +581,31 @@ async fn stages_built_from_cached_layers_and_empty_results_are_cached() {
         args
     };
     let log = stderr(&build(&run("1", &[])).await);
-    assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
+    assert!(log.contains("0 cache hits, 4 cache misses"), "{log}");
     // `RUN true` and `RUN test …` change no files: cache images without a
-    // layer, hits all the same.
+    // layer, hits all the same. The COPY --from is keyed by the stage it
+    // reads, so the RUN after it hits although the COPY ran.
     let log = stderr(&build(&run("2", &[])).await);
-    assert!(log.contains("3 cache hits, 0 cache misses"), "{log}");
-    // The COPY --from needs the builder's files: its base and cached layer
-    // are unpacked for it, once.
+    assert!(log.contains("4 cache hits, 0 cache misses"), "{log}");
+    // The COPY --from runs and needs the builder's files: its base and
+    // cached layer are unpacked for it, once.
     assert_eq!(count(&log, "unpacking 2 layers"), 1, "{log}");
-    assert_eq!(
-        files(&format!("{host}/stages:1"))["unique"],
-        files(&format!("{host}/stages:2"))["unique"]
+    let (one, two) = (
+        files(&format!("{host}/stages:1")),
+        files(&format!("{host}/stages:2")),
     );
+    assert_eq!(one["unique"], two["unique"]);
+    assert_eq!(one["copied"], two["copied"]);
+    assert_eq!(one["copied"].2, one["unique"].2);
+
+    // With --cache-copy-layers the COPY --from is cached too, and then no
+    // stage needs any files: nothing is unpacked.
+    let log = stderr(&build(&run("3", &["--cache-copy-layers"])).await);
+    assert!(log.contains("4 cache hits, 1 cache misses"), "{log}");
+    let log = stderr(&build(&run("4", &["--cache-copy-layers"])).await);
+    assert!(log.contains("5 cache hits, 0 cache misses"), "{log}");
+    assert!(!log.contains("unpacking"), "{log}");
+    assert_eq!(files(&format!("{host}/stages:4"))["unique"], one["unique"]);
     let history = config_of(&format!("{host}/stages:2"))["history"].clone();
     assert!(
         history
@@ -605,8 +618,8 @@ async fn stages_built_from_cached_layers_and_empty_results_are_cached() {
 
     // Another layer compression is another key: a zstd layer never lands
     // in a gzip build or the other way round.
-    let log = stderr(&build(&run("3", &["--compression=zstd"])).await);
-    assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
+    let log = stderr(&build(&run("5", &["--compression=zstd"])).await);
+    assert!(log.contains("0 cache hits, 4 cache misses"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -420,27 +420,59 @@ async fn copy_instruction(
         )));
     }
 
-    // The key is known before the copy only when its sources are: files
-    // of the context (or here-documents, part of the instruction). From
-    // another stage, an image or a URL, the key is taken after the copy,
-    // from the layer it wrote, and the layer is not cached.
-    let reads_only_context = copy.from.is_none()
-        && !copy.sources.iter().any(|source| {
-            matches!(source, CopySource::Path(p) if p.starts_with("http://") || p.starts_with("https://"))
-        });
+    // Where the sources are: the context, another stage, or an image
+    // (pulled now, unpacked only if the copy runs).
+    let from = match &copy.from {
+        None => None,
+        Some(from) => {
+            let from = vars.expand(from)?;
+            let found = dockerfile::resolve_from(scope.dockerfile, stage_index, &from)
+                .map_err(|p| BuildError::Other(p.to_string()))?;
+            Some((from, found))
+        }
+    };
+    let mut from_image: Option<StageImage> = match &from {
+        Some((_, FromRef::Image(reference))) => {
+            Some(pull_base(scope, reference, scope.target_platform).await?)
+        }
+        _ => None,
+    };
+
+    // The key is known before the copy when its sources are: files of the
+    // context (by content), another stage (by that stage's key) or an image
+    // (by its digest); here-documents are part of the instruction. URLs
+    // are only known by downloading them: then the key is taken after the
+    // copy, from the layer it wrote, and the layer is not cached.
+    let downloads = copy.sources.iter().any(|source| {
+        matches!(source, CopySource::Path(p) if p.starts_with("http://") || p.starts_with("https://"))
+    });
     let mut key_before = None;
     if let Some(cache) = scope.cache
-        && reads_only_context
+        && !downloads
     {
-        let patterns = copy
-            .sources
-            .iter()
-            .filter_map(|source| match source {
-                CopySource::Path(pattern) => Some(vars.expand(pattern)),
-                CopySource::Heredoc(_) => None,
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let files = source_digests(scope.context_root, scope.ignore, &patterns)?;
+        let files = match &from {
+            None => {
+                let patterns = copy
+                    .sources
+                    .iter()
+                    .filter_map(|source| match source {
+                        CopySource::Path(pattern) => Some(vars.expand(pattern)),
+                        CopySource::Heredoc(_) => None,
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                source_digests(scope.context_root, scope.ignore, &patterns)?
+            }
+            Some((name, FromRef::Stage(source))) => {
+                let source_image = built
+                    .get(source)
+                    .ok_or_else(|| BuildError::Other(format!("stage {name} was not built")))?;
+                vec![("(stage)".to_string(), source_image.cache_key.clone())]
+            }
+            Some((_, FromRef::Image(_))) => from_image
+                .iter()
+                .map(|pulled| ("(image)".to_string(), pulled.cache_key.clone()))
+                .collect(),
+        };
         let key = step_key(scope, platform, image, instruction, vars, &files);
         if cache.copy_layers()
             && !scope.single_snapshot
@@ -454,26 +486,19 @@ async fn copy_instruction(
     }
 
     // Sources from another stage or an image: that root filesystem.
-    let mut from_root_holder: Option<StageImage> = None;
-    let from_root: Option<PathBuf> = match &copy.from {
+    let from_root: Option<PathBuf> = match &from {
         None => None,
-        Some(from) => {
-            let from = vars.expand(from)?;
-            match dockerfile::resolve_from(scope.dockerfile, stage_index, &from)
-                .map_err(|p| BuildError::Other(p.to_string()))?
-            {
-                FromRef::Stage(source) => {
-                    let source_image = built
-                        .get_mut(&source)
-                        .ok_or_else(|| BuildError::Other(format!("stage {from} was not built")))?;
-                    Some(scope.blobs.rootfs(source_image).await?.to_path_buf())
-                }
-                FromRef::Image(reference) => {
-                    let holder = from_root_holder
-                        .insert(pull_base(scope, &reference, scope.target_platform).await?);
-                    Some(scope.blobs.rootfs(holder).await?.to_path_buf())
-                }
-            }
+        Some((name, FromRef::Stage(source))) => {
+            let source_image = built
+                .get_mut(source)
+                .ok_or_else(|| BuildError::Other(format!("stage {name} was not built")))?;
+            Some(scope.blobs.rootfs(source_image).await?.to_path_buf())
+        }
+        Some((name, FromRef::Image(_))) => {
+            let pulled = from_image
+                .as_mut()
+                .ok_or_else(|| BuildError::Other(format!("image {name} was not pulled")))?;
+            Some(scope.blobs.rootfs(pulled).await?.to_path_buf())
         }
     };
 

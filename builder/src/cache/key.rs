@@ -23,7 +23,8 @@ pub struct KeyInputs<'a> {
     /// The environment the instruction sees, as `(name, value)`.
     pub env: &'a [(String, String)],
     /// Content digests of the files a COPY/ADD reads, as
-    /// `(path in its source, digest)`; empty for other instructions.
+    /// `(path in its source, digest)` (for `--from`, the key of that stage
+    /// or the digest of that image); empty for other instructions.
     pub files: &'a [(String, String)],
 }
 

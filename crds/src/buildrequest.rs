@@ -65,9 +65,34 @@ pub struct BuildRequestSpec {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub build_generation: i64,
+    /// Which tags the image is pushed under: the destinations' own
+    /// (a BuildRequest made by hand), none (a platform of a MultiArchBuild
+    /// whose index carries the tags), or `<tag>-<os>-<arch>` (a
+    /// MultiArchBuild without an index).
+    #[serde(default, skip_serializing_if = "TagMode::is_default")]
+    pub tags: TagMode,
     /// What to build and where to push it.
     #[serde(flatten)]
     pub build: BuildSpec,
+}
+
+/// Tags a BuildRequest's image is pushed under.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TagMode {
+    /// The destinations' tags, as a single-platform `kiln` build does.
+    #[default]
+    Destinations,
+    /// No tag: pushed by digest only (`--push-by-digest`).
+    None,
+    /// `<tag>-<os>-<arch>[-<variant>]` (`--platform-tags`).
+    PlatformSuffixed,
+}
+
+impl TagMode {
+    fn is_default(&self) -> bool {
+        *self == TagMode::Destinations
+    }
 }
 
 /// Observed state of a BuildRequest. The operator writes `phase`,

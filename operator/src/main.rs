@@ -1,13 +1,10 @@
-//! `kiln-operator`: reconciles MultiArchBuild and BuildRequest resources.
-//! The controllers arrive with the operator issue; until then the binary
-//! says so instead of pretending to run.
+//! `kiln-operator`: see the library for what it does and
+//! `charts/kiln/README.md` for its flags.
 
-fn main() -> anyhow::Result<()> {
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     kiln_builder::tls::install_crypto_provider();
-    anyhow::bail!(
-        "kiln-operator {} ({}/{}): the controllers are not built yet",
-        env!("CARGO_PKG_VERSION"),
-        kiln_crds::GROUP,
-        kiln_crds::VERSION
-    )
+    kiln_operator::run(kiln_operator::config::Args::parse()).await
 }

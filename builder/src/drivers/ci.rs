@@ -4,7 +4,6 @@
 //! (`--digests-from=DIR`), checks every image in the registry, and
 //! publishes the multi-platform index to every destination.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use tracing::{info, warn};
@@ -17,7 +16,7 @@ use crate::build;
 use crate::cli::BuildOptions;
 use crate::image::{Descriptor, OciMode};
 use crate::platform::Platform;
-use crate::registry::{Reference, Registry, RegistryError, parse_reference};
+use crate::registry::{Reference, Registry, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CiError {
@@ -89,44 +88,23 @@ fn check_options(options: &BuildOptions) -> Result<CiInputs<'_>, CiError> {
     })
 }
 
-/// The repositories the index goes to, first destination first, each once.
-fn destination_repositories(destinations: &[String]) -> Result<Vec<Reference>, RegistryError> {
-    let mut seen = BTreeSet::new();
-    let mut repositories = Vec::new();
-    for destination in destinations {
-        let reference = parse_reference(destination)?;
-        let key = (
-            reference.resolve_registry().to_string(),
-            reference.repository().to_string(),
-        );
-        if seen.insert(key) {
-            repositories.push(reference);
-        }
-    }
-    Ok(repositories)
-}
-
 /// Checks every child in `repo` and returns the index entries, in the
-/// order of `digests`.
+/// order of `digests`; a failure names the digest file.
 async fn verify_children(
     registry: &Registry,
     repo: &Reference,
     digests: &[PlatformDigest],
 ) -> Result<Vec<(Descriptor, Platform)>, CiError> {
-    let checks = digests.iter().map(|child| async move {
-        index::verify_child(registry, repo, &child.digest, &child.platform)
-            .await
-            .map(|descriptor| (descriptor, child.platform.clone()))
-            .map_err(|error| CiError::Child {
-                file: child.file_name(),
-                error: Box::new(error),
-            })
-    });
-    // All at once, but the error reported is the first in platform order.
-    futures::future::join_all(checks)
+    let children: Vec<(Platform, String)> = digests
+        .iter()
+        .map(|d| (d.platform.clone(), d.digest.clone()))
+        .collect();
+    index::verify_children(registry, repo, &children)
         .await
-        .into_iter()
-        .collect()
+        .map_err(|(i, error)| CiError::Child {
+            file: digests[i].file_name(),
+            error: Box::new(error),
+        })
 }
 
 /// Runs the ci driver: reads `--digests-from`, verifies each platform's
@@ -163,7 +141,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
     }
 
     let registry = Registry::new(options.registry.clone())?;
-    let repositories = destination_repositories(&options.output.destinations)?;
+    let repositories = index::destination_repositories(&options.output.destinations)?;
     let mut children = Vec::new();
     for (i, repo) in repositories.iter().enumerate() {
         let verified = verify_children(&registry, repo, &found).await?;

@@ -297,6 +297,46 @@ pub async fn verify_child(
     Ok(Descriptor::new(&media_type, digest, bytes.len() as u64))
 }
 
+/// The repositories an index goes to, first destination first, each once.
+pub fn destination_repositories(destinations: &[String]) -> Result<Vec<Reference>, RegistryError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repositories = Vec::new();
+    for destination in destinations {
+        let reference = parse_reference(destination)?;
+        let key = (
+            reference.resolve_registry().to_string(),
+            reference.repository().to_string(),
+        );
+        if seen.insert(key) {
+            repositories.push(reference);
+        }
+    }
+    Ok(repositories)
+}
+
+/// Checks every `(platform, digest)` child in `repo` with [`verify_child`],
+/// all at once, and returns the index entries in the order given. The
+/// error reported is the first in that order, with its position.
+pub async fn verify_children(
+    registry: &Registry,
+    repo: &Reference,
+    children: &[(Platform, String)],
+) -> Result<Vec<(Descriptor, Platform)>, (usize, VerifyError)> {
+    let checks = children
+        .iter()
+        .enumerate()
+        .map(|(i, (platform, digest))| async move {
+            verify_child(registry, repo, digest, platform)
+                .await
+                .map(|descriptor| (descriptor, platform.clone()))
+                .map_err(|error| (i, error))
+        });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// A registry that refuses a manifest for its media type answers 400
 /// (MANIFEST_INVALID, UNSUPPORTED) or 415. A 400 about missing children
 /// (MANIFEST_BLOB_UNKNOWN) is not about the media type.

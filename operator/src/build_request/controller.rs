@@ -1,0 +1,314 @@
+//! The BuildRequest controller's I/O: gathers what [`decide`] needs, carries
+//! out its actions and applies the status. Runs as a kube-runtime
+//! `Controller` driven by BuildRequests, the Jobs they own and Nodes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kiln_crds::{BuildRequest, BuildRequestStatus, PlatformPhase};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::decide::{Action, Observed, decide};
+use super::render::{self, FIELD_MANAGER};
+use crate::context::{Context, Error};
+use crate::metrics::{ControllerLabels, PlatformLabels};
+use crate::names::BUILD_REQUEST_LABEL;
+use crate::nodes::{self, ARCH_LABEL, OS_LABEL};
+
+const CONTROLLER: &str = "buildrequest";
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.uid == uid)
+}
+
+async fn observe_nodes(client: &kube::Client, platform: &str) -> Result<bool, Error> {
+    let (os, arch) = nodes::os_arch(platform);
+    let api: Api<Node> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
+        .await?;
+    Ok(nodes::native_nodes_available(&list.items, platform))
+}
+
+/// Creates `object` unless it exists (the names are deterministic, so an
+/// existing object is the one a previous reconcile made).
+async fn create_once<K>(api: &Api<K>, object: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The status fields the operator owns, for server-side apply under its
+/// field manager. The builder's result fields are left to the builder,
+/// except the digest or message the operator had to take from the pod.
+fn operator_fields(
+    decided: &BuildRequestStatus,
+    observed: &BuildRequestStatus,
+) -> BuildRequestStatus {
+    BuildRequestStatus {
+        observed_generation: decided.observed_generation,
+        phase: decided.phase,
+        conditions: decided.conditions.clone(),
+        job_name: decided.job_name.clone(),
+        pod_name: decided.pod_name.clone(),
+        node_name: decided.node_name.clone(),
+        attempts: decided.attempts,
+        digest: decided.digest.clone().filter(|_| observed.digest.is_none()),
+        message: decided
+            .message
+            .clone()
+            .filter(|_| decided.phase == Some(PlatformPhase::Failed)),
+        ..BuildRequestStatus::default()
+    }
+}
+
+/// Reconciles one BuildRequest.
+pub async fn reconcile(request: Arc<BuildRequest>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&request, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .get_or_create(&ControllerLabels {
+            controller: CONTROLLER.into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeue, Error> {
+    let name = request.name_any();
+    let namespace = request
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let uid = request.metadata.uid.clone().unwrap_or_default();
+    let client = &ctx.client;
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let observed_status = request.status.clone().unwrap_or_default();
+    let terminal = observed_status
+        .phase
+        .is_some_and(PlatformPhase::is_terminal);
+
+    let selector = format!(
+        "{BUILD_REQUEST_LABEL}={}",
+        render::labels(request, "builder")[BUILD_REQUEST_LABEL]
+    );
+    let (jobs, pods) = if terminal {
+        (Vec::new(), Vec::new())
+    } else {
+        let jobs: Vec<Job> = jobs_api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|j| owned_by(&j.metadata, &uid))
+            .collect();
+        let pods = pods_api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        (jobs, pods)
+    };
+    let needs_nodes = !terminal
+        && observed_status.attempts.unwrap_or(0) == 0
+        && request.spec.build.scheduling.require_native_nodes;
+    let native_nodes = if needs_nodes {
+        observe_nodes(client, &request.spec.platform).await?
+    } else {
+        true
+    };
+
+    let decision = decide(&Observed {
+        request,
+        jobs: &jobs,
+        pods: &pods,
+        native_nodes,
+        now: Time(Timestamp::now()),
+    });
+
+    for action in &decision.actions {
+        match action {
+            Action::EnsureBuilderAccess => {
+                if request.spec.build.scheduling.service_account_name.is_none() {
+                    let (account, role, binding) = render::builder_access(request);
+                    create_once(
+                        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                        &account,
+                    )
+                    .await?;
+                    create_once(&Api::<Role>::namespaced(client.clone(), &namespace), &role)
+                        .await?;
+                    create_once(
+                        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+                        &binding,
+                    )
+                    .await?;
+                }
+            }
+            Action::CreateJob { attempt } => {
+                let job = render::job(request, *attempt, &ctx.builder);
+                create_once(&jobs_api, &job).await?;
+                info!(buildrequest = %name, attempt, "builder Job {} created", job.name_any());
+            }
+            Action::RevokeBuilderAccess => {
+                if request.spec.build.scheduling.service_account_name.is_none() {
+                    let access = crate::names::builder_access_name(&name);
+                    delete_if_present(
+                        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+                        &access,
+                    )
+                    .await?;
+                    delete_if_present(
+                        &Api::<Role>::namespaced(client.clone(), &namespace),
+                        &access,
+                    )
+                    .await?;
+                    delete_if_present(
+                        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                        &access,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
+    if decision.status != observed_status {
+        let patch = serde_json::json!({
+            "apiVersion": BuildRequest::api_version(&()),
+            "kind": BuildRequest::kind(&()),
+            "status": operator_fields(&decision.status, &observed_status),
+        });
+        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+
+    if decision.status.phase != observed_status.phase {
+        on_phase_change(request, &decision.status, ctx).await;
+    }
+
+    Ok(match decision.status.phase {
+        Some(PlatformPhase::Running) => Requeue::requeue(ctx.resync),
+        // Waiting for nodes: the Node watch wakes it; the timer is a safety net.
+        Some(PlatformPhase::Pending) => Requeue::requeue(ctx.resync),
+        _ => Requeue::await_change(),
+    })
+}
+
+async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ctx: &Context) {
+    let Some(phase) = status.phase else { return };
+    let ready = kiln_crds::condition::find(&status.conditions, kiln_crds::condition::READY);
+    let note = ready.and_then(|c| c.message.clone());
+    let type_ = if phase == PlatformPhase::Failed {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    if phase.is_terminal() {
+        let started = request
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now);
+        let seconds = Timestamp::now().duration_since(started).as_secs_f64();
+        ctx.metrics
+            .platform_build_seconds
+            .get_or_create(&PlatformLabels {
+                platform: request.spec.platform.clone(),
+                result: phase.as_str().to_ascii_lowercase(),
+            })
+            .observe(seconds.max(0.0));
+    }
+    let event = Event {
+        type_,
+        reason: phase.as_str().into(),
+        note,
+        action: "Build".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &request.object_ref(&())).await {
+        warn!(
+            "could not record event on BuildRequest {}: {e}",
+            request.name_any()
+        );
+    }
+}
+
+fn error_policy(request: Arc<BuildRequest>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(buildrequest = %request.name_any(), "reconcile failed: {error}");
+    ctx.metrics.reconcile_error(CONTROLLER);
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    requests: Api<BuildRequest>,
+    jobs: Api<Job>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let controller = Controller::new(requests, watcher::Config::default());
+    let store = controller.store();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    controller
+        .owns(jobs, watcher::Config::default())
+        // A node becoming Ready (or appearing) may unblock requests waiting
+        // for native nodes of its architecture.
+        .watches(nodes, watcher::Config::default(), move |node: Node| {
+            let arch = node.labels().get(ARCH_LABEL).cloned();
+            store
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    let status = r.status.clone().unwrap_or_default();
+                    status.phase == Some(PlatformPhase::Pending)
+                        && arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
+                })
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

@@ -1,0 +1,415 @@
+//! The objects a BuildRequest needs, rendered from its spec: the builder
+//! Job of an attempt, and the ServiceAccount, Role and RoleBinding through
+//! which its pod reports the result. Pure functions; the Job is compared
+//! byte for byte with a committed snapshot.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceAccount,
+    Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kiln_crds::{BuildRequest, TagMode};
+use kube::Resource;
+
+use crate::names::{
+    self, ATTEMPT_LABEL, BUILD_REQUEST_LABEL, JOB_NAME_MAX, MANAGED_BY, MULTI_ARCH_BUILD_LABEL,
+};
+use crate::nodes::{ARCH_LABEL, OS_LABEL, os_arch};
+
+/// Where the registry Secret's `.dockerconfigjson` is mounted: kaniko's
+/// docker config directory, which kiln reads too.
+pub const DOCKER_CONFIG_DIR: &str = "/kaniko/.docker";
+/// Name of the builder container.
+pub const CONTAINER: &str = "kiln";
+/// Field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "kiln-operator";
+
+/// How the operator was configured to run builders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuilderSettings {
+    /// Builder image reference.
+    pub image: String,
+    /// `Always`, `IfNotPresent` or `Never`.
+    pub pull_policy: String,
+    /// `ttlSecondsAfterFinished` of builder Jobs.
+    pub job_ttl_seconds: i32,
+}
+
+/// The `kiln` arguments of one BuildRequest: its spec as flags.
+pub fn builder_args(request: &BuildRequest) -> Vec<String> {
+    let spec = &request.spec;
+    let build = &spec.build;
+    let mut args = vec![
+        format!("--context={}", build.context),
+        format!("--dockerfile={}", build.dockerfile),
+    ];
+    if let Some(sub) = &build.context_sub_path {
+        args.push(format!("--context-sub-path={sub}"));
+    }
+    args.extend(
+        build
+            .destinations
+            .iter()
+            .map(|d| format!("--destination={d}")),
+    );
+    args.push(format!("--custom-platform={}", spec.platform));
+    match spec.tags {
+        TagMode::Destinations => {}
+        TagMode::None => args.push("--push-by-digest=true".into()),
+        TagMode::PlatformSuffixed => args.push("--platform-tags=true".into()),
+    }
+    args.extend(
+        build
+            .build_args
+            .iter()
+            .map(|(k, v)| format!("--build-arg={k}={v}")),
+    );
+    if let Some(target) = &build.target {
+        args.push(format!("--target={target}"));
+    }
+    args.extend(build.labels.iter().map(|(k, v)| format!("--label={k}={v}")));
+    if let Some(cache) = build.cache.as_ref().filter(|c| c.enabled) {
+        args.push("--cache=true".into());
+        if let Some(repo) = &cache.repo {
+            args.push(format!("--cache-repo={repo}"));
+        }
+        if let Some(ttl) = &cache.ttl {
+            args.push(format!("--cache-ttl={ttl}"));
+        }
+        if let Some(suffix) = &cache.arch_repo_suffix {
+            args.push(format!("--arch-cache-repo-suffix={suffix}"));
+        }
+    }
+    let output = &build.output;
+    args.push(format!("--oci-mode={}", output.oci_mode));
+    args.push(format!("--compression={}", output.compression));
+    if let Some(level) = output.compression_level {
+        args.push(format!("--compression-level={level}"));
+    }
+    if output.reproducible {
+        args.push("--reproducible=true".into());
+    }
+    if let Some(retry) = &build.push_retry {
+        if let Some(count) = retry.count {
+            args.push(format!("--push-retry={count}"));
+        }
+        if let Some(delay) = &retry.initial_delay {
+            args.push(format!("--push-retry-initial-delay={}", millis(delay)));
+        }
+        if let Some(delay) = &retry.max_delay {
+            args.push(format!("--push-retry-max-delay={}", millis(delay)));
+        }
+    }
+    if !build.scheduling.require_native_nodes {
+        // Without native nodes the pod may land on any architecture: RUN of
+        // a foreign platform then needs qemu-user on that node.
+        args.push("--emulation=qemu".into());
+    }
+    args.push(format!(
+        "--build-request={}/{}",
+        request.metadata.namespace.as_deref().unwrap_or_default(),
+        request.metadata.name.as_deref().unwrap_or_default()
+    ));
+    args
+}
+
+/// kaniko's retry delays are milliseconds.
+fn millis(duration: &kube::core::Duration) -> u128 {
+    std::time::Duration::from(*duration).as_millis()
+}
+
+fn owner(request: &BuildRequest) -> OwnerReference {
+    let mut owner = request
+        .controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: BuildRequest::api_version(&()).into_owned(),
+            kind: BuildRequest::kind(&()).into_owned(),
+            name: request.metadata.name.clone().unwrap_or_default(),
+            uid: request.metadata.uid.clone().unwrap_or_default(),
+            ..OwnerReference::default()
+        });
+    owner.block_owner_deletion = Some(true);
+    owner
+}
+
+/// Labels of everything made for `request` (label values are at most 63
+/// characters, so long names are shortened the way Job names are).
+pub fn labels(request: &BuildRequest, component: &str) -> BTreeMap<String, String> {
+    let name = request.metadata.name.as_deref().unwrap_or_default();
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "kiln".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.to_owned(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            MANAGED_BY.to_owned(),
+        ),
+        (
+            BUILD_REQUEST_LABEL.to_owned(),
+            names::object_name(&[name], JOB_NAME_MAX),
+        ),
+    ]);
+    if let Some(mab) = request
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MULTI_ARCH_BUILD_LABEL))
+    {
+        labels.insert(MULTI_ARCH_BUILD_LABEL.to_owned(), mab.clone());
+    }
+    labels
+}
+
+fn meta(request: &BuildRequest, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: request.metadata.namespace.clone(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(request)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The builder Job of `attempt`.
+pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> Job {
+    let name = request.metadata.name.as_deref().unwrap_or_default();
+    let spec = &request.spec;
+    let scheduling = &spec.build.scheduling;
+    let mut labels = labels(request, "builder");
+    labels.insert(ATTEMPT_LABEL.to_owned(), attempt.to_string());
+
+    let mut node_selector = scheduling.node_selector.clone();
+    let (os, arch) = os_arch(&spec.platform);
+    node_selector.insert(OS_LABEL.to_owned(), os.to_owned());
+    if scheduling.require_native_nodes {
+        node_selector.insert(ARCH_LABEL.to_owned(), arch.to_owned());
+    }
+
+    let (volumes, mounts, env) = match &spec.build.registry_secret_ref {
+        Some(secret) => (
+            Some(vec![Volume {
+                name: "docker-config".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.name.clone()),
+                    items: Some(vec![KeyToPath {
+                        key: ".dockerconfigjson".into(),
+                        path: "config.json".into(),
+                        ..KeyToPath::default()
+                    }]),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: "docker-config".into(),
+                mount_path: DOCKER_CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+            Some(vec![EnvVar {
+                name: "DOCKER_CONFIG".into(),
+                value: Some(DOCKER_CONFIG_DIR.into()),
+                ..EnvVar::default()
+            }]),
+        ),
+        None => (None, None, None),
+    };
+
+    let service_account = scheduling
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| names::builder_access_name(name));
+
+    Job {
+        metadata: meta(request, names::job_name(name, attempt), labels.clone()),
+        spec: Some(JobSpec {
+            // Retries are the operator's, counted in the BuildRequest.
+            backoff_limit: Some(0),
+            active_deadline_seconds: spec
+                .build
+                .timeout
+                .map(|t| std::time::Duration::from(t).as_secs().max(1) as i64),
+            ttl_seconds_after_finished: Some(settings.job_ttl_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(service_account),
+                    automount_service_account_token: Some(true),
+                    node_selector: Some(node_selector),
+                    tolerations: (!scheduling.tolerations.is_empty())
+                        .then(|| scheduling.tolerations.clone()),
+                    volumes,
+                    containers: vec![Container {
+                        name: CONTAINER.into(),
+                        image: Some(settings.image.clone()),
+                        image_pull_policy: Some(settings.pull_policy.clone()),
+                        args: Some(builder_args(request)),
+                        env,
+                        volume_mounts: mounts,
+                        resources: scheduling.resources.clone(),
+                        termination_message_path: Some("/dev/termination-log".into()),
+                        // The builder writes the digest (or its error) there;
+                        // if it dies before, the log's tail stands in.
+                        termination_message_policy: Some("FallbackToLogsOnError".into()),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// ServiceAccount, Role and RoleBinding of a BuildRequest's builder pods:
+/// `get` and `patch` on the status of this one BuildRequest, nothing else.
+pub fn builder_access(request: &BuildRequest) -> (ServiceAccount, Role, RoleBinding) {
+    let name = request.metadata.name.clone().unwrap_or_default();
+    let access = names::builder_access_name(&name);
+    let labels = labels(request, "builder-access");
+    let account = ServiceAccount {
+        metadata: meta(request, access.clone(), labels.clone()),
+        ..ServiceAccount::default()
+    };
+    let role = Role {
+        metadata: meta(request, access.clone(), labels.clone()),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![kiln_crds::GROUP.into()]),
+            resources: Some(vec!["buildrequests/status".into()]),
+            resource_names: Some(vec![name]),
+            verbs: vec!["get".into(), "patch".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(request, access.clone(), labels),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: access.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: access,
+            namespace: request.metadata.namespace.clone(),
+            ..Subject::default()
+        }]),
+    };
+    (account, role, binding)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_objects::build_request;
+
+    fn settings() -> BuilderSettings {
+        BuilderSettings {
+            image: "ghcr.io/kiln-dev/kiln-builder:0.1.0".into(),
+            pull_policy: "IfNotPresent".into(),
+            job_ttl_seconds: 3600,
+        }
+    }
+
+    fn full_request() -> BuildRequest {
+        let mut request = build_request("app-linux-arm64-g4", "linux/arm64/v8", 2);
+        request.metadata.labels = Some(BTreeMap::from([(
+            MULTI_ARCH_BUILD_LABEL.to_owned(),
+            "app".to_owned(),
+        )]));
+        let spec = serde_json::json!({
+            "platform": "linux/arm64/v8",
+            "buildGeneration": 4,
+            "tags": "none",
+            "context": "git://example.invalid/app.git#main",
+            "contextSubPath": "web",
+            "dockerfile": "build/Dockerfile",
+            "destinations": ["registry.example/app:1.0", "mirror.example/app:1.0"],
+            "buildArgs": {"VERSION": "1.0", "GOFLAGS": "-trimpath"},
+            "target": "runtime",
+            "labels": {"org.opencontainers.image.source": "https://example.invalid/app"},
+            "cache": {"enabled": true, "repo": "registry.example/app/cache", "ttl": "168h", "archRepoSuffix": "-${ARCH}"},
+            "output": {"ociMode": "oci", "compression": "zstd", "compressionLevel": 3, "reproducible": true},
+            "scheduling": {
+                "nodeSelector": {"pool": "builders"},
+                "tolerations": [{"key": "arch", "operator": "Equal", "value": "arm64", "effect": "NoSchedule"}],
+                "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+            },
+            "registrySecretRef": {"name": "registry-push"},
+            "retries": 2,
+            "timeout": "30m",
+            "pushRetry": {"count": 3, "initialDelay": "500ms", "maxDelay": "10s"},
+        });
+        request.spec = serde_json::from_value(spec).unwrap();
+        request
+    }
+
+    #[test]
+    fn job_rendering() {
+        let yaml = serde_yaml::to_string(&job(&full_request(), 2, &settings())).unwrap();
+        insta::assert_snapshot!("job_full_spec_attempt_2", yaml);
+        let minimal = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        let yaml = serde_yaml::to_string(&job(&minimal, 1, &settings())).unwrap();
+        insta::assert_snapshot!("job_minimal_spec_attempt_1", yaml);
+    }
+
+    #[test]
+    fn without_native_nodes_the_arch_is_not_pinned_and_emulation_is_on() {
+        let mut request = build_request("b", "linux/s390x", 0);
+        request.spec.build.scheduling.require_native_nodes = false;
+        let job = job(&request, 1, &settings());
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.node_selector.unwrap(),
+            BTreeMap::from([(OS_LABEL.to_owned(), "linux".to_owned())])
+        );
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"--emulation=qemu".to_owned()), "{args:?}");
+    }
+
+    #[test]
+    fn builder_access_is_limited_to_its_own_status() {
+        let request = full_request();
+        let (account, role, binding) = builder_access(&request);
+        let name = "app-linux-arm64-g4-builder";
+        assert_eq!(account.metadata.name.as_deref(), Some(name));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].resources.as_deref().unwrap(),
+            ["buildrequests/status"]
+        );
+        assert_eq!(
+            rules[0].resource_names.as_deref().unwrap(),
+            ["app-linux-arm64-g4"]
+        );
+        assert_eq!(rules[0].verbs, ["get", "patch"]);
+        assert_eq!(binding.role_ref.name, name);
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            (name, Some("ns"))
+        );
+        for owners in [
+            account.metadata.owner_references,
+            role.metadata.owner_references,
+            binding.metadata.owner_references,
+        ] {
+            let owners = owners.unwrap();
+            assert_eq!(owners[0].uid, "uid-app-linux-arm64-g4");
+            assert_eq!(owners[0].controller, Some(true));
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The MultiArchBuild controller's I/O: lists the owned BuildRequests,
+//! carries out [`decide`]'s actions, publishes the index and applies the
+//! status under the operator's field manager.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kiln_crds::{BuildRequest, IndexStatus, MultiArchBuild, MultiArchBuildStatus, Phase};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::decide::{Action, Observed, decide, publish_failed, published};
+use super::publish::{publish, write_docker_config};
+use crate::build_request::render::FIELD_MANAGER;
+use crate::context::{Context, Error};
+use crate::metrics::{ControllerLabels, ResultLabels};
+use crate::names::{JOB_NAME_MAX, MULTI_ARCH_BUILD_LABEL, object_name};
+
+const CONTROLLER: &str = "multiarchbuild";
+
+/// Reconciles one MultiArchBuild.
+pub async fn reconcile(build: Arc<MultiArchBuild>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&build, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .get_or_create(&ControllerLabels {
+            controller: CONTROLLER.into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn apply_status(
+    api: &Api<MultiArchBuild>,
+    name: &str,
+    status: &MultiArchBuildStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": MultiArchBuild::api_version(&()),
+        "kind": MultiArchBuild::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeue, Error> {
+    let name = build.name_any();
+    let namespace = build
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let key = format!("{namespace}/{name}");
+    let uid = build.metadata.uid.clone().unwrap_or_default();
+    let client = &ctx.client;
+    let builds: Api<MultiArchBuild> = Api::namespaced(client.clone(), &namespace);
+    let requests_api: Api<BuildRequest> = Api::namespaced(client.clone(), &namespace);
+
+    let selector = format!(
+        "{MULTI_ARCH_BUILD_LABEL}={}",
+        object_name(&[&name], JOB_NAME_MAX)
+    );
+    let requests: Vec<BuildRequest> = requests_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
+        .collect();
+
+    let now = Time(Timestamp::now());
+    let generation = build.metadata.generation.unwrap_or_default();
+    let decision = decide(&Observed {
+        build,
+        requests: &requests,
+        now: now.clone(),
+    });
+    let observed_status = build.status.clone().unwrap_or_default();
+    let mut status = decision.status;
+    let mut requeue = None;
+
+    for action in decision.actions {
+        match action {
+            Action::Delete(request) => {
+                match requests_api
+                    .delete(&request, &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => {
+                        info!(multiarchbuild = %key, "deleted BuildRequest {request} of an earlier generation")
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::Create(request) => {
+                match requests_api.create(&PostParams::default(), &request).await {
+                    Ok(_) => {
+                        info!(multiarchbuild = %key, "created BuildRequest {}", request.name_any())
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::Publish(children) => {
+                // Say "Publishing" before the (possibly slow) registry work.
+                if status.phase != observed_status.phase {
+                    apply_status(&builds, &name, &status).await?;
+                }
+                let started = Instant::now();
+                let config_dir = tempfile::tempdir().map_err(|e| Error::Publish(e.to_string()))?;
+                write_docker_config(client, build, config_dir.path()).await?;
+                let docker_config = build
+                    .spec
+                    .build
+                    .registry_secret_ref
+                    .as_ref()
+                    .map(|_| config_dir.path());
+                let result = publish(build, &children, docker_config).await;
+                ctx.metrics
+                    .index_publish_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                status = match result {
+                    Ok(outcome) => {
+                        info!(multiarchbuild = %key, "published index {}", outcome.digest);
+                        published(
+                            status,
+                            IndexStatus {
+                                digest: Some(outcome.digest.clone()),
+                                media_type: Some(outcome.media_type.clone()),
+                                reference: outcome.references.first().cloned(),
+                            },
+                            &now,
+                            generation,
+                        )
+                    }
+                    Err(failure) => {
+                        warn!(multiarchbuild = %key, "publishing the index failed: {}", failure.message);
+                        if !failure.permanent {
+                            requeue = Some(Duration::from_secs(30));
+                        }
+                        publish_failed(
+                            status,
+                            &failure.message,
+                            failure.permanent,
+                            &now,
+                            generation,
+                        )
+                    }
+                };
+            }
+        }
+    }
+
+    if status != observed_status {
+        apply_status(&builds, &name, &status).await?;
+    }
+    let terminal = status.phase.is_some_and(Phase::is_terminal);
+    ctx.metrics.set_in_flight(&key, !terminal);
+    if status.phase != observed_status.phase
+        || status.observed_generation != observed_status.observed_generation
+    {
+        on_phase_change(build, &status, ctx).await;
+    }
+    Ok(match requeue {
+        Some(after) => Requeue::requeue(after),
+        None if terminal => Requeue::await_change(),
+        None => Requeue::requeue(ctx.resync),
+    })
+}
+
+async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, ctx: &Context) {
+    let Some(phase) = status.phase else { return };
+    let note = kiln_crds::condition::find(&status.conditions, kiln_crds::condition::READY)
+        .and_then(|c| c.message.clone());
+    if phase.is_terminal() {
+        ctx.metrics
+            .builds
+            .get_or_create(&ResultLabels {
+                result: phase.as_str().to_ascii_lowercase(),
+            })
+            .inc();
+    }
+    let event = Event {
+        type_: if phase == Phase::Failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: phase.as_str().into(),
+        note,
+        action: "Build".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &build.object_ref(&())).await {
+        warn!(
+            "could not record event on MultiArchBuild {}: {e}",
+            build.name_any()
+        );
+    }
+}
+
+fn error_policy(build: Arc<MultiArchBuild>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(multiarchbuild = %build.name_any(), "reconcile failed: {error}");
+    ctx.metrics.reconcile_error(CONTROLLER);
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    builds: Api<MultiArchBuild>,
+    requests: Api<BuildRequest>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    Controller::new(builds, watcher::Config::default())
+        .owns(requests, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

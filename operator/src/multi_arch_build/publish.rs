@@ -1,0 +1,136 @@
+//! Publishing a MultiArchBuild's index with the builder's own registry and
+//! index code (the same path as `kiln --driver=ci`): every child is checked
+//! in every destination repository, then the index is pushed to every
+//! destination.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Secret;
+use kiln_builder::drivers::index::{
+    self, IndexOutcome, destination_repositories, plan_index, publish_index, verify_children,
+};
+use kiln_builder::image::OciMode;
+use kiln_builder::platform::Platform;
+use kiln_builder::registry::{Registry, RegistryOptions};
+use kiln_crds::MultiArchBuild;
+use kube::Api;
+
+use super::decide::Child;
+use crate::context::Error;
+
+/// Why publishing failed, and whether trying again could help.
+#[derive(Debug)]
+pub struct PublishFailure {
+    pub message: String,
+    /// The children or the options are wrong: retrying cannot help.
+    pub permanent: bool,
+}
+
+fn oci_mode(mode: kiln_crds::OciMode) -> OciMode {
+    match mode {
+        kiln_crds::OciMode::Oci => OciMode::Oci,
+        kiln_crds::OciMode::Docker => OciMode::Docker,
+        kiln_crds::OciMode::Auto => OciMode::Auto,
+    }
+}
+
+/// Writes the build's registry Secret as `config.json` into `dir`, the
+/// form the builder's registry client reads credentials from.
+pub async fn write_docker_config(
+    client: &kube::Client,
+    build: &MultiArchBuild,
+    dir: &Path,
+) -> Result<(), Error> {
+    let Some(secret_ref) = &build.spec.build.registry_secret_ref else {
+        return Ok(());
+    };
+    let namespace = build.metadata.namespace.clone().unwrap_or_default();
+    let failure = |message: String| Error::RegistrySecret {
+        namespace: namespace.clone(),
+        name: secret_ref.name.clone(),
+        message,
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get(&secret_ref.name)
+        .await
+        .map_err(|e| failure(e.to_string()))?;
+    let config = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"))
+        .ok_or_else(|| {
+            failure("has no .dockerconfigjson key: create it with kubectl create secret docker-registry".into())
+        })?;
+    std::fs::write(dir.join("config.json"), &config.0).map_err(|e| failure(e.to_string()))
+}
+
+/// Verifies `children` and publishes their index for `build`.
+pub async fn publish(
+    build: &MultiArchBuild,
+    children: &[Child],
+    docker_config_dir: Option<&Path>,
+) -> Result<IndexOutcome, PublishFailure> {
+    let spec = &build.spec.build;
+    let transient = |message: String| PublishFailure {
+        message,
+        permanent: false,
+    };
+    let permanent = |message: String| PublishFailure {
+        message,
+        permanent: true,
+    };
+    let mut parsed = Vec::with_capacity(children.len());
+    for child in children {
+        let platform: Platform = child
+            .platform
+            .parse()
+            .map_err(|e: kiln_builder::platform::PlatformError| permanent(e.to_string()))?;
+        parsed.push((platform, child.digest.clone()));
+    }
+    let mut options = RegistryOptions {
+        docker_config_dir: docker_config_dir.map(Path::to_path_buf),
+        ..RegistryOptions::default()
+    };
+    if let Some(retry) = &spec.push_retry {
+        options.push_retry = retry.count.unwrap_or(0).max(0) as u32;
+        if let Some(d) = retry.initial_delay {
+            options.push_retry_initial_delay = d.into();
+        }
+        if let Some(d) = retry.max_delay {
+            options.push_retry_max_delay = d.into();
+        }
+    }
+    let registry = Registry::new(options).map_err(|e| permanent(e.to_string()))?;
+    let repositories =
+        destination_repositories(&spec.destinations).map_err(|e| permanent(e.to_string()))?;
+    let mut entries = Vec::new();
+    for (i, repo) in repositories.iter().enumerate() {
+        let verified = verify_children(&registry, repo, &parsed)
+            .await
+            .map_err(|(at, error)| {
+                let message = format!("{}: {error}", children[at].platform);
+                match error {
+                    index::VerifyError::Registry(ref e) if e.is_retryable() => transient(message),
+                    _ => permanent(message),
+                }
+            })?;
+        if i == 0 {
+            entries = verified;
+        }
+    }
+    let annotations: BTreeMap<String, String> = spec.output.index_annotations.clone();
+    let plan = plan_index(
+        oci_mode(spec.output.oci_mode),
+        spec.output.legacy_manifest_list,
+        &entries,
+        &annotations,
+    )
+    .map_err(|e| permanent(e.to_string()))?;
+    publish_index(&registry, &spec.destinations, &entries, plan, &annotations)
+        .await
+        .map_err(|error| match &error {
+            index::PublishError::Registry(e) if e.is_retryable() => transient(error.to_string()),
+            _ => permanent(error.to_string()),
+        })
+}

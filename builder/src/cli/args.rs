@@ -293,6 +293,20 @@ pub struct PlatformArgs {
     )]
     pub platform_tags: bool,
 
+    /// Push the image by digest only, under none of the destinations' tags: for one platform of
+    /// an index published elsewhere (the operator sets it). Prints `name@digest`.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub push_by_digest: bool,
+
     /// Check the flags, platforms and Dockerfile, print what would be built, and stop.
     #[arg(
         long,

@@ -68,7 +68,14 @@ fn one_line(error: &anyhow::Error) -> String {
 /// digest, when nothing was pushed).
 pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
     use crate::drivers::{self, Outcome};
-    match drivers::run(options).await? {
+    let report_to = options.k8s.build_request.clone();
+    let started = std::time::Instant::now();
+    let result = drivers::run(options).await;
+    if let Some(target) = report_to {
+        let reported = result.as_ref().map(Clone::clone).map_err(one_line);
+        drivers::k8s::report::report(&target, &reported, started.elapsed()).await;
+    }
+    match result? {
         Outcome::Image(outcome) => {
             for pushed in &outcome.pushed {
                 println!("{pushed}");

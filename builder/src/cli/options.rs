@@ -144,6 +144,7 @@ pub struct MultiPlatformOptions {
     pub require_native_nodes: bool,
     pub emulation: Emulation,
     pub platform_tags: bool,
+    pub push_by_digest: bool,
     pub dry_run: bool,
 }
 

@@ -27,7 +27,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "namespace",
     "context-repo",
     "detach",
-    "build-request",
     "cleanup",
 ];
 
@@ -190,6 +189,7 @@ impl Args {
                 require_native_nodes: multi.require_native_nodes,
                 emulation: multi.emulation,
                 platform_tags: multi.platform_tags,
+                push_by_digest: multi.push_by_digest,
                 dry_run: multi.dry_run,
             },
             cache: CacheOptions {
@@ -450,6 +450,7 @@ pub(crate) mod tests {
                 require_native_nodes: true,
                 emulation: Emulation::None,
                 platform_tags: false,
+                push_by_digest: false,
                 dry_run: false,
             },
             cache: CacheOptions {
@@ -1039,7 +1040,6 @@ pub(crate) mod tests {
         ("--namespace=builds", "namespace"),
         ("--context-repo=ghcr.io/org/contexts", "context-repo"),
         ("--detach", "detach"),
-        ("--build-request=builds/app-amd64", "build-request"),
         ("--cleanup", "cleanup"),
     ];
 
@@ -1152,7 +1152,7 @@ pub(crate) mod tests {
             "destination no-push tar-path oci-layout-path digest-file image-name-with-digest-file \
              image-name-tag-with-digest-file reproducible compression compression-level oci-mode annotation",
             "custom-platform platform multi-platform driver publish-index legacy-manifest-list \
-             index-annotations digests-from require-native-nodes emulation platform-tags dry-run",
+             index-annotations digests-from require-native-nodes emulation platform-tags push-by-digest dry-run",
             "cache cache-repo cache-ttl cache-dir cache-copy-layers cache-run-layers arch-cache-repo-suffix",
             "isolation snapshot-mode single-snapshot ignore-path ignore-var-run force cleanup",
             "insecure insecure-pull insecure-registry skip-tls-verify skip-tls-verify-pull \
@@ -1192,7 +1192,7 @@ pub(crate) mod tests {
             .filter(|a| a.get_value_names().is_some_and(|names| names == ["BOOL"]))
             .filter_map(|a| a.get_long())
             .collect();
-        assert_eq!(booleans.len(), 21, "{booleans:?}");
+        assert_eq!(booleans.len(), 22, "{booleans:?}");
         for flag in booleans {
             let table = [
                 (format!("--{flag}"), true),

@@ -265,7 +265,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let got: Vec<String> = destination_repositories(&destinations)
+        let got: Vec<String> = index::destination_repositories(&destinations)
             .unwrap()
             .iter()
             .map(Reference::whole)

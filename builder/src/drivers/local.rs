@@ -189,7 +189,8 @@ fn log_emulation(platform: &Platform, emulated: &[Emulated]) {
 }
 
 /// A single-platform build: the image is pushed under the destinations'
-/// tags and written to every file output.
+/// tags (by digest only with `--push-by-digest`, under `<tag>-<platform>`
+/// with `--platform-tags`) and written to every file output.
 pub async fn build_single(options: &BuildOptions) -> Result<BuildOutcome, BuildError> {
     let platform = options
         .platforms
@@ -200,8 +201,16 @@ pub async fn build_single(options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let emulated = refuse_foreign(&session, options, std::slice::from_ref(&platform))?;
     log_emulation(&platform, &emulated);
     let image = session.build(options, &platform).await?;
+    let multi = &options.multi_platform;
+    let mode = if multi.push_by_digest {
+        PushMode::DigestOnly
+    } else if multi.platform_tags {
+        PushMode::DigestAndSuffixedTag(platform.slug())
+    } else {
+        PushMode::Tags
+    };
     session
-        .publish(&image, &OutputPlan::from_options(options, PushMode::Tags))
+        .publish(&image, &OutputPlan::from_options(options, mode))
         .await
 }
 
@@ -243,12 +252,14 @@ pub async fn build_platforms(
             info!("[{platform}] building");
             log_emulation(&platform, &emulated);
             let image = session.build(&options, &platform).await?;
-            let mode =
-                if options.multi_platform.platform_tags || !options.multi_platform.publish_index {
-                    PushMode::DigestAndSuffixedTag(platform.slug())
-                } else {
-                    PushMode::DigestOnly
-                };
+            let multi = &options.multi_platform;
+            let mode = if multi.push_by_digest {
+                PushMode::DigestOnly
+            } else if multi.platform_tags || !multi.publish_index {
+                PushMode::DigestAndSuffixedTag(platform.slug())
+            } else {
+                PushMode::DigestOnly
+            };
             let outcome = session
                 .publish(&image, &OutputPlan::registry_only(&options, mode))
                 .await?;

@@ -5,6 +5,7 @@ pub mod ci;
 pub mod digests;
 pub mod dry_run;
 pub mod index;
+pub mod k8s;
 pub mod local;
 
 use std::sync::Arc;

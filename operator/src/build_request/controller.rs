@@ -312,3 +312,183 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()))
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile's requests against a mocked API server (tower-test,
+    //! as kube's own tests do): a mock, because these check the exact
+    //! requests and the e2e suite checks the behaviour on a real one.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::test_objects::build_request;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn context() -> (Arc<Context>, Handle) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let ctx = Context::new(
+            client,
+            Arc::new(Metrics::default()),
+            render::BuilderSettings {
+                image: "kiln:test".into(),
+                pull_policy: "Never".into(),
+                job_ttl_seconds: 60,
+            },
+        );
+        (Arc::new(ctx), handle)
+    }
+
+    /// Answers the next request, returning its method, path with query,
+    /// and JSON body.
+    async fn answer(handle: &mut Handle, response: Value) -> (String, String, Value) {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .expect("the reconcile sent no further request (did it fail on the last answer?)")
+            .expect("a request");
+        let method = request.method().to_string();
+        let uri = request.uri().to_string();
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&response).unwrap()))
+                .unwrap(),
+        );
+        (method, uri, body)
+    }
+
+    fn list(kind: &str, items: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+    }
+
+    #[tokio::test]
+    async fn a_new_request_gets_access_a_job_a_status_and_an_event() {
+        let (ctx, mut handle) = context();
+        let request = Arc::new(build_request("app-linux-arm64-g1", "linux/arm64", 2));
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+
+        let (method, uri, _) = answer(&mut handle, list("JobList", json!([]))).await;
+        assert_eq!(method, "GET");
+        assert!(
+            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
+            "{uri}"
+        );
+        assert!(
+            uri.contains("labelSelector=kiln.dev%2Fbuild-request%3Dapp-linux-arm64-g1"),
+            "{uri}"
+        );
+        let (_, uri, _) = answer(&mut handle, list("PodList", json!([]))).await;
+        assert!(uri.starts_with("/api/v1/namespaces/ns/pods?"), "{uri}");
+        let arm_node = json!({
+            "metadata": {"name": "arm-1", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let (_, uri, _) = answer(&mut handle, list("NodeList", json!([arm_node]))).await;
+        assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
+        assert!(
+            uri.contains("labelSelector=kubernetes.io%2Fos%3Dlinux%2Ckubernetes.io%2Farch%3Darm64"),
+            "{uri}"
+        );
+
+        for path in [
+            "/api/v1/namespaces/ns/serviceaccounts?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?",
+        ] {
+            let (method, uri, body) = answer(&mut handle, json!({})).await;
+            assert_eq!(
+                (method.as_str(), uri.starts_with(path)),
+                ("POST", true),
+                "{uri}"
+            );
+            assert_eq!(body["metadata"]["name"], "app-linux-arm64-g1-builder");
+        }
+        let (method, uri, job) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert!(
+            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
+            "{uri}"
+        );
+        assert_eq!(job["metadata"]["name"], "app-linux-arm64-g1-1");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
+            "arm64"
+        );
+
+        let (method, uri, patch) =
+            answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
+        assert_eq!(method, "PATCH");
+        assert_eq!(
+            uri,
+            "/apis/kiln.dev/v1alpha1/namespaces/ns/buildrequests/app-linux-arm64-g1/status?&force=true&fieldManager=kiln-operator"
+        );
+        let status = &patch["status"];
+        assert_eq!(patch["kind"], "BuildRequest");
+        assert_eq!(status["phase"], "Running");
+        assert_eq!(status["attempts"], 1);
+        assert_eq!(status["jobName"], "app-linux-arm64-g1-1");
+        assert!(
+            status.get("digest").is_none(),
+            "the builder's fields are left to the builder: {status}"
+        );
+        let conditions: Vec<_> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            conditions,
+            [("NativeNodesAvailable", "True"), ("Ready", "False")]
+        );
+
+        let (method, uri, event) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert!(
+            uri.starts_with("/apis/events.k8s.io/v1/namespaces/ns/events?"),
+            "{uri}"
+        );
+        assert_eq!(event["reason"], "Running");
+        assert_eq!(event["regarding"]["name"], "app-linux-arm64-g1");
+        assert_eq!(event["reportingController"], "kiln-operator");
+
+        let requeue = reconciling.await.unwrap().unwrap();
+        assert_eq!(requeue, Requeue::requeue(ctx.resync));
+    }
+
+    #[tokio::test]
+    async fn without_native_nodes_nothing_is_created() {
+        let (ctx, mut handle) = context();
+        let request = Arc::new(build_request("app-linux-s390x-g1", "linux/s390x", 2));
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+        answer(&mut handle, list("JobList", json!([]))).await;
+        answer(&mut handle, list("PodList", json!([]))).await;
+        answer(&mut handle, list("NodeList", json!([]))).await;
+        let (method, _, patch) =
+            answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
+        assert_eq!(
+            method, "PATCH",
+            "no Job, no access objects: straight to status"
+        );
+        assert_eq!(patch["status"]["phase"], "Pending");
+        let nodes = &patch["status"]["conditions"][0];
+        assert_eq!(nodes["type"], "NativeNodesAvailable");
+        assert_eq!(nodes["status"], "False");
+        assert_eq!(
+            nodes["message"],
+            "no native nodes available for architecture s390x: add s390x nodes or set requireNativeNodes: false"
+        );
+        let (_, _, event) = answer(&mut handle, json!({})).await;
+        assert_eq!(event["reason"], "Pending");
+        reconciling.await.unwrap().unwrap();
+    }
+}

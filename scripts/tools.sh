@@ -12,7 +12,8 @@
 #
 #   PATH="$(scripts/tools.sh):$PATH"
 #
-# Arguments name the tools to install (default: all). Progress goes to stderr.
+# Arguments name the tools to install (default: helm and kustomize, what
+# check-deploy needs). Progress goes to stderr.
 # Needs Go >= 1.24 (what these versions declare) and the Go module proxy; a
 # cold helm build takes a few minutes, a cold kubernetes build far longer
 # (all four binaries share one build, run under `nice`).

@@ -94,7 +94,7 @@ async fn a_pod_runs_with_its_env_and_volumes_and_reports_exit_code_and_message()
         "amd64",
         // Long enough for the test to see it Running.
         "echo \"hello from $POD_NAME in $POD_NAMESPACE, emulation=${KILN_EMULATION:-none}\"; \
-         sleep 2; cat \"$GREETING_FILE\" > \"$KILN_E2E_TERMINATION_MESSAGE_PATH\"; exit 3",
+         sleep 2; cat \"$GREETING_FILE\" > \"$KILN_TERMINATION_MESSAGE_PATH\"; exit 3",
         serde_json::json!([
             { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
             { "name": "POD_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
@@ -166,7 +166,7 @@ async fn an_arm64_pod_runs_under_emulation_and_succeeds() {
     let pod = shell_pod(
         "arm",
         "arm64",
-        "printf '%s' \"${KILN_EMULATION:-none}\" > \"$KILN_E2E_TERMINATION_MESSAGE_PATH\"",
+        "printf '%s' \"${KILN_EMULATION:-none}\" > \"$KILN_TERMINATION_MESSAGE_PATH\"",
         serde_json::json!([]),
     );
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -194,7 +194,7 @@ async fn a_pod_talks_to_the_apiserver_as_its_own_service_account() {
     let pod = shell_pod(
         "whoami",
         "amd64",
-        "\"$KUBECTL\" auth whoami -o json > \"$KILN_E2E_TERMINATION_MESSAGE_PATH\"",
+        "\"$KUBECTL\" auth whoami -o json > \"$KILN_TERMINATION_MESSAGE_PATH\"",
         serde_json::json!([{ "name": "KUBECTL", "value": cluster.kubectl().display().to_string() }]),
     );
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -356,7 +356,7 @@ async fn a_docker_config_secret_is_found_through_docker_config() {
     let mut pod = shell_pod(
         "docker",
         "amd64",
-        "cat \"$DOCKER_CONFIG/config.json\" > \"$KILN_E2E_TERMINATION_MESSAGE_PATH\"",
+        "cat \"$DOCKER_CONFIG/config.json\" > \"$KILN_TERMINATION_MESSAGE_PATH\"",
         serde_json::json!([]),
     );
     let spec = pod.spec.as_mut().unwrap();

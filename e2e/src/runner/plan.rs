@@ -15,8 +15,10 @@ pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/servicea
 /// The kubelet's default `terminationMessagePath`.
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Set in every process: the host file that stands for the container's
-/// `terminationMessagePath`, for programs that take the path as input.
-pub const TERMINATION_MESSAGE_ENV: &str = "KILN_E2E_TERMINATION_MESSAGE_PATH";
+/// `terminationMessagePath`. The kiln builder writes its termination
+/// message there (its `TERMINATION_LOG_ENV`) instead of
+/// `/dev/termination-log`, which on the host is not the pod's.
+pub const TERMINATION_MESSAGE_ENV: &str = "KILN_TERMINATION_MESSAGE_PATH";
 /// The builder's emulation switch (the same as `kiln --emulation=qemu`).
 pub const EMULATION_ENV: &str = "KILN_EMULATION";
 

@@ -1,0 +1,583 @@
+//! kiln-operator against the real control plane: the operator runs as a
+//! plain process with the admin kubeconfig, its builder Jobs' pods are run
+//! by the pod runner on the kwok nodes (the builder image is the `kiln`
+//! binary; arm64 pods run RUN under qemu-user), and images go to a real
+//! registry on loopback.
+//!
+//! One cluster for the binary; each test has its own namespace, operator
+//! (watching that namespace only) and runner.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../builder/tests/support/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+#[path = "../../builder/tests/support/registry.rs"]
+#[allow(dead_code)]
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kiln_crds::{BuildRequest, MultiArchBuild, Phase, PlatformPhase};
+use kiln_e2e::binaries::workspace_binary;
+use kiln_e2e::cluster::{Cluster, wait_for};
+use kiln_e2e::runner::{Runner, RunnerConfig};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::conditions;
+
+const BUILDER_IMAGE: &str = "registry.invalid/kiln-e2e/builder";
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+async fn install_crds(client: &Client) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for file in [
+        "multiarchbuilds.kiln.dev.yaml",
+        "buildrequests.kiln.dev.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join("config/crd").join(file)).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("kiln-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        wait_for(
+            crds.clone(),
+            &name,
+            conditions::is_crd_established(),
+            BUILD_TIMEOUT,
+            &name,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The operator as a host process; killed when dropped. Its log is kept
+/// for failure messages.
+struct Operator {
+    // Held for kill_on_drop: the operator stops with the test.
+    _child: tokio::process::Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    async fn start(cluster: &Cluster, namespace: &str) -> Operator {
+        let binary = workspace_binary("kiln-operator", "kiln-operator").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let child = tokio::process::Command::new(binary)
+            .args([
+                &format!("--builder-image={BUILDER_IMAGE}:e2e"),
+                "--builder-image-pull-policy=Never",
+                &format!("--watch-namespace={namespace}"),
+                "--metrics-bind-address=127.0.0.1:0",
+                "--health-probe-bind-address=127.0.0.1:0",
+                "--job-ttl-seconds-after-finished=600",
+                "--verbosity=debug",
+            ])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("RUST_LOG", "info,kiln_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Operator {
+            _child: child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+struct Env {
+    cluster: &'static Cluster,
+    client: Client,
+    namespace: String,
+    registry: registry::TestRegistry,
+    fixtures: fixtures::Fixtures,
+    runner: Runner,
+    operator: Operator,
+}
+
+async fn setup(prefix: &str) -> Env {
+    let cluster = Cluster::shared().await.unwrap();
+    let client = cluster.client().await.unwrap();
+    install_crds(&client).await;
+    let namespace = cluster.create_namespace(&client, prefix).await.unwrap();
+    let registry = registry::TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
+    let config = RunnerConfig::default()
+        .with_program(
+            BUILDER_IMAGE,
+            &kiln,
+            &["/kiln/executor", "/kaniko/executor"],
+        )
+        .in_namespace(&namespace);
+    let runner = Runner::start(cluster, config).await.unwrap();
+    let operator = Operator::start(cluster, &namespace).await;
+    Env {
+        cluster,
+        client,
+        namespace,
+        registry,
+        fixtures,
+        runner,
+        operator,
+    }
+}
+
+impl Env {
+    fn builds(&self) -> Api<MultiArchBuild> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn requests(&self) -> Api<BuildRequest> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A context directory with `dockerfile`, kept for the test's life.
+    fn context(&self, dockerfile: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        std::fs::write(dir.path().join("hello.txt"), "hello from kiln\n").unwrap();
+        dir
+    }
+
+    /// `config/samples/multiarchbuild.yaml`, pointed at this test's context,
+    /// registry and registry Secret; everything else as committed.
+    async fn sample(&self, name: &str, context: &Path) -> MultiArchBuild {
+        let text = std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml"))
+            .unwrap();
+        let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
+        build.metadata.name = Some(name.to_owned());
+        let spec = &mut build.spec.build;
+        spec.context = format!("dir://{}", context.display());
+        spec.destinations = vec![
+            format!("{}/hello:1.0.0", self.registry.host()),
+            format!("{}/hello:latest", self.registry.host()),
+        ];
+        if let Some(cache) = spec.cache.as_mut() {
+            cache.repo = Some(format!("{}/hello-cache", self.registry.host()));
+        }
+        let secret_name = spec.registry_secret_ref.as_ref().unwrap().name.clone();
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": secret_name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": "{\"auths\":{}}"},
+        }))
+        .unwrap();
+        let secrets = Api::<Secret>::namespaced(self.client.clone(), &self.namespace);
+        if secrets.get_opt(&secret_name).await.unwrap().is_none() {
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+        }
+        build
+    }
+
+    async fn create(&self, build: &MultiArchBuild) {
+        self.builds()
+            .create(&PostParams::default(), build)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the build's phase is `phase`; on timeout, panics with the
+    /// build, its requests and the operator's log.
+    async fn wait_phase(&self, name: &str, phase: Phase) -> MultiArchBuild {
+        let done = wait_for(
+            self.builds(),
+            name,
+            move |b: Option<&MultiArchBuild>| {
+                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase) == Some(phase)
+            },
+            BUILD_TIMEOUT,
+            &format!("MultiArchBuild {name} reaching {phase}"),
+        )
+        .await;
+        if let Err(error) = done {
+            let build = self.builds().get_opt(name).await.unwrap();
+            let requests = self.requests().list(&ListParams::default()).await.unwrap();
+            panic!(
+                "{error}\nbuild status: {:#?}\nrequests: {:#?}\noperator log:\n{}",
+                build.and_then(|b| b.status),
+                requests
+                    .items
+                    .iter()
+                    .map(|r| (&r.metadata.name, &r.status))
+                    .collect::<Vec<_>>(),
+                tail(&self.operator.log(), 60)
+            );
+        }
+        self.builds().get(name).await.unwrap()
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn skopeo_raw(reference: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+    args.extend_from_slice(extra);
+    let target = format!("docker://{reference}");
+    args.push(&target);
+    let output = std::process::Command::new("skopeo")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
+    let env = setup("operator-sample").await;
+    let context = env.context(&format!(
+        "FROM {}\nARG VERSION\nRUN uname -m > /arch && echo \"$VERSION\" > /version\nCOPY hello.txt /hello.txt\n",
+        env.fixtures.index
+    ));
+    let build = env.sample("hello", context.path()).await;
+    env.create(&build).await;
+    let done = env.wait_phase("hello", Phase::Succeeded).await;
+    let status = done.status.unwrap();
+
+    // status.index matches the registry.
+    let index_status = status.index.clone().unwrap();
+    let digest = index_status.digest.clone().unwrap();
+    assert_eq!(
+        index_status.reference.as_deref(),
+        Some(format!("{}/hello@{digest}", env.registry.host()).as_str())
+    );
+    let index = skopeo_raw(&format!("{}/hello:1.0.0", env.registry.host()), &[]);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.description"],
+        "hello for amd64 and arm64"
+    );
+    let latest = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/hello:latest", env.registry.host()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        kiln_builder::image::sha256_digest(&latest.stdout),
+        digest,
+        "both destinations hold the same index"
+    );
+    let children = index["manifests"].as_array().unwrap();
+    let platforms: Vec<String> = children
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    // Each platform: its digest in status, its config's architecture, and
+    // its pod on a node of that architecture.
+    let nodes = Api::<Node>::all(env.client.clone());
+    for (entry, child) in status.platforms.iter().zip(children) {
+        assert_eq!(entry.phase, Some(PlatformPhase::Succeeded));
+        assert_eq!(entry.digest.as_deref(), child["digest"].as_str());
+        let arch = entry.platform.split('/').nth(1).unwrap();
+        let config = skopeo_raw(
+            &format!(
+                "{}/hello@{}",
+                env.registry.host(),
+                entry.digest.as_deref().unwrap()
+            ),
+            &["--config"],
+        );
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(
+            config["config"]["Labels"]["org.opencontainers.image.source"],
+            "https://github.com/example/hello"
+        );
+
+        let request = env
+            .requests()
+            .get(entry.build_request.as_deref().unwrap())
+            .await
+            .unwrap();
+        let request_status = request.status.unwrap();
+        assert_eq!(
+            request_status.digest, entry.digest,
+            "the builder reported its digest"
+        );
+        assert_eq!(
+            request_status.media_type.as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert!(request_status.duration_seconds.unwrap() > 0.0);
+        let node = nodes
+            .get(request_status.node_name.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            node.metadata.labels.unwrap()["kubernetes.io/arch"],
+            arch,
+            "{} ran on a native node",
+            entry.platform
+        );
+        let pod = request_status.pod_name.unwrap();
+        let log = env.runner.log(&env.namespace, &pod).unwrap_or_default();
+        if arch == "arm64" {
+            assert!(
+                log.contains("qemu-user emulation"),
+                "arm64 RUN under qemu on this amd64 host:\n{log}"
+            );
+        }
+    }
+    // Per-platform images are pushed by digest only: no tag but the index's.
+    let tags = std::process::Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/hello", env.registry.host()))
+        .output()
+        .unwrap();
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    let mut tags: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["1.0.0", "latest"]);
+
+    // The builder's access objects are gone once the build ended.
+    let accounts = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        env.client.clone(),
+        &env.namespace,
+    );
+    for entry in &status.platforms {
+        let access = format!("{}-builder", entry.build_request.as_deref().unwrap());
+        let gone = wait_for(
+            accounts.clone(),
+            &access,
+            |o: Option<&k8s_openapi::api::core::v1::ServiceAccount>| o.is_none(),
+            Duration::from_secs(30),
+            &access,
+        )
+        .await;
+        assert!(gone.is_ok(), "{access} still exists");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_architecture_waits_for_a_native_node() {
+    let env = setup("operator-nodes").await;
+    let context = env.context("FROM scratch\nCOPY hello.txt /hello.txt\n");
+    let mut build = env.sample("s390x", context.path()).await;
+    build.spec.platforms = vec!["linux/s390x".into()];
+    build.spec.build.cache = None;
+    env.create(&build).await;
+
+    let message = "no native nodes available for architecture s390x: add s390x nodes or set requireNativeNodes: false";
+    let waiting = wait_for(
+        env.builds(),
+        "s390x",
+        move |b: Option<&MultiArchBuild>| {
+            b.and_then(|b| b.status.as_ref())
+                .and_then(|s| kiln_crds::condition::find(&s.conditions, "NativeNodesAvailable"))
+                .is_some_and(|c| {
+                    c.status == kiln_crds::ConditionStatus::False
+                        && c.message.as_deref() == Some(message)
+                })
+        },
+        BUILD_TIMEOUT,
+        "NativeNodesAvailable=False",
+    )
+    .await;
+    assert!(
+        waiting.is_ok(),
+        "{waiting:?}\noperator log:\n{}",
+        tail(&env.operator.log(), 40)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.jobs()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no Job without a native node"
+    );
+    assert_eq!(
+        env.builds()
+            .get("s390x")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase,
+        Some(Phase::Pending)
+    );
+
+    // A node of that architecture unblocks it.
+    env.cluster
+        .add_node(&format!("{}-s390x", env.namespace), "s390x")
+        .await
+        .unwrap();
+    let done = env.wait_phase("s390x", Phase::Succeeded).await;
+    let entry = &done.status.unwrap().platforms[0];
+    let config = skopeo_raw(
+        &format!(
+            "{}/hello@{}",
+            env.registry.host(),
+            entry.digest.as_deref().unwrap()
+        ),
+        &["--config"],
+    );
+    assert_eq!(config["architecture"], "s390x");
+}
+
+#[tokio::test]
+async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
+    let env = setup("operator-fail").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN echo building; exit 3\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.sample("broken", context.path()).await;
+    build.spec.platforms = vec!["linux/amd64".into()];
+    build.spec.build.retries = 1;
+    build.spec.build.cache = None;
+    env.create(&build).await;
+    let failed = env.wait_phase("broken", Phase::Failed).await;
+    let status = failed.status.unwrap();
+    let entry = &status.platforms[0];
+    assert_eq!(entry.attempts, Some(2), "one retry");
+    let ready = kiln_crds::condition::find(&status.conditions, "Ready").unwrap();
+    let message = ready.message.clone().unwrap();
+    assert!(
+        message.starts_with("linux/amd64 failed: failed after 2 attempt(s): "),
+        "{message}"
+    );
+    assert!(
+        message.contains("exit 3") || message.contains("exit status 3"),
+        "the builder's message: {message}"
+    );
+    assert!(message.ends_with("; no index published"), "{message}");
+    let jobs = env.jobs().list(&ListParams::default()).await.unwrap();
+    let mut names: Vec<_> = jobs
+        .items
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["broken-linux-amd64-g1-1", "broken-linux-amd64-g1-2"]
+    );
+    let index = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/hello:1.0.0", env.registry.host()))
+        .output()
+        .unwrap();
+    assert!(!index.status.success(), "no index is pushed");
+}
+
+#[tokio::test]
+async fn deleting_a_build_mid_way_removes_its_requests_jobs_and_pods() {
+    let env = setup("operator-delete").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN sleep 60\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.sample("slow", context.path()).await;
+    build.spec.platforms = vec!["linux/amd64".into()];
+    build.spec.build.cache = None;
+    env.create(&build).await;
+    env.wait_phase("slow", Phase::Building).await;
+    let running = wait_for(
+        env.jobs(),
+        "slow-linux-amd64-g1-1",
+        |j: Option<&Job>| j.is_some(),
+        BUILD_TIMEOUT,
+        "the builder Job",
+    )
+    .await;
+    assert!(running.is_ok());
+
+    env.builds()
+        .delete("slow", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let gone = wait_for(
+        env.builds(),
+        "slow",
+        |o: Option<&MultiArchBuild>| o.is_none(),
+        Duration::from_secs(120),
+        "slow deleted",
+    )
+    .await;
+    assert!(gone.is_ok(), "{gone:?}");
+    let pods =
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(env.client.clone(), &env.namespace);
+    for _ in 0..60 {
+        let requests = env
+            .requests()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        let jobs = env
+            .jobs()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        let left = pods.list(&ListParams::default()).await.unwrap().items.len();
+        if requests + jobs + left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("requests, jobs or pods remain after deleting the build");
+}

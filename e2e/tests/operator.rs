@@ -80,6 +80,15 @@ struct Operator {
 
 impl Operator {
     async fn start(cluster: &Cluster, namespace: &str) -> Operator {
+        Operator::start_with(cluster, namespace, &[], &[]).await
+    }
+
+    async fn start_with(
+        cluster: &Cluster,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let binary = workspace_binary("kiln-operator", "kiln-operator").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
@@ -93,6 +102,8 @@ impl Operator {
                 "--job-ttl-seconds-after-finished=600",
                 "--verbosity=debug",
             ])
+            .args(extra)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", cluster.kubeconfig())
             .env("RUST_LOG", "info,kiln_operator=debug")
             .stdin(Stdio::null())
@@ -580,4 +591,228 @@ async fn deleting_a_build_mid_way_removes_its_requests_jobs_and_pods() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     panic!("requests, jobs or pods remain after deleting the build");
+}
+
+/// Names of the Jobs in the namespace, sorted.
+async fn job_names(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .jobs()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|j| j.metadata.name.unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until the Job `name` exists.
+async fn wait_job(env: &Env, name: &str) {
+    let found = wait_for(
+        env.jobs(),
+        name,
+        |j: Option<&Job>| j.is_some(),
+        BUILD_TIMEOUT,
+        name,
+    )
+    .await;
+    assert!(
+        found.is_ok(),
+        "{found:?}\noperator log:\n{}",
+        tail(&env.operator.log(), 40)
+    );
+}
+
+/// `kubectl auth can-i` as the holder of `token`.
+async fn can_i(env: &Env, token: &str, args: &[&str]) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let port: u16 = env
+        .cluster
+        .api_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kiln_e2e::runner::pod_kubeconfig(port, &env.cluster.ca_cert(), &token_file, &env.namespace),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env.cluster.kubectl())
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["auth", "can-i", "-n", &env.namespace])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl auth can-i {args:?}: {answer} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    answer == "yes"
+}
+
+#[tokio::test]
+async fn a_builder_token_may_patch_its_own_status_and_nothing_else() {
+    let env = setup("operator-rbac").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN sleep 30\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.sample("rbac", context.path()).await;
+    build.spec.platforms = vec!["linux/amd64".into()];
+    build.spec.build.cache = None;
+    env.create(&build).await;
+    wait_job(&env, "rbac-linux-amd64-g1-1").await;
+
+    let accounts = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        env.client.clone(),
+        &env.namespace,
+    );
+    let request = k8s_openapi::api::authentication::v1::TokenRequest::default();
+    let token = accounts
+        .create_token_request(
+            "rbac-linux-amd64-g1-builder",
+            &PostParams::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let own = "buildrequests.kiln.dev/rbac-linux-amd64-g1";
+    assert!(can_i(&env, &token, &["patch", own, "--subresource=status"]).await);
+    assert!(can_i(&env, &token, &["get", own, "--subresource=status"]).await);
+    for denied in [
+        vec![
+            "patch",
+            "buildrequests.kiln.dev/someone-else",
+            "--subresource=status",
+        ],
+        vec!["patch", own],
+        vec!["get", own],
+        vec!["list", "buildrequests.kiln.dev"],
+        vec!["get", "secrets"],
+        vec!["get", "secrets/registry-credentials"],
+        vec!["list", "pods"],
+        vec!["create", "pods"],
+        vec!["get", "multiarchbuilds.kiln.dev/rbac"],
+    ] {
+        assert!(
+            !can_i(&env, &token, &denied).await,
+            "the builder may not {denied:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_operator_restarted_mid_build_finishes_it_without_duplicate_jobs() {
+    let mut env = setup("operator-restart").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN sleep 8 && echo done > /done\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.sample("restart", context.path()).await;
+    build.spec.platforms = vec!["linux/amd64".into()];
+    build.spec.build.cache = None;
+    env.create(&build).await;
+    wait_job(&env, "restart-linux-amd64-g1-1").await;
+
+    // Killed mid-build (dropping the child kills it), then started again.
+    env.operator = Operator::start(env.cluster, &env.namespace).await;
+    env.wait_phase("restart", Phase::Succeeded).await;
+    assert_eq!(job_names(&env).await, ["restart-linux-amd64-g1-1"]);
+    let requests = env
+        .requests()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(requests.len(), 1, "one BuildRequest");
+}
+
+#[tokio::test]
+async fn with_two_replicas_only_the_leader_acts() {
+    let mut env = setup("operator-leader").await;
+    let election = |identity: &'static str| [("KILN_POD_NAME", identity)];
+    let namespace = env.namespace.clone();
+    let args = [
+        "--leader-elect=true".to_owned(),
+        format!("--leader-election-namespace={namespace}"),
+        "--leader-election-lease-name=kiln-operator".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Replace the plain operator with two electing replicas.
+    env.operator =
+        Operator::start_with(env.cluster, &namespace, &args, &election("replica-a")).await;
+    let second = Operator::start_with(env.cluster, &namespace, &args, &election("replica-b")).await;
+
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        env.client.clone(),
+        &namespace,
+    );
+    let held = wait_for(
+        leases.clone(),
+        "kiln-operator",
+        |l: Option<&k8s_openapi::api::coordination::v1::Lease>| {
+            l.and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.holder_identity.as_deref())
+                .is_some_and(|h| !h.is_empty())
+        },
+        Duration::from_secs(60),
+        "the Lease getting a holder",
+    )
+    .await;
+    assert!(
+        held.is_ok(),
+        "{held:?}\n{}\n{}",
+        env.operator.log(),
+        second.log()
+    );
+
+    let context = env.context(&format!(
+        "FROM {}\nCOPY hello.txt /\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.sample("leader", context.path()).await;
+    build.spec.platforms = vec!["linux/amd64".into()];
+    build.spec.build.cache = None;
+    env.create(&build).await;
+    env.wait_phase("leader", Phase::Succeeded).await;
+    assert_eq!(job_names(&env).await, ["leader-linux-amd64-g1-1"]);
+
+    let holder = leases
+        .get("kiln-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, standby) = if holder == "replica-a" {
+        (env.operator.log(), second.log())
+    } else {
+        assert_eq!(holder, "replica-b");
+        (second.log(), env.operator.log())
+    };
+    assert!(leader.contains("became the leader"), "{leader}");
+    assert!(
+        !standby.contains("became the leader"),
+        "the standby must not lead:\n{standby}"
+    );
+    assert!(
+        !standby.contains("builder Job"),
+        "the standby must not act:\n{standby}"
+    );
 }

@@ -306,7 +306,9 @@ async fn platforms_have_their_own_keys_and_with_a_suffix_their_own_repositories(
     // keeps its own platform.
     let output = build(&multi("again", &["--arch-cache-repo-suffix=-${ARCH}"])).await;
     let log = stderr(&output);
-    assert_eq!(count(&log, "1 cache hits, 0 cache misses"), 2, "{log}");
+    // One final line per platform: `linux/arm64/v8: sha256:… (1 cache hits, 0 cache misses)`.
+    assert_eq!(count(&log, "1 cache hits, 0 cache misses)"), 2, "{log}");
+    assert!(log.contains("linux/arm64/v8: sha256:"), "{log}");
     for arch in ["amd64", "arm64"] {
         assert_eq!(
             layer_digests(&format!("{host}/multi:again"), Some(arch)),
@@ -658,7 +660,9 @@ async fn an_arm64_build_never_receives_the_amd64_layer_of_the_same_run() {
     build(&run("1")).await;
     assert_eq!(tags(&format!("{host}/shared-cache")).len(), 2);
     let log = stderr(&build(&run("2")).await);
-    assert_eq!(count(&log, "1 cache hits, 0 cache misses"), 2, "{log}");
+    // One final line per platform: `linux/arm64/v8: sha256:… (1 cache hits, 0 cache misses)`.
+    assert_eq!(count(&log, "1 cache hits, 0 cache misses)"), 2, "{log}");
+    assert!(log.contains("linux/arm64/v8: sha256:"), "{log}");
     let file = |tag: &str, arch: &str, path: &str| {
         support::kiln::layers_for(&format!("{host}/arch:{tag}"), Some(arch))
             .into_iter()
@@ -676,4 +680,75 @@ async fn an_arm64_build_never_receives_the_amd64_layer_of_the_same_run() {
         );
     }
     assert_ne!(file("2", "amd64", "unique"), file("2", "arm64", "unique"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_readable_cache_repository_that_refuses_pushes_is_one_warning() {
+    let (registry, fixtures) = setup().await;
+    // Reads pass; every upload or manifest push into a cache repository is
+    // answered 403 DENIED, as for a user with pull rights only.
+    let proxy = FaultProxy::denying(registry.host(), |method, path| {
+        path.contains("/cache/")
+            && (support::proxy::blob_upload(method, path)
+                || support::proxy::manifest_put(method, path))
+    })
+    .await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN echo a > /a\nRUN echo b > /b\nRUN echo c > /c\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let run = |tag: &str| {
+        vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/readonly:{tag}", registry.host()),
+            "--cache".to_string(),
+            format!("--cache-repo={}/app/cache", proxy.host()),
+        ]
+    };
+    for tag in ["1", "2"] {
+        let output = kiln(&run(tag)).await;
+        assert_success(&output);
+        let log = stderr(&output);
+        assert_eq!(count(&log, "its layers are not cached"), 1, "{log}");
+        assert!(log.contains("403"), "{log}");
+        assert!(!log.contains("cannot read the cache repository"), "{log}");
+        // Nothing could be stored, so nothing is found the second time.
+        assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
+        assert_eq!(
+            files(&format!("{}/readonly:{tag}", registry.host()))["c"].2,
+            "c\n"
+        );
+    }
+    assert!(tags(&format!("{}/app/cache", registry.host())).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_run_layers_false_leaves_run_alone() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!("FROM {}\nRUN ({UNIQUE}) > /unique\n", fixtures.index),
+        &[],
+    );
+    let host = registry.host();
+    let run = |tag: &str| {
+        vec![
+            context_arg(ctx.path()),
+            format!("--destination={host}/norun:{tag}"),
+            "--cache".to_string(),
+            "--cache-run-layers=false".to_string(),
+        ]
+    };
+    for tag in ["1", "2"] {
+        let log = stderr(&build(&run(tag)).await);
+        assert!(log.contains("0 cache hits, 0 cache misses"), "{log}");
+        assert!(!log.contains("cache miss for"), "{log}");
+    }
+    assert!(tags(&format!("{host}/norun/cache")).is_empty());
+    assert_ne!(
+        files(&format!("{host}/norun:1"))["unique"],
+        files(&format!("{host}/norun:2"))["unique"]
+    );
 }

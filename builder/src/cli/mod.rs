@@ -86,7 +86,16 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
         }
         Outcome::Platforms { platforms, index } => {
             for build in &platforms {
-                eprintln!("{}: {}", build.platform, build.outcome.digest);
+                let outcome = &build.outcome;
+                // The layer cache's counts, when it looked anything up.
+                let cache = match outcome.cache_hits + outcome.cache_misses {
+                    0 => String::new(),
+                    _ => format!(
+                        " ({} cache hits, {} cache misses)",
+                        outcome.cache_hits, outcome.cache_misses
+                    ),
+                };
+                eprintln!("{}: {}{cache}", build.platform, outcome.digest);
             }
             match index {
                 Some(index) => index.references.iter().for_each(|r| println!("{r}")),

@@ -17,6 +17,8 @@ type Predicate = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
 struct State {
     upstream: String,
     matches: Predicate,
+    /// The answer a fault gets: 503, or what [`FaultProxy::denying`] says.
+    fault: Fault,
     /// Faults still to inject.
     remaining: Mutex<usize>,
     injected: AtomicUsize,
@@ -40,6 +42,15 @@ impl FaultProxy {
         failures: usize,
         matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
     ) -> FaultProxy {
+        FaultProxy::launch(upstream, failures, Fault::Unavailable, matches).await
+    }
+
+    async fn launch(
+        upstream: &str,
+        failures: usize,
+        fault: Fault,
+        matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding the fault proxy to loopback");
@@ -50,6 +61,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream: upstream.to_string(),
             matches: Box::new(matches),
+            fault,
             remaining: Mutex::new(failures),
             injected: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
@@ -66,6 +78,16 @@ impl FaultProxy {
     /// A proxy that only records: nothing fails.
     pub async fn recording(upstream: &str) -> FaultProxy {
         FaultProxy::start(upstream, 0, |_, _| false).await
+    }
+
+    /// A proxy that answers HTTP 403 DENIED, as a registry does to a user
+    /// without push rights, to every request for which `matches(method,
+    /// path_and_query)` holds, and passes the rest through.
+    pub async fn denying(
+        upstream: &str,
+        matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> FaultProxy {
+        FaultProxy::launch(upstream, usize::MAX, Fault::Denied, matches).await
     }
 
     /// `127.0.0.1:PORT` of the proxy.
@@ -110,6 +132,13 @@ pub fn blob_get(method: &str, path: &str) -> bool {
 }
 
 const FAULT_BODY: &str = r#"{"errors":[{"code":"UNAVAILABLE","message":"service unavailable (injected by FaultProxy)"}]}"#;
+const DENIED_BODY: &str = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied (injected by FaultProxy)"}]}"#;
+
+#[derive(Clone, Copy)]
+enum Fault {
+    Unavailable,
+    Denied,
+}
 
 async fn serve(mut client: TcpStream, state: Arc<State>) {
     let Some((head, leftover)) = read_head(&mut client).await else {
@@ -138,9 +167,13 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
     if fail {
         state.injected.fetch_add(1, Ordering::SeqCst);
         discard_body(&mut client, &head_text, leftover).await;
+        let (status, body) = match state.fault {
+            Fault::Unavailable => ("503 Service Unavailable", FAULT_BODY),
+            Fault::Denied => ("403 Forbidden", DENIED_BODY),
+        };
         let response = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{FAULT_BODY}",
-            FAULT_BODY.len()
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         let _ = client.write_all(response.as_bytes()).await;
         let _ = client.shutdown().await;

@@ -54,6 +54,11 @@ pub fn status_of(result: &Result<Outcome, String>, elapsed: Duration) -> BuildRe
             status.media_type = Some(image.media_type.clone());
             status.size = i64::try_from(image.size).ok();
             status.image_reference = image.pushed.first().cloned();
+            // Only when the layer cache looked anything up.
+            if image.cache_hits + image.cache_misses > 0 {
+                status.cache_hits = i64::try_from(image.cache_hits).ok();
+                status.cache_misses = i64::try_from(image.cache_misses).ok();
+            }
         }
         Ok(_) => {
             status.message = Some(
@@ -158,6 +163,8 @@ mod tests {
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             size: 1234,
             pushed: vec![format!("registry.example/app@{digest}")],
+            cache_hits: 0,
+            cache_misses: 0,
         }));
         let status = status_of(&ok, Duration::from_millis(12_345));
         assert_eq!(
@@ -171,6 +178,17 @@ mod tests {
             })
         );
         assert_eq!(termination_message(&status), digest);
+
+        let cached = Ok(Outcome::Image(BuildOutcome {
+            digest: digest.into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 1234,
+            pushed: vec![],
+            cache_hits: 3,
+            cache_misses: 1,
+        }));
+        let status = status_of(&cached, Duration::ZERO);
+        assert_eq!((status.cache_hits, status.cache_misses), (Some(3), Some(1)));
 
         let failed = Err("RUN failed (exit 1): false".to_owned());
         let status = status_of(&failed, Duration::from_secs(2));

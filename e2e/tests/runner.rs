@@ -455,3 +455,69 @@ async fn a_job_completes_when_its_pod_succeeds() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn the_builders_termination_message_reaches_the_pod_status() {
+    const BUILDER_IMAGE: &str = "registry.invalid/kiln/builder";
+    let cluster = Cluster::shared().await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster
+        .create_namespace(&client, "runner-builder")
+        .await
+        .unwrap();
+    let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
+    let config = RunnerConfig::default()
+        .with_program(
+            BUILDER_IMAGE,
+            &kiln,
+            &["/kiln/executor", "/kaniko/executor"],
+        )
+        .in_namespace(&namespace);
+    let runner = Runner::start(cluster, config).await.unwrap();
+    let pods = Api::<Pod>::namespaced(client, &namespace);
+    // Shaped like the operator's builder pods: the image's entrypoint, the
+    // default termination message path, FallbackToLogsOnError. The builder
+    // writes its error where the runner points KILN_TERMINATION_MESSAGE_PATH
+    // (the runner reads nothing else), not to the host's /dev.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "bad-context" },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "kiln",
+                "image": format!("{BUILDER_IMAGE}:v0.1.0"),
+                "args": [
+                    "--context=dir:///nonexistent-context",
+                    "--no-push",
+                    format!("--build-request={namespace}/missing"),
+                ],
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "bad-context",
+        is_finished,
+        WAIT,
+        "bad-context finishing",
+    )
+    .await
+    .unwrap();
+    let finished = pods.get("bad-context").await.unwrap();
+    let log = runner.log(&namespace, "bad-context").unwrap();
+    assert_eq!(
+        phase(Some(&finished)).as_deref(),
+        Some("Failed"),
+        "log: {log}"
+    );
+    let state = terminated(&finished);
+    assert_eq!(state.exit_code, 1, "log: {log}");
+    assert_eq!(
+        state.message.as_deref(),
+        Some("context directory /nonexistent-context does not exist or is not a directory")
+    );
+}

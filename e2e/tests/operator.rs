@@ -9,65 +9,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../builder/tests/support/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-#[path = "../../builder/tests/support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kiln_crds::{BuildRequest, MultiArchBuild, Phase, PlatformPhase};
+use k8s_openapi::api::core::v1::Node;
+use kiln_crds::{MultiArchBuild, Phase, PlatformPhase};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::runner::{Runner, RunnerConfig};
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::conditions;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+use support::{BUILD_TIMEOUT, Builds, fixtures, install_crds, registry, skopeo_raw, tail};
 
 const BUILDER_IMAGE: &str = "registry.invalid/kiln-e2e/builder";
-const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-async fn install_crds(client: &Client) {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for file in [
-        "multiarchbuilds.kiln.dev.yaml",
-        "buildrequests.kiln.dev.yaml",
-    ] {
-        let text = std::fs::read_to_string(repo_root().join("config/crd").join(file)).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("kiln-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        wait_for(
-            crds.clone(),
-            &name,
-            conditions::is_crd_established(),
-            BUILD_TIMEOUT,
-            &name,
-        )
-        .await
-        .unwrap();
-    }
-}
 
 /// The operator as a host process; killed when dropped. Its log is kept
 /// for failure messages.
@@ -126,12 +85,18 @@ impl Operator {
 
 struct Env {
     cluster: &'static Cluster,
-    client: Client,
-    namespace: String,
-    registry: registry::TestRegistry,
+    builds: Builds,
     fixtures: fixtures::Fixtures,
     runner: Runner,
     operator: Operator,
+    _registry: registry::TestRegistry,
+}
+
+impl Deref for Env {
+    type Target = Builds;
+    fn deref(&self) -> &Builds {
+        &self.builds
+    }
 }
 
 async fn setup(prefix: &str) -> Env {
@@ -153,127 +118,25 @@ async fn setup(prefix: &str) -> Env {
     let operator = Operator::start(cluster, &namespace).await;
     Env {
         cluster,
-        client,
-        namespace,
-        registry,
+        builds: Builds {
+            client,
+            namespace,
+            registry_host: registry.host().to_owned(),
+        },
         fixtures,
         runner,
         operator,
+        _registry: registry,
     }
 }
 
 impl Env {
-    fn builds(&self) -> Api<MultiArchBuild> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn requests(&self) -> Api<BuildRequest> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn jobs(&self) -> Api<Job> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    /// A context directory with `dockerfile`, kept for the test's life.
-    fn context(&self, dockerfile: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-        std::fs::write(dir.path().join("hello.txt"), "hello from kiln\n").unwrap();
-        dir
-    }
-
-    /// `config/samples/multiarchbuild.yaml`, pointed at this test's context,
-    /// registry and registry Secret; everything else as committed.
-    async fn sample(&self, name: &str, context: &Path) -> MultiArchBuild {
-        let text = std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml"))
-            .unwrap();
-        let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
-        build.metadata.name = Some(name.to_owned());
-        let spec = &mut build.spec.build;
-        spec.context = format!("dir://{}", context.display());
-        spec.destinations = vec![
-            format!("{}/hello:1.0.0", self.registry.host()),
-            format!("{}/hello:latest", self.registry.host()),
-        ];
-        if let Some(cache) = spec.cache.as_mut() {
-            cache.repo = Some(format!("{}/hello-cache", self.registry.host()));
-        }
-        let secret_name = spec.registry_secret_ref.as_ref().unwrap().name.clone();
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": secret_name},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": "{\"auths\":{}}"},
-        }))
-        .unwrap();
-        let secrets = Api::<Secret>::namespaced(self.client.clone(), &self.namespace);
-        if secrets.get_opt(&secret_name).await.unwrap().is_none() {
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .unwrap();
-        }
-        build
-    }
-
-    async fn create(&self, build: &MultiArchBuild) {
-        self.builds()
-            .create(&PostParams::default(), build)
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the build's phase is `phase`; on timeout, panics with the
-    /// build, its requests and the operator's log.
+    /// [`Builds::wait_phase`] with the operator's log on failure.
     async fn wait_phase(&self, name: &str, phase: Phase) -> MultiArchBuild {
-        let done = wait_for(
-            self.builds(),
-            name,
-            move |b: Option<&MultiArchBuild>| {
-                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase) == Some(phase)
-            },
-            BUILD_TIMEOUT,
-            &format!("MultiArchBuild {name} reaching {phase}"),
-        )
-        .await;
-        if let Err(error) = done {
-            let build = self.builds().get_opt(name).await.unwrap();
-            let requests = self.requests().list(&ListParams::default()).await.unwrap();
-            panic!(
-                "{error}\nbuild status: {:#?}\nrequests: {:#?}\noperator log:\n{}",
-                build.and_then(|b| b.status),
-                requests
-                    .items
-                    .iter()
-                    .map(|r| (&r.metadata.name, &r.status))
-                    .collect::<Vec<_>>(),
-                tail(&self.operator.log(), 60)
-            );
-        }
-        self.builds().get(name).await.unwrap()
+        self.builds
+            .wait_phase(name, phase, || tail(&self.operator.log(), 60))
+            .await
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn skopeo_raw(reference: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
-    args.extend_from_slice(extra);
-    let target = format!("docker://{reference}");
-    args.push(&target);
-    let output = std::process::Command::new("skopeo")
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test]
@@ -293,9 +156,9 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
     let digest = index_status.digest.clone().unwrap();
     assert_eq!(
         index_status.reference.as_deref(),
-        Some(format!("{}/hello@{digest}", env.registry.host()).as_str())
+        Some(format!("{}/hello@{digest}", env.registry_host).as_str())
     );
-    let index = skopeo_raw(&format!("{}/hello:1.0.0", env.registry.host()), &[]);
+    let index = skopeo_raw(&format!("{}/hello:1.0.0", env.registry_host), &[]);
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
@@ -306,7 +169,7 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
     );
     let latest = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/hello:latest", env.registry.host()))
+        .arg(format!("docker://{}/hello:latest", env.registry_host))
         .output()
         .unwrap();
     assert_eq!(
@@ -337,7 +200,7 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
         let config = skopeo_raw(
             &format!(
                 "{}/hello@{}",
-                env.registry.host(),
+                env.registry_host,
                 entry.digest.as_deref().unwrap()
             ),
             &["--config"],
@@ -385,7 +248,7 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
     // Per-platform images are pushed by digest only: no tag but the index's.
     let tags = std::process::Command::new("skopeo")
         .args(["list-tags", "--tls-verify=false"])
-        .arg(format!("docker://{}/hello", env.registry.host()))
+        .arg(format!("docker://{}/hello", env.registry_host))
         .output()
         .unwrap();
     let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
@@ -478,7 +341,7 @@ async fn a_missing_architecture_waits_for_a_native_node() {
     let config = skopeo_raw(
         &format!(
             "{}/hello@{}",
-            env.registry.host(),
+            env.registry_host,
             entry.digest.as_deref().unwrap()
         ),
         &["--config"],
@@ -526,7 +389,7 @@ async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
     );
     let index = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/hello:1.0.0", env.registry.host()))
+        .arg(format!("docker://{}/hello:1.0.0", env.registry_host))
         .output()
         .unwrap();
     assert!(!index.status.success(), "no index is pushed");

@@ -78,12 +78,7 @@ fn validation_errors_exit_1_with_one_line() {
         (
             &["--driver=k8s", "--no-push"],
             &[],
-            "error: flag --driver=k8s is not supported yet\n",
-        ),
-        (
-            &["--no-push"],
-            &[("KILN_BUILD_REQUEST", "builds/app-amd64")],
-            "error: flag --build-request is not supported yet\n",
+            "error: --driver=k8s needs --destination: the cluster pushes the images there\n",
         ),
         (
             &["--emulation=none"],

@@ -679,3 +679,145 @@ async fn with_two_replicas_only_the_leader_acts() {
         "the standby must not act:\n{standby}"
     );
 }
+
+/// `kiln --driver=k8s` with the admin kubeconfig, in the test's namespace.
+async fn kiln_k8s(env: &Env, args: &[String]) -> std::process::Output {
+    let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
+    let config = tempfile::tempdir().unwrap();
+    tokio::process::Command::new(kiln)
+        .arg("--driver=k8s")
+        .arg(format!("--namespace={}", env.namespace))
+        .args(args)
+        .env("KUBECONFIG", env.cluster.kubeconfig())
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("KILN_BUILD_REQUEST")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kiln_driver_k8s_uploads_the_context_follows_the_build_and_prints_the_index() {
+    let env = setup("operator-cli").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN uname -m > /arch\nCOPY hello.txt /hello.txt\n",
+        env.fixtures.index
+    ));
+    let output = kiln_k8s(
+        &env,
+        &[
+            format!("--context=dir://{}", context.path().display()),
+            format!("--destination={}/cli:1.0", env.registry_host),
+            "--multi-platform=linux/amd64,linux/arm64".into(),
+            "--publish-index".into(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{stderr}\noperator:\n{}",
+        tail(&env.operator.log(), 40)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reference = stdout.trim();
+    let index = skopeo_raw(&format!("{}/cli:1.0", env.registry_host), &[]);
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/cli:1.0", env.registry_host))
+        .output()
+        .unwrap();
+    assert_eq!(
+        reference,
+        format!(
+            "{}/cli@{}",
+            env.registry_host,
+            kiln_builder::image::sha256_digest(&raw.stdout)
+        )
+    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    for line in [
+        "[linux/amd64] Succeeded",
+        "[linux/arm64/v8] Succeeded",
+        "MultiArchBuild Succeeded",
+    ] {
+        assert!(
+            stderr.contains(line),
+            "missing progress line {line:?}:\n{stderr}"
+        );
+    }
+    // The context went to the registry as an artifact next to the image.
+    let builds = env
+        .builds()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(builds.len(), 1);
+    let used = &builds[0].spec.build.context;
+    assert!(
+        used.starts_with(&format!("oci://{}/cli/context@sha256:", env.registry_host)),
+        "{used}"
+    );
+}
+
+#[tokio::test]
+async fn kiln_driver_k8s_fails_with_the_build_message_and_detach_returns_at_once() {
+    let env = setup("operator-cli-fail").await;
+    let context = env.context(&format!(
+        "FROM {}\nRUN exit 3\n",
+        env.fixtures.amd64.reference
+    ));
+    let output = kiln_k8s(
+        &env,
+        &[
+            format!("--context=dir://{}", context.path().display()),
+            format!("--destination={}/cli:broken", env.registry_host),
+            "--multi-platform=linux/amd64".into(),
+            "--publish-index".into(),
+        ],
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("failed: linux/amd64 failed: failed after 3 attempt(s): "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exit 3"), "{stderr}");
+
+    let slow = env.context(&format!(
+        "FROM {}\nRUN sleep 30\n",
+        env.fixtures.amd64.reference
+    ));
+    let started = std::time::Instant::now();
+    let output = kiln_k8s(
+        &env,
+        &[
+            format!("--context=dir://{}", slow.path().display()),
+            format!("--destination={}/cli:detached", env.registry_host),
+            "--multi-platform=linux/amd64".into(),
+            "--publish-index".into(),
+            "--detach".into(),
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "--detach does not wait for the build"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let name = stdout
+        .trim()
+        .strip_prefix("multiarchbuild/")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    assert!(env.builds().get_opt(&name).await.unwrap().is_some());
+}

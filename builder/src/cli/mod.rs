@@ -108,6 +108,7 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
         Outcome::Index(index) if index.references.is_empty() => println!("{}", index.digest),
         Outcome::Index(index) => index.references.iter().for_each(|r| println!("{r}")),
         Outcome::Plan(plan) => print!("{plan}"),
+        Outcome::Submitted(lines) => lines.iter().for_each(|l| println!("{l}")),
     }
     Ok(())
 }

@@ -19,16 +19,7 @@ use crate::platform::{self, Platform, PlatformError};
 /// Flags that are accepted but whose feature is not built yet. Setting one
 /// to anything but its default fails with `flag --X is not supported yet`.
 /// Delete a name here when its feature lands; nothing else needs to change.
-pub const UNSUPPORTED: &[&str] = &[
-    "require-native-nodes",
-    "isolation",
-    "force",
-    "secret",
-    "namespace",
-    "context-repo",
-    "detach",
-    "cleanup",
-];
+pub const UNSUPPORTED: &[&str] = &["isolation", "force", "secret", "cleanup"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -120,9 +111,6 @@ impl Args {
         }
         if let Some(flag) = self.first_unsupported()? {
             return Err(CliError::Unsupported(flag));
-        }
-        if self.platforms.driver == super::options::Driver::K8s {
-            return Err(CliError::Unsupported("driver=k8s"));
         }
         if self.output.destination.is_empty() && !self.output.no_push {
             return Err(CliError::NoDestination);
@@ -1033,13 +1021,8 @@ pub(crate) mod tests {
     /// One command line per not-yet-supported flag, setting it to something
     /// other than its default.
     const UNSUPPORTED_USES: &[(&str, &str)] = &[
-        ("--driver=k8s", "driver=k8s"),
-        ("--require-native-nodes=false", "require-native-nodes"),
         ("--force", "force"),
         ("--secret=id=npmrc,src=/home/me/.npmrc", "secret"),
-        ("--namespace=builds", "namespace"),
-        ("--context-repo=ghcr.io/org/contexts", "context-repo"),
-        ("--detach", "detach"),
         ("--cleanup", "cleanup"),
     ];
 
@@ -1072,8 +1055,6 @@ pub(crate) mod tests {
         let mut listed: BTreeSet<&str> = UNSUPPORTED.iter().copied().collect();
         // --isolation has its own test: its default depends on the environment.
         listed.remove("isolation");
-        // Only one value of --driver is refused.
-        listed.insert("driver=k8s");
         assert_eq!(used, listed);
         let defaults = flag_values(&Args::defaults().unwrap()).unwrap();
         let command = Args::command();

@@ -347,7 +347,7 @@ pub fn rejects_media_type(error: &RegistryError) -> bool {
 }
 
 /// `registry/repo:tag` (as typed) → `registry/repo`.
-fn name_of(destination: &str) -> &str {
+pub fn name_of(destination: &str) -> &str {
     let without_digest = destination.split('@').next().unwrap_or(destination);
     match without_digest.rfind(':') {
         Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],

@@ -30,6 +30,9 @@ pub enum Outcome {
     Index(index::IndexOutcome),
     /// `--dry-run`: the plan, as text.
     Plan(String),
+    /// `--driver=k8s`: what the cluster published (`name@digest`), or with
+    /// `--detach` the MultiArchBuild that will.
+    Submitted(Vec<String>),
 }
 
 /// Whether `options` ask for more than a single-platform build.
@@ -41,7 +44,12 @@ pub fn is_multi_platform(options: &BuildOptions) -> bool {
 pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
     match options.multi_platform.driver {
         Driver::Ci => Ok(Outcome::Index(ci::run_ci(&options).await?)),
-        Driver::K8s => anyhow::bail!("flag --driver=k8s is not supported yet"),
+        Driver::K8s => Ok(match k8s::run_k8s(&options).await? {
+            k8s::K8sOutcome::Published(references) => Outcome::Submitted(references),
+            k8s::K8sOutcome::Detached { namespace, name } => {
+                Outcome::Submitted(vec![format!("multiarchbuild/{name} -n {namespace}")])
+            }
+        }),
         Driver::Local if options.multi_platform.dry_run => {
             Ok(Outcome::Plan(dry_run::dry_run(&options).await?))
         }

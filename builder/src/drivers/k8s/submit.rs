@@ -1,0 +1,294 @@
+//! The MultiArchBuild a `kiln --driver=k8s` invocation stands for: its
+//! flags as the resource's spec. A pure function of the options, tested
+//! against the flags users pass.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_crds::{
+    BuildSpec, CacheSpec, Compression as SpecCompression, MultiArchBuild, MultiArchBuildSpec,
+    OciMode as SpecOciMode, OutputSpec, PushRetrySpec, SchedulingSpec,
+};
+use kube::api::ObjectMeta;
+
+use crate::cli::BuildOptions;
+use crate::context::{ContextError, ContextSource};
+use crate::image::{Compression, OciMode};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("--driver=k8s needs --destination: the cluster pushes the images there")]
+    NoDestination,
+    #[error(
+        "--driver=k8s builds in the cluster, which cannot read {flag} on this machine; drop it (the index reference is printed, and kept in the MultiArchBuild's status)"
+    )]
+    LocalOutput { flag: &'static str },
+    #[error(
+        "--dockerfile={dockerfile} is outside the context {context}: with --driver=k8s only the context is uploaded, so the Dockerfile must be inside it"
+    )]
+    DockerfileOutsideContext { dockerfile: String, context: String },
+    #[error("{0}")]
+    Context(String),
+    #[error("--compression=none is not available to cluster builds: use gzip or zstd")]
+    Compression,
+}
+
+impl From<ContextError> for SubmitError {
+    fn from(error: ContextError) -> Self {
+        SubmitError::Context(error.to_string())
+    }
+}
+
+/// Where a local context is uploaded: `--context-repo`, or the first
+/// destination's repository with `/context` appended.
+pub fn context_repository(options: &BuildOptions) -> Result<String, SubmitError> {
+    if let Some(repo) = &options.k8s.context_repo {
+        return Ok(repo.clone());
+    }
+    let first = options
+        .output
+        .destinations
+        .first()
+        .ok_or(SubmitError::NoDestination)?;
+    Ok(format!("{}/context", crate::drivers::index::name_of(first)))
+}
+
+/// `registry/team/app:1.0` → `app-`, the MultiArchBuild's generateName.
+fn generate_name(destination: &str) -> String {
+    let name = crate::drivers::index::name_of(destination);
+    let last = name.rsplit('/').next().unwrap_or("kiln");
+    let mut base: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    base.truncate(40);
+    let base = base.trim_matches('-');
+    if base.is_empty() {
+        "kiln-".to_owned()
+    } else {
+        format!("{base}-")
+    }
+}
+
+/// The Dockerfile as a path inside the context.
+fn dockerfile_in_context(options: &BuildOptions) -> Result<String, SubmitError> {
+    let given = Path::new(&options.dockerfile);
+    if !given.is_absolute() {
+        return Ok(options.dockerfile.clone());
+    }
+    let context = match ContextSource::parse(&options.context)? {
+        ContextSource::Dir { path } => path,
+        _ => {
+            return Err(SubmitError::DockerfileOutsideContext {
+                dockerfile: options.dockerfile.clone(),
+                context: options.context.clone(),
+            });
+        }
+    };
+    given
+        .strip_prefix(&context)
+        .map(|p| p.display().to_string())
+        .map_err(|_| SubmitError::DockerfileOutsideContext {
+            dockerfile: options.dockerfile.clone(),
+            context: options.context.clone(),
+        })
+}
+
+/// The MultiArchBuild for `options`, building `context` (the uploaded
+/// artifact, or the options' own remote context).
+pub fn multi_arch_build(
+    options: &BuildOptions,
+    context: &str,
+) -> Result<MultiArchBuild, SubmitError> {
+    let output = &options.output;
+    let first = output
+        .destinations
+        .first()
+        .ok_or(SubmitError::NoDestination)?;
+    for (flag, set) in [
+        ("--tar-path", output.tar_path.is_some()),
+        ("--oci-layout-path", output.oci_layout_path.is_some()),
+        ("--digest-file", output.digest_file.is_some()),
+        (
+            "--image-name-with-digest-file",
+            output.image_name_with_digest_file.is_some(),
+        ),
+        (
+            "--image-name-tag-with-digest-file",
+            output.image_name_tag_with_digest_file.is_some(),
+        ),
+    ] {
+        if set {
+            return Err(SubmitError::LocalOutput { flag });
+        }
+    }
+    let compression = match output.compression {
+        Compression::Gzip => SpecCompression::Gzip,
+        Compression::Zstd => SpecCompression::Zstd,
+        Compression::None => return Err(SubmitError::Compression),
+    };
+    let oci_mode = match output.oci_mode {
+        OciMode::Oci => SpecOciMode::Oci,
+        OciMode::Docker => SpecOciMode::Docker,
+        OciMode::Auto => SpecOciMode::Auto,
+    };
+    let multi = &options.multi_platform;
+    let cache = options.cache.enabled.then(|| CacheSpec {
+        enabled: true,
+        repo: options.cache.repo.clone(),
+        ttl: Some(options.cache.ttl.into()),
+        arch_repo_suffix: options.cache.arch_repo_suffix.clone(),
+    });
+    let registry = &options.registry;
+    let platforms = if options.platforms.is_empty() {
+        vec![crate::platform::Platform::host().to_string()]
+    } else {
+        options.platforms.iter().map(ToString::to_string).collect()
+    };
+    let spec = MultiArchBuildSpec {
+        platforms,
+        build: BuildSpec {
+            context: context.to_owned(),
+            context_sub_path: options.context_sub_path.clone(),
+            dockerfile: dockerfile_in_context(options)?,
+            destinations: output.destinations.clone(),
+            build_args: options.build_args.clone(),
+            target: options.target.clone(),
+            labels: options.labels.clone(),
+            cache,
+            output: OutputSpec {
+                oci_mode,
+                compression,
+                compression_level: output.compression_level,
+                publish_index: multi.publish_index,
+                legacy_manifest_list: multi.legacy_manifest_list,
+                index_annotations: multi.index_annotations.clone(),
+                reproducible: output.reproducible,
+            },
+            scheduling: SchedulingSpec {
+                require_native_nodes: multi.require_native_nodes,
+                ..SchedulingSpec::default()
+            },
+            registry_secret_ref: None,
+            retries: kiln_crds::spec::DEFAULT_RETRIES,
+            timeout: None,
+            push_retry: Some(PushRetrySpec {
+                count: i32::try_from(registry.push_retry).ok(),
+                initial_delay: Some(registry.push_retry_initial_delay.into()),
+                max_delay: Some(registry.push_retry_max_delay.into()),
+            }),
+        },
+    };
+    Ok(MultiArchBuild {
+        metadata: ObjectMeta {
+            generate_name: Some(generate_name(first)),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/created-by".to_owned(),
+                "kiln-cli".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn options(args: &[&str]) -> BuildOptions {
+        let mut all = vec!["kiln", "--driver=local"];
+        all.extend_from_slice(args);
+        let args = <crate::cli::Args as clap::Parser>::try_parse_from(all).unwrap();
+        args.into_options_with_env(&|_| None).unwrap()
+    }
+
+    #[test]
+    fn flags_become_the_spec() {
+        let o = options(&[
+            "--context=dir:///work/app",
+            "--dockerfile=/work/app/build/Dockerfile",
+            "--destination=registry.example/team/app:1.0",
+            "--destination=registry.example/team/app:latest",
+            "--multi-platform=linux/amd64,linux/arm64",
+            "--publish-index",
+            "--index-annotations=org.opencontainers.image.description=demo",
+            "--build-arg=VERSION=1.0",
+            "--label=team=platform",
+            "--target=runtime",
+            "--compression=zstd",
+            "--cache=true",
+            "--cache-repo=registry.example/team/app-cache",
+            "--arch-cache-repo-suffix=-${ARCH}",
+            "--require-native-nodes=false",
+        ]);
+        let build =
+            multi_arch_build(&o, "oci://registry.example/team/app/context@sha256:aa").unwrap();
+        assert_eq!(build.metadata.generate_name.as_deref(), Some("app-"));
+        let value = serde_json::to_value(&build.spec).unwrap();
+        assert_eq!(
+            value["platforms"],
+            serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+        );
+        assert_eq!(
+            value["context"],
+            "oci://registry.example/team/app/context@sha256:aa"
+        );
+        assert_eq!(value["dockerfile"], "build/Dockerfile");
+        assert_eq!(value["destinations"][1], "registry.example/team/app:latest");
+        assert_eq!(value["buildArgs"]["VERSION"], "1.0");
+        assert_eq!(value["labels"]["team"], "platform");
+        assert_eq!(value["target"], "runtime");
+        assert_eq!(value["output"]["compression"], "zstd");
+        assert_eq!(value["output"]["publishIndex"], true);
+        assert_eq!(
+            value["output"]["indexAnnotations"]["org.opencontainers.image.description"],
+            "demo"
+        );
+        assert_eq!(value["cache"]["repo"], "registry.example/team/app-cache");
+        assert_eq!(value["cache"]["archRepoSuffix"], "-${ARCH}");
+        assert_eq!(value["cache"]["ttl"], "1209600s");
+        assert_eq!(value["scheduling"]["requireNativeNodes"], false);
+        assert_eq!(
+            context_repository(&o).unwrap(),
+            "registry.example/team/app/context"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let o = options(&[
+            "--context=dir:///a",
+            "--destination=r.example/app:1",
+            "--digest-file=/tmp/d",
+        ]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err(),
+            SubmitError::LocalOutput {
+                flag: "--digest-file"
+            }
+        );
+        let o = options(&[
+            "--context=dir:///a",
+            "--destination=r.example/app:1",
+            "--dockerfile=/elsewhere/Dockerfile",
+        ]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err().to_string(),
+            "--dockerfile=/elsewhere/Dockerfile is outside the context dir:///a: with --driver=k8s only the context is uploaded, so the Dockerfile must be inside it"
+        );
+        let o = options(&["--context=dir:///a", "--no-push"]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err(),
+            SubmitError::NoDestination
+        );
+    }
+}

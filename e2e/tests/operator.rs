@@ -284,9 +284,7 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
 async fn a_missing_architecture_waits_for_a_native_node() {
     let env = setup("operator-nodes").await;
     let context = env.context("FROM scratch\nCOPY hello.txt /hello.txt\n");
-    let mut build = env.sample("s390x", context.path()).await;
-    build.spec.platforms = vec!["linux/s390x".into()];
-    build.spec.build.cache = None;
+    let build = env.single("s390x", "linux/s390x", context.path()).await;
     env.create(&build).await;
 
     let message = "no native nodes available for architecture s390x: add s390x nodes or set requireNativeNodes: false";
@@ -350,16 +348,53 @@ async fn a_missing_architecture_waits_for_a_native_node() {
 }
 
 #[tokio::test]
+async fn without_require_native_nodes_a_platform_builds_on_any_node() {
+    let env = setup("operator-anynode").await;
+    let context = env.context("FROM scratch\nCOPY hello.txt /hello.txt\n");
+    // No ppc64le node exists; the check is off, so the Job schedules on
+    // whatever node fits and the builder builds the foreign platform.
+    let mut build = env.single("ppc", "linux/ppc64le", context.path()).await;
+    build.spec.build.scheduling.require_native_nodes = false;
+    env.create(&build).await;
+    let done = env.wait_phase("ppc", Phase::Succeeded).await;
+    let status = done.status.unwrap();
+    let nodes = kiln_crds::condition::find(&status.conditions, "NativeNodesAvailable").unwrap();
+    assert_eq!(nodes.status, kiln_crds::ConditionStatus::True);
+    let entry = &status.platforms[0];
+    let config = skopeo_raw(
+        &format!(
+            "{}/hello@{}",
+            env.registry_host,
+            entry.digest.as_deref().unwrap()
+        ),
+        &["--config"],
+    );
+    assert_eq!(config["architecture"], "ppc64le");
+    let request = env
+        .requests()
+        .get(entry.build_request.as_deref().unwrap())
+        .await
+        .unwrap();
+    let node = request.status.unwrap().node_name.unwrap();
+    let node = Api::<Node>::all(env.client.clone())
+        .get(&node)
+        .await
+        .unwrap();
+    assert_ne!(
+        node.metadata.labels.unwrap()["kubernetes.io/arch"],
+        "ppc64le"
+    );
+}
+
+#[tokio::test]
 async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
     let env = setup("operator-fail").await;
     let context = env.context(&format!(
         "FROM {}\nRUN echo building; exit 3\n",
         env.fixtures.amd64.reference
     ));
-    let mut build = env.sample("broken", context.path()).await;
-    build.spec.platforms = vec!["linux/amd64".into()];
+    let mut build = env.single("broken", "linux/amd64", context.path()).await;
     build.spec.build.retries = 1;
-    build.spec.build.cache = None;
     env.create(&build).await;
     let failed = env.wait_phase("broken", Phase::Failed).await;
     let status = failed.status.unwrap();
@@ -402,9 +437,7 @@ async fn deleting_a_build_mid_way_removes_its_requests_jobs_and_pods() {
         "FROM {}\nRUN sleep 60\n",
         env.fixtures.amd64.reference
     ));
-    let mut build = env.sample("slow", context.path()).await;
-    build.spec.platforms = vec!["linux/amd64".into()];
-    build.spec.build.cache = None;
+    let build = env.single("slow", "linux/amd64", context.path()).await;
     env.create(&build).await;
     env.wait_phase("slow", Phase::Building).await;
     let running = wait_for(
@@ -532,9 +565,7 @@ async fn a_builder_token_may_patch_its_own_status_and_nothing_else() {
         "FROM {}\nRUN sleep 30\n",
         env.fixtures.amd64.reference
     ));
-    let mut build = env.sample("rbac", context.path()).await;
-    build.spec.platforms = vec!["linux/amd64".into()];
-    build.spec.build.cache = None;
+    let build = env.single("rbac", "linux/amd64", context.path()).await;
     env.create(&build).await;
     wait_job(&env, "rbac-linux-amd64-g1-1").await;
 
@@ -586,9 +617,7 @@ async fn an_operator_restarted_mid_build_finishes_it_without_duplicate_jobs() {
         "FROM {}\nRUN sleep 8 && echo done > /done\n",
         env.fixtures.amd64.reference
     ));
-    let mut build = env.sample("restart", context.path()).await;
-    build.spec.platforms = vec!["linux/amd64".into()];
-    build.spec.build.cache = None;
+    let build = env.single("restart", "linux/amd64", context.path()).await;
     env.create(&build).await;
     wait_job(&env, "restart-linux-amd64-g1-1").await;
 
@@ -648,9 +677,7 @@ async fn with_two_replicas_only_the_leader_acts() {
         "FROM {}\nCOPY hello.txt /\n",
         env.fixtures.amd64.reference
     ));
-    let mut build = env.sample("leader", context.path()).await;
-    build.spec.platforms = vec!["linux/amd64".into()];
-    build.spec.build.cache = None;
+    let build = env.single("leader", "linux/amd64", context.path()).await;
     env.create(&build).await;
     env.wait_phase("leader", Phase::Succeeded).await;
     assert_eq!(job_names(&env).await, ["leader-linux-amd64-g1-1"]);

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tracing::warn;
 
 use crate::build_request::render::BuilderSettings;
 use crate::metrics::Metrics;
@@ -33,6 +35,35 @@ impl Context {
             metrics,
             builder,
             resync: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Context {
+    /// Records a phase change as an Event on `object` (a Warning when the
+    /// build failed). An Event that cannot be written is logged, never an
+    /// error: the status already says what happened.
+    pub async fn phase_event(
+        &self,
+        object: &ObjectReference,
+        phase: &str,
+        failed: bool,
+        note: Option<String>,
+    ) {
+        let event = Event {
+            type_: if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: phase.into(),
+            note,
+            action: "Build".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            let name = object.name.as_deref().unwrap_or_default();
+            warn!("could not record event {phase} on {name}: {e}");
         }
     }
 }

@@ -143,6 +143,14 @@ impl Builds {
         build
     }
 
+    /// [`Builds::sample`] for one platform, without the layer cache.
+    pub async fn single(&self, name: &str, platform: &str, context: &Path) -> MultiArchBuild {
+        let mut build = self.sample(name, context).await;
+        build.spec.platforms = vec![platform.to_owned()];
+        build.spec.build.cache = None;
+        build
+    }
+
     pub async fn create(&self, build: &MultiArchBuild) {
         self.builds()
             .create(&PostParams::default(), build)

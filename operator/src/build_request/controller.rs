@@ -14,7 +14,6 @@ use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{BuildRequest, BuildRequestStatus, PlatformPhase};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -238,11 +237,6 @@ async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ct
     let Some(phase) = status.phase else { return };
     let ready = kiln_crds::condition::find(&status.conditions, kiln_crds::condition::READY);
     let note = ready.and_then(|c| c.message.clone());
-    let type_ = if phase == PlatformPhase::Failed {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    };
     if phase.is_terminal() {
         let started = request
             .metadata
@@ -259,19 +253,13 @@ async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ct
             })
             .observe(seconds.max(0.0));
     }
-    let event = Event {
-        type_,
-        reason: phase.as_str().into(),
+    ctx.phase_event(
+        &request.object_ref(&()),
+        phase.as_str(),
+        phase == PlatformPhase::Failed,
         note,
-        action: "Build".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &request.object_ref(&())).await {
-        warn!(
-            "could not record event on BuildRequest {}: {e}",
-            request.name_any()
-        );
-    }
+    )
+    .await;
 }
 
 fn error_policy(request: Arc<BuildRequest>, error: &Error, ctx: Arc<Context>) -> Requeue {

@@ -11,7 +11,6 @@ use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{BuildRequest, IndexStatus, MultiArchBuild, MultiArchBuildStatus, Phase};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -193,23 +192,13 @@ async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, 
             })
             .inc();
     }
-    let event = Event {
-        type_: if phase == Phase::Failed {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: phase.as_str().into(),
+    ctx.phase_event(
+        &build.object_ref(&()),
+        phase.as_str(),
+        phase == Phase::Failed,
         note,
-        action: "Build".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &build.object_ref(&())).await {
-        warn!(
-            "could not record event on MultiArchBuild {}: {e}",
-            build.name_any()
-        );
-    }
+    )
+    .await;
 }
 
 fn error_policy(build: Arc<MultiArchBuild>, error: &Error, ctx: Arc<Context>) -> Requeue {

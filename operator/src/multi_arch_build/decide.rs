@@ -134,6 +134,15 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
     let mut status = build.status.clone().unwrap_or_default();
     let mut actions = Vec::new();
 
+    if build.metadata.deletion_timestamp.is_some() {
+        // Being deleted (foreground): the garbage collector is removing
+        // the requests; making new ones would only race it.
+        return Decision {
+            status,
+            actions: Vec::new(),
+        };
+    }
+
     let same_generation = status.observed_generation == Some(generation);
     if !same_generation {
         // A new generation starts from scratch: nothing of the previous
@@ -689,6 +698,15 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn a_build_being_deleted_makes_nothing_new() {
+        let mut build = multi_arch_build("app", &PLATFORMS, 1);
+        build.metadata.deletion_timestamp = Some(time("2026-01-01T00:09:00Z"));
+        let d = decide_now(&build, &[]);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert_eq!(d.status, MultiArchBuildStatus::default());
     }
 
     #[test]

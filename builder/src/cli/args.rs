@@ -557,6 +557,7 @@ pub struct K8sArgs {
     pub namespace: Option<String>,
 
     /// Repository a local --context is uploaded to (as an OCI artifact) for --driver=k8s.
+    /// Default: the first destination's repository with /context appended.
     #[arg(long, value_name = "REPO")]
     pub context_repo: Option<String>,
 

@@ -1,0 +1,308 @@
+//! Conformance suite: every case in `e2e/conformance/<case>/` is built by
+//! kiln and by Debian's buildah from the same busybox base in one loopback
+//! registry, both images are read back with skopeo, and their root
+//! filesystems (all layers applied, whiteouts honoured) and config fields
+//! must be equal. See `e2e/conformance/README.md` for the cases, the
+//! ignore list and the known differences.
+//!
+//! Needs root (RUN isolation of both tools), buildah, skopeo and
+//! docker-registry, as `scripts/setup.sh` installs them. Run some cases only with
+//! `KILN_CONFORMANCE_CASES=copy_wildcards,volume cargo test -p kiln-e2e --test conformance`.
+
+#[path = "../../builder/tests/support/fixtures.rs"]
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+mod fixtures;
+#[path = "../../builder/tests/support/registry.rs"]
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+mod registry;
+
+#[path = "conformance/config.rs"]
+mod config;
+#[path = "conformance/ignore.rs"]
+mod ignore;
+#[path = "conformance/rootfs.rs"]
+mod rootfs;
+#[path = "conformance/tools.rs"]
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How one case is built, beyond its directory.
+#[derive(Clone, Copy)]
+struct Case {
+    /// `--build-arg`s given to both tools, besides `BASE`.
+    build_args: &'static [&'static str],
+    /// `--target` stage, when not the last.
+    target: Option<&'static str>,
+}
+
+const PLAIN: Case = Case {
+    build_args: &[],
+    target: None,
+};
+
+/// Every case: its directory under e2e/conformance and how it is built.
+const CASES: &[(&str, Case)] = &[
+    ("add_archive_over_dir", PLAIN),
+    ("add_chown_files", PLAIN),
+    ("add_local_archives", PLAIN),
+    (
+        "arg_build_args",
+        Case {
+            build_args: &["VERSION=2.0", "NODEFAULT=given", "UNDECLARED=ignored"],
+            ..PLAIN
+        },
+    ),
+    ("arg_global_scope", PLAIN),
+    ("arg_substitution", PLAIN),
+    ("cmd_empty", PLAIN),
+    ("cmd_entrypoint_exec", PLAIN),
+    ("cmd_entrypoint_shell", PLAIN),
+    ("comments_and_continuations", PLAIN),
+    ("copy_basic", PLAIN),
+    ("copy_chmod", PLAIN),
+    ("copy_chown", PLAIN),
+    ("copy_dest_slash", PLAIN),
+    ("copy_dir_contents", PLAIN),
+    ("copy_env_dest", PLAIN),
+    ("copy_from_image", PLAIN),
+    ("copy_from_stage", PLAIN),
+    ("copy_into_symlinked_dir", PLAIN),
+    ("copy_json_form", PLAIN),
+    ("copy_overwrite", PLAIN),
+    ("copy_symlinks", PLAIN),
+    ("copy_wildcards", PLAIN),
+    ("copy_workdir_relative", PLAIN),
+    ("dockerignore", PLAIN),
+    ("entrypoint_resets_cmd", PLAIN),
+    ("env_forms", PLAIN),
+    ("escape_directive", PLAIN),
+    ("expose", PLAIN),
+    ("hardlinks_run", PLAIN),
+    ("hardlinks_to_base", PLAIN),
+    ("healthcheck", PLAIN),
+    ("healthcheck_none", PLAIN),
+    ("healthcheck_shell", PLAIN),
+    ("heredoc_copy", PLAIN),
+    ("heredoc_run", PLAIN),
+    ("labels", PLAIN),
+    ("multistage_chain", PLAIN),
+    (
+        "multistage_target",
+        Case {
+            target: Some("wanted"),
+            ..PLAIN
+        },
+    ),
+    ("onbuild", PLAIN),
+    ("replace_dir_with_file", PLAIN),
+    ("replace_file_with_dir", PLAIN),
+    ("run_as_user", PLAIN),
+    ("run_create_remove", PLAIN),
+    (
+        "run_env_and_args",
+        Case {
+            build_args: &["GIVEN=from-the-command-line"],
+            ..PLAIN
+        },
+    ),
+    ("run_exec_form", PLAIN),
+    ("run_fifo", PLAIN),
+    ("run_special_modes", PLAIN),
+    ("scratch_final", PLAIN),
+    ("shell", PLAIN),
+    ("stopsignal", PLAIN),
+    ("stopsignal_number", PLAIN),
+    ("symlinks_run", PLAIN),
+    ("user_workdir", PLAIN),
+    ("volume", PLAIN),
+    ("whiteout_base_files", PLAIN),
+    ("whiteout_recreate_dir", PLAIN),
+    ("whiteout_same_image", PLAIN),
+    ("workdir_env", PLAIN),
+];
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
+}
+
+/// Builds case `name` with both tools from `base` and compares the
+/// images; the error is the readable report of every difference.
+fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, String> {
+    let started = Instant::now();
+    let context = cases_dir().join(name);
+    if !context.join("Dockerfile").is_file() {
+        return Err(format!("{} has no Dockerfile", context.display()));
+    }
+    let mut build_args = vec![format!("BASE={base}")];
+    build_args.extend(case.build_args.iter().map(|a| a.to_string()));
+
+    let kiln_image = format!("{registry}/kiln/{name}:1");
+    let buildah_image = format!("{registry}/buildah/{name}:1");
+    let (kiln, buildah) = std::thread::scope(|scope| {
+        let kiln = scope.spawn(|| {
+            let started = Instant::now();
+            tools::kiln_build(&context, &build_args, case.target, &kiln_image)
+                .map(|()| started.elapsed())
+        });
+        let buildah = scope.spawn(|| {
+            let started = Instant::now();
+            tools::buildah_build(&context, &build_args, case.target, &buildah_image)
+                .map(|()| started.elapsed())
+        });
+        (
+            kiln.join().expect("the kiln build thread"),
+            buildah.join().expect("the buildah build thread"),
+        )
+    });
+    let (kiln_time, buildah_time) = match (kiln, buildah) {
+        (Ok(kiln), Ok(buildah)) => (kiln, buildah),
+        (kiln, buildah) => {
+            let failures: Vec<String> = [("kiln", kiln.err()), ("buildah", buildah.err())]
+                .into_iter()
+                .filter_map(|(tool, error)| error.map(|e| format!("{tool}: {e}")))
+                .collect();
+            return Err(failures.join("\n"));
+        }
+    };
+
+    let kiln = tools::read_image(&kiln_image)?;
+    let buildah = tools::read_image(&buildah_image)?;
+    let mut report = Vec::new();
+    let filesystem = rootfs::diff(
+        &ignore::without_artefacts(buildah.tree),
+        &ignore::without_artefacts(kiln.tree),
+    );
+    if !filesystem.is_empty() {
+        report.push(format!("root filesystem:\n{}", filesystem.join("\n")));
+    }
+    let configuration = config::diff(
+        &config::summary(&buildah.config),
+        &config::summary(&kiln.config),
+    );
+    if !configuration.is_empty() {
+        report.push(format!("config:\n{}", configuration.join("\n")));
+    }
+    if !report.is_empty() {
+        return Err(format!(
+            "kiln's image differs from buildah's\n{}",
+            report.join("\n")
+        ));
+    }
+    Ok(format!(
+        "equal; kiln {:.1}s ({} layers), buildah {:.1}s ({} layers), {:.1}s in all",
+        kiln_time.as_secs_f64(),
+        kiln.layers,
+        buildah_time.as_secs_f64(),
+        buildah.layers,
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// The cases to run: all, or those named in `KILN_CONFORMANCE_CASES`
+/// (comma-separated), for working on one case.
+fn selected_cases() -> Vec<(&'static str, Case)> {
+    let wanted = std::env::var("KILN_CONFORMANCE_CASES").unwrap_or_default();
+    let wanted: Vec<&str> = wanted.split(',').filter(|n| !n.is_empty()).collect();
+    for name in &wanted {
+        assert!(
+            CASES.iter().any(|(n, _)| n == name),
+            "KILN_CONFORMANCE_CASES names {name}, which is no case"
+        );
+    }
+    CASES
+        .iter()
+        .filter(|(name, _)| wanted.is_empty() || wanted.contains(name))
+        .copied()
+        .collect()
+}
+
+/// One registry and one fixture push for the whole suite; cases run on
+/// a few worker threads (`KILN_CONFORMANCE_JOBS`, default: the number of
+/// CPUs), each building with kiln and buildah at once.
+#[test]
+fn kiln_and_buildah_build_the_same_images() {
+    let started = Instant::now();
+    let registry = registry::TestRegistry::start();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime for the fixture push");
+    let fixtures = runtime.block_on(fixtures::push_busybox_index(registry.host()));
+    drop(runtime);
+    eprintln!(
+        "conformance: registry and fixtures ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    // Built before the workers start, so no case's time includes cargo.
+    tools::kiln_binary();
+    eprintln!(
+        "conformance: kiln binary ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let queue = Mutex::new(selected_cases().into_iter());
+    let jobs = std::env::var("KILN_CONFORMANCE_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(2);
+    let failures = Mutex::new(Vec::new());
+    let ran = Mutex::new(0usize);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().expect("case queue").next();
+                    let Some((name, case)) = next else { break };
+                    let outcome = check(name, case, registry.host(), &fixtures.index);
+                    *ran.lock().expect("case count") += 1;
+                    match outcome {
+                        Ok(summary) => eprintln!("case {name}: {summary}"),
+                        Err(report) => {
+                            eprintln!("case {name}: DIFFERS");
+                            failures
+                                .lock()
+                                .expect("failure list")
+                                .push(format!("case {name}: {report}"));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("failure list");
+    let ran = ran.into_inner().expect("case count");
+    eprintln!(
+        "conformance: {ran} cases, {} differ, {:.1}s wall time with {jobs} jobs",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases differ:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn every_case_directory_has_a_test() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(cases_dir())
+        .expect("e2e/conformance exists")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "every directory of e2e/conformance is a case listed in CASES, and back"
+    );
+    assert!(
+        listed.len() >= 40,
+        "the suite has {} cases, fewer than 40",
+        listed.len()
+    );
+}

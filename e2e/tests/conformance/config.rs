@@ -1,0 +1,147 @@
+//! The image config fields the suite compares, and how they are read from
+//! an image config JSON (OCI and Docker configs share these names).
+
+use serde_json::{Map, Value};
+
+/// Fields of the config's `config` object, compared as JSON values.
+pub const RUNTIME_FIELDS: &[&str] = &[
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Labels",
+    "Volumes",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+/// Top-level fields naming the platform.
+pub const PLATFORM_FIELDS: &[&str] = &["os", "architecture", "variant"];
+
+/// The compared fields of `config`, one `field: value` per line, so two
+/// images compare (and diff) line by line.
+///
+/// A missing field, `null`, an empty object and an empty list mean the
+/// same at run time (no ports, no labels, nothing to run, no triggers):
+/// buildah writes `"Entrypoint": []` and `"OnBuild": []` into every
+/// Docker-format config, kiln omits them.
+pub fn summary(config: &Value) -> Vec<String> {
+    let runtime = config.get("config").cloned().unwrap_or(Value::Null);
+    let mut lines = Vec::new();
+    for field in RUNTIME_FIELDS {
+        let mut value = runtime.get(field).cloned().unwrap_or(Value::Null);
+        if *field == "Healthcheck" {
+            value = without_zero_durations(value);
+        }
+        if value.as_object().is_some_and(Map::is_empty)
+            || value.as_array().is_some_and(Vec::is_empty)
+            || value.as_str() == Some("")
+        {
+            value = Value::Null;
+        }
+        lines.push(format!("{field}: {value}"));
+    }
+    for field in PLATFORM_FIELDS {
+        let value = config.get(field).cloned().unwrap_or(Value::Null);
+        let value = if value.as_str() == Some("") {
+            Value::Null
+        } else {
+            value
+        };
+        lines.push(format!("{field}: {value}"));
+    }
+    lines
+}
+
+/// A healthcheck's zero durations and retries mean "the default"; Docker
+/// omits them and buildah writes them, so both forms compare equal.
+fn without_zero_durations(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(_, v)| v.as_i64() != Some(0))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The lines of two summaries that differ, labelled by side.
+pub fn diff(buildah: &[String], kiln: &[String]) -> Vec<String> {
+    buildah
+        .iter()
+        .zip(kiln)
+        .filter(|(b, k)| b != k)
+        .map(|(b, k)| format!("  buildah: {b}\n  kiln:    {k}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn summaries_normalise_only_what_means_the_same() {
+        let cases = [
+            (
+                json!({"architecture": "amd64", "os": "linux", "config": {"Labels": {}, "ExposedPorts": null}}),
+                json!({"architecture": "amd64", "os": "linux", "variant": "", "config": {}}),
+                true,
+            ),
+            (
+                json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 0, "Retries": 0}}}),
+                json!({"config": {"Healthcheck": {"Test": ["CMD", "true"]}}}),
+                true,
+            ),
+            (
+                json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Retries": 3}}}),
+                json!({"config": {"Healthcheck": {"Test": ["CMD", "true"]}}}),
+                false,
+            ),
+            (
+                json!({"config": {"Entrypoint": [], "OnBuild": []}}),
+                json!({"config": {"Entrypoint": null}}),
+                true,
+            ),
+            (
+                json!({"config": {"Cmd": [""]}}),
+                json!({"config": {}}),
+                false,
+            ),
+            (
+                json!({"config": {"Env": ["A=1", "B=2"]}}),
+                json!({"config": {"Env": ["B=2", "A=1"]}}),
+                false,
+            ),
+            (
+                json!({"architecture": "arm64", "variant": "v8"}),
+                json!({"architecture": "arm64"}),
+                false,
+            ),
+        ];
+        for (buildah, kiln, same) in cases {
+            let differences = diff(&summary(&buildah), &summary(&kiln));
+            assert_eq!(
+                differences.is_empty(),
+                same,
+                "{buildah} vs {kiln}: {differences:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_difference_names_both_sides() {
+        let buildah = summary(&json!({"config": {"User": "app"}}));
+        let kiln = summary(&json!({"config": {"User": "1000"}}));
+        assert_eq!(
+            diff(&buildah, &kiln),
+            vec!["  buildah: User: \"app\"\n  kiln:    User: \"1000\""]
+        );
+    }
+}

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   docker-registry   # the OCI registry the tests and the demo run on loopback
   skopeo            # independent reader of what kiln pushes and writes
+  buildah           # the reference builder of the conformance suite
   busybox-static    # content of the test base images
   qemu-user-static  # RUN for arm64 and others under --emulation=qemu (scripts/binfmt.sh)
   apache2-utils     # htpasswd, for the authenticated-registry tests

@@ -22,14 +22,14 @@ pub const RUNTIME_FIELDS: &[&str] = &[
 /// Top-level fields naming the platform.
 pub const PLATFORM_FIELDS: &[&str] = &["os", "architecture", "variant"];
 
-/// The compared fields of `config`, one `field: value` per line, so two
-/// images compare (and diff) line by line.
+/// The compared fields of `config` as (field, `field: value`), so two
+/// images compare (and diff) field by field.
 ///
 /// A missing field, `null`, an empty object and an empty list mean the
 /// same at run time (no ports, no labels, nothing to run, no triggers):
 /// buildah writes `"Entrypoint": []` and `"OnBuild": []` into every
 /// Docker-format config, kiln omits them.
-pub fn summary(config: &Value) -> Vec<String> {
+pub fn summary(config: &Value) -> Vec<(String, String)> {
     let runtime = config.get("config").cloned().unwrap_or(Value::Null);
     let mut lines = Vec::new();
     for field in RUNTIME_FIELDS {
@@ -37,13 +37,20 @@ pub fn summary(config: &Value) -> Vec<String> {
         if *field == "Healthcheck" {
             value = without_zero_durations(value);
         }
+        // buildah moves a redefined variable to the end, Docker and kiln
+        // keep its place; a process's environment has no order.
+        if *field == "Env"
+            && let Value::Array(variables) = &mut value
+        {
+            variables.sort_by_key(|v| v.as_str().unwrap_or_default().to_string());
+        }
         if value.as_object().is_some_and(Map::is_empty)
             || value.as_array().is_some_and(Vec::is_empty)
             || value.as_str() == Some("")
         {
             value = Value::Null;
         }
-        lines.push(format!("{field}: {value}"));
+        lines.push((field.to_string(), format!("{field}: {value}")));
     }
     for field in PLATFORM_FIELDS {
         let value = config.get(field).cloned().unwrap_or(Value::Null);
@@ -52,7 +59,7 @@ pub fn summary(config: &Value) -> Vec<String> {
         } else {
             value
         };
-        lines.push(format!("{field}: {value}"));
+        lines.push((field.to_string(), format!("{field}: {value}")));
     }
     lines
 }
@@ -71,13 +78,13 @@ fn without_zero_durations(value: Value) -> Value {
     }
 }
 
-/// The lines of two summaries that differ, labelled by side.
-pub fn diff(buildah: &[String], kiln: &[String]) -> Vec<String> {
+/// The fields of two summaries that differ, with both sides' lines.
+pub fn diff(buildah: &[(String, String)], kiln: &[(String, String)]) -> Vec<(String, String)> {
     buildah
         .iter()
         .zip(kiln)
         .filter(|(b, k)| b != k)
-        .map(|(b, k)| format!("  buildah: {b}\n  kiln:    {k}"))
+        .map(|((field, b), (_, k))| (field.clone(), format!("  buildah: {b}\n  kiln:    {k}")))
         .collect()
 }
 
@@ -117,6 +124,11 @@ mod tests {
             (
                 json!({"config": {"Env": ["A=1", "B=2"]}}),
                 json!({"config": {"Env": ["B=2", "A=1"]}}),
+                true,
+            ),
+            (
+                json!({"config": {"Env": ["A=1", "B=2"]}}),
+                json!({"config": {"Env": ["A=1", "B=3"]}}),
                 false,
             ),
             (
@@ -141,7 +153,10 @@ mod tests {
         let kiln = summary(&json!({"config": {"User": "1000"}}));
         assert_eq!(
             diff(&buildah, &kiln),
-            vec!["  buildah: User: \"app\"\n  kiln:    User: \"1000\""]
+            vec![(
+                "User".to_string(),
+                "  buildah: User: \"app\"\n  kiln:    User: \"1000\"".to_string()
+            )]
         );
     }
 }

@@ -333,27 +333,32 @@ fn text_preview(bytes: &[u8]) -> Option<String> {
     Some(text.chars().take(40).collect())
 }
 
-/// Every difference between two trees, one line per path, `-` for what
-/// only the expected (buildah) side has, `+` for kiln's side.
-pub fn diff(expected: &Tree, actual: &Tree) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (path, want) in expected {
-        match actual.get(path) {
-            None => lines.push(format!("  /{path}: only in buildah's image: {want}")),
-            Some(got) if got.compared() != want.compared() => {
-                lines.push(format!(
-                    "  /{path}:\n    buildah: {want}\n    kiln:    {got}"
-                ));
-            }
+/// Every difference between two trees as (`/path`, description), `only
+/// in` for what one side lacks.
+pub fn diff(buildah: &Tree, kiln: &Tree) -> Vec<(String, String)> {
+    let mut differences = Vec::new();
+    for (path, want) in buildah {
+        match kiln.get(path) {
+            None => differences.push((
+                format!("/{path}"),
+                format!("  /{path}: only in buildah's image: {want}"),
+            )),
+            Some(got) if got.compared() != want.compared() => differences.push((
+                format!("/{path}"),
+                format!("  /{path}:\n    buildah: {want}\n    kiln:    {got}"),
+            )),
             Some(_) => {}
         }
     }
-    for (path, got) in actual {
-        if !expected.contains_key(path) {
-            lines.push(format!("  /{path}: only in kiln's image: {got}"));
+    for (path, got) in kiln {
+        if !buildah.contains_key(path) {
+            differences.push((
+                format!("/{path}"),
+                format!("  /{path}: only in kiln's image: {got}"),
+            ));
         }
     }
-    lines
+    differences
 }
 
 #[cfg(test)]
@@ -575,8 +580,15 @@ mod tests {
         kiln.insert("extra".into(), node(Kind::Dir, 0o755));
         // The preview is for reading diffs, never a difference itself.
         kiln.get_mut("same").unwrap().preview = Some("x".into());
+        let lines: Vec<String> = diff(&buildah, &kiln)
+            .into_iter()
+            .map(|(path, line)| {
+                assert!(line.starts_with(&format!("  {path}:")), "{line}");
+                line
+            })
+            .collect();
         assert_eq!(
-            diff(&buildah, &kiln),
+            lines,
             vec![
                 "  /gone: only in buildah's image: file mode=0644 uid=0 gid=0 size=1 sha256=z",
                 "  /mode:\n    buildah: file mode=0644 uid=0 gid=0 size=1 sha256=y\n    kiln:    file mode=0600 uid=0 gid=0 size=1 sha256=y",

@@ -106,6 +106,7 @@ pub fn kiln_build(
 /// holds only what the Dockerfile says.
 pub fn buildah_build(
     context: &Path,
+    dockerfile: Option<&str>,
     build_args: &[String],
     target: Option<&str>,
     destination: &str,
@@ -143,6 +144,10 @@ pub fn buildah_build(
     ];
     if let Some(target) = target {
         build_command.extend(["--target", target]);
+    }
+    let dockerfile = dockerfile.map(|name| context.join(name).display().to_string());
+    if let Some(dockerfile) = &dockerfile {
+        build_command.extend(["--file", dockerfile]);
     }
     for arg in build_args {
         build_command.extend(["--build-arg", arg]);

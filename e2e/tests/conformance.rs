@@ -35,9 +35,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// A case kiln builds twice with `--cache`: the warm-up build fills the
+/// cache repository, the compared build reuses it.
+#[derive(Clone, Copy)]
+struct Warm {
+    /// Build arguments of the warm-up build (instead of the case's), so a
+    /// late step can miss while earlier ones hit.
+    warmup_args: &'static [&'static str],
+    /// What the compared build must log, e.g. `2 cache hits, 1 cache misses`.
+    expect: &'static str,
+}
+
 /// How one case is built, beyond its directory.
 #[derive(Clone, Copy)]
 struct Case {
+    /// The case's directory under e2e/conformance, when not its name (a
+    /// case built again for another platform).
+    dir: Option<&'static str>,
+    /// `os/arch` for both tools when not the host's; kiln runs foreign RUN
+    /// with `--emulation=qemu`, buildah through binfmt_misc.
+    platform: Option<&'static str>,
+    /// Build with kiln's layer cache, warmed up first.
+    cache: Option<Warm>,
     /// `--build-arg`s given to both tools, besides `BASE`.
     build_args: &'static [&'static str],
     /// `--target` stage, when not the last.
@@ -53,6 +72,9 @@ struct Case {
 }
 
 const PLAIN: Case = Case {
+    dir: None,
+    platform: None,
+    cache: None,
     build_args: &[],
     target: None,
     buildah_dockerfile: None,
@@ -61,6 +83,27 @@ const PLAIN: Case = Case {
 
 /// Every case: its directory under e2e/conformance and how it is built.
 const CASES: &[(&str, Case)] = &[
+    (
+        "cache_full_hit",
+        Case {
+            cache: Some(Warm {
+                warmup_args: &[],
+                expect: "3 cache hits, 0 cache misses",
+            }),
+            ..PLAIN
+        },
+    ),
+    (
+        "cache_whiteouts",
+        Case {
+            build_args: &["BUST=second"],
+            cache: Some(Warm {
+                warmup_args: &["BUST=first"],
+                expect: "2 cache hits, 1 cache misses",
+            }),
+            ..PLAIN
+        },
+    ),
     (
         "add_archive_over_dir",
         Case {
@@ -227,6 +270,57 @@ const CASES: &[(&str, Case)] = &[
             ..PLAIN
         },
     ),
+    // linux/arm64: kiln under --emulation=qemu, buildah through
+    // binfmt_misc, both from the fixture's arm64 busybox.
+    (
+        "arm64_run_create_remove",
+        Case {
+            dir: Some("run_create_remove"),
+            platform: Some("linux/arm64"),
+            ..PLAIN
+        },
+    ),
+    (
+        "arm64_whiteout_base_files",
+        Case {
+            dir: Some("whiteout_base_files"),
+            platform: Some("linux/arm64"),
+            ..PLAIN
+        },
+    ),
+    (
+        "arm64_copy_from_stage",
+        Case {
+            dir: Some("copy_from_stage"),
+            platform: Some("linux/arm64"),
+            ..PLAIN
+        },
+    ),
+    (
+        "arm64_symlinks_run",
+        Case {
+            dir: Some("symlinks_run"),
+            platform: Some("linux/arm64"),
+            ..PLAIN
+        },
+    ),
+    (
+        "arm64_hardlinks_run",
+        Case {
+            dir: Some("hardlinks_run"),
+            platform: Some("linux/arm64"),
+            ..PLAIN
+        },
+    ),
+    (
+        "arm64_run_env_and_args",
+        Case {
+            dir: Some("run_env_and_args"),
+            platform: Some("linux/arm64"),
+            build_args: &["GIVEN=from-the-command-line"],
+            ..PLAIN
+        },
+    ),
 ];
 
 fn cases_dir() -> PathBuf {
@@ -237,7 +331,7 @@ fn cases_dir() -> PathBuf {
 /// images; the error is the readable report of every difference.
 fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, String> {
     let started = Instant::now();
-    let context = cases_dir().join(name);
+    let context = cases_dir().join(case.dir.unwrap_or(name));
     if !context.join("Dockerfile").is_file() {
         return Err(format!("{} has no Dockerfile", context.display()));
     }
@@ -249,7 +343,7 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
     let (kiln, buildah) = std::thread::scope(|scope| {
         let kiln = scope.spawn(|| {
             let started = Instant::now();
-            tools::kiln_build(&context, &build_args, case.target, &kiln_image)
+            kiln_build(name, case, &context, &build_args, registry, &kiln_image)
                 .map(|()| started.elapsed())
         });
         let buildah = scope.spawn(|| {
@@ -259,6 +353,7 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
                 case.buildah_dockerfile,
                 &build_args,
                 case.target,
+                case.platform,
                 &buildah_image,
             )
             .map(|()| started.elapsed())
@@ -332,6 +427,45 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
         buildah.layers,
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// kiln's side of a case: one build, or with `cache` a warm-up build and
+/// the compared one, which must log the expected hits and misses.
+fn kiln_build(
+    name: &str,
+    case: Case,
+    context: &Path,
+    build_args: &[String],
+    registry: &str,
+    destination: &str,
+) -> Result<(), String> {
+    let mut flags = Vec::new();
+    if let Some(target) = case.target {
+        flags.push(format!("--target={target}"));
+    }
+    if let Some(platform) = case.platform {
+        flags.push(format!("--custom-platform={platform}"));
+        flags.push("--emulation=qemu".to_string());
+    }
+    let Some(warm) = case.cache else {
+        return tools::kiln_build(context, build_args, &flags, destination).map(|_| ());
+    };
+    flags.push("--cache=true".to_string());
+    flags.push(format!("--cache-repo={registry}/cache/{name}"));
+    let mut warmup_args = build_args[..1].to_vec();
+    warmup_args.extend(warm.warmup_args.iter().map(|a| a.to_string()));
+    let warmup = format!("{registry}/kiln-warmup/{name}:1");
+    tools::kiln_build(context, &warmup_args, &flags, &warmup)
+        .map_err(|e| format!("the warm-up build: {e}"))?;
+    let log = tools::kiln_build(context, build_args, &flags, destination)?;
+    if log.contains(warm.expect) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the build after the warm-up did not log \"{}\":\n{log}",
+            warm.expect
+        ))
+    }
 }
 
 /// The cases to run: all, or those named in `KILN_CONFORMANCE_CASES`
@@ -427,12 +561,18 @@ fn every_case_directory_has_a_test() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = CASES.iter().map(|(n, _)| n.to_string()).collect();
+    let mut listed: Vec<String> = CASES
+        .iter()
+        .map(|(name, case)| case.dir.unwrap_or(name).to_string())
+        .collect();
     listed.sort();
+    listed.dedup();
     assert_eq!(
         on_disk, listed,
         "every directory of e2e/conformance is a case listed in CASES, and back"
     );
+    let names: std::collections::BTreeSet<&str> = CASES.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), CASES.len(), "case names are unique");
     assert!(
         listed.len() >= 40,
         "the suite has {} cases, fewer than 40",

@@ -72,21 +72,21 @@ pub fn kiln_binary() -> &'static Path {
     })
 }
 
-/// Builds `context` (its own Dockerfile) with kiln and pushes it to
-/// `destination`.
+/// Builds `context` (its own Dockerfile) with kiln and further `flags`
+/// and pushes it to `destination`; returns kiln's log.
 pub fn kiln_build(
     context: &Path,
     build_args: &[String],
-    target: Option<&str>,
+    flags: &[String],
     destination: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let docker_config = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut command = Command::new(kiln_binary());
     command
         .arg(format!("--context=dir://{}", context.display()))
         .arg(format!("--destination={destination}"))
         .args(build_args.iter().map(|a| format!("--build-arg={a}")))
-        .args(target.map(|t| format!("--target={t}")))
+        .args(flags)
         .env("DOCKER_CONFIG", docker_config.path())
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("KILN_BUILDER_IMAGE")
@@ -96,7 +96,7 @@ pub fn kiln_build(
         &format!("kiln build of {}", context.display()),
         &mut command,
     )
-    .map(|_| ())
+    .map(|output| String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 /// Builds `context` with Debian's buildah (chroot isolation, vfs storage
@@ -109,6 +109,7 @@ pub fn buildah_build(
     dockerfile: Option<&str>,
     build_args: &[String],
     target: Option<&str>,
+    platform: Option<&str>,
     destination: &str,
 ) -> Result<(), String> {
     let storage = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -144,6 +145,9 @@ pub fn buildah_build(
     ];
     if let Some(target) = target {
         build_command.extend(["--target", target]);
+    }
+    if let Some(platform) = platform {
+        build_command.extend(["--platform", platform]);
     }
     let dockerfile = dockerfile.map(|name| context.join(name).display().to_string());
     if let Some(dockerfile) = &dockerfile {

@@ -423,6 +423,32 @@ async fn push_retries_through_a_failing_proxy() {
     );
 }
 
+/// A stage FROM scratch starts with Docker's default PATH, as BuildKit's
+/// empty image and buildah do (found by the conformance suite).
+#[tokio::test(flavor = "multi_thread")]
+async fn scratch_stage_starts_with_the_default_path() {
+    let registry = TestRegistry::start();
+    let ctx = context(
+        "FROM scratch\nCOPY a /a\nENV PATH=$PATH:/extra OTHER=1\n",
+        &[("a", "a")],
+    );
+    let image = format!("{}/scratch-path:1", registry.host());
+    assert_success(
+        &kiln_with_config(
+            &args(ctx.path(), &[&format!("--destination={image}")]),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        config(&image)["config"]["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/extra",
+            "OTHER=1"
+        ])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_from_docker_config() {
     let registry = TestRegistry::start_with_auth("builder", "s3cret");

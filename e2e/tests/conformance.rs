@@ -137,13 +137,7 @@ const CASES: &[(&str, Case)] = &[
     ("copy_dest_slash", PLAIN),
     ("copy_dir_contents", PLAIN),
     ("copy_env_dest", PLAIN),
-    (
-        "copy_from_image",
-        Case {
-            differs_in: &["Env"],
-            ..PLAIN
-        },
-    ),
+    ("copy_from_image", PLAIN),
     ("copy_from_stage", PLAIN),
     (
         "copy_into_symlinked_dir",
@@ -235,13 +229,7 @@ const CASES: &[(&str, Case)] = &[
     ("run_exec_form", PLAIN),
     ("run_fifo", PLAIN),
     ("run_special_modes", PLAIN),
-    (
-        "scratch_final",
-        Case {
-            differs_in: &["Env"],
-            ..PLAIN
-        },
-    ),
+    ("scratch_final", PLAIN),
     (
         "shell",
         Case {

@@ -93,13 +93,19 @@ async fn run_stage(
     };
     info!("FROM {}", describe_base(base));
     let mut image = match base {
-        Base::Scratch => StageImage {
-            config: ImageConfig::scratch(&stage_platform),
-            layers: Vec::new(),
-            rootfs: None,
-            snapshotter: None,
-            cache_key: base_key(BaseOf::Scratch),
-        },
+        Base::Scratch => {
+            let mut config = ImageConfig::scratch(&stage_platform);
+            // Docker (BuildKit's empty image) and buildah start a scratch
+            // stage with the default PATH; the image's users expect it.
+            config.set_env("PATH", crate::run::DEFAULT_PATH);
+            StageImage {
+                config,
+                layers: Vec::new(),
+                rootfs: None,
+                snapshotter: None,
+                cache_key: base_key(BaseOf::Scratch),
+            }
+        }
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
             BuildError::Other(format!("stage {parent} was not built before stage {index}"))
         })?,

@@ -82,8 +82,12 @@ pub fn plan_copy(
             is_dir,
         });
     }
-    let placements = copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let mut placements =
+        copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+    for placement in &mut placements {
+        placement.dest = through_image_links(image_root, &placement.dest, placement.is_dir)?;
+    }
 
     let mut planner = Planner {
         plan: LayerPlan::new(),
@@ -102,6 +106,29 @@ pub fn plan_copy(
         }
     }
     Ok(planner.plan)
+}
+
+/// `dest` with the symlinks of the image resolved inside it, as Docker
+/// and buildah copy through a symlinked directory (`COPY a /link/` with
+/// `/link -> /data` writes `/data/a`): every parent, and the destination
+/// itself when it receives a directory's contents. A layer entry below a
+/// symlink would be refused or misplaced when the image is unpacked.
+fn through_image_links(
+    image_root: &Path,
+    dest: &str,
+    follow_last: bool,
+) -> Result<String, BuildError> {
+    let dest_path = Path::new(dest);
+    let (dir, last) = match (follow_last, dest_path.parent(), dest_path.file_name()) {
+        (false, Some(parent), Some(name)) => (parent, Some(name)),
+        _ => (dest_path, None),
+    };
+    let host = rootfs_fs::resolve_in_root(image_root, &dir.to_string_lossy())?;
+    let mut resolved = Path::new("/").join(host.strip_prefix(image_root).unwrap_or(dir));
+    if let Some(name) = last {
+        resolved.push(name);
+    }
+    Ok(resolved.to_string_lossy().into_owned())
 }
 
 /// The real path behind a source, following symlinks inside its root.
@@ -270,5 +297,38 @@ mod tests {
         );
         assert!(parse_chmod("17777").is_err());
         assert!(parse_chmod("9").is_err());
+    }
+
+    #[test]
+    fn destinations_go_through_the_image_symlinks() {
+        let Ok(root) = tempfile::tempdir() else {
+            panic!("a temporary directory for the image root")
+        };
+        let root = root.path();
+        assert!(std::fs::create_dir(root.join("data")).is_ok());
+        for (link, target) in [
+            ("linked", "/data"),
+            ("relative", "data"),
+            ("escape", "../../.."),
+        ] {
+            assert!(std::os::unix::fs::symlink(target, root.join(link)).is_ok());
+        }
+        // (destination, receives a directory's contents, where it lands)
+        let cases = [
+            ("/linked/a.txt", false, "/data/a.txt"),
+            ("/linked", true, "/data"),
+            ("/linked", false, "/linked"),
+            ("/relative/sub/b", false, "/data/sub/b"),
+            ("/plain/x", false, "/plain/x"),
+            ("/escape/x", false, "/x"),
+            ("/", true, "/"),
+        ];
+        for (dest, is_dir, want) in cases {
+            assert_eq!(
+                through_image_links(root, dest, is_dir).ok().as_deref(),
+                Some(want),
+                "{dest} {is_dir}"
+            );
+        }
     }
 }

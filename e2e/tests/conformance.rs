@@ -353,6 +353,19 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
 
     let kiln = tools::read_image(&kiln_image)?;
     let buildah = tools::read_image(&buildah_image)?;
+    // Both sides equal but built for the wrong platform would prove little.
+    let architecture = case
+        .platform
+        .and_then(|p| p.split('/').nth(1))
+        .unwrap_or("amd64");
+    for (tool, image) in [("kiln", &kiln), ("buildah", &buildah)] {
+        if image.config["architecture"] != architecture {
+            return Err(format!(
+                "{tool} built for architecture {}, not {architecture}",
+                image.config["architecture"]
+            ));
+        }
+    }
     let filesystem = rootfs::diff(
         &ignore::without_artefacts(buildah.tree),
         &ignore::without_artefacts(kiln.tree),

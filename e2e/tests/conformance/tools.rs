@@ -34,18 +34,16 @@ fn run(what: &str, command: &mut Command) -> Result<Output, String> {
     }
 }
 
-/// The `kiln` binary of this workspace, built (or found up to date) once
-/// per test process by cargo in the target directory this test runs from:
-/// a cargo test of the e2e crate alone does not build other crates'
-/// binaries.
+/// The `kiln` binary of this workspace, in the target directory this test
+/// was built into. Unlike `kiln_e2e::binaries::workspace_binary`, cargo is
+/// always asked (once per test process; a no-op when up to date): a run of
+/// this suite alone after a change to the builder must not compare a stale
+/// kiln.
 pub fn kiln_binary() -> &'static Path {
     static KILN: OnceLock<PathBuf> = OnceLock::new();
     KILN.get_or_init(|| {
         let exe = std::env::current_exe().expect("the test binary's path");
-        // …/target/<profile>/deps/conformance-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
+        let profile_dir = kiln_e2e::binaries::profile_dir_of(&exe)
             .expect("the test binary lives in <target>/<profile>/deps");
         let target_dir = profile_dir.parent().expect("<target>/<profile>");
         let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -53,7 +51,7 @@ pub fn kiln_binary() -> &'static Path {
             Some(other) => other.to_string(),
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = run(
+        let built = run(
             "cargo build -p kiln-builder --bin kiln",
             Command::new(cargo)
                 .args(["build", "--quiet", "-p", "kiln-builder", "--bin", "kiln"])
@@ -63,7 +61,7 @@ pub fn kiln_binary() -> &'static Path {
                 .arg(target_dir)
                 .current_dir(env!("CARGO_MANIFEST_DIR")),
         );
-        if let Err(message) = output {
+        if let Err(message) = built {
             panic!("{message}");
         }
         let kiln = profile_dir.join("kiln");

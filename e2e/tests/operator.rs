@@ -197,14 +197,7 @@ async fn the_sample_builds_natively_per_architecture_and_publishes_one_index() {
         assert_eq!(entry.phase, Some(PlatformPhase::Succeeded));
         assert_eq!(entry.digest.as_deref(), child["digest"].as_str());
         let arch = entry.platform.split('/').nth(1).unwrap();
-        let config = skopeo_raw(
-            &format!(
-                "{}/hello@{}",
-                env.registry_host,
-                entry.digest.as_deref().unwrap()
-            ),
-            &["--config"],
-        );
+        let config = env.image_config(entry);
         assert_eq!(config["architecture"], arch);
         assert_eq!(
             config["config"]["Labels"]["org.opencontainers.image.source"],
@@ -336,14 +329,7 @@ async fn a_missing_architecture_waits_for_a_native_node() {
         .unwrap();
     let done = env.wait_phase("s390x", Phase::Succeeded).await;
     let entry = &done.status.unwrap().platforms[0];
-    let config = skopeo_raw(
-        &format!(
-            "{}/hello@{}",
-            env.registry_host,
-            entry.digest.as_deref().unwrap()
-        ),
-        &["--config"],
-    );
+    let config = env.image_config(entry);
     assert_eq!(config["architecture"], "s390x");
 }
 
@@ -361,14 +347,7 @@ async fn without_require_native_nodes_a_platform_builds_on_any_node() {
     let nodes = kiln_crds::condition::find(&status.conditions, "NativeNodesAvailable").unwrap();
     assert_eq!(nodes.status, kiln_crds::ConditionStatus::True);
     let entry = &status.platforms[0];
-    let config = skopeo_raw(
-        &format!(
-            "{}/hello@{}",
-            env.registry_host,
-            entry.digest.as_deref().unwrap()
-        ),
-        &["--config"],
-    );
+    let config = env.image_config(entry);
     assert_eq!(config["architecture"], "ppc64le");
     let request = env
         .requests()

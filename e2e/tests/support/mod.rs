@@ -143,6 +143,15 @@ impl Builds {
         build
     }
 
+    /// The image config of a platform the sample pushed to `hello`.
+    pub fn image_config(&self, entry: &kiln_crds::PlatformStatus) -> serde_json::Value {
+        let digest = entry.digest.as_deref().expect("the platform has a digest");
+        skopeo_raw(
+            &format!("{}/hello@{digest}", self.registry_host),
+            &["--config"],
+        )
+    }
+
     /// [`Builds::sample`] for one platform, without the layer cache.
     pub async fn single(&self, name: &str, platform: &str, context: &Path) -> MultiArchBuild {
         let mut build = self.sample(name, context).await;

@@ -72,3 +72,46 @@ pub async fn serve(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn get(health: &Health, path: &str, serve_metrics: bool) -> (StatusCode, String) {
+        let response = respond(health, path, serve_metrics);
+        let status = response.status();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let body = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+        (status, body.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn endpoints() {
+        let health = Health {
+            metrics: Arc::new(Metrics::default()),
+            ready: false.into(),
+        };
+        health.metrics.set_in_flight("ns/a", true);
+        assert_eq!(
+            get(&health, "/healthz", false).await,
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
+            get(&health, "/readyz", false).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready".into())
+        );
+        health.ready.store(true, Ordering::Relaxed);
+        assert_eq!(
+            get(&health, "/readyz", false).await,
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
+            get(&health, "/metrics", false).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, body) = get(&health, "/metrics", true).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("kiln_builds_in_flight 1"), "{body}");
+    }
+}

@@ -176,6 +176,31 @@ async fn run_network_none_sees_only_loopback() {
     let image = format!("{}/net:1", registry.host());
     assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await);
     assert_eq!(layers(&image)[1]["ifaces"].4, "lo\n");
+
+    // The test registry listens on the host's loopback: reachable from a
+    // RUN on the default network, not from one with --network=none (its
+    // loopback is its own). (The fixture's busybox wget crashes with -q
+    // or -T, hence the plain form.)
+    let probe = |network: &str, file: &str| {
+        format!(
+            "RUN {network} sh -c 'if wget -O /dev/null http://{host}/v2/; then echo reached; else echo unreachable; fi > /{file}'\n",
+            host = registry.host()
+        )
+    };
+    let ctx = context(
+        &format!(
+            "FROM {}\n{}{}",
+            fixtures.index,
+            probe("", "default"),
+            probe("--network=none", "none")
+        ),
+        &[],
+    );
+    let image = format!("{}/net:2", registry.host());
+    assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await);
+    let layers = layers(&image);
+    assert_eq!(layers[1]["default"].4, "reached\n");
+    assert_eq!(layers[2]["none"].4, "unreachable\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]

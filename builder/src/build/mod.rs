@@ -11,6 +11,7 @@ mod cache_step;
 mod copy;
 mod error;
 mod outputs;
+mod run_mounts;
 mod run_step;
 mod sources;
 mod stage;
@@ -173,6 +174,7 @@ impl Session {
         platform: &Platform,
     ) -> Result<BuiltImage, BuildError> {
         let (vars, plan) = self.plan(options, platform)?;
+        run_mounts::check_required_secrets(&self.dockerfile, &plan, &vars, &options.secrets)?;
         let cache = match &self.cache {
             Some(cache) => {
                 let repository = cache_repository(
@@ -209,6 +211,8 @@ impl Session {
             never_captured: run_step::never_captured(&options.execution),
             snapshot_mode: options.execution.snapshot_mode,
             cache: cache.as_ref(),
+            secrets: &options.secrets,
+            run_cache_dir: &options.cache.dir,
         };
         if scope.cache.is_some() && scope.single_snapshot {
             warn!(

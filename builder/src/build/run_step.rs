@@ -1,7 +1,8 @@
 //! RUN inside a build: the stage's root filesystem is unpacked, the command
-//! runs chrooted into it (`run::run_in_chroot`), and what it changed is
-//! snapshotted into one layer.
+//! runs chrooted into it (`run::run_in_chroot`) with its `--mount`s
+//! (`super::run_mounts`), and what it changed is snapshotted into one layer.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use tracing::info;
 
 use super::BuildError;
 use super::cache_step::{remember, restore, step_key};
+use super::run_mounts;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use crate::cli::options::{ExecutionOptions, Isolation};
@@ -20,23 +22,21 @@ use crate::run::{Network, RunSpec, run_in_chroot};
 /// Where a here-document script is written for the duration of its RUN.
 const SCRIPT_DIR: &str = "/.kiln-run";
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run_step(
     scope: &BuildScope<'_>,
+    stage_index: usize,
     platform: &Platform,
     instruction: &Instruction,
     run: &RunInstruction,
     image: &mut StageImage,
     vars: &StageVars,
+    built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
     if scope.isolation != Isolation::Chroot {
         return Err(BuildError::Other(
             "RUN with --isolation=inplace is not supported yet; use --isolation=chroot".to_string(),
-        ));
-    }
-    if !run.mounts.is_empty() {
-        return Err(BuildError::Other(
-            "RUN --mount is not supported yet".to_string(),
         ));
     }
     if let Some(security) = &run.security
@@ -56,11 +56,25 @@ pub async fn run_step(
         }
     };
     info!("{}", instruction.text);
+    let mounts = run_mounts::parse_run_mounts(run, vars)?;
+    let workdir = image
+        .config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_string());
 
     // Looked up before anything is unpacked: a hit needs no files.
-    let key = scope
-        .cache
-        .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
+    let key = match scope.cache {
+        Some(_) => {
+            let files =
+                run_mounts::key_files(scope, stage_index, platform, built, &mounts, &workdir)
+                    .await?;
+            Some(step_key(scope, platform, image, instruction, vars, &files))
+        }
+        None => None,
+    };
     let cache = scope
         .cache
         .filter(|cache| cache.run_layers() && !scope.single_snapshot);
@@ -103,13 +117,14 @@ pub async fn run_step(
     let mut env = vars.env().to_vec();
     env.extend(vars.run_args());
     spec.env = env;
-    spec.workdir = config
-        .working_dir
-        .clone()
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".to_string());
     spec.user = config.user.clone().filter(|u| !u.is_empty());
     spec.network = network;
+    // Held until the command is done: copies, secret files, cache locks.
+    let resolved =
+        run_mounts::resolve(scope, stage_index, platform, built, &mounts, &workdir).await?;
+    spec.workdir = workdir;
+    spec.mounts = resolved.mounts.clone();
+    spec.secret_env = resolved.secret_env.clone();
 
     let root = rootfs.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -122,6 +137,7 @@ pub async fn run_step(
     })
     .await
     .map_err(|e| BuildError::Other(format!("the RUN task failed: {e}")))?;
+    drop(resolved);
     if let Some(path) = &script_file {
         remove_script(path)?;
     }

@@ -47,6 +47,10 @@ pub struct BuildScope<'a> {
     pub never_captured: Vec<PathBuf>,
     /// The layer cache, with `--cache`.
     pub cache: Option<&'a PlatformCache>,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    pub secrets: &'a [crate::run::secret::SecretSource],
+    /// `--cache-dir`, under which `RUN --mount=type=cache` directories live.
+    pub run_cache_dir: &'a Path,
 }
 
 impl BuildScope<'_> {
@@ -192,7 +196,7 @@ fn at_line(instruction: &Instruction, error: BuildError) -> BuildError {
     }
 }
 
-async fn pull_base(
+pub(super) async fn pull_base(
     scope: &BuildScope<'_>,
     reference: &str,
     platform: &Platform,
@@ -310,7 +314,18 @@ async fn run_instruction(
             .await;
         }
         InstructionKind::Run(run) => {
-            return run_step(scope, platform, instruction, run, image, vars, keep_rootfs).await;
+            return run_step(
+                scope,
+                stage_index,
+                platform,
+                instruction,
+                run,
+                image,
+                vars,
+                built,
+                keep_rootfs,
+            )
+            .await;
         }
     }
     if record {

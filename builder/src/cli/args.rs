@@ -119,8 +119,9 @@ pub struct InputArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub label: Vec<String>,
 
-    /// Secret exposed to RUN --mount=type=secret, e.g. `id=npmrc,src=$HOME/.npmrc`; never stored in
-    /// a layer. Repeatable.
+    /// Secret for RUN --mount=type=secret: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the
+    /// environment variable ID). Never stored in a layer, the history, the cache key or a log.
+    /// Repeatable.
     #[arg(long, value_name = "SPEC")]
     pub secret: Vec<String>,
 }
@@ -349,7 +350,8 @@ pub struct CacheArgs {
 
     /// Directory of layer blobs (base images' and cached ones) kept between builds by digest and
     /// checked against it when read, so a rebuild does not download them again. Used when
-    /// given, or with --cache when the default directory exists.
+    /// given, or with --cache when the default directory exists. RUN --mount=type=cache
+    /// directories live in its `run-mounts/<os>-<arch>[-<variant>]/<id>`.
     #[arg(long, value_name = "DIR", default_value = "/cache")]
     pub cache_dir: PathBuf,
 

@@ -81,8 +81,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     pub skip_unused_stages: bool,
     pub labels: BTreeMap<String, String>,
-    /// `--secret` specifications, unparsed until the feature lands.
-    pub secrets: Vec<String>,
+    /// `--secret`s: where each id's value comes from (read only when a
+    /// RUN mounts it).
+    pub secrets: Vec<crate::run::secret::SecretSource>,
     /// The target platforms in the order given; empty means the host's.
     pub platforms: Vec<Platform>,
     pub output: OutputOptions,

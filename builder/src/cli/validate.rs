@@ -19,7 +19,7 @@ use crate::platform::{self, Platform, PlatformError};
 /// Flags that are accepted but whose feature is not built yet. Setting one
 /// to anything but its default fails with `flag --X is not supported yet`.
 /// Delete a name here when its feature lands; nothing else needs to change.
-pub const UNSUPPORTED: &[&str] = &["isolation", "force", "secret", "cleanup"];
+pub const UNSUPPORTED: &[&str] = &["isolation", "force", "cleanup"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -40,6 +40,8 @@ pub enum CliError {
     KeyValue { flag: &'static str, value: String },
     #[error("invalid --build-arg \"{0}\": expected KEY=VALUE or KEY")]
     BuildArg(String),
+    #[error(transparent)]
+    Secret(#[from] crate::run::secret::SecretError),
     #[error(
         "--compression=zstd cannot be used with --oci-mode=docker: Docker manifests have no zstd layers; use --oci-mode=oci or --compression=gzip"
     )]
@@ -87,6 +89,12 @@ impl Args {
         let platforms = self.platform_list()?;
         let build_args = build_args(&self.input.build_arg, env)?;
         let labels = key_values("label", &self.input.label)?;
+        let secrets = self
+            .input
+            .secret
+            .iter()
+            .map(|spec| crate::run::secret::parse_secret_flag(spec))
+            .collect::<Result<Vec<_>, _>>()?;
         let annotations = key_values("annotation", &self.output.annotation)?;
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
         let certificates: Vec<(String, PathBuf)> =
@@ -152,7 +160,7 @@ impl Args {
             target: input.target,
             skip_unused_stages: input.skip_unused_stages,
             labels,
-            secrets: input.secret,
+            secrets,
             platforms,
             output: OutputOptions {
                 destinations: output.destination,
@@ -1020,11 +1028,7 @@ pub(crate) mod tests {
 
     /// One command line per not-yet-supported flag, setting it to something
     /// other than its default.
-    const UNSUPPORTED_USES: &[(&str, &str)] = &[
-        ("--force", "force"),
-        ("--secret=id=npmrc,src=/home/me/.npmrc", "secret"),
-        ("--cleanup", "cleanup"),
-    ];
+    const UNSUPPORTED_USES: &[(&str, &str)] = &[("--force", "force"), ("--cleanup", "cleanup")];
 
     #[test]
     fn unsupported_flags_are_refused() {
@@ -1239,6 +1243,39 @@ pub(crate) mod tests {
                 "{arg}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_are_parsed_in_order_and_bad_ones_refused() {
+        use crate::run::secret::{SecretFrom, SecretSource};
+        let options = validate(&[
+            "kiln",
+            "--no-push",
+            "--secret=id=npmrc,src=/home/me/.npmrc",
+            "--secret",
+            "id=TOKEN",
+        ])
+        .unwrap();
+        assert_eq!(
+            options.secrets,
+            [
+                SecretSource {
+                    id: "npmrc".to_string(),
+                    from: SecretFrom::File(PathBuf::from("/home/me/.npmrc")),
+                },
+                SecretSource {
+                    id: "TOKEN".to_string(),
+                    from: SecretFrom::Env("TOKEN".to_string()),
+                },
+            ]
+        );
+        assert_eq!(
+            validate(&["kiln", "--no-push", "--secret=src=/x"]).map(|o| o.secrets),
+            Err(
+                "invalid --secret \"src=/x\": it needs id=NAME, e.g. --secret id=npmrc,src=$HOME/.npmrc"
+                    .to_string()
+            )
+        );
     }
 
     #[test]

@@ -13,11 +13,11 @@ use std::process::{Child, Command, Stdio};
 use tempfile::TempDir;
 
 use super::exec::{command_env, path_of, resolve_executable};
-use super::mounts::{MountPlan, mount_all};
+use super::mounts::{MountPlan, PlannedMount, mount_all};
 use super::output::supervise;
 use super::stubs::{MountPoint, StubKind, Stubs};
 use super::sys::{self, ChildPlan, ChildStep, Namespace};
-use super::{Network, RunError, RunOutput, RunSpec};
+use super::{MountSource, Network, RunError, RunMount, RunOutput, RunSpec};
 use crate::fs::{
     EntryKind, ExecUser, clean_image_path, create_dir_all_in_root, entry_kind, resolve_exec_user,
 };
@@ -54,7 +54,7 @@ pub fn run_in_chroot(
         user: user_spec.to_string(),
         source,
     })?;
-    let env = command_env(&spec.env, &user.home)?;
+    let env = command_env(&spec.env_with_secrets(), &user.home)?;
     let workdir = format!("/{}", clean_image_path(Path::new(&spec.workdir)).display());
     ensure_workdir(&root, &workdir, user.uid, user.gid)?;
     let program = resolve_executable(&root, &name, path_of(&env), &workdir)?;
@@ -91,8 +91,8 @@ struct Resolved {
     user: ExecUser,
 }
 
-/// Everything the set-up thread needs, owned.
-#[derive(Debug)]
+/// Everything the set-up thread needs, owned. Not `Debug`: `env` may
+/// hold secrets.
 struct Launch {
     name: String,
     program: String,
@@ -134,6 +134,7 @@ fn mount_and_run(
     } else {
         (None, Vec::new())
     };
+    let run_mounts = run_mount_points(root, stubs, &spec.mounts)?;
     let launch = Launch {
         child: ChildPlan {
             proc_target: c_string(proc.as_os_str().as_bytes())?,
@@ -143,7 +144,12 @@ fn mount_and_run(
             gid: command.user.gid,
             groups: command.user.additional_gids,
         },
-        mounts: MountPlan { dev, sys, files },
+        mounts: MountPlan {
+            dev,
+            sys,
+            files,
+            run_mounts,
+        },
         name: command.name,
         program: command.program,
         args: spec.argv[1..].to_vec(),
@@ -188,6 +194,43 @@ fn mount_point(
             },
         }),
     }
+}
+
+/// The `RUN --mount`s with their mount points in the root (created as
+/// stubs where missing: a directory, or a file for a file source),
+/// parents before children.
+fn run_mount_points(
+    root: &Path,
+    stubs: &mut Stubs,
+    mounts: &[RunMount],
+) -> Result<Vec<PlannedMount>, RunError> {
+    let mut ordered: Vec<&RunMount> = mounts.iter().collect();
+    ordered.sort_by_key(|mount| mount.target.matches('/').count());
+    let mut planned = Vec::with_capacity(ordered.len());
+    for mount in ordered {
+        let kind = match mount.source {
+            MountSource::File(_) => StubKind::File,
+            MountSource::Directory(_) | MountSource::Tmpfs { .. } => StubKind::Directory,
+        };
+        match stubs.ensure(root, &mount.target, kind)? {
+            MountPoint::Ready(target) => planned.push(PlannedMount {
+                source: mount.source.clone(),
+                target,
+                read_only: mount.read_only,
+            }),
+            MountPoint::Blocked(existing) => {
+                return Err(RunError::MountTargetBlocked {
+                    target: mount.target.clone(),
+                    existing,
+                    kind: match kind {
+                        StubKind::Directory => "directory",
+                        StubKind::File => "file",
+                    },
+                });
+            }
+        }
+    }
+    Ok(planned)
 }
 
 /// Private copies of the host's resolv.conf and hosts in a temporary

@@ -99,6 +99,15 @@ pub enum RunError {
         existing: PathBuf,
         kind: &'static str,
     },
+    #[error(
+        "cannot mount RUN --mount target {target}: {existing} exists in the image and is not a \
+         {kind}; choose another target"
+    )]
+    MountTargetBlocked {
+        target: String,
+        existing: PathBuf,
+        kind: &'static str,
+    },
     #[error("RUN set-up thread for {name} could not start or panicked: {detail}")]
     Thread { name: String, detail: String },
 }

@@ -75,6 +75,33 @@
 //! All of it happens in a private mount namespace whose propagation is
 //! made private first, so nothing reaches the host's mount table.
 //!
+//! # `RUN --mount`
+//!
+//! [`mount_spec`] parses the values as BuildKit spells them (pure,
+//! table-tested); the build engine (`build::run_mounts`) resolves each to
+//! a [`RunMount`]: a host source and an in-image target, carried by
+//! [`RunSpec::mounts`] so that every isolation mode mounts the same list.
+//! In `--isolation=chroot` the set-up thread binds them after the mounts
+//! above, parents first:
+//!
+//! - `bind` from the context, a stage or an image: the source itself,
+//!   bound and remounted read-only (the kernel refuses writes, root's
+//!   too); `rw` binds a private copy that is thrown away afterwards, and
+//!   a context filtered by `.dockerignore` is copied without what it
+//!   excludes.
+//! - `cache`: a directory under `--cache-dir`
+//!   (`run-mounts/<os>-<arch>[-<variant>]/<id>`), so a platform never sees
+//!   another's cache; `sharing` is an `flock` on a file beside it.
+//! - `secret`: a file kiln writes outside the root filesystem with the
+//!   asked mode and owner, bound read-only; with `env`, the value is in
+//!   [`RunSpec::secret_env`] instead of (or as well as) a file.
+//! - `tmpfs`: a new tmpfs.
+//!
+//! A target the image lacks is created as a stub and removed afterwards
+//! like `/proc` (see `stubs`), so a snapshot sees nothing of a mount: not
+//! its mount point, not what the command wrote into a cache, not a secret.
+//! Mount targets may not nest (the build refuses it before running).
+//!
 //! # Foreign architectures
 //!
 //! Nothing here changes for them: with `--emulation=qemu` the kernel runs
@@ -95,13 +122,18 @@ mod chroot;
 pub mod emulation;
 mod error;
 mod exec;
+pub mod mount_spec;
 mod mounts;
 mod output;
+pub mod secret;
 mod stubs;
 mod sys;
 
+use std::path::PathBuf;
+
 pub use chroot::run_in_chroot;
 pub use error::RunError;
+pub use secret::SecretValue;
 
 /// `PATH` for a step whose environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -140,6 +172,41 @@ pub struct RunSpec {
     /// Bind the host's `/etc/resolv.conf` and `/etc/hosts` (copies of them)
     /// into the root during the RUN only.
     pub hosts_files: bool,
+    /// `RUN --mount`s resolved to host sources, in the order given; no
+    /// target is inside another's. See [`RunMount`].
+    pub mounts: Vec<RunMount>,
+    /// Secrets exposed as environment variables (`--mount=type=secret,env=`),
+    /// added after [`RunSpec::env`]; their values never print (`Debug`
+    /// shows only their length) and never reach the image.
+    pub secret_env: Vec<(String, SecretValue)>,
+}
+
+/// One `RUN --mount`, as an isolation mode needs it: a host source and an
+/// in-image target. `--isolation=chroot` bind-mounts it inside the RUN's
+/// own mount namespace (a missing target is created as a stub and removed
+/// afterwards, so no snapshot ever sees it); `--isolation=inplace` has the
+/// same list to materialise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMount {
+    /// Clean absolute in-image path.
+    pub target: String,
+    pub source: MountSource,
+    /// Remounted read-only: the command cannot write through it.
+    pub read_only: bool,
+}
+
+/// What a [`RunMount`] puts at its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountSource {
+    /// A host directory (the build context or part of it, another stage's
+    /// root filesystem, a private copy for `rw`, a cache directory under
+    /// `--cache-dir`).
+    Directory(PathBuf),
+    /// A host file (one file of those, or a secret written by kiln to a
+    /// private file outside the root filesystem).
+    File(PathBuf),
+    /// An empty tmpfs, of `size` bytes when given.
+    Tmpfs { size: Option<u64> },
 }
 
 impl Default for RunSpec {
@@ -151,6 +218,8 @@ impl Default for RunSpec {
             user: None,
             network: Network::Default,
             hosts_files: true,
+            mounts: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -169,6 +238,19 @@ impl RunSpec {
             argv,
             ..RunSpec::default()
         }
+    }
+
+    /// [`RunSpec::env`] followed by [`RunSpec::secret_env`] (a value that
+    /// is not UTF-8 is passed lossily): the variables the command gets.
+    pub fn env_with_secrets(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.extend(self.secret_env.iter().map(|(name, value)| {
+            (
+                name.clone(),
+                String::from_utf8_lossy(value.bytes()).into_owned(),
+            )
+        }));
+        env
     }
 
     /// Exec form: `argv` as written.

@@ -1,5 +1,6 @@
 //! What the set-up thread mounts inside the root, once it is in its own
-//! mount namespace: `/dev`, `/sys` and the host's name-resolution files.
+//! mount namespace: `/dev`, `/sys`, the host's name-resolution files and
+//! the step's `RUN --mount`s.
 //! (`/proc` is mounted by the child itself, from inside the new PID
 //! namespace; see `sys::install_child_setup`.)
 
@@ -10,8 +11,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{CWD, FileType, Mode};
 use rustix::mount::MountFlags;
 
-use super::RunError;
 use super::sys;
+use super::{MountSource, RunError};
 
 /// Host paths (inside the root) to mount on, all existing.
 #[derive(Debug)]
@@ -21,6 +22,16 @@ pub(super) struct MountPlan {
     pub(super) sys: Option<PathBuf>,
     /// (private copy of a host file, file in the root to bind it over).
     pub(super) files: Vec<(PathBuf, PathBuf)>,
+    /// `RUN --mount`s, parents before children.
+    pub(super) run_mounts: Vec<PlannedMount>,
+}
+
+/// A `RUN --mount` with its mount point in the root (existing).
+#[derive(Debug)]
+pub(super) struct PlannedMount {
+    pub(super) source: MountSource,
+    pub(super) target: PathBuf,
+    pub(super) read_only: bool,
 }
 
 /// The device nodes a RUN gets: name, major, minor (the kernel's fixed
@@ -57,6 +68,33 @@ pub(super) fn mount_all(plan: &MountPlan) -> Result<(), RunError> {
             "bind-mount a copy of the host's file on",
             target,
         ))?;
+    }
+    for mount in &plan.run_mounts {
+        mount_one(mount)?;
+    }
+    Ok(())
+}
+
+/// A bind of the source (not recursive: a read-only bind must not leave
+/// writable submounts below it) or a new tmpfs, then for read-only ones a
+/// remount that makes the kernel refuse every write through it.
+fn mount_one(mount: &PlannedMount) -> Result<(), RunError> {
+    let target = &mount.target;
+    match &mount.source {
+        MountSource::Directory(source) | MountSource::File(source) => sys::bind(source, target)
+            .map_err(RunError::io("bind-mount RUN --mount source on", target))?,
+        MountSource::Tmpfs { size } => {
+            let data = match size {
+                Some(bytes) => format!("mode=755,size={bytes}"),
+                None => "mode=755".to_string(),
+            };
+            sys::mount_tmpfs(target, MountFlags::NOSUID | MountFlags::NODEV, &data)
+                .map_err(RunError::io("mount a RUN --mount tmpfs on", target))?
+        }
+    }
+    if mount.read_only {
+        sys::remount_read_only(target)
+            .map_err(RunError::io("make the RUN --mount read-only at", target))?;
     }
     Ok(())
 }

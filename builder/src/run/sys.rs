@@ -109,6 +109,13 @@ pub(super) fn bind(source: &Path, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the bind mount at `target` read-only (a bind's flags can only be
+/// changed by a remount of the bind).
+pub(super) fn remount_read_only(target: &Path) -> io::Result<()> {
+    rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")?;
+    Ok(())
+}
+
 /// `struct ifreq` with the `ifr_flags` member of its union: 16 bytes of
 /// name, then a union that is 24 bytes on every 64- and 32-bit Linux ABI
 /// (its largest member, `struct ifmap`, is at most 24).

@@ -69,6 +69,12 @@ struct Case {
     /// README: the case passes only when exactly these differ, so a fix on
     /// either side shows up.
     differs_in: &'static [&'static str],
+    /// Secrets `(id, content)`, written to files outside the context and
+    /// given to both tools as `--secret id=<id>,src=<file>`.
+    secrets: &'static [(&'static str, &'static str)],
+    /// Give kiln a private `--cache-dir` (for `RUN --mount=type=cache`);
+    /// buildah keeps its cache mounts in its own directory.
+    cache_mounts: bool,
 }
 
 const PLAIN: Case = Case {
@@ -79,6 +85,8 @@ const PLAIN: Case = Case {
     target: None,
     buildah_dockerfile: None,
     differs_in: &[],
+    secrets: &[],
+    cache_mounts: false,
 };
 
 /// Every case: its directory under e2e/conformance and how it is built.
@@ -217,6 +225,22 @@ const CASES: &[(&str, Case)] = &[
     ),
     ("run_exec_form", PLAIN),
     ("run_fifo", PLAIN),
+    (
+        "run_mount_cache_bind",
+        Case {
+            cache_mounts: true,
+            differs_in: &["/var", "/var/cache"],
+            ..PLAIN
+        },
+    ),
+    (
+        "run_mount_secret",
+        Case {
+            secrets: &[("token", "conformance-secret-value\n")],
+            differs_in: &["/run/secrets"],
+            ..PLAIN
+        },
+    ),
     ("run_special_modes", PLAIN),
     ("scratch_final", PLAIN),
     (
@@ -314,14 +338,36 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
     }
     let mut build_args = vec![format!("BASE={base}")];
     build_args.extend(case.build_args.iter().map(|a| a.to_string()));
+    let private = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut secrets = Vec::new();
+    for (id, content) in case.secrets {
+        let file = private.path().join(id);
+        std::fs::write(&file, content).map_err(|e| e.to_string())?;
+        secrets.push(format!("id={id},src={}", file.display()));
+    }
+    let mut kiln_flags: Vec<String> = secrets.iter().map(|s| format!("--secret={s}")).collect();
+    if case.cache_mounts {
+        kiln_flags.push(format!(
+            "--cache-dir={}",
+            private.path().join("cache").display()
+        ));
+    }
 
     let kiln_image = format!("{registry}/kiln/{name}:1");
     let buildah_image = format!("{registry}/buildah/{name}:1");
     let (kiln, buildah) = std::thread::scope(|scope| {
         let kiln = scope.spawn(|| {
             let started = Instant::now();
-            kiln_build(name, case, &context, &build_args, registry, &kiln_image)
-                .map(|()| started.elapsed())
+            kiln_build(
+                name,
+                case,
+                &context,
+                &build_args,
+                &kiln_flags,
+                registry,
+                &kiln_image,
+            )
+            .map(|()| started.elapsed())
         });
         let buildah = scope.spawn(|| {
             let started = Instant::now();
@@ -329,6 +375,7 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
                 &context,
                 case.buildah_dockerfile,
                 &build_args,
+                &secrets,
                 case.target,
                 case.platform,
                 &buildah_image,
@@ -426,10 +473,11 @@ fn kiln_build(
     case: Case,
     context: &Path,
     build_args: &[String],
+    case_flags: &[String],
     registry: &str,
     destination: &str,
 ) -> Result<(), String> {
-    let mut flags = Vec::new();
+    let mut flags = case_flags.to_vec();
     if let Some(target) = case.target {
         flags.push(format!("--target={target}"));
     }

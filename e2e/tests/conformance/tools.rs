@@ -106,6 +106,7 @@ pub fn buildah_build(
     context: &Path,
     dockerfile: Option<&str>,
     build_args: &[String],
+    secrets: &[String],
     target: Option<&str>,
     platform: Option<&str>,
     destination: &str,
@@ -153,6 +154,9 @@ pub fn buildah_build(
     }
     for arg in build_args {
         build_command.extend(["--build-arg", arg]);
+    }
+    for secret in secrets {
+        build_command.extend(["--secret", secret]);
     }
     build_command.push(&context_arg);
     run(

@@ -189,6 +189,7 @@ async fn bind_mounts_from_the_context_and_a_stage() {
          WORKDIR /work\n\
          RUN --mount=type=bind,source=data,target=/data cat /data/a.txt > /from-context && ls /data > /listing\n\
          RUN --mount=type=bind,from=tools,source=/tool.txt,target=/t.txt cat /t.txt > /from-stage\n\
+         RUN --mount=type=bind,from={base},source=/etc/passwd,target=/mnt-passwd grep -c '^app:' /mnt-passwd > /from-image\n\
          RUN --mount=target=/data,source=data sh -c 'if echo x > /data/new; then echo writable; else echo read-only; fi > /ro-check'\n\
          RUN --mount=source=data,target=rel,rw sh -c 'echo changed > rel/a.txt && echo new > rel/b.txt && cat rel/a.txt > /rw-saw'\n\
          RUN --mount=type=bind,source=data,target=/data cat /data/a.txt > /after-rw\n\
@@ -211,6 +212,7 @@ async fn bind_mounts_from_the_context_and_a_stage() {
     // .dockerignore applies to binds of the context as to COPY.
     assert_eq!(file(&layers, "listing"), "a.txt\n");
     assert_eq!(file(&layers, "from-stage"), "tool\n");
+    assert_eq!(file(&layers, "from-image"), "1\n");
     assert_eq!(file(&layers, "ro-check"), "read-only\n");
     assert_eq!(file(&layers, "rw-saw"), "changed\n");
     assert_eq!(file(&layers, "after-rw"), "from the context\n");
@@ -227,6 +229,7 @@ async fn bind_mounts_from_the_context_and_a_stage() {
         assert!(
             !(path.starts_with("data")
                 || path.starts_with("t.txt")
+                || path.starts_with("mnt-passwd")
                 || path.starts_with("work/rel")
                 || path.starts_with("scratch")),
             "a mount left {path} in a layer: {paths:?}"

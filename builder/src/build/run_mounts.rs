@@ -654,6 +654,43 @@ mod tests {
         assert!(!nests("/a/b", "/a/c"));
     }
 
+    #[tokio::test]
+    async fn cache_sharing_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        // A private user finding the cache in use takes the next instance.
+        let (first, first_lock) = lock_instance(base, "go", Sharing::Private).await.unwrap();
+        let (second, _second_lock) = lock_instance(base, "go", Sharing::Private).await.unwrap();
+        assert_eq!(first, base.join("go"));
+        assert_eq!(second, base.join("go~1"));
+
+        // A locked user waits until the holder is done.
+        let waiting = tokio::spawn({
+            let base = base.to_path_buf();
+            async move { lock_instance(&base, "go", Sharing::Locked).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a locked cache was taken while in use"
+        );
+        drop(first_lock);
+        let (dir, locked) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(dir, base.join("go"));
+
+        // Shared users share, and make private ones go elsewhere.
+        drop(locked);
+        let (a, _a) = lock_instance(base, "npm", Sharing::Shared).await.unwrap();
+        let (b, _b) = lock_instance(base, "npm", Sharing::Shared).await.unwrap();
+        assert_eq!((a, b.clone()), (base.join("npm"), base.join("npm")));
+        let (c, _c) = lock_instance(base, "npm", Sharing::Private).await.unwrap();
+        assert_eq!(c, base.join("npm~1"));
+    }
+
     #[test]
     fn context_patterns() {
         assert_eq!(context_pattern("/"), ".");

@@ -31,6 +31,10 @@ pub enum SubmitError {
     Context(String),
     #[error("--compression=none is not available to cluster builds: use gzip or zstd")]
     Compression,
+    #[error(
+        "--secret cannot be used with --driver=k8s: a MultiArchBuild carries no secrets, and their values must not be written into cluster objects; build with --driver=local, or drop the RUN --mount=type=secret"
+    )]
+    Secrets,
 }
 
 impl From<ContextError> for SubmitError {
@@ -111,6 +115,9 @@ pub fn multi_arch_build(
         .destinations
         .first()
         .ok_or(SubmitError::NoDestination)?;
+    if !options.secrets.is_empty() {
+        return Err(SubmitError::Secrets);
+    }
     for (flag, set) in [
         ("--tar-path", output.tar_path.is_some()),
         ("--oci-layout-path", output.oci_layout_path.is_some()),
@@ -289,6 +296,15 @@ mod tests {
         assert_eq!(
             multi_arch_build(&o, "x").unwrap_err(),
             SubmitError::NoDestination
+        );
+        let o = options(&[
+            "--context=dir:///a",
+            "--destination=r.example/app:1",
+            "--secret=id=npmrc,src=/home/me/.npmrc",
+        ]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err().to_string(),
+            "--secret cannot be used with --driver=k8s: a MultiArchBuild carries no secrets, and their values must not be written into cluster objects; build with --driver=local, or drop the RUN --mount=type=secret"
         );
     }
 }

@@ -233,12 +233,19 @@ pub async fn resolve(
                 let source = source_in(&root, &bind.source, &mount.raw)?;
                 let is_dir = source.is_dir();
                 // A private copy when the command may write, or when
-                // .dockerignore hides part of what the context holds.
+                // .dockerignore hides part of what the context holds. A
+                // read-only one links the files instead of copying them
+                // where it can: the read-only mount keeps them unchanged.
                 let filtered = !rules.is_empty();
                 let source = if bind.read_write || filtered {
                     let copy = private_dir(scope, "bind-")?;
                     let dest = copy.path().join("source");
-                    copy_tree(&source, &dest, &root, &rules)?;
+                    let files = if bind.read_write {
+                        Files::Copy
+                    } else {
+                        Files::Link
+                    };
+                    copy_tree(&source, &dest, &root, &rules, files)?;
                     resolved._keep.push(copy);
                     dest
                 } else {
@@ -521,7 +528,7 @@ fn create_cache_dir(
     let new = staging.path().join("cache");
     match seed {
         Some((source, root)) if source.is_dir() => {
-            copy_tree(&source, &new, &root, &IgnoreRules::empty())?
+            copy_tree(&source, &new, &root, &IgnoreRules::empty(), Files::Copy)?
         }
         _ => fs::create_dir(&new).map_err(BuildError::io("creating", &new))?,
     }
@@ -552,6 +559,15 @@ pub fn cache_dir_name(id: &str) -> String {
     name
 }
 
+/// How [`copy_tree`] reproduces regular files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Files {
+    Copy,
+    /// Hard links where the filesystem allows (the same one), copies
+    /// elsewhere. Only for trees nothing will write to.
+    Link,
+}
+
 /// Copies the tree at `source` (inside `root`) to `dest`: directories,
 /// files and symlinks with their modes and owners, leaving out what
 /// `rules` exclude. Device nodes, fifos and sockets are not copied.
@@ -560,6 +576,7 @@ fn copy_tree(
     dest: &Path,
     root: &Path,
     rules: &IgnoreRules,
+    files: Files,
 ) -> Result<(), BuildError> {
     let meta = fs::metadata(source).map_err(BuildError::io("reading", source))?;
     if !meta.is_dir() {
@@ -585,6 +602,10 @@ fn copy_tree(
                 set_owner_and_mode(&to, entry.uid, entry.gid, entry.mode)?;
             }
             EntryKind::File => {
+                // A link has the original's owner and mode already.
+                if files == Files::Link && fs::hard_link(&from, &to).is_ok() {
+                    continue;
+                }
                 let meta = fs::symlink_metadata(&from).map_err(BuildError::io("reading", &from))?;
                 copy_entry(&from, &to, &meta)?;
             }

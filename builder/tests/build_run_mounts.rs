@@ -100,11 +100,14 @@ async fn cache_mount_persists_between_builds_and_is_in_no_layer() {
     let (registry, fixtures) = setup().await;
     let cache_dir = tempfile::tempdir().unwrap();
     let dockerfile = format!(
-        "FROM {}\n\
+        "FROM {base} AS seed\n\
+         RUN mkdir /seed && echo seeded > /seed/s\n\
+         FROM {base}\n\
          ARG CACHE=/var/cache/app\n\
          RUN --mount=type=cache,target=$CACHE,id=app,mode=0750,uid=1000 \
-         echo run >> $CACHE/log && wc -l < $CACHE/log > /runs && stat -c '%a %u' $CACHE > /cache-owner\n",
-        fixtures.index
+         echo run >> $CACHE/log && wc -l < $CACHE/log > /runs && stat -c '%a %u' $CACHE > /cache-owner\n\
+         RUN --mount=type=cache,target=/seeded,from=seed,source=/seed cat /seeded/s > /seen && echo more >> /seeded/s\n",
+        base = fixtures.index
     );
     let ctx = context(&dockerfile, &[]);
     for (build, want_runs) in [(1, "1"), (2, "2")] {
@@ -119,11 +122,18 @@ async fn cache_mount_persists_between_builds_and_is_in_no_layer() {
         let layers = layers(&image);
         assert_eq!(file(&layers, "runs").trim(), want_runs, "build {build}");
         assert_eq!(file(&layers, "cache-owner"), "750 1000\n");
-        // Only what the command wrote outside the cache: no stub for
-        // /var/cache/app, no log.
+        // Seeded from the stage when created, then kept.
+        let want_seen = if build == 1 {
+            "seeded\n"
+        } else {
+            "seeded\nmore\n"
+        };
+        assert_eq!(file(&layers, "seen"), want_seen, "build {build}");
+        // Only what the commands wrote outside the caches: no stub for
+        // /var/cache/app or /seeded, no log.
         assert_eq!(
             paths_above_base(&layers),
-            ["cache-owner", "runs"],
+            ["cache-owner", "runs", "seen"],
             "build {build}"
         );
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::BuildError;
 use super::stage::BuildScope;
-use super::state::{BlobSource, LayerRecord, StageImage, apply_layer};
+use super::state::{BlobSource, LayerRecord, StageImage};
 use crate::cache::{CachedStep, KeyInputs, PlatformCache, StepToStore, cache_key};
 use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{Instruction, StageVars};
@@ -73,10 +73,10 @@ pub async fn restore(
     image.layers.push(record.clone());
     // The snapshot baseline no longer matches the files the image has.
     image.snapshotter = None;
-    if let Some(root) = image.rootfs.as_ref().map(|dir| dir.path().to_path_buf()) {
+    if let Some(root) = scope.blobs.current_root(image) {
         if keep_rootfs {
             let blob = scope.blobs.local_path(&record).await?;
-            apply_layer(&blob, &root)?;
+            scope.blobs.apply(&blob, &root)?;
         } else {
             // Unpacked again, cached layers included, if anything needs it.
             image.rootfs = None;

@@ -52,6 +52,15 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `--isolation=inplace` where no container was detected, without
+    /// `--force`.
+    #[error(
+        "--isolation=inplace unpacks the image over this machine's own / and removes what else \
+         is there, and no container was detected (no /.dockerenv, /run/.containerenv, \
+         $container, $KUBERNETES_SERVICE_HOST, KILN_BUILDER_IMAGE=1 or container cgroup); run \
+         it in a container (kiln's builder image) or pass --force"
+    )]
+    NotInContainer,
     #[error("{0}")]
     Other(String),
 }

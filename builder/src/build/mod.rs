@@ -10,6 +10,7 @@ pub mod copy_dest;
 mod cache_step;
 mod copy;
 mod error;
+mod inplace;
 mod outputs;
 mod run_mounts;
 mod run_step;
@@ -36,6 +37,7 @@ use state::{Blobs, StageImage};
 
 use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
 use crate::cli::BuildOptions;
+use crate::cli::options::Isolation;
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
 use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
 use crate::image::{BlobStore, Timestamps};
@@ -58,6 +60,10 @@ pub struct Session {
     cache: Option<Arc<LayerCache>>,
     /// `--cache-dir`'s blob store.
     cache_dir: Option<BlobStore>,
+    /// With `--isolation=inplace`: the container's `/`.
+    inplace: Option<inplace::InPlaceRoot>,
+    /// Image paths snapshots never capture.
+    never_captured: Vec<PathBuf>,
     // Last: dropped after everything that lives inside it.
     work: tempfile::TempDir,
 }
@@ -72,14 +78,28 @@ pub struct BuiltImage {
 impl Session {
     /// Fetches the context, reads and parses the Dockerfile.
     pub async fn open(options: &BuildOptions) -> Result<Session, BuildError> {
+        let in_place = options.execution.isolation == Isolation::Inplace;
+        if in_place {
+            inplace::refuse_outside_container(
+                options.execution.force,
+                &crate::run::container::ContainerFacts::observe(),
+            )?;
+        }
         let registry = Registry::new(options.registry.clone())?;
+        // In place, the image's /tmp is part of the image: kiln's files go
+        // below /kiln, which is never touched nor captured.
+        let work_parent = if in_place {
+            let parent = PathBuf::from(inplace::WORK_PARENT);
+            std::fs::create_dir_all(&parent)
+                .map_err(BuildError::io("creating the work directory", &parent))?;
+            parent
+        } else {
+            std::env::temp_dir()
+        };
         let work = tempfile::Builder::new()
             .prefix("kiln-")
-            .tempdir()
-            .map_err(BuildError::io(
-                "creating a work directory in",
-                std::env::temp_dir(),
-            ))?;
+            .tempdir_in(&work_parent)
+            .map_err(BuildError::io("creating a work directory in", &work_parent))?;
         let store = BlobStore::open(&work.path().join("blobs"))?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
@@ -112,6 +132,24 @@ impl Session {
             ))
         });
         let cache_dir = open_cache_dir(options)?;
+        let mut never_captured = run_step::never_captured(&options.execution);
+        let inplace = if in_place {
+            // What the build reads from / besides the image.
+            never_captured.extend(
+                crate::run::container::MARKER_FILES
+                    .iter()
+                    .map(PathBuf::from),
+            );
+            never_captured.extend(std::path::absolute(&context.root).ok());
+            never_captured.extend(
+                cache_dir
+                    .as_ref()
+                    .and_then(|store| std::path::absolute(store.root()).ok()),
+            );
+            Some(inplace::InPlaceRoot::open(&never_captured)?)
+        } else {
+            None
+        };
         Ok(Session {
             registry,
             store,
@@ -123,6 +161,8 @@ impl Session {
             now,
             cache,
             cache_dir,
+            inplace,
+            never_captured,
             work,
         })
     }
@@ -163,7 +203,19 @@ impl Session {
             store: &self.store,
             work_dir: self.work.path(),
             cache_dir: self.cache_dir.as_ref(),
+            inplace: self.inplace.as_ref(),
         }
+    }
+
+    /// `--cleanup` with `--isolation=inplace`: empties `/` of what the build
+    /// unpacked there, everything but the protected paths. Nothing to do
+    /// otherwise (work directories always go).
+    pub fn clean_up_root(&self) -> Result<(), BuildError> {
+        if let Some(inplace) = &self.inplace {
+            let removed = inplace.clear()?;
+            info!("--cleanup: removed {removed} entries the build unpacked into /");
+        }
+        Ok(())
     }
 
     /// Builds every planned stage for `platform` and returns the target's
@@ -208,7 +260,7 @@ impl Session {
             now: self.now,
             isolation: options.execution.isolation,
             single_snapshot: options.execution.single_snapshot,
-            never_captured: run_step::never_captured(&options.execution),
+            never_captured: self.never_captured.clone(),
             snapshot_mode: options.execution.snapshot_mode,
             cache: cache.as_ref(),
             secrets: &options.secrets,

@@ -1,6 +1,8 @@
 //! RUN inside a build: the stage's root filesystem is unpacked, the command
 //! runs chrooted into it (`run::run_in_chroot`) with its `--mount`s
-//! (`super::run_mounts`), and what it changed is snapshotted into one layer.
+//! (`super::run_mounts`) or, with `--isolation=inplace`, in the container's
+//! own `/` (`run::run_in_place`), and what it changed is snapshotted into
+//! one layer.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,7 +19,7 @@ use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
 use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 use crate::platform::Platform;
-use crate::run::{Network, RunSpec, run_in_chroot};
+use crate::run::{Network, RunSpec, run_in_chroot, run_in_place};
 
 /// Where a here-document script is written for the duration of its RUN.
 const SCRIPT_DIR: &str = "/.kiln-run";
@@ -34,10 +36,12 @@ pub async fn run_step(
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
-    if scope.isolation != Isolation::Chroot {
-        return Err(BuildError::Other(
-            "RUN with --isolation=inplace is not supported yet; use --isolation=chroot".to_string(),
-        ));
+    if scope.isolation == Isolation::Inplace
+        && let Some(mount) = run.mounts.first()
+    {
+        return Err(BuildError::Other(format!(
+            "RUN --mount={mount} is not supported with --isolation=inplace yet; use --isolation=chroot"
+        )));
     }
     if let Some(security) = &run.security
         && security != "sandbox"
@@ -86,7 +90,7 @@ pub async fn run_step(
         return Ok(());
     }
 
-    let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
+    let rootfs = scope.blobs.stage_root(image).await?;
     // With --single-snapshot the stage takes one snapshot at its end.
     let mut snapshotter = match (scope.single_snapshot, image.snapshotter.take()) {
         (true, _) => None,
@@ -127,13 +131,18 @@ pub async fn run_step(
     spec.secret_env = resolved.secret_env.clone();
 
     let root = rootfs.clone();
+    let isolation = scope.isolation;
     let result = tokio::task::spawn_blocking(move || {
         let mut stderr = std::io::stderr();
-        run_in_chroot(&root, &spec, &mut |chunk| {
-            // The build's log is stderr; a failed write there is not the
-            // step's failure.
+        // The build's log is stderr; a failed write there is not the
+        // step's failure.
+        let mut log = |chunk: &[u8]| {
             let _ = stderr.write_all(chunk);
-        })
+        };
+        match isolation {
+            Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
+            Isolation::Inplace => run_in_place(&spec, &mut log),
+        }
     })
     .await
     .map_err(|e| BuildError::Other(format!("the RUN task failed: {e}")))?;

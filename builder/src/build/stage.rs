@@ -11,7 +11,7 @@ use super::cache_step::{remember, restore, source_digests, step_key};
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
-use super::state::{BlobSource, Blobs, LayerRecord, StageImage, apply_layer, from_oci_descriptor};
+use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
 use crate::cache::{BaseOf, PlatformCache, base_key};
 use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
@@ -138,7 +138,7 @@ async fn run_stage(
     // the base's files taken before any instruction.
     let mut single = None;
     if scope.single_snapshot {
-        let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
+        let root = scope.blobs.stage_root(&mut image).await?;
         let baseline = Snapshotter::new(&root, &scope.never_captured)
             .map_err(|e| BuildError::Other(e.to_string()))?;
         single = Some(baseline);
@@ -576,7 +576,7 @@ async fn copy_instruction(
     };
     staged_patterns.extend(downloads);
 
-    let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
+    let rootfs = scope.blobs.stage_root(image).await?;
     let chown = match &copy.chown {
         Some(spec) => Some(crate::fs::resolve_user(&rootfs, &vars.expand(spec)?)?),
         None => None,
@@ -624,7 +624,7 @@ async fn copy_instruction(
             scope.compression_level,
             scope.timestamps,
         )?;
-        apply_layer(&layer.path, &rootfs)?;
+        scope.blobs.apply(&layer.path, &rootfs)?;
         image.cache_key = match key_before {
             Some(key) => key,
             None => after_the_fact_key(
@@ -672,7 +672,7 @@ async fn copy_instruction(
     // The snapshot baseline no longer matches the root filesystem.
     image.snapshotter = None;
     if keep_rootfs {
-        apply_layer(&layer.path, &rootfs)?;
+        scope.blobs.apply(&layer.path, &rootfs)?;
     } else {
         // Nothing reads this root filesystem again; drop it rather than
         // keep a stale copy.

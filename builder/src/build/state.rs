@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
 use super::BuildError;
+use super::inplace::InPlaceRoot;
 use crate::fs::snapshot::Snapshotter;
 use crate::fs::{UnpackOptions, unpack_layer};
 use crate::image::{BlobStore, Descriptor, HashingWriter, ImageConfig, StoredLayer};
@@ -39,7 +40,7 @@ pub struct StageImage {
     pub config: ImageConfig,
     pub layers: Vec<LayerRecord>,
     /// The unpacked filesystem, once something needed it.
-    pub rootfs: Option<tempfile::TempDir>,
+    pub rootfs: Option<RootFs>,
     /// What the root filesystem looked like after the last snapshot; `None`
     /// when something changed it since (a COPY) or it was never taken.
     pub snapshotter: Option<Snapshotter>,
@@ -64,6 +65,16 @@ impl StageImage {
     }
 }
 
+/// Where a stage's files are unpacked.
+#[derive(Debug)]
+pub enum RootFs {
+    /// A work directory of its own.
+    Dir(tempfile::TempDir),
+    /// The container's own `/` (`--isolation=inplace`), as long as it holds
+    /// this claim (see [`super::inplace`]).
+    InPlace { claim: u64 },
+}
+
 /// Everything layers and root filesystems need from the outside world.
 pub struct Blobs<'a> {
     pub registry: &'a Registry,
@@ -73,6 +84,9 @@ pub struct Blobs<'a> {
     /// `--cache-dir`: blobs kept between builds, by digest. Consulted
     /// before the registry and filled with what is downloaded.
     pub cache_dir: Option<&'a BlobStore>,
+    /// With `--isolation=inplace`: the container's `/`, the root of the
+    /// stage being built.
+    pub inplace: Option<&'a InPlaceRoot>,
 }
 
 impl Blobs<'_> {
@@ -135,9 +149,12 @@ impl Blobs<'_> {
         Ok(stored)
     }
 
-    /// Unpacks `image`'s layers into a fresh directory, once.
+    /// `image`'s files in a work directory of their own, unpacked once:
+    /// the sources of `COPY --from`, and every stage's root with
+    /// `--isolation=chroot`. An image whose files are in `/` (in place)
+    /// gets a work directory too.
     pub async fn rootfs<'i>(&self, image: &'i mut StageImage) -> Result<&'i Path, BuildError> {
-        if image.rootfs.is_none() {
+        if !matches!(image.rootfs, Some(RootFs::Dir(_))) {
             let dir = tempfile::Builder::new()
                 .prefix("rootfs-")
                 .tempdir_in(self.work_dir)
@@ -153,11 +170,68 @@ impl Blobs<'_> {
                 let path = self.local_path(layer).await?;
                 apply_layer(&path, dir.path())?;
             }
-            image.rootfs = Some(dir);
+            image.rootfs = Some(RootFs::Dir(dir));
         }
         match &image.rootfs {
-            Some(dir) => Ok(dir.path()),
-            None => Err(BuildError::Other("root filesystem vanished".to_string())),
+            Some(RootFs::Dir(dir)) => Ok(dir.path()),
+            _ => Err(BuildError::Other("root filesystem vanished".to_string())),
+        }
+    }
+
+    /// The root filesystem of the stage being built, holding `image`'s
+    /// files: its work directory ([`Blobs::rootfs`]), or with
+    /// `--isolation=inplace` the container's `/`, emptied and unpacked
+    /// again when it holds anything else.
+    pub async fn stage_root(&self, image: &mut StageImage) -> Result<PathBuf, BuildError> {
+        let Some(inplace) = self.inplace else {
+            return Ok(self.rootfs(image).await?.to_path_buf());
+        };
+        if let Some(RootFs::InPlace { claim }) = image.rootfs
+            && inplace.holds(claim)
+        {
+            return Ok(inplace.root().to_path_buf());
+        }
+        // A snapshot baseline of another state of `/` is meaningless now.
+        image.snapshotter = None;
+        image.rootfs = None;
+        let claim = inplace.take()?;
+        info!(
+            "unpacking {} layers over / (--isolation=inplace)",
+            image.layers.len()
+        );
+        for layer in &image.layers {
+            let path = self.local_path(layer).await?;
+            self.apply(&path, inplace.root())?;
+        }
+        inplace.confirm(claim);
+        image.rootfs = Some(RootFs::InPlace { claim });
+        Ok(inplace.root().to_path_buf())
+    }
+
+    /// Where `image`'s files are now, if they are unpacked and current:
+    /// an in-place root that another stage has taken since is forgotten.
+    pub fn current_root(&self, image: &mut StageImage) -> Option<PathBuf> {
+        match &image.rootfs {
+            Some(RootFs::Dir(dir)) => Some(dir.path().to_path_buf()),
+            Some(RootFs::InPlace { claim }) => match self.inplace {
+                Some(inplace) if inplace.holds(*claim) => Some(inplace.root().to_path_buf()),
+                _ => {
+                    image.rootfs = None;
+                    None
+                }
+            },
+            None => None,
+        }
+    }
+
+    /// Applies a layer blob onto `root`; onto the in-place root, the
+    /// protected paths are skipped.
+    pub fn apply(&self, blob: &Path, root: &Path) -> Result<(), BuildError> {
+        match self.inplace {
+            Some(inplace) if root == inplace.root() => {
+                apply_layer_with(blob, root, inplace.protected().to_vec())
+            }
+            _ => apply_layer(blob, root),
         }
     }
 }
@@ -212,12 +286,18 @@ fn keep_in_cache_dir(kept: &BlobStore, stored: &Path, digest: &str) {
 
 /// Applies one layer blob (any compression) onto `root`.
 pub fn apply_layer(blob: &Path, root: &Path) -> Result<(), BuildError> {
+    apply_layer_with(blob, root, Vec::new())
+}
+
+/// [`apply_layer`] never writing nor removing at or below the image paths
+/// `protected`.
+fn apply_layer_with(blob: &Path, root: &Path, protected: Vec<PathBuf>) -> Result<(), BuildError> {
     let file = File::open(blob).map_err(BuildError::io("opening layer", blob))?;
-    unpack_layer(
-        std::io::BufReader::new(file),
-        root,
-        &UnpackOptions::default(),
-    )?;
+    let options = UnpackOptions {
+        protected_paths: protected,
+        ..UnpackOptions::default()
+    };
+    unpack_layer(std::io::BufReader::new(file), root, &options)?;
     Ok(())
 }
 

@@ -390,9 +390,11 @@ pub struct CacheArgs {
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ExecutionArgs {
-    /// How RUN is isolated: chroot (into a work directory; the host is untouched) or inplace
-    /// (over this container's own /, as kaniko). Default: inplace inside kiln's builder image,
-    /// else chroot.
+    /// How RUN is isolated: chroot (into a work directory; the host is untouched; needs root) or
+    /// inplace (as kaniko: each stage is unpacked over this container's own /, after removing
+    /// what is there except /kiln, /kaniko, /proc, /sys, /dev, /var/run, mount points and
+    /// --ignore-paths; RUN is a plain exec needing no privilege; refused outside a container
+    /// unless --force). Default: inplace inside kiln's builder image, else chroot.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = default_isolation())]
     pub isolation: Isolation,
 
@@ -433,7 +435,10 @@ pub struct ExecutionArgs {
     )]
     pub ignore_var_run: bool,
 
-    /// Run --isolation=inplace even when kiln does not detect a container.
+    /// Run --isolation=inplace even when no container is detected (no /.dockerenv,
+    /// /run/.containerenv, $container, $KUBERNETES_SERVICE_HOST or container cgroup): the image
+    /// is then unpacked over this machine's own /, deleting what is there. For disposable VMs
+    /// and sandboxes only. No effect with --isolation=chroot.
     #[arg(
         long,
         value_name = "BOOL",
@@ -446,7 +451,9 @@ pub struct ExecutionArgs {
     )]
     pub force: bool,
 
-    /// Remove the unpacked filesystem when the build ends, so the container can build again.
+    /// With --isolation=inplace: when the build ends (successful or not), remove what it
+    /// unpacked into / (everything but the never-touched paths), so the container can build
+    /// again. No effect with --isolation=chroot, whose work directories are always removed.
     #[arg(
         long,
         value_name = "BOOL",

@@ -19,7 +19,7 @@ use crate::platform::{self, Platform, PlatformError};
 /// Flags that are accepted but whose feature is not built yet. Setting one
 /// to anything but its default fails with `flag --X is not supported yet`.
 /// Delete a name here when its feature lands; nothing else needs to change.
-pub const UNSUPPORTED: &[&str] = &["isolation", "force", "cleanup"];
+pub const UNSUPPORTED: &[&str] = &[];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -378,7 +378,7 @@ fn build_args(
 pub(crate) mod tests {
     use std::ffi::OsStr;
 
-    use clap::{Parser, ValueEnum};
+    use clap::Parser;
 
     use super::*;
     use crate::cli::logging::{LogFormat, Verbosity};
@@ -1028,7 +1028,7 @@ pub(crate) mod tests {
 
     /// One command line per not-yet-supported flag, setting it to something
     /// other than its default.
-    const UNSUPPORTED_USES: &[(&str, &str)] = &[("--force", "force"), ("--cleanup", "cleanup")];
+    const UNSUPPORTED_USES: &[(&str, &str)] = &[];
 
     #[test]
     fn unsupported_flags_are_refused() {
@@ -1040,25 +1040,38 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn isolation_is_refused_only_when_not_the_default() {
-        let default = Args::defaults().unwrap().execution.isolation;
-        for isolation in ["chroot", "inplace"] {
-            let argv = ["kiln", "--no-push", &format!("--isolation={isolation}")];
-            let want = if isolation == default.to_possible_value().unwrap().get_name() {
-                Ok(default_options())
-            } else {
-                Err("flag --isolation is not supported yet".to_string())
-            };
-            assert_eq!(validate(&argv), want, "{argv:?}");
+    fn isolation_force_and_cleanup_reach_the_options() {
+        let table: [(&[&str], Isolation, bool, bool); 4] = [
+            (&["--isolation=chroot"], Isolation::Chroot, false, false),
+            (&["--isolation=inplace"], Isolation::Inplace, false, false),
+            (
+                &["--isolation=inplace", "--force", "--cleanup"],
+                Isolation::Inplace,
+                true,
+                true,
+            ),
+            (
+                &["--isolation=chroot", "--force=true", "--cleanup=false"],
+                Isolation::Chroot,
+                true,
+                false,
+            ),
+        ];
+        for (flags, isolation, force, cleanup) in table {
+            let mut argv = vec!["kiln", "--no-push"];
+            argv.extend_from_slice(flags);
+            let mut want = default_options();
+            want.execution.isolation = isolation;
+            want.execution.force = force;
+            want.execution.cleanup = cleanup;
+            assert_eq!(validate(&argv), Ok(want), "{argv:?}");
         }
     }
 
     #[test]
     fn every_unsupported_flag_has_a_use_and_exists() {
         let used: BTreeSet<&str> = UNSUPPORTED_USES.iter().map(|(_, flag)| *flag).collect();
-        let mut listed: BTreeSet<&str> = UNSUPPORTED.iter().copied().collect();
-        // --isolation has its own test: its default depends on the environment.
-        listed.remove("isolation");
+        let listed: BTreeSet<&str> = UNSUPPORTED.iter().copied().collect();
         assert_eq!(used, listed);
         let defaults = flag_values(&Args::defaults().unwrap()).unwrap();
         let command = Args::command();

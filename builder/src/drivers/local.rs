@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::build::{BuildError, BuildOutcome, OutputPlan, PushMode, Session};
 use crate::cli::BuildOptions;
-use crate::cli::options::Emulation;
+use crate::cli::options::{Emulation, Isolation};
 use crate::dockerfile::InstructionKind;
 use crate::platform::Platform;
 use crate::run::emulation::{self, BINFMT_MISC_DIR, EmulationError, Interpreter};
@@ -198,7 +198,37 @@ pub async fn build_single(options: &BuildOptions) -> Result<BuildOutcome, BuildE
         .cloned()
         .unwrap_or_else(Platform::host);
     let session = Session::open(options).await?;
-    let emulated = refuse_foreign(&session, options, std::slice::from_ref(&platform))?;
+    let result = build_and_publish(&session, options, platform).await;
+    with_cleanup(&session, options, result)
+}
+
+/// `--cleanup`: after the build, whether it succeeded or not, `/` is
+/// emptied of what an in-place build unpacked there. A failure to do so
+/// fails a build that succeeded, and is a warning after one that failed.
+fn with_cleanup<T>(
+    session: &Session,
+    options: &BuildOptions,
+    result: Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    if !options.execution.cleanup {
+        return result;
+    }
+    match (session.clean_up_root(), result) {
+        (Ok(()), result) => result,
+        (Err(error), Ok(_)) => Err(error),
+        (Err(error), Err(failed)) => {
+            tracing::warn!("--cleanup: {error}");
+            Err(failed)
+        }
+    }
+}
+
+async fn build_and_publish(
+    session: &Session,
+    options: &BuildOptions,
+    platform: Platform,
+) -> Result<BuildOutcome, BuildError> {
+    let emulated = refuse_foreign(session, options, std::slice::from_ref(&platform))?;
     log_emulation(&platform, &emulated);
     let image = session.build(options, &platform).await?;
     let multi = &options.multi_platform;
@@ -231,10 +261,22 @@ pub async fn build_platforms(
     session: Arc<Session>,
     options: Arc<BuildOptions>,
 ) -> Result<Vec<PlatformBuild>, BuildError> {
+    let result = build_all(Arc::clone(&session), Arc::clone(&options)).await;
+    with_cleanup(&session, &options, result)
+}
+
+async fn build_all(
+    session: Arc<Session>,
+    options: Arc<BuildOptions>,
+) -> Result<Vec<PlatformBuild>, BuildError> {
     let emulated = Arc::new(refuse_foreign(&session, &options, &options.platforms)?);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // In place, every platform's stages take the one `/` in turn.
+    let cores = match options.execution.isolation {
+        Isolation::Inplace => 1,
+        Isolation::Chroot => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
     let limit = Arc::new(Semaphore::new(cores));
     let mut tasks = Vec::new();
     for platform in options.platforms.clone() {

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod in_root;
+pub mod inplace;
 pub mod snapshot;
 pub mod unpack;
 pub mod users;

@@ -110,6 +110,8 @@ mod ignore;
 mod probe;
 mod tree;
 
+pub(crate) use ignore::mount_points_below;
+
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -12,15 +12,13 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::exec::{command_env, path_of, resolve_executable};
+use super::exec::{command_env, ensure_workdir, exec_hint, path_of, resolve_executable};
 use super::mounts::{MountPlan, PlannedMount, mount_all};
 use super::output::supervise;
 use super::stubs::{MountPoint, StubKind, Stubs};
 use super::sys::{self, ChildPlan, ChildStep, Namespace};
 use super::{MountSource, Network, RunError, RunMount, RunOutput, RunSpec};
-use crate::fs::{
-    EntryKind, ExecUser, clean_image_path, create_dir_all_in_root, entry_kind, resolve_exec_user,
-};
+use crate::fs::{ExecUser, clean_image_path, resolve_exec_user};
 
 /// The host files a RUN sees copies of, when [`RunSpec::hosts_files`].
 const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
@@ -273,23 +271,6 @@ fn host_file_copies(
     Ok((dir, files))
 }
 
-/// WORKDIR is created (0755, owned by the user) when missing.
-fn ensure_workdir(root: &Path, workdir: &str, uid: u32, gid: u32) -> Result<(), RunError> {
-    let workdir_error = |source| RunError::Workdir {
-        workdir: workdir.to_string(),
-        source,
-    };
-    match entry_kind(root, workdir).map_err(workdir_error)? {
-        Some(EntryKind::Directory) => Ok(()),
-        None => create_dir_all_in_root(root, workdir, 0o755, uid, gid)
-            .map(drop)
-            .map_err(workdir_error),
-        Some(_) => Err(RunError::WorkdirNotDirectory {
-            workdir: workdir.to_string(),
-        }),
-    }
-}
-
 /// Runs on the set-up thread: new namespaces for this thread, mounts, and
 /// the fork of the command, which becomes PID 1 of the new PID namespace.
 /// The thread ends right after; its namespaces live on in the command.
@@ -374,19 +355,6 @@ fn step_descriptions(plan: &ChildPlan) -> impl Fn(ChildStep) -> String + use<> {
         ChildStep::SetGroups => format!("set supplementary groups {groups:?}"),
         ChildStep::SetGid => format!("set group id {gid}"),
         ChildStep::SetUid => format!("set user id {uid}"),
-    }
-}
-
-/// What an `execve` error usually means for a file that exists.
-fn exec_hint(err: &io::Error) -> &'static str {
-    match err.raw_os_error() {
-        Some(code) if code == rustix::io::Errno::NOENT.raw_os_error() => {
-            " (the script's interpreter or the binary's dynamic loader is missing in the image)"
-        }
-        Some(code) if code == rustix::io::Errno::NOEXEC.raw_os_error() => {
-            " (not an executable format for this machine)"
-        }
-        _ => "",
     }
 }
 

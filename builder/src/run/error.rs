@@ -108,6 +108,11 @@ pub enum RunError {
         existing: PathBuf,
         kind: &'static str,
     },
+    #[error(
+        "RUN --network=none needs a network namespace of its own, which --isolation=inplace \
+         does not create (it needs no privilege); use --isolation=chroot for this build"
+    )]
+    NetworkNoneInPlace,
     #[error("RUN set-up thread for {name} could not start or panicked: {detail}")]
     Thread { name: String, detail: String },
 }

@@ -2,12 +2,13 @@
 //! its environment and where `argv[0]` is in the image.
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{DEFAULT_PATH, RunError};
 use crate::fs::in_root::is_missing;
-use crate::fs::resolve_in_root;
+use crate::fs::{EntryKind, create_dir_all_in_root, entry_kind, resolve_in_root};
 
 /// The step's environment: `env` in order, a later entry replacing an
 /// earlier one of the same name in place, then `PATH` ([`DEFAULT_PATH`])
@@ -99,6 +100,41 @@ pub(super) fn resolve_executable(
             name: name.to_string(),
             path: path.to_string(),
         }),
+    }
+}
+
+/// WORKDIR is created (0755, owned by the user) when missing.
+pub(super) fn ensure_workdir(
+    root: &Path,
+    workdir: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<(), RunError> {
+    let workdir_error = |source| RunError::Workdir {
+        workdir: workdir.to_string(),
+        source,
+    };
+    match entry_kind(root, workdir).map_err(workdir_error)? {
+        Some(EntryKind::Directory) => Ok(()),
+        None => create_dir_all_in_root(root, workdir, 0o755, uid, gid)
+            .map(drop)
+            .map_err(workdir_error),
+        Some(_) => Err(RunError::WorkdirNotDirectory {
+            workdir: workdir.to_string(),
+        }),
+    }
+}
+
+/// What an `execve` error usually means for a file that exists.
+pub(super) fn exec_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NOENT.raw_os_error() => {
+            " (the script's interpreter or the binary's dynamic loader is missing in the image)"
+        }
+        Some(code) if code == rustix::io::Errno::NOEXEC.raw_os_error() => {
+            " (not an executable format for this machine)"
+        }
+        _ => "",
     }
 }
 

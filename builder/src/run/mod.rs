@@ -119,9 +119,11 @@
 //! host.
 
 mod chroot;
+pub mod container;
 pub mod emulation;
 mod error;
 mod exec;
+mod inplace;
 pub mod mount_spec;
 mod mounts;
 mod output;
@@ -133,6 +135,7 @@ use std::path::PathBuf;
 
 pub use chroot::run_in_chroot;
 pub use error::RunError;
+pub use inplace::run_in_place;
 pub use secret::SecretValue;
 
 /// `PATH` for a step whose environment has none (Docker's default).

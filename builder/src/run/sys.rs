@@ -256,6 +256,53 @@ pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Res
     Ok(reader)
 }
 
+/// What the child does between `fork` and `exec` for
+/// `--isolation=inplace`: no namespace, mount or chroot, only the working
+/// directory and, when `ids` is set, the step's user.
+#[derive(Debug)]
+pub(super) struct PlainPlan {
+    /// Absolute working directory, existing.
+    pub(super) workdir: CString,
+    /// (uid, gid, supplementary gids) to switch to; `None` keeps kiln's own
+    /// (a non-root kiln asked to run as itself needs no privilege).
+    pub(super) ids: Option<(u32, u32, Vec<u32>)>,
+}
+
+/// Installs [`PlainPlan`] as `cmd`'s `pre_exec` hook, reporting failures
+/// through the returned pipe as [`install_child_setup`] does.
+pub(super) fn install_plain_setup(cmd: &mut Command, plan: PlainPlan) -> io::Result<PipeReader> {
+    let (reader, writer) = io::pipe()?;
+    let ids = plan.ids.map(|(uid, gid, groups)| {
+        let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        (Uid::from_raw(uid), Gid::from_raw(gid), groups)
+    });
+    let setup = move || -> io::Result<()> {
+        let fail = |step: ChildStep, errno: Errno| -> io::Error {
+            report(&writer, step, errno);
+            io::Error::from(errno)
+        };
+        rustix::process::umask(Mode::from_raw_mode(0o022));
+        rustix::process::chdir(plan.workdir.as_c_str()).map_err(|e| fail(ChildStep::Chdir, e))?;
+        if let Some((uid, gid, groups)) = &ids {
+            rustix::thread::set_thread_groups(groups).map_err(|e| fail(ChildStep::SetGroups, e))?;
+            rustix::thread::set_thread_gid(*gid).map_err(|e| fail(ChildStep::SetGid, e))?;
+            rustix::thread::set_thread_uid(*uid).map_err(|e| fail(ChildStep::SetUid, e))?;
+        }
+        Ok(())
+    };
+    // SAFETY: as in `install_child_setup`: between fork and exec the hook
+    // allocates nothing, takes no lock and touches no shared state (the
+    // path is a `CString` and the group list a `Vec` built above, only
+    // borrowed); `umask`, `chdir`, `setgroups`, `setgid`, `setuid` and
+    // `write` are thin system-call wrappers acting on the child's only
+    // thread, and the ids are dropped in the order that keeps the
+    // privilege each needs until last.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+    Ok(reader)
+}
+
 fn report(writer: &PipeWriter, step: ChildStep, errno: Errno) {
     let code = errno.raw_os_error().to_le_bytes();
     let record: [u8; RECORD] = [step as u8, code[0], code[1], code[2], code[3]];

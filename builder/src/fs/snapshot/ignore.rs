@@ -107,7 +107,7 @@ pub(super) fn read_mount_table(path: &Path) -> Result<Option<String>, SnapshotEr
 /// Mount points strictly below `root`, relative to it, from the text of
 /// `/proc/self/mountinfo` (mount point = fifth field, with `\ooo` octal
 /// escapes for space, tab, newline and backslash).
-pub(super) fn mount_points_below(mountinfo: &str, root: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn mount_points_below(mountinfo: &str, root: &Path) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
     for line in mountinfo.lines() {
         let Some(field) = line.split(' ').nth(4) else {

@@ -16,6 +16,8 @@
 //!
 //! Needs root (mount, chroot), as CI runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,8 @@ use support::fixtures::{self, Fixtures};
 use support::kiln::{assert_success, context, context_arg, exists, files, kiln, layers, stderr};
 
 /// What the launcher checks before entering the root.
-const TOKEN_FILE: &str = ".kiln-simulated-root";
+/// Below /kiln, which in-place builds never touch, so that it survives them.
+const TOKEN_FILE: &str = "kiln/simulated-root";
 
 /// Runs in the new mount and PID namespaces (as their PID 1), on the real
 /// root: checks the simulated root, mounts what a container runtime would,
@@ -42,7 +45,7 @@ case "$root" in
 /tmp/?*) ;;
 *) echo "launcher: refusing a root outside /tmp: '$root'" >&2; exit 97 ;;
 esac
-[ "$(cat "$root/.kiln-simulated-root")" = "$token" ] || { echo "launcher: $root is not the simulated root" >&2; exit 98; }
+[ "$(cat "$root/kiln/simulated-root")" = "$token" ] || { echo "launcher: $root is not the simulated root" >&2; exit 98; }
 mount -t proc proc "$root/proc"
 mount -t tmpfs -o mode=755 tmpfs "$root/dev"
 for node in null zero full random urandom; do
@@ -55,6 +58,9 @@ mount --bind "$hosts" "$root/etc/hosts"
 mount --bind "$context" "$root/workspace"
 chroot "$root" /kiln/lib/ld.so --library-path /kiln/lib /kiln/executor "$@"
 "#;
+
+/// Where kiln's builder image keeps its CA bundle (`SSL_CERT_FILE`).
+const CA_BUNDLE: &str = "/kiln/ssl/certs/ca-certificates.crt";
 
 /// How a simulated container says it is one.
 #[derive(Clone, Copy, PartialEq)]
@@ -84,9 +90,9 @@ impl SimulatedRoot {
             .unwrap();
         let root = dir.path();
         let token = format!("{}-{}", std::process::id(), root.display());
-        fs::write(root.join(TOKEN_FILE), &token).unwrap();
         for d in [
             "kiln/lib",
+            "kiln/ssl/certs",
             "kiln/work",
             "kaniko/.docker",
             "proc",
@@ -99,12 +105,20 @@ impl SimulatedRoot {
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
+        fs::write(root.join(TOKEN_FILE), &token).unwrap();
         // Root's home is private in images, as in the busybox fixture.
         fs::set_permissions(root.join("root"), fs::Permissions::from_mode(0o700)).unwrap();
         fs::copy(env!("CARGO_BIN_EXE_kiln"), root.join("kiln/executor")).unwrap();
         for (name, host_path) in shared_libraries() {
             fs::copy(host_path, root.join("kiln/lib").join(name)).unwrap();
         }
+        // As in kiln's builder image: the CA bundle below /kiln, where an
+        // in-place build never removes it.
+        fs::copy(
+            "/etc/ssl/certs/ca-certificates.crt",
+            root.join(CA_BUNDLE.trim_start_matches('/')),
+        )
+        .unwrap();
         fs::write(root.join("kaniko/.docker/config.json"), "{}").unwrap();
         fs::write(root.join("etc/hosts"), "").unwrap();
         fs::write(root.join("root/ignored/keep"), "kept\n").unwrap();
@@ -156,7 +170,8 @@ impl SimulatedRoot {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("DOCKER_CONFIG", "/kaniko/.docker")
-            .env("HOME", "/kiln");
+            .env("HOME", "/kiln")
+            .env("SSL_CERT_FILE", CA_BUNDLE);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -255,9 +270,9 @@ USER app
 WORKDIR /home/app/made
 RUN id > /home/app/made/id.txt && touch mine
 USER root
-RUN sleep 1000 & echo $! > /kiln/leftover.pid
+RUN mkdir -p /kiln; sleep 1000 & echo $! > /kiln/leftover.pid
 RUN if grep -q '^sleep' /proc/$(cat /kiln/leftover.pid)/cmdline 2>/dev/null; then echo "the leftover sleep still runs"; exit 1; fi
-RUN echo into-the-volume > /data/x && mkdir -p /root/ignored /var/run && echo new > /root/ignored/new \
+RUN echo into-the-volume > /data/x && mkdir -p /root/ignored /var/run /kaniko && echo new > /root/ignored/new \
     && echo pid > /var/run/x.pid && echo kiln > /kiln/x && echo kaniko > /kaniko/x && echo done > /done.txt
 "#
     )
@@ -318,7 +333,8 @@ async fn inplace_build_matches_chroot_and_leaves_protected_paths_alone() {
     assert_eq!(content("work/artifact"), Some("built\n"));
     assert_eq!(
         content("home/app/made/id.txt"),
-        Some("uid=1000(app) gid=1000(app) groups=1000(app)\n")
+        // app is in no supplementary group of the fixture's /etc/group.
+        Some("uid=1000(app) gid=1000(app)\n")
     );
     let mine = &all["home/app/made/mine"];
     assert_eq!((mine.2, mine.3), (1000, 1000), "written as USER app");

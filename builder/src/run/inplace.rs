@@ -139,7 +139,9 @@ mod tests {
 
     #[test]
     fn ids_are_switched_unless_already_the_unprivileged_user() {
-        let cases: [((u32, u32), (u32, u32, &[u32]), Option<(u32, u32, Vec<u32>)>); 5] = [
+        type Wanted<'a> = (u32, u32, &'a [u32]);
+        type Ids = Option<(u32, u32, Vec<u32>)>;
+        let cases: [((u32, u32), Wanted, Ids); 5] = [
             ((0, 0), (0, 0, &[]), Some((0, 0, vec![]))),
             (
                 (0, 0),

@@ -1,5 +1,14 @@
 //! RUN execution and isolation.
 //!
+//! Two isolation modes share everything that decides what a command is
+//! and sees (`exec`: the executable looked up in the image, the
+//! environment, WORKDIR created as the user; `crate::fs`'s user lookup;
+//! `output`: streaming, the tail, killing leftovers) and differ in how it
+//! is started:
+//!
+//! - [`run_in_place`] is `--isolation=inplace` (see "In place" below);
+//! - [`run_in_chroot`] is `--isolation=chroot`, described first.
+//!
 //! [`run_in_chroot`] is `--isolation=chroot`: the command runs chrooted into
 //! a stage's root filesystem, in namespaces of its own, as the Dockerfile's
 //! `USER`, and the host is never modified. The pieces, in the order a RUN
@@ -117,6 +126,38 @@
 //! container use `--isolation=inplace`. `chroot` is not a security boundary
 //! against a RUN running as root; it keeps honest builds from touching the
 //! host.
+//!
+//! # In place (`--isolation=inplace`)
+//!
+//! kaniko's model, the default in kiln's builder image: the build engine
+//! unpacks the stage over the container's own `/` (see
+//! `crate::build::inplace` for how one stage at a time owns `/`, how
+//! `COPY --from` sources are unpacked from their layers into a work
+//! directory under `/kiln/work`, and `--cleanup`; and `crate::fs::inplace`
+//! for what is protected: `/kiln`, `/kaniko`, `/proc`, `/sys`, `/dev`,
+//! `/var/run`, `--ignore-path`s, the runtimes' marker files, the context,
+//! `--cache-dir` and every mount point in `/proc/self/mountinfo`), and
+//! [`run_in_place`] forks and execs the command as a plain child of kiln:
+//! no namespace, no mount, no chroot, so it needs only a container's
+//! default capabilities (`CAP_SETUID`/`CAP_SETGID` to become the `USER`,
+//! which a root container has; a non-root kiln can run steps as itself
+//! only). Between fork and exec the child sets the umask, changes to the
+//! WORKDIR and takes the user's uid, gid and supplementary groups
+//! (`sys::install_plain_setup`). `/proc`, `/dev`, `/sys`, `/etc/hosts` and
+//! `/etc/resolv.conf` are the container's own.
+//!
+//! Leftover processes: the command leads a new process group, which is
+//! killed with `SIGKILL` once the command exits. Without a PID namespace a
+//! process that leaves the group (`setsid`, a daemon that double-forks
+//! into a new session, `setpgid`) escapes: it keeps running in the
+//! container after the step, can still write to `/` (its writes land in a
+//! later snapshot, or are removed when the next stage takes `/`), and kiln
+//! stops reading the step's output 2 seconds after the command exits if
+//! such a process holds it open. A container that ends with the build
+//! (a Kubernetes Job) ends them too. `RUN --network=none` needs a network
+//! namespace and is refused in this mode; `RUN --mount` is refused for
+//! now. Nothing isolates the step from kiln itself: a RUN as root can
+//! read `/kaniko/.docker` and kill kiln, as under kaniko.
 
 mod chroot;
 pub mod container;

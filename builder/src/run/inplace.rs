@@ -40,7 +40,7 @@ pub fn run_in_place(spec: &RunSpec, log: &mut dyn FnMut(&[u8])) -> Result<RunOut
         user: user_spec.to_string(),
         source,
     })?;
-    let env = command_env(&spec.env, &user.home)?;
+    let env = command_env(&spec.env_with_secrets(), &user.home)?;
     let workdir = format!("/{}", clean_image_path(Path::new(&spec.workdir)).display());
     ensure_workdir(root, &workdir, user.uid, user.gid)?;
     let program = resolve_executable(root, &name, path_of(&env), &workdir)?;

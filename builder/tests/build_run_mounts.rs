@@ -416,3 +416,55 @@ async fn a_changed_bind_source_misses_the_layer_cache() {
     let image = format!("{}/bind-cache:3", registry.host());
     assert_eq!(file(&layers(&image), "built"), "v2\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_mounts_are_clear_errors_and_push_nothing() {
+    let (registry, fixtures) = setup().await;
+    let table = [
+        (
+            "RUN --mount=source=nope,target=/x true",
+            "RUN --mount=source=nope,target=/x: source nope does not exist in the build context; \
+             check source= and from=",
+        ),
+        (
+            "RUN --mount=type=cache,target=/c,colour=red true",
+            "unknown key \"colour\" for --mount=type=cache",
+        ),
+        (
+            "RUN --mount=type=ssh true",
+            "--mount=type=ssh is not supported",
+        ),
+        (
+            "RUN --mount=type=cache,target=/a --mount=type=tmpfs,target=/a/b true",
+            "its target /a/b and the target /a of another mount overlap",
+        ),
+        (
+            "RUN --mount=type=tmpfs,target=/ true",
+            "RUN --mount=type=tmpfs,target=/: cannot mount over /",
+        ),
+        (
+            "RUN --mount=type=tmpfs,target=/etc/passwd true",
+            "cannot mount RUN --mount target /etc/passwd: ",
+        ),
+    ];
+    let cache_dir = tempfile::tempdir().unwrap();
+    for (n, (run, want)) in table.iter().enumerate() {
+        let ctx = context(&format!("FROM {}\n{run}\n", fixtures.index), &[]);
+        let image = format!("{}/bad-mount:{n}", registry.host());
+        // With the layer cache too: its key reads bind sources first.
+        for cache in ["--cache=false", "--cache=true"] {
+            let output = kiln(&[
+                context_arg(ctx.path()),
+                format!("--destination={image}"),
+                cache.to_string(),
+                format!("--cache-dir={}", cache_dir.path().display()),
+            ])
+            .await;
+            assert!(!output.status.success(), "{run} {cache}");
+            let log = stderr(&output);
+            assert!(log.contains(want), "{run} {cache}: {log}");
+            assert!(log.contains("Dockerfile:2"), "{run} {cache}: {log}");
+            assert!(!exists(&image));
+        }
+    }
+}

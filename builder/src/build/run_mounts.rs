@@ -150,6 +150,8 @@ pub async fn key_files(
         };
         match resolve_from(scope, stage_index, bind.from.as_deref())? {
             None => {
+                // Said as a mount's error, not as COPY's.
+                source_in(scope.context_root, &bind.source, &mount.raw, None)?;
                 let pattern = context_pattern(&bind.source);
                 for (path, digest) in source_digests(scope.context_root, scope.ignore, &[pattern])?
                 {
@@ -230,7 +232,7 @@ pub async fn resolve(
                     &mut resolved,
                 )
                 .await?;
-                let source = source_in(&root, &bind.source, &mount.raw)?;
+                let source = source_in(&root, &bind.source, &mount.raw, bind.from.as_deref())?;
                 let is_dir = source.is_dir();
                 // A private copy when the command may write, or when
                 // .dockerignore hides part of what the context holds. A
@@ -379,12 +381,22 @@ async fn bind_root(
     }
 }
 
-/// The host path of `source` inside `root`, which must exist.
-fn source_in(root: &Path, source: &str, raw: &str) -> Result<PathBuf, BuildError> {
+/// The host path of `source` inside `root` (what `from` names, or the
+/// build context), which must exist.
+fn source_in(
+    root: &Path,
+    source: &str,
+    raw: &str,
+    from: Option<&str>,
+) -> Result<PathBuf, BuildError> {
     let path = crate::fs::resolve_in_root(root, source)?;
     if fs::symlink_metadata(&path).is_err() {
+        let place = match from {
+            Some(from) => format!("what from={from} names"),
+            None => "the build context".to_string(),
+        };
         return Err(BuildError::Other(format!(
-            "RUN --mount={raw}: source {source} does not exist in what the mount reads from"
+            "RUN --mount={raw}: source {source} does not exist in {place}; check source= and from="
         )));
     }
     Ok(path)
@@ -454,7 +466,12 @@ async fn cache_dir(
                     bind_root(scope, stage_index, platform, built, Some(from), resolved).await?;
                 let source = cache.source.as_deref().unwrap_or("/");
                 Some((
-                    source_in(&root, source, &format!("type=cache,from={from}"))?,
+                    source_in(
+                        &root,
+                        source,
+                        &format!("type=cache,id={}", cache.id),
+                        Some(from),
+                    )?,
                     root,
                 ))
             }

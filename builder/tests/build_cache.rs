@@ -125,10 +125,12 @@ async fn a_cached_rebuild_runs_nothing_and_gives_the_same_layers() {
     .await;
     let log = stderr(&cold);
     assert_eq!(count(&log, "cache miss for RUN"), 2, "{log}");
-    assert!(log.contains("0 cache hits, 2 cache misses"), "{log}");
+    // WORKDIR creates /w in a layer of its own, cached like a RUN's.
+    assert_eq!(count(&log, "cache miss for WORKDIR"), 1, "{log}");
+    assert!(log.contains("0 cache hits, 3 cache misses"), "{log}");
     // Default repository: the destination's with /cache appended, one
-    // cache image per RUN.
-    assert_eq!(tags(&format!("{}/app/cache", registry.host())).len(), 2);
+    // cache image per RUN and WORKDIR.
+    assert_eq!(tags(&format!("{}/app/cache", registry.host())).len(), 3);
 
     let requests_before = proxy.requests().len();
     let warm = build(&[
@@ -141,14 +143,15 @@ async fn a_cached_rebuild_runs_nothing_and_gives_the_same_layers() {
     let during_warm = proxy.requests()[requests_before..].to_vec();
     let log = stderr(&warm);
     assert_eq!(count(&log, "cache hit for RUN"), 2, "{log}");
-    assert!(log.contains("2 cache hits, 0 cache misses"), "{log}");
+    assert_eq!(count(&log, "cache hit for WORKDIR"), 1, "{log}");
+    assert!(log.contains("3 cache hits, 0 cache misses"), "{log}");
     assert!(
         !log.contains("unpacking"),
         "a fully cached build unpacked: {log}"
     );
 
     let (a, b) = (layer_digests(&first, None), layer_digests(&second, None));
-    assert_eq!(a.len(), 3);
+    assert_eq!(a.len(), 4);
     assert_eq!(a, b, "the cached rebuild has other layers");
     let files = files(&second);
     assert_eq!(files["w/mode"].2, "first\n");

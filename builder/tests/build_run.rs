@@ -45,17 +45,26 @@ RUN true
     assert_success(&output);
 
     let layers = layers(&image);
-    // base, then one layer per RUN that changed something: `RUN true`
-    // changed nothing and adds none.
+    // base, WORKDIR's new directory, then one layer per RUN that changed
+    // something: `RUN true` changed nothing and adds none.
     assert_eq!(
         layers.len(),
-        5,
+        6,
         "{:#?}",
         layers
             .iter()
             .map(|l| l.keys().collect::<Vec<_>>())
             .collect::<Vec<_>>()
     );
+    assert_eq!(
+        layers[1]
+            .iter()
+            .map(|(path, e)| (path.as_str(), e.0, e.1, e.2))
+            .collect::<Vec<_>>(),
+        [("work/", 'd', 0o755, 0)],
+        "WORKDIR's layer holds only its directory"
+    );
+    let layers = &layers[1..];
     let out = &layers[1]["work/out.txt"];
     assert_eq!(
         (out.0, out.1, out.4.as_str()),
@@ -74,7 +83,7 @@ RUN true
     assert_eq!(layers[3]["tmp/uid"].4, "1000\n");
     assert_eq!(layers[3]["tmp/uid"].2, 1000, "written by the USER");
     assert_eq!(layers[4]["tmp/heredoc.txt"].4, "heredoc\n");
-    for layer in &layers[1..] {
+    for layer in layers {
         for path in layer.keys() {
             assert!(
                 !(path.starts_with("proc/")
@@ -99,6 +108,71 @@ RUN true
         .find(|h| h["created_by"] == "RUN true")
         .unwrap();
     assert_eq!(run_true["empty_layer"], true);
+}
+
+/// WORKDIR creates what is missing (parents too, owned by the USER, mode
+/// 0755, through symlinks where they point), in a layer of its own, as
+/// Docker and buildah do; an existing directory gives no layer.
+#[tokio::test(flavor = "multi_thread")]
+async fn workdir_creates_missing_directories() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        "FROM {base}\nRUN mkdir /srv && ln -s /srv /srvlink\nWORKDIR /tmp\nUSER app\nWORKDIR /srvlink/app/cache\nUSER root\nWORKDIR /opt\nWORKDIR rel/sub\n",
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let image = format!("{}/workdir:1", registry.host());
+    let output = kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await;
+    assert_success(&output);
+
+    let layers = layers(&image);
+    let listing = |layer: &std::collections::BTreeMap<String, support::kiln::Entry>| {
+        layer
+            .iter()
+            .map(|(path, e)| (path.clone(), e.0, e.1, e.2, e.3))
+            .collect::<Vec<_>>()
+    };
+    // base, the RUN's symlink, then WORKDIR /srvlink/app/cache, /opt and
+    // rel/sub; /tmp exists and adds none.
+    assert_eq!(
+        layers.len(),
+        5,
+        "{:#?}",
+        layers.iter().map(listing).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        listing(&layers[2]),
+        [
+            ("srv/app/".to_string(), 'd', 0o755, 1000, 1000),
+            ("srv/app/cache/".to_string(), 'd', 0o755, 1000, 1000),
+        ]
+    );
+    assert_eq!(
+        listing(&layers[3]),
+        [("opt/".to_string(), 'd', 0o755, 0, 0)]
+    );
+    assert_eq!(
+        listing(&layers[4]),
+        [
+            ("opt/rel/".to_string(), 'd', 0o755, 0, 0),
+            ("opt/rel/sub/".to_string(), 'd', 0o755, 0, 0),
+        ]
+    );
+    let config = skopeo_json(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(config["config"]["WorkingDir"], "/opt/rel/sub");
+    let tmp = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["created_by"] == "WORKDIR /tmp")
+        .unwrap();
+    assert_eq!(tmp["empty_layer"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]

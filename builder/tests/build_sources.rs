@@ -167,6 +167,73 @@ async fn add_unpacks_archives_and_downloads_urls() {
     );
 }
 
+/// ADD of a local archive keeps the owners the entries have in the archive
+/// (set-user-ID bits included), as Docker and buildah do; `--chown` wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn add_keeps_an_archives_owners() {
+    let registry = TestRegistry::start();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut append =
+        |path: &str, kind: tar::EntryType, mode: u32, owner: (u64, u64), data: &str| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(if kind == tar::EntryType::Regular {
+                data.len() as u64
+            } else {
+                0
+            });
+            header.set_mode(mode);
+            header.set_uid(owner.0);
+            header.set_gid(owner.1);
+            if kind == tar::EntryType::Symlink {
+                header.set_link_name(data).unwrap();
+            }
+            header.set_cksum();
+            let content: &[u8] = if kind == tar::EntryType::Regular {
+                data.as_bytes()
+            } else {
+                &[]
+            };
+            builder.append_data(&mut header, path, content).unwrap();
+        };
+    append("owned/", tar::EntryType::Directory, 0o750, (1000, 1000), "");
+    append(
+        "owned/tool",
+        tar::EntryType::Regular,
+        0o4755,
+        (33, 44),
+        "#!/bin/sh\n",
+    );
+    append("owned/link", tar::EntryType::Symlink, 0o777, (5, 6), "tool");
+    let archive = builder.into_inner().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("owned.tar"), archive).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nADD owned.tar /x/\nADD --chown=7:8 owned.tar /y/\n",
+    )
+    .unwrap();
+    let image = format!("{}/add-owners:latest", registry.host());
+    assert_success(
+        &kiln(&[
+            format!("--context=dir://{}", ctx.path().display()),
+            format!("--destination={image}"),
+        ])
+        .await,
+    );
+    let layers = support::kiln::layers(&image);
+    let owners = |layer: usize, path: &str| {
+        let entry = &layers[layer][path];
+        (entry.0, entry.1, entry.2, entry.3)
+    };
+    assert_eq!(owners(0, "x/owned/"), ('d', 0o750, 1000, 1000));
+    assert_eq!(owners(0, "x/owned/tool"), ('f', 0o4755, 33, 44));
+    assert_eq!(owners(0, "x/owned/link"), ('l', 0o777, 5, 6));
+    assert_eq!(owners(1, "y/owned/"), ('d', 0o750, 7, 8));
+    assert_eq!(owners(1, "y/owned/tool"), ('f', 0o4755, 7, 8));
+    assert_eq!(owners(1, "y/owned/link"), ('l', 0o777, 7, 8));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn onbuild_triggers_of_a_base_run_in_the_child() {
     let registry = TestRegistry::start();

@@ -195,7 +195,7 @@ fn resolve_user_reads_the_image_files() {
     let user = resolve_exec_user(root, "app").unwrap();
     assert_eq!(
         (user.uid, user.gid, user.additional_gids, user.home.as_str()),
-        (1000, 1001, vec![50], "/home/app")
+        (1000, 1001, vec![50, 1001], "/home/app")
     );
     assert_eq!(
         resolve_user(root, "ghost").unwrap_err().to_string(),
@@ -218,7 +218,7 @@ fn resolve_user_without_etc() {
     let user = resolve_exec_user(&sandbox.root, "12").unwrap();
     assert_eq!(
         (user.uid, user.gid, user.additional_gids, user.home.as_str()),
-        (12, 0, vec![], "/")
+        (12, 0, vec![0], "/")
     );
 }
 
@@ -230,4 +230,33 @@ fn sandbox_tree_sanity() {
     fs::set_permissions(sandbox.root.join("f"), fs::Permissions::from_mode(0o640)).unwrap();
     symlink("f", sandbox.root.join("l")).unwrap();
     assert_eq!(sandbox.tree(), lines(&["f 0640 f \"x\"", "l l -> f"]));
+}
+
+#[test]
+fn missing_dirs_in_root_follows_links_and_stops_at_files() {
+    let sandbox = trap_root();
+    let root = &sandbox.root;
+    let missing = |path: &str| {
+        kiln_builder::fs::missing_dirs_in_root(root, path)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(missing("/usr/lib"), Vec::<String>::new());
+    assert_eq!(missing("/lib/a/b"), ["/usr/lib/a", "/usr/lib/a/b"]);
+    assert_eq!(missing("/new"), ["/new"]);
+    assert_eq!(
+        missing("/up/x"),
+        ["/x"],
+        "a link above the root stays inside"
+    );
+    assert_eq!(missing("/dangling/x"), ["/missing", "/missing/x"]);
+    assert!(matches!(
+        kiln_builder::fs::missing_dirs_in_root(root, "/abs-file/x"),
+        Err(FsError::NotADirectory { .. })
+    ));
+    // Nothing was created.
+    assert!(!root.join("usr/lib/a").exists());
+    assert!(!root.join("new").exists());
 }

@@ -25,6 +25,10 @@ pub struct SourceRoot<'a> {
     /// Every match is a directory whose *contents* are copied (unpacked
     /// archives), regardless of what the pattern names.
     pub as_directory: bool,
+    /// Without `--chown`, entries keep the uid/gid they have here: files of
+    /// another stage or image, and ADD's unpacked archives (their owners
+    /// are the archive's, as in Docker). Context files become root's.
+    pub keep_owner: bool,
 }
 
 /// How copied entries are owned and moded.
@@ -32,9 +36,6 @@ pub struct SourceRoot<'a> {
 pub struct Ownership {
     /// `--chown`: every entry, created parents included.
     pub chown: Option<(u32, u32)>,
-    /// Keep the source's uid/gid when there is no `--chown` (sources from
-    /// another stage or image); context files become root's.
-    pub keep_source_owner: bool,
     /// `--chmod`: permission bits for every copied entry.
     pub chmod: Option<u32>,
 }
@@ -150,16 +151,25 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn owner(&self, uid: u32, gid: u32) -> (u64, u64) {
-        match self.ownership.chown {
-            Some((u, g)) => (u.into(), g.into()),
-            None if self.ownership.keep_source_owner => (uid.into(), gid.into()),
-            None => (0, 0),
+    /// The owner of a copied entry; `source` is `None` for directories
+    /// the copy creates on the way to its destination.
+    fn owner(&self, source: Option<(&SourceRoot<'_>, u32, u32)>) -> (u64, u64) {
+        match (self.ownership.chown, source) {
+            (Some((u, g)), _) => (u.into(), g.into()),
+            (None, Some((root, uid, gid))) if root.keep_owner => (uid.into(), gid.into()),
+            (None, _) => (0, 0),
         }
     }
 
-    fn meta(&self, mode: u32, uid: u32, gid: u32, mtime: i64, is_link: bool) -> EntryMeta {
-        let (uid, gid) = self.owner(uid, gid);
+    fn meta(
+        &self,
+        source: &SourceRoot<'_>,
+        mode: u32,
+        (uid, gid): (u32, u32),
+        mtime: i64,
+        is_link: bool,
+    ) -> EntryMeta {
+        let (uid, gid) = self.owner(Some((source, uid, gid)));
         let mode = match self.ownership.chmod {
             Some(chmod) if !is_link => chmod,
             _ => mode & 0o7777,
@@ -185,7 +195,7 @@ impl Planner<'_> {
             if rootfs_fs::entry_kind(self.image_root, &prefix)?.is_some() {
                 continue;
             }
-            let (uid, gid) = self.owner(0, 0);
+            let (uid, gid) = self.owner(None);
             let meta = EntryMeta::new(0o755, uid, gid, self.now);
             self.plan.push(Path::new(&prefix), EntryKind::Dir, meta)?;
             self.created.insert(prefix.clone());
@@ -202,7 +212,13 @@ impl Planner<'_> {
         self.ensure_dirs(dest, false)?;
         let resolved = rootfs_fs::resolve_in_root(source.root, &rel.to_string_lossy())?;
         let meta = std::fs::metadata(&resolved).map_err(BuildError::io("reading", &resolved))?;
-        let entry = self.meta(meta.mode(), meta.uid(), meta.gid(), meta.mtime(), false);
+        let entry = self.meta(
+            source,
+            meta.mode(),
+            (meta.uid(), meta.gid()),
+            meta.mtime(),
+            false,
+        );
         self.plan
             .push(Path::new(dest), EntryKind::File { source: resolved }, entry)?;
         Ok(())
@@ -238,7 +254,13 @@ impl Planner<'_> {
                 .unwrap_or(&entry.rel_path);
             let target = Path::new(dest).join(inner);
             let is_link = entry.kind == SourceKind::Symlink;
-            let meta = self.meta(entry.mode, entry.uid, entry.gid, entry.mtime, is_link);
+            let meta = self.meta(
+                source,
+                entry.mode,
+                (entry.uid, entry.gid),
+                entry.mtime,
+                is_link,
+            );
             let kind = match entry.kind {
                 SourceKind::Dir => {
                     self.created.insert(target.to_string_lossy().into_owned());

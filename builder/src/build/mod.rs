@@ -17,6 +17,7 @@ mod run_step;
 mod sources;
 mod stage;
 mod state;
+mod workdir_step;
 
 use std::collections::BTreeMap;
 use std::fs::File;

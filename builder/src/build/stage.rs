@@ -12,6 +12,7 @@ use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
+use super::workdir_step::workdir_step;
 use crate::cache::{BaseOf, PlatformCache, base_key};
 use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
@@ -128,12 +129,7 @@ async fn run_stage(
     }
     instructions.extend(stage.instructions.iter().cloned());
 
-    let last_fs_instruction = instructions.iter().rposition(|i| {
-        matches!(
-            i.kind,
-            InstructionKind::Copy(_) | InstructionKind::Add(_) | InstructionKind::Run(_)
-        )
-    });
+    let last_fs_instruction = instructions.iter().rposition(|i| writes_files(&i.kind));
     // --single-snapshot: one layer for the whole stage, from a baseline of
     // the base's files taken before any instruction.
     let mut single = None;
@@ -174,6 +170,18 @@ async fn run_stage(
         )?;
     }
     Ok(image)
+}
+
+/// Instructions that may change the root filesystem (WORKDIR creates its
+/// directory when missing).
+fn writes_files(kind: &InstructionKind) -> bool {
+    matches!(
+        kind,
+        InstructionKind::Copy(_)
+            | InstructionKind::Add(_)
+            | InstructionKind::Run(_)
+            | InstructionKind::Workdir(_)
+    )
 }
 
 fn describe_base(base: &Base) -> String {
@@ -239,10 +247,7 @@ async fn run_instruction(
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
-    let is_metadata = !matches!(
-        instruction.kind,
-        InstructionKind::Copy(_) | InstructionKind::Add(_) | InstructionKind::Run(_)
-    );
+    let is_metadata = !writes_files(&instruction.kind);
     // Metadata instructions are never cached (they cost nothing) but they
     // are links of the key chain: what follows depends on them.
     if scope.cache.is_some() && is_metadata {
@@ -276,7 +281,11 @@ async fn run_instruction(
             }
         }
         InstructionKind::User(user) => config.set_user(&vars.expand(user)?),
-        InstructionKind::Workdir(dir) => config.set_workdir(&vars.expand(dir)?),
+        InstructionKind::Workdir(dir) => {
+            let dir = vars.expand(dir)?;
+            return workdir_step(scope, platform, instruction, &dir, image, vars, keep_rootfs)
+                .await;
+        }
         InstructionKind::Cmd(form) => {
             let shell = shell_of(config);
             config.set_cmd(command_vector(form, &shell));
@@ -581,11 +590,7 @@ async fn copy_instruction(
         Some(spec) => Some(crate::fs::resolve_user(&rootfs, &vars.expand(spec)?)?),
         None => None,
     };
-    let ownership = Ownership {
-        chown,
-        keep_source_owner: from_root.is_some(),
-        chmod,
-    };
+    let ownership = Ownership { chown, chmod };
     let mut roots = Vec::new();
     if !plain.is_empty() {
         roots.push(SourceRoot {
@@ -593,6 +598,7 @@ async fn copy_instruction(
             rules,
             patterns: plain,
             as_directory: false,
+            keep_owner: from_root.is_some(),
         });
     }
     if !staged_patterns.is_empty() {
@@ -601,6 +607,7 @@ async fn copy_instruction(
             rules: &empty_rules,
             patterns: staged_patterns,
             as_directory: false,
+            keep_owner: false,
         });
     }
     for archive in &archives {
@@ -609,6 +616,7 @@ async fn copy_instruction(
             rules: &empty_rules,
             patterns: vec![".".to_string()],
             as_directory: true,
+            keep_owner: true,
         });
     }
     let plan = plan_copy(name, &roots, &dest, &workdir, ownership, &rootfs, scope.now)?;

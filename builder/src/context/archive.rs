@@ -6,6 +6,12 @@
 //! refused outright (not "sanitised", so a crafted archive fails loudly),
 //! no entry is written through a symlink created by an earlier entry, and
 //! hard links must point at a file inside the destination.
+//!
+//! When kiln runs as root, entries keep the archive's owners: ADD of a
+//! local archive gives its files the owners they have in the archive, as
+//! Docker and buildah do. (Context files are copied as root's whatever
+//! their owner, so contexts are not affected.) Without root they stay the
+//! builder's.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -40,6 +46,7 @@ struct PendingDir {
     path: PathBuf,
     mode: u32,
     mtime: Option<u64>,
+    owner: Option<(u32, u32)>,
 }
 
 fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
@@ -48,6 +55,7 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
+    let keep_owners = rustix::process::geteuid().is_root();
     let mut dirs = Vec::new();
     let entries = archive
         .entries()
@@ -64,12 +72,14 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
         };
         let target = dest.join(&rel);
         prepare_parents(dest, &rel, &name)?;
+        let owner = keep_owners.then(|| owner_of(entry.header())).flatten();
         if is_dir {
             make_dir(&target)?;
             dirs.push(PendingDir {
                 path: target,
                 mode: entry.header().mode().unwrap_or(0o755),
                 mtime: entry.header().mtime().ok(),
+                owner,
             });
             continue;
         }
@@ -82,6 +92,12 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
                 entry
                     .unpack(&target)
                     .map_err(|e| ContextError::io("unpacking", target.clone(), e))?;
+                if let Some(owner) = owner {
+                    let mode = (kind != EntryType::Symlink)
+                        .then(|| entry.header().mode().ok())
+                        .flatten();
+                    set_owner(&target, owner, mode)?;
+                }
             }
             EntryType::Link => {
                 let link_raw = entry
@@ -114,6 +130,9 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
     }
     // Children before parents, so a read-only parent is sealed last.
     for dir in dirs.iter().rev() {
+        if let Some(owner) = dir.owner {
+            set_owner(&dir.path, owner, None)?;
+        }
         fs::set_permissions(&dir.path, fs::Permissions::from_mode(dir.mode & 0o7777))
             .map_err(|e| ContextError::io("setting permissions of", dir.path.clone(), e))?;
         if let Some(secs) = dir.mtime {
@@ -124,6 +143,26 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
                 let _ = handle.set_times(fs::FileTimes::new().set_modified(time));
             }
         }
+    }
+    Ok(())
+}
+
+/// The entry's uid and gid, when the header holds valid ones.
+fn owner_of(header: &tar::Header) -> Option<(u32, u32)> {
+    let uid = u32::try_from(header.uid().ok()?).ok()?;
+    let gid = u32::try_from(header.gid().ok()?).ok()?;
+    Some((uid, gid))
+}
+
+/// Gives `path` (not following a symlink) the archive's owner. Changing the
+/// owner clears set-user-ID and set-group-ID bits, so a file's `mode` is
+/// applied again afterwards.
+fn set_owner(path: &Path, (uid, gid): (u32, u32), mode: Option<u32>) -> Result<(), ContextError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| ContextError::io("changing the owner of", path.to_path_buf(), e))?;
+    if let Some(mode) = mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| ContextError::io("setting permissions of", path.to_path_buf(), e))?;
     }
     Ok(())
 }

@@ -115,6 +115,36 @@ pub fn create_dir_all_in_root(
     Ok(host)
 }
 
+/// The in-image paths of the directories [`create_dir_all_in_root`] would
+/// create for `path`, parents first, with symlinks on the way resolved so
+/// they name where the directories would really be. Empty when `path` is
+/// a directory; an error when a component exists and is not one.
+pub fn missing_dirs_in_root(root: &Path, path: &str) -> Result<Vec<PathBuf>, FsError> {
+    let host = resolve(root, Path::new(path), true)?;
+    let rel = host.strip_prefix(root).unwrap_or(&host);
+    let mut missing = Vec::new();
+    let mut current = root.to_path_buf();
+    for component in rel.components() {
+        current.push(component);
+        if missing.is_empty() {
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => {
+                    return Err(FsError::NotADirectory {
+                        path: path.to_string(),
+                        existing: current,
+                    });
+                }
+                Err(err) if is_missing(&err) => {}
+                Err(err) => return Err(FsError::io("inspect", &current)(err)),
+            }
+        }
+        let in_image = current.strip_prefix(root).unwrap_or(&current);
+        missing.push(Path::new("/").join(in_image));
+    }
+    Ok(missing)
+}
+
 /// Makes every component of `host` (a resolved path inside `root`, as
 /// returned by [`resolve`]) below `root` a directory, creating missing
 /// ones with `mode` and, when given, the owner. `image_path` is only for

@@ -16,7 +16,7 @@ pub mod whiteout;
 pub use error::FsError;
 pub use in_root::{
     EntryKind, clean_image_path, create_dir_all_in_root, entry_kind, entry_kind_nofollow,
-    resolve_in_root, resolve_in_root_nofollow,
+    missing_dirs_in_root, resolve_in_root, resolve_in_root_nofollow,
 };
 pub use snapshot::{SnapshotError, SnapshotMode, Snapshotter};
 pub use unpack::{Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer};

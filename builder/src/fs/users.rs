@@ -60,7 +60,9 @@ pub struct UserSpec<'a> {
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups, in group-file order, without duplicates.
+    /// Supplementary groups, without duplicates: the groups listing the
+    /// user in group-file order (only when USER names no group), then the
+    /// primary group.
     pub additional_gids: Vec<u32>,
     /// The user's home directory (for `HOME`), `/` when unknown.
     pub home: String,
@@ -198,6 +200,14 @@ pub fn exec_user(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, FsEr
             (gid, additional)
         }
     };
+    // The primary group is a supplementary group too, as in Docker (since
+    // the fix for CVE-2022-36109), containerd and buildah: otherwise a
+    // process could drop it with setgroups and escape a file's
+    // group-denied permissions (mode 0707).
+    let mut additional_gids = additional_gids;
+    if !additional_gids.contains(&gid) {
+        additional_gids.push(gid);
+    }
     Ok(ExecUser {
         uid,
         gid,
@@ -396,14 +406,14 @@ bad:x:oops:
             home: home.to_string(),
         };
         let cases = [
-            ("app", user(1000, 1001, &[10, 50], "/home/app")),
-            ("1000", user(1000, 1001, &[10, 50], "/home/app")),
-            ("app:staff", user(1000, 50, &[], "/home/app")),
-            ("app:99", user(1000, 99, &[], "/home/app")),
-            ("4242", user(4242, 0, &[], "/")),
-            ("4242:7", user(4242, 7, &[], "/")),
-            ("nohome", user(2000, 2000, &[], "/")),
-            ("root", user(0, 0, &[10], "/root")),
+            ("app", user(1000, 1001, &[10, 50, 1001], "/home/app")),
+            ("1000", user(1000, 1001, &[10, 50, 1001], "/home/app")),
+            ("app:staff", user(1000, 50, &[50], "/home/app")),
+            ("app:99", user(1000, 99, &[99], "/home/app")),
+            ("4242", user(4242, 0, &[0], "/")),
+            ("4242:7", user(4242, 7, &[7], "/")),
+            ("nohome", user(2000, 2000, &[2000], "/")),
+            ("root", user(0, 0, &[10, 0], "/root")),
         ];
         for (spec, want) in cases {
             assert_eq!(

@@ -39,81 +39,10 @@ runs=${KILN_BENCH_RUNS:-3}
 rss_limit_mb=${KILN_BENCH_RSS_MB:-64}
 work=${TMPDIR:-/tmp}/kiln-bench
 
-log() { printf '== %s\n' "$*" >&2; }
-
-# --- tools ------------------------------------------------------------------
-missing=()
-for pkg in zstd time gzip tar python3; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        # python3 may come from elsewhere (pyenv); only a missing command counts.
-        if [[ $pkg == python3 ]] && command -v python3 >/dev/null; then continue; fi
-        missing+=("$pkg")
-    fi
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-if [[ -n ${KILN_BENCH_KILN:-} ]]; then
-    kiln=$KILN_BENCH_KILN
-    log "using $kiln (KILN_BENCH_KILN; not building)"
-else
-    src=$repo
-    if [[ -n ${KILN_BENCH_REV:-} ]]; then
-        # A committed revision, exported apart from the work tree so that
-        # edits in progress there neither break nor change the build.
-        commit=$(git -C "$repo" rev-parse --verify "${KILN_BENCH_REV}^{commit}")
-        src=$work/src-$commit
-        if [[ ! -d $src ]]; then
-            rm -rf "$src.tmp"
-            mkdir -p "$src.tmp"
-            git -C "$repo" archive "$commit" | tar -x -C "$src.tmp"
-            mv "$src.tmp" "$src"
-        fi
-        log "measuring commit $commit"
-    fi
-    log "building kiln from $src (release, CARGO_TARGET_DIR=$target; the first build takes several minutes)"
-    (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --quiet -p kiln-builder --bin kiln)
-    kiln=$target/release/kiln
-fi
-
-# --- measurement ------------------------------------------------------------
-# measure NAME RUNS OUTFILE CMD...: runs CMD RUNS times under GNU time and
-# records "wall_s cpu_s rss_kib out_bytes" (median wall and CPU, max RSS over
-# the runs) in results[]. CPU is user + system time of all threads and
-# children: unlike wall time, it barely moves with the machine's load.
-# For a pipeline run as `bash -c '…'`, GNU time reports the rusage of bash and
-# its waited-for children: CPU is their sum, but ru_maxrss is the largest
-# single process (tar, zstd or gzip), not the sum of their RSS.
-declare -A results
-measure() {
-    local name=$1 n_runs=$2 out=$3
-    shift 3
-    local walls=() cpus=() rss_max=0 i t wall user sys rss
-    for ((i = 0; i < n_runs; i++)); do
-        rm -f "$out"
-        t=$(mktemp)
-        if ! /usr/bin/time -o "$t" -f '%e %U %S %M' "$@" >/dev/null 2>"$t.err"; then
-            log "FAILED: $name"
-            cat "$t.err" >&2
-            rm -f "$t" "$t.err"
-            return 1
-        fi
-        read -r wall user sys rss <"$t"
-        rm -f "$t" "$t.err"
-        walls+=("$wall")
-        cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN{print u + s}')")
-        if ((rss > rss_max)); then rss_max=$rss; fi
-    done
-    local wall_median cpu_median middle=$(((n_runs + 1) / 2))
-    wall_median=$(printf '%s\n' "${walls[@]}" | sort -g | sed -n "${middle}p")
-    cpu_median=$(printf '%s\n' "${cpus[@]}" | sort -g | sed -n "${middle}p")
-    results[$name]="$wall_median $cpu_median $rss_max $(stat -c %s "$out")"
-    log "$(printf '%-22s wall %6.2f s (runs: %s)  cpu %6.2f s  peak RSS %6.1f MB' "$name" \
-        "$wall_median" "${walls[*]}" "$cpu_median" "$(awk -v k="$rss_max" 'BEGIN{print k/1024}')")"
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+ensure_packages zstd time gzip tar python3
+build_kiln
 
 mkdir -p "$work"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -62,6 +62,16 @@ fn entries(plan: LayerPlan) -> Vec<String> {
             tar::EntryType::Symlink => format!("symlink {name} -> {link}"),
             tar::EntryType::Link => format!("link {name} => {link}"),
             tar::EntryType::Fifo => format!("fifo {name} {mode:o} {owner}"),
+            kind @ (tar::EntryType::Char | tar::EntryType::Block) => format!(
+                "{} {name} {mode:o} {owner} {},{}",
+                if kind == tar::EntryType::Char {
+                    "char"
+                } else {
+                    "block"
+                },
+                header.device_major().unwrap().unwrap(),
+                header.device_minor().unwrap().unwrap()
+            ),
             other => format!("{other:?} {name}"),
         };
         lines.push(line + &xattrs);
@@ -380,6 +390,38 @@ fn symlinks_and_fifos() {
             "fifo pipe 600 0:0"
         ]
     );
+}
+
+/// A device node a RUN makes (`mknod`) is part of its layer, as in Docker;
+/// it needs CAP_MKNOD, which the tests have as root.
+#[test]
+fn device_nodes_are_captured() {
+    let root = tree(&[("opt/", "")]);
+    let mut snap = Snapshotter::new(root.path(), &[]).unwrap();
+    for (name, kind, major, minor) in [
+        ("opt/null", rustix::fs::FileType::CharacterDevice, 1, 3),
+        ("opt/loop9", rustix::fs::FileType::BlockDevice, 7, 9),
+    ] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.path().join(name),
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            rustix::fs::makedev(major, minor),
+        )
+        .unwrap();
+        fs::set_permissions(root.path().join(name), fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    assert_eq!(
+        take(&mut snap, SnapshotMode::Full),
+        [
+            "dir opt/ 755 0:0",
+            "block opt/loop9 640 0:0 7,9",
+            "char opt/null 640 0:0 1,3",
+        ]
+    );
+    // Unchanged, they are not captured again.
+    assert_eq!(take(&mut snap, SnapshotMode::Full), Vec::<String>::new());
 }
 
 #[test]

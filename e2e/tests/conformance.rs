@@ -65,6 +65,8 @@ struct Case {
     /// `Dockerfile`: the same steps in a syntax buildah 1.28 lacks
     /// (heredocs). Explained in the README.
     buildah_dockerfile: Option<&'static str>,
+    /// Extra flags for `buildah build` (explained in the README).
+    buildah_flags: &'static [&'static str],
     /// Known differences (config fields, `/paths`), each explained in the
     /// README: the case passes only when exactly these differ, so a fix on
     /// either side shows up.
@@ -84,6 +86,7 @@ const PLAIN: Case = Case {
     build_args: &[],
     target: None,
     buildah_dockerfile: None,
+    buildah_flags: &[],
     differs_in: &[],
     secrets: &[],
     cache_mounts: false,
@@ -197,6 +200,13 @@ const CASES: &[(&str, Case)] = &[
         "run_env_and_args",
         Case {
             build_args: &["GIVEN=from-the-command-line"],
+            ..PLAIN
+        },
+    ),
+    (
+        "run_device_nodes",
+        Case {
+            buildah_flags: &["--cap-add", "CAP_MKNOD"],
             ..PLAIN
         },
     ),
@@ -317,6 +327,10 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
         secrets.push(format!("id={id},src={}", file.display()));
     }
     let mut kiln_flags: Vec<String> = secrets.iter().map(|s| format!("--secret={s}")).collect();
+    let mut buildah_flags: Vec<String> = case.buildah_flags.iter().map(|f| f.to_string()).collect();
+    for secret in &secrets {
+        buildah_flags.extend(["--secret".to_string(), secret.clone()]);
+    }
     if case.cache_mounts {
         kiln_flags.push(format!(
             "--cache-dir={}",
@@ -346,9 +360,9 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
                 &context,
                 case.buildah_dockerfile,
                 &build_args,
-                &secrets,
                 case.target,
                 case.platform,
+                &buildah_flags,
                 &buildah_image,
             )
             .map(|()| started.elapsed())

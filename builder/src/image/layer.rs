@@ -454,6 +454,29 @@ impl LayerWriter {
         self.append_entry(&name, EntryType::Fifo, None, 0, meta, &mut io::empty())
     }
 
+    /// A character or block device node (`major`, `minor`).
+    pub fn append_device(
+        &mut self,
+        path: &Path,
+        device: Device,
+        meta: &EntryMeta,
+    ) -> Result<(), LayerError> {
+        let name = entry_name(path, false)?;
+        let mtime = self.timestamps.mtime(meta.mtime);
+        let (header, pax) = build_header(&name, device.entry_type(), None, 0, meta, mtime);
+        let mut header = header;
+        let set = header
+            .set_device_major(device.major)
+            .and_then(|()| header.set_device_minor(device.minor));
+        let write_err = |source| LayerError::Write {
+            entry: lossy(&name),
+            source,
+        };
+        set.map_err(write_err)?;
+        header.set_cksum();
+        self.append_header(&name, &header, &pax, &mut io::empty())
+    }
+
     fn append_entry(
         &mut self,
         name: &[u8],
@@ -463,18 +486,28 @@ impl LayerWriter {
         meta: &EntryMeta,
         data: &mut dyn Read,
     ) -> Result<(), LayerError> {
+        let mtime = self.timestamps.mtime(meta.mtime);
+        let (header, pax) = build_header(name, kind, link, size, meta, mtime);
+        self.append_header(name, &header, &pax, data)
+    }
+
+    fn append_header(
+        &mut self,
+        name: &[u8],
+        header: &Header,
+        pax: &[(String, Vec<u8>)],
+        data: &mut dyn Read,
+    ) -> Result<(), LayerError> {
         let write_err = |source| LayerError::Write {
             entry: lossy(name),
             source,
         };
-        let mtime = self.timestamps.mtime(meta.mtime);
-        let (header, pax) = build_header(name, kind, link, size, meta, mtime);
         if !pax.is_empty() {
             self.tar
                 .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                 .map_err(write_err)?;
         }
-        self.tar.append(&header, data).map_err(write_err)
+        self.tar.append(header, data).map_err(write_err)
     }
 
     /// Ends the tar stream and the compression, and keeps the file.
@@ -602,9 +635,10 @@ fn build_header(
     let mut header = Header::new_ustar();
     header.set_entry_type(kind);
     header.set_mode(meta.mode & 0o7777);
-    if kind == EntryType::Fifo {
+    if matches!(kind, EntryType::Fifo | EntryType::Char | EntryType::Block) {
         // Readers parse the device fields of special files as numbers; an
-        // empty field makes a FIFO entry unreadable. Zero cannot overflow.
+        // empty field makes a FIFO entry unreadable. Zero cannot overflow;
+        // a device node's numbers are set by its caller.
         let _ = header.set_device_major(0);
         let _ = header.set_device_minor(0);
     }
@@ -669,6 +703,25 @@ pub enum EntryKind {
     /// The entry's path is a directory whose lower contents are hidden.
     Opaque,
     Fifo,
+    Device(Device),
+}
+
+/// A device node's type and numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Device {
+    fn entry_type(self) -> EntryType {
+        if self.block {
+            EntryType::Block
+        } else {
+            EntryType::Char
+        }
+    }
 }
 
 /// One entry of a [`LayerPlan`], keyed by the name it gets in the tar.
@@ -816,6 +869,7 @@ impl LayerPlan {
                     )?
                 }
                 EntryKind::Fifo => writer.append_fifo(path, &entry.meta)?,
+                EntryKind::Device(device) => writer.append_device(path, *device, &entry.meta)?,
             }
         }
         Ok(())

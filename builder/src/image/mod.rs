@@ -23,7 +23,9 @@ pub use config::{ConfigError, ImageConfig, parse_config};
 pub use descriptor::{Blob, Descriptor, DescriptorPlatform};
 pub use digest::{DigestError, HashingWriter, digest_hex, sha256_digest};
 pub use index::{IndexError, index_blob, index_bytes, parse_index};
-pub use layer::{EntryKind, EntryMeta, Layer, LayerError, LayerPlan, LayerWriter, Timestamps};
+pub use layer::{
+    Device, EntryKind, EntryMeta, Layer, LayerError, LayerPlan, LayerWriter, Timestamps,
+};
 pub use layout::{LayoutError, OciLayout};
 pub use manifest::{ManifestError, ParsedManifest, manifest_blob, manifest_bytes, parse_manifest};
 pub use media::{Compression, ManifestFormat, MediaError, OciMode};

@@ -36,6 +36,8 @@ pub struct Node {
     pub content: Option<String>,
     /// A symlink's target.
     pub link: Option<String>,
+    /// A device node's major and minor numbers.
+    pub device: Option<(u32, u32)>,
     /// Extended attributes from PAX headers (`SCHILY.xattr.*`).
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// The other paths sharing this file's inode (hard links), sorted.
@@ -71,6 +73,9 @@ impl fmt::Display for Node {
         )?;
         if self.kind == Kind::File {
             write!(f, " size={}", self.size)?;
+        }
+        if let Some((major, minor)) = self.device {
+            write!(f, " device={major},{minor}")?;
         }
         if let Some(content) = &self.content {
             write!(f, " sha256={}", &content[..12.min(content.len())])?;
@@ -302,8 +307,22 @@ pub fn read_layer<R: Read>(layer: R) -> Result<Vec<Change>, String> {
             content = Some(hex::encode(sha2::Sha256::digest(&bytes)));
             preview = text_preview(&bytes);
         }
+        let device = match kind {
+            Kind::CharDevice | Kind::BlockDevice => Some((
+                header
+                    .device_major()
+                    .map_err(|e| format!("{raw_path}: {e}"))?
+                    .unwrap_or(0),
+                header
+                    .device_minor()
+                    .map_err(|e| format!("{raw_path}: {e}"))?
+                    .unwrap_or(0),
+            )),
+            _ => None,
+        };
         let node = Node {
             kind,
+            device,
             mode: header.mode().map_err(|e| e.to_string())? & 0o7777,
             uid: header.uid().map_err(|e| e.to_string())?,
             gid: header.gid().map_err(|e| e.to_string())?,
@@ -374,6 +393,7 @@ mod tests {
             size: 0,
             content: None,
             link: None,
+            device: None,
             xattrs: BTreeMap::new(),
             hardlinks: Vec::new(),
             preview: None,

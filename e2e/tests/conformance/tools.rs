@@ -101,14 +101,15 @@ pub fn kiln_build(
 /// in a private temporary root, no layer cache: one layer per stage) and
 /// pushes it to `destination`. Docker format, so HEALTHCHECK, SHELL and
 /// ONBUILD are kept as kiln keeps them; no identity label, so the config
-/// holds only what the Dockerfile says.
+/// holds only what the Dockerfile says. `extra_flags` go to `buildah
+/// build` as they are (`--secret`, a case's `buildah_flags`).
 pub fn buildah_build(
     context: &Path,
     dockerfile: Option<&str>,
     build_args: &[String],
-    secrets: &[String],
     target: Option<&str>,
     platform: Option<&str>,
+    extra_flags: &[String],
     destination: &str,
 ) -> Result<(), String> {
     let storage = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -155,9 +156,7 @@ pub fn buildah_build(
     for arg in build_args {
         build_command.extend(["--build-arg", arg]);
     }
-    for secret in secrets {
-        build_command.extend(["--secret", secret]);
-    }
+    build_command.extend(extra_flags.iter().map(String::as_str));
     build_command.push(&context_arg);
     run(
         &format!("buildah build of {}", context.display()),

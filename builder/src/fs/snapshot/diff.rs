@@ -23,7 +23,7 @@ use super::ignore::IgnoreSet;
 use super::probe::{self, Fingerprint};
 use super::tree::{Kind, NONE, Tree, host_path, join};
 use super::{SnapshotError, SnapshotMode};
-use crate::image::{EntryKind, EntryMeta, LayerPlan};
+use crate::image::{Device, EntryKind, EntryMeta, LayerPlan};
 
 /// A tar block: every entry costs one header block, a file's content is
 /// rounded up to whole blocks.
@@ -497,6 +497,11 @@ impl Changes {
                     target: PathBuf::from(OsStr::from_bytes(new.target(index))),
                 },
                 Kind::Fifo => EntryKind::Fifo,
+                Kind::CharDevice | Kind::BlockDevice => EntryKind::Device(Device {
+                    block: record.kind() == Kind::BlockDevice,
+                    major: rustix::fs::major(record.rdev),
+                    minor: rustix::fs::minor(record.rdev),
+                }),
             }
         };
         Ok((path, kind, meta))
@@ -585,6 +590,7 @@ mod tests {
             fingerprint: NONE,
             dev: 1,
             ino: 2,
+            rdev: 0,
             size: 4,
             mtime: OLD,
             ctime: OLD,

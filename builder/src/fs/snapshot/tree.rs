@@ -40,15 +40,18 @@ const RACY_WINDOW_COARSE_NS: i64 = 2_000_000_000;
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 
-/// What kinds of entries are recorded. Sockets and device nodes are not:
-/// a layer cannot carry a socket, and device nodes belong to `/dev`, which
-/// is never snapshotted.
+/// What kinds of entries are recorded. Sockets are not: a layer cannot
+/// carry one. Device nodes are (`RUN mknod /opt/null c 1 3` gives a layer
+/// with the node, as in Docker); a RUN's own `/dev` is a mount and never
+/// snapshotted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Dir,
     File,
     Symlink,
     Fifo,
+    CharDevice,
+    BlockDevice,
 }
 
 impl Kind {
@@ -58,6 +61,8 @@ impl Kind {
             FileType::RegularFile => Some(Kind::File),
             FileType::Symlink => Some(Kind::Symlink),
             FileType::Fifo => Some(Kind::Fifo),
+            FileType::CharacterDevice => Some(Kind::CharDevice),
+            FileType::BlockDevice => Some(Kind::BlockDevice),
             _ => None,
         }
     }
@@ -81,6 +86,8 @@ pub(super) struct Record {
     pub(super) fingerprint: u32,
     pub(super) dev: u64,
     pub(super) ino: u64,
+    /// The device a device node stands for (0 for the others).
+    pub(super) rdev: u64,
     pub(super) size: u64,
     pub(super) mtime: i64,
     pub(super) ctime: i64,
@@ -104,6 +111,7 @@ impl Record {
             fingerprint: NONE,
             dev: stat.st_dev as u64,
             ino: stat.st_ino as u64,
+            rdev: stat.st_rdev as u64,
             size: u64::try_from(stat.st_size).unwrap_or(0),
             mtime: timestamp(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
             ctime: timestamp(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
@@ -394,7 +402,7 @@ impl Walk<'_> {
             Err(errno) => return Err(self.error("inspect", &child(), errno)),
         };
         let Some(record) = Record::from_stat(&stat) else {
-            tracing::debug!(path = %host_path(self.root, &child()).display(), "not snapshotting a socket or device node");
+            tracing::debug!(path = %host_path(self.root, &child()).display(), "not snapshotting a socket");
             return Ok(None);
         };
         let target = if record.kind() == Kind::Symlink {

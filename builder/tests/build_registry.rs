@@ -121,7 +121,11 @@ CMD run --fast
         "application/vnd.oci.image.manifest.v1+json"
     );
     let manifest_layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(manifest_layers.len(), 4, "base + three COPY layers");
+    assert_eq!(
+        manifest_layers.len(),
+        5,
+        "base + WORKDIR's directory + three COPY layers"
+    );
     assert_eq!(
         manifest_layers[0]["digest"],
         fixtures.amd64.layer_digest.as_str()
@@ -163,21 +167,22 @@ CMD run --fast
     );
 
     let layers = layers(&image);
+    assert_eq!(
+        layers[1]["srv/app/"],
+        ('d', 0o755, 0, 0, String::new()),
+        "WORKDIR creates its directory, root's as no USER is set yet"
+    );
     // uid/gid 1000 is `app` in the fixture's /etc/passwd and /etc/group.
     assert_eq!(
-        layers[1]["srv/app/app.txt"],
+        layers[2]["srv/app/app.txt"],
         ('f', 0o644, 1000, 1000, "application\n".to_string())
     );
     assert_eq!(
-        layers[1]["srv/app/"].0, 'd',
-        "WORKDIR's directory is created by the COPY into it"
-    );
-    assert_eq!(
-        layers[2]["srv/app/bin/run"],
+        layers[3]["srv/app/bin/run"],
         ('f', 0o750, 0, 0, "#!/bin/sh\n".to_string())
     );
     assert_eq!(
-        layers[3]["etc/motd"],
+        layers[4]["etc/motd"],
         ('f', 0o644, 0, 0, "welcome to 2.0\n".to_string())
     );
     for layer in &layers[1..] {

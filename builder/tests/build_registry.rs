@@ -160,7 +160,7 @@ CMD run --fast
     assert_eq!(c["OnBuild"], serde_json::json!(["COPY . /onbuild"]));
     assert_eq!(c["Entrypoint"], serde_json::json!(["/srv/app/bin/run"]));
     assert_eq!(c["Cmd"], serde_json::json!(["/bin/sh", "-c", "run --fast"]));
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 5);
     assert_eq!(
         config["rootfs"]["diff_ids"][0],
         fixtures.amd64.diff_id.as_str()

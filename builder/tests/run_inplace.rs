@@ -333,8 +333,9 @@ async fn inplace_build_matches_chroot_and_leaves_protected_paths_alone() {
     assert_eq!(content("work/artifact"), Some("built\n"));
     assert_eq!(
         content("home/app/made/id.txt"),
-        // app is in no supplementary group of the fixture's /etc/group.
-        Some("uid=1000(app) gid=1000(app)\n")
+        // The primary group is the one supplementary group (the fixture's
+        // /etc/group lists app in none), as in Docker and buildah.
+        Some("uid=1000(app) gid=1000(app) groups=1000(app)\n")
     );
     let mine = &all["home/app/made/mine"];
     assert_eq!((mine.2, mine.3), (1000, 1000), "written as USER app");

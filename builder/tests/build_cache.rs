@@ -755,3 +755,85 @@ async fn cache_run_layers_false_leaves_run_alone() {
         files(&format!("{host}/norun:2"))["unique"]
     );
 }
+
+/// `--cache-dir` keeps the base image itself (manifest, config, what its
+/// reference resolved to): a base pinned by digest is not asked of the
+/// registry again, and a tag whose registry cannot be reached is served
+/// from the cache directory with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_dir_keeps_base_images_for_when_their_registry_is_away() {
+    let registry = TestRegistry::start();
+    // The base's registry is reached through the proxy; the destination
+    // is the registry itself, so it stays reachable when the proxy goes.
+    let proxy = FaultProxy::recording(registry.host()).await;
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    let cache_dir = tempfile::tempdir().unwrap();
+    let by_tag = format!("{}/busybox:latest", proxy.host());
+    let by_digest = format!("{}/busybox@{}", proxy.host(), fixtures.index_digest);
+    let ctx = context("ARG BASE\nFROM $BASE\nARG V\nRUN echo $V > /v\n", &[]);
+    let run = |base: &str, v: &str| {
+        vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/kept:{v}", registry.host()),
+            format!("--cache-dir={}", cache_dir.path().display()),
+            format!("--build-arg=BASE={base}"),
+            format!("--build-arg=V={v}"),
+        ]
+    };
+    let manifest_gets = |from: usize| {
+        proxy.requests()[from..]
+            .iter()
+            .filter(|r| r.starts_with("GET") && r.contains("/manifests/"))
+            .count()
+    };
+    build(&run(&by_tag, "1")).await;
+    build(&run(&by_digest, "2")).await;
+    assert!(manifest_gets(0) >= 2);
+
+    // Pinned by digest: the kept copy is that content, no registry needed.
+    let before = proxy.requests().len();
+    let log = stderr(&build(&run(&by_digest, "3")).await);
+    assert!(log.contains("from --cache-dir"), "{log}");
+    assert_eq!(
+        manifest_gets(before),
+        0,
+        "{:?}",
+        &proxy.requests()[before..]
+    );
+
+    // The base's registry goes away: the tag is served from the cache dir.
+    drop(proxy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = stderr(&build(&run(&by_tag, "4")).await);
+    assert!(
+        log.contains("cannot reach") && log.contains("as kept in --cache-dir"),
+        "{log}"
+    );
+    let files = files(&format!("{}/kept:4", registry.host()));
+    assert_eq!(files["v"].2, "4\n");
+    assert!(
+        files.contains_key("bin/busybox"),
+        "the base's files are there"
+    );
+    let config = config_of(&format!("{}/kept:4", registry.host()));
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        fixtures.amd64.diff_id.as_str()
+    );
+
+    // Without a kept copy, an unreachable registry is still an error.
+    let empty = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        "--no-push".to_string(),
+        format!("--cache-dir={}", empty.path().display()),
+        format!("--build-arg=BASE={by_tag}"),
+    ])
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot reach"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod copy_dest;
 
+mod base_cache;
 mod cache_step;
 mod copy;
 mod error;

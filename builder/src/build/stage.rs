@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::BuildError;
+use super::base_cache::pull_base_image;
 use super::cache_step::{remember, restore, source_digests, step_key};
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
@@ -209,7 +210,13 @@ pub(super) async fn pull_base(
     reference: &str,
     platform: &Platform,
 ) -> Result<StageImage, BuildError> {
-    let pulled = scope.blobs.registry.pull_image(reference, platform).await?;
+    let pulled = pull_base_image(
+        scope.blobs.registry,
+        scope.blobs.cache_dir,
+        reference,
+        platform,
+    )
+    .await?;
     let config = parse_config(&pulled.config_bytes)?;
     let mut layers = Vec::with_capacity(pulled.manifest.layers().len());
     if pulled.manifest.layers().len() != config.rootfs.diff_ids.len() {

@@ -348,10 +348,12 @@ pub struct CacheArgs {
     #[arg(long, value_name = "DURATION", default_value = "336h", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 
-    /// Directory of layer blobs (base images' and cached ones) kept between builds by digest and
-    /// checked against it when read, so a rebuild does not download them again. Used when
-    /// given, or with --cache when the default directory exists. RUN --mount=type=cache
-    /// directories live in its `run-mounts/<os>-<arch>[-<variant>]/<id>`.
+    /// Directory kept between builds: layer blobs (base images' and cached ones) by digest,
+    /// checked against it when read, so a rebuild does not download them again; base images
+    /// themselves, so a base pinned by digest needs no registry and a tag whose registry cannot
+    /// be reached is used as last pulled (with a warning); RUN --mount=type=cache directories, in
+    /// `run-mounts/<os>-<arch>[-<variant>]/<id>`. Used when given, or with --cache when the
+    /// default directory exists.
     #[arg(long, value_name = "DIR", default_value = "/cache")]
     pub cache_dir: PathBuf,
 

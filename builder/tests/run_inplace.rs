@@ -504,3 +504,107 @@ async fn cleanup_leaves_only_the_protected_paths_and_the_container_builds_again(
         assert_eq!(sim.listing(), want, "build {build}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_mounts_are_materialised_and_never_captured() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        r#"FROM {}
+RUN --mount=type=cache,target=/var/cache/app echo one >> /var/cache/app/log && cat /var/cache/app/log > /seen1
+RUN --mount=type=cache,target=/var/cache/app echo two >> /var/cache/app/log && cat /var/cache/app/log > /seen2
+RUN --mount=type=secret,id=token,target=/run/secrets/token wc -c < /run/secrets/token > /secret-bytes
+RUN --mount=type=secret,id=token,env=TOKEN test "$TOKEN" = s3cr3t && echo yes > /env-secret
+RUN --mount=type=bind,source=hello.txt,target=/etc/hello.txt cat /etc/hello.txt > /bound && echo changed > /etc/hello.txt
+RUN --mount=type=tmpfs,target=/home/app ls -A /home/app | wc -l > /home-entries && touch /home/app/x
+RUN --mount=type=secret,id=token,target=/etc/token false
+"#,
+        fixtures.index
+    );
+    let ctx = context(&dockerfile, &[("hello.txt", "hi\n")]);
+    let sim = SimulatedRoot::new(Marker::DockerEnv);
+    fs::write(sim.path().join("kiln/token"), "s3cr3t").unwrap();
+    let image = format!("{}/mounts:1", registry.host());
+    let args = [
+        "--context=dir:///workspace".to_string(),
+        format!("--destination={image}"),
+        "--isolation=inplace".to_string(),
+        "--secret=id=token,src=/kiln/token".to_string(),
+    ];
+    // The last RUN fails: its secret must be gone all the same.
+    let output = sim.kiln(ctx.path(), &args, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("RUN failed (exit 1)"),
+        "{}",
+        stderr(&output)
+    );
+    let root = sim.path();
+    assert!(!root.join("etc/token").exists(), "the secret stayed in /");
+    assert!(!root.join("run/secrets").exists());
+    assert!(!exists(&image));
+
+    // Without the failing step: pushed, and no mount in any layer.
+    let dockerfile = dockerfile.replace(
+        "RUN --mount=type=secret,id=token,target=/etc/token false\n",
+        "",
+    );
+    fs::write(ctx.path().join("Dockerfile"), &dockerfile).unwrap();
+    let output = sim.kiln(ctx.path(), &args, &[]).await;
+    assert_success(&output);
+    let all: BTreeMap<String, support::kiln::Entry> = layers(&image)[1..]
+        .iter()
+        .flat_map(|layer| layer.clone())
+        .collect();
+    let content = |path: &str| all.get(path).map(|entry| entry.4.clone());
+    // The cache keeps what the failed build's RUNs wrote, and this one's.
+    assert_eq!(content("seen1").as_deref(), Some("one\ntwo\none\n"));
+    assert_eq!(content("seen2").as_deref(), Some("one\ntwo\none\ntwo\n"));
+    assert_eq!(content("secret-bytes").as_deref(), Some("6\n"));
+    assert_eq!(content("env-secret").as_deref(), Some("yes\n"));
+    assert_eq!(content("bound").as_deref(), Some("hi\n"));
+    assert_eq!(content("home-entries").as_deref(), Some("0\n"));
+    for path in all.keys() {
+        assert!(
+            !(path.starts_with("var/")
+                || path.starts_with("run/")
+                || path.starts_with("etc/")
+                || path.starts_with("home/")
+                || path.starts_with("cache/")),
+            "{path}: a mount reached a layer"
+        );
+    }
+    for layer in layers(&image) {
+        for (path, entry) in layer {
+            assert!(!entry.4.contains("s3cr3t"), "the secret is in {path}");
+        }
+    }
+    // The image's own /home/app came back, the context is untouched, the
+    // cache lives under --cache-dir (/cache, protected).
+    assert!(root.join("home/app").is_dir());
+    assert!(!root.join("home/app/x").exists());
+    assert!(!root.join("etc/hello.txt").exists());
+    assert_eq!(
+        fs::read_to_string(ctx.path().join("hello.txt")).unwrap(),
+        "hi\n"
+    );
+    let cache_logs: Vec<String> = walk_files(&root.join("cache"))
+        .into_iter()
+        .filter(|p| p.ends_with("/log"))
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    // The failed build's two runs, then this one's.
+    assert_eq!(cache_logs, ["one\ntwo\none\ntwo\n"]);
+}
+
+fn walk_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}

@@ -143,11 +143,8 @@ impl Session {
                     .map(PathBuf::from),
             );
             never_captured.extend(std::path::absolute(&context.root).ok());
-            never_captured.extend(
-                cache_dir
-                    .as_ref()
-                    .and_then(|store| std::path::absolute(store.root()).ok()),
-            );
+            // --cache-dir holds the base-image blobs and RUN's cache mounts.
+            never_captured.extend(std::path::absolute(&options.cache.dir).ok());
             Some(inplace::InPlaceRoot::open(&never_captured)?)
         } else {
             None

@@ -36,13 +36,6 @@ pub async fn run_step(
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
-    if scope.isolation == Isolation::Inplace
-        && let Some(mount) = run.mounts.first()
-    {
-        return Err(BuildError::Other(format!(
-            "RUN --mount={mount} is not supported with --isolation=inplace yet; use --isolation=chroot"
-        )));
-    }
     if let Some(security) = &run.security
         && security != "sandbox"
     {
@@ -132,6 +125,15 @@ pub async fn run_step(
 
     let root = rootfs.clone();
     let isolation = scope.isolation;
+    // In place: where the image's entries at mount targets wait.
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(scope.blobs.work_dir)
+        .map_err(BuildError::io(
+            "creating a directory in",
+            scope.blobs.work_dir,
+        ))?;
+    let scratch_path = scratch.path().to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let mut stderr = std::io::stderr();
         // The build's log is stderr; a failed write there is not the
@@ -141,7 +143,7 @@ pub async fn run_step(
         };
         match isolation {
             Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
-            Isolation::Inplace => run_in_place(&spec, &mut log),
+            Isolation::Inplace => run_in_place(&spec, &scratch_path, &mut log),
         }
     })
     .await

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::exec::{command_env, ensure_workdir, exec_hint, path_of, resolve_executable};
+use super::inplace_mounts::Materialized;
 use super::output::supervise;
 use super::sys::{self, ChildStep, PlainPlan};
 use super::{Network, RunError, RunOutput, RunSpec};
@@ -26,7 +27,16 @@ const ROOT: &str = "/";
 ///
 /// An exit status other than 0 is `Ok`; errors are for a command that
 /// could not be started.
-pub fn run_in_place(spec: &RunSpec, log: &mut dyn FnMut(&[u8])) -> Result<RunOutput, RunError> {
+///
+/// `RUN --mount`s ([`RunSpec::mounts`]) are materialised in `/` for the
+/// step and taken away before this returns (`inplace_mounts`); `scratch`
+/// is a directory outside what snapshots see (below `/kiln`) where the
+/// image's own entries at mount targets wait meanwhile.
+pub fn run_in_place(
+    spec: &RunSpec,
+    scratch: &Path,
+    log: &mut dyn FnMut(&[u8]),
+) -> Result<RunOutput, RunError> {
     let root = Path::new(ROOT);
     let name = spec.argv.first().ok_or(RunError::EmptyCommand)?.clone();
     if let Some(arg) = spec.argv.iter().find(|arg| arg.contains('\0')) {
@@ -44,6 +54,27 @@ pub fn run_in_place(spec: &RunSpec, log: &mut dyn FnMut(&[u8])) -> Result<RunOut
     let workdir = format!("/{}", clean_image_path(Path::new(&spec.workdir)).display());
     ensure_workdir(root, &workdir, user.uid, user.gid)?;
     let program = resolve_executable(root, &name, path_of(&env), &workdir)?;
+    let mounts = Materialized::place(root, &spec.mounts, scratch)?;
+    let result = start_and_supervise(spec, name, program, env, workdir, user, log);
+    // Taken away before anything else happens, the secrets first of all.
+    let restored = mounts.restore();
+    let output = result?;
+    restored?;
+    Ok(output)
+}
+
+/// Forks the command with its user and working directory and follows it
+/// to its end.
+fn start_and_supervise(
+    spec: &RunSpec,
+    name: String,
+    program: String,
+    env: Vec<(String, String)>,
+    workdir: String,
+    user: crate::fs::ExecUser,
+    log: &mut dyn FnMut(&[u8]),
+) -> Result<RunOutput, RunError> {
+    let root = Path::new(ROOT);
 
     let (output, writer) = io::pipe().map_err(RunError::io("create", "the output pipe"))?;
     let stderr = writer

@@ -155,9 +155,21 @@
 //! stops reading the step's output 2 seconds after the command exits if
 //! such a process holds it open. A container that ends with the build
 //! (a Kubernetes Job) ends them too. `RUN --network=none` needs a network
-//! namespace and is refused in this mode; `RUN --mount` is refused for
-//! now. Nothing isolates the step from kiln itself: a RUN as root can
-//! read `/kaniko/.docker` and kill kiln, as under kaniko.
+//! namespace and is refused in this mode. Nothing isolates the step from
+//! kiln itself: a RUN as root can read `/kaniko/.docker` and kill kiln, as
+//! under kaniko.
+//!
+//! `RUN --mount`s get the same [`RunMount`] list as in chroot, but with no
+//! mount system call available they are *materialised* (`inplace_mounts`):
+//! a cache (or `rw` bind) directory is moved to its target and back, a
+//! read-only bind or a secret's file is copied there and removed, a tmpfs
+//! is an empty directory; an image entry at a target is moved aside to a
+//! scratch directory below `/kiln/work` and back, stubs and parents' times
+//! are handled as for chroot's mount points, and all of it is undone
+//! before the snapshot, on failure too (secrets first of all). Limits: a
+//! read-only mount is not enforced (what the step writes to the copy is
+//! discarded), a tmpfs has no size limit, and copying large bind sources
+//! costs what a bind mount does not.
 
 mod chroot;
 pub mod container;
@@ -165,6 +177,7 @@ pub mod emulation;
 mod error;
 mod exec;
 mod inplace;
+mod inplace_mounts;
 pub mod mount_spec;
 mod mounts;
 mod output;

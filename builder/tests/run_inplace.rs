@@ -481,6 +481,8 @@ async fn cleanup_leaves_only_the_protected_paths_and_the_container_builds_again(
         "--isolation=inplace".to_string(),
         "--ignore-path=/root/ignored".to_string(),
         "--cleanup".to_string(),
+        // An output file in /: written after the build, kept by --cleanup.
+        "--digest-file=/digest.txt".to_string(),
     ];
     for build in 0..2 {
         let output = sim.kiln(ctx.path(), &args, &[]).await;
@@ -500,6 +502,9 @@ async fn cleanup_leaves_only_the_protected_paths_and_the_container_builds_again(
             .cloned()
             .collect();
         want.push("f 0644 root/ignored/new \"new\\n\"".to_string());
+        let digest = fs::read_to_string(sim.path().join("digest.txt")).unwrap();
+        assert!(digest.starts_with("sha256:"), "{digest}");
+        want.push(format!("f 0644 digest.txt {digest:?}"));
         want.sort();
         assert_eq!(sim.listing(), want, "build {build}");
     }

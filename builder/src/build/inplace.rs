@@ -26,8 +26,10 @@
 //! The snapshot ignore list (`/proc`, `/sys`, `/dev`, `/kiln`, `/kaniko`,
 //! `/var/run` unless `--ignore-var-run=false`, `--ignore-path`s), the
 //! container runtimes' marker files (so the container is still recognised
-//! as one for the next build), the build context and `--cache-dir` when
-//! they are below `/`, and every mount point of the container, read from
+//! as one for the next build), the build context, `--cache-dir` (base
+//! blobs and RUN cache mounts) and the output files (`--tar-path`,
+//! `--oci-layout-path`, the digest files) when they are below `/`, and
+//! every mount point of the container, read from
 //! `/proc/self/mountinfo` at start (an in-place build refuses to run
 //! without it: removing what is below an unknown mount point would destroy
 //! a volume's content).

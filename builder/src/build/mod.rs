@@ -145,6 +145,20 @@ impl Session {
             never_captured.extend(std::path::absolute(&context.root).ok());
             // --cache-dir holds the base-image blobs and RUN's cache mounts.
             never_captured.extend(std::path::absolute(&options.cache.dir).ok());
+            // Files written after the build: --cleanup must not remove them.
+            let output = &options.output;
+            never_captured.extend(
+                [
+                    &output.tar_path,
+                    &output.oci_layout_path,
+                    &output.digest_file,
+                    &output.image_name_with_digest_file,
+                    &output.image_name_tag_with_digest_file,
+                ]
+                .into_iter()
+                .flatten()
+                .filter_map(|path| std::path::absolute(path).ok()),
+            );
             Some(inplace::InPlaceRoot::open(&never_captured)?)
         } else {
             None

@@ -60,7 +60,7 @@ pub async fn workdir_step(
         return Ok(());
     }
 
-    let rootfs = scope.blobs.rootfs(image).await?.to_path_buf();
+    let rootfs = scope.blobs.stage_root(image).await?;
     let (uid, gid) = match image.config.config.user.as_deref() {
         Some(user) if !user.is_empty() => crate::fs::resolve_user(&rootfs, user)?,
         _ => (0, 0),

@@ -1,6 +1,8 @@
 //! Binaries of this workspace for the pod runner's image table.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
@@ -30,10 +32,15 @@ pub fn profile_dir_of(test_executable: &Path) -> Option<&Path> {
     deps.parent()
 }
 
+/// Binaries `cargo build` was already run for in this test process.
+static BUILT: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
 /// The binary `bin` of workspace package `package` (e.g. `kiln-builder`,
-/// `kiln`), from the target directory this test was built into; built
-/// with `cargo build` first when it is not there (a test run of one crate
-/// does not build the other crates' binaries).
+/// `kiln`), from the target directory this test was built into. `cargo
+/// build` is run for it once per test process, whether or not a binary is
+/// there: a test run of one crate does not build the other crates'
+/// binaries, and one left from an earlier build may be stale (cargo does
+/// nothing when it is current).
 pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf, BinaryError> {
     let exe = std::env::current_exe().map_err(|error| BinaryError::TargetDir {
         exe: PathBuf::new(),
@@ -44,7 +51,12 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf, BinaryError
         reason: "it is not in <target>/<profile>/deps/".to_string(),
     })?;
     let binary = profile.join(bin);
-    if binary.is_file() {
+    // Held while building, so concurrent tests wait for one build.
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (package.to_string(), bin.to_string());
+    if built.contains(&key) && binary.is_file() {
         return Ok(binary);
     }
     let target = profile.parent().ok_or_else(|| BinaryError::TargetDir {
@@ -72,6 +84,7 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf, BinaryError
             status,
         });
     }
+    built.insert(key);
     Ok(binary)
 }
 

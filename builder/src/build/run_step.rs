@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tracing::info;
 
 use super::BuildError;
-use super::cache_step::{remember, restore, step_key};
+use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
 use super::run_mounts;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
@@ -72,14 +72,18 @@ pub async fn run_step(
         }
         None => None,
     };
-    let cache = scope
-        .cache
-        .filter(|cache| cache.run_layers() && !scope.single_snapshot);
-    if let (Some(cache), Some(key)) = (cache, &key)
-        && let Some(step) = cache.lookup(key, platform, &instruction.text).await
+    let cache = run_layer_cache(scope);
+    if restore_hit(
+        scope,
+        cache,
+        key.as_ref(),
+        platform,
+        image,
+        instruction,
+        keep_rootfs,
+    )
+    .await?
     {
-        restore(scope, image, step, keep_rootfs).await?;
-        image.cache_key = key.clone();
         return Ok(());
     }
 

@@ -681,16 +681,27 @@ async fn copy_instruction(
             }
         }
     }
-    let Some(layer) = layer else {
-        return Ok(());
-    };
-    // The snapshot baseline no longer matches the root filesystem.
+    if let Some(layer) = layer {
+        layer_written(scope, image, &layer, &rootfs, keep_rootfs)?;
+    }
+    Ok(())
+}
+
+/// After a step wrote `layer` as a plan (COPY, ADD, WORKDIR) rather than by
+/// changing `rootfs`: the layer is applied to the root filesystem while
+/// something will read it again, which is dropped otherwise rather than
+/// kept stale. Either way the snapshot baseline no longer matches it.
+pub(super) fn layer_written(
+    scope: &BuildScope<'_>,
+    image: &mut StageImage,
+    layer: &crate::image::Layer,
+    rootfs: &Path,
+    keep_rootfs: bool,
+) -> Result<(), BuildError> {
     image.snapshotter = None;
     if keep_rootfs {
-        scope.blobs.apply(&layer.path, &rootfs)?;
+        scope.blobs.apply(&layer.path, rootfs)?;
     } else {
-        // Nothing reads this root filesystem again; drop it rather than
-        // keep a stale copy.
         image.rootfs = None;
     }
     Ok(())

@@ -12,8 +12,8 @@ use std::path::Path;
 use tracing::info;
 
 use super::BuildError;
-use super::cache_step::{remember, restore, step_key};
-use super::stage::{BuildScope, commit_layer};
+use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
+use super::stage::{BuildScope, commit_layer, layer_written};
 use super::state::StageImage;
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::{EntryKind, EntryMeta, LayerPlan};
@@ -49,14 +49,18 @@ pub async fn workdir_step(
     let key = scope
         .cache
         .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
-    let cache = scope
-        .cache
-        .filter(|cache| cache.run_layers() && !scope.single_snapshot);
-    if let (Some(cache), Some(key)) = (cache, &key)
-        && let Some(step) = cache.lookup(key, platform, &instruction.text).await
+    let cache = run_layer_cache(scope);
+    if restore_hit(
+        scope,
+        cache,
+        key.as_ref(),
+        platform,
+        image,
+        instruction,
+        keep_rootfs,
+    )
+    .await?
     {
-        restore(scope, image, step, keep_rootfs).await?;
-        image.cache_key = key.clone();
         return Ok(());
     }
 
@@ -91,13 +95,7 @@ pub async fn workdir_step(
         )?;
     }
     if let Some(layer) = layer {
-        // The snapshot baseline no longer matches the root filesystem.
-        image.snapshotter = None;
-        if keep_rootfs {
-            scope.blobs.apply(&layer.path, &rootfs)?;
-        } else {
-            image.rootfs = None;
-        }
+        layer_written(scope, image, &layer, &rootfs, keep_rootfs)?;
     }
     Ok(())
 }

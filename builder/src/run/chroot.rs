@@ -186,10 +186,7 @@ fn mount_point(
         MountPoint::Blocked(existing) => Err(RunError::MountPointBlocked {
             mount: image_path,
             existing,
-            kind: match kind {
-                StubKind::Directory => "directory",
-                StubKind::File => "file",
-            },
+            kind: kind.name(),
         }),
     }
 }
@@ -220,10 +217,7 @@ fn run_mount_points(
                 return Err(RunError::MountTargetBlocked {
                     target: mount.target.clone(),
                     existing,
-                    kind: match kind {
-                        StubKind::Directory => "directory",
-                        StubKind::File => "file",
-                    },
+                    kind: kind.name(),
                 });
             }
         }

@@ -131,10 +131,7 @@ impl Materialized {
                     return Err(RunError::MountTargetBlocked {
                         target: mount.target.clone(),
                         existing,
-                        kind: match kind {
-                            StubKind::Directory => "directory",
-                            StubKind::File => "file",
-                        },
+                        kind: kind.name(),
                     });
                 }
             }

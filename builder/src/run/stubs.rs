@@ -26,6 +26,16 @@ pub(super) enum StubKind {
     File,
 }
 
+impl StubKind {
+    /// The word for error messages.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            StubKind::Directory => "directory",
+            StubKind::File => "file",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Stub {
     image_path: String,

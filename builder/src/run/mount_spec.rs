@@ -405,22 +405,7 @@ impl fmt::Display for MountSpec {
 /// from `workdir`, as BuildKit does. `.` and `..` are resolved lexically
 /// and never climb above `/`.
 pub fn absolute_target(target: &str, workdir: &str) -> String {
-    let joined = if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("{workdir}/{target}")
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::image::config::join_image_path(workdir, target)
 }
 
 /// Go's `strconv.ParseBool` spellings, which BuildKit accepts.

@@ -11,6 +11,7 @@
 use super::error::{DockerfileError, Problem};
 use super::model::{Dockerfile, InstructionKind, Stage};
 use super::vars::BuildVars;
+use crate::run::mount_spec::{csv_fields, unquote};
 
 /// Where a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,32 +220,9 @@ fn analyse(
 /// `key=value` fields; a field may be double-quoted, as in CSV).
 pub fn mount_from(mount: &str) -> Option<&str> {
     csv_fields(mount).into_iter().find_map(|field| {
-        let field = field.trim();
-        let field = field
-            .strip_prefix('"')
-            .and_then(|f| f.strip_suffix('"'))
-            .unwrap_or(field);
-        let (key, value) = field.split_once('=')?;
+        let (key, value) = unquote(field.trim()).split_once('=')?;
         key.trim().eq_ignore_ascii_case("from").then_some(value)
     })
-}
-
-fn csv_fields(line: &str) -> Vec<&str> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                fields.push(&line[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    fields.push(&line[start..]);
-    fields
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

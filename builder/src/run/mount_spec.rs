@@ -451,7 +451,7 @@ fn parse_size(value: &str) -> Option<u64> {
 }
 
 /// Comma-separated fields; a double-quoted stretch may hold commas.
-fn csv_fields(line: &str) -> Vec<&str> {
+pub(crate) fn csv_fields(line: &str) -> Vec<&str> {
     let mut fields = Vec::new();
     let mut start = 0;
     let mut quoted = false;
@@ -469,7 +469,8 @@ fn csv_fields(line: &str) -> Vec<&str> {
     fields
 }
 
-fn unquote(field: &str) -> &str {
+/// A field without the double quotes around it, if it has them.
+pub(crate) fn unquote(field: &str) -> &str {
     field
         .strip_prefix('"')
         .and_then(|f| f.strip_suffix('"'))

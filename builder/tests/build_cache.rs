@@ -837,3 +837,39 @@ async fn cache_dir_keeps_base_images_for_when_their_registry_is_away() {
         stderr(&output)
     );
 }
+
+/// `WORKDIR /` creates nothing but is a link of the key chain: a RUN after
+/// it must not hit the layer the same RUN made in another directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn workdir_slash_changes_the_keys_after_it() {
+    let (registry, fixtures) = setup().await;
+    let build_with = |dockerfile: String, tag: &'static str| {
+        let ctx = context(&dockerfile, &[]);
+        let host = registry.host().to_string();
+        async move {
+            let output = build(&[
+                context_arg(ctx.path()),
+                format!("--destination={host}/slash:{tag}"),
+                format!("--cache-repo={host}/slash/cache"),
+                "--cache".to_string(),
+            ])
+            .await;
+            (stderr(&output), files(&format!("{host}/slash:{tag}")))
+        }
+    };
+    let base = &fixtures.index;
+    let (_, first) = build_with(
+        format!("FROM {base}\nWORKDIR /app\nRUN pwd > /where\n"),
+        "1",
+    )
+    .await;
+    assert_eq!(first["where"].2, "/app\n");
+    let (log, second) = build_with(
+        format!("FROM {base}\nWORKDIR /app\nWORKDIR /\nRUN pwd > /where\n"),
+        "2",
+    )
+    .await;
+    assert_eq!(count(&log, "cache hit for WORKDIR /app"), 1, "{log}");
+    assert_eq!(count(&log, "cache miss for RUN pwd"), 1, "{log}");
+    assert_eq!(second["where"].2, "/\n");
+}

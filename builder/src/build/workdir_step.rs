@@ -38,7 +38,14 @@ pub async fn workdir_step(
         .working_dir
         .clone()
         .unwrap_or_else(|| "/".to_string());
+    let key = scope
+        .cache
+        .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
     if workdir == "/" {
+        // Nothing to create, but later steps' keys depend on it.
+        if let Some(key) = key {
+            image.cache_key = key;
+        }
         image
             .config
             .add_history(scope.created(), &instruction.text, None, None);
@@ -46,9 +53,6 @@ pub async fn workdir_step(
     }
     info!("{}", instruction.text);
 
-    let key = scope
-        .cache
-        .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
     let cache = run_layer_cache(scope);
     if restore_hit(
         scope,

@@ -54,13 +54,7 @@ pub async fn run_step(
     };
     info!("{}", instruction.text);
     let mounts = run_mounts::parse_run_mounts(run, vars)?;
-    let workdir = image
-        .config
-        .config
-        .working_dir
-        .clone()
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".to_string());
+    let workdir = image.config.workdir();
 
     // Looked up before anything is unpacked: a hit needs no files.
     let key = match scope.cache {

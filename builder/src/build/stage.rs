@@ -431,12 +431,7 @@ async fn copy_instruction(
     let name = if is_add { "ADD" } else { "COPY" };
     info!("{}", instruction.text);
     let dest = vars.expand(&copy.dest)?;
-    let workdir = image
-        .config
-        .config
-        .working_dir
-        .clone()
-        .unwrap_or_else(|| "/".to_string());
+    let workdir = image.config.workdir();
     let chmod = copy
         .chmod
         .as_deref()

@@ -32,12 +32,7 @@ pub async fn workdir_step(
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
     image.config.set_workdir(dir);
-    let workdir = image
-        .config
-        .config
-        .working_dir
-        .clone()
-        .unwrap_or_else(|| "/".to_string());
+    let workdir = image.config.workdir();
     let key = scope
         .cache
         .map(|_| step_key(scope, platform, image, instruction, vars, &[]));

@@ -273,6 +273,16 @@ impl ImageConfig {
         self.config.user = Some(user.to_string());
     }
 
+    /// The working directory RUN, COPY and WORKDIR start from: the
+    /// image's, or `/` when it has none (or an empty one).
+    pub fn workdir(&self) -> String {
+        self.config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_string())
+    }
+
     /// WORKDIR: a relative path is taken from the current working directory.
     pub fn set_workdir(&mut self, dir: &str) {
         let base = self.config.working_dir.as_deref().unwrap_or("/");

@@ -31,7 +31,8 @@ use tracing::{info, warn};
 pub use error::BuildError;
 use outputs::publish;
 pub use outputs::{
-    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, suffixed_tag,
+    write_digest_files,
 };
 use stage::{BuildScope, build_stage};
 pub use state::to_oci_descriptor;

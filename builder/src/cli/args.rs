@@ -224,18 +224,18 @@ pub struct PlatformArgs {
     pub driver: Driver,
 
     /// Push an image index (or Docker manifest list) referring to every platform's image to each
-    /// --destination.
+    /// --destination. Default: true when more than one platform is built, and with --driver=ci;
+    /// false pushes each platform under its own tag (`app:1.2.3-linux-arm64-v8`) instead.
     #[arg(
         long,
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
-        default_value = "false",
         default_missing_value = "true",
         action = ArgAction::Set,
         value_parser = parse_bool,
     )]
-    pub publish_index: bool,
+    pub publish_index: Option<bool>,
 
     /// Publish a Docker manifest list instead of an OCI image index.
     #[arg(

@@ -11,8 +11,8 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::args::Args;
 use super::options::{
-    BuildOptions, CacheOptions, Compression, ExecutionOptions, K8sOptions, MultiPlatformOptions,
-    OciMode, OutputOptions,
+    BuildOptions, CacheOptions, Compression, Driver, ExecutionOptions, K8sOptions,
+    MultiPlatformOptions, OciMode, OutputOptions,
 };
 use crate::platform::{self, Platform, PlatformError};
 
@@ -141,6 +141,12 @@ impl Args {
             }
         }
         let cache_dir_given = self.changed_flags()?.contains("cache-dir");
+        // Several platforms are one image: its index goes to the destination
+        // unless asked otherwise; the ci driver's only product is an index.
+        let publish_index = self
+            .platforms
+            .publish_index
+            .unwrap_or(platforms.len() > 1 || self.platforms.driver == Driver::Ci);
 
         let Args {
             input,
@@ -178,7 +184,7 @@ impl Args {
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
-                publish_index: multi.publish_index,
+                publish_index,
                 legacy_manifest_list: multi.legacy_manifest_list,
                 index_annotations,
                 digests_from: multi.digests_from,
@@ -1036,6 +1042,39 @@ pub(crate) mod tests {
             let argv = ["kiln", "--no-push", flag_use];
             let want = format!("flag --{flag} is not supported yet");
             assert_eq!(validate(&argv), Err(want), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn publish_index_defaults_to_true_for_several_platforms_and_the_ci_driver() {
+        // (flags, publish_index)
+        let table: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["--platform=linux/arm64"], false),
+            (&["--custom-platform=linux/arm64"], false),
+            (&["--platform=linux/amd64,linux/arm64"], true),
+            (&["--multi-platform=linux/amd64,linux/arm64"], true),
+            (
+                &[
+                    "--platform=linux/amd64,linux/arm64",
+                    "--publish-index=false",
+                ],
+                false,
+            ),
+            (&["--platform=linux/arm64", "--publish-index"], true),
+            (&["--publish-index=true"], true),
+            (&["--driver=ci"], true),
+            (&["--driver=ci", "--publish-index=false"], false),
+            (
+                &["--driver=k8s", "--platform=linux/amd64,linux/arm64"],
+                true,
+            ),
+        ];
+        for (flags, want) in table {
+            let mut argv = vec!["kiln", "--no-push"];
+            argv.extend_from_slice(flags);
+            let got = validate(&argv).map(|o| o.multi_platform.publish_index);
+            assert_eq!(got, Ok(*want), "{argv:?}");
         }
     }
 

@@ -274,10 +274,11 @@ pub struct PlatformArgs {
     )]
     pub require_native_nodes: bool,
 
-    /// How RUN executes for a foreign architecture with --driver=local: none (refuse the build)
-    /// or qemu (run it under the qemu-user interpreter the kernel has registered in binfmt_misc,
-    /// with the F flag; install qemu-user-static and register it first). Also KILN_EMULATION.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::None, env = EMULATION_ENV)]
+    /// How RUN executes for a foreign architecture with --driver=local: auto (under the qemu-user
+    /// interpreter the kernel has registered in binfmt_misc, with a warning, and refused when
+    /// none is), none (refuse the build) or qemu (require the interpreter; install
+    /// qemu-user-static and register it with the F flag first). Also KILN_EMULATION.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::Auto, env = EMULATION_ENV)]
     pub emulation: Emulation,
 
     /// Also push each platform's image under a tag with the platform appended, e.g.

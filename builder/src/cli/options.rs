@@ -36,8 +36,13 @@ pub enum Driver {
 /// How RUN executes code for a foreign architecture (`--emulation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Emulation {
+    /// The qemu-user interpreter binfmt_misc has registered, if any, with a
+    /// warning; refused without one.
     #[default]
+    Auto,
+    /// Refused.
     None,
+    /// The registered interpreter, which must be there.
     Qemu,
 }
 

@@ -130,6 +130,7 @@ impl Session {
                     ttl: options.cache.ttl,
                     run_layers: options.cache.run_layers,
                     copy_layers: options.cache.copy_layers,
+                    push: options.cache.push,
                 },
                 now,
             ))

@@ -4,6 +4,7 @@
 //! `options` the build engine consumes, `logging` sets up stderr logs.
 
 pub mod args;
+pub mod kaniko;
 pub mod logging;
 pub mod options;
 pub mod reference;

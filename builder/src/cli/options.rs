@@ -137,6 +137,8 @@ pub struct OutputOptions {
     pub oci_mode: OciMode,
     /// Manifest annotations (`--annotation`).
     pub annotations: BTreeMap<String, String>,
+    /// kaniko's `--skip-push-permission-check`.
+    pub skip_push_permission_check: bool,
 }
 
 /// How several platforms are built and published together.
@@ -170,6 +172,9 @@ pub struct CacheOptions {
     /// Appended to the cache repository, with `${ARCH}`, `${OS}` and
     /// `${VARIANT}` standing for the platform's (e.g. `-${ARCH}`).
     pub arch_repo_suffix: Option<String>,
+    /// Whether new layers are pushed to the cache repository (kaniko's
+    /// `--no-push-cache` turns it off).
+    pub push: bool,
 }
 
 /// How instructions run and how their results are captured.

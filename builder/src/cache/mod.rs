@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 pub use key::{BaseOf, KeyInputs, base_key, cache_key};
 pub use remote::{CachedStep, Lookup, StepToStore};
-pub use repo::{RepoError, cache_repository};
+pub use repo::{RepoError, cache_repository, check_suffix};
 
 use crate::image::BlobStore;
 use crate::platform::Platform;

@@ -389,7 +389,8 @@ pub struct CacheArgs {
     pub cache_run_layers: bool,
 
     /// Suffix for a per-architecture cache repository; `${ARCH}`, `${OS}` and `${VARIANT}` become
-    /// the platform's, e.g. `-${ARCH}` gives `…/cache-arm64`.
+    /// the platform's, e.g. `-${ARCH}` gives `…/cache-arm64`. Quote it in a shell
+    /// (`'--arch-cache-repo-suffix=-${ARCH}'`): a suffix that lost its placeholder is refused.
     #[arg(long, value_name = "SUFFIX")]
     pub arch_cache_repo_suffix: Option<String>,
 }

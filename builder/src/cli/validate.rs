@@ -138,6 +138,10 @@ impl Args {
         if self.output.destination.is_empty() && !self.output.no_push {
             return Err(CliError::NoDestination);
         }
+        // Checked even without --cache: the flag says a suffix was meant.
+        if let Some(suffix) = &self.cache.arch_cache_repo_suffix {
+            crate::cache::check_suffix(suffix)?;
+        }
         if self.cache.cache {
             // Every platform's cache repository can be named before any work.
             let host = [Platform::host()];

@@ -331,22 +331,38 @@ async fn build_all(
     }
     let mut results = Vec::with_capacity(tasks.len());
     let mut failures = Vec::new();
+    let mut codes = Vec::new();
     for (task, platform) in tasks.into_iter().zip(&options.platforms) {
         match task.await {
             Ok(Ok(result)) => results.push(result),
-            Ok(Err(error)) => failures.push(format!("{platform}: {error}")),
-            Err(join) => failures.push(format!("{platform}: build task failed: {join}")),
+            Ok(Err(error)) => {
+                codes.push(error.exit_code());
+                failures.push(format!("{platform}: {error}"));
+            }
+            Err(join) => {
+                codes.push(None);
+                failures.push(format!("{platform}: build task failed: {join}"));
+            }
         }
     }
     if !failures.is_empty() {
-        return Err(BuildError::Other(format!(
-            "{} of {} platforms failed, no index published:\n  {}",
-            failures.len(),
-            options.platforms.len(),
-            failures.join("\n  ")
-        )));
+        return Err(BuildError::Platforms {
+            message: format!(
+                "{} of {} platforms failed, no index published:\n  {}",
+                failures.len(),
+                options.platforms.len(),
+                failures.join("\n  ")
+            ),
+            code: common_code(&codes),
+        });
     }
     Ok(results)
+}
+
+/// The exit code every failed platform agrees on, if they all have one.
+fn common_code(codes: &[Option<i32>]) -> Option<i32> {
+    let first = (*codes.first()?)?;
+    codes.iter().all(|c| *c == Some(first)).then_some(first)
 }
 
 #[cfg(test)]
@@ -552,5 +568,19 @@ mod tests {
              (qemu-aarch64), typically 5 to 20 times slower than native; build on native nodes \
              with --driver=k8s, or refuse emulation with --emulation=none"
         );
+    }
+
+    #[test]
+    fn platforms_share_an_exit_code_only_when_all_agree() {
+        let table: [(&[Option<i32>], Option<i32>); 5] = [
+            (&[Some(3)], Some(3)),
+            (&[Some(3), Some(3)], Some(3)),
+            (&[Some(3), Some(4)], None),
+            (&[Some(3), None], None),
+            (&[], None),
+        ];
+        for (codes, want) in table {
+            assert_eq!(common_code(codes), want, "{codes:?}");
+        }
     }
 }

@@ -10,11 +10,9 @@ use crate::build::{BuildError, Session};
 use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::platform::Platform;
-use crate::registry::parse_reference;
 
-use crate::cli::options::Emulation;
-
-use super::local::{foreign_run, refuse_foreign};
+use super::local::foreign_run;
+use super::preflight::{PushCheck, preflight};
 
 /// Checks what a build of `options` needs and returns the plan as text.
 pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
@@ -31,13 +29,9 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
         "plan for {} platform(s) on a {host} machine:",
         platforms.len()
     );
-    // With --emulation, a missing interpreter fails the dry run as it
-    // would fail the build.
-    let emulated = if options.multi_platform.emulation == Emulation::None {
-        Vec::new()
-    } else {
-        refuse_foreign(&session, options, &platforms)?
-    };
+    // What the build refuses before its first step, the dry run refuses
+    // with the same message.
+    let (emulated, push) = preflight(&session, options, &platforms).await?;
     for platform in &platforms {
         let (_, plan) = session.plan(options, platform)?;
         let under_qemu: Vec<String> = emulated
@@ -92,11 +86,18 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
             );
         }
     }
-    if !options.output.no_push {
-        for destination in &options.output.destinations {
-            let target = parse_reference(destination)?;
-            session.registry().check_push_access(&target).await?;
-            let _ = writeln!(report, "push access: {destination} ok");
+    for destination in &options.output.destinations {
+        match push {
+            PushCheck::Checked => {
+                let _ = writeln!(report, "push access: {destination} ok");
+            }
+            PushCheck::Skipped => {
+                let _ = writeln!(
+                    report,
+                    "push access: {destination} not checked (--skip-push-permission-check)"
+                );
+            }
+            PushCheck::NoPush => {}
         }
     }
     let _ = writeln!(report, "dry run: nothing was built or pushed");

@@ -248,7 +248,8 @@ async fn build_and_publish(
     options: &BuildOptions,
     platform: Platform,
 ) -> Result<BuildOutcome, BuildError> {
-    let emulated = refuse_foreign(session, options, std::slice::from_ref(&platform))?;
+    let (emulated, _) =
+        super::preflight::preflight(session, options, std::slice::from_ref(&platform)).await?;
     log_emulation(&platform, &emulated, options.multi_platform.emulation);
     let image = session.build(options, &platform).await?;
     let multi = &options.multi_platform;
@@ -289,7 +290,8 @@ async fn build_all(
     session: Arc<Session>,
     options: Arc<BuildOptions>,
 ) -> Result<Vec<PlatformBuild>, BuildError> {
-    let emulated = Arc::new(refuse_foreign(&session, &options, &options.platforms)?);
+    let (emulated, _) = super::preflight::preflight(&session, &options, &options.platforms).await?;
+    let emulated = Arc::new(emulated);
     // In place, every platform's stages take the one `/` in turn.
     let cores = match options.execution.isolation {
         Isolation::Inplace => 1,

@@ -7,6 +7,7 @@ pub mod dry_run;
 pub mod index;
 pub mod k8s;
 pub mod local;
+pub mod preflight;
 
 use std::sync::Arc;
 

@@ -205,3 +205,124 @@ async fn one_platform_with_publish_index_is_a_one_entry_index() {
     let host = kiln_builder::platform::Platform::host().to_string();
     assert_eq!(index_platforms(&image), [host]);
 }
+
+/// What one guide-001 example must leave in the registry.
+enum Promised {
+    /// An index at the tag with exactly these platforms.
+    Index(&'static [&'static str]),
+    /// A single-platform image at the tag, for this architecture.
+    Image(&'static str),
+}
+
+/// The rest of guide 001's local-driver command lines, flag for flag
+/// (`$(date +%s)` tags and `gcr.io/myrepo` replaced by the loopback
+/// registry). A `FROM scratch` Dockerfile, so s390x builds anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_local_example_of_guide_001_gives_its_image() {
+    let registry = TestRegistry::start();
+    let host = registry.host().to_string();
+    let workspace = context(
+        "FROM scratch\nCOPY app.txt /app.txt\n",
+        &[("app.txt", "app")],
+    );
+    let dockerfile = format!("--dockerfile={}/Dockerfile", workspace.path().display());
+    let ctx = format!("--context={}", workspace.path().display());
+    let cache_repo = format!("--cache-repo={host}/myrepo/cache");
+    type Example = (&'static str, Vec<String>, Promised);
+    let examples: Vec<Example> = vec![
+        (
+            "Local Driver / Advanced Configuration",
+            vec![
+                format!("--destination={host}/myrepo/advanced:latest"),
+                "--platform=linux/amd64,linux/arm64,linux/s390x".into(),
+                "--driver=local".into(),
+                "--cache=true".into(),
+                cache_repo.clone(),
+                "--cache-ttl=168h".into(),
+                "--compression=zstd".into(),
+                "--push-retry=3".into(),
+            ],
+            Promised::Index(&["linux/amd64", "linux/arm64/v8", "linux/s390x"]),
+        ),
+        (
+            "Development Workflow (build-dev.sh)",
+            vec![
+                format!("--destination={host}/myrepo/myimage:dev"),
+                "--platform=linux/amd64,linux/arm64".into(),
+                "--driver=local".into(),
+                "--cache=true".into(),
+                cache_repo.clone(),
+                "--verbosity=info".into(),
+            ],
+            Promised::Index(&["linux/amd64", "linux/arm64/v8"]),
+        ),
+        (
+            "Custom Platform Validation",
+            vec![
+                format!("--destination={host}/myrepo/validated:latest"),
+                "--platform=linux/amd64,linux/arm64".into(),
+                "--driver=local".into(),
+                "--require-native-nodes=false".into(),
+                "--verbosity=debug".into(),
+            ],
+            Promised::Index(&["linux/amd64", "linux/arm64/v8"]),
+        ),
+        (
+            "Error Handling and Retries (build-robust.sh)",
+            vec![
+                format!("--destination={host}/myrepo/robust:latest"),
+                "--platform=linux/amd64,linux/arm64".into(),
+                "--driver=local".into(),
+                "--cache=true".into(),
+                "--push-retry=5".into(),
+                "--push-retry-initial-delay=2000".into(),
+                "--push-retry-max-delay=60000".into(),
+            ],
+            Promised::Index(&["linux/amd64", "linux/arm64/v8"]),
+        ),
+        (
+            "QEMU emulation is slow: one platform",
+            vec![
+                format!("--destination={host}/myrepo/single:latest"),
+                "--platform=linux/amd64".into(),
+                "--driver=local".into(),
+            ],
+            Promised::Image("amd64"),
+        ),
+        (
+            "Migration Guide, Before (single arch)",
+            vec![format!("--destination={host}/myrepo/before:latest")],
+            Promised::Image(match std::env::consts::ARCH {
+                "aarch64" => "arm64",
+                "x86_64" => "amd64",
+                other => other,
+            }),
+        ),
+    ];
+    for (name, flags, promised) in examples {
+        let mut args = vec![dockerfile.clone(), ctx.clone()];
+        args.extend(flags.iter().cloned());
+        let output = kiln(&args).await;
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let image = flags[0].trim_start_matches("--destination=").to_string();
+        match promised {
+            Promised::Index(platforms) => {
+                assert_eq!(index_platforms(&image), platforms, "{name}");
+            }
+            Promised::Image(arch) => {
+                let config = skopeo_json(&[
+                    "inspect",
+                    "--config",
+                    "--raw",
+                    "--tls-verify=false",
+                    &format!("docker://{image}"),
+                ]);
+                assert_eq!(config["architecture"], arch, "{name}");
+            }
+        }
+    }
+}

@@ -326,3 +326,72 @@ async fn every_local_example_of_guide_001_gives_its_image() {
         }
     }
 }
+
+/// Guide 000's command lines with the local driver: its basic
+/// multi-platform build, the migration guide's "After" with the
+/// per-architecture cache (`-${ARCH}` as kiln must receive it, quoted),
+/// and its legacy Docker compatibility.
+#[tokio::test(flavor = "multi_thread")]
+async fn guide_000_examples_give_their_images() {
+    let registry = TestRegistry::start();
+    let host = registry.host().to_string();
+    let workspace = context(
+        "FROM scratch\nCOPY app.txt /app.txt\n",
+        &[("app.txt", "app")],
+    );
+    let ctx = format!("--context=dir://{}", workspace.path().display());
+
+    // Basic Multi-Platform Build.
+    let image = format!("{host}/org/app:1.2.3");
+    let output = kiln(&[
+        ctx.clone(),
+        "--dockerfile=Dockerfile".to_string(),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--driver=local".to_string(),
+        "--publish-index=true".to_string(),
+        "--oci-mode=oci".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    assert_eq!(index_platforms(&image), ["linux/amd64", "linux/arm64/v8"]);
+
+    // Migration Guide: After, with "Update Cache Strategy".
+    let image = format!("{host}/registry/app:1.0.0");
+    let output = kiln(&[
+        ctx.clone(),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--publish-index=true".to_string(),
+        "--cache=true".to_string(),
+        format!("--cache-repo={host}/registry/cache"),
+        "--arch-cache-repo-suffix=-${ARCH}".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    assert_eq!(index_platforms(&image), ["linux/amd64", "linux/arm64/v8"]);
+    let log = stderr(&output);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            log.contains(&format!("layer cache in {host}/registry/cache-{arch}")),
+            "{log}"
+        );
+    }
+
+    // Legacy Docker Compatibility.
+    let image = format!("{host}/registry/legacy:1.0.0");
+    let output = kiln(&[
+        ctx.clone(),
+        format!("--destination={image}"),
+        "--multi-platform=linux/amd64,linux/arm64".to_string(),
+        "--oci-mode=docker".to_string(),
+        "--compression=gzip".to_string(),
+        "--legacy-manifest-list=true".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    assert_eq!(
+        raw(&image)["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+}

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -199,4 +201,91 @@ fn ignored_flags_warn_on_one_line() {
         warnings[1].contains("--use-new-run is accepted for kaniko compatibility"),
         "{stderr}"
     );
+}
+
+/// `--registry-map`: a base image named on an unreachable registry is
+/// pulled from the mirror it maps to; with
+/// `--skip-default-registry-fallback` a mirror without the image is an
+/// error, not a fall back to the original.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_map_pulls_from_the_mirror() {
+    use support::kiln::{assert_success, context, context_arg, kiln, stderr};
+    let mirror = support::TestRegistry::start();
+    support::fixtures::push_busybox_index(mirror.host()).await;
+    // Nothing listens on port 1: only the mirror can serve the base.
+    let ctx = context(
+        "FROM 127.0.0.1:1/busybox:latest\nCOPY a /a\n",
+        &[("a", "a")],
+    );
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        "--no-push".to_string(),
+        format!("--registry-map=127.0.0.1:1={}", mirror.host()),
+    ])
+    .await;
+    assert_success(&output);
+
+    let empty = support::TestRegistry::start();
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        "--no-push".to_string(),
+        format!("--registry-map=127.0.0.1:1={}", empty.host()),
+        "--skip-default-registry-fallback".to_string(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let error = message.lines().last().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "error: fetching manifest {}/busybox:latest: HTTP 404",
+            empty.host()
+        )),
+        "{message}"
+    );
+    assert!(!error.contains("127.0.0.1:1/"), "fell back: {message}");
+}
+
+/// `--no-push-cache`: cached layers are looked up but none is pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_push_cache_pushes_no_cache_layer() {
+    use support::kiln::{assert_success, context, context_arg, kiln};
+    let registry = support::TestRegistry::start();
+    let fixtures = support::fixtures::push_busybox_index(registry.host()).await;
+    let ctx = context(
+        &format!("FROM {}\nRUN echo hi > /hi\n", fixtures.index),
+        &[],
+    );
+    let cache = format!("{}/app/cache", registry.host());
+    let build = |extra: Option<&str>| {
+        let mut args = vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/app:1", registry.host()),
+            "--cache=true".to_string(),
+        ];
+        args.extend(extra.map(str::to_string));
+        args
+    };
+    assert_success(&kiln(&build(Some("--no-push-cache"))).await);
+    assert!(!support::kiln::exists(&format!("{cache}:latest")));
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{cache}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "a cache image was pushed");
+    // Without it, the RUN's layer goes to the cache repository.
+    assert_success(&kiln(&build(None)).await);
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{cache}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "no cache image was pushed");
 }

@@ -1,8 +1,9 @@
 //! `--dry-run`: everything a build would check before doing work, and
-//! nothing else. The Dockerfile is parsed and planned for every platform,
-//! every base image is resolved for every platform (a base without an
-//! entry for one fails here), each destination is checked for push access,
-//! and the plan is printed. No layer is built, nothing is pushed.
+//! nothing else. The build's own checks run first ([`super::preflight`]:
+//! emulation, bases for every platform, push access), so the dry run
+//! refuses what the build would, with the same message; then every base
+//! image is resolved for every platform and the plan is printed. No layer
+//! is built, nothing is pushed.
 
 use std::fmt::Write as _;
 
@@ -11,7 +12,6 @@ use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::platform::Platform;
 
-use super::local::foreign_run;
 use super::preflight::{PushCheck, preflight};
 
 /// Checks what a build of `options` needs and returns the plan as text.
@@ -44,13 +44,11 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
                 )
             })
             .collect();
-        let native = match foreign_run(&session, options, platform, &host)? {
-            None => "runs here".to_string(),
-            Some(_) if !under_qemu.is_empty() => format!("runs here, {}", under_qemu.join(", ")),
-            Some(foreign) => format!(
-                "needs native execution (Dockerfile:{} `{}`): --driver=k8s or --emulation=qemu",
-                foreign.line, foreign.instruction
-            ),
+        // A foreign RUN the emulation mode cannot run was refused above.
+        let native = if under_qemu.is_empty() {
+            "runs here".to_string()
+        } else {
+            format!("runs here, {}", under_qemu.join(", "))
         };
         let _ = writeln!(report, "{platform}: {native}");
         for planned in &plan.stages {

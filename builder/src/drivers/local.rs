@@ -99,19 +99,6 @@ pub fn foreign_runs(
     Ok(found)
 }
 
-/// The first RUN a build of `platform` would have to execute for a foreign
-/// architecture, if any.
-pub fn foreign_run(
-    session: &Session,
-    options: &BuildOptions,
-    platform: &Platform,
-    host: &Platform,
-) -> Result<Option<ForeignRun>, BuildError> {
-    Ok(foreign_runs(session, options, platform, host)?
-        .into_iter()
-        .next())
-}
-
 /// A foreign architecture whose RUNs execute under emulation, for one of
 /// the build's platforms.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -221,6 +221,15 @@ impl RootDir {
 
     /// Access and modification time of `host` itself (a symlink's own).
     pub fn set_times(&self, host: &Path, times: &Timestamps) -> io::Result<()> {
+        if self.relative(host)?.as_os_str().is_empty() {
+            // `O_PATH` descriptors cannot take times: the root reopened.
+            let fd = self.open_rel(
+                Path::new(""),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            )?;
+            rustix::fs::futimens(&fd, times)?;
+            return Ok(());
+        }
         let (dir, name) = self.parent(host)?;
         rustix::fs::utimensat(&dir, name, times, AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())
@@ -242,6 +251,13 @@ impl RootDir {
     pub fn remove_file(&self, host: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(host)?;
         rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub fn remove_dir(&self, host: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(host)?;
+        rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
         Ok(())
     }
 

@@ -105,12 +105,15 @@ impl Session {
         let store = BlobStore::open(&work.path().join("blobs"))?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
-        let text = std::fs::read_to_string(&dockerfile_path).map_err(|source| {
-            BuildError::ReadDockerfile {
+        let text = crate::context::read_build_file(&context.root, &dockerfile_path)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+            })
+            .map_err(|source| BuildError::ReadDockerfile {
                 path: dockerfile_path.clone(),
                 source,
-            }
-        })?;
+            })?;
         let dockerfile = dockerfile::parse(&text)?;
         let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
         let timestamps = Timestamps::from_options(

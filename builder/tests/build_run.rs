@@ -175,6 +175,40 @@ async fn workdir_creates_missing_directories() {
     assert_eq!(tmp["empty_layer"], true);
 }
 
+/// A failed RUN ends kiln with the command's own exit code, as a shell
+/// script or `docker build` would, and its output is printed once (as it
+/// ran), not again in the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_run_exits_with_its_code_and_prints_its_output_once() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN echo kiln-run-marker-line; exit 42\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/code:1", registry.host()),
+    ])
+    .await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(42), "{message}");
+    let printed = message
+        .lines()
+        .filter(|l| l.trim() == "kiln-run-marker-line")
+        .count();
+    assert_eq!(printed, 1, "{message}");
+    assert!(
+        message.ends_with(
+            "error: Dockerfile:2: RUN echo kiln-run-marker-line; exit 42: RUN failed (exit 42): \
+             echo kiln-run-marker-line; exit 42\n"
+        ),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_run_stops_the_build_and_pushes_nothing() {
     let (registry, fixtures) = setup().await;

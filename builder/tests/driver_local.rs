@@ -203,6 +203,7 @@ async fn foreign_run_is_refused_before_any_work() {
         format!("--destination={}/foreign:1", registry.host()),
         "--multi-platform=linux/amd64,linux/arm64".to_string(),
         "--publish-index".to_string(),
+        "--emulation=none".to_string(),
     ])
     .await;
     assert!(!output.status.success());
@@ -221,6 +222,7 @@ async fn foreign_run_is_refused_before_any_work() {
         context_arg(ctx.path()),
         format!("--destination={}/foreign:arm", registry.host()),
         "--custom-platform=linux/arm64".to_string(),
+        "--emulation=none".to_string(),
     ])
     .await;
     assert!(!output.status.success());
@@ -339,4 +341,46 @@ async fn dry_run_checks_everything_and_builds_nothing() {
         "{}",
         stderr(&output)
     );
+}
+
+/// `--emulation=auto` (the default) on a machine with no interpreter
+/// registered (kiln is pointed at an empty binfmt_misc) refuses a foreign
+/// RUN before any work, saying how to register one or build natively.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_emulation_without_an_interpreter_is_refused() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nRUN make\n", fixtures.index), &[]);
+    let binfmt = support::kiln::empty_binfmt_misc();
+    let output = support::kiln::kiln_with_env(
+        &[
+            context_arg(ctx.path()),
+            format!("--destination={}/auto:1", registry.host()),
+            "--custom-platform=linux/s390x".to_string(),
+        ],
+        None,
+        &[("KILN_BINFMT_MISC_DIR", binfmt.path().as_os_str())],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let host = kiln_builder::platform::Platform::host();
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "error: linux/s390x cannot be built on this {host} machine: Dockerfile:2 `RUN make` \
+             runs code for linux/s390x, and no qemu-user interpreter for linux/s390x is \
+             registered in binfmt_misc ({} has no entry for ELF machine 22): install \
+             qemu-user-static and register qemu-s390x with the F flag",
+            binfmt.path().display()
+        )) && message.contains("or build on native nodes with --driver=k8s"),
+        "{message}"
+    );
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/auto", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing may be pushed");
 }

@@ -31,7 +31,8 @@ use tracing::{info, warn};
 pub use error::BuildError;
 use outputs::publish;
 pub use outputs::{
-    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, suffixed_tag,
+    write_digest_files,
 };
 use stage::{BuildScope, build_stage};
 pub use state::to_oci_descriptor;
@@ -132,6 +133,7 @@ impl Session {
                     ttl: options.cache.ttl,
                     run_layers: options.cache.run_layers,
                     copy_layers: options.cache.copy_layers,
+                    push: options.cache.push,
                 },
                 now,
             ))

@@ -22,6 +22,12 @@ pub use validate::{CliError, UNSUPPORTED};
 /// Entry point of the `kiln` binary.
 pub fn main() -> ExitCode {
     crate::tls::install_crypto_provider();
+    // A RUN step (in place, as kiln's user or as root without
+    // CAP_SYS_PTRACE) must not read kiln's environment, memory or file
+    // descriptors through /proc, nor trace it.
+    if let Err(err) = crate::run::make_not_dumpable() {
+        eprintln!("warning: cannot make kiln not dumpable (prctl PR_SET_DUMPABLE): {err}");
+    }
     // Usage errors exit with 2 and --help with 0, from inside clap.
     let args = Args::parse();
     let logging = &args.logging;

@@ -149,9 +149,11 @@ fn mount_and_run(
         }
     };
     // Kept until the command is done: the copies are mounted in the root.
+    // Registered so that a SIGTERM of kiln removes them too.
     let (_copies, files) = if spec.hosts_files {
         let (dir, files) = host_file_copies(root, stubs)?;
-        (Some(dir), files)
+        let registered = super::interrupt::directory(dir.path());
+        (Some((registered, dir)), files)
     } else {
         (None, Vec::new())
     };

@@ -218,6 +218,7 @@ mod error;
 mod exec;
 mod inplace;
 mod inplace_mounts;
+pub mod interrupt;
 pub mod mount_spec;
 mod mounts;
 mod output;

@@ -67,6 +67,8 @@ pub struct Session {
     inplace: Option<inplace::InPlaceRoot>,
     /// Image paths snapshots never capture.
     never_captured: Vec<PathBuf>,
+    /// `work` is removed if kiln is interrupted (SIGTERM, SIGINT).
+    _interruptible: crate::run::interrupt::Registered,
     // Last: dropped after everything that lives inside it.
     work: tempfile::TempDir,
 }
@@ -103,6 +105,7 @@ impl Session {
             .prefix("kiln-")
             .tempdir_in(&work_parent)
             .map_err(BuildError::io("creating a work directory in", &work_parent))?;
+        let _interruptible = crate::run::interrupt::directory(work.path());
         let store = BlobStore::open(&work.path().join("blobs"))?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
@@ -181,6 +184,7 @@ impl Session {
             cache_dir,
             inplace,
             never_captured,
+            _interruptible,
             work,
         })
     }

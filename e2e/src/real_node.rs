@@ -166,6 +166,70 @@ impl Drop for RealNode {
     }
 }
 
+/// Builds `dockerfile` with `context` by running `kiln` and pushes it to
+/// `registry` (the node's, plain HTTP) as `<registry>/<name>`; returns
+/// that reference.
+pub async fn kiln_push(
+    kiln: &Path,
+    registry: &str,
+    context: &Path,
+    dockerfile: &Path,
+    name: &str,
+) -> Result<String, ClusterError> {
+    let image = format!("{registry}/{name}");
+    let output = tokio::process::Command::new(kiln)
+        .arg(format!("--context=dir://{}", context.display()))
+        .arg(format!("--dockerfile={}", dockerfile.display()))
+        .arg(format!("--destination={image}"))
+        .arg(format!("--insecure-registry={registry}"))
+        .arg("--reproducible")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| ClusterError::Spawn {
+            script: kiln.to_path_buf(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(ClusterError::Script {
+            script: kiln.to_path_buf(),
+            status: output.status,
+            output: crate::cluster::tail(&String::from_utf8_lossy(&output.stderr), 30),
+            state_dir: context.to_path_buf(),
+        });
+    }
+    Ok(image)
+}
+
+/// A busybox image (Debian's static busybox as `/bin/busybox`, its
+/// entrypoint) built by `kiln` and pushed to `registry` as
+/// `kiln-e2e/busybox:1`.
+pub async fn push_busybox(kiln: &Path, registry: &str) -> Result<String, ClusterError> {
+    let context = tempfile::tempdir().map_err(|source| ClusterError::StateDir {
+        dir: std::env::temp_dir(),
+        source,
+    })?;
+    let write_error = |source| ClusterError::StateDir {
+        dir: context.path().to_path_buf(),
+        source,
+    };
+    std::fs::copy("/bin/busybox", context.path().join("busybox")).map_err(write_error)?;
+    let dockerfile = context.path().join("Dockerfile");
+    std::fs::write(
+        &dockerfile,
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .map_err(write_error)?;
+    kiln_push(
+        kiln,
+        registry,
+        context.path(),
+        &dockerfile,
+        "kiln-e2e/busybox:1",
+    )
+    .await
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
-use kiln_e2e::real_node::RealNode;
+use kiln_e2e::real_node::{RealNode, push_busybox};
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -137,32 +137,6 @@ impl HostState {
     }
 }
 
-/// A busybox image built by kiln from Debian's busybox-static, pushed to
-/// the node's registry.
-async fn busybox_image(kiln: &Path, registry: &str) -> String {
-    let context = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", context.path().join("busybox")).unwrap();
-    std::fs::write(
-        context.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .unwrap();
-    let image = format!("{registry}/kiln-e2e/busybox:1");
-    let output = tokio::process::Command::new(kiln)
-        .arg(format!("--context=dir://{}", context.path().display()))
-        .arg(format!("--destination={image}"))
-        .arg(format!("--insecure-registry={registry}"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    image
-}
-
 fn phase(pod: Option<&Pod>) -> Option<String> {
     pod?.status.as_ref()?.phase.clone()
 }
@@ -206,7 +180,7 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
     // A pod as a container: its image from the node's registry, which it
     // reaches over the pod network too; its log through the apiserver's
     // kubelet client.
-    let image = busybox_image(&kiln, node.registry()).await;
+    let image = push_busybox(&kiln, node.registry()).await.unwrap();
     let namespace = cluster
         .create_namespace(&client, "real-node")
         .await

@@ -52,6 +52,12 @@ alive() {
   [ "${stat:0:1}" != Z ]
 }
 
+# The mount points of the cgroup hierarchies: every v1 controller and the
+# unified one on a hybrid machine, /sys/fs/cgroup alone on cgroup v2.
+cgroup_hierarchies() {
+  awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts
+}
+
 # --- down ------------------------------------------------------------------
 down() {
   local state=$1 keep=${2:-0}
@@ -92,14 +98,17 @@ down() {
   if [ -f "$state/cgroup-root" ]; then
     local root dirs
     root=$(cat "$state/cgroup-root")
+    local hierarchies=()
+    mapfile -t hierarchies < <(cgroup_hierarchies)
+    local tops=("${hierarchies[@]/%//$root}")
     for _ in $(seq 100); do
-      dirs=$(find /sys/fs/cgroup/*/"$root" -depth -type d 2>/dev/null || true)
+      dirs=$(find "${tops[@]}" -depth -type d 2>/dev/null || true)
       [ -z "$dirs" ] && break
       # shellcheck disable=SC2086
       rmdir $dirs 2>/dev/null || true
       sleep 0.1
     done
-    if find /sys/fs/cgroup/*/"$root" -maxdepth 0 -type d 2>/dev/null | grep -q .; then
+    if find "${tops[@]}" -maxdepth 0 -type d 2>/dev/null | grep -q .; then
       echo "real node: cgroups under $root could not be removed" >&2
     fi
   fi
@@ -240,13 +249,14 @@ PY
   # The cgroup root kubelet puts its pods below, in every hierarchy.
   printf '%s\n' "$cgroup_root" >"$state/cgroup-root"
   local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/; do
-    mkdir "$hierarchy$cgroup_root"
-    if [ -f "$hierarchy/cpuset.cpus" ]; then
-      cat "$hierarchy/cpuset.cpus" >"$hierarchy$cgroup_root/cpuset.cpus"
-      cat "$hierarchy/cpuset.mems" >"$hierarchy$cgroup_root/cpuset.mems"
+  while read -r hierarchy; do
+    mkdir "$hierarchy/$cgroup_root" || fail "creating the cgroup $hierarchy/$cgroup_root failed"
+    # cgroup v1's cpuset starts a new cgroup with no CPUs and no memory nodes.
+    if [ -f "$hierarchy/cpuset.cpus" ] && [ -f "$hierarchy/cpuset.mems" ]; then
+      cat "$hierarchy/cpuset.cpus" >"$hierarchy/$cgroup_root/cpuset.cpus"
+      cat "$hierarchy/cpuset.mems" >"$hierarchy/$cgroup_root/cpuset.mems"
     fi
-  done
+  done < <(cgroup_hierarchies)
 
   # Free ports: the registry's on the bridge, kubelet's and its healthz.
   local registry_port kubelet_port healthz_port

@@ -46,7 +46,8 @@ struct HostState {
     cgroups: BTreeSet<String>,
     /// Mount points of the node's state, network namespaces, kubelet.
     mounts: BTreeSet<String>,
-    /// Processes of kubelet, containerd, its shims or the node's registry.
+    /// Processes of kubelet, containerd, its shims, the node's registry or
+    /// its containers.
     processes: BTreeSet<String>,
 }
 
@@ -85,9 +86,15 @@ impl HostState {
         .filter(|name| name.starts_with("kilnbr") || name.starts_with("veth"))
         .map(str::to_string)
         .collect();
+        let mounts_text = std::fs::read_to_string("/proc/self/mounts").unwrap();
         let mut cgroups = BTreeSet::new();
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            for entry in std::fs::read_dir(hierarchy.path())
+        // Every hierarchy: each v1 controller and the unified one, or
+        // /sys/fs/cgroup alone on cgroup v2.
+        for hierarchy in mounts_text.lines().filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            matches!(fields.get(2), Some(&"cgroup" | &"cgroup2")).then(|| fields[1].to_string())
+        }) {
+            for entry in std::fs::read_dir(&hierarchy)
                 .into_iter()
                 .flatten()
                 .flatten()
@@ -97,7 +104,7 @@ impl HostState {
                     || name == "kubepods"
                     || name == "kubepods.slice"
                 {
-                    cgroups.insert(format!("{}/{name}", hierarchy.path().display()));
+                    cgroups.insert(format!("{hierarchy}/{name}"));
                 }
             }
         }
@@ -118,11 +125,10 @@ impl HostState {
                 continue;
             };
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("kiln-e2e-node-")
-                || cmdline.contains("containerd-shim")
-                || cmdline.starts_with("kubelet ")
-                || cmdline.contains("/kubelet ")
-            {
+            // kubelet, containerd, the shims and the registry name the
+            // node's state directory; containers live in its cgroups.
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            if cmdline.contains("kiln-e2e-node-") || cgroup.contains("kiln-e2e-node-") {
                 processes.insert(cmdline);
             }
         }
@@ -220,8 +226,29 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
         "{log}"
     );
     assert_eq!(log, "hello from the real node\n{}\n");
-    // While the node runs, the kernel's settings are this machine's own.
-    assert_eq!(HostState::observe().sysctls, before.sysctls);
+    // While the node runs, the kernel's settings are this machine's own,
+    // and what the comparison below looks for is there to be seen.
+    let during = HostState::observe();
+    assert_eq!(during.sysctls, before.sysctls);
+    let report = node.report();
+    assert!(during.links.contains(&report.bridge), "{during:?}");
+    assert!(
+        during
+            .cgroups
+            .iter()
+            .any(|cgroup| cgroup.ends_with(&format!("/{}", report.cgroup_root))),
+        "{during:?}"
+    );
+    for program in ["kubelet", "containerd", "docker-registry"] {
+        assert!(
+            during
+                .processes
+                .iter()
+                .any(|cmdline| cmdline.contains(program)),
+            "{program} in {:?}",
+            during.processes
+        );
+    }
 
     let stopping = Instant::now();
     let state_dir = node.report().state_dir.clone();

@@ -92,15 +92,9 @@ impl Session {
         }
         let registry = Registry::new(options.registry.clone())?;
         // In place, the image's /tmp is part of the image: kiln's files go
-        // below /kiln, which is never touched nor captured.
-        let work_parent = if in_place {
-            let parent = PathBuf::from(inplace::WORK_PARENT);
-            std::fs::create_dir_all(&parent)
-                .map_err(BuildError::io("creating the work directory", &parent))?;
-            parent
-        } else {
-            std::env::temp_dir()
-        };
+        // below /kiln, which is never touched nor captured. Never /tmp by
+        // default anywhere: the builder image has none.
+        let work_parent = crate::work_root::work_root(in_place)?;
         let work = tempfile::Builder::new()
             .prefix("kiln-")
             .tempdir_in(&work_parent)
@@ -151,6 +145,8 @@ impl Session {
                     .map(PathBuf::from),
             );
             never_captured.extend(std::path::absolute(&context.root).ok());
+            // KILN_WORK_DIR may name a directory outside /kiln.
+            never_captured.push(work_parent.clone());
             // --cache-dir holds the base-image blobs and RUN's cache mounts.
             never_captured.extend(std::path::absolute(&options.cache.dir).ok());
             // Files written after the build: --cleanup must not remove them.
@@ -365,7 +361,11 @@ async fn fetch_context(
     work: &std::path::Path,
 ) -> Result<BuildContext, BuildError> {
     let source = ContextSource::parse(&options.context)?;
-    let fetch = FetchOptions::from_env();
+    let fetch = FetchOptions {
+        // The context is one more work directory of the build.
+        temp_parent: Some(work.to_path_buf()),
+        ..FetchOptions::from_env()
+    };
     let sub_path = options.context_sub_path.as_deref();
     let ContextSource::Oci { reference } = &source else {
         return Ok(source.fetch_with(sub_path, &fetch).await?);

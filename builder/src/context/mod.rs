@@ -47,6 +47,8 @@ pub enum ContextError {
         #[source]
         source: Box<ContextError>,
     },
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

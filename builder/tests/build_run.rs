@@ -327,6 +327,45 @@ async fn a_fifo_made_by_run_survives_the_round_trip() {
     assert_eq!(layers(&child).last().unwrap()["checked"].4, "ok\n");
 }
 
+/// COPY --from a stage's FIFO (named, and inside a copied directory)
+/// copies the FIFO as a FIFO, as Docker does; reading it would block the
+/// build forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_a_fifo_copies_the_fifo_without_reading_it() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {} AS make
+RUN mkdir /dir && mkfifo /pipe /dir/inner
+             FROM {}
+COPY --from=make /pipe /copied
+COPY --from=make /dir /dir
+",
+            fixtures.index, fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/fifo:copied", registry.host());
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        kiln(&[context_arg(ctx.path()), format!("--destination={image}")]),
+    )
+    .await
+    .expect("COPY --from a FIFO blocked the build");
+    assert_success(&output);
+    let layers = layers(&image);
+    let copied = layers
+        .iter()
+        .find(|layer| layer.contains_key("copied"))
+        .unwrap();
+    assert_eq!(copied["copied"].0, 'p');
+    let dir = layers
+        .iter()
+        .find(|layer| layer.contains_key("dir/inner"))
+        .unwrap();
+    assert_eq!(dir["dir/inner"].0, 'p');
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_snapshot_mode_captures_a_new_file() {
     let (registry, fixtures) = setup().await;

@@ -61,6 +61,8 @@ pub enum BuildError {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

@@ -159,6 +159,9 @@ pub fn layers_for(reference: &str, arch: Option<&str>) -> Vec<BTreeMap<String, E
                     tar::EntryType::Directory => 'd',
                     tar::EntryType::Symlink => 'l',
                     tar::EntryType::Link => 'h',
+                    tar::EntryType::Fifo => 'p',
+                    tar::EntryType::Char => 'c',
+                    tar::EntryType::Block => 'b',
                     _ => 'f',
                 };
                 let mut content = String::new();

@@ -23,6 +23,7 @@ packages=(
   libc6-dev         # … against glibc's static libc.a
   iproute2          # … creates its bridge (ip)
   iptables          # the real-node test checks no rule is left behind (iptables-save)
+  g++               # libFuzzer, which fuzz/run.sh builds for the fuzz targets
 )
 
 missing=()

@@ -28,7 +28,8 @@
 #   is a bind mount of a shadow file holding the wanted value, so the
 #   kernel's own values are never written.
 # - the bridge (and its address) is deleted; the veths vanish with the
-#   pods' network namespaces;
+#   pods' network namespaces; the one iptables rule (the kubernetes Service
+#   to the apiserver on loopback, for packets from the bridge) is deleted;
 # - the cgroups (kubelet's cgroupRoot, one per node, in every hierarchy)
 #   are removed once their processes are gone;
 # - the registry is stopped. NODE_STATE is removed.
@@ -111,6 +112,11 @@ down() {
     if find "${tops[@]}" -maxdepth 0 -type d 2>/dev/null | grep -q .; then
       echo "real node: cgroups under $root could not be removed" >&2
     fi
+  fi
+  if [ -f "$state/iptables-rule" ]; then
+    local rule=()
+    mapfile -t rule <"$state/iptables-rule"
+    while iptables -w 5 -t nat -D "${rule[@]}" 2>/dev/null; do :; done
   fi
   if [ -f "$state/bridge" ]; then
     local bridge
@@ -199,7 +205,7 @@ up() {
   kubelet_bin=$("$repo/scripts/tools.sh" kubelet) || fail "building kubelet failed (scripts/tools.sh kubelet)"
   kube_bin=$("$repo/scripts/tools.sh" kubernetes) || fail "building kubectl failed (scripts/tools.sh kubernetes)"
   local tool
-  for tool in containerd runc docker-registry gcc unshare ip; do
+  for tool in containerd runc docker-registry gcc unshare ip iptables; do
     command -v "$tool" >/dev/null || fail "$tool is not installed; run scripts/setup.sh"
   done
   for tool in bridge host-local loopback; do
@@ -245,6 +251,21 @@ PY
   ip link add "$bridge" type bridge || fail "creating bridge $bridge failed"
   ip addr add "$gateway/24" dev "$bridge"
   ip link set "$bridge" up
+
+  # The kubernetes Service (10.0.0.1:443, what kubelet gives pods in
+  # KUBERNETES_SERVICE_HOST/PORT) without a kube-proxy: packets from the
+  # bridge to it go to the apiserver on loopback. route_localnet is a
+  # setting of the bridge alone (gone with it); the rule is deleted by down.
+  local api_url api_port
+  api_url=$(sed -n 's/^ *server: //p' "$cluster/kubeconfig" | head -1)
+  api_port=${api_url##*:}
+  printf '1\n' >"/proc/sys/net/ipv4/conf/$bridge/route_localnet"
+  printf '%s\n' PREROUTING -i "$bridge" -d 10.0.0.1/32 -p tcp --dport 443 \
+    -m comment --comment "$name: the kubernetes Service" \
+    -j DNAT --to-destination "127.0.0.1:$api_port" >"$state/iptables-rule"
+  local rule=()
+  mapfile -t rule <"$state/iptables-rule"
+  iptables -w 5 -t nat -A "${rule[@]}" || fail "adding the kubernetes Service rule failed (iptables)"
 
   # The cgroup root kubelet puts its pods below, in every hierarchy.
   printf '%s\n' "$cgroup_root" >"$state/cgroup-root"
@@ -328,8 +349,6 @@ extendedKeyUsage=clientAuth" || fail "creating the node's client certificate fai
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:$gateway,DNS:$name" || fail "creating kubelet's serving certificate failed"
-  local api_url
-  api_url=$(sed -n 's/^ *server: //p' "$cluster/kubeconfig" | head -1)
   cat >"$state/kubelet.kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -417,6 +436,7 @@ TOML
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$prefix.0/24", "rangeStart": "$prefix.10", "rangeEnd": "$prefix.250", "gateway": "$gateway"}]],
+        "routes": [{"dst": "10.0.0.0/24"}],
         "dataDir": "$state/cni-ipam"
       }
     }

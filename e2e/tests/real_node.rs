@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
-use kiln_e2e::real_node::{RealNode, push_busybox};
+use kiln_e2e::real_node::{RealNode, kiln_push, push_busybox};
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -226,6 +226,98 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
         "{log}"
     );
     assert_eq!(log, "hello from the real node\n{}\n");
+    // In-cluster clients reach the apiserver through the kubernetes Service
+    // (no kube-proxy: the node's one iptables rule): kubectl, static, in a
+    // pod with the service account kubelet mounts.
+    let kubectl_context = tempfile::tempdir().unwrap();
+    std::fs::copy(cluster.kubectl(), kubectl_context.path().join("kubectl")).unwrap();
+    let kubectl_dockerfile = kubectl_context.path().join("Dockerfile");
+    std::fs::write(
+        &kubectl_dockerfile,
+        "FROM scratch\nCOPY kubectl /kubectl\nENTRYPOINT [\"/kubectl\"]\n",
+    )
+    .unwrap();
+    let kubectl_image = kiln_push(
+        &kiln,
+        node.registry(),
+        kubectl_context.path(),
+        &kubectl_dockerfile,
+        "kiln-e2e/kubectl:1",
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "api" },
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": { "kubernetes.io/hostname": node.name() },
+            "containers": [{
+                "name": "main",
+                "image": kubectl_image,
+                "args": ["get", "--raw", "/version"],
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "api",
+        |pod: Option<&Pod>| matches!(phase(pod).as_deref(), Some("Succeeded" | "Failed")),
+        WAIT,
+        "pod api finishing on the real node",
+    )
+    .await
+    .unwrap();
+    let log = pods.logs("api", &LogParams::default()).await.unwrap();
+    assert!(log.contains("\"gitVersion\": \"v1.34.2\""), "{log}");
+
+    // kubectl exec: the apiserver's kubelet client, containerd's streams.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "sleeper" },
+        "spec": {
+            "nodeSelector": { "kubernetes.io/hostname": node.name() },
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": image,
+                "args": ["sleep", "600"],
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "sleeper",
+        |pod: Option<&Pod>| phase(pod).as_deref() == Some("Running"),
+        WAIT,
+        "pod sleeper running on the real node",
+    )
+    .await
+    .unwrap();
+    let exec = cluster
+        .kubectl_command()
+        .args([
+            "exec",
+            "-n",
+            &namespace,
+            "sleeper",
+            "--",
+            "/bin/busybox",
+            "echo",
+            "exec-ok",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "exec-ok\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+
     // While the node runs, the kernel's settings are this machine's own,
     // and what the comparison below looks for is there to be seen.
     let during = HostState::observe();
@@ -239,7 +331,21 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
             .any(|cgroup| cgroup.ends_with(&format!("/{}", report.cgroup_root))),
         "{during:?}"
     );
-    for program in ["kubelet", "containerd", "docker-registry"] {
+    assert!(
+        during
+            .iptables
+            .iter()
+            .any(|rule| rule.contains(&report.bridge) && rule.contains("10.0.0.1/32")),
+        "{:?}",
+        during.iptables
+    );
+    for program in [
+        "kubelet",
+        "containerd",
+        "docker-registry",
+        "/pause",
+        "sleep 600",
+    ] {
         assert!(
             during
                 .processes

@@ -3,7 +3,9 @@
 # (built from the Go module proxy by scripts/tools.sh, cached by version),
 # Debian's containerd, runc and CNI plugins, joined to the cluster in
 # CLUSTER_STATE. Images come from a registry of its own (Debian's
-# docker-registry) listening on the node's bridge, where pods and containerd
+# docker-registry, HTTPS with a certificate from the cluster CA, so kiln's
+# images trust it through their CA bundle as any private registry) listening
+# on the node's bridge, where pods and containerd
 # reach it; its pause image is built here from pause/pause.c and pushed by
 # kiln. Nothing is pulled from the internet.
 #
@@ -12,7 +14,8 @@
 #
 # KILN names the kiln binary that builds the pause image (default: kiln on
 # PATH). Progress goes to stderr; stdout gets KEY=value lines (NODE_NAME,
-# NODE_IP, REGISTRY, BRIDGE, CGROUP_ROOT, NODE_STATE), then READY.
+# NODE_IP, REGISTRY, REGISTRY_CA, BRIDGE, CGROUP_ROOT, NODE_STATE), then
+# READY.
 #
 # What stays on this machine's side, and how it is undone by `down`:
 # - containerd, kubelet and every container run in one private mount and PID
@@ -308,34 +311,16 @@ PY
     done
   }
 
-  # --- registry ---
-  cat >"$state/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $state/registry
-  delete:
-    enabled: true
-http:
-  addr: $registry
-YAML
-  launch registry docker-registry serve "$state/registry.yml"
-  wait_for "the registry" 20 curl -fsS "http://$registry/v2/"
-
-  # --- pause image ---
-  gcc -static -Os -o "$state/pause/pause" "$here/pause/pause.c" 2>"$logs/gcc.log" || fail "compiling the pause program failed"
-  printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$state/pause/Dockerfile"
-  TMPDIR="$state" "$kiln" --context="dir://$state/pause" --dockerfile="$state/pause/Dockerfile" \
-    --reproducible --insecure-registry="$registry" --destination="$registry/kiln-e2e/pause:1" \
-    >"$logs/pause-build.log" 2>&1 || fail "building the pause image with kiln failed"
-
-  # --- certificates: the node's client identity and kubelet's serving one ---
+  # --- certificates: the node's client identity, kubelet's and the
+  # registry's serving ones, all from the cluster CA ---
   openssl_quiet() { openssl "$@" 2>>"$logs/openssl.log"; }
   cert() {
-    local file=$1 subject=$2 extensions=$3
-    openssl_quiet genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$state/pki/$file.key"
+    local file=$1 subject=$2 extensions=$3 algorithm=${4:-EC}
+    if [ "$algorithm" = RSA ]; then
+      openssl_quiet genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$state/pki/$file.key"
+    else
+      openssl_quiet genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$state/pki/$file.key"
+    fi
     openssl_quiet req -new -key "$state/pki/$file.key" -subj "$subject" -out "$state/pki/$file.csr"
     printf '%s\n' "$extensions" >"$state/pki/$file.ext"
     openssl_quiet x509 -req -in "$state/pki/$file.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
@@ -349,6 +334,38 @@ extendedKeyUsage=clientAuth" || fail "creating the node's client certificate fai
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:$gateway,DNS:$name" || fail "creating kubelet's serving certificate failed"
+  # RSA: the TLS of busybox's wget (used in the tests) speaks it.
+  cert registry "/CN=kiln-e2e-registry" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$gateway" RSA || fail "creating the registry's certificate failed"
+
+  # --- registry ---
+  cat >"$state/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $state/registry
+  delete:
+    enabled: true
+http:
+  addr: $registry
+  tls:
+    certificate: $state/pki/registry.crt
+    key: $state/pki/registry.key
+YAML
+  launch registry docker-registry serve "$state/registry.yml"
+  wait_for "the registry" 20 curl -fsS --cacert "$pki/ca.crt" "https://$registry/v2/"
+
+  # --- pause image ---
+  gcc -static -Os -o "$state/pause/pause" "$here/pause/pause.c" 2>"$logs/gcc.log" || fail "compiling the pause program failed"
+  printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$state/pause/Dockerfile"
+  TMPDIR="$state" "$kiln" --context="dir://$state/pause" --dockerfile="$state/pause/Dockerfile" \
+    --reproducible --registry-certificate="$registry=$pki/ca.crt" --destination="$registry/kiln-e2e/pause:1" \
+    >"$logs/pause-build.log" 2>&1 || fail "building the pause image with kiln failed"
+
   cat >"$state/kubelet.kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -373,10 +390,11 @@ KUBECONFIG
   # --- containerd ---
   mkdir -p "$state/certs.d/$registry"
   cat >"$state/certs.d/$registry/hosts.toml" <<TOML
-server = "http://$registry"
+server = "https://$registry"
 
-[host."http://$registry"]
+[host."https://$registry"]
   capabilities = ["pull", "resolve"]
+  ca = "$pki/ca.crt"
 TOML
   cat >"$state/containerd.toml" <<TOML
 version = 2
@@ -503,6 +521,7 @@ YAML
   echo "NODE_NAME=$name"
   echo "NODE_IP=$gateway"
   echo "REGISTRY=$registry"
+  echo "REGISTRY_CA=$pki/ca.crt"
   echo "BRIDGE=$bridge"
   echo "CGROUP_ROOT=$cgroup_root"
   echo "NODE_STATE=$state"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
-use kiln_e2e::real_node::{RealNode, kiln_push, push_busybox};
+use kiln_e2e::real_node::RealNode;
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -186,14 +186,14 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
     // A pod as a container: its image from the node's registry, which it
     // reaches over the pod network too; its log through the apiserver's
     // kubelet client.
-    let image = push_busybox(&kiln, node.registry()).await.unwrap();
+    let image = node.push_busybox(&kiln).await.unwrap();
     let namespace = cluster
         .create_namespace(&client, "real-node")
         .await
         .unwrap();
     let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
     let script = format!(
-        "/bin/busybox echo hello from the real node; /bin/busybox wget -q -O- http://{}/v2/; /bin/busybox echo",
+        "/bin/busybox echo hello from the real node; /bin/busybox wget -q --no-check-certificate -O- https://{}/v2/; /bin/busybox echo",
         node.registry()
     );
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -237,15 +237,15 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
         "FROM scratch\nCOPY kubectl /kubectl\nENTRYPOINT [\"/kubectl\"]\n",
     )
     .unwrap();
-    let kubectl_image = kiln_push(
-        &kiln,
-        node.registry(),
-        kubectl_context.path(),
-        &kubectl_dockerfile,
-        "kiln-e2e/kubectl:1",
-    )
-    .await
-    .unwrap();
+    let kubectl_image = node
+        .push(
+            &kiln,
+            kubectl_context.path(),
+            &kubectl_dockerfile,
+            "kiln-e2e/kubectl:1",
+        )
+        .await
+        .unwrap();
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "api" },
         "spec": {

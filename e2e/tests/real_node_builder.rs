@@ -19,7 +19,7 @@ use kiln_builder::drivers::k8s::upload::{LocalContext, upload_context};
 use kiln_builder::registry::{Registry, RegistryOptions};
 use kiln_e2e::binaries::{profile_dir_of, workspace_binary};
 use kiln_e2e::cluster::{Cluster, wait_for};
-use kiln_e2e::real_node::{RealNode, kiln_push, push_busybox};
+use kiln_e2e::real_node::RealNode;
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -32,8 +32,13 @@ fn repo_root() -> PathBuf {
 }
 
 /// `images/build-context.sh` into `dir`: static kiln and kiln-operator,
-/// built in a target directory next to this test's.
-fn builder_context(dir: &Path) -> PathBuf {
+/// built in a target directory next to this test's; the CA bundle is
+/// Debian's plus `extra_ca` (the node's registry is private).
+fn builder_context(dir: &Path, extra_ca: &Path) -> PathBuf {
+    let bundle = dir.join("ca-certificates.crt");
+    let mut pem = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+    pem.extend(std::fs::read(extra_ca).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
     let exe = std::env::current_exe().unwrap();
     let target = profile_dir_of(&exe)
         .and_then(Path::parent)
@@ -45,6 +50,7 @@ fn builder_context(dir: &Path) -> PathBuf {
         .env("KILN_IMAGE_TARGET_DIR", target.join("kiln-images"))
         .env("KILN_IMAGE_PROFILE", "dev")
         .env("KILN_IMAGE_CONTEXT", &context)
+        .env("KILN_CA_BUNDLE", &bundle)
         // Small binaries, and the same fingerprint whoever runs the test.
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env("CARGO_INCREMENTAL", "0")
@@ -84,27 +90,28 @@ async fn run_to_completion(pods: &Api<Pod>, pod: serde_json::Value) -> (String, 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() {
     let work = tempfile::tempdir().unwrap();
-    let context_dir = tokio::task::spawn_blocking({
-        let dir = work.path().to_path_buf();
-        move || builder_context(&dir)
-    })
-    .await
-    .unwrap();
     let cluster = Cluster::start().await.unwrap();
     let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
     let node = RealNode::start(&cluster, &kiln).await.unwrap();
     let registry = node.registry().to_string();
-
-    let builder = kiln_push(
-        &kiln,
-        &registry,
-        &context_dir,
-        &repo_root().join("images/builder.Dockerfile"),
-        "kiln-e2e/kiln-builder:test",
-    )
+    let context_dir = tokio::task::spawn_blocking({
+        let dir = work.path().to_path_buf();
+        let ca = node.registry_ca().to_path_buf();
+        move || builder_context(&dir, &ca)
+    })
     .await
     .unwrap();
-    let base = push_busybox(&kiln, &registry).await.unwrap();
+
+    let builder = node
+        .push(
+            &kiln,
+            &context_dir,
+            &repo_root().join("images/builder.Dockerfile"),
+            "kiln-e2e/kiln-builder:test",
+        )
+        .await
+        .unwrap();
+    let base = node.push_busybox(&kiln).await.unwrap();
 
     // The build context as an OCI artifact in the registry, uploaded as
     // `kiln --driver=k8s` uploads a local context for the operator.
@@ -119,7 +126,7 @@ async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() 
     )
     .unwrap();
     let uploader = Registry::new(RegistryOptions {
-        insecure_registries: vec![registry.clone()],
+        registry_certificates: vec![(registry.clone(), node.registry_ca().to_path_buf())],
         ..RegistryOptions::default()
     })
     .unwrap();
@@ -149,7 +156,6 @@ async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() 
                     "args": [
                         format!("--context={context}"),
                         format!("--destination={built}"),
-                        format!("--insecure-registry={registry}"),
                         "--isolation=inplace",
                     ],
                 }],
@@ -161,8 +167,12 @@ async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() 
     assert!(log.contains("--isolation=inplace: in a container"), "{log}");
 
     // Pushed: skopeo reads it back, and it runs on the node.
+    let certs = work.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(node.registry_ca(), certs.join("ca.crt")).unwrap();
     let inspect = std::process::Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false"])
+        .arg("inspect")
+        .arg(format!("--cert-dir={}", certs.display()))
         .arg(format!("docker://{built}"))
         .output()
         .unwrap();

@@ -1,13 +1,23 @@
-//! kiln's builder image, built by kiln from `images/`, as a real pod on the
-//! real node (`e2e/cluster/real-node.sh`): a container of a `FROM scratch`
-//! image, no `/tmp`, no `TMPDIR`, `--isolation=inplace`, the context
-//! fetched (`oci://`, as `kiln --driver=k8s` uploads it and the operator's
-//! Jobs fetch it). The pod runner cannot show what this shows: it runs the
-//! host's `kiln` with `TMPDIR` set.
+//! kiln's images, built by kiln from `images/`, as real pods on the real
+//! node (`e2e/cluster/real-node.sh`):
 //!
-//! The builder image's binaries are built statically by
-//! `images/build-context.sh` (dev profile, into `<target>/kiln-images`:
-//! minutes the first time, cached after).
+//! 1. the builder image: a container of a `FROM scratch` image, no `/tmp`,
+//!    no `TMPDIR`, `--isolation=inplace`, the context fetched (`oci://`, as
+//!    `kiln --driver=k8s` uploads it and the operator's Jobs fetch it); the
+//!    pushed image is read back with skopeo and run. The pod runner cannot
+//!    show this: it runs the host's `kiln` with `TMPDIR` set (this failed
+//!    before kiln had a work root: "creating a temporary directory in /tmp:
+//!    No such file or directory");
+//! 2. `helm install` of the chart with the operator image: the operator runs
+//!    as a real pod (its RBAC and service account as shipped, the apiserver
+//!    through the kubernetes Service), the sample MultiArchBuild for
+//!    linux/amd64 builds in a real builder pod on the real node and its
+//!    index is published.
+//!
+//! The images' binaries are built statically by `images/build-context.sh`
+//! (dev profile, into `<target>/kiln-images`: minutes the first time,
+//! cached after); their CA bundle holds the cluster CA, which signed the
+//! node registry's certificate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +27,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kiln_builder::drivers::k8s::upload::{LocalContext, upload_context};
 use kiln_builder::registry::{Registry, RegistryOptions};
+use kiln_crds::{BuildRequest, MultiArchBuild, Phase};
 use kiln_e2e::binaries::{profile_dir_of, workspace_binary};
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::real_node::RealNode;
@@ -88,7 +99,8 @@ async fn run_to_completion(pods: &Api<Pod>, pod: serde_json::Value) -> (String, 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() {
+async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_installed_operator_runs_the_sample_there()
+ {
     let work = tempfile::tempdir().unwrap();
     let cluster = Cluster::start().await.unwrap();
     let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
@@ -208,4 +220,144 @@ async fn the_builder_image_builds_a_fetched_context_in_place_on_the_real_node() 
         (phase.as_str(), log.as_str()),
         ("Succeeded", "hello from a fetched context\n")
     );
+
+    helm_installed_operator_builds_the_sample(&cluster, &node, &kiln, &context_dir, &context).await;
+}
+
+/// The pinned helm, built by `scripts/tools.sh` (cached by version).
+fn helm() -> PathBuf {
+    let output = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/tools.sh"))
+        .arg("helm")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/tools.sh helm: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Path::new(String::from_utf8_lossy(&output.stdout).trim()).join("helm")
+}
+
+/// `helm install` of `charts/kiln` as shipped, but for the images (kiln's,
+/// built by kiln from `images/`, in the node's registry) and the operator
+/// pod's node (the real one; the kwok nodes run nothing): the operator runs
+/// as a real pod, and the sample MultiArchBuild for linux/amd64 builds in a
+/// real builder pod on the real node, fetching an `oci://` context, and is
+/// published as an index.
+async fn helm_installed_operator_builds_the_sample(
+    cluster: &Cluster,
+    node: &RealNode,
+    kiln: &Path,
+    image_context: &Path,
+    build_context: &str,
+) {
+    let registry = node.registry();
+    node.push(
+        kiln,
+        image_context,
+        &repo_root().join("images/operator.Dockerfile"),
+        "kiln-e2e/kiln-operator:test",
+    )
+    .await
+    .unwrap();
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let output = std::process::Command::new(helm())
+        .args(["install", "kiln"])
+        .arg(repo_root().join("charts/kiln"))
+        .args([
+            "-n",
+            "kiln-system",
+            "--create-namespace",
+            "--kubeconfig",
+            &kubeconfig,
+        ])
+        .arg(format!(
+            "--set=image.repository={registry}/kiln-e2e/kiln-operator"
+        ))
+        .arg("--set=image.tag=test")
+        .arg(format!(
+            "--set=builder.image.repository={registry}/kiln-e2e/kiln-builder"
+        ))
+        .arg("--set=builder.image.tag=test")
+        .arg("--set-string=nodeSelector.kiln\\.dev/real-node=true")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "sample").await.unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml")).unwrap();
+    let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
+    build.metadata.name = Some("hello".to_owned());
+    build.spec.platforms = vec!["linux/amd64".to_owned()];
+    let spec = &mut build.spec.build;
+    spec.context = build_context.to_owned();
+    spec.destinations = vec![
+        format!("{registry}/kiln-e2e/hello:1.0.0"),
+        format!("{registry}/kiln-e2e/hello:latest"),
+    ];
+    spec.cache = None;
+    spec.registry_secret_ref = None;
+    spec.scheduling
+        .node_selector
+        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let done = wait_for(
+        builds.clone(),
+        "hello",
+        |b: Option<&MultiArchBuild>| {
+            matches!(
+                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase),
+                Some(Phase::Succeeded | Phase::Failed)
+            )
+        },
+        Duration::from_secs(300),
+        "the sample MultiArchBuild finishing",
+    )
+    .await;
+    let build = builds.get("hello").await.unwrap();
+    let operator_log = {
+        let operators = Api::<Pod>::namespaced(client.clone(), "kiln-system");
+        let mut log = String::new();
+        for pod in operators.list(&Default::default()).await.unwrap().items {
+            let name = pod.metadata.name.unwrap_or_default();
+            log.push_str(
+                &operators
+                    .logs(&name, &LogParams::default())
+                    .await
+                    .unwrap_or_default(),
+            );
+        }
+        log
+    };
+    done.unwrap_or_else(|e| panic!("{e}\n{:#?}\noperator log:\n{operator_log}", build.status));
+    let status = build.status.unwrap();
+    assert_eq!(
+        status.phase,
+        Some(Phase::Succeeded),
+        "{status:#?}\n{operator_log}"
+    );
+    let index = status.index.unwrap();
+    assert_eq!(
+        index.reference.unwrap(),
+        format!("{registry}/kiln-e2e/hello@{}", index.digest.unwrap())
+    );
+    // The builder pod ran on the real node.
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let nodes: Vec<Option<String>> = requests
+        .items
+        .iter()
+        .map(|r| r.status.as_ref().and_then(|s| s.node_name.clone()))
+        .collect();
+    assert_eq!(nodes, [Some(node.name().to_owned())]);
 }

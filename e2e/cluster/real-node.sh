@@ -28,8 +28,9 @@
 #   kernel.panic_on_oops and kernel.keys.root_max{keys,bytes} unless they
 #   hold the values it wants, and the CNI bridge plugin may enable
 #   net.ipv4.ip_forward: inside the namespace each of those /proc/sys files
-#   is a bind mount of a shadow file holding the wanted value, so the
-#   kernel's own values are never written.
+#   is a bind mount of a shadow file (NODE_STATE/sysctl/<name>) that starts
+#   with the kernel's value; kubelet writes its values there, and the
+#   kernel's own are never written.
 # - the bridge (and its address) is deleted; the veths vanish with the
 #   pods' network namespaces; the one iptables rule (the kubernetes Service
 #   to the apiserver on loopback, for packets from the bridge) is deleted;
@@ -45,9 +46,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-# The /proc/sys files kubelet and the CNI plugins would write, with the
-# value the shadow holds (kubelet's wanted value; ip_forward as it is).
-kubelet_sysctls="vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000"
+# The /proc/sys files kubelet and the CNI plugins would write.
+shadowed_sysctls="vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/ipv4/ip_forward"
 
 alive() {
   local stat
@@ -139,11 +139,9 @@ inside() {
   for dir in /run /var/lib /var/log; do
     mount -t tmpfs -o mode=755 tmpfs "$dir"
   done
-  local pair file value
-  for pair in $kubelet_sysctls "net/ipv4/ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"; do
-    file=${pair%%=*}
-    value=${pair#*=}
-    printf '%s\n' "$value" >"$state/sysctl/${file//\//.}"
+  local file
+  for file in $shadowed_sysctls; do
+    cat "/proc/sys/$file" >"$state/sysctl/${file//\//.}"
     mount --bind "$state/sysctl/${file//\//.}" "/proc/sys/$file"
   done
   containerd --config "$state/containerd.toml" >"$state/logs/containerd.log" 2>&1 &

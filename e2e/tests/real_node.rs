@@ -339,6 +339,20 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
         "{:?}",
         during.iptables
     );
+    // kubelet did set the kernel settings it wants: in the shadow files
+    // its namespace has over /proc/sys, which started with the kernel's
+    // values.
+    for (name, want) in [
+        ("vm.overcommit_memory", "1"),
+        ("vm.panic_on_oom", "0"),
+        ("kernel.panic", "10"),
+        ("kernel.panic_on_oops", "1"),
+        ("kernel.keys.root_maxkeys", "1000000"),
+        ("kernel.keys.root_maxbytes", "25000000"),
+    ] {
+        let shadow = std::fs::read_to_string(report.state_dir.join("sysctl").join(name)).unwrap();
+        assert_eq!(shadow.trim(), want, "{name}");
+    }
     for program in [
         "kubelet",
         "containerd",

@@ -12,7 +12,10 @@
 //!    as a real pod (its RBAC and service account as shipped, the apiserver
 //!    through the kubernetes Service), the sample MultiArchBuild for
 //!    linux/amd64 builds in a real builder pod on the real node and its
-//!    index is published.
+//!    index is published;
+//! 3. the seed-001 flow in the cluster: a Job of the builder image with
+//!    `--driver=k8s`, its service account allowed to create and get
+//!    MultiArchBuilds only, builds its `/workspace` through the operator.
 //!
 //! The images' binaries are built statically by `images/build-context.sh`
 //! (dev profile, into `<target>/kiln-images`: minutes the first time,
@@ -222,6 +225,7 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
     );
 
     helm_installed_operator_builds_the_sample(&cluster, &node, &kiln, &context_dir, &context).await;
+    a_job_of_the_builder_image_builds_with_driver_k8s(&cluster, &node, &source).await;
 }
 
 /// The pinned helm, built by `scripts/tools.sh` (cached by version).
@@ -360,4 +364,120 @@ async fn helm_installed_operator_builds_the_sample(
         .map(|r| r.status.as_ref().and_then(|s| s.node_name.clone()))
         .collect();
     assert_eq!(nodes, [Some(node.name().to_owned())]);
+}
+
+/// The seed-001 flow inside the cluster: a plain Job runs the builder image
+/// with `--driver=k8s`; kiln in the pod uploads its local context
+/// (`/workspace`, a volume) to the registry, creates a MultiArchBuild with
+/// its service account (allowed to create and get MultiArchBuilds, nothing
+/// else: the RBAC the README gives) and follows it until the operator has
+/// published the index.
+async fn a_job_of_the_builder_image_builds_with_driver_k8s(
+    cluster: &Cluster,
+    node: &RealNode,
+    source: &Path,
+) {
+    let registry = node.registry();
+    let client = cluster.client().await.unwrap();
+    // The operator pins the platform's builder to an amd64 node; the only
+    // one left that runs pods is the real node.
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+    for name in ["kiln-e2e-amd64-1", "kiln-e2e-amd64-2"] {
+        nodes.delete(name, &Default::default()).await.unwrap();
+    }
+    let namespace = cluster.create_namespace(&client, "seed").await.unwrap();
+    let objects: [serde_json::Value; 3] = [
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "kiln-ci", "namespace": namespace },
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": { "name": "kiln-ci", "namespace": namespace },
+            "rules": [{
+                "apiGroups": ["kiln.dev"],
+                "resources": ["multiarchbuilds"],
+                "verbs": ["create", "get"],
+            }],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "kiln-ci", "namespace": namespace },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kiln-ci" },
+            "subjects": [{ "kind": "ServiceAccount", "name": "kiln-ci", "namespace": namespace }],
+        }),
+    ];
+    let mut apply = cluster.kubectl_command();
+    apply
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        for object in &objects {
+            stdin
+                .write_all(format!("---\n{}\n", serde_json::to_string(object).unwrap()).as_bytes())
+                .await
+                .unwrap();
+        }
+    }
+    let applied = child.wait_with_output().await.unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let destination = format!("{registry}/kiln-e2e/seed:1");
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let (phase, log) = run_to_completion(
+        &pods,
+        serde_json::json!({
+            "metadata": { "name": "ci" },
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": "kiln-ci",
+                "nodeSelector": { "kubernetes.io/hostname": node.name() },
+                "volumes": [{ "name": "workspace", "hostPath": { "path": source.display().to_string() } }],
+                "containers": [{
+                    "name": "kiln",
+                    "image": format!("{registry}/kiln-e2e/kiln-builder:test"),
+                    "args": [
+                        "--driver=k8s",
+                        format!("--destination={destination}"),
+                        "--multi-platform=linux/amd64",
+                        "--publish-index=true",
+                    ],
+                    "volumeMounts": [{ "name": "workspace", "mountPath": "/workspace", "readOnly": true }],
+                }],
+            }
+        }),
+    )
+    .await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    assert!(
+        log.contains("uploaded the build context to oci://"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("created MultiArchBuild {namespace}/")),
+        "{log}"
+    );
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let [build] = builds.items.as_slice() else {
+        panic!("one MultiArchBuild: {builds:?}")
+    };
+    let index = build.status.as_ref().unwrap().index.clone().unwrap();
+    let reference = index.reference.unwrap();
+    assert!(log.contains(&reference), "{reference} in {log}");
+    assert_eq!(
+        reference,
+        format!("{registry}/kiln-e2e/seed@{}", index.digest.unwrap())
+    );
 }

@@ -519,21 +519,57 @@ fn mounts_inside_are_the_steps_own() {
             (fields[1], fields[2], fields[3].starts_with("ro,"))
         })
         .collect();
-    // Only what kiln mounted is visible from inside the root. The host
-    // files are bound from private copies, whose filesystem varies.
+    // Only what kiln mounted is visible from inside the root: the root
+    // itself (a bind of the image's directory, whose filesystem varies),
+    // /dev, /sys and /proc with the parts runtimes make read-only or
+    // mask (those this kernel has). The host files are bound from private
+    // copies, whose filesystem varies too.
     let (fixed, copies): (Vec<_>, Vec<_>) = mounts
         .into_iter()
         .partition(|(target, _, _)| !target.starts_with("/etc/"));
-    assert_eq!(
-        fixed,
-        [
-            ("/dev", "tmpfs", false),
-            ("/dev/pts", "devpts", false),
-            ("/dev/shm", "tmpfs", false),
-            ("/sys", "sysfs", true),
-            ("/proc", "proc", false),
-        ]
-    );
+    assert_eq!(fixed.first().map(|m| (m.0, m.2)), Some(("/", false)));
+    let exists = |path: &str| fs::symlink_metadata(path).is_ok();
+    let mut want = vec![
+        ("/dev", "tmpfs", false),
+        ("/dev/pts", "devpts", false),
+        ("/dev/shm", "tmpfs", false),
+        ("/sys", "sysfs", true),
+    ];
+    for masked in ["/sys/firmware", "/sys/devices/virtual/powercap"] {
+        if exists(masked) {
+            want.push((masked, "tmpfs", true));
+        }
+    }
+    want.push(("/proc", "proc", false));
+    for read_only in [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ] {
+        if exists(read_only) {
+            want.push((read_only, "proc", true));
+        }
+    }
+    // Directories under an empty read-only tmpfs, files under the root's
+    // /dev/null (a node on the /dev tmpfs).
+    for masked in [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/interrupts",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/proc/timer_list",
+    ] {
+        if exists(masked) {
+            want.push((masked, "tmpfs", Path::new(masked).is_dir()));
+        }
+    }
+    assert_eq!(fixed[1..], want);
     let copies: Vec<&str> = copies.iter().map(|(target, _, _)| *target).collect();
     assert_eq!(copies, ["/etc/resolv.conf", "/etc/hosts"]);
 }

@@ -614,6 +614,118 @@ fn walk_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// In place, a step as a non-root `USER` cannot gain privileges through a
+/// set-user-ID binary (`no_new_privs`); a step as root keeps what root has.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_root_step_gets_no_new_privs() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        "FROM {}\n\
+         RUN grep ^NoNewPrivs: /proc/self/status > /root-nnp\n\
+         USER app\n\
+         RUN grep ^NoNewPrivs: /proc/self/status > /tmp/app-nnp\n",
+        fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let sim = SimulatedRoot::new(Marker::DockerEnv);
+    let image = format!("{}/nnp:1", registry.host());
+    let args = [
+        "--context=dir:///workspace".to_string(),
+        format!("--destination={image}"),
+        "--isolation=inplace".to_string(),
+    ];
+    let output = sim.kiln(ctx.path(), &args, &[]).await;
+    assert_success(&output);
+    let all: BTreeMap<String, support::kiln::Entry> = layers(&image)[1..]
+        .iter()
+        .flat_map(|layer| layer.clone())
+        .collect();
+    let content = |path: &str| all.get(path).map(|entry| entry.4.as_str());
+    assert_eq!(content("root-nnp"), Some("NoNewPrivs:\t0\n"));
+    assert_eq!(content("tmp/app-nnp"), Some("NoNewPrivs:\t1\n"));
+}
+
+/// kiln is not dumpable: another process of its user (as a step in place
+/// runs when kiln is not root) cannot read its environment, where
+/// registry credentials and secrets may be. kiln runs here as `nobody`,
+/// held in a `FROM` pull by a registry that accepts and never answers.
+#[test]
+fn kiln_is_not_dumpable_so_its_user_cannot_read_its_environment() {
+    use std::process::{Command, Stdio};
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "needs root (to run kiln and the reader as another user)"
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let ctx = context(&format!("FROM 127.0.0.1:{port}/never:1\n"), &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in [ctx.path(), tmp.path()] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let marker = "KILN_TEST_ENVIRON_MARKER";
+    let as_nobody = |program: &str| {
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            program,
+        ]);
+        command
+    };
+    let mut kiln = as_nobody(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            context_arg(ctx.path()),
+            "--no-push".to_string(),
+            format!("--insecure-registry=127.0.0.1:{port}"),
+        ])
+        .env("TMPDIR", tmp.path())
+        .env("DOCKER_CONFIG", tmp.path())
+        .env(marker, "visible")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    seen.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("kiln connects to the registry");
+    let read = |file: &str| {
+        as_nobody("cat")
+            .arg(format!("/proc/{}/{file}", kiln.id()))
+            .output()
+            .unwrap()
+    };
+    let cmdline = read("cmdline");
+    let environ = read("environ");
+    let _ = kiln.kill();
+    let _ = kiln.wait();
+    // The pid is kiln's, readable where anyone may read…
+    assert!(
+        String::from_utf8_lossy(&cmdline.stdout).contains("--no-push"),
+        "{cmdline:?}"
+    );
+    // …but its environment is not, even for its own user.
+    assert!(!environ.status.success(), "{environ:?}");
+    assert!(
+        !String::from_utf8_lossy(&environ.stdout).contains(marker),
+        "{environ:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&environ.stderr).contains("Permission denied"),
+        "{environ:?}"
+    );
+}
+
 /// kiln's builder image is `FROM scratch`: no `/tmp`. A real container
 /// runtime sets no `TMPDIR` either (the simulated root has neither: the
 /// launcher clears the environment). A fetched context is unpacked below

@@ -31,7 +31,8 @@ use tracing::{info, warn};
 pub use error::BuildError;
 use outputs::publish;
 pub use outputs::{
-    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, suffixed_tag,
+    write_digest_files,
 };
 use stage::{BuildScope, build_stage};
 pub use state::to_oci_descriptor;
@@ -66,6 +67,8 @@ pub struct Session {
     inplace: Option<inplace::InPlaceRoot>,
     /// Image paths snapshots never capture.
     never_captured: Vec<PathBuf>,
+    /// `work` is removed if kiln is interrupted (SIGTERM, SIGINT).
+    _interruptible: crate::run::interrupt::Registered,
     // Last: dropped after everything that lives inside it.
     work: tempfile::TempDir,
 }
@@ -96,15 +99,19 @@ impl Session {
             .prefix("kiln-")
             .tempdir_in(&work_parent)
             .map_err(BuildError::io("creating a work directory in", &work_parent))?;
+        let _interruptible = crate::run::interrupt::directory(work.path());
         let store = BlobStore::open(&work.path().join("blobs"))?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
-        let text = std::fs::read_to_string(&dockerfile_path).map_err(|source| {
-            BuildError::ReadDockerfile {
+        let text = crate::context::read_build_file(&context.root, &dockerfile_path)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+            })
+            .map_err(|source| BuildError::ReadDockerfile {
                 path: dockerfile_path.clone(),
                 source,
-            }
-        })?;
+            })?;
         let dockerfile = dockerfile::parse(&text)?;
         let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
         let timestamps = Timestamps::from_options(
@@ -123,6 +130,7 @@ impl Session {
                     ttl: options.cache.ttl,
                     run_layers: options.cache.run_layers,
                     copy_layers: options.cache.copy_layers,
+                    push: options.cache.push,
                 },
                 now,
             ))
@@ -172,6 +180,7 @@ impl Session {
             cache_dir,
             inplace,
             never_captured,
+            _interruptible,
             work,
         })
     }

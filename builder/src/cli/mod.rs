@@ -4,6 +4,7 @@
 //! `options` the build engine consumes, `logging` sets up stderr logs.
 
 pub mod args;
+pub mod kaniko;
 pub mod logging;
 pub mod options;
 pub mod reference;
@@ -22,6 +23,12 @@ pub use validate::{CliError, UNSUPPORTED};
 /// Entry point of the `kiln` binary.
 pub fn main() -> ExitCode {
     crate::tls::install_crypto_provider();
+    // A RUN step (in place, as kiln's user or as root without
+    // CAP_SYS_PTRACE) must not read kiln's environment, memory or file
+    // descriptors through /proc, nor trace it.
+    if let Err(err) = crate::run::make_not_dumpable() {
+        eprintln!("warning: cannot make kiln not dumpable (prctl PR_SET_DUMPABLE): {err}");
+    }
     // Usage errors exit with 2 and --help with 0, from inside clap.
     let args = Args::parse();
     let logging = &args.logging;
@@ -35,7 +42,7 @@ pub fn main() -> ExitCode {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(execute(options))
+                .block_on(execute_interruptible(options))
         });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,9 +50,71 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// [`execute`], unless SIGTERM or SIGINT comes first: then the running
+/// RUN steps are killed, the work directories (with any secret) removed,
+/// one line printed, and kiln exits with 128 + the signal (143, 130).
+/// `--driver=k8s` keeps its own Ctrl-C dialogue and the default SIGTERM.
+async fn execute_interruptible(options: BuildOptions) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    if options.multi_platform.driver == options::Driver::K8s {
+        return execute(options).await;
+    }
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    // Not dropped on a signal: its work directory stays registered (and
+    // on disk) until `clean_up` has killed the steps that use it.
+    let build = execute(options);
+    tokio::pin!(build);
+    let (name, number) = tokio::select! {
+        result = &mut build => return result,
+        _ = terminate.recv() => ("SIGTERM", 15),
+        _ = interrupt.recv() => ("SIGINT", 2),
+    };
+    // Blocking this thread is fine: kiln exits right after. No early
+    // return from here on: dropping `build` now would wait for the
+    // registry `clean_up` keeps locked.
+    let cleaned = crate::run::interrupt::clean_up();
+    eprintln!("{}", interrupted_line(name, &cleaned));
+    std::process::exit(128 + number);
+}
+
+/// The one line kiln prints when a signal stops the build.
+fn interrupted_line(signal: &str, cleaned: &crate::run::interrupt::Cleaned) -> String {
+    let mut line = format!(
+        "error: interrupted by {signal}: killed {} running RUN step(s), removed {} temporary director{}",
+        cleaned.steps_killed,
+        cleaned.directories_removed,
+        if cleaned.directories_removed == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+    );
+    for (path, err) in &cleaned.directories_kept {
+        line.push_str(&format!(
+            "; could not remove {} ({err}): delete it, it may hold secrets",
+            path.display()
+        ));
+    }
+    line
+}
+
 fn report(error: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", one_line(error));
-    ExitCode::FAILURE
+    exit_code(error)
+}
+
+/// A failed RUN's own exit code, as `docker build` and a shell script
+/// would end with; 1 for every other failure.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let code = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::build::BuildError>())
+        .and_then(crate::build::BuildError::exit_code);
+    match code.and_then(|c| u8::try_from(c).ok()) {
+        Some(code) if code != 0 => ExitCode::from(code),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// The error and its causes joined with ": ", one line a user can grep.
@@ -115,7 +184,35 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{interrupted_line, one_line};
+    use crate::run::interrupt::Cleaned;
+
+    #[test]
+    fn interrupted_line_is_one_line() {
+        let cases = [
+            (
+                Cleaned {
+                    steps_killed: 1,
+                    directories_removed: 1,
+                    directories_kept: vec![],
+                },
+                "error: interrupted by SIGTERM: killed 1 running RUN step(s), removed 1 temporary \
+                 directory",
+            ),
+            (
+                Cleaned {
+                    steps_killed: 0,
+                    directories_removed: 0,
+                    directories_kept: vec![("/tmp/kiln-x".into(), "busy".to_string())],
+                },
+                "error: interrupted by SIGTERM: killed 0 running RUN step(s), removed 0 temporary \
+                 directories; could not remove /tmp/kiln-x (busy): delete it, it may hold secrets",
+            ),
+        ];
+        for (cleaned, want) in cases {
+            assert_eq!(interrupted_line("SIGTERM", &cleaned), want);
+        }
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("reading Dockerfile /ctx/Dockerfile: {source}")]

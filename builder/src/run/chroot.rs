@@ -1,5 +1,7 @@
-//! `--isolation=chroot`: prepare the root, start the command from a
-//! set-up thread in new namespaces, stream its output, clean up.
+//! `--isolation=chroot`, the sandbox: prepare the root, start the command
+//! from a set-up thread in new namespaces (`pivot_root`, capabilities,
+//! seccomp: see the module documentation of `run`), stream its output,
+//! clean up.
 
 use std::ffi::CString;
 use std::fs;
@@ -9,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 
 use tempfile::TempDir;
 
@@ -23,12 +26,32 @@ use crate::fs::{ExecUser, clean_image_path, resolve_exec_user};
 /// The host files a RUN sees copies of, when [`RunSpec::hosts_files`].
 const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
 
-/// Runs `spec` chrooted into `rootfs` and returns its exit status and the
-/// tail of its output; the output is also passed to `log` as it arrives.
+/// Parts of `/proc` a step may read but not write, as runc's default
+/// spec has them (`readonlyPaths`).
+const PROC_READ_ONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+/// Parts of `/proc` a step does not see, as runc's default spec has them
+/// (`maskedPaths`): kernel memory, keys, timers, scheduler and hardware
+/// details.
+const PROC_MASKED: [&str; 9] = [
+    "acpi",
+    "asound",
+    "interrupts",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "sched_debug",
+    "scsi",
+    "timer_list",
+];
+
+/// Runs `spec` in a sandbox whose root is `rootfs` and returns its exit
+/// status and the tail of its output; the output is also passed to `log`
+/// as it arrives.
 ///
-/// The command runs in a private mount namespace (and a PID namespace of
-/// its own, and a network namespace with only loopback for
-/// [`Network::None`]) with `/proc`, `/dev`, `/sys` and, with
+/// The command runs in private mount, PID, UTS and IPC namespaces (and a
+/// network namespace with only loopback for [`Network::None`]), after
+/// `pivot_root` into `rootfs`, with `/proc`, `/dev`, `/sys` and, with
 /// [`RunSpec::hosts_files`], copies of the host's `/etc/resolv.conf` and
 /// `/etc/hosts` mounted inside the root; all of them disappear when the
 /// step's last process exits. Everything the step started is killed when
@@ -126,16 +149,27 @@ fn mount_and_run(
         }
     };
     // Kept until the command is done: the copies are mounted in the root.
+    // Registered so that a SIGTERM of kiln removes them too.
     let (_copies, files) = if spec.hosts_files {
         let (dir, files) = host_file_copies(root, stubs)?;
-        (Some(dir), files)
+        let registered = super::interrupt::directory(dir.path());
+        (Some((registered, dir)), files)
     } else {
         (None, Vec::new())
     };
     let run_mounts = run_mount_points(root, stubs, &spec.mounts)?;
+    let below = |dir: &Path, names: &[&str]| -> Result<Vec<CString>, RunError> {
+        names
+            .iter()
+            .map(|name| c_string(dir.join(name).as_os_str().as_bytes()))
+            .collect()
+    };
     let launch = Launch {
         child: ChildPlan {
             proc_target: c_string(proc.as_os_str().as_bytes())?,
+            proc_read_only: below(&proc, &PROC_READ_ONLY)?,
+            proc_masked: below(&proc, &PROC_MASKED)?,
+            dev_null: c_string(dev.join("null").as_os_str().as_bytes())?,
             root: c_string(root.as_os_str().as_bytes())?,
             workdir: c_string(command.workdir.as_bytes())?,
             uid: command.user.uid,
@@ -143,6 +177,7 @@ fn mount_and_run(
             groups: command.user.additional_gids,
         },
         mounts: MountPlan {
+            root: root.to_path_buf(),
             dev,
             sys,
             files,
@@ -155,23 +190,43 @@ fn mount_and_run(
         network: spec.network,
     };
     let name = launch.name.clone();
-    let started = std::thread::Builder::new()
+    let thread_error = |detail: String| RunError::Thread {
+        name: name.clone(),
+        detail,
+    };
+    // The set-up thread reports the started command, then waits until
+    // `step_over` is dropped: the command's parent-death signal fires
+    // when the thread that forked it ends, so the thread must outlive
+    // the step, and end with kiln.
+    let (report, started) = mpsc::channel();
+    let (step_over, wait_for_end) = mpsc::channel::<()>();
+    let setup = std::thread::Builder::new()
         .name("kiln-run-setup".to_string())
-        .spawn(move || start_in_namespaces(launch))
-        .map_err(|err| RunError::Thread {
-            name: name.clone(),
-            detail: err.to_string(),
-        })?
+        .spawn(move || {
+            let started = start_in_namespaces(launch);
+            let is_running = started.is_ok();
+            let _ = report.send(started);
+            if is_running {
+                let _ = wait_for_end.recv();
+            }
+        })
+        .map_err(|err| thread_error(err.to_string()))?;
+    let result = match started.recv() {
+        Ok(Ok(started)) => {
+            supervise(started.child, started.output, log).map_err(|source| RunError::Supervise {
+                name: name.clone(),
+                op: "read the command's output or wait for it",
+                source,
+            })
+        }
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(thread_error("panicked".to_string())),
+    };
+    drop(step_over);
+    setup
         .join()
-        .map_err(|_| RunError::Thread {
-            name: name.clone(),
-            detail: "panicked".to_string(),
-        })??;
-    supervise(started.child, started.output, log).map_err(|source| RunError::Supervise {
-        name,
-        op: "read the command's output or wait for it",
-        source,
-    })
+        .map_err(|_| thread_error("panicked".to_string()))?;
+    result
 }
 
 /// The host path to mount `image_path` on, created as a stub if missing.
@@ -270,12 +325,19 @@ fn start_in_namespaces(launch: Launch) -> Result<Started, RunError> {
         }
     };
     sys::unshare(Namespace::Mount).map_err(refused(Namespace::Mount))?;
-    if let Err(err) = sys::unshare(Namespace::Pid) {
-        tracing::warn!(%err, "RUN: no PID namespace; processes the step leaves behind are killed by process group only");
+    sys::unshare(Namespace::Pid).map_err(refused(Namespace::Pid))?;
+    sys::unshare(Namespace::Uts).map_err(refused(Namespace::Uts))?;
+    sys::unshare(Namespace::Ipc).map_err(refused(Namespace::Ipc))?;
+    if let Err(err) = sys::unshare(Namespace::Cgroup) {
+        tracing::warn!(%err, "RUN: no cgroup namespace; the step sees the host's cgroup paths");
     }
     if launch.network == Network::None {
         sys::unshare(Namespace::Network).map_err(refused(Namespace::Network))?;
     }
+    sys::set_hostname(sys::HOSTNAME).map_err(RunError::io(
+        "set the hostname",
+        "in the RUN's UTS namespace",
+    ))?;
     sys::make_mounts_private()
         .map_err(RunError::io("make mount propagation private below", "/"))?;
     mount_all(&launch.mounts)?;
@@ -338,11 +400,18 @@ fn step_descriptions(plan: &ChildPlan) -> impl Fn(ChildStep) -> String + use<> {
     let (uid, gid, groups) = (plan.uid, plan.gid, plan.groups.clone());
     move |step| match step {
         ChildStep::ProcInstance | ChildStep::MountProc => format!("mount proc on {proc_target}"),
-        ChildStep::Chroot => "chroot into the root filesystem".to_string(),
+        ChildStep::ProcReadOnly => format!("make parts of {proc_target} read-only"),
+        ChildStep::ProcMask => format!("mask parts of {proc_target}"),
+        ChildStep::PivotRoot => "pivot_root into the root filesystem".to_string(),
         ChildStep::Chdir => format!("change directory to WORKDIR {workdir}"),
         ChildStep::SetGroups => format!("set supplementary groups {groups:?}"),
         ChildStep::SetGid => format!("set group id {gid}"),
         ChildStep::SetUid => format!("set user id {uid}"),
+        ChildStep::DeathSignal => "set the parent-death signal".to_string(),
+        ChildStep::BoundingSet => "drop capabilities from the bounding set".to_string(),
+        ChildStep::Seccomp => "install the seccomp filter".to_string(),
+        ChildStep::Capabilities => "set the step's capabilities".to_string(),
+        ChildStep::NoNewPrivileges => "set no_new_privs".to_string(),
     }
 }
 

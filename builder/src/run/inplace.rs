@@ -100,6 +100,11 @@ fn start_and_supervise(
             ),
             (user.uid, user.gid, &user.additional_gids),
         ),
+        // A step as root keeps what root has in the container (set-user-ID
+        // binaries change nothing for it); a step as another user cannot
+        // regain privileges through one (`su`, `sudo` and file
+        // capabilities do not work for it in this mode).
+        no_new_privs: user.uid != 0,
     };
     let describe = {
         let (workdir, uid, gid) = (workdir.clone(), user.uid, user.gid);
@@ -109,10 +114,17 @@ fn start_and_supervise(
             ChildStep::SetGroups => format!("set supplementary groups {groups:?}"),
             ChildStep::SetGid => format!("set group id {gid}"),
             ChildStep::SetUid => format!("set user id {uid}"),
+            ChildStep::DeathSignal => "set the parent-death signal".to_string(),
+            ChildStep::NoNewPrivileges => "set no_new_privs".to_string(),
             // Not steps of a plain exec.
-            ChildStep::ProcInstance | ChildStep::MountProc | ChildStep::Chroot => {
-                format!("{step:?}")
-            }
+            ChildStep::ProcInstance
+            | ChildStep::MountProc
+            | ChildStep::ProcReadOnly
+            | ChildStep::ProcMask
+            | ChildStep::PivotRoot
+            | ChildStep::BoundingSet
+            | ChildStep::Seccomp
+            | ChildStep::Capabilities => format!("{step:?}"),
         }
     };
     let reports = sys::install_plain_setup(&mut cmd, plan)

@@ -9,10 +9,13 @@
 //! - [`run_in_place`] is `--isolation=inplace` (see "In place" below);
 //! - [`run_in_chroot`] is `--isolation=chroot`, described first.
 //!
-//! [`run_in_chroot`] is `--isolation=chroot`: the command runs chrooted into
-//! a stage's root filesystem, in namespaces of its own, as the Dockerfile's
-//! `USER`, and the host is never modified. The pieces, in the order a RUN
-//! goes through them:
+//! [`run_in_chroot`] is `--isolation=chroot`: the command runs in a
+//! sandbox, as container runtimes build one: new mount, PID, UTS, IPC
+//! (and where the kernel allows, cgroup) namespaces, `pivot_root` into a
+//! stage's root filesystem with the old root detached, a fresh `/proc`
+//! with the usual parts read-only or masked, a runtime's default
+//! capabilities, a seccomp filter, as the Dockerfile's `USER`; the host is
+//! never modified. The pieces, in the order a RUN goes through them:
 //!
 //! - `exec`: before anything is forked, `argv[0]` is looked up inside the
 //!   root (through `crate::fs`'s in-root resolution, with the step's
@@ -27,9 +30,10 @@
 //!   command wrote. The paths are reported in
 //!   [`RunOutput::created_mount_points`]. BuildKit handles its mount stubs
 //!   the same way.
-//! - `mounts` and `sys`: a short-lived thread enters new namespaces and
+//! - `mounts` and `sys`: a set-up thread enters new namespaces and
 //!   mounts; the command is forked from it. `sys` is the one module with
-//!   `unsafe` code (`unshare`, `pre_exec`, one `ioctl`).
+//!   `unsafe` code (`unshare`, `pre_exec`, one `ioctl`, the seccomp
+//!   `prctl`); `seccomp` builds the filter.
 //! - `output`: stdout and stderr share one pipe, streamed to the caller's
 //!   log as they arrive; the last 64 KiB are kept for the error message.
 //!
@@ -40,26 +44,52 @@
 //! (its PID 1), so that when it exits the kernel kills everything it left
 //! behind (`sleep 1000 &`, daemons that `setsid`), and so that the `/proc`
 //! mounted inside shows only the step's processes. kiln therefore creates
-//! the namespaces in a dedicated thread (`unshare` acts per thread), sets up
-//! the mounts there, and forks the command from it with
-//! `std::process::Command`; the child's `pre_exec` only mounts `/proc` (it
-//! must be done from inside the new PID namespace), chroots, changes
-//! directory and drops to the user. The thread ends as soon as the command
-//! is started; the namespaces live as long as the step's processes do, and
-//! every mount disappears with them. Re-executing the current binary as a
-//! helper was not chosen: the library runs inside test binaries and other
-//! programs whose `main` it does not control.
+//! the namespaces in a dedicated thread (`unshare` acts per thread), sets
+//! the hostname (`kiln`) and the mounts there, and forks the command from
+//! it with `std::process::Command`. The child's `pre_exec` does what must
+//! be done from inside the new PID namespace or by the command's own
+//! process (see `sys::install_child_setup`): the parent-death signal,
+//! `/proc` and its masks, `pivot_root`, the WORKDIR, the bounding set, the
+//! seccomp filter, the user, the capabilities. The thread then waits until
+//! the step is over: the parent-death signal (`SIGKILL`) fires when the
+//! thread that forked the command ends, so a `SIGKILL` of kiln kills the
+//! command, and with it (PID 1) every process of the step. Re-executing
+//! the current binary as a helper was not chosen: the library runs inside
+//! test binaries and other programs whose `main` it does not control.
 //!
-//! When the kernel refuses a PID namespace (rare once a mount namespace is
-//! allowed), the step runs without one and leftovers are killed by process
-//! group only (a process that calls `setsid` escapes that). The command is
-//! always its own process group, killed with `SIGKILL` once the command
-//! exits.
+//! A kernel that refuses any of the mount, PID, UTS or IPC namespaces
+//! refuses the step (use `--isolation=inplace`); a refused cgroup
+//! namespace is a warning. The command is also its own process group,
+//! killed with `SIGKILL` once the command exits.
 //!
 //! The command being PID 1 of its namespace has the usual consequence: it
 //! ignores signals it has no handler for when they come from inside the
 //! namespace (`kill $$` in a `RUN` does nothing), as in Docker without
 //! `--init`.
+//!
+//! # Privileges
+//!
+//! - Capabilities: root gets the default set of Docker, containerd and
+//!   runc (`CHOWN`, `DAC_OVERRIDE`, `FSETID`, `FOWNER`, `MKNOD`,
+//!   `NET_RAW`, `SETGID`, `SETUID`, `SETFCAP`, `SETPCAP`,
+//!   `NET_BIND_SERVICE`, `SYS_CHROOT`, `KILL`, `AUDIT_WRITE`), which is
+//!   also every step's bounding set; another `USER` has none.
+//! - `no_new_privs` is not set, as Docker does not set it: `su`, `sudo`
+//!   and other set-user-ID programs of the image work in RUN as in
+//!   `docker build`. A set-user-ID root program gets at most the bounding
+//!   set above, without `CAP_SYS_ADMIN`, behind the seccomp filter, in
+//!   namespaces where the host's root is not reachable (the old root is
+//!   detached, not just hidden by a `chroot`).
+//! - seccomp (`seccomp`): the calls Docker's default profile refuses a
+//!   process without `CAP_SYS_ADMIN` (mount, `pivot_root`, `unshare`,
+//!   `setns`, `clone` with new namespaces, module and kexec loading,
+//!   keyrings, `bpf`, `perf_event_open`, `open_by_handle_at`, …) fail with
+//!   `EPERM`. It is a deny-list; the capabilities are the boundary for the
+//!   rest.
+//! - `/proc`: `sys`, `sysrq-trigger`, `irq`, `bus` and `fs` are
+//!   read-only; `kcore`, `keys`, `timer_list`, `interrupts`, `acpi`,
+//!   `sched_debug`, … are masked (runc's default spec); `/sys` is
+//!   read-only with `firmware` masked.
 //!
 //! # Mounts inside the root
 //!
@@ -121,11 +151,13 @@
 //!
 //! # Limits
 //!
-//! Needs root, or `CAP_SYS_ADMIN` (plus `CAP_SYS_CHROOT`, `CAP_SETUID`,
-//! `CAP_SETGID`), in the initial user namespace: inside an unprivileged
-//! container use `--isolation=inplace`. `chroot` is not a security boundary
-//! against a RUN running as root; it keeps honest builds from touching the
-//! host.
+//! Needs root, or `CAP_SYS_ADMIN` (plus `CAP_SETUID`, `CAP_SETGID`,
+//! `CAP_SETPCAP`), in the initial user namespace: inside an unprivileged
+//! container use `--isolation=inplace`. No user namespace: root in a step
+//! is root on the host's files it can reach (its root filesystem, its
+//! `RUN --mount`s), with the capabilities above. The network is the
+//! host's unless `RUN --network=none`. There are no resource limits
+//! (cgroups): a step can use all of the machine's CPU and memory.
 //!
 //! # In place (`--isolation=inplace`)
 //!
@@ -146,6 +178,14 @@
 //! (`sys::install_plain_setup`). `/proc`, `/dev`, `/sys`, `/etc/hosts` and
 //! `/etc/resolv.conf` are the container's own.
 //!
+//! A step as a non-root `USER` gets `no_new_privs`: no set-user-ID
+//! binary of the image raises its privileges (so `su` and `sudo` do not
+//! work in this mode; as root they are not needed). kiln makes itself not
+//! dumpable (`PR_SET_DUMPABLE` 0) at start, so a step as its user (or as
+//! root without `CAP_SYS_PTRACE`, as in a container's default set) cannot
+//! read `/proc/<kiln>/environ`, `mem` or `fd`, nor `ptrace` it. The
+//! command gets `SIGKILL` if kiln dies (parent-death signal).
+//!
 //! Leftover processes: the command leads a new process group, which is
 //! killed with `SIGKILL` once the command exits. Without a PID namespace a
 //! process that leaves the group (`setsid`, a daemon that double-forks
@@ -156,8 +196,8 @@
 //! such a process holds it open. A container that ends with the build
 //! (a Kubernetes Job) ends them too. `RUN --network=none` needs a network
 //! namespace and is refused in this mode. Nothing isolates the step from
-//! kiln itself: a RUN as root can read `/kaniko/.docker` and kill kiln, as
-//! under kaniko.
+//! kiln's files: a RUN as root can read `/kaniko/.docker` and kill kiln,
+//! as under kaniko.
 //!
 //! `RUN --mount`s get the same [`RunMount`] list as in chroot, but with no
 //! mount system call available they are *materialised* (`inplace_mounts`):
@@ -178,9 +218,11 @@ mod error;
 mod exec;
 mod inplace;
 mod inplace_mounts;
+pub mod interrupt;
 pub mod mount_spec;
 mod mounts;
 mod output;
+mod seccomp;
 pub mod secret;
 mod stubs;
 mod sys;
@@ -191,6 +233,7 @@ pub use chroot::run_in_chroot;
 pub use error::RunError;
 pub use inplace::run_in_place;
 pub use secret::SecretValue;
+pub use sys::make_not_dumpable;
 
 /// `PATH` for a step whose environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -320,7 +363,9 @@ impl RunSpec {
 }
 
 /// How a RUN ended. A non-zero `status` is not an error here: the engine
-/// reports `RUN failed (exit N): <command>` with `output_tail`.
+/// reports `RUN failed (exit N): <command>` and kiln exits with N (the
+/// output was already streamed to the log; `output_tail` is for callers
+/// that did not show it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutput {
     /// The exit code, or 128 + the signal number when a signal ended it.

@@ -17,6 +17,9 @@ use super::{MountSource, RunError};
 /// Host paths (inside the root) to mount on, all existing.
 #[derive(Debug)]
 pub(super) struct MountPlan {
+    /// The root filesystem, bound on itself first so that `pivot_root`
+    /// can take it and every mount below lands on that bind.
+    pub(super) root: PathBuf,
     pub(super) dev: PathBuf,
     /// `None` when the image has something else than a directory there.
     pub(super) sys: Option<PathBuf>,
@@ -57,11 +60,18 @@ const DEV_LINKS: [(&str, &str); 5] = [
 /// Mounts everything in `plan`. Must run in the thread's own mount
 /// namespace with private propagation: these mounts vanish with it.
 pub(super) fn mount_all(plan: &MountPlan) -> Result<(), RunError> {
+    sys::bind_root_on_itself(&plan.root).map_err(RunError::io(
+        "bind-mount the root filesystem on itself at",
+        &plan.root,
+    ))?;
     set_up_dev(&plan.dev)?;
-    if let Some(target) = &plan.sys
-        && let Err(err) = sys::mount_sysfs(target)
-    {
-        tracing::warn!(path = %target.display(), %err, "RUN: cannot mount /sys; the step runs without it");
+    if let Some(target) = &plan.sys {
+        match sys::mount_sysfs(target) {
+            Ok(()) => mask_sys(target),
+            Err(err) => {
+                tracing::warn!(path = %target.display(), %err, "RUN: cannot mount /sys; the step runs without it")
+            }
+        }
     }
     for (copy, target) in &plan.files {
         sys::bind(copy, target).map_err(RunError::io(
@@ -73,6 +83,23 @@ pub(super) fn mount_all(plan: &MountPlan) -> Result<(), RunError> {
         mount_one(mount)?;
     }
     Ok(())
+}
+
+/// Parts of `/sys` a step does not see, as runc's default spec has them.
+const SYS_MASKED: [&str; 2] = ["firmware", "devices/virtual/powercap"];
+
+/// Hides [`SYS_MASKED`] under empty read-only tmpfs mounts; a missing one
+/// is skipped, a failure is a warning (the whole of `/sys` is read-only).
+fn mask_sys(sys_dir: &Path) {
+    for name in SYS_MASKED {
+        let target = sys_dir.join(name);
+        if !target.is_dir() {
+            continue;
+        }
+        if let Err(err) = sys::mask_directory(&target) {
+            tracing::warn!(path = %target.display(), %err, "RUN: cannot mask a part of /sys");
+        }
+    }
 }
 
 /// A bind of the source (not recursive: a read-only bind must not leave

@@ -85,6 +85,8 @@ pub(super) fn supervise(
     log: &mut dyn FnMut(&[u8]),
 ) -> io::Result<(i32, String)> {
     let pid = Pid::from_child(&child);
+    // Until the step is reaped: a SIGTERM of kiln kills its group.
+    let _interruptible = super::interrupt::process_group(pid);
     let tail = match stream_until_exit(pid, output, log) {
         Ok(tail) => tail,
         Err(err) => {

@@ -1,6 +1,7 @@
 //! The system calls of RUN isolation: namespaces (`unshare`), mounts,
-//! `chroot`, the switch to the step's user, and the one `ioctl` that
-//! brings loopback up. The workspace denies `unsafe_code`; this module is
+//! `pivot_root`, the hostname, capabilities, the seccomp filter, the
+//! parent-death signal, the switch to the step's user, and the one
+//! `ioctl` that brings loopback up. The workspace denies `unsafe_code`; this module is
 //! the one place STYLE.md allows it, and each `unsafe` block says why it is
 //! sound.
 //!
@@ -21,9 +22,12 @@ use std::process::Command;
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::ioctl::{Opcode, Updater};
+use rustix::mount::UnmountFlags;
 use rustix::mount::{MountFlags, MountPropagationFlags};
-use rustix::process::{Gid, Uid};
-use rustix::thread::UnshareFlags;
+use rustix::process::{Gid, Signal, Uid};
+use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
+
+use super::seccomp;
 
 /// The namespaces a RUN gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +35,9 @@ pub(super) enum Namespace {
     Mount,
     Pid,
     Network,
+    Uts,
+    Ipc,
+    Cgroup,
 }
 
 impl Namespace {
@@ -39,8 +46,60 @@ impl Namespace {
             Namespace::Mount => "mount",
             Namespace::Pid => "PID",
             Namespace::Network => "network",
+            Namespace::Uts => "UTS",
+            Namespace::Ipc => "IPC",
+            Namespace::Cgroup => "cgroup",
         }
     }
+}
+
+/// The capabilities a sandboxed RUN as root has, and the bounding set of
+/// every sandboxed RUN: the default set of Docker, containerd and runc
+/// (moby's `oci/caps/defaults.go`). A step as another user has none (the
+/// kernel clears them at `setuid`); a set-user-ID-root binary it runs
+/// gets at most these.
+pub(super) const DEFAULT_CAPABILITIES: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::NET_RAW)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID)
+    .union(CapabilitySet::SETFCAP)
+    .union(CapabilitySet::SETPCAP)
+    .union(CapabilitySet::NET_BIND_SERVICE)
+    .union(CapabilitySet::SYS_CHROOT)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::AUDIT_WRITE);
+
+/// The hostname a sandboxed RUN sees (in its own UTS namespace).
+pub(super) const HOSTNAME: &[u8] = b"kiln";
+
+/// Sets the hostname of the calling thread's (new) UTS namespace.
+pub(super) fn set_hostname(name: &[u8]) -> io::Result<()> {
+    rustix::system::sethostname(name)?;
+    Ok(())
+}
+
+/// Binds `root` on itself (recursively), so that it is a mount point
+/// `pivot_root` can take as the new root.
+pub(super) fn bind_root_on_itself(root: &Path) -> io::Result<()> {
+    rustix::mount::mount_bind_recursive(root, root)?;
+    Ok(())
+}
+
+/// A read-only, empty tmpfs over `target` (a directory), as runtimes mask
+/// directories of `/proc` and `/sys`.
+pub(super) fn mask_directory(target: &Path) -> io::Result<()> {
+    rustix::mount::mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        c"size=0",
+    )?;
+    Ok(())
 }
 
 /// Moves the calling thread into a new namespace. For a PID namespace that
@@ -50,6 +109,9 @@ pub(super) fn unshare(namespace: Namespace) -> io::Result<()> {
         Namespace::Mount => UnshareFlags::NEWNS,
         Namespace::Pid => UnshareFlags::NEWPID,
         Namespace::Network => UnshareFlags::NEWNET,
+        Namespace::Uts => UnshareFlags::NEWUTS,
+        Namespace::Ipc => UnshareFlags::NEWIPC,
+        Namespace::Cgroup => UnshareFlags::NEWCGROUP,
     };
     // SAFETY: `unshare_unsafe` is unsafe only because `CLONE_FILES` would
     // give this thread a file descriptor table of its own, so descriptors
@@ -158,9 +220,19 @@ pub(super) fn loopback_up() -> io::Result<()> {
 pub(super) struct ChildPlan {
     /// Host path of the root's `/proc` mount point.
     pub(super) proc_target: CString,
-    /// Host path of the root.
+    /// Host paths (below `proc_target`) made read-only once `/proc` is
+    /// mounted; a missing one is skipped.
+    pub(super) proc_read_only: Vec<CString>,
+    /// Host paths (below `proc_target`) hidden: a file under the root's
+    /// `/dev/null`, a directory under an empty read-only tmpfs; a missing
+    /// one is skipped.
+    pub(super) proc_masked: Vec<CString>,
+    /// Host path of the root's `/dev/null`.
+    pub(super) dev_null: CString,
+    /// Host path of the root (a mount point: see [`bind_root_on_itself`]).
     pub(super) root: CString,
-    /// In-image working directory (resolved by the kernel after chroot).
+    /// In-image working directory (resolved by the kernel after
+    /// `pivot_root`).
     pub(super) workdir: CString,
     pub(super) uid: u32,
     pub(super) gid: u32,
@@ -174,11 +246,19 @@ pub(super) enum ChildStep {
     /// (a warning).
     ProcInstance = 1,
     MountProc = 2,
-    Chroot = 3,
+    /// `pivot_root` into the root and detach of the old root.
+    PivotRoot = 3,
     Chdir = 4,
     SetGroups = 5,
     SetGid = 6,
     SetUid = 7,
+    DeathSignal = 8,
+    ProcReadOnly = 9,
+    ProcMask = 10,
+    BoundingSet = 11,
+    Seccomp = 12,
+    Capabilities = 13,
+    NoNewPrivileges = 14,
 }
 
 impl ChildStep {
@@ -186,11 +266,18 @@ impl ChildStep {
         Some(match code {
             1 => ChildStep::ProcInstance,
             2 => ChildStep::MountProc,
-            3 => ChildStep::Chroot,
+            3 => ChildStep::PivotRoot,
             4 => ChildStep::Chdir,
             5 => ChildStep::SetGroups,
             6 => ChildStep::SetGid,
             7 => ChildStep::SetUid,
+            8 => ChildStep::DeathSignal,
+            9 => ChildStep::ProcReadOnly,
+            10 => ChildStep::ProcMask,
+            11 => ChildStep::BoundingSet,
+            12 => ChildStep::Seccomp,
+            13 => ChildStep::Capabilities,
+            14 => ChildStep::NoNewPrivileges,
             _ => return None,
         })
     }
@@ -209,17 +296,49 @@ const RECORD: usize = 5;
 /// written to a pipe (which closes on exec) as `[step, errno (4 bytes LE)]`
 /// records, because `Command::spawn` reports only an errno; the returned
 /// reader yields them once the command has been spawned and `cmd` dropped.
+///
+/// In order, the child (PID 1 of the new PID namespace, in the set-up
+/// thread's mount, UTS and IPC namespaces):
+/// 1. asks for `SIGKILL` when the thread that forked it ends (the set-up
+///    thread lives until the step is over, so this fires when kiln dies);
+/// 2. mounts a new `/proc` (its PID namespace's), makes `/proc/sys`,
+///    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`
+///    read-only and hides `/proc/kcore`, `/proc/keys`, … as runc does;
+/// 3. `pivot_root`s into the root and detaches the old root, so no path
+///    leads back to the host (a `chroot` alone leaves the host's root one
+///    `chroot(".."…)` away for whoever keeps `CAP_SYS_CHROOT`);
+/// 4. changes to the WORKDIR;
+/// 5. drops every capability outside [`DEFAULT_CAPABILITIES`] from its
+///    bounding set;
+/// 6. installs the seccomp filter (`seccomp`), while it still has
+///    `CAP_SYS_ADMIN`, which installing one without `no_new_privs` needs;
+/// 7. takes the step's groups and user;
+/// 8. sets its capabilities: [`DEFAULT_CAPABILITIES`] for root, none
+///    otherwise, and an empty ambient set.
+///
+/// `no_new_privs` is not set, as Docker does not: `su`, `sudo` and other
+/// set-user-ID programs of the image work in RUN as they do in
+/// `docker build`. What they can reach is bounded by the bounding set
+/// (5), the filter (6) and the namespaces.
 pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Result<PipeReader> {
     let (reader, writer) = io::pipe()?;
     let groups: Vec<Gid> = plan.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let uid = Uid::from_raw(plan.uid);
     let gid = Gid::from_raw(plan.gid);
+    let filter = seccomp_program();
+    let capabilities = if plan.uid == 0 {
+        DEFAULT_CAPABILITIES
+    } else {
+        CapabilitySet::empty()
+    };
     let setup = move || -> io::Result<()> {
         let fail = |step: ChildStep, errno: Errno| -> io::Error {
             report(&writer, step, errno);
             io::Error::from(errno)
         };
         rustix::process::umask(Mode::from_raw_mode(0o022));
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+            .map_err(|e| fail(ChildStep::DeathSignal, e))?;
         let proc_flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         if let Err(errno) = rustix::mount::mount(
             c"proc",
@@ -232,33 +351,134 @@ pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Res
             rustix::mount::mount_bind_recursive(c"/proc", plan.proc_target.as_c_str())
                 .map_err(|e| fail(ChildStep::MountProc, e))?;
         }
-        rustix::process::chroot(plan.root.as_c_str()).map_err(|e| fail(ChildStep::Chroot, e))?;
+        for path in &plan.proc_read_only {
+            match rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str()) {
+                Ok(()) => {}
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(fail(ChildStep::ProcReadOnly, e)),
+            }
+            rustix::mount::mount_remount(
+                path.as_c_str(),
+                MountFlags::BIND | MountFlags::RDONLY | proc_flags,
+                c"",
+            )
+            .map_err(|e| fail(ChildStep::ProcReadOnly, e))?;
+        }
+        for path in &plan.proc_masked {
+            match rustix::mount::mount_bind(plan.dev_null.as_c_str(), path.as_c_str()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                // A directory: an empty read-only tmpfs hides it instead.
+                Err(Errno::NOTDIR | Errno::ISDIR) => rustix::mount::mount(
+                    c"tmpfs",
+                    path.as_c_str(),
+                    c"tmpfs",
+                    MountFlags::RDONLY | proc_flags,
+                    c"size=0",
+                )
+                .map_err(|e| fail(ChildStep::ProcMask, e))?,
+                Err(e) => return Err(fail(ChildStep::ProcMask, e)),
+            }
+        }
+        rustix::process::chdir(plan.root.as_c_str()).map_err(|e| fail(ChildStep::PivotRoot, e))?;
+        rustix::process::pivot_root(c".", c".").map_err(|e| fail(ChildStep::PivotRoot, e))?;
+        // The old root is now stacked on "."; detach it (pivot_root(2)).
+        rustix::mount::unmount(c".", UnmountFlags::DETACH)
+            .map_err(|e| fail(ChildStep::PivotRoot, e))?;
+        rustix::process::chdir(c"/").map_err(|e| fail(ChildStep::PivotRoot, e))?;
         rustix::process::chdir(plan.workdir.as_c_str()).map_err(|e| fail(ChildStep::Chdir, e))?;
+        for bit in 0..64u32 {
+            let capability = CapabilitySet::from_bits_retain(1 << bit);
+            if DEFAULT_CAPABILITIES.contains(capability) {
+                continue;
+            }
+            match rustix::thread::remove_capability_from_bounding_set(capability) {
+                // EINVAL: past the last capability this kernel knows.
+                Ok(()) | Err(Errno::INVAL) => {}
+                Err(e) => return Err(fail(ChildStep::BoundingSet, e)),
+            }
+        }
+        install_seccomp(&filter).map_err(|e| fail(ChildStep::Seccomp, e))?;
         rustix::thread::set_thread_groups(&groups).map_err(|e| fail(ChildStep::SetGroups, e))?;
         rustix::thread::set_thread_gid(gid).map_err(|e| fail(ChildStep::SetGid, e))?;
         rustix::thread::set_thread_uid(uid).map_err(|e| fail(ChildStep::SetUid, e))?;
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: capabilities,
+                permitted: capabilities,
+                inheritable: CapabilitySet::empty(),
+            },
+        )
+        .map_err(|e| fail(ChildStep::Capabilities, e))?;
+        rustix::thread::clear_ambient_capability_set()
+            .map_err(|e| fail(ChildStep::Capabilities, e))?;
         Ok(())
     };
     // SAFETY: the hook runs in the child between fork and exec, where the
     // parent's other threads are gone and only async-signal-safe work is
     // allowed. It allocates nothing, takes no lock and touches no shared
-    // state: every path is a `CString` and the group list a `Vec` built
-    // above, borrowed as they are; `umask`, `mount`, `chroot`, `chdir`,
-    // `setgroups`, `setgid`, `setuid` and `write` are rustix's thin
-    // wrappers of the system calls (the `*_thread` id calls are the raw
-    // syscalls, which act on the calling thread, the child's only one); and
-    // `io::Error::from(Errno)` is a plain value. The ids are set in the
-    // order setgroups, setgid, setuid, after chroot, so the privileges
-    // needed for each are dropped last.
+    // state: every path is a `CString`, the group list, path lists and
+    // filter `Vec`s built above, borrowed as they are; `umask`, `prctl`,
+    // `mount`, `umount2`, `pivot_root`, `chdir`, `capset`, `setgroups`,
+    // `setgid`, `setuid` and `write` are rustix's thin wrappers of the
+    // system calls (the `*_thread` calls are the raw syscalls, which act on
+    // the calling thread, the child's only one), `install_seccomp` is one
+    // `prctl`; and `io::Error::from(Errno)` is a plain value. Privileges
+    // are dropped last: the filter while `CAP_SYS_ADMIN` still allows it,
+    // the ids in the order setgroups, setgid, setuid, the capabilities
+    // after them.
     unsafe {
         cmd.pre_exec(setup);
     }
     Ok(reader)
 }
 
+/// The filter of `seccomp`, as the kernel takes it.
+fn seccomp_program() -> Vec<libc::sock_filter> {
+    seccomp::program()
+        .into_iter()
+        .map(|ins| libc::sock_filter {
+            code: ins.code,
+            jt: ins.jt,
+            jf: ins.jf,
+            k: ins.k,
+        })
+        .collect()
+}
+
+/// `prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, program)` for the calling
+/// thread. Async-signal-safe (one system call, no allocation).
+fn install_seccomp(program: &[libc::sock_filter]) -> Result<(), Errno> {
+    let Ok(len) = u16::try_from(program.len()) else {
+        return Err(Errno::INVAL);
+    };
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `len` initialised `sock_filter`s that
+    // outlive the call; the kernel copies the program and does not keep
+    // the pointer, nor write through it.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(
+            io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
+}
+
 /// What the child does between `fork` and `exec` for
-/// `--isolation=inplace`: no namespace, mount or chroot, only the working
-/// directory and, when `ids` is set, the step's user.
+/// `--isolation=inplace`: no namespace, mount or `pivot_root`, only the
+/// working directory, the parent-death signal and, when `ids` is set, the
+/// step's user.
 #[derive(Debug)]
 pub(super) struct PlainPlan {
     /// Absolute working directory, existing.
@@ -266,41 +486,63 @@ pub(super) struct PlainPlan {
     /// (uid, gid, supplementary gids) to switch to; `None` keeps kiln's own
     /// (a non-root kiln asked to run as itself needs no privilege).
     pub(super) ids: Option<(u32, u32, Vec<u32>)>,
+    /// Set `no_new_privs`: no set-user-ID binary or file capability raises
+    /// the step's privileges (for a step that is not root).
+    pub(super) no_new_privs: bool,
 }
 
 /// Installs [`PlainPlan`] as `cmd`'s `pre_exec` hook, reporting failures
-/// through the returned pipe as [`install_child_setup`] does.
+/// through the returned pipe as [`install_child_setup`] does. The
+/// command gets `SIGKILL` when the thread that forked it ends (the caller
+/// supervises it from that thread, so: when kiln dies).
 pub(super) fn install_plain_setup(cmd: &mut Command, plan: PlainPlan) -> io::Result<PipeReader> {
     let (reader, writer) = io::pipe()?;
     let ids = plan.ids.map(|(uid, gid, groups)| {
         let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
         (Uid::from_raw(uid), Gid::from_raw(gid), groups)
     });
+    let no_new_privs = plan.no_new_privs;
     let setup = move || -> io::Result<()> {
         let fail = |step: ChildStep, errno: Errno| -> io::Error {
             report(&writer, step, errno);
             io::Error::from(errno)
         };
         rustix::process::umask(Mode::from_raw_mode(0o022));
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+            .map_err(|e| fail(ChildStep::DeathSignal, e))?;
         rustix::process::chdir(plan.workdir.as_c_str()).map_err(|e| fail(ChildStep::Chdir, e))?;
         if let Some((uid, gid, groups)) = &ids {
             rustix::thread::set_thread_groups(groups).map_err(|e| fail(ChildStep::SetGroups, e))?;
             rustix::thread::set_thread_gid(*gid).map_err(|e| fail(ChildStep::SetGid, e))?;
             rustix::thread::set_thread_uid(*uid).map_err(|e| fail(ChildStep::SetUid, e))?;
         }
+        if no_new_privs {
+            rustix::thread::set_no_new_privs(true)
+                .map_err(|e| fail(ChildStep::NoNewPrivileges, e))?;
+        }
         Ok(())
     };
     // SAFETY: as in `install_child_setup`: between fork and exec the hook
     // allocates nothing, takes no lock and touches no shared state (the
     // path is a `CString` and the group list a `Vec` built above, only
-    // borrowed); `umask`, `chdir`, `setgroups`, `setgid`, `setuid` and
-    // `write` are thin system-call wrappers acting on the child's only
-    // thread, and the ids are dropped in the order that keeps the
-    // privilege each needs until last.
+    // borrowed); `umask`, `prctl`, `chdir`, `setgroups`, `setgid`,
+    // `setuid` and `write` are thin system-call wrappers acting on the
+    // child's only thread, and the ids are dropped in the order that keeps
+    // the privilege each needs until last.
     unsafe {
         cmd.pre_exec(setup);
     }
     Ok(reader)
+}
+
+/// Makes kiln's own process not dumpable: another process of the same
+/// user (a RUN step in place, as root or as kiln's user) can no longer
+/// read its `/proc/<pid>/environ`, `mem` or `fd/*`, nor `ptrace` it,
+/// without `CAP_SYS_PTRACE`. The RUN command is not affected: `execve`
+/// resets dumpability for the new program.
+pub fn make_not_dumpable() -> io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
 }
 
 fn report(writer: &PipeWriter, step: ChildStep, errno: Errno) {

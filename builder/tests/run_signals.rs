@@ -1,0 +1,209 @@
+//! Stopping `kiln` during a RUN, with the real binary on the busybox
+//! fixture: SIGTERM and SIGINT kill the step, remove the work directory
+//! (which holds the `--secret` file) and exit with 143 or 130 and one
+//! line; SIGKILL leaves no step process running (parent-death signal,
+//! PID namespace). The step's processes are found by a marker in their
+//! command line. Needs root, as --isolation=chroot does; CI runs as root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::TestRegistry;
+use support::fixtures;
+use support::kiln::{context, context_arg};
+
+const SECRET: &str = "s1gn4l-s3cr3t-0815";
+
+/// Pids of the processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap() {
+        let entry = entry.unwrap();
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && cmdline
+                .windows(marker.len())
+                .any(|window| window == marker.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every entry below `dir`, as paths relative to it.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A build whose RUN (with the secret mounted) starts a background and a
+/// foreground `sleep` of a unique length, the marker; returns once both
+/// run.
+struct Running {
+    kiln: Child,
+    marker: String,
+    tmp: tempfile::TempDir,
+    _context: tempfile::TempDir,
+    _secret: tempfile::NamedTempFile,
+    _registry: TestRegistry,
+}
+
+/// `tag` makes the marker unique to the test.
+async fn start_build(tag: u32) -> Running {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "the run_signals tests need root (CI runs as root)"
+    );
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    let marker = format!("{}{tag}", 7_000_000 + std::process::id() % 1_000_000);
+    let dockerfile = format!(
+        "FROM {}\n\
+         RUN --mount=type=secret,id=token sh -c 'sleep {marker} & sleep {marker}'\n",
+        fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), SECRET).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir(&config).unwrap();
+    let kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            context_arg(ctx.path()),
+            "--no-push".to_string(),
+            "--isolation=chroot".to_string(),
+            format!("--secret=id=token,src={}", secret.path().display()),
+        ])
+        .env("TMPDIR", tmp.path())
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("KILN_BUILDER_IMAGE")
+        .env_remove("KILN_EMULATION")
+        .env_remove("KILN_BUILD_REQUEST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = Running {
+        kiln,
+        marker,
+        tmp,
+        _context: ctx,
+        _secret: secret,
+        _registry: registry,
+    };
+    wait_until("the RUN step runs", Duration::from_secs(120), || {
+        processes_with(&running.marker).len() >= 2
+    });
+    running
+}
+
+impl Running {
+    /// Sends `signal` to kiln and returns its exit status and stderr.
+    fn stop(&mut self, signal: rustix::process::Signal) -> (std::process::ExitStatus, String) {
+        let pid = rustix::process::Pid::from_child(&self.kiln);
+        rustix::process::kill_process(pid, signal).unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.kiln.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kiln still runs 30 s after {signal:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.kiln.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+
+    /// Nothing is left of the build under the TMPDIR it was given: no
+    /// work directory, no file holding the secret, no mount.
+    fn assert_nothing_left(&self) {
+        let left: Vec<String> = entries(self.tmp.path())
+            .into_iter()
+            .filter(|path| path != "docker-config")
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "left under TMPDIR");
+        let tmp = self.tmp.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&tmp), "mounts left under {tmp}:\n{mounts}");
+    }
+}
+
+async fn signal_ends_the_build(signal: rustix::process::Signal, name: &str, code: i32) {
+    let mut running = start_build(code as u32).await;
+    let (status, stderr) = running.stop(signal);
+    assert_eq!(status.code(), Some(code), "stderr:\n{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "error: interrupted by {name}: killed 1 running RUN step(s), removed 2 temporary \
+             directories"
+        ),
+        "stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains(SECRET));
+    // The two directories are the build's work directory and the step's
+    // copies of /etc/hosts and /etc/resolv.conf. clean_up waits for the
+    // step to be gone before it removes anything.
+    assert_eq!(processes_with(&running.marker), Vec::<u32>::new());
+    running.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_run_kills_the_step_and_removes_the_work_directory() {
+    signal_ends_the_build(rustix::process::Signal::TERM, "SIGTERM", 143).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_run_kills_the_step_and_removes_the_work_directory() {
+    signal_ends_the_build(rustix::process::Signal::INT, "SIGINT", 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_kiln_leaves_no_step_process_running() {
+    let mut running = start_build(9).await;
+    let (status, _) = running.stop(rustix::process::Signal::KILL);
+    assert_eq!(status.code(), None);
+    wait_until(
+        "the step's processes are gone",
+        Duration::from_secs(5),
+        || processes_with(&running.marker).is_empty(),
+    );
+}

@@ -103,7 +103,7 @@ async fn start_build(tag: u32) -> Running {
         .args([
             context_arg(ctx.path()),
             "--no-push".to_string(),
-            "--isolation=chroot".to_string(),
+            "--isolation=sandbox".to_string(),
             format!("--secret=id=token,src={}", secret.path().display()),
         ])
         .env("TMPDIR", tmp.path())

@@ -160,10 +160,40 @@ async fn start_build(tag: u32) -> Running {
         _secret: secret,
         _registry: registry,
     };
+    let mut running = running;
     wait_until("the RUN step runs", Duration::from_secs(120), || {
+        if let Ok(Some(status)) = running.kiln.try_wait() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut running.kiln.stderr.take().unwrap(),
+                &mut stderr,
+            );
+            panic!("kiln ended ({status}) before the RUN step ran:\n{stderr}");
+        }
         processes_with(&running.marker).len() >= 2
     });
     running
+}
+
+/// A test that fails half-way still leaves nothing running: kiln gets
+/// SIGKILL (its step dies with it), and the secret's file it then leaves
+/// on /dev/shm is removed.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.kiln.try_wait() {
+            let _ = self.kiln.kill();
+            let _ = self.kiln.wait();
+        }
+        for file in files_containing(Path::new("/dev/shm"), SECRET) {
+            if let Some(dir) = Path::new(&file).parent()
+                && dir
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("kiln-secret-"))
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
 }
 
 impl Running {
@@ -257,19 +287,11 @@ async fn sigkill_of_kiln_leaves_no_step_process_running() {
         || processes_with(&running.marker).is_empty(),
     );
     // Nothing runs after a SIGKILL: the secret's file stays, in memory
-    // (/dev/shm) when the machine has a tmpfs there. The test removes it.
+    // (/dev/shm) when the machine has a tmpfs there. `Running`'s drop
+    // removes it.
     if shm_is_tmpfs() {
         let left = files_containing(Path::new("/dev/shm"), SECRET);
         assert_eq!(left.len(), 1, "{left:?}");
-        let dir = Path::new(&left[0]).parent().unwrap();
-        assert!(
-            dir.starts_with("/dev/shm")
-                && dir
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("kiln-secret-")
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+        assert!(left[0].starts_with("/dev/shm/kiln-secret-"), "{left:?}");
     }
 }

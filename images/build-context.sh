@@ -20,6 +20,10 @@
 #                        is static by itself when its rustup target is
 #                        installed)
 #   KILN_IMAGE_TARGET_DIR  cargo target directory (default: target/images)
+#   KILN_IMAGE_PROFILE   cargo profile of the build (default: release; the
+#                        e2e real-node test builds `dev`, faster to compile)
+#   KILN_IMAGE_CONTEXT   where to prepare the context (default:
+#                        images/context)
 #   KILN_BIN_DIR         take kiln and kiln-operator from this directory
 #                        instead of building them
 #   KILN_CA_BUNDLE       CA bundle to copy (default:
@@ -34,7 +38,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-context=images/context
+context=${KILN_IMAGE_CONTEXT:-images/context}
 ca_bundle=${KILN_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 if [ -n "${KILN_BIN_DIR:-}" ]; then
@@ -49,9 +53,13 @@ else
   echo "build-context: building static kiln and kiln-operator for $target into $target_dir" >&2
   # --target keeps RUSTFLAGS off build scripts and proc macros, which must
   # stay dynamic host code.
-  RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" cargo build --release --locked \
+  profile=${KILN_IMAGE_PROFILE:-release}
+  RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" --locked \
     --target "$target" -p kiln-builder --bin kiln -p kiln-operator --bin kiln-operator >&2
-  bin_dir=$target_dir/$target/release
+  case $profile in
+  dev) bin_dir=$target_dir/$target/debug ;;
+  *) bin_dir=$target_dir/$target/$profile ;;
+  esac
 fi
 
 # A dynamic ELF names its loader in a PT_INTERP program header; a static one
@@ -95,4 +103,4 @@ ln -s /kiln/executor "$context/kaniko/executor"
 chmod 0755 "$context/kiln" "$context/kiln-operator"
 chmod 0644 "$context/ca-certificates.crt"
 echo "build-context: ready; build with kiln --context=$context --dockerfile=images/<builder|operator>.Dockerfile" >&2
-printf '%s\n' "$PWD/$context"
+(cd "$context" && pwd)

@@ -16,6 +16,13 @@ packages=(
   curl              # readiness checks of the loopback registry
   golang-github-moby-patternmatcher-dev  # reference behaviour for .dockerignore
   etcd-server       # the e2e control plane's store (its apiserver is built from source)
+  containerd        # the e2e real node's container runtime (e2e/cluster/real-node.sh)
+  runc              # … and its OCI runtime
+  containernetworking-plugins  # … and its pod network (bridge, host-local, loopback)
+  gcc               # … compiles its pause program statically
+  libc6-dev         # … against glibc's static libc.a
+  iproute2          # … creates its bridge (ip)
+  iptables          # the real-node test checks no rule is left behind (iptables-save)
 )
 
 missing=()

@@ -8,6 +8,24 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# The tests must leave the machine as they found it (outside their own
+# temporary directories): read its state now and compare at the end, even
+# when a test fails.
+. scripts/lib/machine-state.sh
+state_dir=$(mktemp -d "${TMPDIR:-/tmp}/kiln-machine-state.XXXXXX")
+machine_state >"$state_dir/before"
+check_machine_state() {
+  machine_state >"$state_dir/after"
+  if ! diff -u "$state_dir/before" "$state_dir/after" >&2; then
+    echo "error: the test suite changed the machine (see the diff above)" >&2
+    rm -rf "$state_dir"
+    return 1
+  fi
+  echo "machine state: unchanged" >&2
+  rm -rf "$state_dir"
+}
+trap 'status=$?; check_machine_state || status=1; exit $status' EXIT
+
 echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 

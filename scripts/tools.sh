@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned deployment and test-cluster tools (helm, kustomize,
-# kwok, and kube-apiserver, kube-controller-manager, kube-scheduler and
-# kubectl as one "kubernetes" tool) with the Go toolchain into a cache
+# kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+# as one "kubernetes" tool, and the real node's kubelet as "kubelet") with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
 #   ${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}/<name>-<version>/bin
@@ -85,10 +85,14 @@ kube_version_ldflags() {
 # requires them at v0.0.0. A throw-away wrapper module requires it and
 # replaces each staging module with the published v0.<minor>.<patch> of the
 # same release, then builds the commands from the module cache.
+# install_kubernetes <tool name> <command names...>: the commands of
+# k8s.io/kubernetes $KUBERNETES_VERSION into $tools_dir/<tool name>-<version>.
 install_kubernetes() {
+  local name=$1
+  shift
   local version=$KUBERNETES_VERSION
-  local dir="$tools_dir/kubernetes-$version"
-  local binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local dir="$tools_dir/$name-$version"
+  local binaries=("$@")
   local complete=1 b
   for b in "${binaries[@]}"; do
     [ -x "$dir/bin/$b" ] || complete=0
@@ -98,24 +102,24 @@ install_kubernetes() {
     return 0
   fi
   command -v go >/dev/null 2>&1 || {
-    echo "tools: go is not installed; it is needed to build kubernetes $version" >&2
+    echo "tools: go is not installed; it is needed to build $name $version" >&2
     return 1
   }
-  echo "tools: building kubernetes $version (${binaries[*]}) from the Go module proxy" >&2
+  echo "tools: building $name $version (${binaries[*]}) from the Go module proxy" >&2
   mkdir -p "$tools_dir"
   local tmp
-  tmp=$(mktemp -d "$tools_dir/.kubernetes-$version.XXXXXX")
+  tmp=$(mktemp -d "$tools_dir/.$name-$version.XXXXXX")
   local start=$SECONDS
   if ! build_kubernetes "$version" "$tmp" "${binaries[@]}" >&2; then
     rm -rf "$tmp"
-    echo "tools: building kubernetes $version failed" >&2
+    echo "tools: building $name $version failed" >&2
     return 1
   fi
   rm -rf "$tmp/src"
   if ! mv -T "$tmp" "$dir" 2>/dev/null; then
     rm -rf "$tmp"
   fi
-  echo "tools: kubernetes $version built in $((SECONDS - start))s into $dir/bin" >&2
+  echo "tools: $name $version built in $((SECONDS - start))s into $dir/bin" >&2
   printf '%s\n' "$dir/bin"
 }
 
@@ -209,10 +213,16 @@ install_one_locked() {
       -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
     ;;
   kubernetes)
-    install_kubernetes
+    install_kubernetes kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
+    ;;
+  kubelet)
+    # The e2e tier's real node (e2e/cluster/real-node.sh). A tool of its own,
+    # so adding it did not invalidate a cached control plane; the Go build
+    # cache shares most packages with the control plane's build.
+    install_kubernetes kubelet kubelet
     ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet)" >&2
     return 2
     ;;
   esac

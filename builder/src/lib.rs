@@ -4,7 +4,8 @@
 //! `dockerfile` is parsed and planned, base images come from the `registry`,
 //! instructions change a stage's filesystem (`fs`, `run`), `image` turns the
 //! result into layers, config and manifests, and `build` drives all of it.
-//! `cli` maps kaniko's flags onto that; `drivers` coordinates platforms.
+//! `cli` maps kaniko's flags onto that; `drivers` coordinates platforms;
+//! `work_root` says where kiln's own temporary files go.
 
 pub mod build;
 pub mod cache;
@@ -18,3 +19,4 @@ pub mod platform;
 pub mod registry;
 pub mod run;
 pub mod tls;
+pub mod work_root;

@@ -175,6 +175,40 @@ async fn workdir_creates_missing_directories() {
     assert_eq!(tmp["empty_layer"], true);
 }
 
+/// A failed RUN ends kiln with the command's own exit code, as a shell
+/// script or `docker build` would, and its output is printed once (as it
+/// ran), not again in the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_run_exits_with_its_code_and_prints_its_output_once() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {}\nRUN echo kiln-run-marker-line; exit 42\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/code:1", registry.host()),
+    ])
+    .await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(42), "{message}");
+    let printed = message
+        .lines()
+        .filter(|l| l.trim() == "kiln-run-marker-line")
+        .count();
+    assert_eq!(printed, 1, "{message}");
+    assert!(
+        message.ends_with(
+            "error: Dockerfile:2: RUN echo kiln-run-marker-line; exit 42: RUN failed (exit 42): \
+             echo kiln-run-marker-line; exit 42\n"
+        ),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_run_stops_the_build_and_pushes_nothing() {
     let (registry, fixtures) = setup().await;
@@ -291,6 +325,45 @@ async fn a_fifo_made_by_run_survives_the_round_trip() {
     let child = format!("{}/fifo:child", registry.host());
     assert_success(&kiln(&[context_arg(ctx.path()), format!("--destination={child}")]).await);
     assert_eq!(layers(&child).last().unwrap()["checked"].4, "ok\n");
+}
+
+/// COPY --from a stage's FIFO (named, and inside a copied directory)
+/// copies the FIFO as a FIFO, as Docker does; reading it would block the
+/// build forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_a_fifo_copies_the_fifo_without_reading_it() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!(
+            "FROM {} AS make
+RUN mkdir /dir && mkfifo /pipe /dir/inner
+             FROM {}
+COPY --from=make /pipe /copied
+COPY --from=make /dir /dir
+",
+            fixtures.index, fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/fifo:copied", registry.host());
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        kiln(&[context_arg(ctx.path()), format!("--destination={image}")]),
+    )
+    .await
+    .expect("COPY --from a FIFO blocked the build");
+    assert_success(&output);
+    let layers = layers(&image);
+    let copied = layers
+        .iter()
+        .find(|layer| layer.contains_key("copied"))
+        .unwrap();
+    assert_eq!(copied["copied"].0, 'p');
+    let dir = layers
+        .iter()
+        .find(|layer| layer.contains_key("dir/inner"))
+        .unwrap();
+    assert_eq!(dir["dir/inner"].0, 'p');
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -477,3 +477,41 @@ async fn links_symlinks_and_zstd_layers() {
         "{a:?} {b:?}"
     );
 }
+
+/// A context whose Dockerfile and .dockerignore are links to files outside
+/// it (an attacker's context on a CI runner): kiln reads them inside the
+/// context, as if it were `/`, so the host file's content (credentials
+/// here) never reaches the build or its error messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn context_files_linking_out_of_the_context_are_not_read_from_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("credentials");
+    std::fs::write(&secret, "REGISTRY_TOKEN=s3cr3t-v4lue-0123456789\n").unwrap();
+    let ctx = dir.path().join("context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join("Dockerfile")).unwrap();
+    let output = kiln(&[
+        format!("--context=dir://{}", ctx.display()),
+        "--no-push".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!message.contains("s3cr3t"), "{message}");
+    assert!(message.contains("No such file or directory"), "{message}");
+
+    // A Dockerfile in the context, the ignore file a link out of it: the
+    // host file would be an invalid pattern echoed in full.
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    std::fs::write(&secret, "[REGISTRY_TOKEN=s3cr3t-v4lue-0123456789\n").unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join(".dockerignore")).unwrap();
+    let output = kiln(&[
+        format!("--context=dir://{}", ctx.display()),
+        "--no-push".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!message.contains("s3cr3t"), "{message}");
+}

@@ -90,6 +90,17 @@ fn validation_errors_exit_1_with_one_line() {
             &[],
             "error: no --destination given: pass --destination=<image>, or --no-push\n",
         ),
+        // `--arch-cache-repo-suffix=-${ARCH}` unquoted in a shell without
+        // ARCH set: kiln gets `-`.
+        (
+            &[
+                "--destination=127.0.0.1:5000/app:1",
+                "--cache",
+                "--arch-cache-repo-suffix=-",
+            ],
+            &[],
+            "error: --arch-cache-repo-suffix=\"-\" has no ${ARCH}, ${OS} or ${VARIANT} and ends with '-': the shell replaced the placeholder before kiln saw it. Quote the flag so kiln gets it: '--arch-cache-repo-suffix=-${ARCH}'\n",
+        ),
     ];
     for (args, env, want) in table {
         let output = kiln_with_env(args, env);

@@ -568,11 +568,19 @@ async fn kiln_binary_reports_ci_refusals() {
     ];
     let table = [
         (
-            vec![],
-            "error: the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; add --publish-index=true\n".to_string(),
+            vec!["--publish-index=false"],
+            "error: the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; drop --publish-index=false\n".to_string(),
         ),
         (
             vec!["--publish-index=true"],
+            format!(
+                "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64/v8\n",
+                fx.amd64.manifest_digest
+            ),
+        ),
+        // The ci driver publishes an index without being told to.
+        (
+            vec![],
             format!(
                 "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64/v8\n",
                 fx.amd64.manifest_digest

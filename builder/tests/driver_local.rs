@@ -203,6 +203,7 @@ async fn foreign_run_is_refused_before_any_work() {
         format!("--destination={}/foreign:1", registry.host()),
         "--multi-platform=linux/amd64,linux/arm64".to_string(),
         "--publish-index".to_string(),
+        "--emulation=none".to_string(),
     ])
     .await;
     assert!(!output.status.success());
@@ -221,6 +222,7 @@ async fn foreign_run_is_refused_before_any_work() {
         context_arg(ctx.path()),
         format!("--destination={}/foreign:arm", registry.host()),
         "--custom-platform=linux/arm64".to_string(),
+        "--emulation=none".to_string(),
     ])
     .await;
     assert!(!output.status.success());
@@ -339,4 +341,135 @@ async fn dry_run_checks_everything_and_builds_nothing() {
         "{}",
         stderr(&output)
     );
+}
+
+/// `--emulation=auto` (the default) on a machine with no interpreter
+/// registered (kiln is pointed at an empty binfmt_misc) refuses a foreign
+/// RUN before any work, saying how to register one or build natively.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_emulation_without_an_interpreter_is_refused() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(&format!("FROM {}\nRUN make\n", fixtures.index), &[]);
+    let binfmt = support::kiln::empty_binfmt_misc();
+    let output = support::kiln::kiln_with_env(
+        &[
+            context_arg(ctx.path()),
+            format!("--destination={}/auto:1", registry.host()),
+            "--custom-platform=linux/s390x".to_string(),
+        ],
+        None,
+        &[("KILN_BINFMT_MISC_DIR", binfmt.path().as_os_str())],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let host = kiln_builder::platform::Platform::host();
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "error: linux/s390x cannot be built on this {host} machine: Dockerfile:2 `RUN make` \
+             runs code for linux/s390x, and no qemu-user interpreter for linux/s390x is \
+             registered in binfmt_misc ({} has no entry for ELF machine 22): install \
+             qemu-user-static and register qemu-s390x with the F flag",
+            binfmt.path().display()
+        )) && message.contains("or build on native nodes with --driver=k8s"),
+        "{message}"
+    );
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/auto", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing may be pushed");
+}
+
+/// Push access is checked before any build step, as kaniko does: with no
+/// credentials for a registry that wants them, kiln stops before its first
+/// instruction, and `--dry-run` says the same. `--skip-push-permission-check`
+/// builds anyway (and the push is then refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn push_access_is_checked_before_any_step() {
+    let locked = TestRegistry::start_with_auth("owner", "s3cret");
+    let ctx = context("FROM scratch\nCOPY app.txt /\n", &[("app.txt", "app")]);
+    let image = format!("{}/private:1", locked.host());
+    let args = |extra: &[&str]| {
+        let mut args = vec![context_arg(ctx.path()), format!("--destination={image}")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    // One (empty) docker config for every run, so the messages compare.
+    let config = tempfile::tempdir().unwrap();
+    let kiln = |args: Vec<String>| {
+        let config = config.path().to_path_buf();
+        async move { support::kiln::kiln_with_config(&args, Some(&config)).await }
+    };
+    let output = kiln(args(&[])).await;
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let last = message.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("401")
+            && last.contains(locked.host())
+            && last.ends_with("; nothing was built (--skip-push-permission-check builds anyway)"),
+        "{message}"
+    );
+    assert!(!message.contains("COPY app.txt"), "a step ran: {message}");
+
+    let dry = kiln(args(&["--dry-run"])).await;
+    assert_eq!(dry.status.code(), Some(1));
+    assert_eq!(
+        stderr(&dry).lines().last().unwrap_or_default(),
+        last,
+        "the dry run refuses with the build's message"
+    );
+
+    let skipped = kiln(args(&["--skip-push-permission-check"])).await;
+    assert_eq!(skipped.status.code(), Some(1));
+    let message = stderr(&skipped);
+    assert!(message.contains("COPY app.txt"), "the build ran: {message}");
+    assert!(!message.contains("nothing was built"), "{message}");
+}
+
+/// A base image without one of the platforms stops a multi-platform build
+/// before any platform is built or pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_missing_a_platform_is_refused_before_any_work() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!("FROM {}\nCOPY app.txt /\n", fixtures.index),
+        &[("app.txt", "app")],
+    );
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/nos390x:1", registry.host()),
+        "--platform=linux/amd64,linux/s390x".to_string(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let last = message.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "error: linux/s390x cannot be built: Dockerfile:1: image {} has no entry for \
+             platform linux/s390x",
+            fixtures.index
+        )) && last.ends_with(
+            "nothing was built, no index published. Drop linux/s390x from the platforms, or use \
+             a base image that has it"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("COPY app.txt"), "a step ran: {message}");
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/nos390x", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing may be pushed");
 }

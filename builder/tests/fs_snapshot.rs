@@ -898,3 +898,55 @@ proptest! {
         check_rounds(&setup, &rounds, settle_first)?;
     }
 }
+
+/// `depth` nested directories `d/d/…` below `root`, a file at the bottom.
+fn nest(root: &Path, depth: usize) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for _ in 0..depth {
+        path.push("d");
+    }
+    fs::create_dir_all(&path).unwrap();
+    fs::write(path.join("leaf"), "leaf\n").unwrap();
+    path
+}
+
+#[test]
+fn trees_as_deep_as_the_limit_snapshot_on_a_small_stack() {
+    // A 2 MiB stack, what tokio's blocking threads and rayon's workers get:
+    // the walk, the diff and the layer plan all run on it.
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let bottom = nest(dir.path(), kiln_builder::fs::snapshot::MAX_DEPTH);
+            let mut snap = Snapshotter::new(dir.path(), &[]).unwrap();
+            settle();
+            fs::write(bottom.join("leaf"), "changed\n").unwrap();
+            let layer = take(&mut snap, SnapshotMode::Full);
+            assert!(layer.iter().any(|line| line.contains("/leaf")), "{layer:?}");
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn a_tree_deeper_than_the_limit_is_a_clear_error_not_a_crash() {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let dir = tempfile::tempdir().unwrap();
+            nest(dir.path(), 2000);
+            let err = Snapshotter::new(dir.path(), &[]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "more than {} directories deep",
+                    kiln_builder::fs::snapshot::MAX_DEPTH
+                )),
+                "{err}"
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

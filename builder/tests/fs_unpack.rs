@@ -840,3 +840,32 @@ fn default_mtime_constant_is_used() {
     let meta = fs::metadata(sandbox.root.join("f")).unwrap();
     assert_eq!(meta.mtime() as u64, MTIME);
 }
+
+#[test]
+fn directory_modes_are_not_applied_through_a_parent_swapped_later_in_the_layer() {
+    // The layer that changed a development machine's /etc: `a/etc/` is
+    // recorded for its mode and time, then `a` becomes a link to `/`. The
+    // directory's mode must not be set on whatever `a/etc` names after the
+    // swap (here the throw-away root's /etc, see fs_common::contain_thread).
+    let sandbox = Sandbox::new();
+    let etc_before = fs::symlink_metadata("/etc").unwrap();
+    let before = sandbox.outside_snapshot();
+    unpack(
+        &sandbox,
+        &[
+            E::dir("a/", 0o755),
+            E::dir("a/etc/", 0o700),
+            E::dir("a/etc/deeper/", 0o700),
+            E::symlink("a", "/"),
+        ],
+    )
+    .unwrap();
+    let etc_after = fs::symlink_metadata("/etc").unwrap();
+    assert_eq!(
+        (etc_after.mode(), etc_after.mtime()),
+        (etc_before.mode(), etc_before.mtime())
+    );
+    assert_ne!(etc_after.mtime(), MTIME as i64);
+    assert_eq!(sandbox.outside_snapshot(), before);
+    assert_eq!(sandbox.tree(), lines(&["l a -> /"]));
+}

@@ -92,6 +92,49 @@ fn layer() -> impl Strategy<Value = Vec<(String, Kind)>> {
     prop::collection::vec((path(), kind()), 1..12)
 }
 
+/// A layer that creates directories and then, later in the same layer,
+/// replaces one of their parents with a symlink that leads out of the root
+/// (to `/`, `/etc`, the sandbox's outside): whatever the unpacker saved
+/// about the directories must not be applied through the new link.
+fn swapping_layer() -> impl Strategy<Value = Vec<(String, Kind)>> {
+    (
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "b", "etc", "usr", "dir"]),
+            1..4,
+        ),
+        prop::sample::select(vec!["etc", "usr", "dir", "sentinel", "x"]),
+        prop::sample::select(vec![
+            "/",
+            "/etc",
+            "/usr",
+            "..",
+            "../../../..",
+            OUT,
+            "@OUT/dir",
+        ]),
+        0usize..3,
+        layer(),
+    )
+        .prop_map(|(parents, leaf, target, swap_at, noise)| {
+            let mut entries = Vec::new();
+            let mut prefix = String::new();
+            for parent in &parents {
+                prefix = if prefix.is_empty() {
+                    parent.to_string()
+                } else {
+                    format!("{prefix}/{parent}")
+                };
+                entries.push((prefix.clone(), Kind::Dir));
+            }
+            entries.push((format!("{prefix}/{leaf}"), Kind::Dir));
+            entries.push((format!("{prefix}/{leaf}/inner"), Kind::File));
+            entries.extend(noise);
+            let swapped = parents[..=swap_at.min(parents.len() - 1)].join("/");
+            entries.push((swapped, Kind::Symlink(target.to_string())));
+            entries
+        })
+}
+
 fn build(sandbox: &Sandbox, entries: &[(String, Kind)]) -> Vec<u8> {
     let out = sandbox.outside_abs();
     let fill = |s: &str| s.replace(OUT, &out);
@@ -121,6 +164,22 @@ proptest! {
         for entries in &layers {
             // Errors are fine (a hardlink to nothing, a file as parent);
             // escaping is not.
+            let _ = unpack_layer(
+                build(&sandbox, entries).as_slice(),
+                &sandbox.root,
+                &UnpackOptions::default(),
+            );
+        }
+        prop_assert_eq!(sandbox.outside_snapshot(), before);
+    }
+
+    #[test]
+    fn parents_swapped_for_symlinks_mid_layer_stay_inside_the_root(
+        layers in prop::collection::vec(swapping_layer(), 1..3),
+    ) {
+        let sandbox = Sandbox::new();
+        let before = sandbox.outside_snapshot();
+        for entries in &layers {
             let _ = unpack_layer(
                 build(&sandbox, entries).as_slice(),
                 &sandbox.root,

@@ -14,10 +14,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use kiln_builder::platform::Platform;
-use kiln_builder::run::emulation::{self, BINFMT_MISC_DIR, EmulationError};
+use kiln_builder::run::emulation::{self, BINFMT_MISC_DIR};
 use support::TestRegistry;
 use support::fixtures::{self, Fixtures};
-use support::kiln::{assert_success, context, context_arg, kiln, layers_for, skopeo_json, stderr};
+use support::kiln::{
+    assert_success, context, context_arg, kiln, kiln_with_env, layers_for, skopeo_json, stderr,
+};
 
 async fn setup() -> (TestRegistry, Fixtures) {
     require_arm64_interpreter();
@@ -209,16 +211,19 @@ async fn dry_run_says_which_platform_runs_under_emulation() {
         ),
         "{plan}"
     );
+    // --emulation=none: the dry run refuses as the build does, with the
+    // build's message.
     let output = kiln(&args("none")).await;
-    assert_success(&output);
-    let plan = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        plan.contains(
-            "linux/arm64/v8: needs native execution (Dockerfile:2 `RUN uname -m`): \
-             --driver=k8s or --emulation=qemu\n"
-        ),
-        "{plan}"
-    );
+    assert_eq!(output.status.code(), Some(1));
+    let refusal = "error: linux/arm64/v8 cannot be built on this linux/amd64 machine: \
+                   Dockerfile:2 `RUN uname -m` runs code for linux/arm64/v8. Build it on native \
+                   nodes with --driver=k8s, or emulate it with --emulation=qemu\n";
+    assert!(stderr(&output).ends_with(refusal), "{}", stderr(&output));
+    let mut build = args("none");
+    build.pop();
+    let output = kiln(&build).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).ends_with(refusal), "{}", stderr(&output));
     assert!(!tag_exists(&format!("{}/dry:1", registry.host())));
 }
 
@@ -278,21 +283,14 @@ async fn kiln_emulation_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_architecture_without_an_interpreter_is_refused() {
-    let (registry, fixtures) = setup().await;
-    // An architecture this kernel has no qemu-user entry for (setup
-    // registers aarch64, arm, s390x and ppc64le only).
-    let unregistered = ["linux/riscv64", "linux/mips64le", "linux/loong64"]
-        .into_iter()
-        .find(|text| {
-            matches!(
-                emulation::find_interpreter(
-                    Path::new(BINFMT_MISC_DIR),
-                    &text.parse::<Platform>().unwrap()
-                ),
-                Err(EmulationError::NoInterpreter { .. })
-            )
-        })
-        .expect("one of riscv64, mips64le and loong64 has no binfmt_misc entry");
+    // Needs no interpreter of this machine's: no `setup()`.
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    // kiln reads a binfmt_misc with nothing registered, whatever this
+    // machine has: every foreign architecture lacks its interpreter.
+    let binfmt = support::kiln::empty_binfmt_misc();
+    let unregistered = "linux/riscv64";
+    let host = Platform::host();
     let qemu_target = emulation::elf_machine(&unregistered.parse::<Platform>().unwrap())
         .unwrap()
         .qemu_target;
@@ -300,21 +298,27 @@ async fn a_foreign_architecture_without_an_interpreter_is_refused() {
         &format!("FROM {}\nCOPY app.txt /\nRUN make\n", fixtures.index),
         &[("app.txt", "app")],
     );
-    let output = kiln(&[
-        context_arg(ctx.path()),
-        format!("--destination={}/refused:1", registry.host()),
-        format!("--multi-platform=linux/amd64,linux/arm64,{unregistered}"),
-        "--emulation=qemu".to_string(),
-        "--publish-index".to_string(),
-    ])
+    let env = [("KILN_BINFMT_MISC_DIR", binfmt.path().as_os_str())];
+    let output = kiln_with_env(
+        &[
+            context_arg(ctx.path()),
+            format!("--destination={}/refused:1", registry.host()),
+            format!("--multi-platform={host},{unregistered}"),
+            "--emulation=qemu".to_string(),
+            "--publish-index".to_string(),
+        ],
+        None,
+        &env,
+    )
     .await;
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
         message.contains(&format!(
-            "{unregistered} cannot be built on this linux/amd64 machine with --emulation=qemu: \
+            "{unregistered} cannot be built on this {host} machine with --emulation=qemu: \
              Dockerfile:3 `RUN make` runs code for {unregistered}, and no qemu-user interpreter \
-             for {unregistered} is registered in binfmt_misc"
+             for {unregistered} is registered in binfmt_misc ({} has no entry",
+            binfmt.path().display()
         )),
         "{message}"
     );
@@ -325,13 +329,17 @@ async fn a_foreign_architecture_without_an_interpreter_is_refused() {
         "{message}"
     );
     // --dry-run checks the same and fails the same way.
-    let dry = kiln(&[
-        context_arg(ctx.path()),
-        format!("--destination={}/refused:1", registry.host()),
-        format!("--multi-platform=linux/amd64,linux/arm64,{unregistered}"),
-        "--emulation=qemu".to_string(),
-        "--dry-run".to_string(),
-    ])
+    let dry = kiln_with_env(
+        &[
+            context_arg(ctx.path()),
+            format!("--destination={}/refused:1", registry.host()),
+            format!("--multi-platform={host},{unregistered}"),
+            "--emulation=qemu".to_string(),
+            "--dry-run".to_string(),
+        ],
+        None,
+        &env,
+    )
     .await;
     assert!(!dry.status.success());
     assert!(
@@ -391,4 +399,44 @@ async fn a_run_failing_on_one_platform_publishes_no_index() {
         "amd64 passed the check: {message}"
     );
     assert!(!tag_exists(&image), "no index may be pushed");
+}
+
+/// Guide 001's quick start with a RUN: `--emulation` is not given, so
+/// kiln uses the registered interpreter for arm64 (`auto`), warns once
+/// naming the platform, the cost and `--driver=k8s`, and publishes both
+/// platforms at the tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_emulation_is_the_default_and_warns() {
+    let (registry, fixtures) = setup().await;
+    let workspace = context(
+        &format!("FROM {}\nRUN uname -m > /arch\n", fixtures.index),
+        &[],
+    );
+    let image = format!("{}/myrepo/myimage:latest", registry.host());
+    let output = kiln(&[
+        format!("--dockerfile={}/Dockerfile", workspace.path().display()),
+        format!("--context={}", workspace.path().display()),
+        format!("--destination={image}"),
+        "--platform=linux/amd64,linux/arm64".to_string(),
+        "--driver=local".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("executes under qemu-user emulation"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains(
+                "[linux/arm64/v8] RUN for linux/arm64/v8 executes under qemu-user emulation \
+                 (qemu-aarch64), typically 5 to 20 times slower than native; build on native \
+                 nodes with --driver=k8s"
+            ),
+        "{log}"
+    );
+    assert_eq!(file_in(&image, "arm64", "arch"), "aarch64\n");
+    assert_eq!(file_in(&image, "amd64", "arch"), "x86_64\n");
 }

@@ -725,3 +725,56 @@ fn kiln_is_not_dumpable_so_its_user_cannot_read_its_environment() {
         "{environ:?}"
     );
 }
+
+/// kiln's builder image is `FROM scratch`: no `/tmp`. A real container
+/// runtime sets no `TMPDIR` either (the simulated root has neither: the
+/// launcher clears the environment). A fetched context is unpacked below
+/// kiln's work root, `/kiln/work`, never in `std::env::temp_dir()`: this is
+/// the operator's main path, where every context is fetched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetched_context_builds_without_tmp_or_tmpdir() {
+    let (registry, fixtures) = setup().await;
+    let sim = SimulatedRoot::new(Marker::DockerEnv);
+    assert!(
+        !sim.path().join("tmp").exists(),
+        "the builder image has no /tmp"
+    );
+    let ctx = context(
+        &format!(
+            "FROM {}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copied.txt\n",
+            fixtures.index
+        ),
+        &[("hello.txt", "from a tarball\n")],
+    );
+    // The tarball is on the volume mounted on /workspace.
+    let volume = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(ctx.path())
+        .arg("-cf")
+        .arg(volume.path().join("context.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let image = format!("{}/fetched-context:1", registry.host());
+    let args = [
+        "--context=tar:///workspace/context.tar".to_string(),
+        format!("--destination={image}"),
+    ];
+    let output = sim
+        .kiln(volume.path(), &args, &[("KILN_BUILDER_IMAGE", "1")])
+        .await;
+    assert_success(&output);
+    let layers = layers(&image);
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[1]["hello.txt"].4, "from a tarball\n");
+    assert_eq!(layers[2]["copied.txt"].4, "from a tarball\n");
+    // The work directories, the unpacked context with them, are gone.
+    assert_eq!(
+        fs::read_dir(sim.path().join("kiln/work")).unwrap().count(),
+        0,
+        "{:?}",
+        sim.listing()
+    );
+}

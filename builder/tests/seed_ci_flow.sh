@@ -12,8 +12,7 @@
 # and checks what it leaves behind. Needs skopeo and jq.
 #
 # Differences from the guides: the context is a generated directory with a
-# RUN-less Dockerfile (any platform builds on any host), and the guides'
-# --cache=true --cache-repo=… are left out (the cache is not built yet).
+# RUN-less Dockerfile (any platform builds on any host).
 set -euo pipefail
 
 : "${KILN:?the kiln binary}" "${REGISTRY:?registry host}" "${WORK:?scratch directory}"
@@ -45,6 +44,8 @@ for platform in $(echo $PLATFORMS | tr ',' ' '); do
     --destination="$IMAGE:$SHA-${platform//\//-}" \
     --platform=$platform \
     --driver=local \
+    --cache=true \
+    --cache-repo="$IMAGE/cache" \
     --digest-file="$DIGESTS_DIR/${platform//\//-}.digest"
 done
 

@@ -114,6 +114,10 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
 cert admin "/O=system:masters/CN=kiln-e2e-admin" "$client_ext" || fail "creating the admin certificate failed"
 cert controller-manager "/CN=system:kube-controller-manager" "$client_ext" || fail "creating the controller-manager certificate failed"
 cert scheduler "/CN=system:kube-scheduler" "$client_ext" || fail "creating the scheduler certificate failed"
+# The apiserver's identity towards kubelets (logs, exec, port-forward) on
+# real nodes (e2e/cluster/real-node.sh).
+cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext" ||
+  fail "creating the apiserver's kubelet client certificate failed"
 # Service-account tokens are signed with this key (ES256).
 new_key service-account
 openssl_quiet pkey -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub" ||
@@ -187,6 +191,8 @@ launch kube-apiserver "$kube_bin/kube-apiserver" \
   --service-account-signing-key-file="$pki/service-account.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --authorization-mode=Node,RBAC \
+  --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname \
   --service-cluster-ip-range=10.0.0.0/24 \
   --endpoint-reconciler-type=none \
   --profiling=false

@@ -117,12 +117,12 @@ pub fn parse_up_report(script: &Path, stdout: &str) -> Result<UpReport, ClusterE
 }
 
 /// The last `lines` lines of a script's output, for an error message.
-fn tail(output: &str, lines: usize) -> String {
+pub(crate) fn tail(output: &str, lines: usize) -> String {
     let all: Vec<&str> = output.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn scripts_dir() -> PathBuf {
+pub(crate) fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
 }
 
@@ -142,17 +142,27 @@ fn start_supervisor(
     script: &Path,
     state_dir: &Path,
 ) -> Result<(std::process::Child, String), ClusterError> {
+    let mut command = std::process::Command::new("bash");
+    command.arg(script).arg("--supervise").arg(state_dir);
+    run_until_ready(command, script, state_dir, &state_dir.join("up.log"))
+}
+
+/// Starts `command` (a supervising script), its stderr to `log_path`, and
+/// reads its stdout up to a line `READY`: the child and what it printed
+/// before. When the script exits first, the error has the log's tail.
+pub(crate) fn run_until_ready(
+    mut command: std::process::Command,
+    script: &Path,
+    state_dir: &Path,
+    log_path: &Path,
+) -> Result<(std::process::Child, String), ClusterError> {
     use std::io::BufRead;
-    let log_path = state_dir.join("up.log");
     let spawn_error = |source| ClusterError::Spawn {
         script: script.to_path_buf(),
         source,
     };
-    let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
-    let mut child = std::process::Command::new("bash")
-        .arg(script)
-        .arg("--supervise")
-        .arg(state_dir)
+    let log = std::fs::File::create(log_path).map_err(spawn_error)?;
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -172,7 +182,7 @@ fn start_supervisor(
         }
     }
     if ready {
-        let progress = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let progress = std::fs::read_to_string(log_path).unwrap_or_default();
         tracing::info!("{}", tail(&progress, 1));
         return Ok((child, report));
     }
@@ -180,9 +190,27 @@ fn start_supervisor(
     Err(ClusterError::Script {
         script: script.to_path_buf(),
         status,
-        output: tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 30),
+        output: tail(&std::fs::read_to_string(log_path).unwrap_or_default(), 30),
         state_dir: state_dir.to_path_buf(),
     })
+}
+
+/// Stops a supervising script: SIGTERM (it stops what it started), then
+/// waits for it. Blocking on purpose: this also runs from Drop, where
+/// nothing may be left to a runtime that is shutting down.
+pub(crate) fn stop_supervisor(mut supervisor: std::process::Child, what: &str) {
+    let pid = i32::try_from(supervisor.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let signalled = pid.is_some_and(|pid| {
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+    });
+    if !signalled {
+        let _ = supervisor.kill();
+    }
+    if let Err(error) = supervisor.wait() {
+        tracing::warn!(%error, "waiting for {what} failed");
+    }
 }
 
 static SHARED: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
@@ -381,23 +409,9 @@ impl Cluster {
 
     /// Stops every process of the cluster and removes its state directory.
     pub fn stop(&mut self) {
-        let Some(mut supervisor) = self.supervisor.take() else {
-            return;
-        };
-        // Blocking on purpose: this also runs from Drop, where nothing may
-        // be left to a runtime that is shutting down. SIGTERM makes up.sh
-        // stop and reap the servers; waiting reaps up.sh itself.
-        let pid = i32::try_from(supervisor.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw);
-        let signalled = pid.is_some_and(|pid| {
-            rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
-        });
-        if !signalled {
-            let _ = supervisor.kill();
-        }
-        if let Err(error) = supervisor.wait() {
-            tracing::warn!(%error, "waiting for the e2e cluster's up.sh failed");
+        if let Some(supervisor) = self.supervisor.take() {
+            // SIGTERM makes up.sh stop and reap the servers.
+            stop_supervisor(supervisor, "the e2e cluster's up.sh");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! End-to-end harness: a control plane built from source, kwok nodes and a
-//! pod runner.
+//! End-to-end harness: a control plane built from source, kwok nodes, a
+//! pod runner and a real node ([`real_node::RealNode`]: kubelet,
+//! containerd, runc).
 //!
 //! [`cluster::Cluster`] starts kube-apiserver, kube-controller-manager,
 //! kube-scheduler, etcd and kwok on loopback (see `e2e/cluster/up.sh`);
@@ -38,4 +39,5 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod real_node;
 pub mod runner;

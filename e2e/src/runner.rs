@@ -805,10 +805,7 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
     for value in env.values_mut() {
         *value = paths.translate(value);
     }
-    let argv: Vec<String> = plan::container_argv(container, image, &env)?
-        .iter()
-        .map(|word| paths.translate(word))
-        .collect();
+    let argv = plan::container_argv(container, image, &env, &paths)?;
 
     // What a container gets from its runtime and the kubelet.
     let mut base = BTreeMap::from([

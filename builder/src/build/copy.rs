@@ -211,7 +211,8 @@ impl Planner<'_> {
     ) -> Result<(), BuildError> {
         self.ensure_dirs(dest, false)?;
         let resolved = rootfs_fs::resolve_in_root(source.root, &rel.to_string_lossy())?;
-        let meta = std::fs::metadata(&resolved).map_err(BuildError::io("reading", &resolved))?;
+        let meta =
+            std::fs::symlink_metadata(&resolved).map_err(BuildError::io("reading", &resolved))?;
         let entry = self.meta(
             source,
             meta.mode(),
@@ -219,8 +220,23 @@ impl Planner<'_> {
             meta.mtime(),
             false,
         );
-        self.plan
-            .push(Path::new(dest), EntryKind::File { source: resolved }, entry)?;
+        let kind = if meta.is_file() {
+            EntryKind::File { source: resolved }
+        } else if meta.file_type().is_symlink() {
+            // Left by the resolution only when it leads nowhere.
+            return Err(BuildError::io("reading", &resolved)(std::io::Error::from(
+                std::io::ErrorKind::NotFound,
+            )));
+        } else {
+            match special_kind(&meta) {
+                Some(kind) => kind,
+                None => {
+                    tracing::warn!(path = %rel.display(), "not copying a socket");
+                    return Ok(());
+                }
+            }
+        };
+        self.plan.push(Path::new(dest), kind, entry)?;
         Ok(())
     }
 
@@ -285,13 +301,44 @@ impl Planner<'_> {
                 SourceKind::File => EntryKind::File {
                     source: source.root.join(&entry.rel_path),
                 },
-                // Sockets and devices do not belong in a build context.
-                _ => continue,
+                SourceKind::Other => {
+                    let path = source.root.join(&entry.rel_path);
+                    let meta = std::fs::symlink_metadata(&path)
+                        .map_err(BuildError::io("reading", &path))?;
+                    match special_kind(&meta) {
+                        Some(kind) => kind,
+                        None => {
+                            tracing::warn!(path = %entry.rel_path.display(), "not copying a socket");
+                            continue;
+                        }
+                    }
+                }
             };
             self.plan.push(&target, kind, meta)?;
         }
         Ok(())
     }
+}
+
+/// A FIFO or a device node is copied as what it is, as Docker does, and
+/// never opened (a FIFO would block the build forever); a socket is not
+/// copied (None).
+fn special_kind(meta: &std::fs::Metadata) -> Option<EntryKind> {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = meta.file_type();
+    if file_type.is_fifo() {
+        return Some(EntryKind::Fifo);
+    }
+    let block = file_type.is_block_device();
+    if block || file_type.is_char_device() {
+        let rdev = meta.rdev();
+        return Some(EntryKind::Device(crate::image::Device {
+            block,
+            major: rustix::fs::major(rdev),
+            minor: rustix::fs::minor(rdev),
+        }));
+    }
+    None
 }
 
 /// Parses `--chmod`: octal permission bits (`755`, `0644`).

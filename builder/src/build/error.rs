@@ -28,6 +28,21 @@ pub enum BuildError {
         instruction: String,
         message: String,
     },
+    /// A RUN's command exited with `code` (128 + N for signal N). Its
+    /// output was streamed to the log as it ran, so it is not repeated.
+    #[error(
+        "Dockerfile:{line}: {instruction}: RUN failed (exit {code}): {}",
+        instruction.trim_start_matches("RUN").trim()
+    )]
+    RunFailed {
+        line: usize,
+        instruction: String,
+        code: i32,
+    },
+    /// Some platforms of a multi-platform build failed; `code` is the exit
+    /// code they agree on (every failure a RUN exiting with it), if any.
+    #[error("{message}")]
+    Platforms { message: String, code: Option<i32> },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -46,6 +61,8 @@ pub enum BuildError {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -66,6 +83,16 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// The exit code kiln should end with for this error: the failed RUN
+    /// command's, as a shell would (`None`: kiln's own failure, 1).
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            BuildError::RunFailed { code, .. } => Some(*code),
+            BuildError::Platforms { code, .. } => *code,
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(
         what: &'static str,
         path: impl Into<PathBuf>,

@@ -15,7 +15,7 @@
 //!
 //! Files of other stages (`COPY --from=<stage>`) and images
 //! (`COPY --from=<image>`) never come from `/`: they are unpacked from their
-//! layers into a work directory under `/kiln/work`, like every root
+//! layers into a work directory under `/kiln/work` (`crate::work_root`), like every root
 //! filesystem of `--isolation=chroot`. Every layer of a finished stage is in
 //! the local blob store, so this costs one unpack and no download. Several
 //! platforms of one build take `/` one after the other (the local driver
@@ -47,11 +47,6 @@ use tracing::info;
 use super::BuildError;
 use crate::fs::inplace::{MOUNT_TABLE, clear_root, protected_paths};
 use crate::run::container::ContainerFacts;
-
-/// Where the work directories of an in-place build live (blobs, layer
-/// files, unpacked `COPY --from` sources, a fetched context): below `/kiln`,
-/// which is never touched nor captured, and never in the image's `/tmp`.
-pub const WORK_PARENT: &str = "/kiln/work";
 
 /// The root filesystem an in-place build writes to.
 const ROOT: &str = "/";

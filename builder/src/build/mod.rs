@@ -31,7 +31,8 @@ use tracing::{info, warn};
 pub use error::BuildError;
 use outputs::publish;
 pub use outputs::{
-    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, write_digest_files,
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, suffixed_tag,
+    write_digest_files,
 };
 use stage::{BuildScope, build_stage};
 pub use state::to_oci_descriptor;
@@ -91,15 +92,9 @@ impl Session {
         }
         let registry = Registry::new(options.registry.clone())?;
         // In place, the image's /tmp is part of the image: kiln's files go
-        // below /kiln, which is never touched nor captured.
-        let work_parent = if in_place {
-            let parent = PathBuf::from(inplace::WORK_PARENT);
-            std::fs::create_dir_all(&parent)
-                .map_err(BuildError::io("creating the work directory", &parent))?;
-            parent
-        } else {
-            std::env::temp_dir()
-        };
+        // below /kiln, which is never touched nor captured. Never /tmp by
+        // default anywhere: the builder image has none.
+        let work_parent = crate::work_root::work_root(in_place)?;
         let work = tempfile::Builder::new()
             .prefix("kiln-")
             .tempdir_in(&work_parent)
@@ -108,12 +103,15 @@ impl Session {
         let store = BlobStore::open(&work.path().join("blobs"))?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
-        let text = std::fs::read_to_string(&dockerfile_path).map_err(|source| {
-            BuildError::ReadDockerfile {
+        let text = crate::context::read_build_file(&context.root, &dockerfile_path)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+            })
+            .map_err(|source| BuildError::ReadDockerfile {
                 path: dockerfile_path.clone(),
                 source,
-            }
-        })?;
+            })?;
         let dockerfile = dockerfile::parse(&text)?;
         let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
         let timestamps = Timestamps::from_options(
@@ -132,6 +130,7 @@ impl Session {
                     ttl: options.cache.ttl,
                     run_layers: options.cache.run_layers,
                     copy_layers: options.cache.copy_layers,
+                    push: options.cache.push,
                 },
                 now,
             ))
@@ -146,6 +145,8 @@ impl Session {
                     .map(PathBuf::from),
             );
             never_captured.extend(std::path::absolute(&context.root).ok());
+            // KILN_WORK_DIR may name a directory outside /kiln.
+            never_captured.push(work_parent.clone());
             // --cache-dir holds the base-image blobs and RUN's cache mounts.
             never_captured.extend(std::path::absolute(&options.cache.dir).ok());
             // Files written after the build: --cleanup must not remove them.
@@ -360,7 +361,11 @@ async fn fetch_context(
     work: &std::path::Path,
 ) -> Result<BuildContext, BuildError> {
     let source = ContextSource::parse(&options.context)?;
-    let fetch = FetchOptions::from_env();
+    let fetch = FetchOptions {
+        // The context is one more work directory of the build.
+        temp_parent: Some(work.to_path_buf()),
+        ..FetchOptions::from_env()
+    };
     let sub_path = options.context_sub_path.as_deref();
     let ContextSource::Oci { reference } = &source else {
         return Ok(source.fetch_with(sub_path, &fetch).await?);

@@ -159,8 +159,8 @@ pub async fn publish(
             let target = parse_reference(name)?;
             push_blobs(&assembled, image, &target, blobs).await?;
             let result = push_manifest(&assembled, name, &plan.push_mode, blobs).await;
-            let digest = match result {
-                Ok(digest) => digest,
+            let (digest, names) = match result {
+                Ok(pushed) => pushed,
                 Err(error)
                     if plan.oci_mode == OciMode::Auto
                         && assembled.format == ManifestFormat::Oci
@@ -194,7 +194,15 @@ pub async fn publish(
                     assembled.manifest.digest
                 )));
             }
-            info!("pushed {name}@{digest}");
+            // Only the names the registry now has: a platform of an index
+            // is not at the destination's tag.
+            for pushed_as in &names {
+                if pushed_as.contains('@') {
+                    info!("pushed {pushed_as}");
+                } else {
+                    info!("pushed {pushed_as}@{digest}");
+                }
+            }
             pushed.push(name.clone());
         }
     }
@@ -242,13 +250,21 @@ fn rejects_media_type(error: &RegistryError) -> bool {
     matches!(error.status(), Some(400 | 415))
 }
 
-/// Pushes the manifest under the names `mode` asks for; returns its digest.
+/// `registry/repo:tag-<suffix>` for the destination `name` (`latest`
+/// when it names no tag): where `--platform-tags` pushes a platform.
+pub fn suffixed_tag(name: &str, suffix: &str) -> String {
+    let tag = tag_of(name).unwrap_or_else(|| "latest".to_string());
+    format!("{}:{tag}-{suffix}", repository(name))
+}
+
+/// Pushes the manifest under the names `mode` asks for; returns its digest
+/// and the names it now has (`repo:tag`, `repo@digest`), for the log.
 async fn push_manifest(
     assembled: &Assembled,
     name: &str,
     mode: &PushMode,
     blobs: &Blobs<'_>,
-) -> Result<String, RegistryError> {
+) -> Result<(String, Vec<String>), RegistryError> {
     let manifest = &assembled.manifest;
     let mut names = Vec::new();
     match mode {
@@ -256,19 +272,18 @@ async fn push_manifest(
         PushMode::DigestOnly => names.push(format!("{}@{}", repository(name), manifest.digest)),
         PushMode::DigestAndSuffixedTag(suffix) => {
             names.push(format!("{}@{}", repository(name), manifest.digest));
-            let tag = tag_of(name).unwrap_or_else(|| "latest".to_string());
-            names.push(format!("{}:{tag}-{suffix}", repository(name)));
+            names.push(suffixed_tag(name, suffix));
         }
     }
     let mut digest = String::new();
-    for name in names {
-        let target = parse_reference(&name)?;
+    for name in &names {
+        let target = parse_reference(name)?;
         digest = blobs
             .registry
             .push_manifest_raw(&target, &manifest.bytes, &manifest.media_type)
             .await?;
     }
-    Ok(digest)
+    Ok((digest, names))
 }
 
 async fn push_blobs(

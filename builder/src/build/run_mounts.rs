@@ -689,6 +689,14 @@ fn copy_tree(
 
 fn copy_entry(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt;
+    // A FIFO or a device would be opened for reading: a FIFO blocks the
+    // build forever, a device reads whatever it is.
+    if !meta.is_file() {
+        return Err(BuildError::io("copying", from)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file or directory",
+        )));
+    }
     fs::copy(from, to).map_err(BuildError::io("copying", from))?;
     set_owner_and_mode(to, meta.uid(), meta.gid(), meta.mode() & 0o7777)
 }
@@ -774,6 +782,32 @@ mod tests {
         assert_eq!((a, b.clone()), (base.join("npm"), base.join("npm")));
         let (c, _c) = lock_instance(base, "npm", Sharing::Private).await.unwrap();
         assert_eq!(c, base.join("npm~1"));
+    }
+
+    #[test]
+    fn copying_a_fifo_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let fifo = root.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Opening the FIFO for reading would block this test forever.
+        let err = copy_tree(
+            &fifo,
+            &dir.path().join("copy"),
+            &root,
+            &IgnoreRules::empty(),
+            Files::Copy,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

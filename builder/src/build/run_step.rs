@@ -152,15 +152,13 @@ pub async fn run_step(
     }
     let output = result.map_err(|e| BuildError::Other(e.to_string()))?;
     if output.status != 0 {
-        let command = instruction.text.trim_start_matches("RUN").trim();
-        let tail: Vec<&str> = output.output_tail.lines().rev().take(20).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        let mut message = format!("RUN failed (exit {}): {command}", output.status);
-        if !tail.is_empty() {
-            message.push('\n');
-            message.push_str(&tail.join("\n"));
-        }
-        return Err(BuildError::Other(message));
+        // The output went to the log as it came; the error does not
+        // repeat it.
+        return Err(BuildError::RunFailed {
+            line: instruction.line,
+            instruction: instruction.text.clone(),
+            code: output.status,
+        });
     }
 
     if let Some(key) = &key {

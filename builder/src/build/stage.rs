@@ -196,7 +196,9 @@ fn describe_base(base: &Base) -> String {
 /// Gives an error the Dockerfile line it happened at, unless it has one.
 fn at_line(instruction: &Instruction, error: BuildError) -> BuildError {
     match error {
-        BuildError::Instruction { .. } | BuildError::Dockerfile(_) => error,
+        BuildError::Instruction { .. }
+        | BuildError::RunFailed { .. }
+        | BuildError::Dockerfile(_) => error,
         other => BuildError::Instruction {
             line: instruction.line,
             instruction: instruction.text.clone(),

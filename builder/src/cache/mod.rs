@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 pub use key::{BaseOf, KeyInputs, base_key, cache_key};
 pub use remote::{CachedStep, Lookup, StepToStore};
-pub use repo::{RepoError, cache_repository};
+pub use repo::{RepoError, cache_repository, check_suffix};
 
 use crate::image::BlobStore;
 use crate::platform::Platform;
@@ -86,6 +86,8 @@ pub struct CacheSettings {
     pub ttl: Duration,
     pub run_layers: bool,
     pub copy_layers: bool,
+    /// Whether new layers are pushed (kaniko's `--no-push-cache` says no).
+    pub push: bool,
 }
 
 impl LayerCache {
@@ -103,7 +105,8 @@ impl LayerCache {
             copy_layers: settings.copy_layers,
             now,
             lookups_failed: AtomicBool::new(false),
-            pushes_refused: Arc::new(AtomicBool::new(false)),
+            // With pushes off, every push is skipped as after a refusal.
+            pushes_refused: Arc::new(AtomicBool::new(!settings.push)),
             push_warned: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -17,6 +17,30 @@ pub enum RepoError {
     UnknownVariable { suffix: String, name: String },
     #[error("--arch-cache-repo-suffix={suffix}: unterminated ${{ in the suffix")]
     Unterminated { suffix: String },
+    /// What an unquoted `--arch-cache-repo-suffix=-${ARCH}` becomes when
+    /// the shell expands `${ARCH}` (usually to nothing) before kiln runs.
+    #[error(
+        "--arch-cache-repo-suffix={shown} has no ${{ARCH}}, ${{OS}} or ${{VARIANT}}{ending}: the shell replaced the placeholder before kiln saw it. Quote the flag so kiln gets it: '--arch-cache-repo-suffix=-${{ARCH}}'"
+    )]
+    PlaceholderExpanded { shown: String, ending: String },
+}
+
+/// Refuses a suffix that evidently lost its placeholder to the shell: an
+/// empty one, or one without `${` that ends in a separator (`-`, `_`, `.`),
+/// as `-${ARCH}` unquoted becomes `-`.
+pub fn check_suffix(suffix: &str) -> Result<(), RepoError> {
+    if suffix.contains("${") {
+        return Ok(());
+    }
+    let ending = match suffix.chars().last() {
+        None => " (it is empty)".to_string(),
+        Some(last @ ('-' | '_' | '.')) => format!(" and ends with {last:?}"),
+        Some(_) => return Ok(()),
+    };
+    Err(RepoError::PlaceholderExpanded {
+        shown: format!("{suffix:?}"),
+        ending,
+    })
 }
 
 /// The cache repository for a build of `platform`.
@@ -33,8 +57,11 @@ pub fn cache_repository(
             format!("{}/cache", crate::build::repository(first))
         }
     };
-    match arch_suffix.filter(|s| !s.is_empty()) {
-        Some(suffix) => Ok(format!("{base}{}", expand_suffix(suffix, platform)?)),
+    match arch_suffix {
+        Some(suffix) => {
+            check_suffix(suffix)?;
+            Ok(format!("{base}{}", expand_suffix(suffix, platform)?))
+        }
         None => Ok(base),
     }
 }
@@ -73,6 +100,52 @@ pub fn expand_suffix(suffix: &str, platform: &Platform) -> Result<String, RepoEr
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suffix_the_shell_expanded_is_refused_with_the_quoting_fix() {
+        let fix = "the shell replaced the placeholder before kiln saw it. Quote the flag so kiln \
+                   gets it: '--arch-cache-repo-suffix=-${ARCH}'";
+        let table = [
+            (
+                "-",
+                format!(
+                    "--arch-cache-repo-suffix=\"-\" has no ${{ARCH}}, ${{OS}} or ${{VARIANT}} and \
+                     ends with '-': {fix}"
+                ),
+            ),
+            (
+                "_",
+                format!(
+                    "--arch-cache-repo-suffix=\"_\" has no ${{ARCH}}, ${{OS}} or ${{VARIANT}} and \
+                     ends with '_': {fix}"
+                ),
+            ),
+            (
+                "-linux-",
+                format!(
+                    "--arch-cache-repo-suffix=\"-linux-\" has no ${{ARCH}}, ${{OS}} or ${{VARIANT}} \
+                     and ends with '-': {fix}"
+                ),
+            ),
+            (
+                "",
+                format!(
+                    "--arch-cache-repo-suffix=\"\" has no ${{ARCH}}, ${{OS}} or ${{VARIANT}} (it is \
+                     empty): {fix}"
+                ),
+            ),
+        ];
+        for (suffix, want) in table {
+            assert_eq!(
+                check_suffix(suffix).unwrap_err().to_string(),
+                want,
+                "{suffix:?}"
+            );
+        }
+        for fine in ["-${ARCH}", "-arm64", "_${OS}-", "cache2"] {
+            assert_eq!(check_suffix(fine), Ok(()), "{fine:?}");
+        }
+    }
 
     #[test]
     fn repositories() {
@@ -119,7 +192,17 @@ mod tests {
                 &[],
                 Some(""),
                 "linux/amd64",
-                Ok("ghcr.io/org/cache"),
+                Err(RepoError::PlaceholderExpanded {
+                    shown: "\"\"".to_string(),
+                    ending: " (it is empty)".to_string(),
+                }),
+            ),
+            (
+                Some("ghcr.io/org/cache"),
+                &[],
+                Some("-amd64"),
+                "linux/amd64",
+                Ok("ghcr.io/org/cache-amd64"),
             ),
             (None, &[], None, "linux/amd64", Err(RepoError::NoRepository)),
             (

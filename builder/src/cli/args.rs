@@ -72,6 +72,9 @@ pub struct Args {
     #[command(flatten, next_help_heading = "Logging")]
     #[serde(flatten)]
     pub logging: LoggingArgs,
+    #[command(flatten, next_help_heading = "kaniko compatibility")]
+    #[serde(flatten)]
+    pub kaniko: KanikoArgs,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
@@ -148,7 +151,7 @@ pub struct OutputArgs {
     pub no_push: bool,
 
     /// Also write the image as a `docker load`-able tarball to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", alias = "tarPath")]
     pub tar_path: Option<PathBuf>,
 
     /// Also write the image into an OCI image layout directory at this path.
@@ -205,7 +208,7 @@ pub struct OutputArgs {
 pub struct PlatformArgs {
     /// Platform to build for as os/arch[/variant], e.g. `linux/arm64` (kaniko's flag). Default: the
     /// platform kiln runs on.
-    #[arg(long, value_name = "PLATFORM")]
+    #[arg(long, value_name = "PLATFORM", alias = "customPlatform")]
     pub custom_platform: Option<String>,
 
     /// Platform to build for, or a comma list of them (then the same as --multi-platform), e.g.
@@ -224,18 +227,18 @@ pub struct PlatformArgs {
     pub driver: Driver,
 
     /// Push an image index (or Docker manifest list) referring to every platform's image to each
-    /// --destination.
+    /// --destination. Default: true when more than one platform is built, and with --driver=ci;
+    /// false pushes each platform under its own tag (`app:1.2.3-linux-arm64-v8`) instead.
     #[arg(
         long,
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
-        default_value = "false",
         default_missing_value = "true",
         action = ArgAction::Set,
         value_parser = parse_bool,
     )]
-    pub publish_index: bool,
+    pub publish_index: Option<bool>,
 
     /// Publish a Docker manifest list instead of an OCI image index.
     #[arg(
@@ -274,10 +277,11 @@ pub struct PlatformArgs {
     )]
     pub require_native_nodes: bool,
 
-    /// How RUN executes for a foreign architecture with --driver=local: none (refuse the build)
-    /// or qemu (run it under the qemu-user interpreter the kernel has registered in binfmt_misc,
-    /// with the F flag; install qemu-user-static and register it first). Also KILN_EMULATION.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::None, env = EMULATION_ENV)]
+    /// How RUN executes for a foreign architecture with --driver=local: auto (under the qemu-user
+    /// interpreter the kernel has registered in binfmt_misc, with a warning, and refused when
+    /// none is), none (refuse the build) or qemu (require the interpreter; install
+    /// qemu-user-static and register it with the F flag first). Also KILN_EMULATION.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Emulation::Auto, env = EMULATION_ENV)]
     pub emulation: Emulation,
 
     /// Also push each platform's image under a tag with the platform appended, e.g.
@@ -311,6 +315,7 @@ pub struct PlatformArgs {
     /// Check the flags, platforms and Dockerfile, print what would be built, and stop.
     #[arg(
         long,
+        alias = "dryrun",
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
@@ -384,7 +389,8 @@ pub struct CacheArgs {
     pub cache_run_layers: bool,
 
     /// Suffix for a per-architecture cache repository; `${ARCH}`, `${OS}` and `${VARIANT}` become
-    /// the platform's, e.g. `-${ARCH}` gives `…/cache-arm64`.
+    /// the platform's, e.g. `-${ARCH}` gives `…/cache-arm64`. Quote it in a shell
+    /// (`'--arch-cache-repo-suffix=-${ARCH}'`): a suffix that lost its placeholder is refused.
     #[arg(long, value_name = "SUFFIX")]
     pub arch_cache_repo_suffix: Option<String>,
 }
@@ -405,7 +411,7 @@ pub struct ExecutionArgs {
     /// How RUN's changes are found: full (metadata, and file content where metadata cannot
     /// decide), redo (metadata only: mode, owner, size, times, inode) or time (modification time
     /// only; fastest, misses changes that keep the mtime).
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = SnapshotMode::Full)]
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SnapshotMode::Full, alias = "snapshotMode")]
     pub snapshot_mode: SnapshotMode,
 
     /// Take one snapshot at the end of each stage instead of one per instruction.
@@ -429,6 +435,7 @@ pub struct ExecutionArgs {
     /// Leave /var/run out of the image, as kaniko does.
     #[arg(
         long,
+        alias = "whitelist-var-run",
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
@@ -597,7 +604,7 @@ pub struct K8sArgs {
 #[serde(rename_all = "kebab-case")]
 pub struct LoggingArgs {
     /// Log level; panic and fatal are the same as error.
-    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Verbosity::Info)]
+    #[arg(short = 'v', long, value_enum, value_name = "LEVEL", default_value_t = Verbosity::Info)]
     pub verbosity: Verbosity,
 
     /// Log format on stderr: text (plain), color (with ANSI colours) or json (one object per
@@ -617,4 +624,188 @@ pub struct LoggingArgs {
         value_parser = parse_bool,
     )]
     pub log_timestamp: bool,
+}
+
+/// kaniko's flags that kiln has no flag of its own for: each has kaniko's
+/// meaning, or is accepted and ignored with a warning saying why (see
+/// `super::kaniko`). Their spellings are kaniko's.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KanikoArgs {
+    /// kaniko's build context from a bucket: `NAME` is `--context=gs://NAME`, a URL is the context
+    /// (kiln reads no gs:// or s3:// context; download it and use tar://FILE).
+    #[arg(short = 'b', long, value_name = "BUCKET")]
+    pub bucket: Option<String>,
+
+    /// For a git context, kaniko's clone options `branch=NAME[,single-branch=BOOL,
+    /// recurse-submodules=BOOL,insecure-skip-tls=BOOL]`: the branch is the ref fetched when the
+    /// URL has no `#ref`; the other options are ignored with a warning.
+    #[arg(long, value_name = "OPTIONS")]
+    pub git: Option<String>,
+
+    /// Map a registry to mirrors tried before it for pulls, `REGISTRY=MIRROR[;REGISTRY=MIRROR]`,
+    /// e.g. `index.docker.io=mirror.gcr.io`. Repeatable.
+    #[arg(long, value_name = "REGISTRY=MIRROR")]
+    pub registry_map: Vec<String>,
+
+    /// Pull only from the --registry-mirror / --registry-map mirrors, never falling back to the
+    /// image's own registry.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub skip_default_registry_fallback: bool,
+
+    /// Push no layer to the cache repository (cached layers are still used).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub no_push_cache: bool,
+
+    /// Skip the check that every destination accepts pushes before the build starts.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub skip_push_permission_check: bool,
+
+    /// Output media types, as kaniko's fork spells --oci-mode: oci or docker.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub image_format: Option<ImageFormat>,
+
+    /// Ignored (kaniko's working directory; kiln keeps nothing there).
+    #[arg(long, value_name = "DIR")]
+    pub kaniko_dir: Option<PathBuf>,
+
+    /// Ignored (kaniko's experimental RUN change detection; kiln's is --snapshot-mode).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub use_new_run: bool,
+
+    /// Ignored (kaniko's in-memory compression of cached layers; kiln's are files on disk).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub compressed_caching: bool,
+
+    /// Ignored: an immutable tag's refusal fails the push.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub push_ignore_immutable_tag_errors: bool,
+
+    /// Ignored (kiln unpacks base images from verified local blobs; downloads are retried with
+    /// --image-download-retry).
+    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    pub image_fs_extract_retry: u32,
+
+    /// Ignored: kiln has no TLS client certificates, so a registry that requires one refuses it.
+    #[arg(long, value_name = "REGISTRY=CERT,KEY")]
+    pub registry_client_cert: Vec<String>,
+
+    /// Ignored (kaniko's metadata-only layers; kiln's image config records metadata).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub force_build_metadata: bool,
+
+    /// Ignored (the fork's credential helpers; kiln reads the docker config's credHelpers and
+    /// credsStore).
+    #[arg(long, value_name = "HELPER")]
+    pub credential_helpers: Vec<String>,
+
+    /// Ignored (the fork's unpacking of a fully cached build; kiln never needs it).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub materialize: bool,
+
+    /// Ignored: with --isolation=inplace kiln always empties / before unpacking a stage.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub pre_cleanup: bool,
+
+    /// Ignored (the fork's restore of the context between stages; kiln's context is never
+    /// changed by a build).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub preserve_context: bool,
+}
+
+/// `--image-format`: the output media types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum ImageFormat {
+    Oci,
+    Docker,
 }

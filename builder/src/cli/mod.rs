@@ -4,6 +4,7 @@
 //! `options` the build engine consumes, `logging` sets up stderr logs.
 
 pub mod args;
+pub mod kaniko;
 pub mod logging;
 pub mod options;
 pub mod reference;
@@ -100,7 +101,20 @@ fn interrupted_line(signal: &str, cleaned: &crate::run::interrupt::Cleaned) -> S
 
 fn report(error: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", one_line(error));
-    ExitCode::FAILURE
+    exit_code(error)
+}
+
+/// A failed RUN's own exit code, as `docker build` and a shell script
+/// would end with; 1 for every other failure.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let code = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::build::BuildError>())
+        .and_then(crate::build::BuildError::exit_code);
+    match code.and_then(|c| u8::try_from(c).ok()) {
+        Some(code) if code != 0 => ExitCode::from(code),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// The error and its causes joined with ": ", one line a user can grep.

@@ -36,8 +36,13 @@ pub enum Driver {
 /// How RUN executes code for a foreign architecture (`--emulation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Emulation {
+    /// The qemu-user interpreter binfmt_misc has registered, if any, with a
+    /// warning; refused without one.
     #[default]
+    Auto,
+    /// Refused.
     None,
+    /// The registered interpreter, which must be there.
     Qemu,
 }
 
@@ -135,6 +140,8 @@ pub struct OutputOptions {
     pub oci_mode: OciMode,
     /// Manifest annotations (`--annotation`).
     pub annotations: BTreeMap<String, String>,
+    /// kaniko's `--skip-push-permission-check`.
+    pub skip_push_permission_check: bool,
 }
 
 /// How several platforms are built and published together.
@@ -168,6 +175,9 @@ pub struct CacheOptions {
     /// Appended to the cache repository, with `${ARCH}`, `${OS}` and
     /// `${VARIANT}` standing for the platform's (e.g. `-${ARCH}`).
     pub arch_repo_suffix: Option<String>,
+    /// Whether new layers are pushed to the cache repository (kaniko's
+    /// `--no-push-cache` turns it off).
+    pub push: bool,
 }
 
 /// How instructions run and how their results are captured.

@@ -8,6 +8,9 @@ use super::Args;
 /// Markers around the generated section of README.md.
 pub const BEGIN: &str = "<!-- flags:begin (generated from kiln's clap definitions; see builder/tests/readme_flags.rs) -->";
 pub const END: &str = "<!-- flags:end -->";
+/// Markers around the generated kaniko table of README.md.
+pub const KANIKO_BEGIN: &str = "<!-- kaniko-flags:begin (generated from builder/src/cli/kaniko.rs; see builder/tests/readme_flags.rs) -->";
+pub const KANIKO_END: &str = "<!-- kaniko-flags:end -->";
 
 /// One Markdown table per help heading: flag, default, meaning.
 pub fn markdown() -> String {
@@ -62,15 +65,25 @@ pub fn markdown() -> String {
     out
 }
 
-/// `readme` with its generated section replaced by [`markdown`]; `None`
-/// when the markers are missing.
+/// `readme` with its generated sections replaced by [`markdown`] and the
+/// kaniko table; `None` when markers are missing.
 pub fn update_readme(readme: &str) -> Option<String> {
-    let start = readme.find(BEGIN)? + BEGIN.len();
-    let end = readme[start..].find(END)? + start;
+    let readme = replace_between(readme, BEGIN, END, &markdown())?;
+    replace_between(
+        &readme,
+        KANIKO_BEGIN,
+        KANIKO_END,
+        &super::kaniko::markdown(),
+    )
+}
+
+fn replace_between(text: &str, begin: &str, end: &str, content: &str) -> Option<String> {
+    let start = text.find(begin)? + begin.len();
+    let stop = text[start..].find(end)? + start;
     Some(format!(
         "{}\n{}\n{}",
-        &readme[..start],
-        markdown(),
-        &readme[end..]
+        &text[..start],
+        content,
+        &text[stop..]
     ))
 }

@@ -11,8 +11,8 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::args::Args;
 use super::options::{
-    BuildOptions, CacheOptions, Compression, ExecutionOptions, K8sOptions, MultiPlatformOptions,
-    OciMode, OutputOptions,
+    BuildOptions, CacheOptions, Compression, Driver, ExecutionOptions, K8sOptions,
+    MultiPlatformOptions, OciMode, OutputOptions,
 };
 use crate::platform::{self, Platform, PlatformError};
 
@@ -69,6 +69,21 @@ pub enum CliError {
     NoDestination,
     #[error(transparent)]
     CacheRepository(#[from] crate::cache::RepoError),
+    #[error(
+        "invalid --git \"{0}\": expected kaniko's branch=NAME,single-branch=BOOL,recurse-submodules=BOOL,insecure-skip-tls=BOOL"
+    )]
+    GitOptions(String),
+    #[error(
+        "invalid --registry-map \"{0}\": expected REGISTRY=MIRROR, e.g. index.docker.io=mirror.gcr.io"
+    )]
+    RegistryMap(String),
+    #[error(
+        "--image-format={image_format} and --oci-mode={oci_mode} ask for different media types: give one of them"
+    )]
+    ImageFormatConflict {
+        image_format: &'static str,
+        oci_mode: &'static str,
+    },
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -104,7 +119,7 @@ impl Args {
                 .collect();
         let compression_level = self.compression_level()?;
 
-        if self.output.compression == Compression::Zstd && self.output.oci_mode == OciMode::Docker {
+        if self.output.compression == Compression::Zstd && self.image_format()? == OciMode::Docker {
             return Err(CliError::ZstdWithDocker);
         }
         if self.platforms.legacy_manifest_list && !index_annotations.is_empty() {
@@ -123,6 +138,10 @@ impl Args {
         if self.output.destination.is_empty() && !self.output.no_push {
             return Err(CliError::NoDestination);
         }
+        // Checked even without --cache: the flag says a suffix was meant.
+        if let Some(suffix) = &self.cache.arch_cache_repo_suffix {
+            crate::cache::check_suffix(suffix)?;
+        }
         if self.cache.cache {
             // Every platform's cache repository can be named before any work.
             let host = [Platform::host()];
@@ -140,7 +159,20 @@ impl Args {
                 )?;
             }
         }
-        let cache_dir_given = self.changed_flags()?.contains("cache-dir");
+        let changed = self.changed_flags()?;
+        let cache_dir_given = changed.contains("cache-dir");
+        for warning in super::kaniko::ignored_warnings(&changed) {
+            tracing::warn!("{warning}");
+        }
+        let context = self.kaniko_context()?;
+        let oci_mode = self.image_format()?;
+        let registry_maps = registry_maps(&self.kaniko.registry_map)?;
+        // Several platforms are one image: its index goes to the destination
+        // unless asked otherwise; the ci driver's only product is an index.
+        let publish_index = self
+            .platforms
+            .publish_index
+            .unwrap_or(platforms.len() > 1 || self.platforms.driver == Driver::Ci);
 
         let Args {
             input,
@@ -151,9 +183,10 @@ impl Args {
             registry,
             k8s,
             logging: _,
+            kaniko,
         } = self;
         Ok(BuildOptions {
-            context: input.context,
+            context,
             context_sub_path: input.context_sub_path,
             dockerfile: input.dockerfile,
             build_args,
@@ -173,12 +206,13 @@ impl Args {
                 reproducible: output.reproducible,
                 compression: output.compression,
                 compression_level,
-                oci_mode: output.oci_mode,
+                oci_mode,
                 annotations,
+                skip_push_permission_check: kaniko.skip_push_permission_check,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
-                publish_index: multi.publish_index,
+                publish_index,
                 legacy_manifest_list: multi.legacy_manifest_list,
                 index_annotations,
                 digests_from: multi.digests_from,
@@ -197,6 +231,7 @@ impl Args {
                 copy_layers: cache.cache_copy_layers,
                 run_layers: cache.cache_run_layers,
                 arch_repo_suffix: cache.arch_cache_repo_suffix,
+                push: !kaniko.no_push_cache,
             },
             execution: ExecutionOptions {
                 isolation: execution.isolation,
@@ -216,6 +251,8 @@ impl Args {
                 skip_tls_verify_registries: registry.skip_tls_verify_registry,
                 registry_certificates: certificates,
                 registry_mirrors: registry.registry_mirror,
+                registry_maps,
+                skip_default_registry_fallback: kaniko.skip_default_registry_fallback,
                 push_retry: registry.push_retry,
                 push_retry_initial_delay: Duration::from_millis(registry.push_retry_initial_delay),
                 push_retry_max_delay: Duration::from_millis(registry.push_retry_max_delay),
@@ -229,6 +266,63 @@ impl Args {
                 build_request: k8s.build_request,
             },
         })
+    }
+
+    /// `--context`, or kaniko's `--bucket` (a bucket name is a gs://
+    /// context); a `git://` context without `#ref` gets `--git`'s branch.
+    fn kaniko_context(&self) -> Result<String, CliError> {
+        let mut context = match &self.kaniko.bucket {
+            Some(bucket) if bucket.contains("://") => bucket.clone(),
+            Some(bucket) => format!("gs://{bucket}"),
+            None => self.input.context.clone(),
+        };
+        let Some(git) = &self.kaniko.git else {
+            return Ok(context);
+        };
+        let mut branch = None;
+        for option in git.split(',').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                Some(("branch", name)) if !name.is_empty() => branch = Some(name),
+                Some((
+                    key @ ("single-branch" | "recurse-submodules" | "insecure-skip-tls"),
+                    value,
+                )) if super::values::parse_bool(value).is_ok() => tracing::warn!(
+                    "--git {key}={value} is accepted for kaniko compatibility and has no effect: kiln fetches the one ref it builds"
+                ),
+                _ => return Err(CliError::GitOptions(git.clone())),
+            }
+        }
+        if let Some(branch) = branch
+            && context.starts_with("git://")
+            && !context.contains('#')
+        {
+            context = format!("{context}#{branch}");
+        }
+        Ok(context)
+    }
+
+    /// `--oci-mode`, or the fork's `--image-format` when given.
+    fn image_format(&self) -> Result<OciMode, CliError> {
+        use super::args::ImageFormat;
+        let oci_mode = self.output.oci_mode;
+        let Some(format) = self.kaniko.image_format else {
+            return Ok(oci_mode);
+        };
+        let (wanted, name) = match format {
+            ImageFormat::Oci => (OciMode::Oci, "oci"),
+            ImageFormat::Docker => (OciMode::Docker, "docker"),
+        };
+        if oci_mode != OciMode::Auto && oci_mode != wanted {
+            return Err(CliError::ImageFormatConflict {
+                image_format: name,
+                oci_mode: match oci_mode {
+                    OciMode::Oci => "oci",
+                    OciMode::Docker => "docker",
+                    OciMode::Auto => "auto",
+                },
+            });
+        }
+        Ok(wanted)
     }
 
     /// The target platforms from whichever of `--custom-platform`,
@@ -329,6 +423,23 @@ fn flag_values(args: &Args) -> Result<BTreeMap<String, serde_json::Value>, CliEr
             format!("flags serialised to {other} instead of an object").into(),
         )),
     }
+}
+
+/// kaniko's `--registry-map` values, `REGISTRY=MIRROR` joined by `;`, as
+/// (registry, mirror) pairs in the order given.
+fn registry_maps(values: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut maps = Vec::new();
+    for value in values {
+        for entry in value.split(';').filter(|e| !e.trim().is_empty()) {
+            match entry.split_once('=') {
+                Some((registry, mirror)) if !registry.is_empty() && !mirror.is_empty() => {
+                    maps.push((registry.trim().to_string(), mirror.trim().to_string()));
+                }
+                _ => return Err(CliError::RegistryMap(entry.to_string())),
+            }
+        }
+    }
+    Ok(maps)
 }
 
 /// `KEY=VALUE` pairs of a repeatable flag; a later duplicate key wins, as
@@ -436,6 +547,7 @@ pub(crate) mod tests {
                 compression_level: None,
                 oci_mode: OciMode::Auto,
                 annotations: BTreeMap::new(),
+                skip_push_permission_check: false,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,
@@ -444,7 +556,7 @@ pub(crate) mod tests {
                 index_annotations: BTreeMap::new(),
                 digests_from: None,
                 require_native_nodes: true,
-                emulation: Emulation::None,
+                emulation: Emulation::Auto,
                 platform_tags: false,
                 push_by_digest: false,
                 dry_run: false,
@@ -458,6 +570,7 @@ pub(crate) mod tests {
                 copy_layers: false,
                 run_layers: true,
                 arch_repo_suffix: None,
+                push: true,
             },
             execution: ExecutionOptions {
                 isolation: if builder_image {
@@ -481,6 +594,8 @@ pub(crate) mod tests {
                 skip_tls_verify_registries: vec![],
                 registry_certificates: vec![],
                 registry_mirrors: vec![],
+                registry_maps: vec![],
+                skip_default_registry_fallback: false,
                 push_retry: 0,
                 push_retry_initial_delay: Duration::from_millis(1000),
                 push_retry_max_delay: Duration::from_millis(30000),
@@ -599,6 +714,7 @@ pub(crate) mod tests {
                         copy_layers: true,
                         run_layers: false,
                         arch_repo_suffix: Some("-${ARCH}".into()),
+                        push: true,
                     };
                 },
             ),
@@ -737,6 +853,8 @@ pub(crate) mod tests {
                             PathBuf::from("/certs/ca.crt"),
                         )],
                         registry_mirrors: vec!["mirror.gcr.io".into(), "mirror.example".into()],
+                        registry_maps: vec![],
+                        skip_default_registry_fallback: false,
                         push_retry: 3,
                         push_retry_initial_delay: Duration::from_secs(2),
                         push_retry_max_delay: Duration::from_secs(60),
@@ -777,7 +895,7 @@ pub(crate) mod tests {
                     "--publish-index=false",
                     "--legacy-manifest-list=false",
                     "--require-native-nodes",
-                    "--emulation=none",
+                    "--emulation=auto",
                     "--platform-tags=false",
                     "--dry-run=false",
                     "--cache=false",
@@ -1040,6 +1158,127 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn publish_index_defaults_to_true_for_several_platforms_and_the_ci_driver() {
+        // (flags, publish_index)
+        let table: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["--platform=linux/arm64"], false),
+            (&["--custom-platform=linux/arm64"], false),
+            (&["--platform=linux/amd64,linux/arm64"], true),
+            (&["--multi-platform=linux/amd64,linux/arm64"], true),
+            (
+                &[
+                    "--platform=linux/amd64,linux/arm64",
+                    "--publish-index=false",
+                ],
+                false,
+            ),
+            (&["--platform=linux/arm64", "--publish-index"], true),
+            (&["--publish-index=true"], true),
+            (&["--driver=ci"], true),
+            (&["--driver=ci", "--publish-index=false"], false),
+            (
+                &["--driver=k8s", "--platform=linux/amd64,linux/arm64"],
+                true,
+            ),
+        ];
+        for (flags, want) in table {
+            let mut argv = vec!["kiln", "--no-push"];
+            argv.extend_from_slice(flags);
+            let got = validate(&argv).map(|o| o.multi_platform.publish_index);
+            assert_eq!(got, Ok(*want), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn kaniko_flags_take_kaniko_meanings() {
+        let table: &[(&[&str], Edit)] = &[
+            (&["--bucket=my-bucket"], |o| {
+                o.context = "gs://my-bucket".into()
+            }),
+            (&["-b", "s3://b/ctx.tar.gz"], |o| {
+                o.context = "s3://b/ctx.tar.gz".into()
+            }),
+            (
+                &["--context=git://github.com/org/app.git", "--git=branch=dev"],
+                |o| o.context = "git://github.com/org/app.git#dev".into(),
+            ),
+            (
+                &[
+                    "--context=git://github.com/org/app.git#main",
+                    "--git=branch=dev,single-branch=true",
+                ],
+                |o| o.context = "git://github.com/org/app.git#main".into(),
+            ),
+            (
+                &[
+                    "--registry-map=index.docker.io=mirror.gcr.io;ghcr.io=127.0.0.1:5000",
+                    "--registry-map=quay.io=q.example",
+                    "--skip-default-registry-fallback",
+                ],
+                |o| {
+                    o.registry.registry_maps = vec![
+                        ("index.docker.io".into(), "mirror.gcr.io".into()),
+                        ("ghcr.io".into(), "127.0.0.1:5000".into()),
+                        ("quay.io".into(), "q.example".into()),
+                    ];
+                    o.registry.skip_default_registry_fallback = true;
+                },
+            ),
+            (&["--no-push-cache"], |o| o.cache.push = false),
+            (&["--skip-push-permission-check"], |o| {
+                o.output.skip_push_permission_check = true
+            }),
+            (&["--image-format=docker"], |o| {
+                o.output.oci_mode = OciMode::Docker
+            }),
+            (&["--image-format=oci", "--oci-mode=oci"], |o| {
+                o.output.oci_mode = OciMode::Oci
+            }),
+            (&["--snapshotMode=time"], |o| {
+                o.execution.snapshot_mode = SnapshotMode::Time
+            }),
+            (&["--customPlatform=linux/arm64"], |o| {
+                o.platforms = platforms(&["linux/arm64"])
+            }),
+            (&["--tarPath=/out/i.tar"], |o| {
+                o.output.tar_path = Some(PathBuf::from("/out/i.tar"))
+            }),
+            (&["--whitelist-var-run=false"], |o| {
+                o.execution.ignore_var_run = false
+            }),
+            (&["--dryrun"], |o| o.multi_platform.dry_run = true),
+            (&["-v", "debug", "--use-new-run", "--kaniko-dir=/k"], |_| {}),
+        ];
+        for (flags, edit) in table {
+            let mut argv = vec!["kiln", "--no-push"];
+            argv.extend_from_slice(flags);
+            let mut want = default_options();
+            edit(&mut want);
+            assert_eq!(validate(&argv), Ok(want), "{argv:?}");
+        }
+        let refused: &[(&[&str], &str)] = &[
+            (
+                &["--git=branch=dev,depth=1"],
+                "invalid --git \"branch=dev,depth=1\": expected kaniko's branch=NAME,single-branch=BOOL,recurse-submodules=BOOL,insecure-skip-tls=BOOL",
+            ),
+            (
+                &["--registry-map=mirror.gcr.io"],
+                "invalid --registry-map \"mirror.gcr.io\": expected REGISTRY=MIRROR, e.g. index.docker.io=mirror.gcr.io",
+            ),
+            (
+                &["--image-format=oci", "--oci-mode=docker"],
+                "--image-format=oci and --oci-mode=docker ask for different media types: give one of them",
+            ),
+        ];
+        for (flags, want) in refused {
+            let mut argv = vec!["kiln", "--no-push"];
+            argv.extend_from_slice(flags);
+            assert_eq!(validate(&argv), Err(want.to_string()), "{argv:?}");
+        }
+    }
+
+    #[test]
     fn isolation_force_and_cleanup_reach_the_options() {
         let table: [(&[&str], Isolation, bool, bool); 5] = [
             (&["--isolation=chroot"], Isolation::Chroot, false, false),
@@ -1159,6 +1398,10 @@ pub(crate) mod tests {
              push-retry-initial-delay push-retry-max-delay image-download-retry",
             "namespace context-repo detach build-request",
             "verbosity log-format log-timestamp",
+            "bucket git registry-map skip-default-registry-fallback no-push-cache \
+             skip-push-permission-check image-format kaniko-dir use-new-run compressed-caching \
+             push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \
+             force-build-metadata credential-helpers materialize pre-cleanup preserve-context",
         ];
         let command = Args::command();
         let mut count = 0;
@@ -1177,9 +1420,15 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(
             shorts,
-            [('c', "context"), ('d', "destination"), ('f', "dockerfile")]
-                .into_iter()
-                .collect()
+            [
+                ('b', "bucket"),
+                ('c', "context"),
+                ('d', "destination"),
+                ('f', "dockerfile"),
+                ('v', "verbosity")
+            ]
+            .into_iter()
+            .collect()
         );
     }
 
@@ -1191,7 +1440,7 @@ pub(crate) mod tests {
             .filter(|a| a.get_value_names().is_some_and(|names| names == ["BOOL"]))
             .filter_map(|a| a.get_long())
             .collect();
-        assert_eq!(booleans.len(), 22, "{booleans:?}");
+        assert_eq!(booleans.len(), 32, "{booleans:?}");
         for flag in booleans {
             let table = [
                 (format!("--{flag}"), true),
@@ -1234,7 +1483,7 @@ pub(crate) mod tests {
             ("--compression=lz4", "[possible values: gzip, zstd]"),
             ("--oci-mode=v1", "[possible values: oci, docker, auto]"),
             ("--driver=ssh", "[possible values: local, k8s, ci]"),
-            ("--emulation=rosetta", "[possible values: none, qemu]"),
+            ("--emulation=rosetta", "[possible values: auto, none, qemu]"),
             ("--isolation=vm", "[possible values: sandbox, inplace]"),
             (
                 "--snapshot-mode=fast",
@@ -1245,6 +1494,7 @@ pub(crate) mod tests {
                 "[possible values: panic, fatal, error, warn, info, debug, trace]",
             ),
             ("--log-format=xml", "[possible values: text, color, json]"),
+            ("--image-format=v2", "[possible values: oci, docker]"),
         ];
         for (arg, want) in table {
             let error = Args::try_parse_from(["kiln", arg])

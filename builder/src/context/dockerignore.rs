@@ -45,7 +45,9 @@ impl IgnoreRules {
             if let Some(pattern) =
                 parse_line(line).map_err(|reason| ContextError::IgnorePattern {
                     line: index + 1,
-                    pattern: line.to_string(),
+                    // A line of a file that may not be an ignore file at
+                    // all: only its start.
+                    pattern: super::excerpt(line, 64),
                     reason,
                 })?
             {
@@ -157,7 +159,7 @@ pub fn load_ignore_rules(
     }
     candidates.push(context_root.join(".dockerignore"));
     for candidate in candidates {
-        match std::fs::read(&candidate) {
+        match super::read_build_file(context_root, &candidate) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 return IgnoreRules::parse(&text).map_err(|e| ContextError::IgnoreFile {

@@ -41,7 +41,7 @@ pub(super) async fn checkout(
     let credentials = options.git_credentials.as_ref().filter(|_| is_http);
     // Lives until the end of the checkout; removed on drop.
     let askpass_dir = match credentials {
-        Some(_) => Some(write_askpass()?),
+        Some(_) => Some(write_askpass(options)?),
         None => None,
     };
     let git = GitRunner {
@@ -121,14 +121,9 @@ fn effective_url(url: &str, pull_method: Option<&str>) -> String {
     }
 }
 
-fn write_askpass() -> Result<tempfile::TempDir, ContextError> {
+fn write_askpass(options: &FetchOptions) -> Result<tempfile::TempDir, ContextError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-git-")
-        .tempdir()
-        .map_err(|e| {
-            ContextError::io("creating a temporary directory in", std::env::temp_dir(), e)
-        })?;
+    let dir = options.temp_dir_named("kiln-git-")?;
     let script = dir.path().join("askpass");
     std::fs::write(&script, ASKPASS_SCRIPT)
         .map_err(|e| ContextError::io("writing", script.clone(), e))?;
@@ -252,7 +247,13 @@ mod tests {
 
     #[tokio::test]
     async fn askpass_answers_from_the_environment() {
-        let dir = write_askpass().unwrap_or_else(|e| panic!("{e}"));
+        let parent = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let options = FetchOptions {
+            temp_parent: Some(parent.path().to_path_buf()),
+            ..FetchOptions::default()
+        };
+        let dir = write_askpass(&options).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dir.path().parent(), Some(parent.path()));
         let script = dir.path().join("askpass");
         for (prompt, expected) in [
             ("Username for 'https://host': ", "the-user\n"),

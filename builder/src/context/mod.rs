@@ -5,11 +5,14 @@
 //! - [`dockerignore`]: `.dockerignore` rules with moby's semantics.
 //! - [`select`]: expanding COPY/ADD sources and walking what they name,
 //!   honouring those rules; also used for `COPY --from=<stage>`.
+//! - [`file`]: reading the Dockerfile and `.dockerignore` inside the
+//!   context (its symlinks never reach the host), bounded.
 //! - [`archive`]: unpacking a context tarball without ever writing outside
 //!   its destination.
 
 pub mod archive;
 pub mod dockerignore;
+mod file;
 mod git;
 mod http;
 pub mod pattern;
@@ -20,6 +23,7 @@ use std::path::PathBuf;
 
 pub use archive::unpack_context_archive;
 pub use dockerignore::{IgnoreRules, load_ignore_rules};
+pub use file::{MAX_CONTEXT_FILE, excerpt, read_build_file};
 pub(crate) use http::download;
 pub use select::{EntryKind, SourceMatch, Walk, WalkEntry, resolve_sources, walk};
 pub use source::{
@@ -43,6 +47,8 @@ pub enum ContextError {
         #[source]
         source: Box<ContextError>,
     },
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

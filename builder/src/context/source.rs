@@ -141,7 +141,7 @@ pub struct FetchOptions {
     pub git_pull_method: Option<String>,
     /// Keep `.git` in a git context.
     pub keep_git_dir: bool,
-    /// Where temporary context directories go; the system default if unset.
+    /// Where temporary context directories go; kiln's work root if unset.
     pub temp_parent: Option<PathBuf>,
 }
 
@@ -163,16 +163,18 @@ impl FetchOptions {
         }
     }
 
+    /// A new directory for a fetched context, in `temp_parent` or else
+    /// kiln's work root (never `std::env::temp_dir()` unless `TMPDIR` is
+    /// set: see [`crate::work_root`]).
     pub(super) fn temp_dir(&self) -> Result<tempfile::TempDir, ContextError> {
-        let builder = {
-            let mut b = tempfile::Builder::new();
-            b.prefix("kiln-context-");
-            b
-        };
-        let parent = self.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
-        builder
-            .tempdir_in(&parent)
-            .map_err(|e| ContextError::io("creating a temporary directory in", parent, e))
+        self.temp_dir_named("kiln-context-")
+    }
+
+    pub(super) fn temp_dir_named(&self, prefix: &str) -> Result<tempfile::TempDir, ContextError> {
+        Ok(crate::work_root::temp_dir(
+            prefix,
+            self.temp_parent.as_deref(),
+        )?)
     }
 }
 

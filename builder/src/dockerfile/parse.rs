@@ -98,7 +98,12 @@ fn crate_error_at(map_line: impl Fn(usize) -> usize) -> impl Fn(pd::Error) -> Do
         let message = format!("{e:#}");
         // Docker's wording for the two errors users hit most.
         let message = match message.strip_prefix("unknown instruction '") {
-            Some(rest) => format!("unknown instruction: {}", rest.trim_end_matches('\'')),
+            // The word is quoted from the file, which may not be a
+            // Dockerfile at all (a credentials file): only its start.
+            Some(rest) => format!(
+                "unknown instruction: {}",
+                crate::context::excerpt(rest.trim_end_matches('\''), 24)
+            ),
             None if message == "expected FROM" => {
                 "no build stage in current context: only ARG may come before the first FROM"
                     .to_string()

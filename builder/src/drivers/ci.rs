@@ -21,7 +21,7 @@ use crate::registry::{Reference, Registry, RegistryError};
 #[derive(Debug, thiserror::Error)]
 pub enum CiError {
     #[error(
-        "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; add --publish-index=true"
+        "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; drop --publish-index=false"
     )]
     NotPublishing,
     #[error(
@@ -204,7 +204,7 @@ mod tests {
         let table: Vec<(Edit, &str)> = vec![
             (
                 |o| o.multi_platform.publish_index = false,
-                "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; add --publish-index=true",
+                "the ci driver only publishes indexes: it builds nothing and combines the per-platform images named in --digests-from into one index; drop --publish-index=false",
             ),
             (
                 |o| o.multi_platform.digests_from = None,

@@ -1,8 +1,9 @@
 //! `--dry-run`: everything a build would check before doing work, and
-//! nothing else. The Dockerfile is parsed and planned for every platform,
-//! every base image is resolved for every platform (a base without an
-//! entry for one fails here), each destination is checked for push access,
-//! and the plan is printed. No layer is built, nothing is pushed.
+//! nothing else. The build's own checks run first ([`super::preflight`]:
+//! emulation, bases for every platform, push access), so the dry run
+//! refuses what the build would, with the same message; then every base
+//! image is resolved for every platform and the plan is printed. No layer
+//! is built, nothing is pushed.
 
 use std::fmt::Write as _;
 
@@ -10,11 +11,8 @@ use crate::build::{BuildError, Session};
 use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::platform::Platform;
-use crate::registry::parse_reference;
 
-use crate::cli::options::Emulation;
-
-use super::local::{foreign_run, refuse_foreign};
+use super::preflight::{PushCheck, preflight};
 
 /// Checks what a build of `options` needs and returns the plan as text.
 pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
@@ -31,13 +29,9 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
         "plan for {} platform(s) on a {host} machine:",
         platforms.len()
     );
-    // With --emulation, a missing interpreter fails the dry run as it
-    // would fail the build.
-    let emulated = if options.multi_platform.emulation == Emulation::None {
-        Vec::new()
-    } else {
-        refuse_foreign(&session, options, &platforms)?
-    };
+    // What the build refuses before its first step, the dry run refuses
+    // with the same message.
+    let (emulated, push) = preflight(&session, options, &platforms).await?;
     for platform in &platforms {
         let (_, plan) = session.plan(options, platform)?;
         let under_qemu: Vec<String> = emulated
@@ -50,13 +44,11 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
                 )
             })
             .collect();
-        let native = match foreign_run(&session, options, platform, &host)? {
-            None => "runs here".to_string(),
-            Some(_) if !under_qemu.is_empty() => format!("runs here, {}", under_qemu.join(", ")),
-            Some(foreign) => format!(
-                "needs native execution (Dockerfile:{} `{}`): --driver=k8s or --emulation=qemu",
-                foreign.line, foreign.instruction
-            ),
+        // A foreign RUN the emulation mode cannot run was refused above.
+        let native = if under_qemu.is_empty() {
+            "runs here".to_string()
+        } else {
+            format!("runs here, {}", under_qemu.join(", "))
         };
         let _ = writeln!(report, "{platform}: {native}");
         for planned in &plan.stages {
@@ -92,11 +84,18 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
             );
         }
     }
-    if !options.output.no_push {
-        for destination in &options.output.destinations {
-            let target = parse_reference(destination)?;
-            session.registry().check_push_access(&target).await?;
-            let _ = writeln!(report, "push access: {destination} ok");
+    for destination in &options.output.destinations {
+        match push {
+            PushCheck::Checked => {
+                let _ = writeln!(report, "push access: {destination} ok");
+            }
+            PushCheck::Skipped => {
+                let _ = writeln!(
+                    report,
+                    "push access: {destination} not checked (--skip-push-permission-check)"
+                );
+            }
+            PushCheck::NoPush => {}
         }
     }
     let _ = writeln!(report, "dry run: nothing was built or pushed");

@@ -9,18 +9,17 @@
 //! registered for every foreign architecture its RUNs execute for. That is
 //! decided before any work starts.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::build::{BuildError, BuildOutcome, OutputPlan, PushMode, Session};
 use crate::cli::BuildOptions;
 use crate::cli::options::{Emulation, Isolation};
 use crate::dockerfile::InstructionKind;
 use crate::platform::Platform;
-use crate::run::emulation::{self, BINFMT_MISC_DIR, EmulationError, Interpreter};
+use crate::run::emulation::{self, BINFMT_MISC_DIR_ENV, EmulationError, Interpreter};
 
 /// A RUN that would execute code for a platform this machine cannot run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +44,15 @@ impl std::fmt::Display for ForeignRun {
 }
 
 impl ForeignRun {
-    /// Why `--emulation=qemu` cannot run this RUN, and what to do.
-    fn emulation_refused(&self, why: &EmulationError) -> String {
+    /// Why emulation cannot run this RUN, and what to do: `--emulation=qemu`
+    /// asked for it, `auto` (the default) found no interpreter.
+    fn emulation_refused(&self, mode: Emulation, why: &EmulationError) -> String {
+        let asked = match mode {
+            Emulation::Qemu => " with --emulation=qemu",
+            Emulation::Auto | Emulation::None => "",
+        };
         format!(
-            "{platform} cannot be built on this {host} machine with --emulation=qemu: \
+            "{platform} cannot be built on this {host} machine{asked}: \
              Dockerfile:{line} `{instruction}` runs code for {platform}, and {why}",
             platform = self.platform,
             host = Platform::host(),
@@ -95,19 +99,6 @@ pub fn foreign_runs(
     Ok(found)
 }
 
-/// The first RUN a build of `platform` would have to execute for a foreign
-/// architecture, if any.
-pub fn foreign_run(
-    session: &Session,
-    options: &BuildOptions,
-    platform: &Platform,
-    host: &Platform,
-) -> Result<Option<ForeignRun>, BuildError> {
-    Ok(foreign_runs(session, options, platform, host)?
-        .into_iter()
-        .next())
-}
-
 /// A foreign architecture whose RUNs execute under emulation, for one of
 /// the build's platforms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,9 +128,9 @@ pub fn refuse_foreign(
             foreign_runs(session, options, platform, &host)?,
         ));
     }
-    let binfmt_dir = Path::new(BINFMT_MISC_DIR);
+    let binfmt_dir = emulation::binfmt_misc_dir(std::env::var_os(BINFMT_MISC_DIR_ENV).as_deref());
     decide_emulation(&foreign, options.multi_platform.emulation, |runs_for| {
-        emulation::find_interpreter(binfmt_dir, runs_for)
+        emulation::find_interpreter(&binfmt_dir, runs_for)
     })
     .map_err(BuildError::Other)
 }
@@ -166,7 +157,7 @@ fn decide_emulation(
                 continue;
             }
             let interpreter =
-                interpreter_for(&run.platform).map_err(|why| run.emulation_refused(&why))?;
+                interpreter_for(&run.platform).map_err(|why| run.emulation_refused(mode, &why))?;
             emulated.push(Emulated {
                 platform: platform.clone(),
                 runs_for: run.platform.clone(),
@@ -178,14 +169,30 @@ fn decide_emulation(
 }
 
 /// Logs, for `platform`, each architecture its RUNs execute under
-/// emulation for.
-fn log_emulation(platform: &Platform, emulated: &[Emulated]) {
+/// emulation for: a warning when kiln chose emulation itself
+/// (`--emulation=auto`), since it costs time the user may not expect.
+fn log_emulation(platform: &Platform, emulated: &[Emulated], mode: Emulation) {
     for e in emulated.iter().filter(|e| &e.platform == platform) {
-        info!(
-            "[{platform}] RUN for {} executes under qemu-user emulation (binfmt_misc entry {}, {})",
-            e.runs_for, e.interpreter.entry, e.interpreter.path
-        );
+        match mode {
+            Emulation::Auto => warn!("{}", emulation_warning(e)),
+            Emulation::Qemu | Emulation::None => info!(
+                "[{platform}] RUN for {} executes under qemu-user emulation (binfmt_misc entry {}, {})",
+                e.runs_for, e.interpreter.entry, e.interpreter.path
+            ),
+        }
     }
+}
+
+/// The one line `--emulation=auto` says for each emulated architecture.
+fn emulation_warning(e: &Emulated) -> String {
+    format!(
+        "[{platform}] RUN for {runs_for} executes under qemu-user emulation ({entry}), \
+         typically 5 to 20 times slower than native; build on native nodes with --driver=k8s, \
+         or refuse emulation with --emulation=none",
+        platform = e.platform,
+        runs_for = e.runs_for,
+        entry = e.interpreter.entry,
+    )
 }
 
 /// A single-platform build: the image is pushed under the destinations'
@@ -228,8 +235,9 @@ async fn build_and_publish(
     options: &BuildOptions,
     platform: Platform,
 ) -> Result<BuildOutcome, BuildError> {
-    let emulated = refuse_foreign(session, options, std::slice::from_ref(&platform))?;
-    log_emulation(&platform, &emulated);
+    let (emulated, _) =
+        super::preflight::preflight(session, options, std::slice::from_ref(&platform)).await?;
+    log_emulation(&platform, &emulated, options.multi_platform.emulation);
     let image = session.build(options, &platform).await?;
     let multi = &options.multi_platform;
     let mode = if multi.push_by_digest {
@@ -269,7 +277,8 @@ async fn build_all(
     session: Arc<Session>,
     options: Arc<BuildOptions>,
 ) -> Result<Vec<PlatformBuild>, BuildError> {
-    let emulated = Arc::new(refuse_foreign(&session, &options, &options.platforms)?);
+    let (emulated, _) = super::preflight::preflight(&session, &options, &options.platforms).await?;
+    let emulated = Arc::new(emulated);
     // In place, every platform's stages take the one `/` in turn.
     let cores = match options.execution.isolation {
         Isolation::Inplace => 1,
@@ -292,7 +301,7 @@ async fn build_all(
                 .await
                 .map_err(|e| BuildError::Other(e.to_string()))?;
             info!("[{platform}] building");
-            log_emulation(&platform, &emulated);
+            log_emulation(&platform, &emulated, options.multi_platform.emulation);
             let image = session.build(&options, &platform).await?;
             let multi = &options.multi_platform;
             let mode = if multi.push_by_digest {
@@ -311,22 +320,38 @@ async fn build_all(
     }
     let mut results = Vec::with_capacity(tasks.len());
     let mut failures = Vec::new();
+    let mut codes = Vec::new();
     for (task, platform) in tasks.into_iter().zip(&options.platforms) {
         match task.await {
             Ok(Ok(result)) => results.push(result),
-            Ok(Err(error)) => failures.push(format!("{platform}: {error}")),
-            Err(join) => failures.push(format!("{platform}: build task failed: {join}")),
+            Ok(Err(error)) => {
+                codes.push(error.exit_code());
+                failures.push(format!("{platform}: {error}"));
+            }
+            Err(join) => {
+                codes.push(None);
+                failures.push(format!("{platform}: build task failed: {join}"));
+            }
         }
     }
     if !failures.is_empty() {
-        return Err(BuildError::Other(format!(
-            "{} of {} platforms failed, no index published:\n  {}",
-            failures.len(),
-            options.platforms.len(),
-            failures.join("\n  ")
-        )));
+        return Err(BuildError::Platforms {
+            message: format!(
+                "{} of {} platforms failed, no index published:\n  {}",
+                failures.len(),
+                options.platforms.len(),
+                failures.join("\n  ")
+            ),
+            code: common_code(&codes),
+        });
     }
     Ok(results)
+}
+
+/// The exit code every failed platform agrees on, if they all have one.
+fn common_code(codes: &[Option<i32>]) -> Option<i32> {
+    let first = (*codes.first()?)?;
+    codes.iter().all(|c| *c == Some(first)).then_some(first)
 }
 
 #[cfg(test)]
@@ -379,7 +404,7 @@ mod tests {
             (platform("linux/amd64"), vec![]),
             (platform("linux/arm64"), vec![]),
         ];
-        for mode in [Emulation::None, Emulation::Qemu] {
+        for mode in [Emulation::Auto, Emulation::None, Emulation::Qemu] {
             let mut lookups = Vec::new();
             assert_eq!(
                 decide_emulation(&foreign, mode, registered(&mut lookups)),
@@ -477,5 +502,74 @@ mod tests {
                 Platform::host()
             )
         );
+    }
+
+    #[test]
+    fn auto_emulates_what_is_registered_and_refuses_the_rest() {
+        let arm = vec![(
+            platform("linux/arm64"),
+            vec![run("linux/arm64", 2, "RUN make")],
+        )];
+        let mut lookups = Vec::new();
+        assert_eq!(
+            decide_emulation(&arm, Emulation::Auto, registered(&mut lookups)),
+            Ok(vec![Emulated {
+                platform: platform("linux/arm64"),
+                runs_for: platform("linux/arm64"),
+                interpreter: qemu("qemu-aarch64"),
+            }])
+        );
+        let riscv = vec![(
+            platform("linux/riscv64"),
+            vec![run("linux/riscv64", 2, "RUN make")],
+        )];
+        let err = decide_emulation(&riscv, Emulation::Auto, registered(&mut lookups)).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "linux/riscv64 cannot be built on this {} machine: \
+                 Dockerfile:2 `RUN make` runs code for linux/riscv64, and no qemu-user \
+                 interpreter for linux/riscv64 is registered in binfmt_misc \
+                 (/proc/sys/fs/binfmt_misc has no entry for ELF machine 243): install \
+                 qemu-user-static and register qemu-riscv64 with the F flag (Debian: write the \
+                 line of /usr/lib/binfmt.d/qemu-riscv64.conf to \
+                 /proc/sys/fs/binfmt_misc/register; scripts/binfmt.sh does it), or build on \
+                 native nodes with --driver=k8s",
+                Platform::host()
+            )
+        );
+        // `none` never looks.
+        let mut none_lookups = Vec::new();
+        assert!(decide_emulation(&arm, Emulation::None, registered(&mut none_lookups)).is_err());
+        assert!(none_lookups.is_empty());
+    }
+
+    #[test]
+    fn the_auto_warning_names_platform_cost_and_native_builds() {
+        let e = Emulated {
+            platform: platform("linux/arm64"),
+            runs_for: platform("linux/arm64"),
+            interpreter: qemu("qemu-aarch64"),
+        };
+        assert_eq!(
+            emulation_warning(&e),
+            "[linux/arm64/v8] RUN for linux/arm64/v8 executes under qemu-user emulation \
+             (qemu-aarch64), typically 5 to 20 times slower than native; build on native nodes \
+             with --driver=k8s, or refuse emulation with --emulation=none"
+        );
+    }
+
+    #[test]
+    fn platforms_share_an_exit_code_only_when_all_agree() {
+        let table: [(&[Option<i32>], Option<i32>); 5] = [
+            (&[Some(3)], Some(3)),
+            (&[Some(3), Some(3)], Some(3)),
+            (&[Some(3), Some(4)], None),
+            (&[Some(3), None], None),
+            (&[], None),
+        ];
+        for (codes, want) in table {
+            assert_eq!(common_code(codes), want, "{codes:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod dry_run;
 pub mod index;
 pub mod k8s;
 pub mod local;
+pub mod preflight;
 
 use std::sync::Arc;
 
@@ -60,7 +61,15 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
     }
 }
 
-async fn run_local(options: BuildOptions) -> anyhow::Result<Outcome> {
+async fn run_local(mut options: BuildOptions) -> anyhow::Result<Outcome> {
+    // `--publish-index` with no platform named: a one-entry index of the
+    // host's platform.
+    if options.platforms.is_empty() {
+        options.platforms.push(crate::platform::Platform::host());
+    }
+    if let Some(note) = per_platform_tags_note(&options) {
+        tracing::info!("{note}");
+    }
     let options = Arc::new(options);
     let session = Arc::new(Session::open(&options).await?);
     let platforms = local::build_platforms(Arc::clone(&session), Arc::clone(&options)).await?;
@@ -93,4 +102,23 @@ async fn run_local(options: BuildOptions) -> anyhow::Result<Outcome> {
         platforms,
         index: Some(outcome),
     })
+}
+
+/// What a multi-platform build without an index pushes, said before it
+/// does: the destination's own tag is left alone.
+fn per_platform_tags_note(options: &BuildOptions) -> Option<String> {
+    let multi = &options.multi_platform;
+    if multi.publish_index || multi.push_by_digest || options.output.no_push {
+        return None;
+    }
+    let first = options.output.destinations.first()?;
+    let tags: Vec<String> = options
+        .platforms
+        .iter()
+        .map(|p| build::suffixed_tag(first, &p.slug()))
+        .collect();
+    Some(format!(
+        "--publish-index=false: each platform is pushed under its own tag ({}); nothing is pushed at {first}",
+        tags.join(", ")
+    ))
 }

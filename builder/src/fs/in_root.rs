@@ -14,10 +14,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{FileType, RawMode};
+
 use super::FsError;
+use super::root_dir::RootDir;
 
 /// Linux's MAXSYMLINKS: how many links one lookup may follow.
 const MAX_SYMLINKS: u32 = 40;
@@ -111,7 +113,8 @@ pub fn create_dir_all_in_root(
     gid: u32,
 ) -> Result<PathBuf, FsError> {
     let host = resolve(root, Path::new(path), true)?;
-    ensure_dirs(root, &host, path, mode, Some((uid, gid)))?;
+    let dir = RootDir::open(root).map_err(FsError::io("open", root))?;
+    ensure_dirs(&dir, &host, path, mode, Some((uid, gid)))?;
     Ok(host)
 }
 
@@ -145,40 +148,46 @@ pub fn missing_dirs_in_root(root: &Path, path: &str) -> Result<Vec<PathBuf>, FsE
     Ok(missing)
 }
 
-/// Makes every component of `host` (a resolved path inside `root`, as
-/// returned by [`resolve`]) below `root` a directory, creating missing
-/// ones with `mode` and, when given, the owner. `image_path` is only for
-/// the error message.
+/// Makes every component of `host` (a resolved path inside the root, as
+/// returned by [`resolve`]) below the root a directory, creating missing
+/// ones with `mode` and, when given, the owner. Every call goes through
+/// `root`, so a component swapped for a symlink since `host` was resolved
+/// stops the walk. `image_path` is only for the error message.
 pub(crate) fn ensure_dirs(
-    root: &Path,
+    root: &RootDir,
     host: &Path,
     image_path: &str,
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<(), FsError> {
-    let rel = host.strip_prefix(root).unwrap_or(host);
-    let mut current = root.to_path_buf();
+    let rel = host.strip_prefix(root.path()).unwrap_or(host);
+    let mut current = root.path().to_path_buf();
     for component in rel.components() {
         current.push(component);
-        match fs::symlink_metadata(&current) {
-            Ok(meta) if meta.is_dir() => continue,
-            Ok(_) => {
+        match root.lstat(&current) {
+            Ok(Some(meta))
+                if FileType::from_raw_mode(meta.st_mode as RawMode) == FileType::Directory =>
+            {
+                continue;
+            }
+            Ok(Some(_)) => {
                 return Err(FsError::NotADirectory {
                     path: image_path.to_string(),
                     existing: current,
                 });
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Ok(None) => {}
             Err(err) => return Err(FsError::io("inspect", &current)(err)),
         }
-        fs::create_dir(&current).map_err(FsError::io("create directory", &current))?;
+        root.mkdir(&current, mode)
+            .map_err(FsError::io("create directory", &current))?;
         if let Some((uid, gid)) = owner
-            && let Err(err) = std::os::unix::fs::lchown(&current, Some(uid), Some(gid))
+            && let Err(err) = root.lchown(&current, uid, gid)
         {
             tracing::debug!(path = %current.display(), %err, "cannot chown directory, keeping the builder's ids");
         }
-        // Explicitly, because create_dir's mode is filtered by the umask.
-        fs::set_permissions(&current, fs::Permissions::from_mode(mode & 0o7777))
+        // Explicitly, because mkdir's mode is filtered by the umask.
+        root.chmod(&current, mode & 0o7777)
             .map_err(FsError::io("set mode of", &current))?;
     }
     Ok(())

@@ -8,6 +8,7 @@
 mod error;
 pub mod in_root;
 pub mod inplace;
+pub mod root_dir;
 pub mod snapshot;
 pub mod unpack;
 pub mod users;

@@ -109,6 +109,7 @@ mod diff;
 mod ignore;
 mod probe;
 mod tree;
+pub use tree::MAX_DEPTH;
 
 pub(crate) use ignore::mount_points_below;
 
@@ -171,6 +172,17 @@ pub enum SnapshotError {
         "the tree under {root} is too large to snapshot (more than 4 GiB of names or 2^32 entries)"
     )]
     TooLarge { root: PathBuf },
+    /// Deeper than any real image: refused with a message rather than
+    /// walked until the stack runs out.
+    #[error(
+        "the tree under {root} is more than {max} directories deep (at {path}); \
+         no real image nests that deep"
+    )]
+    TooDeep {
+        root: PathBuf,
+        path: PathBuf,
+        max: usize,
+    },
 }
 
 /// The recorded state of a root filesystem, and the snapshots taken

@@ -18,14 +18,14 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{FileType, RawMode, Timespec, Timestamps};
 use tar::EntryType;
 
 use super::FsError;
-use super::in_root::{clean_image_path, ensure_dirs, is_missing, resolve};
+use super::in_root::{clean_image_path, ensure_dirs, resolve};
+use super::root_dir::{RootDir, missing, swapped};
 use super::whiteout::{LayerPaths, Whiteout, classify};
 
 /// How to apply a layer.
@@ -101,6 +101,7 @@ pub fn unpack_layer(
     options: &UnpackOptions,
 ) -> Result<UnpackStats, FsError> {
     fs::create_dir_all(root).map_err(FsError::io("create directory", root))?;
+    let dir = RootDir::open(root).map_err(FsError::io("open", root))?;
     let tar_stream = decompress(reader)?;
     let mut archive = tar::Archive::new(tar_stream);
     let mut protected = Vec::new();
@@ -116,6 +117,7 @@ pub fn unpack_layer(
     }
     let mut unpacker = Unpacker {
         root,
+        dir,
         options,
         layer: LayerPaths::new(root, protected),
         dirs: BTreeMap::new(),
@@ -170,6 +172,10 @@ struct EntryMeta {
 
 struct Unpacker<'a> {
     root: &'a Path,
+    /// Where every call is made: resolved paths are acted on through it, so
+    /// a directory swapped for a symlink since it was resolved (by a later
+    /// entry of this layer) stops the call instead of redirecting it.
+    dir: RootDir,
     options: &'a UnpackOptions,
     layer: LayerPaths,
     /// Directory mode and mtime are set once the layer is done: entries
@@ -204,13 +210,13 @@ impl Unpacker<'_> {
         match classify(&file_name) {
             Whiteout::Opaque => {
                 // The marker says the directory exists in this layer.
-                ensure_dirs(self.root, &parent, &name, 0o755, None)?;
+                ensure_dirs(&self.dir, &parent, &name, 0o755, None)?;
                 self.layer.record(&parent);
-                self.stats.removed += self.layer.remove_lower_children(&parent)?;
+                self.stats.removed += self.layer.remove_lower_children(&self.dir, &parent)?;
                 self.stats.whiteouts += 1;
             }
             Whiteout::Remove(victim) => {
-                self.stats.removed += self.layer.remove_lower(&parent.join(victim))?;
+                self.stats.removed += self.layer.remove_lower(&self.dir, &parent.join(victim))?;
                 self.stats.whiteouts += 1;
             }
             Whiteout::Meta => {
@@ -218,7 +224,7 @@ impl Unpacker<'_> {
                 self.stats.skipped += 1;
             }
             Whiteout::None => {
-                ensure_dirs(self.root, &parent, &name, 0o755, None)?;
+                ensure_dirs(&self.dir, &parent, &name, 0o755, None)?;
                 self.write_entry(entry, &name, &host)?;
             }
         }
@@ -243,8 +249,10 @@ impl Unpacker<'_> {
         let meta = read_meta(entry, name)?;
         match entry_type {
             EntryType::Directory => {
-                if !clear_for(host, true)? {
-                    fs::create_dir(host).map_err(FsError::io("create directory", host))?;
+                if !clear_for(&self.dir, host, true)? {
+                    self.dir
+                        .mkdir(host, 0o755)
+                        .map_err(FsError::io("create directory", host))?;
                 }
                 self.set_owner_and_xattrs(host, &meta);
                 self.dirs
@@ -252,7 +260,7 @@ impl Unpacker<'_> {
                 self.stats.directories += 1;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                clear_for(host, false)?;
+                clear_for(&self.dir, host, false)?;
                 self.write_file(entry, name, host)?;
                 self.finish_node(host, &meta)?;
                 self.stats.files += 1;
@@ -262,16 +270,17 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| bad_entry(name, "symlink without a target"))?
                     .into_owned();
-                clear_for(host, false)?;
+                clear_for(&self.dir, host, false)?;
                 // Written as-is: it is resolved inside the root when used.
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), host)
+                self.dir
+                    .symlink(OsStr::from_bytes(&target), host)
                     .map_err(FsError::io("create symlink", host))?;
                 self.set_owner_and_xattrs(host, &meta);
-                set_times(host, meta.mtime)?;
+                set_times(&self.dir, host, meta.mtime)?;
                 self.stats.symlinks += 1;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                clear_for(host, false)?;
+                clear_for(&self.dir, host, false)?;
                 if !self.make_node(entry, name, host, entry_type, &meta)? {
                     return Ok(());
                 }
@@ -295,13 +304,11 @@ impl Unpacker<'_> {
         host: &Path,
     ) -> Result<(), FsError> {
         use std::io::Write;
-        // create_new: O_EXCL never follows a symlink, and clear_for has
-        // removed whatever was there.
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(host)
+        // O_EXCL never follows a symlink, and clear_for has removed
+        // whatever was there.
+        let mut file = self
+            .dir
+            .create_file(host, 0o600)
             .map_err(FsError::io("create file", host))?;
         loop {
             let n = match entry.read(&mut self.buffer) {
@@ -337,9 +344,9 @@ impl Unpacker<'_> {
         // A hardlink names the target entry itself, so a symlink there is
         // linked, not followed (linkat without AT_SYMLINK_FOLLOW).
         let target = resolve(self.root, &target_rel, false)?;
-        let target_meta = match fs::symlink_metadata(&target) {
-            Ok(meta) => meta,
-            Err(err) if is_missing(&err) => {
+        let target_meta = match self.dir.lstat(&target) {
+            Ok(Some(meta)) => meta,
+            Ok(None) => {
                 return Err(FsError::HardlinkTargetMissing {
                     entry: name.to_string(),
                     target: target_name,
@@ -347,7 +354,7 @@ impl Unpacker<'_> {
             }
             Err(err) => return Err(FsError::io("inspect", &target)(err)),
         };
-        if target_meta.is_dir() {
+        if FileType::from_raw_mode(target_meta.st_mode as RawMode) == FileType::Directory {
             return Err(FsError::HardlinkToDirectory {
                 entry: name.to_string(),
                 target: target_name,
@@ -359,8 +366,10 @@ impl Unpacker<'_> {
             return Ok(());
         }
         if target != host {
-            clear_for(host, false)?;
-            fs::hard_link(&target, host).map_err(FsError::io("create hardlink", host))?;
+            clear_for(&self.dir, host, false)?;
+            self.dir
+                .hard_link(&target, host)
+                .map_err(FsError::io("create hardlink", host))?;
         }
         // Ownership and mode belong to the shared inode, which the target's
         // own entry (or a lower layer) has already set.
@@ -398,23 +407,19 @@ impl Unpacker<'_> {
             EntryType::Block => FileType::BlockDevice,
             _ => FileType::Fifo,
         };
-        let mode = Mode::from_raw_mode(meta.mode & 0o777);
-        match rustix::fs::mknodat(
-            CWD,
+        match self.dir.mknod(
             host,
             file_type,
-            mode,
+            meta.mode & 0o777,
             rustix::fs::makedev(major, minor),
         ) {
             Ok(()) => Ok(true),
-            Err(errno)
-                if errno == rustix::io::Errno::PERM || errno == rustix::io::Errno::ACCESS =>
-            {
-                tracing::warn!(entry = %name, %errno, "cannot create device node here, skipping it");
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::warn!(entry = %name, %err, "cannot create device node here, skipping it");
                 self.stats.skipped += 1;
                 Ok(false)
             }
-            Err(errno) => Err(FsError::io("create device node", host)(errno.into())),
+            Err(err) => Err(FsError::io("create device node", host)(err)),
         }
     }
 
@@ -423,16 +428,11 @@ impl Unpacker<'_> {
     /// bits and `security.capability`, so both come after it.
     fn finish_node(&mut self, host: &Path, meta: &EntryMeta) -> Result<(), FsError> {
         self.set_owner(host, meta);
-        // Not a symlink (just created), so chmod's following is harmless.
-        rustix::fs::chmodat(
-            CWD,
-            host,
-            Mode::from_raw_mode(meta.mode & 0o7777),
-            AtFlags::empty(),
-        )
-        .map_err(|errno| FsError::io("set mode of", host)(errno.into()))?;
+        self.dir
+            .chmod(host, meta.mode & 0o7777)
+            .map_err(FsError::io("set mode of", host))?;
         self.set_xattrs(host, meta);
-        set_times(host, meta.mtime)
+        set_times(&self.dir, host, meta.mtime)
     }
 
     fn set_owner_and_xattrs(&mut self, host: &Path, meta: &EntryMeta) {
@@ -444,7 +444,7 @@ impl Unpacker<'_> {
         if !self.options.preserve_ownership {
             return;
         }
-        if let Err(err) = std::os::unix::fs::lchown(host, Some(meta.uid), Some(meta.gid)) {
+        if let Err(err) = self.dir.lchown(host, meta.uid, meta.gid) {
             tracing::debug!(path = %host.display(), uid = meta.uid, gid = meta.gid, %err, "cannot chown");
             self.stats.ownership_failures += 1;
         }
@@ -453,30 +453,32 @@ impl Unpacker<'_> {
     fn set_xattrs(&mut self, host: &Path, meta: &EntryMeta) {
         for (key, value) in &meta.xattrs {
             let key = OsStr::from_bytes(key);
-            if let Err(errno) = rustix::fs::lsetxattr(host, key, value, XattrFlags::empty()) {
-                tracing::warn!(path = %host.display(), xattr = %key.to_string_lossy(), %errno, "cannot set extended attribute, skipping it");
+            if let Err(err) = self.dir.lsetxattr(host, key, value) {
+                tracing::warn!(path = %host.display(), xattr = %key.to_string_lossy(), %err, "cannot set extended attribute, skipping it");
                 self.stats.xattr_failures += 1;
             }
         }
     }
 
     fn finish(mut self) -> Result<UnpackStats, FsError> {
+        // Children first, so setting a parent's mtime is the last change
+        // made inside it. A directory recorded here may since have been
+        // replaced, whited out, or had a parent swapped for a symlink by a
+        // later entry: the lookups below refuse to pass a symlink, so such
+        // a directory is skipped, never followed (out of the root, above
+        // all).
         for (dir, (mode, mtime)) in self.dirs.iter().rev() {
-            match fs::symlink_metadata(dir) {
-                Ok(meta) if meta.is_dir() => {}
-                // Replaced or whited out later in the same layer.
+            match self.dir.lstat(dir) {
+                Ok(Some(meta))
+                    if FileType::from_raw_mode(meta.st_mode as RawMode) == FileType::Directory => {}
                 Ok(_) => continue,
-                Err(err) if is_missing(&err) => continue,
+                Err(err) if swapped(&err) => continue,
                 Err(err) => return Err(FsError::io("inspect", dir)(err)),
             }
-            rustix::fs::chmodat(
-                CWD,
-                dir,
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|errno| FsError::io("set mode of", dir)(errno.into()))?;
-            set_times(dir, *mtime)?;
+            self.dir
+                .chmod(dir, mode & 0o7777)
+                .map_err(FsError::io("set mode of", dir))?;
+            set_times(&self.dir, dir, *mtime)?;
         }
         if self.stats.ownership_failures > 0 {
             tracing::warn!(
@@ -492,28 +494,31 @@ impl Unpacker<'_> {
 /// Makes room at `host` for a new entry: a directory kept when the new
 /// entry is one too (returns true), anything else removed without
 /// following it.
-fn clear_for(host: &Path, keep_dir: bool) -> Result<bool, FsError> {
-    match fs::symlink_metadata(host) {
-        Ok(meta) if meta.is_dir() => {
+fn clear_for(dir: &RootDir, host: &Path, keep_dir: bool) -> Result<bool, FsError> {
+    match dir.lstat(host) {
+        Ok(Some(meta))
+            if FileType::from_raw_mode(meta.st_mode as RawMode) == FileType::Directory =>
+        {
             if keep_dir {
                 return Ok(true);
             }
-            fs::remove_dir_all(host).map_err(FsError::io("remove", host))?;
+            dir.remove_tree(host).map_err(FsError::io("remove", host))?;
         }
-        Ok(_) => fs::remove_file(host).map_err(FsError::io("remove", host))?,
-        Err(err) if is_missing(&err) => {}
+        Ok(Some(_)) => dir.remove_file(host).map_err(FsError::io("remove", host))?,
+        Ok(None) => {}
+        Err(err) if missing(&err) => {}
         Err(err) => return Err(FsError::io("inspect", host)(err)),
     }
     Ok(false)
 }
 
-fn set_times(host: &Path, mtime: Timespec) -> Result<(), FsError> {
+fn set_times(dir: &RootDir, host: &Path, mtime: Timespec) -> Result<(), FsError> {
     let times = Timestamps {
         last_access: mtime,
         last_modification: mtime,
     };
-    rustix::fs::utimensat(CWD, host, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|errno| FsError::io("set times of", host)(errno.into()))
+    dir.set_times(host, &times)
+        .map_err(FsError::io("set times of", host))
 }
 
 fn bad_entry(name: &str, why: &str) -> FsError {

@@ -8,12 +8,13 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FileType, RawMode};
+
 use super::FsError;
-use super::in_root::is_missing;
+use super::root_dir::{RootDir, missing};
 
 /// Prefix of every whiteout file name.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -93,13 +94,16 @@ impl LayerPaths {
     /// Removes what lower layers put at `host`, sparing this layer's entries
     /// and protected paths: untouched entries go whole (never following a
     /// symlink), directories this layer wrote into are pruned recursively.
-    pub(crate) fn remove_lower(&self, host: &Path) -> Result<u64, FsError> {
+    pub(crate) fn remove_lower(&self, dir: &RootDir, host: &Path) -> Result<u64, FsError> {
         if self.is_protected(host) {
             return Ok(0);
         }
-        let meta = match fs::symlink_metadata(host) {
-            Ok(meta) => meta,
-            Err(err) if is_missing(&err) => return Ok(0),
+        let is_dir = match dir.lstat(host) {
+            Ok(Some(meta)) => {
+                FileType::from_raw_mode(meta.st_mode as RawMode) == FileType::Directory
+            }
+            Ok(None) => return Ok(0),
+            Err(err) if missing(&err) => return Ok(0),
             Err(err) => return Err(FsError::io("inspect", host)(err)),
         };
         let written = self.written.contains(host);
@@ -107,36 +111,28 @@ impl LayerPaths {
             .protected
             .iter()
             .any(|p| p.starts_with(host) && p != host);
-        if written && !meta.is_dir() {
+        if written && !is_dir {
             return Ok(0);
         }
-        let descend = written || (meta.is_dir() && holds_protected);
+        let descend = written || (is_dir && holds_protected);
         if !descend {
-            if meta.is_dir() {
-                // std's remove_dir_all never follows symlinks inside.
-                fs::remove_dir_all(host).map_err(FsError::io("remove", host))?;
-            } else {
-                fs::remove_file(host).map_err(FsError::io("remove", host))?;
-            }
+            // Never follows a symlink, at `host` or inside the tree.
+            dir.remove_tree(host).map_err(FsError::io("remove", host))?;
             return Ok(1);
         }
-        self.remove_lower_children(host)
+        self.remove_lower_children(dir, host)
     }
 
     /// The opaque marker: what lower layers put inside `dir` goes.
-    pub(crate) fn remove_lower_children(&self, dir: &Path) -> Result<u64, FsError> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(err) if is_missing(&err) => return Ok(0),
+    pub(crate) fn remove_lower_children(&self, root: &RootDir, dir: &Path) -> Result<u64, FsError> {
+        let names = match root.read_dir(dir) {
+            Ok(names) => names,
+            Err(err) if missing(&err) => return Ok(0),
             Err(err) => return Err(FsError::io("read directory", dir)(err)),
         };
-        let mut children = Vec::new();
-        for entry in entries {
-            children.push(entry.map_err(FsError::io("read directory", dir))?.path());
-        }
         let mut removed = 0;
-        for child in children {
-            removed += self.remove_lower(&child)?;
+        for name in names {
+            removed += self.remove_lower(root, &dir.join(name))?;
         }
         Ok(removed)
     }

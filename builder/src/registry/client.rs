@@ -49,6 +49,14 @@ struct Inner {
 }
 
 /// The clients for one registry and direction.
+/// The most a manifest or an index may weigh (containerd's bound too): real
+/// ones are a few KiB, an index of every platform well under 100 KiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// The most an image configuration may weigh: its history of every layer
+/// is the largest part, a few hundred KiB for the largest real images.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 #[derive(Clone)]
 struct Clients {
     oci: oci_client::Client,
@@ -250,18 +258,11 @@ impl Registry {
             &clients,
             "; check the image name and tag",
         );
-        let (bytes, digest) = with_retries(
-            self.inner.options.download_policy(),
-            DOWNLOAD_FLAG,
-            || async {
-                clients
-                    .oci
-                    .pull_manifest_raw(reference, &auth, &ACCEPTED_MANIFESTS)
-                    .await
-                    .map_err(|e| self.fail(&op, e))
-            },
-        )
-        .await?;
+        let (bytes, digest) =
+            with_retries(self.inner.options.download_policy(), DOWNLOAD_FLAG, || {
+                self.get_manifest(&clients, reference, &auth, &op)
+            })
+            .await?;
         let media_type =
             manifest_media_type(&bytes).map_err(|found| RegistryError::UnsupportedMediaType {
                 reference: reference.whole(),
@@ -269,6 +270,105 @@ impl Registry {
                 hint: String::new(),
             })?;
         Ok((bytes.to_vec(), media_type, digest))
+    }
+
+    /// One GET of a manifest, its body read up to [`MAX_MANIFEST_BYTES`]
+    /// (oci-client reads any body whole: a registry serving an endless
+    /// manifest would fill kiln's memory) and checked against the
+    /// reference's digest, or the registry's `Docker-Content-Digest`.
+    async fn get_manifest(
+        &self,
+        clients: &Clients,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        op: &Op,
+    ) -> Result<(Vec<u8>, String), RegistryError> {
+        let scheme = if clients.plain_http { "http" } else { "https" };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{}",
+            reference.resolve_registry(),
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
+        let token = clients
+            .oci
+            .auth(reference, auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        let request = clients
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, ACCEPTED_MANIFESTS.join(", "));
+        let request = match (&token, auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.fail(op, OciDistributionError::RequestError(e)))?;
+        let status = response.status();
+        let header_digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let too_large = || RegistryError::TooLarge {
+            what: "manifest",
+            reference: reference.whole(),
+            limit: MAX_MANIFEST_BYTES as u64,
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.fail(op, OciDistributionError::RequestError(e)))?
+        {
+            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(self.fail(op, OciDistributionError::UnauthorizedError { url }));
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(self.fail(
+                op,
+                OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url,
+                    message: String::from_utf8_lossy(&body).into_owned(),
+                },
+            ));
+        }
+        // The digest the content must have: the one asked for, else the
+        // registry's own, else (no header) the body's sha256.
+        let expected = reference
+            .digest()
+            .map(str::to_string)
+            .or(header_digest)
+            .unwrap_or_default();
+        let mut hasher = BlobHasher::for_digest(&expected)
+            .unwrap_or_else(|| BlobHasher::Sha256(sha2::Sha256::new()));
+        hasher.update(&body);
+        let actual = hasher.finish();
+        if !expected.is_empty() && actual != expected {
+            return Err(RegistryError::DigestMismatch {
+                what: "manifest",
+                reference: reference.whole(),
+                digest: expected,
+                actual,
+            });
+        }
+        Ok((body, actual))
     }
 
     /// Downloads the blob `descriptor` of `image` into `dest`, streaming, and
@@ -330,16 +430,24 @@ impl Registry {
     }
 
     /// Downloads a small blob (an image configuration) into memory, checking
-    /// its size and digest.
+    /// its size and digest. A descriptor claiming more than
+    /// [`MAX_CONFIG_BYTES`] is refused before anything is read.
     pub async fn fetch_blob_bytes(
         &self,
         image: &Reference,
         descriptor: &Descriptor,
         access: Access,
     ) -> Result<Vec<u8>, RegistryError> {
-        let clients = self.authed_clients(image, access).await?;
         let digest = descriptor.digest().to_string();
         let size = descriptor.size();
+        if size > MAX_CONFIG_BYTES {
+            return Err(RegistryError::TooLarge {
+                what: "configuration",
+                reference: format!("{}@{digest}", image.whole()),
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let clients = self.authed_clients(image, access).await?;
         let op = self.op(
             format!("pulling blob {digest} from {image}"),
             image,

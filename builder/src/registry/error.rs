@@ -79,6 +79,15 @@ pub enum RegistryError {
         actual: u64,
     },
 
+    /// A body larger than anything real of its kind: a hostile or broken
+    /// registry, refused before it is read into memory.
+    #[error("{what} of {reference} is larger than {limit} bytes; refusing to read it")]
+    TooLarge {
+        what: &'static str,
+        reference: String,
+        limit: u64,
+    },
+
     #[error("{reference}: unsupported manifest media type {media_type:?}{hint}")]
     UnsupportedMediaType {
         reference: String,

@@ -24,7 +24,9 @@ mod client;
 mod error;
 mod options;
 mod retry;
-mod select;
+/// Public for the fuzz targets (`fuzz/fuzz_targets/manifest.rs`): the pure
+/// half of pulling, what a registry's manifest bytes are taken to mean.
+pub mod select;
 
 pub use client::{PulledImage, Registry, parse_reference};
 pub use error::RegistryError;

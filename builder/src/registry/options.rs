@@ -32,6 +32,12 @@ pub struct RegistryOptions {
     /// `--registry-mirror`: `host[:port][/path]` tried, in order, before
     /// Docker Hub for images on `docker.io`.
     pub registry_mirrors: Vec<String>,
+    /// `--registry-map REGISTRY=MIRROR`: mirrors (`host[:port][/path]`)
+    /// tried, in order, before `REGISTRY` for its images.
+    pub registry_maps: Vec<(String, String)>,
+    /// `--skip-default-registry-fallback`: when an image has mirrors, pull
+    /// it from them only.
+    pub skip_default_registry_fallback: bool,
     /// `--push-retry`: retries after the first attempt of each push request.
     pub push_retry: u32,
     /// `--push-retry-initial-delay`.
@@ -58,6 +64,8 @@ impl Default for RegistryOptions {
             skip_tls_verify_registries: Vec::new(),
             registry_certificates: Vec::new(),
             registry_mirrors: Vec::new(),
+            registry_maps: Vec::new(),
+            skip_default_registry_fallback: false,
             push_retry: 0,
             push_retry_initial_delay: Duration::from_millis(1000),
             push_retry_max_delay: Duration::from_millis(30_000),
@@ -120,18 +128,28 @@ impl RegistryOptions {
         }
     }
 
-    /// Where to look for `reference`, in order: each mirror for Docker Hub
-    /// images, then the reference itself.
+    /// Where to look for `reference`, in order: each `--registry-mirror`
+    /// for Docker Hub images, each `--registry-map` mirror of its registry,
+    /// then the reference itself (unless `--skip-default-registry-fallback`
+    /// and there is a mirror).
     pub(crate) fn pull_candidates(&self, reference: &Reference) -> Vec<Reference> {
-        let mut candidates: Vec<Reference> = if same_registry(reference.registry(), "docker.io") {
-            self.registry_mirrors
-                .iter()
-                .filter_map(|mirror| mirror_reference(mirror, reference))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        candidates.push(reference.clone());
+        let registry = reference.registry();
+        let hub_mirrors = self
+            .registry_mirrors
+            .iter()
+            .filter(|_| same_registry(registry, "docker.io"));
+        let mapped = self
+            .registry_maps
+            .iter()
+            .filter(|(original, _)| same_registry(registry, original))
+            .map(|(_, mirror)| mirror);
+        let mut candidates: Vec<Reference> = hub_mirrors
+            .chain(mapped)
+            .filter_map(|mirror| mirror_reference(mirror, reference))
+            .collect();
+        if candidates.is_empty() || !self.skip_default_registry_fallback {
+            candidates.push(reference.clone());
+        }
         candidates
     }
 
@@ -385,6 +403,45 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{input}");
         }
+    }
+
+    #[test]
+    fn registry_maps_add_mirrors_and_fallback_can_be_skipped() {
+        let mut options = RegistryOptions {
+            registry_mirrors: vec!["mirror.gcr.io".into()],
+            registry_maps: vec![
+                ("index.docker.io".into(), "127.0.0.1:5001/hub".into()),
+                ("ghcr.io".into(), "127.0.0.1:5002".into()),
+            ],
+            ..RegistryOptions::default()
+        };
+        let candidates = |options: &RegistryOptions, input: &str| -> Vec<String> {
+            options
+                .pull_candidates(&input.parse().unwrap_or_else(|e| panic!("{input}: {e}")))
+                .iter()
+                .map(Reference::whole)
+                .collect()
+        };
+        assert_eq!(
+            candidates(&options, "alpine"),
+            [
+                "mirror.gcr.io/library/alpine:latest",
+                "127.0.0.1:5001/hub/library/alpine:latest",
+                "docker.io/library/alpine:latest",
+            ]
+        );
+        assert_eq!(
+            candidates(&options, "ghcr.io/org/app:1"),
+            ["127.0.0.1:5002/org/app:1", "ghcr.io/org/app:1"]
+        );
+        assert_eq!(candidates(&options, "quay.io/a/b:1"), ["quay.io/a/b:1"]);
+        options.skip_default_registry_fallback = true;
+        assert_eq!(
+            candidates(&options, "ghcr.io/org/app:1"),
+            ["127.0.0.1:5002/org/app:1"]
+        );
+        // Without a mirror, the image's own registry is the only source.
+        assert_eq!(candidates(&options, "quay.io/a/b:1"), ["quay.io/a/b:1"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub(crate) const ACCEPTED_MANIFESTS: [&str; 4] =
     [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ManifestKind {
+pub enum ManifestKind {
     /// An OCI image index or a Docker manifest list.
     Index,
     /// One image: an OCI or Docker v2 schema 2 manifest.
@@ -25,7 +25,7 @@ pub(crate) enum ManifestKind {
 
 /// The media type a manifest declares, or for OCI documents that omit the
 /// optional field, the one its shape implies. `Err` carries what was found.
-pub(crate) fn manifest_media_type(bytes: &[u8]) -> Result<String, String> {
+pub fn manifest_media_type(bytes: &[u8]) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -49,7 +49,7 @@ pub(crate) fn manifest_media_type(bytes: &[u8]) -> Result<String, String> {
     }
 }
 
-pub(crate) fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
+pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
     match media_type {
         OCI_INDEX | DOCKER_LIST => Some(ManifestKind::Index),
         OCI_MANIFEST | DOCKER_MANIFEST => Some(ManifestKind::Image),
@@ -59,7 +59,7 @@ pub(crate) fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
 
 /// The platform an index entry declares. Entries without one, and BuildKit's
 /// attestation manifests (`unknown/unknown`), serve no platform.
-pub(crate) fn entry_platform(entry: &Descriptor) -> Option<Platform> {
+pub fn entry_platform(entry: &Descriptor) -> Option<Platform> {
     let platform = entry.platform().as_ref()?;
     let os = platform.os().to_string();
     let arch = platform.architecture().to_string();
@@ -71,7 +71,7 @@ pub(crate) fn entry_platform(entry: &Descriptor) -> Option<Platform> {
 
 /// The entry of `index` that best runs on `wanted` (the earliest one among
 /// equals), or every platform the index does offer.
-pub(crate) fn select_entry<'a>(
+pub fn select_entry<'a>(
     index: &'a ImageIndex,
     wanted: &Platform,
 ) -> Result<&'a Descriptor, Vec<Platform>> {
@@ -95,7 +95,7 @@ pub(crate) fn select_entry<'a>(
 
 /// The platform an image configuration declares, `None` when it leaves
 /// os or architecture empty (some tools do for scratch images).
-pub(crate) fn config_platform(config: &ImageConfiguration) -> Option<Platform> {
+pub fn config_platform(config: &ImageConfiguration) -> Option<Platform> {
     let os = config.os().to_string();
     let arch = config.architecture().to_string();
     if os.is_empty() || arch.is_empty() {

@@ -288,13 +288,7 @@ fn host_file_copies(
     root: &Path,
     stubs: &mut Stubs,
 ) -> Result<(TempDir, Vec<(PathBuf, PathBuf)>), RunError> {
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-run-")
-        .tempdir()
-        .map_err(RunError::io(
-            "create a temporary directory in",
-            std::env::temp_dir(),
-        ))?;
+    let dir = crate::work_root::temp_dir("kiln-run-", None)?;
     let mut files = Vec::new();
     for host_file in HOST_FILES {
         let content = match fs::read(host_file) {

@@ -22,6 +22,20 @@ use crate::platform::Platform;
 /// Where the kernel shows binfmt_misc's entries.
 pub const BINFMT_MISC_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
+/// Environment variable naming another directory to read binfmt_misc's
+/// entries from, in its format: for tests that need a machine with no
+/// (or some) interpreters registered without changing this one's.
+pub const BINFMT_MISC_DIR_ENV: &str = "KILN_BINFMT_MISC_DIR";
+
+/// The binfmt_misc directory to read: [`BINFMT_MISC_DIR_ENV`]'s value when
+/// set and not empty (`value`), else [`BINFMT_MISC_DIR`].
+pub fn binfmt_misc_dir(value: Option<&std::ffi::OsStr>) -> PathBuf {
+    match value {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(BINFMT_MISC_DIR),
+    }
+}
+
 /// `e_type` of a position-dependent executable; binfmt_misc masks of
 /// qemu-user entries accept `ET_DYN` (3) as well.
 const ET_EXEC: u16 = 2;

@@ -11,6 +11,8 @@ use crate::fs::FsError;
 pub enum RunError {
     #[error("RUN has no command")]
     EmptyCommand,
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
     #[error(
         "invalid environment variable {name:?} for RUN: a name must be non-empty and without '=', \
          and neither name nor value may contain a NUL byte"

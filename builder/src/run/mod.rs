@@ -363,7 +363,9 @@ impl RunSpec {
 }
 
 /// How a RUN ended. A non-zero `status` is not an error here: the engine
-/// reports `RUN failed (exit N): <command>` with `output_tail`.
+/// reports `RUN failed (exit N): <command>` and kiln exits with N (the
+/// output was already streamed to the log; `output_tail` is for callers
+/// that did not show it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutput {
     /// The exit code, or 128 + the signal number when a signal ended it.

@@ -8,17 +8,21 @@
 //! modification times are put back, so the snapshot after the RUN does not
 //! see kiln's scaffolding. A stub the command filled is kept (it is the
 //! command's now).
+//!
+//! Removal comes after the command ran, and the command may have replaced
+//! any directory of the root with a symlink (to `/`, say): every call is
+//! made through a [`RootDir`], which refuses to pass a symlink, so what the
+//! command did can never turn a removal or a time change into one on the
+//! host.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+use rustix::fs::{FileType, RawMode, Stat, Timespec, Timestamps};
 
 use super::RunError;
-use crate::fs::in_root::is_missing;
 use crate::fs::resolve_in_root;
+use crate::fs::root_dir::{RootDir, missing};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum StubKind {
@@ -48,6 +52,8 @@ struct Stub {
 /// The stubs created for one RUN, in creation order.
 #[derive(Debug, Default)]
 pub(super) struct Stubs {
+    /// The root they were made in, opened by the first [`Stubs::ensure`].
+    root: Option<RootDir>,
     created: Vec<Stub>,
 }
 
@@ -81,6 +87,12 @@ impl Stubs {
         if rel.as_os_str().is_empty() {
             return Ok(MountPoint::Blocked(host));
         }
+        if self.root.as_ref().is_none_or(|open| open.path() != root) {
+            self.root = Some(RootDir::open(root).map_err(RunError::io("open", root))?);
+        }
+        let Some(dir) = self.root.as_ref() else {
+            unreachable!("opened above")
+        };
         let components: Vec<_> = rel.components().collect();
         let mut current = root.to_path_buf();
         for (index, component) in components.iter().enumerate() {
@@ -90,21 +102,25 @@ impl Stubs {
             } else {
                 StubKind::Directory
             };
-            match fs::symlink_metadata(&current) {
-                Ok(meta) if meta.is_dir() && want == StubKind::Directory => continue,
-                Ok(meta) if meta.is_file() && want == StubKind::File => continue,
-                Ok(_) => return Ok(MountPoint::Blocked(current)),
-                Err(err) if is_missing(&err) => {}
+            match dir.lstat(&current) {
+                Ok(Some(meta))
+                    if file_type(&meta) == FileType::Directory && want == StubKind::Directory =>
+                {
+                    continue;
+                }
+                Ok(Some(meta))
+                    if file_type(&meta) == FileType::RegularFile && want == StubKind::File =>
+                {
+                    continue;
+                }
+                Ok(Some(_)) => return Ok(MountPoint::Blocked(current)),
+                Ok(None) => {}
                 Err(err) => return Err(RunError::io("inspect", &current)(err)),
             }
-            let parent_times = current.parent().and_then(times_of);
+            let parent_times = current.parent().and_then(|parent| times_of(dir, parent));
             let created = match want {
-                StubKind::Directory => fs::create_dir(&current),
-                StubKind::File => fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&current)
-                    .map(drop),
+                StubKind::Directory => dir.mkdir(&current, 0o755),
+                StubKind::File => dir.create_file(&current, 0o644).map(drop),
             };
             created.map_err(RunError::io("create mount point", &current))?;
             self.created.push(Stub {
@@ -123,13 +139,8 @@ impl Stubs {
                 StubKind::Directory => 0o755,
                 StubKind::File => 0o644,
             };
-            std::os::unix::fs::chown(&current, Some(0), Some(0))
-                .and_then(|()| {
-                    fs::set_permissions(
-                        &current,
-                        std::os::unix::fs::PermissionsExt::from_mode(mode),
-                    )
-                })
+            dir.lchown(&current, 0, 0)
+                .and_then(|()| dir.chmod(&current, mode))
                 .map_err(RunError::io("set owner and mode of mount point", &current))?;
         }
         Ok(MountPoint::Ready(host))
@@ -145,11 +156,14 @@ impl Stubs {
     /// why.
     pub(super) fn remove(self) -> Vec<(String, String)> {
         let mut kept = Vec::new();
+        let Some(dir) = self.root else {
+            return kept;
+        };
         for stub in self.created.into_iter().rev() {
-            match remove_if_empty(&stub) {
+            match remove_if_empty(&dir, &stub) {
                 Ok(true) => {
                     if let (Some(parent), Some(times)) = (stub.host.parent(), stub.parent_times)
-                        && let Err(err) = restore_times(parent, times)
+                        && let Err(err) = restore_times(&dir, parent, times)
                     {
                         kept.push((
                             stub.image_path.clone(),
@@ -167,37 +181,49 @@ impl Stubs {
 
 /// Removes `stub` when it is still what kiln made: an empty directory or
 /// an empty regular file. Gone already counts as removed.
-fn remove_if_empty(stub: &Stub) -> io::Result<bool> {
-    let meta = match fs::symlink_metadata(&stub.host) {
-        Ok(meta) => meta,
-        Err(err) if is_missing(&err) => return Ok(true),
+/// Removes `stub` when it is still what kiln made: an empty directory or
+/// an empty regular file. Gone already counts as removed; a symlink on the
+/// way (the command swapped a directory) is an error, never followed.
+fn remove_if_empty(dir: &RootDir, stub: &Stub) -> io::Result<bool> {
+    let meta = match dir.lstat(&stub.host) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return Ok(true),
+        Err(err) if missing(&err) => return Ok(true),
         Err(err) => return Err(err),
     };
-    match stub.kind {
-        StubKind::Directory if meta.is_dir() => {
-            if fs::read_dir(&stub.host)?.next().is_some() {
+    match (stub.kind, file_type(&meta)) {
+        (StubKind::Directory, FileType::Directory) => {
+            if !dir.read_dir(&stub.host)?.is_empty() {
                 return Ok(false);
             }
-            fs::remove_dir(&stub.host)?;
+            dir.remove_dir(&stub.host)?;
             Ok(true)
         }
-        StubKind::File if meta.is_file() && meta.len() == 0 => {
-            fs::remove_file(&stub.host)?;
+        (StubKind::File, FileType::RegularFile) if meta.st_size == 0 => {
+            dir.remove_file(&stub.host)?;
             Ok(true)
         }
         _ => Ok(false),
     }
 }
 
-fn times_of(path: &Path) -> Option<((i64, i64), (i64, i64))> {
-    let meta = fs::symlink_metadata(path).ok()?;
+fn file_type(meta: &Stat) -> FileType {
+    FileType::from_raw_mode(meta.st_mode as RawMode)
+}
+
+fn times_of(dir: &RootDir, path: &Path) -> Option<((i64, i64), (i64, i64))> {
+    let meta = dir.lstat(path).ok()??;
     Some((
-        (meta.atime(), meta.atime_nsec()),
-        (meta.mtime(), meta.mtime_nsec()),
+        (meta.st_atime, meta.st_atime_nsec as i64),
+        (meta.st_mtime, meta.st_mtime_nsec as i64),
     ))
 }
 
-fn restore_times(path: &Path, (atime, mtime): ((i64, i64), (i64, i64))) -> io::Result<()> {
+fn restore_times(
+    dir: &RootDir,
+    path: &Path,
+    (atime, mtime): ((i64, i64), (i64, i64)),
+) -> io::Result<()> {
     let times = Timestamps {
         last_access: Timespec {
             tv_sec: atime.0,
@@ -208,21 +234,21 @@ fn restore_times(path: &Path, (atime, mtime): ((i64, i64), (i64, i64))) -> io::R
             tv_nsec: mtime.1 as _,
         },
     };
-    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
+    dir.set_times(path, &times)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn ensure_creates_and_remove_restores() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path().join("root");
         fs::create_dir_all(root.join("existing"))?;
-        let before = times_of(&root);
+        let before = times_of(&RootDir::open(&root)?, &root);
 
         let mut stubs = Stubs::default();
         assert_eq!(
@@ -246,7 +272,10 @@ mod tests {
             .collect::<Result<_, _>>()?;
         left.sort();
         assert_eq!(left, ["existing"]);
-        assert_eq!(times_of(&root).map(|t| t.1), before.map(|t| t.1));
+        assert_eq!(
+            times_of(&RootDir::open(&root)?, &root).map(|t| t.1),
+            before.map(|t| t.1)
+        );
         Ok(())
     }
 
@@ -279,6 +308,31 @@ mod tests {
         assert!(!Path::new("/run/stub-resolv.conf").exists());
         assert_eq!(stubs.remove(), []);
         assert!(!root.join("run/stub-resolv.conf").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn remove_never_follows_a_directory_the_command_swapped_for_a_link()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&root)?;
+        fs::create_dir_all(outside.join("proc"))?;
+        fs::write(outside.join("resolv.conf"), b"")?;
+        let outside_mtime = fs::metadata(&outside)?.mtime();
+        let mut stubs = Stubs::default();
+        stubs.ensure(&root, "/etc/resolv.conf", StubKind::File)?;
+        stubs.ensure(&root, "/etc/proc", StubKind::Directory)?;
+        // What a RUN step may do: its /etc becomes a link out of the root
+        // (a host path, as the builder sees it), holding the same names.
+        fs::rename(root.join("etc"), root.join("etc-moved"))?;
+        symlink(&outside, root.join("etc"))?;
+        let kept = stubs.remove();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(outside.join("resolv.conf").exists());
+        assert!(outside.join("proc").is_dir());
+        assert_eq!(fs::metadata(&outside)?.mtime(), outside_mtime);
         Ok(())
     }
 

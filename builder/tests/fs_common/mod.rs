@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -175,8 +176,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox in a throw-away root (see [`contain_thread`]): whatever a
+    /// hostile layer manages, the machine running the tests is not touched.
     pub fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
+        contain_thread();
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
         let base = dir.path().to_path_buf();
         let root = base.join("l1/l2/l3/root");
         fs::create_dir_all(&root).unwrap();
@@ -205,9 +209,28 @@ impl Sandbox {
 
     /// Everything in the sandbox but the root, with times: any write,
     /// creation or `utimensat` outside the root changes it.
+    /// The throw-away root's own `/etc` and `/usr` are included: a layer
+    /// that reaches them would have reached the machine's without the
+    /// containment.
     pub fn outside_snapshot(&self) -> Vec<String> {
         let mut lines = Vec::new();
         walk(&self.base, &self.base, Some(&self.root), true, &mut lines);
+        for system_dir in ["/etc", "/usr"] {
+            let meta = fs::symlink_metadata(system_dir).unwrap();
+            lines.push(format!(
+                "{system_dir} {:04o} @{}.{}",
+                meta.permissions().mode() & 0o7777,
+                meta.mtime(),
+                meta.mtime_nsec()
+            ));
+            walk(
+                Path::new("/"),
+                Path::new(system_dir),
+                None,
+                true,
+                &mut lines,
+            );
+        }
         lines.sort();
         lines
     }
@@ -291,4 +314,57 @@ pub fn lines(expected: &[&str]) -> Vec<String> {
 
 pub fn os(path: &[u8]) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(path))
+}
+
+thread_local! {
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Moves the calling thread (and threads it starts later) into a private
+/// mount namespace whose root is a fresh tmpfs, holding only `/tmp`,
+/// `/etc`, `/usr` and a bind of `/proc`. These tests unpack layers built to
+/// escape their root; run here, a regression that escapes lands in this
+/// throw-away root instead of the machine's `/etc` (which an earlier bug
+/// did to a developer's machine). Nothing is created on the host: the
+/// tmpfs is mounted over `/tmp` inside the new namespace only, and goes
+/// when the thread ends. Once per thread; needs root, as the suite does.
+pub fn contain_thread() {
+    use rustix::mount::{MountFlags, MountPropagationFlags};
+    if CONTAINED.get() {
+        return;
+    }
+    // SAFETY: CLONE_NEWNS implies CLONE_FS: this thread stops sharing its
+    // root, working directory and mount namespace with the test harness's
+    // other threads, which is the point. No file descriptors or memory
+    // change hands.
+    #[allow(unsafe_code)]
+    let unshared = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) };
+    unshared.expect(
+        "these tests run in a private mount namespace and need root (CAP_SYS_ADMIN); \
+         run the suite as root, as CI does",
+    );
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .expect("make / private in the test's mount namespace");
+    rustix::mount::mount("tmpfs", "/tmp", "tmpfs", MountFlags::empty(), c"mode=0755")
+        .expect("mount a tmpfs over /tmp in the test's mount namespace");
+    let root = Path::new("/tmp/root");
+    for (dir, mode) in [
+        ("", 0o755),
+        ("tmp", 0o1777),
+        ("etc", 0o755),
+        ("usr", 0o755),
+        ("proc", 0o555),
+    ] {
+        let path = root.join(dir);
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // /proc for the unpacker's xattr calls (made through /proc/self/fd).
+    rustix::mount::mount_bind_recursive("/proc", root.join("proc")).expect("bind /proc");
+    rustix::process::chroot(root).expect("chroot into the throw-away root");
+    std::env::set_current_dir("/").unwrap();
+    CONTAINED.set(true);
 }

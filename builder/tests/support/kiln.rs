@@ -14,17 +14,39 @@ pub async fn kiln(args: &[String]) -> Output {
 
 /// [`kiln`] with the docker config directory `config_dir`.
 pub async fn kiln_with_config(args: &[String], config_dir: Option<&Path>) -> Output {
+    kiln_with_env(args, config_dir, &[]).await
+}
+
+/// [`kiln_with_config`] with extra environment variables `env`.
+pub async fn kiln_with_env(
+    args: &[String],
+    config_dir: Option<&Path>,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Output {
     let empty = tempfile::tempdir().unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
         .args(args)
         .env("DOCKER_CONFIG", config_dir.unwrap_or(empty.path()))
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("KILN_BUILDER_IMAGE")
         .env_remove("KILN_EMULATION")
         .env_remove("KILN_BUILD_REQUEST")
-        .output()
-        .await
-        .unwrap()
+        .env_remove("KILN_BINFMT_MISC_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().await.unwrap()
+}
+
+/// A directory in binfmt_misc's format with binfmt_misc enabled and no
+/// interpreter registered, for `KILN_BINFMT_MISC_DIR`: a machine where
+/// no foreign architecture can run, whatever this one has registered.
+pub fn empty_binfmt_misc() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+    std::fs::write(dir.path().join("register"), "").unwrap();
+    dir
 }
 
 pub fn stderr(output: &Output) -> String {
@@ -137,6 +159,9 @@ pub fn layers_for(reference: &str, arch: Option<&str>) -> Vec<BTreeMap<String, E
                     tar::EntryType::Directory => 'd',
                     tar::EntryType::Symlink => 'l',
                     tar::EntryType::Link => 'h',
+                    tar::EntryType::Fifo => 'p',
+                    tar::EntryType::Char => 'c',
+                    tar::EntryType::Block => 'b',
                     _ => 'f',
                 };
                 let mut content = String::new();

@@ -144,19 +144,27 @@ pub fn expand_references(text: &str, env: &BTreeMap<String, String>) -> String {
 /// argv of the container: `command` (its first word mapped through the host
 /// image's programs) or the image's entrypoint, then `args`; `$(VAR)`s
 /// expanded with the container's env.
+///
+/// Words of the pod spec that name a container path below a volume mount
+/// are rewritten to the host path (`paths`); the words the image mapping
+/// gives (its entrypoint, a mapped program, replaced arguments) are host
+/// paths already and kept as they are, also when the checkout — and so the
+/// program — lives below a path a volume is mounted on (`/tmp`).
 pub fn container_argv(
     container: &Container,
     image: &HostImage,
     env: &BTreeMap<String, String>,
+    paths: &PathMap,
 ) -> Result<Vec<String>, PlanError> {
+    let from_spec = |word: &String| paths.translate(&expand_references(word, env));
     let mut argv: Vec<String> = match container.command.as_deref() {
         Some([program, rest @ ..]) => {
-            let program = image
-                .programs
-                .get(program)
-                .map_or_else(|| program.clone(), |host| host.display().to_string());
+            let program = image.programs.get(program).map_or_else(
+                || paths.translate(program),
+                |host| host.display().to_string(),
+            );
             std::iter::once(program)
-                .chain(rest.iter().map(|word| expand_references(word, env)))
+                .chain(rest.iter().map(from_spec))
                 .collect()
         }
         _ => image.entrypoint.clone(),
@@ -167,13 +175,7 @@ pub fn container_argv(
             image: container.image.clone().unwrap_or_default(),
         });
     }
-    argv.extend(
-        container
-            .args
-            .iter()
-            .flatten()
-            .map(|word| expand_references(word, env)),
-    );
+    argv.extend(container.args.iter().flatten().map(from_spec));
     for word in argv.iter_mut().skip(1) {
         if let Some(replacement) = image.replace_args.get(word.as_str()) {
             *word = replacement.clone();
@@ -736,7 +738,7 @@ mod tests {
         ];
         for (container, expected) in cases {
             assert_eq!(
-                container_argv(&container, &image, &vars).unwrap(),
+                container_argv(&container, &image, &vars, &PathMap::default()).unwrap(),
                 expected,
                 "{container:?}"
             );
@@ -752,14 +754,48 @@ mod tests {
             container_argv(
                 &container(None, Some(&["--isolation=inplace", "--no-push"])),
                 &host_safe,
-                &vars
+                &vars,
+                &PathMap::default()
             )
             .unwrap(),
             ["/host/kiln", "--isolation=chroot", "--no-push"]
         );
+        // A checkout below /tmp, a pod with a volume on /tmp: the image's
+        // program stays the host binary, the pod's own words are mapped.
+        let under_tmp = HostImage {
+            entrypoint: vec!["/tmp/checkout/target/debug/kiln".to_string()],
+            programs: BTreeMap::from([(
+                "/kiln/executor".to_string(),
+                PathBuf::from("/tmp/checkout/target/debug/kiln"),
+            )]),
+            replace_args: BTreeMap::new(),
+        };
+        let tmp_volume =
+            PathMap::new([("/tmp".to_string(), PathBuf::from("/pods/p1/volumes/tmp"))]);
+        for container in [
+            container(None, Some(&["--digest-file=/tmp/digest"])),
+            container(
+                Some(&["/kiln/executor"]),
+                Some(&["--digest-file=/tmp/digest"]),
+            ),
+        ] {
+            assert_eq!(
+                container_argv(&container, &under_tmp, &vars, &tmp_volume).unwrap(),
+                [
+                    "/tmp/checkout/target/debug/kiln",
+                    "--digest-file=/pods/p1/volumes/tmp/digest"
+                ]
+            );
+        }
         let no_entrypoint = HostImage::default();
         assert_eq!(
-            container_argv(&container(None, Some(&["x"])), &no_entrypoint, &vars).unwrap_err(),
+            container_argv(
+                &container(None, Some(&["x"])),
+                &no_entrypoint,
+                &vars,
+                &PathMap::default()
+            )
+            .unwrap_err(),
             PlanError::NoCommand {
                 container: "main".to_string(),
                 image: "kiln".to_string()

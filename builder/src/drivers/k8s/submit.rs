@@ -271,6 +271,31 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_publishes_an_index_by_default_for_several_platforms() {
+        // (flags, publishIndex)
+        let table: [(&[&str], bool); 4] = [
+            (&["--multi-platform=linux/amd64,linux/arm64"], true),
+            (&["--platform=linux/amd64,linux/arm64"], true),
+            (
+                &[
+                    "--platform=linux/amd64,linux/arm64",
+                    "--publish-index=false",
+                ],
+                false,
+            ),
+            (&["--platform=linux/arm64"], false),
+        ];
+        for (flags, want) in table {
+            let mut args = vec!["--destination=registry.example/team/app:1"];
+            args.extend_from_slice(flags);
+            let o = options(&args);
+            let build = multi_arch_build(&o, "oci://registry.example/c@sha256:aa").unwrap();
+            let value = serde_json::to_value(&build.spec).unwrap();
+            assert_eq!(value["output"]["publishIndex"], want, "{flags:?}");
+        }
+    }
+
+    #[test]
     fn refusals() {
         let o = options(&[
             "--context=dir:///a",

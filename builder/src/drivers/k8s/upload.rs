@@ -34,6 +34,8 @@ pub enum UploadError {
     },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    WorkRoot(#[from] crate::work_root::WorkRootError),
 }
 
 /// A context on this machine, which the cluster cannot read.
@@ -96,10 +98,7 @@ pub async fn upload_context(
     repository: &str,
     local: LocalContext<'_>,
 ) -> Result<String, UploadError> {
-    let scratch = tempfile::tempdir().map_err(|source| UploadError::Pack {
-        path: std::env::temp_dir(),
-        source,
-    })?;
+    let scratch = crate::work_root::temp_dir("kiln-upload-", None)?;
     let (path, media_type) = match local {
         LocalContext::Dir(_) => (scratch.path().join("context.tar.gz"), media::OCI_LAYER_GZIP),
         LocalContext::Tar(tar) => (tar.to_path_buf(), media::OCI_LAYER_TAR),

@@ -13,6 +13,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -287,6 +288,34 @@ struct Found {
 /// A record and, for a symlink, its target.
 type Inspected = (Record, Option<Vec<u8>>);
 
+/// How many directories deep a walk goes: deeper than any real image
+/// (paths are at most 4096 bytes, so even one-letter names stop at 2048),
+/// and a clear error instead of a stack overflow for a hostile one. The
+/// walk recurses once per level on [`walk_pool`]'s large stacks; the diff
+/// and the layer plan recurse with small frames on the caller's (tested
+/// at this depth on a 2 MiB stack, what tokio's blocking threads get).
+pub const MAX_DEPTH: usize = 1024;
+
+/// Stack of each walk thread. Reserved, not committed: only the pages a
+/// deep walk touches are ever used.
+const WALK_STACK: usize = 256 << 20;
+
+/// The threads directory listings are read on: rayon's global pool keeps
+/// the 2 MiB default stack, which a walk at [`MAX_DEPTH`] through rayon's
+/// frames would overflow.
+fn walk_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|index| format!("kiln-walk-{index}"))
+            .stack_size(WALK_STACK)
+            .build()
+            .map_err(|err| tracing::warn!(%err, "cannot start the snapshot walk threads; walking on the shared pool"))
+            .ok()
+    })
+    .as_ref()
+}
+
 struct Walk<'a> {
     root: &'a Path,
     ignore: &'a IgnoreSet,
@@ -368,6 +397,14 @@ impl Walk<'_> {
         name_with_nul: &[u8],
         rel: Vec<u8>,
     ) -> Result<Listing, SnapshotError> {
+        let depth = rel.iter().filter(|&&b| b == b'/').count() + 1;
+        if depth > MAX_DEPTH {
+            return Err(SnapshotError::TooDeep {
+                root: self.root.to_path_buf(),
+                path: host_path(self.root, &rel),
+                max: MAX_DEPTH,
+            });
+        }
         let name = cstr(name_with_nul);
         // O_NOFOLLOW: a directory swapped for a symlink since it was
         // inspected is never followed out of the root.
@@ -483,7 +520,10 @@ pub(super) fn walk(root: &Path, ignore: &IgnoreSet) -> Result<Tree, SnapshotErro
         source: io::Error::from(io::ErrorKind::NotADirectory),
     })?;
     let walk = Walk { root, ignore };
-    let listing = walk.list(fd, Vec::new())?;
+    let listing = match walk_pool() {
+        Some(pool) => pool.install(|| walk.list(fd, Vec::new()))?,
+        None => walk.list(fd, Vec::new())?,
+    };
     let total = listing.total + 1;
     if u32::try_from(total).is_err() {
         return Err(walk.too_large());

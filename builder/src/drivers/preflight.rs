@@ -1,0 +1,106 @@
+//! What a `--driver=local` build checks before its first step, and
+//! `--dry-run` checks the same way so both refuse with the same message:
+//! every RUN for a foreign architecture can run here (emulation), every
+//! base image has every platform (several platforms), and every
+//! destination accepts pushes (unless `--no-push` or
+//! `--skip-push-permission-check`, as kaniko).
+
+use crate::build::{BuildError, Session};
+use crate::cli::BuildOptions;
+use crate::dockerfile::Base;
+use crate::platform::Platform;
+use crate::registry::{RegistryError, parse_reference};
+
+use super::local::{Emulated, refuse_foreign};
+
+/// Whether the destinations' push access was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushCheck {
+    Checked,
+    /// `--no-push`: nothing to check.
+    NoPush,
+    /// `--skip-push-permission-check`.
+    Skipped,
+}
+
+/// Runs every check; returns what runs under emulation and whether push
+/// access was checked.
+pub async fn preflight(
+    session: &Session,
+    options: &BuildOptions,
+    platforms: &[Platform],
+) -> Result<(Vec<Emulated>, PushCheck), BuildError> {
+    let emulated = refuse_foreign(session, options, platforms)?;
+    if platforms.len() > 1 {
+        check_bases(session, options, platforms).await?;
+    }
+    let push = check_push_access(session, options).await?;
+    Ok((emulated, push))
+}
+
+/// Every base image (and image a stage mounts or copies from) has an
+/// entry for the platform its stage is built for. Only a missing platform
+/// fails here; other errors (an unreachable registry whose image
+/// `--cache-dir` has) are left to the build, which knows the fallbacks.
+async fn check_bases(
+    session: &Session,
+    options: &BuildOptions,
+    platforms: &[Platform],
+) -> Result<(), BuildError> {
+    for platform in platforms {
+        let (_, plan) = session.plan(options, platform)?;
+        for planned in &plan.stages {
+            let stage = &session.dockerfile().stages[planned.index];
+            let stage_platform = match &planned.platform {
+                Some(text) => text
+                    .parse::<Platform>()
+                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                None => platform.clone(),
+            };
+            let base = match &planned.base {
+                Base::Image(reference) => Some(reference),
+                Base::Scratch | Base::Stage(_) => None,
+            };
+            for image in base.into_iter().chain(&planned.images) {
+                if let Err(error @ RegistryError::NoMatchingPlatform { .. }) =
+                    session.registry().pull_image(image, &stage_platform).await
+                {
+                    return Err(BuildError::Other(format!(
+                        "{platform} cannot be built: Dockerfile:{line}: {error}; nothing was \
+                         built, no index published. Drop {platform} from the platforms, or use \
+                         a base image that has it",
+                        line = stage.line,
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// kaniko's push permission check: each destination's registry is asked
+/// to start an upload, before anything is built.
+async fn check_push_access(
+    session: &Session,
+    options: &BuildOptions,
+) -> Result<PushCheck, BuildError> {
+    if options.output.no_push {
+        return Ok(PushCheck::NoPush);
+    }
+    if options.output.skip_push_permission_check {
+        return Ok(PushCheck::Skipped);
+    }
+    for destination in &options.output.destinations {
+        let target = parse_reference(destination)?;
+        session
+            .registry()
+            .check_push_access(&target)
+            .await
+            .map_err(|error| {
+                BuildError::Other(format!(
+                    "{error}; nothing was built (--skip-push-permission-check builds anyway)"
+                ))
+            })?;
+    }
+    Ok(PushCheck::Checked)
+}

@@ -1,0 +1,262 @@
+//! A real node in the e2e cluster: kubelet, containerd, runc and the CNI
+//! bridge plugin running pods as containers, next to the kwok nodes.
+//!
+//! `e2e/cluster/real-node.sh up --supervise` starts it (see the script for
+//! what it keeps off this machine and how `down` undoes the rest); this
+//! module runs it, reads its report and stops it. The node has a registry
+//! of its own on its bridge ([`RealNode::registry`]), the one place its
+//! containerd pulls from and its pods reach: push every image a pod runs
+//! there (plain HTTP).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+
+use crate::cluster::{
+    Cluster, ClusterError, is_node_ready, run_until_ready, scripts_dir, stop_supervisor, wait_for,
+};
+
+/// How long the node may take to be Ready once the script says so (the
+/// script itself waits for Ready; this is the API's view of it).
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `real-node.sh up` prints once the node is Ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    pub node_name: String,
+    /// The node's InternalIP: the bridge's address on this machine.
+    pub node_ip: String,
+    /// `host:port` of the node's registry, on the bridge.
+    pub registry: String,
+    pub bridge: String,
+    /// kubelet's cgroup root (one directory in every cgroup hierarchy).
+    pub cgroup_root: String,
+    pub state_dir: PathBuf,
+}
+
+/// Parses `real-node.sh`'s `KEY=value` lines; other lines are ignored.
+pub fn parse_node_report(script: &Path, stdout: &str) -> Result<NodeReport, ClusterError> {
+    let values: BTreeMap<&str, &str> = stdout
+        .lines()
+        .filter_map(|line| line.trim_end().split_once('='))
+        .collect();
+    let get = |key: &'static str| {
+        values
+            .get(key)
+            .filter(|value| !value.is_empty())
+            .map(|value| value.to_string())
+            .ok_or_else(|| ClusterError::MissingOutput {
+                script: script.to_path_buf(),
+                key,
+                output: stdout.to_string(),
+            })
+    };
+    Ok(NodeReport {
+        node_name: get("NODE_NAME")?,
+        node_ip: get("NODE_IP")?,
+        registry: get("REGISTRY")?,
+        bridge: get("BRIDGE")?,
+        cgroup_root: get("CGROUP_ROOT")?,
+        state_dir: PathBuf::from(get("NODE_STATE")?),
+    })
+}
+
+/// A running real node. Stopped (its namespace killed, bridge, cgroups,
+/// registry and state directory removed) by [`RealNode::stop`] or on drop,
+/// or by its supervising script when this process exits.
+#[derive(Debug)]
+pub struct RealNode {
+    report: NodeReport,
+    supervisor: Option<std::process::Child>,
+}
+
+impl RealNode {
+    /// Joins a real node to `cluster`; `kiln` builds its pause image.
+    /// Builds kubelet first when it is not cached (scripts/tools.sh).
+    pub async fn start(cluster: &Cluster, kiln: &Path) -> Result<RealNode, ClusterError> {
+        let parent = cluster
+            .state_dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        let state_dir = tempfile::Builder::new()
+            .prefix("kiln-e2e-node-")
+            .tempdir_in(&parent)
+            .map_err(|source| ClusterError::StateDir {
+                dir: parent.clone(),
+                source,
+            })?
+            // The supervising script removes it.
+            .keep();
+        let script = scripts_dir().join("real-node.sh");
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(&script)
+            .args(["up", "--supervise"])
+            .arg(cluster.state_dir())
+            .arg(&state_dir)
+            .env("KILN", kiln);
+        let log = parent.join(format!(
+            "{}.log",
+            state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let started = tokio::task::spawn_blocking({
+            let script = script.clone();
+            let state_dir = state_dir.clone();
+            move || {
+                let result = run_until_ready(command, &script, &state_dir, &log);
+                if result.is_ok() {
+                    let _ = std::fs::remove_file(&log);
+                }
+                result
+            }
+        })
+        .await
+        .map_err(|error| ClusterError::Spawn {
+            script: script.clone(),
+            source: std::io::Error::other(error),
+        })??;
+        let (supervisor, stdout) = started;
+        let node = RealNode {
+            report: parse_node_report(&script, &stdout)?,
+            supervisor: Some(supervisor),
+        };
+        let client = cluster.client().await?;
+        wait_for(
+            Api::<Node>::all(client),
+            &node.report.node_name,
+            is_node_ready(),
+            NODE_READY_TIMEOUT,
+            &format!("real node {} becoming Ready", node.report.node_name),
+        )
+        .await?;
+        Ok(node)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.report.node_name
+    }
+
+    /// `host:port` of the registry pods and containerd reach (plain HTTP).
+    pub fn registry(&self) -> &str {
+        &self.report.registry
+    }
+
+    pub fn report(&self) -> &NodeReport {
+        &self.report
+    }
+
+    /// Stops the node and waits until `down` is done.
+    pub fn stop(&mut self) {
+        if let Some(supervisor) = self.supervisor.take() {
+            stop_supervisor(supervisor, "the real node's real-node.sh");
+        }
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Builds `dockerfile` with `context` by running `kiln` and pushes it to
+/// `registry` (the node's, plain HTTP) as `<registry>/<name>`; returns
+/// that reference.
+pub async fn kiln_push(
+    kiln: &Path,
+    registry: &str,
+    context: &Path,
+    dockerfile: &Path,
+    name: &str,
+) -> Result<String, ClusterError> {
+    let image = format!("{registry}/{name}");
+    let output = tokio::process::Command::new(kiln)
+        .arg(format!("--context=dir://{}", context.display()))
+        .arg(format!("--dockerfile={}", dockerfile.display()))
+        .arg(format!("--destination={image}"))
+        .arg(format!("--insecure-registry={registry}"))
+        .arg("--reproducible")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| ClusterError::Spawn {
+            script: kiln.to_path_buf(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(ClusterError::Script {
+            script: kiln.to_path_buf(),
+            status: output.status,
+            output: crate::cluster::tail(&String::from_utf8_lossy(&output.stderr), 30),
+            state_dir: context.to_path_buf(),
+        });
+    }
+    Ok(image)
+}
+
+/// A busybox image (Debian's static busybox as `/bin/busybox`, its
+/// entrypoint) built by `kiln` and pushed to `registry` as
+/// `kiln-e2e/busybox:1`.
+pub async fn push_busybox(kiln: &Path, registry: &str) -> Result<String, ClusterError> {
+    let context = tempfile::tempdir().map_err(|source| ClusterError::StateDir {
+        dir: std::env::temp_dir(),
+        source,
+    })?;
+    let write_error = |source| ClusterError::StateDir {
+        dir: context.path().to_path_buf(),
+        source,
+    };
+    std::fs::copy("/bin/busybox", context.path().join("busybox")).map_err(write_error)?;
+    let dockerfile = context.path().join("Dockerfile");
+    std::fs::write(
+        &dockerfile,
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .map_err(write_error)?;
+    kiln_push(
+        kiln,
+        registry,
+        context.path(),
+        &dockerfile,
+        "kiln-e2e/busybox:1",
+    )
+    .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_report_is_read_from_key_value_lines() {
+        let script = Path::new("real-node.sh");
+        let out = "NODE_NAME=kiln-e2e-node-0a1b2c3d\nNODE_IP=10.201.7.1\nREGISTRY=10.201.7.1:40000\n\
+                   BRIDGE=kilnbr0a1b2c3d\nCGROUP_ROOT=kiln-e2e-node-0a1b2c3d\nNODE_STATE=/tmp/n\n";
+        assert_eq!(
+            parse_node_report(script, out).unwrap(),
+            NodeReport {
+                node_name: "kiln-e2e-node-0a1b2c3d".into(),
+                node_ip: "10.201.7.1".into(),
+                registry: "10.201.7.1:40000".into(),
+                bridge: "kilnbr0a1b2c3d".into(),
+                cgroup_root: "kiln-e2e-node-0a1b2c3d".into(),
+                state_dir: PathBuf::from("/tmp/n"),
+            }
+        );
+        let missing = parse_node_report(script, "NODE_NAME=x\n").unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("real-node.sh did not report NODE_IP"),
+            "{missing}"
+        );
+    }
+}

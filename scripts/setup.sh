@@ -19,7 +19,7 @@ packages=(
   containerd        # the e2e real node's container runtime (e2e/cluster/real-node.sh)
   runc              # … and its OCI runtime
   containernetworking-plugins  # … and its pod network (bridge, host-local, loopback)
-  gcc               # … compiles its pause program statically
+  gcc               # … compiles its pause program statically (and run_sandbox.rs its escape program)
   libc6-dev         # … against glibc's static libc.a
   iproute2          # … creates its bridge (ip)
   iptables          # the real-node test checks no rule is left behind (iptables-save)

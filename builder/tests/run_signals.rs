@@ -17,7 +17,9 @@ use support::TestRegistry;
 use support::fixtures;
 use support::kiln::{context, context_arg};
 
-const SECRET: &str = "s1gn4l-s3cr3t-0815";
+/// The start of every secret value these tests pass (each test adds its
+/// marker, so tests running side by side tell their files apart).
+const SECRET: &str = "s1gn4l-s3cr3t-";
 
 /// Pids of the processes whose command line contains `marker`.
 fn processes_with(marker: &str) -> Vec<u32> {
@@ -108,6 +110,8 @@ fn shm_is_tmpfs() -> bool {
 struct Running {
     kiln: Child,
     marker: String,
+    /// The `--secret` value.
+    secret: String,
     tmp: tempfile::TempDir,
     _context: tempfile::TempDir,
     _secret: tempfile::NamedTempFile,
@@ -131,7 +135,8 @@ async fn start_build(tag: u32) -> Running {
     );
     let ctx = context(&dockerfile, &[]);
     let secret = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret.path(), SECRET).unwrap();
+    let value = format!("{SECRET}{marker}");
+    std::fs::write(secret.path(), &value).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("docker-config");
     std::fs::create_dir(&config).unwrap();
@@ -155,6 +160,7 @@ async fn start_build(tag: u32) -> Running {
     let running = Running {
         kiln,
         marker,
+        secret: value,
         tmp,
         _context: ctx,
         _secret: secret,
@@ -184,7 +190,7 @@ impl Drop for Running {
             let _ = self.kiln.kill();
             let _ = self.kiln.wait();
         }
-        for file in files_containing(Path::new("/dev/shm"), SECRET) {
+        for file in files_containing(Path::new("/dev/shm"), &self.secret) {
             if let Some(dir) = Path::new(&file).parent()
                 && dir
                     .file_name()
@@ -236,10 +242,10 @@ async fn signal_ends_the_build(signal: rustix::process::Signal, name: &str, code
     // While the step runs, the secret's file is in memory (on /dev/shm)
     // when the machine has a tmpfs there, never under TMPDIR then.
     let shm = Path::new("/dev/shm");
-    let in_tmp = files_containing(running.tmp.path(), SECRET);
+    let in_tmp = files_containing(running.tmp.path(), &running.secret);
     if shm_is_tmpfs() {
         assert_eq!(in_tmp, Vec::<String>::new());
-        let in_shm = files_containing(shm, SECRET);
+        let in_shm = files_containing(shm, &running.secret);
         assert_eq!(in_shm.len(), 1, "{in_shm:?}");
         assert!(in_shm[0].starts_with("/dev/shm/kiln-secret-"), "{in_shm:?}");
     } else {
@@ -259,11 +265,11 @@ async fn signal_ends_the_build(signal: rustix::process::Signal, name: &str, code
         ),
         "stderr:\n{stderr}"
     );
-    assert!(!stderr.contains(SECRET));
+    assert!(!stderr.contains(&running.secret));
     // clean_up waits for the step to be gone before it removes anything.
     assert_eq!(processes_with(&running.marker), Vec::<u32>::new());
     running.assert_nothing_left();
-    assert_eq!(files_containing(shm, SECRET), Vec::<String>::new());
+    assert_eq!(files_containing(shm, &running.secret), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -290,7 +296,7 @@ async fn sigkill_of_kiln_leaves_no_step_process_running() {
     // (/dev/shm) when the machine has a tmpfs there. `Running`'s drop
     // removes it.
     if shm_is_tmpfs() {
-        let left = files_containing(Path::new("/dev/shm"), SECRET);
+        let left = files_containing(Path::new("/dev/shm"), &running.secret);
         assert_eq!(left.len(), 1, "{left:?}");
         assert!(left[0].starts_with("/dev/shm/kiln-secret-"), "{left:?}");
     }

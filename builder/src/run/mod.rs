@@ -157,7 +157,11 @@
 //! is root on the host's files it can reach (its root filesystem, its
 //! `RUN --mount`s), with the capabilities above. The network is the
 //! host's unless `RUN --network=none`. There are no resource limits
-//! (cgroups): a step can use all of the machine's CPU and memory.
+//! (cgroups): a step can use all of the machine's CPU and memory. The
+//! parent-death signal is cleared by the kernel when the command itself
+//! is a set-user-ID program (`RUN ["sudo", …]` in exec form, as a
+//! non-root `USER`): such a step outlives a `SIGKILL` of kiln (SIGTERM
+//! and SIGINT still kill it).
 //!
 //! # In place (`--isolation=inplace`)
 //!

@@ -7,9 +7,9 @@
 //! is started:
 //!
 //! - [`run_in_place`] is `--isolation=inplace` (see "In place" below);
-//! - [`run_in_chroot`] is `--isolation=chroot`, described first.
+//! - [`run_in_chroot`] is `--isolation=sandbox` (also spelled `chroot`), described first.
 //!
-//! [`run_in_chroot`] is `--isolation=chroot`: the command runs in a
+//! [`run_in_chroot`] is `--isolation=sandbox`: the command runs in a
 //! sandbox, as container runtimes build one: new mount, PID, UTS, IPC
 //! (and where the kernel allows, cgroup) namespaces, `pivot_root` into a
 //! stage's root filesystem with the old root detached, a fresh `/proc`

@@ -40,7 +40,9 @@
 #
 # --supervise keeps this script as the parent of the node once it is Ready:
 # on SIGTERM or SIGINT, or when the process that started it exits, it runs
-# `down` and exits.
+# `down` and exits. If the node's namespace dies before that (kubelet or
+# containerd exited), its logs are copied to NODE_STATE-logs, which is left
+# behind for the failure's reader.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -159,8 +161,14 @@ inside() {
     --root-dir="$state/kubelet" \
     --node-labels=kiln.dev/real-node=true \
     --v=2 >"$state/logs/kubelet.log" 2>&1 &
-  # Either one stopping stops the node.
-  wait -n || true
+  local kubelet_pid=$!
+  # Either one stopping stops the node. Polled rather than `wait -n`: as
+  # PID 1 this shell also inherits (and reaps) the containerd shims.
+  while alive "$containerd_pid" && alive "$kubelet_pid"; do
+    sleep 1
+  done
+  alive "$kubelet_pid" || echo "real node: kubelet exited" >&2
+  alive "$containerd_pid" || echo "real node: containerd exited" >&2
   exit 1
 }
 
@@ -526,7 +534,16 @@ YAML
   echo READY
   [ $supervise -eq 1 ] || exit 0
   exec >/dev/null
+  local node_pid
+  node_pid=$(sed -n 's/^node //p' "$state/pids")
   while kill -0 "$owner" 2>/dev/null; do
+    if [ -n "$node_pid" ] && ! alive "$node_pid"; then
+      # The node died under its owner: keep its logs (outside NODE_STATE,
+      # which down removes) for whoever looks into the failure.
+      node_pid=""
+      cp -r "$logs" "$state-logs" 2>/dev/null || true
+      echo "real node: $name stopped by itself; its logs are kept in $state-logs" >&2
+    fi
     sleep 1 &
     wait $! || true
   done

@@ -87,16 +87,50 @@ async fn run_to_completion(pods: &Api<Pod>, pod: serde_json::Value) -> (String, 
     let pod: Pod = serde_json::from_value(pod).unwrap();
     let name = pod.metadata.name.clone().unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_for(
+    let finished = wait_for(
         pods.clone(),
         &name,
         |pod: Option<&Pod>| matches!(phase(pod).as_deref(), Some("Succeeded" | "Failed")),
         WAIT,
         &format!("pod {name} finishing on the real node"),
     )
-    .await
-    .unwrap();
-    let log = pods.logs(&name, &LogParams::default()).await.unwrap();
+    .await;
+    let log = pods.logs(&name, &LogParams::default()).await;
+    if let Err(error) = finished {
+        let status = pods.get(&name).await.ok().and_then(|pod| pod.status);
+        // Why a pod does not run: the nodes' taints and conditions.
+        let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(pods.clone().into_client())
+            .list(&Default::default())
+            .await
+            .map(|list| {
+                list.items
+                    .into_iter()
+                    .map(|node| {
+                        let conditions: Vec<String> = node
+                            .status
+                            .and_then(|s| s.conditions)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| {
+                                format!(
+                                    "{}={} {}",
+                                    c.type_,
+                                    c.status,
+                                    c.message.unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                        (
+                            node.metadata.name,
+                            node.spec.and_then(|s| s.taints),
+                            conditions,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+        panic!("{error}\nstatus: {status:#?}\nlog: {log:?}\nnodes: {nodes:#?}");
+    }
+    let log = log.unwrap();
     let phase = phase(Some(&pods.get(&name).await.unwrap())).unwrap();
     (phase, log)
 }
@@ -107,15 +141,21 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
     let work = tempfile::tempdir().unwrap();
     let cluster = Cluster::start().await.unwrap();
     let kiln = workspace_binary("kiln-builder", "kiln").unwrap();
-    let node = RealNode::start(&cluster, &kiln).await.unwrap();
-    let registry = node.registry().to_string();
+    // The static build (minutes when it is not cached) before the node
+    // starts: in runs where it rebuilt while the node was up, on this busy
+    // 2-core machine, the node ended up tainted and the builder pod
+    // unschedulable. The node registry's certificate is signed by the
+    // cluster CA, which exists already.
     let context_dir = tokio::task::spawn_blocking({
         let dir = work.path().to_path_buf();
-        let ca = node.registry_ca().to_path_buf();
+        let ca = cluster.ca_cert();
         move || builder_context(&dir, &ca)
     })
     .await
     .unwrap();
+    let node = RealNode::start(&cluster, &kiln).await.unwrap();
+    assert_eq!(node.registry_ca(), cluster.ca_cert());
+    let registry = node.registry().to_string();
 
     let builder = node
         .push(

@@ -300,7 +300,6 @@ async fn build_all(
                 .acquire()
                 .await
                 .map_err(|e| BuildError::Other(e.to_string()))?;
-            info!("[{platform}] building");
             log_emulation(&platform, &emulated, options.multi_platform.emulation);
             let image = session.build(&options, &platform).await?;
             let multi = &options.multi_platform;
@@ -314,7 +313,6 @@ async fn build_all(
             let outcome = session
                 .publish(&image, &OutputPlan::registry_only(&options, mode))
                 .await?;
-            info!("[{platform}] done: {}", outcome.digest);
             Ok::<_, BuildError>(PlatformBuild { platform, outcome })
         }));
     }

@@ -4,6 +4,7 @@
 //! module paths; and with `--log-format=json` nothing but JSON objects,
 //! RUN output and the final error included.
 //! Needs root, as RUN with --isolation=chroot does; CI runs as root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -191,4 +192,100 @@ async fn json_log_is_only_json_objects_run_output_and_error_included() {
          echo kiln-json-fails; exit 3",
         "{log}"
     );
+}
+
+/// `--progress=plain` (and `auto` when stderr is not a terminal, as here):
+/// one line per blob pulled or pushed, with its size.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_progress_logs_one_line_per_blob() {
+    let (registry, fixtures) = setup().await;
+    let ctx = context(
+        &format!("FROM {}\nCOPY a.txt /a.txt\n", fixtures.amd64.reference),
+        &[("a.txt", "a")],
+    );
+    let host = registry.host();
+    for progress in ["plain", "auto"] {
+        let output = kiln(&[
+            context_arg(ctx.path()),
+            format!("--destination={host}/{progress}:1"),
+            format!("--progress={progress}"),
+        ])
+        .await;
+        assert_success(&output);
+        let log = stderr(&output);
+        let layer = &fixtures.amd64.layer_digest["sha256:".len()..][..12];
+        let pulled = lines_starting(&log, "pulled blob ");
+        let first_pull = pulled.first().copied().unwrap_or_default();
+        assert_eq!(pulled.len(), 1, "{progress}: {log}");
+        assert!(
+            first_pull.starts_with(&format!("pulled blob sha256:{layer} {host}/busybox: ")),
+            "{progress}: {log}"
+        );
+        assert!(first_pull.ends_with('s'), "{progress}: {log}");
+        assert!(!first_pull.contains("\u{1b}"), "{progress}: {log}");
+        // The base layer is mounted from busybox (not uploaded again); the
+        // COPY's layer and the config are uploaded.
+        let pushed = lines_starting(&log, "pushed blob sha256:");
+        assert_eq!(pushed.len(), 2, "{progress}: {log}");
+        for line in pushed {
+            assert!(
+                line.contains(&format!(" {host}/{progress}: ")) && line.contains(" B in "),
+                "{progress}: {log}"
+            );
+        }
+    }
+}
+
+/// `--progress=tty` under a pseudo-terminal (`script`): a live bar while
+/// a layer is pushed (bytes of the total, rate), cleared when it is done,
+/// then the blob's line.
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_progress_draws_bars_under_a_pty() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` (util-linux) to give kiln a pseudo-terminal");
+        return;
+    }
+    let registry = TestRegistry::start();
+    let ctx = tempfile::tempdir().unwrap();
+    // 3 MB that gzip cannot shrink: the upload takes more than one chunk.
+    let mut noise = vec![0u8; 3_000_000];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for byte in noise.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    std::fs::write(ctx.path().join("noise"), &noise).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY noise /noise\n",
+    )
+    .unwrap();
+    let empty_config = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} --context=dir://{} --destination={}/tty:1 --progress=tty",
+        env!("CARGO_BIN_EXE_kiln"),
+        ctx.path().display(),
+        registry.host()
+    );
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", empty_config.path())
+        .env("COLUMNS", "120")
+        .output()
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("pushing sha256:"), "{screen}");
+    assert!(screen.contains("B/3.00 MB "), "{screen}");
+    assert!(screen.contains("MB/s"), "{screen}");
+    // Bars are redrawn in place and cleared: erase-line sequences.
+    assert!(screen.contains("\u{1b}[2K"), "{screen}");
+    assert!(screen.contains("pushed blob sha256:"), "{screen}");
 }

@@ -18,7 +18,7 @@ mod run_step;
 mod sources;
 mod stage;
 mod state;
-mod step_log;
+pub(crate) mod step_log;
 mod workdir_step;
 
 use std::collections::BTreeMap;

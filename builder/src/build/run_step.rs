@@ -5,7 +5,6 @@
 //! one layer.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::BuildError;
@@ -143,13 +142,12 @@ pub async fn run_step(
             total,
         };
         let mut lines = OutputLines::default();
-        let mut stderr = std::io::stderr();
         // The build's log is stderr; a failed write there is not the
         // step's failure.
         let mut log = |chunk: &[u8]| match json {
             true => lines.push(chunk, |line| step.output(line)),
             false => {
-                let _ = stderr.write_all(chunk);
+                let _ = crate::progress::write_stderr(chunk);
             }
         };
         let result = match isolation {

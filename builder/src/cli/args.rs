@@ -622,6 +622,12 @@ pub struct LoggingArgs {
         value_parser = parse_bool,
     )]
     pub log_timestamp: bool,
+
+    /// Pull and push progress on stderr: tty draws a live bar per blob (bytes, rate), plain logs
+    /// one line per blob pulled or pushed (its size and time), auto is tty when stderr is a
+    /// terminal and the log is not json, plain otherwise.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::progress::Progress::Auto)]
+    pub progress: crate::progress::Progress,
 }
 
 /// kaniko's flags that kiln has no flag of its own for: each has kaniko's

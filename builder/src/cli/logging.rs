@@ -153,8 +153,9 @@ where
     }
 }
 
-/// The target of the build's step lines (`build::step_log`), whose
-/// fields repeat their message's label: text shows the message alone.
+/// The target of the build's step lines (`build::step_log`) and blob
+/// lines (`progress`), whose fields repeat their message: text shows the
+/// message alone.
 pub const STEP_TARGET: &str = "kiln::step";
 
 struct MessageOnly(String);
@@ -185,7 +186,8 @@ fn level_style(level: Level) -> (u8, &'static str) {
 }
 
 fn format_layer(format: LogFormat, timestamps: bool) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let base = fmt::layer().with_writer(std::io::stderr);
+    // Through the progress bars, which step aside for each line.
+    let base = fmt::layer().with_writer(|| crate::progress::StderrWriter);
     match (format, timestamps) {
         (LogFormat::Json, true) => base.json().with_target(false).boxed(),
         (LogFormat::Json, false) => base.json().with_target(false).without_time().boxed(),

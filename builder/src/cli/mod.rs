@@ -35,6 +35,14 @@ pub fn main() -> ExitCode {
     if let Err(error) = init_logging(logging.verbosity, logging.log_format, logging.log_timestamp) {
         return report(&error.into());
     }
+    {
+        use std::io::IsTerminal;
+        crate::progress::install(crate::progress::choose(
+            logging.progress,
+            std::io::stderr().is_terminal(),
+            logging.log_format == logging::LogFormat::Json,
+        ));
+    }
     let outcome = args
         .into_options()
         .map_err(anyhow::Error::from)

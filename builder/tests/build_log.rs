@@ -289,3 +289,36 @@ async fn tty_progress_draws_bars_under_a_pty() {
     assert!(screen.contains("\u{1b}[2K"), "{screen}");
     assert!(screen.contains("pushed blob sha256:"), "{screen}");
 }
+
+/// Several platforms: a header naming them, then each platform's header,
+/// steps and summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_platform_log_has_a_header_and_a_summary_per_platform() {
+    let registry = TestRegistry::start();
+    let ctx = context("FROM scratch\nCOPY a.txt /a.txt\n", &[("a.txt", "a")]);
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/multi:1", registry.host()),
+        "--platform=linux/amd64,linux/arm64".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    assert_eq!(
+        log.lines().next(),
+        Some("building 2 platforms: linux/amd64, linux/arm64/v8"),
+        "{log}"
+    );
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
+        let steps = [
+            format!("[{platform} 0 1/2] FROM scratch"),
+            format!("[{platform} 0 2/2] COPY a.txt /a.txt"),
+        ];
+        for step in steps {
+            assert_eq!(lines_starting(&log, &step).len(), 1, "{step}: {log}");
+        }
+        let summary = lines_starting(&log, &format!("[{platform}] image sha256:"));
+        assert_eq!(summary.len(), 1, "{log}");
+        assert!(summary[0].contains(": 1 layer, "), "{log}");
+    }
+}

@@ -279,6 +279,14 @@ async fn build_all(
 ) -> Result<Vec<PlatformBuild>, BuildError> {
     let (emulated, _) = super::preflight::preflight(&session, &options, &options.platforms).await?;
     let emulated = Arc::new(emulated);
+    let names: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
+    info!(
+        target: crate::cli::logging::STEP_TARGET,
+        platforms = names.len(),
+        "building {} platforms: {}",
+        names.len(),
+        names.join(", ")
+    );
     // In place, every platform's stages take the one `/` in turn.
     let cores = match options.execution.isolation {
         Isolation::Inplace => 1,

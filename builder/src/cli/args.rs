@@ -606,7 +606,8 @@ pub struct LoggingArgs {
     pub verbosity: Verbosity,
 
     /// Log format on stderr: text (plain), color (with ANSI colours) or json (one object per
-    /// line).
+    /// line, RUN output and the final error included, each step line with its platform, stage
+    /// and step).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

@@ -19,10 +19,11 @@ packages=(
   containerd        # the e2e real node's container runtime (e2e/cluster/real-node.sh)
   runc              # … and its OCI runtime
   containernetworking-plugins  # … and its pod network (bridge, host-local, loopback)
-  gcc               # … compiles its pause program statically
+  gcc               # … compiles its pause program statically (and run_sandbox.rs its escape program)
   libc6-dev         # … against glibc's static libc.a
   iproute2          # … creates its bridge (ip)
   iptables          # the real-node test checks no rule is left behind (iptables-save)
+  g++               # libFuzzer, which fuzz/run.sh builds for the fuzz targets
 )
 
 missing=()
@@ -91,6 +92,14 @@ if [ ! -x "$arm64_dir/busybox" ] || [ "$(cat "$arm64_dir/host-version" 2>/dev/nu
   # without its version files.
   mv -T "$work/result" "$arm64_dir"
   echo "setup: arm64 busybox $(cat "$arm64_dir/version") cached in $arm64_dir" >&2
+fi
+
+# skopeo and buildah, run as root, keep a blob-info cache in
+# /var/lib/containers/cache and create it on first use. Created here, with
+# the tools, so the tests only ever write a cache file of an installed tool
+# and never add a directory to /var/lib (which scripts/test.sh watches).
+if [ "$(id -u)" -eq 0 ] && [ ! -d /var/lib/containers/cache ]; then
+  install -d -m 0700 /var/lib/containers /var/lib/containers/cache
 fi
 
 # The registry and etcd packages start system services (:5000, :2379);

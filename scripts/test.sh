@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need, checks formatting,
 # runs every unit and integration test (each starts its own registry and
-# servers on loopback), checks the Helm chart and kustomize config, then
-# runs the demo build end to end.
+# servers on loopback), runs each fuzz target for a bounded time, checks
+# the Helm chart and kustomize config, then runs the demo build end to
+# end; and fails if any of it changed the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,9 @@ cargo fmt --all -- --check
 
 echo "==> cargo test" >&2
 cargo test --workspace --all-targets
+
+echo "==> fuzz targets (libFuzzer, ${KILN_FUZZ_SECONDS:-20} s each)" >&2
+fuzz/run.sh "${KILN_FUZZ_SECONDS:-20}"
 
 echo "==> deployment artifacts (helm lint/template, kustomize)" >&2
 scripts/check-deploy.sh

@@ -150,6 +150,7 @@ pub fn temp_dir(prefix: &str, parent: Option<&Path>) -> Result<tempfile::TempDir
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

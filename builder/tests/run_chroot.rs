@@ -588,9 +588,9 @@ fn refused_namespaces_suggest_inplace_isolation() {
         assert_eq!(
             result.map_err(|e| e.to_string()),
             Err(
-                "--isolation=chroot needs a new mount namespace and the kernel refused it \
+                "--isolation=sandbox needs a new mount namespace and the kernel refused it \
                  (unshare: Operation not permitted (os error 1)): kiln needs to run as root or \
-                 with CAP_SYS_ADMIN for --isolation=chroot; inside a container, use \
+                 with CAP_SYS_ADMIN for --isolation=sandbox; inside a container, use \
                  --isolation=inplace"
                     .to_string()
             )

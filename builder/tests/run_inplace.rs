@@ -778,3 +778,91 @@ async fn a_fetched_context_builds_without_tmp_or_tmpdir() {
         sim.listing()
     );
 }
+
+/// SIGTERM during an in-place RUN with a secret mounted: kiln kills the
+/// step, removes the secret's copy from `/` (there is no mount to vanish
+/// with the step in place) and exits with 143.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_removes_the_secrets_copy_from_the_root() {
+    let (registry, fixtures) = setup().await;
+    let marker = format!("{}", 8_000_000 + std::process::id() % 1_000_000);
+    let dockerfile = format!(
+        "FROM {}\n\
+         RUN --mount=type=secret,id=token,target=/etc/token sh -c 'sleep {marker} & sleep {marker}'\n",
+        fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let sim = SimulatedRoot::new(Marker::DockerEnv);
+    fs::write(sim.path().join("kiln/token"), "s3cr3t-in-place").unwrap();
+    let args = [
+        "--context=dir:///workspace".to_string(),
+        format!("--destination={}/term:1", registry.host()),
+        "--isolation=inplace".to_string(),
+        "--secret=id=token,src=/kiln/token".to_string(),
+    ];
+    let token = sim.path().join("etc/token");
+    let stop = async {
+        let start = std::time::Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "the RUN step never ran"
+            );
+            // kiln is the parent of the step's foreground `sleep`.
+            let kiln = marked_processes(&marker).into_iter().find_map(|pid| {
+                let parent = parent_of(pid)?;
+                let cmdline = fs::read(format!("/proc/{parent}/cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .contains("/kiln/executor")
+                    .then_some(parent)
+            });
+            if let Some(kiln) = kiln
+                && token.exists()
+            {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(kiln).unwrap(),
+                    rustix::process::Signal::TERM,
+                )
+                .unwrap();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (output, ()) = tokio::join!(sim.kiln(ctx.path(), &args, &[]), stop);
+    assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("error: interrupted by SIGTERM: killed 1 running RUN step(s)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !token.exists(),
+        "the secret's copy stayed in /: {}",
+        stderr(&output)
+    );
+    assert_eq!(marked_processes(&marker), Vec::<i32>::new());
+}
+
+/// Pids of the processes whose command line contains `marker`.
+fn marked_processes(marker: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|value| value.trim().parse().ok())
+}

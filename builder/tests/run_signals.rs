@@ -17,7 +17,9 @@ use support::TestRegistry;
 use support::fixtures;
 use support::kiln::{context, context_arg};
 
-const SECRET: &str = "s1gn4l-s3cr3t-0815";
+/// The start of every secret value these tests pass (each test adds its
+/// marker, so tests running side by side tell their files apart).
+const SECRET: &str = "s1gn4l-s3cr3t-";
 
 /// Pids of the processes whose command line contains `marker`.
 fn processes_with(marker: &str) -> Vec<u32> {
@@ -66,12 +68,50 @@ fn entries(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Files below `dir` (not following links) whose content contains
+/// `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in read.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && let Ok(bytes) = std::fs::read(&path)
+                && bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+            {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `/dev/shm` is a tmpfs, where kiln then writes secrets' files.
+fn shm_is_tmpfs() -> bool {
+    rustix::fs::statfs("/dev/shm")
+        .map(|stat| u64::try_from(stat.f_type).unwrap_or(0) == 0x0102_1994)
+        .unwrap_or(false)
+}
+
 /// A build whose RUN (with the secret mounted) starts a background and a
 /// foreground `sleep` of a unique length, the marker; returns once both
 /// run.
 struct Running {
     kiln: Child,
     marker: String,
+    /// The `--secret` value.
+    secret: String,
     tmp: tempfile::TempDir,
     _context: tempfile::TempDir,
     _secret: tempfile::NamedTempFile,
@@ -95,7 +135,8 @@ async fn start_build(tag: u32) -> Running {
     );
     let ctx = context(&dockerfile, &[]);
     let secret = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret.path(), SECRET).unwrap();
+    let value = format!("{SECRET}{marker}");
+    std::fs::write(secret.path(), &value).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("docker-config");
     std::fs::create_dir(&config).unwrap();
@@ -103,7 +144,7 @@ async fn start_build(tag: u32) -> Running {
         .args([
             context_arg(ctx.path()),
             "--no-push".to_string(),
-            "--isolation=chroot".to_string(),
+            "--isolation=sandbox".to_string(),
             format!("--secret=id=token,src={}", secret.path().display()),
         ])
         .env("TMPDIR", tmp.path())
@@ -119,15 +160,46 @@ async fn start_build(tag: u32) -> Running {
     let running = Running {
         kiln,
         marker,
+        secret: value,
         tmp,
         _context: ctx,
         _secret: secret,
         _registry: registry,
     };
+    let mut running = running;
     wait_until("the RUN step runs", Duration::from_secs(120), || {
+        if let Ok(Some(status)) = running.kiln.try_wait() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut running.kiln.stderr.take().unwrap(),
+                &mut stderr,
+            );
+            panic!("kiln ended ({status}) before the RUN step ran:\n{stderr}");
+        }
         processes_with(&running.marker).len() >= 2
     });
     running
+}
+
+/// A test that fails half-way still leaves nothing running: kiln gets
+/// SIGKILL (its step dies with it), and the secret's file it then leaves
+/// on /dev/shm is removed.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.kiln.try_wait() {
+            let _ = self.kiln.kill();
+            let _ = self.kiln.wait();
+        }
+        for file in files_containing(Path::new("/dev/shm"), &self.secret) {
+            if let Some(dir) = Path::new(&file).parent()
+                && dir
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("kiln-secret-"))
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
 }
 
 impl Running {
@@ -167,23 +239,37 @@ impl Running {
 
 async fn signal_ends_the_build(signal: rustix::process::Signal, name: &str, code: i32) {
     let mut running = start_build(code as u32).await;
+    // While the step runs, the secret's file is in memory (on /dev/shm)
+    // when the machine has a tmpfs there, never under TMPDIR then.
+    let shm = Path::new("/dev/shm");
+    let in_tmp = files_containing(running.tmp.path(), &running.secret);
+    if shm_is_tmpfs() {
+        assert_eq!(in_tmp, Vec::<String>::new());
+        let in_shm = files_containing(shm, &running.secret);
+        assert_eq!(in_shm.len(), 1, "{in_shm:?}");
+        assert!(in_shm[0].starts_with("/dev/shm/kiln-secret-"), "{in_shm:?}");
+    } else {
+        assert_eq!(in_tmp.len(), 1, "{in_tmp:?}");
+    }
     let (status, stderr) = running.stop(signal);
     assert_eq!(status.code(), Some(code), "stderr:\n{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
+    // The build's work directory, the step's copies of /etc/hosts and
+    // /etc/resolv.conf, and the secret's directory when on /dev/shm.
+    let directories = if shm_is_tmpfs() { 3 } else { 2 };
     assert_eq!(
         last,
         format!(
-            "error: interrupted by {name}: killed 1 running RUN step(s), removed 2 temporary \
-             directories"
+            "error: interrupted by {name}: killed 1 running RUN step(s), removed {directories} \
+             temporary directories"
         ),
         "stderr:\n{stderr}"
     );
-    assert!(!stderr.contains(SECRET));
-    // The two directories are the build's work directory and the step's
-    // copies of /etc/hosts and /etc/resolv.conf. clean_up waits for the
-    // step to be gone before it removes anything.
+    assert!(!stderr.contains(&running.secret));
+    // clean_up waits for the step to be gone before it removes anything.
     assert_eq!(processes_with(&running.marker), Vec::<u32>::new());
     running.assert_nothing_left();
+    assert_eq!(files_containing(shm, &running.secret), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,4 +292,12 @@ async fn sigkill_of_kiln_leaves_no_step_process_running() {
         Duration::from_secs(5),
         || processes_with(&running.marker).is_empty(),
     );
+    // Nothing runs after a SIGKILL: the secret's file stays, in memory
+    // (/dev/shm) when the machine has a tmpfs there. `Running`'s drop
+    // removes it.
+    if shm_is_tmpfs() {
+        let left = files_containing(Path::new("/dev/shm"), &running.secret);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].starts_with("/dev/shm/kiln-secret-"), "{left:?}");
+    }
 }

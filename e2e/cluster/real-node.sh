@@ -3,7 +3,9 @@
 # (built from the Go module proxy by scripts/tools.sh, cached by version),
 # Debian's containerd, runc and CNI plugins, joined to the cluster in
 # CLUSTER_STATE. Images come from a registry of its own (Debian's
-# docker-registry) listening on the node's bridge, where pods and containerd
+# docker-registry, HTTPS with a certificate from the cluster CA, so kiln's
+# images trust it through their CA bundle as any private registry) listening
+# on the node's bridge, where pods and containerd
 # reach it; its pause image is built here from pause/pause.c and pushed by
 # kiln. Nothing is pulled from the internet.
 #
@@ -12,7 +14,8 @@
 #
 # KILN names the kiln binary that builds the pause image (default: kiln on
 # PATH). Progress goes to stderr; stdout gets KEY=value lines (NODE_NAME,
-# NODE_IP, REGISTRY, BRIDGE, CGROUP_ROOT, NODE_STATE), then READY.
+# NODE_IP, REGISTRY, REGISTRY_CA, BRIDGE, CGROUP_ROOT, NODE_STATE), then
+# READY.
 #
 # What stays on this machine's side, and how it is undone by `down`:
 # - containerd, kubelet and every container run in one private mount and PID
@@ -25,10 +28,12 @@
 #   kernel.panic_on_oops and kernel.keys.root_max{keys,bytes} unless they
 #   hold the values it wants, and the CNI bridge plugin may enable
 #   net.ipv4.ip_forward: inside the namespace each of those /proc/sys files
-#   is a bind mount of a shadow file holding the wanted value, so the
-#   kernel's own values are never written.
+#   is a bind mount of a shadow file (NODE_STATE/sysctl/<name>) that starts
+#   with the kernel's value; kubelet writes its values there, and the
+#   kernel's own are never written.
 # - the bridge (and its address) is deleted; the veths vanish with the
-#   pods' network namespaces;
+#   pods' network namespaces; the one iptables rule (the kubernetes Service
+#   to the apiserver on loopback, for packets from the bridge) is deleted;
 # - the cgroups (kubelet's cgroupRoot, one per node, in every hierarchy)
 #   are removed once their processes are gone;
 # - the registry is stopped. NODE_STATE is removed.
@@ -41,9 +46,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-# The /proc/sys files kubelet and the CNI plugins would write, with the
-# value the shadow holds (kubelet's wanted value; ip_forward as it is).
-kubelet_sysctls="vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000"
+# The /proc/sys files kubelet and the CNI plugins would write.
+shadowed_sysctls="vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/ipv4/ip_forward"
 
 alive() {
   local stat
@@ -112,6 +116,11 @@ down() {
       echo "real node: cgroups under $root could not be removed" >&2
     fi
   fi
+  if [ -f "$state/iptables-rule" ]; then
+    local rule=()
+    mapfile -t rule <"$state/iptables-rule"
+    while iptables -w 5 -t nat -D "${rule[@]}" 2>/dev/null; do :; done
+  fi
   if [ -f "$state/bridge" ]; then
     local bridge
     bridge=$(cat "$state/bridge")
@@ -130,11 +139,9 @@ inside() {
   for dir in /run /var/lib /var/log; do
     mount -t tmpfs -o mode=755 tmpfs "$dir"
   done
-  local pair file value
-  for pair in $kubelet_sysctls "net/ipv4/ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"; do
-    file=${pair%%=*}
-    value=${pair#*=}
-    printf '%s\n' "$value" >"$state/sysctl/${file//\//.}"
+  local file
+  for file in $shadowed_sysctls; do
+    cat "/proc/sys/$file" >"$state/sysctl/${file//\//.}"
     mount --bind "$state/sysctl/${file//\//.}" "/proc/sys/$file"
   done
   containerd --config "$state/containerd.toml" >"$state/logs/containerd.log" 2>&1 &
@@ -199,7 +206,7 @@ up() {
   kubelet_bin=$("$repo/scripts/tools.sh" kubelet) || fail "building kubelet failed (scripts/tools.sh kubelet)"
   kube_bin=$("$repo/scripts/tools.sh" kubernetes) || fail "building kubectl failed (scripts/tools.sh kubernetes)"
   local tool
-  for tool in containerd runc docker-registry gcc unshare ip; do
+  for tool in containerd runc docker-registry gcc unshare ip iptables; do
     command -v "$tool" >/dev/null || fail "$tool is not installed; run scripts/setup.sh"
   done
   for tool in bridge host-local loopback; do
@@ -246,6 +253,21 @@ PY
   ip addr add "$gateway/24" dev "$bridge"
   ip link set "$bridge" up
 
+  # The kubernetes Service (10.0.0.1:443, what kubelet gives pods in
+  # KUBERNETES_SERVICE_HOST/PORT) without a kube-proxy: packets from the
+  # bridge to it go to the apiserver on loopback. route_localnet is a
+  # setting of the bridge alone (gone with it); the rule is deleted by down.
+  local api_url api_port
+  api_url=$(sed -n 's/^ *server: //p' "$cluster/kubeconfig" | head -1)
+  api_port=${api_url##*:}
+  printf '1\n' >"/proc/sys/net/ipv4/conf/$bridge/route_localnet"
+  printf '%s\n' PREROUTING -i "$bridge" -d 10.0.0.1/32 -p tcp --dport 443 \
+    -m comment --comment "$name: the kubernetes Service" \
+    -j DNAT --to-destination "127.0.0.1:$api_port" >"$state/iptables-rule"
+  local rule=()
+  mapfile -t rule <"$state/iptables-rule"
+  iptables -w 5 -t nat -A "${rule[@]}" || fail "adding the kubernetes Service rule failed (iptables)"
+
   # The cgroup root kubelet puts its pods below, in every hierarchy.
   printf '%s\n' "$cgroup_root" >"$state/cgroup-root"
   local hierarchy
@@ -287,34 +309,16 @@ PY
     done
   }
 
-  # --- registry ---
-  cat >"$state/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $state/registry
-  delete:
-    enabled: true
-http:
-  addr: $registry
-YAML
-  launch registry docker-registry serve "$state/registry.yml"
-  wait_for "the registry" 20 curl -fsS "http://$registry/v2/"
-
-  # --- pause image ---
-  gcc -static -Os -o "$state/pause/pause" "$here/pause/pause.c" 2>"$logs/gcc.log" || fail "compiling the pause program failed"
-  printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$state/pause/Dockerfile"
-  TMPDIR="$state" "$kiln" --context="dir://$state/pause" --dockerfile="$state/pause/Dockerfile" \
-    --reproducible --insecure-registry="$registry" --destination="$registry/kiln-e2e/pause:1" \
-    >"$logs/pause-build.log" 2>&1 || fail "building the pause image with kiln failed"
-
-  # --- certificates: the node's client identity and kubelet's serving one ---
+  # --- certificates: the node's client identity, kubelet's and the
+  # registry's serving ones, all from the cluster CA ---
   openssl_quiet() { openssl "$@" 2>>"$logs/openssl.log"; }
   cert() {
-    local file=$1 subject=$2 extensions=$3
-    openssl_quiet genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$state/pki/$file.key"
+    local file=$1 subject=$2 extensions=$3 algorithm=${4:-EC}
+    if [ "$algorithm" = RSA ]; then
+      openssl_quiet genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$state/pki/$file.key"
+    else
+      openssl_quiet genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$state/pki/$file.key"
+    fi
     openssl_quiet req -new -key "$state/pki/$file.key" -subj "$subject" -out "$state/pki/$file.csr"
     printf '%s\n' "$extensions" >"$state/pki/$file.ext"
     openssl_quiet x509 -req -in "$state/pki/$file.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
@@ -328,8 +332,38 @@ extendedKeyUsage=clientAuth" || fail "creating the node's client certificate fai
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:$gateway,DNS:$name" || fail "creating kubelet's serving certificate failed"
-  local api_url
-  api_url=$(sed -n 's/^ *server: //p' "$cluster/kubeconfig" | head -1)
+  # RSA: the TLS of busybox's wget (used in the tests) speaks it.
+  cert registry "/CN=kiln-e2e-registry" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$gateway" RSA || fail "creating the registry's certificate failed"
+
+  # --- registry ---
+  cat >"$state/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $state/registry
+  delete:
+    enabled: true
+http:
+  addr: $registry
+  tls:
+    certificate: $state/pki/registry.crt
+    key: $state/pki/registry.key
+YAML
+  launch registry docker-registry serve "$state/registry.yml"
+  wait_for "the registry" 20 curl -fsS --cacert "$pki/ca.crt" "https://$registry/v2/"
+
+  # --- pause image ---
+  gcc -static -Os -o "$state/pause/pause" "$here/pause/pause.c" 2>"$logs/gcc.log" || fail "compiling the pause program failed"
+  printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$state/pause/Dockerfile"
+  TMPDIR="$state" "$kiln" --context="dir://$state/pause" --dockerfile="$state/pause/Dockerfile" \
+    --reproducible --registry-certificate="$registry=$pki/ca.crt" --destination="$registry/kiln-e2e/pause:1" \
+    >"$logs/pause-build.log" 2>&1 || fail "building the pause image with kiln failed"
+
   cat >"$state/kubelet.kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -354,10 +388,11 @@ KUBECONFIG
   # --- containerd ---
   mkdir -p "$state/certs.d/$registry"
   cat >"$state/certs.d/$registry/hosts.toml" <<TOML
-server = "http://$registry"
+server = "https://$registry"
 
-[host."http://$registry"]
+[host."https://$registry"]
   capabilities = ["pull", "resolve"]
+  ca = "$pki/ca.crt"
 TOML
   cat >"$state/containerd.toml" <<TOML
 version = 2
@@ -417,6 +452,7 @@ TOML
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$prefix.0/24", "rangeStart": "$prefix.10", "rangeEnd": "$prefix.250", "gateway": "$gateway"}]],
+        "routes": [{"dst": "10.0.0.0/24"}],
         "dataDir": "$state/cni-ipam"
       }
     }
@@ -483,6 +519,7 @@ YAML
   echo "NODE_NAME=$name"
   echo "NODE_IP=$gateway"
   echo "REGISTRY=$registry"
+  echo "REGISTRY_CA=$pki/ca.crt"
   echo "BRIDGE=$bridge"
   echo "CGROUP_ROOT=$cgroup_root"
   echo "NODE_STATE=$state"

@@ -6,7 +6,7 @@
 //! module runs it, reads its report and stops it. The node has a registry
 //! of its own on its bridge ([`RealNode::registry`]), the one place its
 //! containerd pulls from and its pods reach: push every image a pod runs
-//! there (plain HTTP).
+//! there (HTTPS, certificate from the cluster CA).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,8 +29,10 @@ pub struct NodeReport {
     pub node_name: String,
     /// The node's InternalIP: the bridge's address on this machine.
     pub node_ip: String,
-    /// `host:port` of the node's registry, on the bridge.
+    /// `host:port` of the node's registry, on the bridge (HTTPS).
     pub registry: String,
+    /// The CA of the registry's certificate (the cluster's).
+    pub registry_ca: PathBuf,
     pub bridge: String,
     /// kubelet's cgroup root (one directory in every cgroup hierarchy).
     pub cgroup_root: String,
@@ -58,6 +60,7 @@ pub fn parse_node_report(script: &Path, stdout: &str) -> Result<NodeReport, Clus
         node_name: get("NODE_NAME")?,
         node_ip: get("NODE_IP")?,
         registry: get("REGISTRY")?,
+        registry_ca: PathBuf::from(get("REGISTRY_CA")?),
         bridge: get("BRIDGE")?,
         cgroup_root: get("CGROUP_ROOT")?,
         state_dir: PathBuf::from(get("NODE_STATE")?),
@@ -143,9 +146,56 @@ impl RealNode {
         &self.report.node_name
     }
 
-    /// `host:port` of the registry pods and containerd reach (plain HTTP).
+    /// `host:port` of the registry pods and containerd reach (HTTPS, with
+    /// a certificate of [`RealNode::registry_ca`]).
     pub fn registry(&self) -> &str {
         &self.report.registry
+    }
+
+    pub fn registry_ca(&self) -> &Path {
+        &self.report.registry_ca
+    }
+
+    /// Builds `dockerfile` with `context` by running `kiln` and pushes it to
+    /// the node's registry as `<registry>/<name>`; returns that reference.
+    pub async fn push(
+        &self,
+        kiln: &Path,
+        context: &Path,
+        dockerfile: &Path,
+        name: &str,
+    ) -> Result<String, ClusterError> {
+        kiln_push(
+            kiln,
+            self.registry(),
+            self.registry_ca(),
+            context,
+            dockerfile,
+            name,
+        )
+        .await
+    }
+
+    /// A busybox image (Debian's static busybox as `/bin/busybox`, its
+    /// entrypoint) built by `kiln`, pushed as `kiln-e2e/busybox:1`.
+    pub async fn push_busybox(&self, kiln: &Path) -> Result<String, ClusterError> {
+        let context = tempfile::tempdir().map_err(|source| ClusterError::StateDir {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
+        let write_error = |source| ClusterError::StateDir {
+            dir: context.path().to_path_buf(),
+            source,
+        };
+        std::fs::copy("/bin/busybox", context.path().join("busybox")).map_err(write_error)?;
+        let dockerfile = context.path().join("Dockerfile");
+        std::fs::write(
+            &dockerfile,
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        )
+        .map_err(write_error)?;
+        self.push(kiln, context.path(), &dockerfile, "kiln-e2e/busybox:1")
+            .await
     }
 
     pub fn report(&self) -> &NodeReport {
@@ -167,11 +217,12 @@ impl Drop for RealNode {
 }
 
 /// Builds `dockerfile` with `context` by running `kiln` and pushes it to
-/// `registry` (the node's, plain HTTP) as `<registry>/<name>`; returns
+/// `registry` (HTTPS, certificate by `ca`) as `<registry>/<name>`; returns
 /// that reference.
 pub async fn kiln_push(
     kiln: &Path,
     registry: &str,
+    ca: &Path,
     context: &Path,
     dockerfile: &Path,
     name: &str,
@@ -181,7 +232,10 @@ pub async fn kiln_push(
         .arg(format!("--context=dir://{}", context.display()))
         .arg(format!("--dockerfile={}", dockerfile.display()))
         .arg(format!("--destination={image}"))
-        .arg(format!("--insecure-registry={registry}"))
+        .arg(format!(
+            "--registry-certificate={registry}={}",
+            ca.display()
+        ))
         .arg("--reproducible")
         .stdin(std::process::Stdio::null())
         .output()
@@ -201,35 +255,6 @@ pub async fn kiln_push(
     Ok(image)
 }
 
-/// A busybox image (Debian's static busybox as `/bin/busybox`, its
-/// entrypoint) built by `kiln` and pushed to `registry` as
-/// `kiln-e2e/busybox:1`.
-pub async fn push_busybox(kiln: &Path, registry: &str) -> Result<String, ClusterError> {
-    let context = tempfile::tempdir().map_err(|source| ClusterError::StateDir {
-        dir: std::env::temp_dir(),
-        source,
-    })?;
-    let write_error = |source| ClusterError::StateDir {
-        dir: context.path().to_path_buf(),
-        source,
-    };
-    std::fs::copy("/bin/busybox", context.path().join("busybox")).map_err(write_error)?;
-    let dockerfile = context.path().join("Dockerfile");
-    std::fs::write(
-        &dockerfile,
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .map_err(write_error)?;
-    kiln_push(
-        kiln,
-        registry,
-        context.path(),
-        &dockerfile,
-        "kiln-e2e/busybox:1",
-    )
-    .await
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -239,6 +264,7 @@ mod tests {
     fn node_report_is_read_from_key_value_lines() {
         let script = Path::new("real-node.sh");
         let out = "NODE_NAME=kiln-e2e-node-0a1b2c3d\nNODE_IP=10.201.7.1\nREGISTRY=10.201.7.1:40000\n\
+                   REGISTRY_CA=/tmp/c/pki/ca.crt\n\
                    BRIDGE=kilnbr0a1b2c3d\nCGROUP_ROOT=kiln-e2e-node-0a1b2c3d\nNODE_STATE=/tmp/n\n";
         assert_eq!(
             parse_node_report(script, out).unwrap(),
@@ -246,6 +272,7 @@ mod tests {
                 node_name: "kiln-e2e-node-0a1b2c3d".into(),
                 node_ip: "10.201.7.1".into(),
                 registry: "10.201.7.1:40000".into(),
+                registry_ca: PathBuf::from("/tmp/c/pki/ca.crt"),
                 bridge: "kilnbr0a1b2c3d".into(),
                 cgroup_root: "kiln-e2e-node-0a1b2c3d".into(),
                 state_dir: PathBuf::from("/tmp/n"),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
-use kiln_e2e::real_node::{RealNode, push_busybox};
+use kiln_e2e::real_node::RealNode;
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -186,14 +186,14 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
     // A pod as a container: its image from the node's registry, which it
     // reaches over the pod network too; its log through the apiserver's
     // kubelet client.
-    let image = push_busybox(&kiln, node.registry()).await.unwrap();
+    let image = node.push_busybox(&kiln).await.unwrap();
     let namespace = cluster
         .create_namespace(&client, "real-node")
         .await
         .unwrap();
     let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
     let script = format!(
-        "/bin/busybox echo hello from the real node; /bin/busybox wget -q -O- http://{}/v2/; /bin/busybox echo",
+        "/bin/busybox echo hello from the real node; /bin/busybox wget -q --no-check-certificate -O- https://{}/v2/; /bin/busybox echo",
         node.registry()
     );
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -226,6 +226,98 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
         "{log}"
     );
     assert_eq!(log, "hello from the real node\n{}\n");
+    // In-cluster clients reach the apiserver through the kubernetes Service
+    // (no kube-proxy: the node's one iptables rule): kubectl, static, in a
+    // pod with the service account kubelet mounts.
+    let kubectl_context = tempfile::tempdir().unwrap();
+    std::fs::copy(cluster.kubectl(), kubectl_context.path().join("kubectl")).unwrap();
+    let kubectl_dockerfile = kubectl_context.path().join("Dockerfile");
+    std::fs::write(
+        &kubectl_dockerfile,
+        "FROM scratch\nCOPY kubectl /kubectl\nENTRYPOINT [\"/kubectl\"]\n",
+    )
+    .unwrap();
+    let kubectl_image = node
+        .push(
+            &kiln,
+            kubectl_context.path(),
+            &kubectl_dockerfile,
+            "kiln-e2e/kubectl:1",
+        )
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "api" },
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": { "kubernetes.io/hostname": node.name() },
+            "containers": [{
+                "name": "main",
+                "image": kubectl_image,
+                "args": ["get", "--raw", "/version"],
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "api",
+        |pod: Option<&Pod>| matches!(phase(pod).as_deref(), Some("Succeeded" | "Failed")),
+        WAIT,
+        "pod api finishing on the real node",
+    )
+    .await
+    .unwrap();
+    let log = pods.logs("api", &LogParams::default()).await.unwrap();
+    assert!(log.contains("\"gitVersion\": \"v1.34.2\""), "{log}");
+
+    // kubectl exec: the apiserver's kubelet client, containerd's streams.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "sleeper" },
+        "spec": {
+            "nodeSelector": { "kubernetes.io/hostname": node.name() },
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": image,
+                "args": ["sleep", "600"],
+            }],
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "sleeper",
+        |pod: Option<&Pod>| phase(pod).as_deref() == Some("Running"),
+        WAIT,
+        "pod sleeper running on the real node",
+    )
+    .await
+    .unwrap();
+    let exec = cluster
+        .kubectl_command()
+        .args([
+            "exec",
+            "-n",
+            &namespace,
+            "sleeper",
+            "--",
+            "/bin/busybox",
+            "echo",
+            "exec-ok",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "exec-ok\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+
     // While the node runs, the kernel's settings are this machine's own,
     // and what the comparison below looks for is there to be seen.
     let during = HostState::observe();
@@ -239,7 +331,35 @@ async fn a_real_node_joins_runs_pods_and_leaves_the_machine_as_it_was() {
             .any(|cgroup| cgroup.ends_with(&format!("/{}", report.cgroup_root))),
         "{during:?}"
     );
-    for program in ["kubelet", "containerd", "docker-registry"] {
+    assert!(
+        during
+            .iptables
+            .iter()
+            .any(|rule| rule.contains(&report.bridge) && rule.contains("10.0.0.1/32")),
+        "{:?}",
+        during.iptables
+    );
+    // kubelet did set the kernel settings it wants: in the shadow files
+    // its namespace has over /proc/sys, which started with the kernel's
+    // values.
+    for (name, want) in [
+        ("vm.overcommit_memory", "1"),
+        ("vm.panic_on_oom", "0"),
+        ("kernel.panic", "10"),
+        ("kernel.panic_on_oops", "1"),
+        ("kernel.keys.root_maxkeys", "1000000"),
+        ("kernel.keys.root_maxbytes", "25000000"),
+    ] {
+        let shadow = std::fs::read_to_string(report.state_dir.join("sysctl").join(name)).unwrap();
+        assert_eq!(shadow.trim(), want, "{name}");
+    }
+    for program in [
+        "kubelet",
+        "containerd",
+        "docker-registry",
+        "/pause",
+        "sleep 600",
+    ] {
         assert!(
             during
                 .processes

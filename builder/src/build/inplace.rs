@@ -88,7 +88,7 @@ impl InPlaceRoot {
             BuildError::Other(format!(
                 "--isolation=inplace needs the mount table {MOUNT_TABLE} to leave the container's \
                  mount points alone, and it cannot be read: {source}; mount /proc, or use \
-                 --isolation=chroot"
+                 --isolation=sandbox"
             ))
         })?;
         let protected = protected_paths(configured, &table);

@@ -185,6 +185,9 @@ pub struct ResolvedMounts {
     _images: Vec<StageImage>,
     /// Cache locks, released on drop.
     _locks: Vec<fs::File>,
+    /// Secret directories outside the work directory (on `/dev/shm`),
+    /// removed on interruption too.
+    _interruptible: Vec<crate::run::interrupt::Registered>,
 }
 
 /// Resolves `mounts` to host sources for a RUN whose WORKDIR is `workdir`.
@@ -285,7 +288,7 @@ pub async fn resolve(
                     .read(&|name| std::env::var(name).ok())
                     .map_err(|e| BuildError::Other(e.to_string()))?;
                 if let Some(target) = target {
-                    let dir = private_dir(scope, "secret-")?;
+                    let dir = secret_dir(scope, &mut resolved)?;
                     let file = dir.path().join("secret");
                     write_secret(&file, &value, secret.mode, secret.uid, secret.gid)?;
                     resolved._keep.push(dir);
@@ -414,6 +417,50 @@ fn private_dir(scope: &BuildScope<'_>, prefix: &str) -> Result<tempfile::TempDir
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
         .map_err(BuildError::io("setting mode of", dir.path()))?;
     Ok(dir)
+}
+
+/// Where secrets' files are written: memory, not disk.
+const SECRET_PARENT: &str = "/dev/shm";
+
+/// `statfs`'s `f_type` of a tmpfs (linux/magic.h).
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// A private (0700) directory for one secret's file, in memory: below
+/// `/dev/shm` when it is a writable tmpfs (registered for removal on
+/// SIGTERM/SIGINT, as the work directory is), else in the build's work
+/// directory (with a warning: the value then reaches the disk of
+/// `$TMPDIR`). Either way it is removed when the RUN ends, on failure and
+/// panic too (`TempDir`).
+fn secret_dir(
+    scope: &BuildScope<'_>,
+    resolved: &mut ResolvedMounts,
+) -> Result<tempfile::TempDir, BuildError> {
+    let on_tmpfs = rustix::fs::statfs(SECRET_PARENT)
+        .map(|stat| u64::try_from(stat.f_type).unwrap_or(0) == TMPFS_MAGIC)
+        .unwrap_or(false);
+    if on_tmpfs {
+        match tempfile::Builder::new()
+            .prefix("kiln-secret-")
+            .tempdir_in(SECRET_PARENT)
+        {
+            Ok(dir) => {
+                resolved
+                    ._interruptible
+                    .push(crate::run::interrupt::directory(dir.path()));
+                fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
+                    .map_err(BuildError::io("setting mode of", dir.path()))?;
+                return Ok(dir);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot create a secret directory in {SECRET_PARENT}; the secret's file is written to the work directory")
+            }
+        }
+    } else {
+        tracing::warn!(
+            "{SECRET_PARENT} is not a tmpfs; the secret's file is written to the work directory (point TMPDIR at a tmpfs to keep it off disk)"
+        );
+    }
+    private_dir(scope, "secret-")
 }
 
 fn write_secret(

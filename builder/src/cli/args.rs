@@ -398,11 +398,13 @@ pub struct CacheArgs {
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ExecutionArgs {
-    /// How RUN is isolated: chroot (into a work directory; the host is untouched; needs root) or
-    /// inplace (as kaniko: each stage is unpacked over this container's own /, after removing
-    /// what is there except /kiln, /kaniko, /proc, /sys, /dev, /var/run, mount points and
-    /// --ignore-paths; RUN is a plain exec needing no privilege; refused outside a container
-    /// unless --force). Default: inplace inside kiln's builder image, else chroot.
+    /// How RUN is isolated: sandbox (also spelled chroot: in a work directory, with its own
+    /// namespaces, pivot_root, a container runtime's default capabilities and seccomp; the host
+    /// is untouched; needs root) or inplace (as kaniko: each stage is unpacked over this
+    /// container's own /, after removing what is there except /kiln, /kaniko, /proc, /sys, /dev,
+    /// /var/run, mount points and --ignore-paths; RUN is a plain exec needing no privilege;
+    /// refused outside a container unless --force). Default: inplace inside kiln's builder
+    /// image, else sandbox.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = default_isolation())]
     pub isolation: Isolation,
 
@@ -447,7 +449,7 @@ pub struct ExecutionArgs {
     /// Run --isolation=inplace even when no container is detected (no /.dockerenv,
     /// /run/.containerenv, $container, $KUBERNETES_SERVICE_HOST or container cgroup): the image
     /// is then unpacked over this machine's own /, deleting what is there. For disposable VMs
-    /// and sandboxes only. No effect with --isolation=chroot.
+    /// and sandboxes only. No effect with --isolation=sandbox.
     #[arg(
         long,
         value_name = "BOOL",
@@ -462,7 +464,7 @@ pub struct ExecutionArgs {
 
     /// With --isolation=inplace: when the build ends (successful or not), remove what it
     /// unpacked into / (everything but the never-touched paths), so the container can build
-    /// again. No effect with --isolation=chroot, whose work directories are always removed.
+    /// again. No effect with --isolation=sandbox, whose work directories are always removed.
     #[arg(
         long,
         value_name = "BOOL",

@@ -49,7 +49,10 @@ pub enum Emulation {
 /// How RUN is isolated from the machine kiln runs on (`--isolation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Isolation {
-    // The stage's root filesystem is a work directory RUN is chrooted into.
+    // The stage's root filesystem is a work directory RUN runs in, in a
+    // sandbox (namespaces, pivot_root, capabilities, seccomp). Spelled
+    // `sandbox`; `chroot`, its name before it was one, is still accepted.
+    #[value(name = "sandbox", alias = "chroot")]
     Chroot,
     // kaniko's model: the image is unpacked over the container's own `/`.
     Inplace,

@@ -1280,8 +1280,9 @@ pub(crate) mod tests {
 
     #[test]
     fn isolation_force_and_cleanup_reach_the_options() {
-        let table: [(&[&str], Isolation, bool, bool); 4] = [
+        let table: [(&[&str], Isolation, bool, bool); 5] = [
             (&["--isolation=chroot"], Isolation::Chroot, false, false),
+            (&["--isolation=sandbox"], Isolation::Chroot, false, false),
             (&["--isolation=inplace"], Isolation::Inplace, false, false),
             (
                 &["--isolation=inplace", "--force", "--cleanup"],
@@ -1483,7 +1484,7 @@ pub(crate) mod tests {
             ("--oci-mode=v1", "[possible values: oci, docker, auto]"),
             ("--driver=ssh", "[possible values: local, k8s, ci]"),
             ("--emulation=rosetta", "[possible values: auto, none, qemu]"),
-            ("--isolation=vm", "[possible values: chroot, inplace]"),
+            ("--isolation=vm", "[possible values: sandbox, inplace]"),
             (
                 "--snapshot-mode=fast",
                 "[possible values: full, redo, time]",

@@ -61,9 +61,9 @@ pub enum RunError {
         source: io::Error,
     },
     #[error(
-        "--isolation=chroot needs a new {namespace} namespace and the kernel refused it \
+        "--isolation=sandbox needs a new {namespace} namespace and the kernel refused it \
          (unshare: {source}): kiln needs to run as root or with CAP_SYS_ADMIN for \
-         --isolation=chroot; inside a container, use --isolation=inplace"
+         --isolation=sandbox; inside a container, use --isolation=inplace"
     )]
     NamespacesRefused {
         namespace: &'static str,
@@ -112,7 +112,7 @@ pub enum RunError {
     },
     #[error(
         "RUN --network=none needs a network namespace of its own, which --isolation=inplace \
-         does not create (it needs no privilege); use --isolation=chroot for this build"
+         does not create (it needs no privilege); use --isolation=sandbox for this build"
     )]
     NetworkNoneInPlace,
     #[error("RUN set-up thread for {name} could not start or panicked: {detail}")]

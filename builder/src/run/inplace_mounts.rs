@@ -43,6 +43,10 @@ struct Placed {
     /// The source to copy the target's content back over (a writable
     /// directory on another filesystem).
     copy_back: Option<PathBuf>,
+    /// For a copy (a file, a read-only directory): removed on SIGTERM or
+    /// SIGINT of kiln, which ends without `restore` (a secret's copy must
+    /// not stay in `/`).
+    _interruptible: Option<super::interrupt::Registered>,
 }
 
 /// The mounts of one step, materialised in `/`.
@@ -112,11 +116,14 @@ impl Materialized {
             Err(err) if is_missing(&err) => false,
             Err(err) => return Err(RunError::io("inspect", &host)(err)),
         };
+        let is_copy = matches!(mount.source, MountSource::File(_))
+            || matches!(mount.source, MountSource::Directory(_) if mount.read_only);
         let mut placed = Placed {
             target: host.clone(),
             stash: None,
             moved_from: None,
             copy_back: None,
+            _interruptible: is_copy.then(|| super::interrupt::entry_in_root(root, &host)),
         };
         if existed {
             let stash = self.stash_dir.join(format!("stash-{index}"));

@@ -1,8 +1,9 @@
 //! What a SIGTERM or SIGINT of kiln undoes before it exits: the running
 //! RUN steps (their process groups, and in the sandbox their PID
-//! namespaces, whose mounts go with them) and the build's work
-//! directories, which hold the stage root filesystems and the files of
-//! `--secret`s.
+//! namespaces, whose mounts go with them), the copies an in-place step's
+//! `RUN --mount`s put in `/` (a secret's file among them), and the
+//! build's work directories, which hold the stage root filesystems and
+//! the files of `--secret`s.
 //!
 //! The build registers each while it exists ([`directory`],
 //! [`process_group`]); the binary's signal handler calls [`clean_up`] and
@@ -28,6 +29,9 @@ struct Registry {
     /// (id, process group leader, its pidfd when available).
     groups: Vec<(u64, Pid, Option<OwnedFd>)>,
     directories: Vec<(u64, PathBuf)>,
+    /// (id, root, host path inside it): entries removed within the root
+    /// (never following a link a step may have put on the way).
+    in_root: Vec<(u64, PathBuf, PathBuf)>,
     /// Set by [`clean_up`]: a step registered afterwards is killed at once.
     interrupted: bool,
 }
@@ -36,6 +40,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next: 0,
     groups: Vec::new(),
     directories: Vec::new(),
+    in_root: Vec::new(),
     interrupted: false,
 });
 
@@ -56,6 +61,7 @@ impl Drop for Registered {
         let mut registry = registry();
         registry.groups.retain(|(id, _, _)| *id != self.0);
         registry.directories.retain(|(id, _)| *id != self.0);
+        registry.in_root.retain(|(id, _, _)| *id != self.0);
     }
 }
 
@@ -66,6 +72,19 @@ pub fn directory(path: &Path) -> Registered {
     registry.next += 1;
     let id = registry.next;
     registry.directories.push((id, path.to_path_buf()));
+    Registered(id)
+}
+
+/// Registers an entry kiln placed at `host` inside the root filesystem
+/// `root` for a step (an in-place `RUN --mount` copy), removed within the
+/// root on interruption, before the directories.
+pub(super) fn entry_in_root(root: &Path, host: &Path) -> Registered {
+    let mut registry = registry();
+    registry.next += 1;
+    let id = registry.next;
+    registry
+        .in_root
+        .push((id, root.to_path_buf(), host.to_path_buf()));
     Registered(id)
 }
 
@@ -88,7 +107,8 @@ pub(super) fn process_group(pid: Pid) -> Registered {
 pub struct Cleaned {
     pub steps_killed: usize,
     pub directories_removed: usize,
-    /// Directories that could not be removed, with the error.
+    /// Directories (or in-root entries) that could not be removed, with
+    /// the error.
     pub directories_kept: Vec<(PathBuf, String)>,
 }
 
@@ -108,6 +128,17 @@ pub fn clean_up() -> Cleaned {
     for (_, _, pidfd) in &registry.groups {
         if let Some(pidfd) = pidfd {
             wait_readable(pidfd, deadline);
+        }
+    }
+    for (_, root, host) in &registry.in_root {
+        let removed =
+            crate::fs::root_dir::RootDir::open(root).and_then(|dir| dir.remove_tree(host));
+        match removed {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => cleaned
+                .directories_kept
+                .push((host.clone(), err.to_string())),
         }
     }
     for (_, path) in &registry.directories {

@@ -7,9 +7,9 @@
 //! is started:
 //!
 //! - [`run_in_place`] is `--isolation=inplace` (see "In place" below);
-//! - [`run_in_chroot`] is `--isolation=chroot`, described first.
+//! - [`run_in_chroot`] is `--isolation=sandbox` (also spelled `chroot`), described first.
 //!
-//! [`run_in_chroot`] is `--isolation=chroot`: the command runs in a
+//! [`run_in_chroot`] is `--isolation=sandbox`: the command runs in a
 //! sandbox, as container runtimes build one: new mount, PID, UTS, IPC
 //! (and where the kernel allows, cgroup) namespaces, `pivot_root` into a
 //! stage's root filesystem with the old root detached, a fresh `/proc`
@@ -157,7 +157,11 @@
 //! is root on the host's files it can reach (its root filesystem, its
 //! `RUN --mount`s), with the capabilities above. The network is the
 //! host's unless `RUN --network=none`. There are no resource limits
-//! (cgroups): a step can use all of the machine's CPU and memory.
+//! (cgroups): a step can use all of the machine's CPU and memory. The
+//! parent-death signal is cleared by the kernel when the command itself
+//! is a set-user-ID program (`RUN ["sudo", …]` in exec form, as a
+//! non-root `USER`): such a step outlives a `SIGKILL` of kiln (SIGTERM
+//! and SIGINT still kill it).
 //!
 //! # In place (`--isolation=inplace`)
 //!

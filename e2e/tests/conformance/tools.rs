@@ -115,6 +115,16 @@ pub fn buildah_build(
     let storage = tempfile::tempdir().map_err(|e| e.to_string())?;
     // An empty auth file of its own: the developer's logins never take part.
     std::fs::write(storage.path().join("auth.json"), "{}").map_err(|e| e.to_string())?;
+    // buildah's network backend keeps its configuration and a lock file in
+    // /etc/cni/net.d unless told otherwise: a test must not create it.
+    std::fs::write(
+        storage.path().join("containers.conf"),
+        format!(
+            "[network]\nnetwork_config_dir = \"{}\"\n",
+            storage.path().join("cni").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     let buildah = |args: &[&str]| {
         let mut command = Command::new("buildah");
         command
@@ -125,6 +135,7 @@ pub fn buildah_build(
             .args(["--storage-driver", "vfs"])
             .args(args)
             .env("BUILDAH_ISOLATION", "chroot")
+            .env("CONTAINERS_CONF", storage.path().join("containers.conf"))
             .env("REGISTRY_AUTH_FILE", storage.path().join("auth.json"));
         command
     };

@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod fs;
 pub mod image;
 pub mod platform;
+pub mod progress;
 pub mod registry;
 pub mod run;
 pub mod tls;

@@ -163,7 +163,7 @@ fn warning_run(extra: &[&str], env: &[(&str, &str)]) -> Vec<String> {
 fn text_logs_are_plain() {
     let logs = warning_run(&["--log-format=text"], &[]);
     assert_eq!(logs.len(), 1, "{logs:?}");
-    assert!(logs[0].starts_with(" WARN "), "{logs:?}");
+    assert!(logs[0].starts_with("WARN "), "{logs:?}");
     assert!(logs[0].contains(WARNING), "{logs:?}");
     assert!(!logs[0].contains('\u{1b}'), "{logs:?}");
 }
@@ -182,12 +182,32 @@ fn json_logs_are_one_object_per_line() {
         (&["--log-format=json"][..], false),
         (&["--log-format=json", "--log-timestamp"][..], true),
     ] {
-        let logs = warning_run(extra, &[]);
-        assert_eq!(logs.len(), 1, "{logs:?}");
-        let line: serde_json::Value = serde_json::from_str(&logs[0]).unwrap();
+        let args: Vec<&str> = WARNING_ARGS.iter().chain(extra).copied().collect();
+        let output = kiln_with_env(&args, &[]);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        // Every line is an object, the final error included.
+        let text = stderr(&output);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let line = &lines[0];
         assert_eq!(line["level"], "WARN", "{line}");
         assert_eq!(line["fields"]["message"], WARNING, "{line}");
         assert_eq!(line.get("timestamp").is_some(), with_time, "{line}");
+        let error = &lines[1];
+        assert_eq!(error["level"], "ERROR", "{error}");
+        assert_eq!(
+            format!(
+                "error: {}\n",
+                error["fields"]["message"].as_str().unwrap_or_default()
+            ),
+            NO_DESTINATION,
+            "{error}"
+        );
+        assert_eq!(error["fields"]["exit_code"], 1, "{error}");
+        assert_eq!(error.get("timestamp").is_some(), with_time, "{error}");
     }
 }
 

@@ -18,6 +18,7 @@ mod run_step;
 mod sources;
 mod stage;
 mod state;
+pub(crate) mod step_log;
 mod workdir_step;
 
 use std::collections::BTreeMap;
@@ -78,6 +79,8 @@ pub struct BuiltImage {
     image: StageImage,
     /// Its cache, whose pushes must finish before the build succeeds.
     cache: Option<PlatformCache>,
+    platform: Platform,
+    started: std::time::Instant,
 }
 
 impl Session {
@@ -243,6 +246,7 @@ impl Session {
         options: &BuildOptions,
         platform: &Platform,
     ) -> Result<BuiltImage, BuildError> {
+        let started = std::time::Instant::now();
         let (vars, plan) = self.plan(options, platform)?;
         run_mounts::check_required_secrets(&self.dockerfile, &plan, &vars, &options.secrets)?;
         let cache = match &self.cache {
@@ -259,11 +263,22 @@ impl Session {
             }
             None => None,
         };
+        let stages: Vec<String> = plan
+            .stages
+            .iter()
+            .map(|planned| {
+                let name = self.dockerfile.stages[planned.index].name.as_deref();
+                step_log::stage_name(name, planned.index)
+            })
+            .collect();
         info!(
+            target: crate::cli::logging::STEP_TARGET,
             platform = %platform,
             stages = plan.stages.len(),
-            "building {}",
-            self.dockerfile_path.display()
+            "[{platform}] building {}: stage{} {}",
+            self.dockerfile_path.display(),
+            if stages.len() == 1 { "" } else { "s" },
+            stages.join(", ")
         );
         let scope = BuildScope {
             dockerfile: &self.dockerfile,
@@ -315,7 +330,12 @@ impl Session {
         for unused in vars.unused_build_args() {
             warn!("build argument {unused} was not consumed by any ARG");
         }
-        Ok(BuiltImage { image, cache })
+        Ok(BuiltImage {
+            image,
+            cache,
+            platform: platform.clone(),
+            started,
+        })
     }
 
     /// Sends a built image where `plan` says.
@@ -325,15 +345,23 @@ impl Session {
         plan: &OutputPlan<'_>,
     ) -> Result<BuildOutcome, BuildError> {
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
+        let mut cache_counts = None;
         if let Some(cache) = &image.cache {
             let CacheCounts { hits, misses } = cache.finish().await;
             outcome.cache_hits = hits;
             outcome.cache_misses = misses;
-            info!(
-                "{}: {hits} cache hits, {misses} cache misses",
-                outcome.digest
-            );
+            cache_counts = Some((hits, misses));
         }
+        let layers = &image.image.layers;
+        let summary = step_log::Summary {
+            platform: &image.platform,
+            digest: &outcome.digest,
+            layers: layers.len(),
+            compressed_bytes: layers.iter().map(|l| l.descriptor.size).sum(),
+            cache: cache_counts,
+            elapsed: image.started.elapsed(),
+        };
+        info!(target: crate::cli::logging::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
     }
 }

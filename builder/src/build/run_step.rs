@@ -5,16 +5,14 @@
 //! one layer.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use tracing::info;
 
 use super::BuildError;
 use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
 use super::run_mounts;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
+use super::step_log::Step;
 use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
 use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
@@ -35,6 +33,7 @@ pub async fn run_step(
     vars: &StageVars,
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
+    step: &Step<'_>,
 ) -> Result<(), BuildError> {
     if let Some(security) = &run.security
         && security != "sandbox"
@@ -52,7 +51,6 @@ pub async fn run_step(
             )));
         }
     };
-    info!("{}", instruction.text);
     let mounts = run_mounts::parse_run_mounts(run, vars)?;
     let workdir = image.config.workdir();
 
@@ -132,17 +130,32 @@ pub async fn run_step(
             scope.blobs.work_dir,
         ))?;
     let scratch_path = scratch.path().to_path_buf();
+    // With --log-format=json every output line is an object of its own.
+    let json = crate::cli::logging::json_lines();
+    let (step_platform, step_stage) = (step.platform.clone(), step.stage.to_string());
+    let (number, total) = (step.number, step.total);
     let result = tokio::task::spawn_blocking(move || {
-        let mut stderr = std::io::stderr();
+        let step = Step {
+            platform: &step_platform,
+            stage: &step_stage,
+            number,
+            total,
+        };
+        let mut lines = OutputLines::default();
         // The build's log is stderr; a failed write there is not the
         // step's failure.
-        let mut log = |chunk: &[u8]| {
-            let _ = stderr.write_all(chunk);
+        let mut log = |chunk: &[u8]| match json {
+            true => lines.push(chunk, |line| step.output(line)),
+            false => {
+                let _ = crate::progress::write_stderr(chunk);
+            }
         };
-        match isolation {
+        let result = match isolation {
             Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
             Isolation::Inplace => run_in_place(&spec, &scratch_path, &mut log),
-        }
+        };
+        lines.finish(|line| step.output(line));
+        result
     })
     .await
     .map_err(|e| BuildError::Other(format!("the RUN task failed: {e}")))?;
@@ -189,6 +202,31 @@ pub async fn run_step(
     Ok(())
 }
 
+/// A command's output cut into lines, for logging one event per line; a
+/// partial line waits for its end (or for [`OutputLines::finish`]).
+#[derive(Default)]
+struct OutputLines {
+    pending: Vec<u8>,
+}
+
+impl OutputLines {
+    fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(&str)) {
+        self.pending.extend_from_slice(chunk);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]);
+            emit(text.strip_suffix('\r').unwrap_or(&text));
+        }
+    }
+
+    fn finish(&mut self, mut emit: impl FnMut(&str)) {
+        if !self.pending.is_empty() {
+            emit(&String::from_utf8_lossy(&self.pending));
+            self.pending.clear();
+        }
+    }
+}
+
 /// Image paths no snapshot captures: the kernel's and the runner's mounts,
 /// kiln's and kaniko's own directories, /var/run unless
 /// `--ignore-var-run=false`, and every `--ignore-path`.
@@ -220,4 +258,28 @@ fn remove_script(path: &Path) -> Result<(), BuildError> {
         std::fs::remove_dir_all(dir).map_err(BuildError::io("removing", dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputLines;
+
+    #[test]
+    fn output_is_cut_into_lines() {
+        let table: [(&[&[u8]], &[&str]); 4] = [
+            (&[b"one\ntwo\n"], &["one", "two"]),
+            (&[b"par", b"tial\r\nend"], &["partial", "end"]),
+            (&[b"\n\n"], &["", ""]),
+            (&[b"bad \xff byte\n"], &["bad \u{fffd} byte"]),
+        ];
+        for (chunks, want) in table {
+            let mut lines = OutputLines::default();
+            let mut got = Vec::new();
+            for chunk in chunks {
+                lines.push(chunk, |line| got.push(line.to_string()));
+            }
+            lines.finish(|line| got.push(line.to_string()));
+            assert_eq!(got, want, "{chunks:?}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
 use super::BuildError;
 use super::base_cache::pull_base_image;
@@ -13,6 +13,7 @@ use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
+use super::step_log::{self, Step, StepEnd};
 use super::workdir_step::workdir_step;
 use crate::cache::{BaseOf, PlatformCache, base_key};
 use crate::cli::options::Isolation;
@@ -71,8 +72,8 @@ pub async fn build_stage(
     needed_later: bool,
 ) -> Result<StageImage, BuildError> {
     let stage = &scope.dockerfile.stages[index];
-    let span =
-        info_span!("stage", platform = %scope.target_platform, stage = %stage.display_name());
+    let name = step_log::stage_name(stage.name.as_deref(), index);
+    let span = info_span!("stage", platform = %scope.target_platform, stage = %name);
     run_stage(scope, index, base, platform, built, needed_later)
         .instrument(span)
         .await
@@ -97,7 +98,19 @@ async fn run_stage(
             })?,
         None => scope.target_platform.clone(),
     };
-    info!("FROM {}", describe_base(base));
+    let stage_name = step_log::stage_name(stage.name.as_deref(), index);
+    // FROM is step 1. The base's ONBUILD triggers, known once it is
+    // resolved, run before the stage's own instructions and are counted
+    // with them from then on.
+    let total = 1 + stage.instructions.len();
+    let from_step = Step {
+        platform: scope.target_platform,
+        stage: &stage_name,
+        number: 1,
+        total,
+    };
+    from_step.started(&format!("FROM {}", describe_base(scope.dockerfile, base)));
+    let started = std::time::Instant::now();
     let mut image = match base {
         Base::Scratch => {
             let mut config = ImageConfig::scratch(&stage_platform);
@@ -118,6 +131,11 @@ async fn run_stage(
         Base::Image(reference) => pull_base(scope, reference, &stage_platform).await?,
     };
     image.config.begin_stage();
+    let from_end = StepEnd {
+        cached: false,
+        layer_bytes: None,
+    };
+    from_step.finished(from_end, started.elapsed());
 
     let mut vars = scope.vars.stage(&image.config.config.env);
     let triggers = image.config.take_onbuild();
@@ -140,12 +158,23 @@ async fn run_stage(
             .map_err(|e| BuildError::Other(e.to_string()))?;
         single = Some(baseline);
     }
+    let total = 1 + instructions.len();
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.
         let keep_rootfs = single.is_some()
             || needed_later
             || last_fs_instruction.is_some_and(|last| position < last);
+        let step = Step {
+            platform: scope.target_platform,
+            stage: &stage_name,
+            number: position + 2,
+            total,
+        };
+        step.started(&instruction.text);
+        let started = std::time::Instant::now();
+        let hits_before = scope.cache.map(|cache| cache.hits());
+        let layers_before = image.layers.len();
         run_instruction(
             scope,
             index,
@@ -155,9 +184,17 @@ async fn run_stage(
             &mut vars,
             built,
             keep_rootfs,
+            &step,
         )
         .await
         .map_err(|error| at_line(instruction, error))?;
+        let end = StepEnd {
+            cached: scope.cache.map(|cache| cache.hits()) > hits_before,
+            layer_bytes: (image.layers.len() > layers_before)
+                .then(|| image.layers.last().map(|l| l.descriptor.size))
+                .flatten(),
+        };
+        step.finished(end, started.elapsed());
     }
     if let Some(snapshotter) = &mut single {
         let plan = snapshotter
@@ -185,10 +222,12 @@ fn writes_files(kind: &InstructionKind) -> bool {
     )
 }
 
-fn describe_base(base: &Base) -> String {
+fn describe_base(dockerfile: &Dockerfile, base: &Base) -> String {
     match base {
         Base::Scratch => "scratch".to_string(),
-        Base::Stage(index) => format!("stage {index}"),
+        Base::Stage(index) => {
+            step_log::stage_name(dockerfile.stages[*index].name.as_deref(), *index)
+        }
         Base::Image(reference) => reference.clone(),
     }
 }
@@ -255,6 +294,7 @@ async fn run_instruction(
     vars: &mut StageVars,
     built: &mut BTreeMap<usize, StageImage>,
     keep_rootfs: bool,
+    step: &Step<'_>,
 ) -> Result<(), BuildError> {
     let is_metadata = !writes_files(&instruction.kind);
     // Metadata instructions are never cached (they cost nothing) but they
@@ -342,6 +382,7 @@ async fn run_instruction(
                 vars,
                 built,
                 keep_rootfs,
+                step,
             )
             .await;
         }
@@ -431,7 +472,6 @@ async fn copy_instruction(
     keep_rootfs: bool,
 ) -> Result<(), BuildError> {
     let name = if is_add { "ADD" } else { "COPY" };
-    info!("{}", instruction.text);
     let dest = vars.expand(&copy.dest)?;
     let workdir = image.config.workdir();
     let chmod = copy

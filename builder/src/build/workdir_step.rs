@@ -9,8 +9,6 @@
 
 use std::path::Path;
 
-use tracing::info;
-
 use super::BuildError;
 use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
 use super::stage::{BuildScope, commit_layer, layer_written};
@@ -46,7 +44,6 @@ pub async fn workdir_step(
             .add_history(scope.created(), &instruction.text, None, None);
         return Ok(());
     }
-    info!("{}", instruction.text);
 
     let cache = run_layer_cache(scope);
     if restore_hit(

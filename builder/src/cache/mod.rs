@@ -146,6 +146,11 @@ impl PlatformCache {
         &self.repository
     }
 
+    /// Lookups answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
     /// Looks `key` up and counts the answer. A cache repository that
     /// cannot be read is warned about once and then left alone: the
     /// build goes on without the cache, it does not fail.

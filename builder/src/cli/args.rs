@@ -608,7 +608,8 @@ pub struct LoggingArgs {
     pub verbosity: Verbosity,
 
     /// Log format on stderr: text (plain), color (with ANSI colours) or json (one object per
-    /// line).
+    /// line, RUN output and the final error included, each step line with its platform, stage
+    /// and step).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -624,6 +625,12 @@ pub struct LoggingArgs {
         value_parser = parse_bool,
     )]
     pub log_timestamp: bool,
+
+    /// Pull and push progress on stderr: tty draws a live bar per blob (bytes, rate), plain logs
+    /// one line per blob pulled or pushed (its size and time), auto is tty when stderr is a
+    /// terminal and the log is not json, plain otherwise.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::progress::Progress::Auto)]
+    pub progress: crate::progress::Progress,
 }
 
 /// kaniko's flags that kiln has no flag of its own for: each has kaniko's

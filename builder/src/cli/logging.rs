@@ -1,11 +1,23 @@
 //! Logs on stderr, filtered by `--verbosity` (or `RUST_LOG`), formatted by
 //! `--log-format`. stdout stays free for output a script may capture.
+//!
+//! Text lines carry the message and its fields only: no module paths, no
+//! span names (a step's line says its platform, stage and step itself).
+//! JSON lines are one object each, and everything kiln writes to stderr
+//! during a build goes through them (see [`json_lines`]).
 
+use std::sync::OnceLock;
+
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::Registry;
 use tracing_subscriber::fmt;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// `--verbosity`: kaniko's (logrus) level names.
@@ -87,17 +99,115 @@ pub fn make_filter(
     }
 }
 
+/// The text line of an event: `[time] [LEVEL] message fields`, the level
+/// shown only when it is not INFO (buildx prints no level either).
+struct TextLine {
+    timestamps: bool,
+    ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for TextLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        if self.timestamps {
+            fmt::time::SystemTime.format_time(&mut writer)?;
+            writer.write_char(' ')?;
+        }
+        let level = *event.metadata().level();
+        if level != Level::INFO {
+            let (colour, name) = level_style(level);
+            match self.ansi {
+                true => write!(writer, "\x1b[{colour}m{name}\x1b[0m ")?,
+                false => write!(writer, "{name} ")?,
+            }
+        }
+        if event.metadata().target() == STEP_TARGET {
+            // Its fields are for machines; the message says it all.
+            let mut message = MessageOnly(String::new());
+            event.record(&mut message);
+            writer.write_str(&message.0)?;
+        } else {
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+        }
+        // At debug and trace, the spans' fields say where it happened.
+        if level > Level::INFO
+            && let Some(scope) = ctx.event_scope()
+        {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, " {fields}")?;
+                }
+            }
+        }
+        writeln!(writer)
+    }
+}
+
+/// The target of the build's step lines (`build::step_log`) and blob
+/// lines (`progress`), whose fields repeat their message: text shows the
+/// message alone.
+pub const STEP_TARGET: &str = "kiln::step";
+
+struct MessageOnly(String);
+
+impl tracing::field::Visit for MessageOnly {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.push_str(&format!("{value:?}"));
+        }
+    }
+}
+
+/// A level's ANSI colour code and its name as printed.
+fn level_style(level: Level) -> (u8, &'static str) {
+    match level {
+        Level::ERROR => (31, "ERROR"),
+        Level::WARN => (33, "WARN"),
+        Level::INFO => (32, "INFO"),
+        Level::DEBUG => (34, "DEBUG"),
+        Level::TRACE => (35, "TRACE"),
+    }
+}
+
 fn format_layer(format: LogFormat, timestamps: bool) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let base = fmt::layer().with_writer(std::io::stderr);
+    // Through the progress bars, which step aside for each line.
+    let base = fmt::layer().with_writer(|| crate::progress::StderrWriter);
     match (format, timestamps) {
-        (LogFormat::Json, true) => base.json().boxed(),
-        (LogFormat::Json, false) => base.json().without_time().boxed(),
-        (text, true) => base.with_ansi(text == LogFormat::Color).boxed(),
-        (text, false) => base
+        (LogFormat::Json, true) => base.json().with_target(false).boxed(),
+        (LogFormat::Json, false) => base.json().with_target(false).without_time().boxed(),
+        (text, _) => base
             .with_ansi(text == LogFormat::Color)
-            .without_time()
+            .event_format(TextLine {
+                timestamps,
+                ansi: text == LogFormat::Color,
+            })
             .boxed(),
     }
+}
+
+/// The format the process logger was installed with.
+static INSTALLED_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Whether stderr is a stream of JSON objects: then a RUN step's output
+/// and the final error are logged as events rather than written as text.
+pub fn json_lines() -> bool {
+    INSTALLED_FORMAT.get() == Some(&LogFormat::Json)
 }
 
 /// Installs the process-wide logger. Call once, before anything logs.
@@ -112,7 +222,9 @@ pub fn init_logging(
         .with(format_layer(format, timestamps))
         .with(filter)
         .try_init()
-        .map_err(LoggingError::Install)
+        .map_err(LoggingError::Install)?;
+    let _ = INSTALLED_FORMAT.set(format);
+    Ok(())
 }
 
 #[cfg(test)]

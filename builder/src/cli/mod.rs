@@ -35,6 +35,14 @@ pub fn main() -> ExitCode {
     if let Err(error) = init_logging(logging.verbosity, logging.log_format, logging.log_timestamp) {
         return report(&error.into());
     }
+    {
+        use std::io::IsTerminal;
+        crate::progress::install(crate::progress::choose(
+            logging.progress,
+            std::io::stderr().is_terminal(),
+            logging.log_format == logging::LogFormat::Json,
+        ));
+    }
     let outcome = args
         .into_options()
         .map_err(anyhow::Error::from)
@@ -74,7 +82,14 @@ async fn execute_interruptible(options: BuildOptions) -> anyhow::Result<()> {
     // return from here on: dropping `build` now would wait for the
     // registry `clean_up` keeps locked.
     let cleaned = crate::run::interrupt::clean_up();
-    eprintln!("{}", interrupted_line(name, &cleaned));
+    match logging::json_lines() {
+        true => tracing::error!(
+            exit_code = 128 + number,
+            "{}",
+            interrupted_line(name, &cleaned).trim_start_matches("error: ")
+        ),
+        false => eprintln!("{}", interrupted_line(name, &cleaned)),
+    }
     std::process::exit(128 + number);
 }
 
@@ -100,21 +115,31 @@ fn interrupted_line(signal: &str, cleaned: &crate::run::interrupt::Cleaned) -> S
 }
 
 fn report(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {}", one_line(error));
-    exit_code(error)
+    let message = one_line(error);
+    let code = exit_code(error);
+    // With --log-format=json the error is one more object of the stream.
+    match logging::json_lines() {
+        true => tracing::error!(exit_code = exit_code_number(error), "{message}"),
+        false => eprintln!("error: {message}"),
+    }
+    code
+}
+
+/// The number [`exit_code`] exits with.
+fn exit_code_number(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::build::BuildError>())
+        .and_then(crate::build::BuildError::exit_code)
+        .and_then(|c| u8::try_from(c).ok())
+        .filter(|c| *c != 0)
+        .unwrap_or(1)
 }
 
 /// A failed RUN's own exit code, as `docker build` and a shell script
 /// would end with; 1 for every other failure.
 fn exit_code(error: &anyhow::Error) -> ExitCode {
-    let code = error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<crate::build::BuildError>())
-        .and_then(crate::build::BuildError::exit_code);
-    match code.and_then(|c| u8::try_from(c).ok()) {
-        Some(code) if code != 0 => ExitCode::from(code),
-        _ => ExitCode::FAILURE,
-    }
+    ExitCode::from(exit_code_number(error))
 }
 
 /// The error and its causes joined with ": ", one line a user can grep.
@@ -164,7 +189,7 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
                         outcome.cache_hits, outcome.cache_misses
                     ),
                 };
-                eprintln!("{}: {}{cache}", build.platform, outcome.digest);
+                tracing::info!("{}: {}{cache}", build.platform, outcome.digest);
             }
             match index {
                 Some(index) => index.references.iter().for_each(|r| println!("{r}")),

@@ -1397,7 +1397,7 @@ pub(crate) mod tests {
              skip-tls-verify-registry registry-certificate registry-mirror push-retry \
              push-retry-initial-delay push-retry-max-delay image-download-retry",
             "namespace context-repo detach build-request",
-            "verbosity log-format log-timestamp",
+            "verbosity log-format log-timestamp progress",
             "bucket git registry-map skip-default-registry-fallback no-push-cache \
              skip-push-permission-check image-format kaniko-dir use-new-run compressed-caching \
              push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \

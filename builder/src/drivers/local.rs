@@ -279,6 +279,14 @@ async fn build_all(
 ) -> Result<Vec<PlatformBuild>, BuildError> {
     let (emulated, _) = super::preflight::preflight(&session, &options, &options.platforms).await?;
     let emulated = Arc::new(emulated);
+    let names: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
+    info!(
+        target: crate::cli::logging::STEP_TARGET,
+        platforms = names.len(),
+        "building {} platforms: {}",
+        names.len(),
+        names.join(", ")
+    );
     // In place, every platform's stages take the one `/` in turn.
     let cores = match options.execution.isolation {
         Isolation::Inplace => 1,
@@ -300,7 +308,6 @@ async fn build_all(
                 .acquire()
                 .await
                 .map_err(|e| BuildError::Other(e.to_string()))?;
-            info!("[{platform}] building");
             log_emulation(&platform, &emulated, options.multi_platform.emulation);
             let image = session.build(&options, &platform).await?;
             let multi = &options.multi_platform;
@@ -314,7 +321,6 @@ async fn build_all(
             let outcome = session
                 .publish(&image, &OutputPlan::registry_only(&options, mode))
                 .await?;
-            info!("[{platform}] done: {}", outcome.digest);
             Ok::<_, BuildError>(PlatformBuild { platform, outcome })
         }));
     }

@@ -25,6 +25,7 @@ use super::select::{
     manifest_media_type, select_entry,
 };
 use crate::platform::Platform;
+use crate::progress::{Direction, Transfer};
 
 const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
 const PUSH_FLAG: &str = "--push-retry";
@@ -423,9 +424,20 @@ impl Registry {
         };
         let file = tokio::fs::File::create(dest).await.map_err(io_err)?;
         let mut out = tokio::io::BufWriter::with_capacity(IO_CHUNK, file);
-        self.download(clients, image, digest, size, &mut out, dest, op)
-            .await?;
+        let transfer = Transfer::start(Direction::Pull, digest, size, &repository_of(image));
+        self.download(
+            clients,
+            image,
+            digest,
+            size,
+            &mut out,
+            dest,
+            op,
+            Some(&transfer),
+        )
+        .await?;
         out.flush().await.map_err(io_err)?;
+        transfer.finish();
         Ok(())
     }
 
@@ -467,6 +479,7 @@ impl Registry {
                     &mut bytes,
                     Path::new("(memory)"),
                     &op,
+                    None,
                 )
                 .await?;
                 Ok(bytes)
@@ -487,6 +500,7 @@ impl Registry {
         out: &mut W,
         dest: &Path,
         op: &Op,
+        progress: Option<&Transfer>,
     ) -> Result<(), RegistryError> {
         let mut hasher = BlobHasher::for_digest(digest).ok_or_else(|| RegistryError::Protocol {
             operation: op.text.clone(),
@@ -517,6 +531,9 @@ impl Registry {
                 });
             }
             hasher.update(&chunk);
+            if let Some(progress) = progress {
+                progress.advance(chunk.len() as u64);
+            }
             out.write_all(&chunk)
                 .await
                 .map_err(|source| RegistryError::Io {
@@ -647,13 +664,21 @@ impl Registry {
                 return Ok(());
             }
             let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+            let transfer = Transfer::start(Direction::Push, digest, size, &repository);
+            let bar = transfer.bar();
             let body = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)
+                .inspect_ok(move |chunk| {
+                    if let Some(bar) = &bar {
+                        bar.inc(chunk.len() as u64);
+                    }
+                })
                 .map_err(OciDistributionError::IoError);
             clients
                 .oci
                 .push_blob_stream(target, body, digest, Some(size))
                 .await
                 .map_err(|e| self.fail(&op, e))?;
+            transfer.finish();
             Ok(())
         })
         .await

@@ -7,6 +7,7 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -43,8 +44,13 @@ fn free_port() -> u16 {
 struct Server(Child);
 
 impl Drop for Server {
+    /// `git daemon` runs `git-daemon` as a child of its own: the server runs
+    /// in a process group of its own and the whole group is killed, or the
+    /// daemon would outlive the test.
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if let Some(group) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.0.wait();
     }
 }
@@ -410,6 +416,7 @@ async fn git_context_with_ref_and_subdirectory() {
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("git daemon"),
     );

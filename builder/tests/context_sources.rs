@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,8 +19,13 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// `git daemon` runs `git-daemon` as a child of its own: the server runs
+    /// in a process group of its own (see [`git_server`]) and the whole
+    /// group is killed, or the daemon would outlive the test.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -171,6 +177,7 @@ fn git_server(base: &Path) -> (Server, u16, String, String) {
         .arg(&served)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("starting git daemon: {e}"));
     let server = Server { child };

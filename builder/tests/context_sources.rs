@@ -19,13 +19,15 @@ struct Server {
 }
 
 impl Drop for Server {
-    /// `git daemon` runs `git-daemon` as a child of its own: the server runs
-    /// in a process group of its own (see [`git_server`]) and the whole
+    /// `git daemon` runs `git-daemon` as a child of its own: it is started
+    /// as the leader of a process group (see [`git_server`]) and the whole
     /// group is killed, or the daemon would outlive the test.
     fn drop(&mut self) {
         if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
+        // A server not started as a group leader has no group of that id.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

@@ -154,39 +154,37 @@ fn build(sandbox: &Sandbox, entries: &[(String, Kind)]) -> Vec<u8> {
     tar(&entries)
 }
 
+/// Unpacks `layers` in order into a fresh sandbox and returns what lies
+/// outside its root before and after. Errors are fine (a hardlink to
+/// nothing, a file as parent); escaping is not.
+fn unpack_in_sandbox(layers: &[Vec<(String, Kind)>]) -> (Vec<String>, Vec<String>) {
+    let sandbox = Sandbox::new();
+    let before = sandbox.outside_snapshot();
+    for entries in layers {
+        let _ = unpack_layer(
+            build(&sandbox, entries).as_slice(),
+            &sandbox.root,
+            &UnpackOptions::default(),
+        );
+    }
+    (before, sandbox.outside_snapshot())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn crafted_layers_stay_inside_the_root(layers in prop::collection::vec(layer(), 1..4)) {
-        let sandbox = Sandbox::new();
-        let before = sandbox.outside_snapshot();
-        for entries in &layers {
-            // Errors are fine (a hardlink to nothing, a file as parent);
-            // escaping is not.
-            let _ = unpack_layer(
-                build(&sandbox, entries).as_slice(),
-                &sandbox.root,
-                &UnpackOptions::default(),
-            );
-        }
-        prop_assert_eq!(sandbox.outside_snapshot(), before);
+        let (before, after) = unpack_in_sandbox(&layers);
+        prop_assert_eq!(after, before);
     }
 
     #[test]
     fn parents_swapped_for_symlinks_mid_layer_stay_inside_the_root(
         layers in prop::collection::vec(swapping_layer(), 1..3),
     ) {
-        let sandbox = Sandbox::new();
-        let before = sandbox.outside_snapshot();
-        for entries in &layers {
-            let _ = unpack_layer(
-                build(&sandbox, entries).as_slice(),
-                &sandbox.root,
-                &UnpackOptions::default(),
-            );
-        }
-        prop_assert_eq!(sandbox.outside_snapshot(), before);
+        let (before, after) = unpack_in_sandbox(&layers);
+        prop_assert_eq!(after, before);
     }
 
     #[test]

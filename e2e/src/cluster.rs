@@ -91,13 +91,19 @@ pub struct UpReport {
     pub kube_bin: PathBuf,
 }
 
-/// Parses `up.sh`'s `KEY=value` lines; other lines are ignored.
-pub fn parse_up_report(script: &Path, stdout: &str) -> Result<UpReport, ClusterError> {
+/// A script's report: `get(KEY)` is the value of its `KEY=value` line
+/// (other lines are ignored), an error naming the script and its output
+/// when the line is missing or empty. Shared by `up.sh`'s and
+/// `real-node.sh`'s parsers.
+pub(crate) fn report_values<'a>(
+    script: &'a Path,
+    stdout: &'a str,
+) -> impl Fn(&'static str) -> Result<String, ClusterError> + 'a {
     let values: BTreeMap<&str, &str> = stdout
         .lines()
         .filter_map(|line| line.trim_end().split_once('='))
         .collect();
-    let get = |key: &'static str| {
+    move |key| {
         values
             .get(key)
             .filter(|value| !value.is_empty())
@@ -107,7 +113,12 @@ pub fn parse_up_report(script: &Path, stdout: &str) -> Result<UpReport, ClusterE
                 key,
                 output: stdout.to_string(),
             })
-    };
+    }
+}
+
+/// Parses `up.sh`'s `KEY=value` lines; other lines are ignored.
+pub fn parse_up_report(script: &Path, stdout: &str) -> Result<UpReport, ClusterError> {
+    let get = report_values(script, stdout);
     Ok(UpReport {
         kubeconfig: PathBuf::from(get("KUBECONFIG")?),
         api_url: get("API_URL")?,

@@ -8,7 +8,6 @@
 //! containerd pulls from and its pods reach: push every image a pod runs
 //! there (HTTPS, certificate from the cluster CA).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,21 +40,7 @@ pub struct NodeReport {
 
 /// Parses `real-node.sh`'s `KEY=value` lines; other lines are ignored.
 pub fn parse_node_report(script: &Path, stdout: &str) -> Result<NodeReport, ClusterError> {
-    let values: BTreeMap<&str, &str> = stdout
-        .lines()
-        .filter_map(|line| line.trim_end().split_once('='))
-        .collect();
-    let get = |key: &'static str| {
-        values
-            .get(key)
-            .filter(|value| !value.is_empty())
-            .map(|value| value.to_string())
-            .ok_or_else(|| ClusterError::MissingOutput {
-                script: script.to_path_buf(),
-                key,
-                output: stdout.to_string(),
-            })
-    };
+    let get = crate::cluster::report_values(script, stdout);
     Ok(NodeReport {
         node_name: get("NODE_NAME")?,
         node_ip: get("NODE_IP")?,

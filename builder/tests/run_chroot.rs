@@ -5,15 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod busybox_root;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kiln_builder::run::{DEFAULT_PATH, Network, RunOutput, RunSpec, run_in_chroot};
 
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: [&str; 19] = [
     "sh", "echo", "id", "cat", "sleep", "touch", "ls", "mount", "env", "pwd", "true", "head", "wc",
     "seq", "stat", "grep", "kill", "chmod", "rm",
@@ -41,16 +42,7 @@ impl Image {
     fn new() -> Image {
         require_root();
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        fs::create_dir_all(root.join("bin")).unwrap();
-        fs::create_dir_all(root.join("etc")).unwrap();
-        fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-        fs::set_permissions(root.join("bin/busybox"), fs::Permissions::from_mode(0o755)).unwrap();
-        for applet in APPLETS {
-            symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        fs::write(root.join("etc/passwd"), PASSWD).unwrap();
-        fs::write(root.join("etc/group"), GROUP).unwrap();
+        let root = busybox_root::rootfs(dir.path(), &APPLETS, PASSWD, GROUP);
         fs::write(dir.path().join("sentinel"), SENTINEL).unwrap();
         Image { dir, root }
     }

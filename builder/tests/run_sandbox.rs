@@ -12,14 +12,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod busybox_root;
+
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_builder::run::{RunOutput, RunSpec, run_in_chroot};
 
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: [&str; 6] = ["sh", "cat", "grep", "readlink", "id", "hostname"];
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n";
 const GROUP: &str = "root:x:0:\napp:x:1000:\n";
@@ -46,16 +47,7 @@ impl Image {
     fn new() -> Image {
         require_root();
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        fs::create_dir_all(root.join("bin")).unwrap();
-        fs::create_dir_all(root.join("etc")).unwrap();
-        fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-        fs::set_permissions(root.join("bin/busybox"), fs::Permissions::from_mode(0o755)).unwrap();
-        for applet in APPLETS {
-            symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        fs::write(root.join("etc/passwd"), PASSWD).unwrap();
-        fs::write(root.join("etc/group"), GROUP).unwrap();
+        let root = busybox_root::rootfs(dir.path(), &APPLETS, PASSWD, GROUP);
         fs::write(dir.path().join("sentinel"), SENTINEL).unwrap();
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sandbox/escape.c");
         let escape = root.join("bin/escape");

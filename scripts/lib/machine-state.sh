@@ -7,7 +7,7 @@
 # hostile layer, a RUN step or a kubelet could change (an earlier unpacker
 # bug set /etc to 0700 and its mtime to a test's layer time), the modes of
 # the shared temporary directories (their contents change legitimately),
-# the kernel settings a kubelet sets on start, and the hostname.
+# the kernel settings a kubelet sets on start, the host and domain names.
 
 machine_state() {
   local dir
@@ -24,4 +24,5 @@ machine_state() {
     [ -r "/proc/sys/$key" ] && printf 'sysctl %s %s\n' "$key" "$(cat "/proc/sys/$key")"
   done
   printf 'hostname %s\n' "$(cat /proc/sys/kernel/hostname)"
+  printf 'domainname %s\n' "$(cat /proc/sys/kernel/domainname)"
 }

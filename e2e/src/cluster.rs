@@ -91,6 +91,19 @@ pub struct UpReport {
     pub kube_bin: PathBuf,
 }
 
+/// A new directory below `parent` that outlives its `TempDir`: the script
+/// that supervises the servers started in it removes it.
+pub(crate) fn kept_state_dir(parent: &Path, prefix: &str) -> Result<PathBuf, ClusterError> {
+    Ok(tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .map_err(|source| ClusterError::StateDir {
+            dir: parent.to_path_buf(),
+            source,
+        })?
+        .keep())
+}
+
 /// A script's report: `get(KEY)` is the value of its `KEY=value` line
 /// (other lines are ignored), an error naming the script and its output
 /// when the line is missing or empty. Shared by `up.sh`'s and
@@ -231,17 +244,9 @@ impl Cluster {
     /// linux/amd64, one linux/arm64), building the binaries first if they
     /// are not cached.
     pub async fn start() -> Result<Cluster, ClusterError> {
-        let parent = std::env::temp_dir();
-        let state_dir = tempfile::Builder::new()
-            .prefix("kiln-e2e-cluster-")
-            .tempdir_in(&parent)
-            .map_err(|source| ClusterError::StateDir {
-                dir: parent.clone(),
-                source,
-            })?
-            // The supervising up.sh removes it, also when it outlives this
-            // process.
-            .keep();
+        // The supervising up.sh removes it, also when it outlives this
+        // process.
+        let state_dir = kept_state_dir(&std::env::temp_dir(), "kiln-e2e-cluster-")?;
         let script = scripts_dir().join("up.sh");
         // Blocking I/O (the bring-up takes seconds, a cold build minutes):
         // kept off the async runtime's threads.

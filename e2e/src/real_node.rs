@@ -70,15 +70,7 @@ impl RealNode {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
-        let state_dir = tempfile::Builder::new()
-            .prefix("kiln-e2e-node-")
-            .tempdir_in(&parent)
-            .map_err(|source| ClusterError::StateDir {
-                dir: parent.clone(),
-                source,
-            })?
-            // The supervising script removes it.
-            .keep();
+        let state_dir = crate::cluster::kept_state_dir(&parent, "kiln-e2e-node-")?;
         let script = scripts_dir().join("real-node.sh");
         let mut command = std::process::Command::new("bash");
         command

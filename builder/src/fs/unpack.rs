@@ -116,7 +116,6 @@ pub fn unpack_layer(
         }
     }
     let mut unpacker = Unpacker {
-        root,
         dir,
         options,
         layer: LayerPaths::new(root, protected),
@@ -171,7 +170,6 @@ struct EntryMeta {
 }
 
 struct Unpacker<'a> {
-    root: &'a Path,
     /// Where every call is made: resolved paths are acted on through it, so
     /// a directory swapped for a symlink since it was resolved (by a later
     /// entry of this layer) stops the call instead of redirecting it.
@@ -200,7 +198,7 @@ impl Unpacker<'_> {
             self.stats.skipped += 1;
             return Ok(());
         };
-        let parent = resolve(self.root, rel.parent().unwrap_or(Path::new("")), true)?;
+        let parent = resolve(self.dir.path(), rel.parent().unwrap_or(Path::new("")), true)?;
         let host = parent.join(&file_name);
         if self.layer.is_protected(&host) {
             tracing::debug!(entry = %name, "skipping entry below a protected path");
@@ -343,7 +341,7 @@ impl Unpacker<'_> {
         let target_rel = clean_image_path(Path::new(OsStr::from_bytes(&raw_target)));
         // A hardlink names the target entry itself, so a symlink there is
         // linked, not followed (linkat without AT_SYMLINK_FOLLOW).
-        let target = resolve(self.root, &target_rel, false)?;
+        let target = resolve(self.dir.path(), &target_rel, false)?;
         let target_meta = match self.dir.lstat(&target) {
             Ok(Some(meta)) => meta,
             Ok(None) => {

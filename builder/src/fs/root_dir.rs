@@ -398,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn remove_tree_handles_deep_trees_iteratively() {
+    fn remove_tree_removes_a_tree_deeper_than_path_max() {
         let dir = tempfile::tempdir().unwrap();
         let root = RootDir::open(dir.path()).unwrap();
         // Deeper than PATH_MAX allows in one path: built with *at calls.

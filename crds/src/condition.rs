@@ -14,6 +14,10 @@ pub const READY: &str = "Ready";
 /// Every platform that needs native nodes has at least one Ready,
 /// schedulable node labelled with its `kubernetes.io/os` and `kubernetes.io/arch`.
 pub const NATIVE_NODES_AVAILABLE: &str = "NativeNodesAvailable";
+/// Builder pods run in a user namespace of their own (`hostUsers: false`);
+/// `False` says why not, and with `userNamespaces: required` that the
+/// build waits.
+pub const USER_NAMESPACES: &str = "UserNamespaces";
 /// Every platform has a digest.
 pub const PLATFORMS_BUILT: &str = "PlatformsBuilt";
 /// The image index (or manifest list) is pushed to every destination.

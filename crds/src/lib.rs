@@ -21,7 +21,7 @@ pub use platform::platform_is_valid;
 pub use render::{CrdFile, RenderError, render_crds};
 pub use spec::{
     BuildSpec, CacheSpec, Compression, OciMode, OutputSpec, PushRetrySpec, SchedulingSpec,
-    SecretRef,
+    SecretRef, UserNamespaces,
 };
 
 /// API group of every kiln resource.

@@ -242,6 +242,32 @@ pub struct SchedulingSpec {
     /// Service account of builder pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Run builder pods in a user namespace of their own (`hostUsers:
+    /// false`), so that root in a builder is not root on the node: `auto`
+    /// when every node the pod may run on supports it (containerd 2.0 or
+    /// later, Linux 6.3 or later, kubelet 1.33 or later), `required` to
+    /// refuse to build otherwise, `disabled` never.
+    #[serde(default, skip_serializing_if = "UserNamespaces::is_auto")]
+    pub user_namespaces: UserNamespaces,
+}
+
+/// `scheduling.userNamespaces`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum UserNamespaces {
+    /// A user namespace when the cluster supports it, host users otherwise.
+    #[default]
+    Auto,
+    /// A user namespace, or no build: the request waits, saying why.
+    Required,
+    /// Host users: root in a builder is root on the node.
+    Disabled,
+}
+
+impl UserNamespaces {
+    fn is_auto(&self) -> bool {
+        *self == UserNamespaces::Auto
+    }
 }
 
 impl Default for SchedulingSpec {
@@ -252,6 +278,7 @@ impl Default for SchedulingSpec {
             tolerations: Vec::new(),
             resources: None,
             service_account_name: None,
+            user_namespaces: UserNamespaces::Auto,
         }
     }
 }

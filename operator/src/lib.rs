@@ -17,5 +17,6 @@ pub mod nodes;
 mod run;
 #[cfg(test)]
 mod test_objects;
+pub mod user_namespaces;
 
 pub use run::run;

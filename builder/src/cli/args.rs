@@ -566,6 +566,18 @@ pub struct RegistryArgs {
     /// Extra attempts to download a base image after a failed download; 0 means no retry.
     #[arg(long, value_name = "COUNT", default_value_t = 0)]
     pub image_download_retry: u32,
+
+    /// Docker config.json read when kiln starts and then removed, so that no RUN step can read
+    /// the registry credentials; used instead of $DOCKER_CONFIG, ~/.docker and /kaniko/.docker.
+    /// The operator's builder pods set it.
+    #[arg(long, value_name = "FILE")]
+    pub take_docker_config: Option<PathBuf>,
+
+    /// Copy the docker config.json FROM to a new file TO (mode 0600), then exit without building:
+    /// what the init container of the operator's builder pods runs (the builder image has no
+    /// `cp`).
+    #[arg(long, value_name = "FROM:TO")]
+    pub copy_docker_config: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

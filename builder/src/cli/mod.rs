@@ -35,6 +35,23 @@ pub fn main() -> ExitCode {
     if let Err(error) = init_logging(logging.verbosity, logging.log_format, logging.log_timestamp) {
         return report(&error.into());
     }
+    if let Some(paths) = &args.registry.copy_docker_config {
+        return match copy_docker_config(paths) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => report(&error),
+        };
+    }
+    // Before anything is fetched or run: from here on the credentials are
+    // in kiln's memory only.
+    if let Some(path) = &args.registry.take_docker_config {
+        let taken = crate::registry::take_docker_config(path).map_err(anyhow::Error::from);
+        if let Err(error) = taken.and_then(|taken| {
+            crate::registry::install_taken_docker_config(taken)
+                .map_err(|_| anyhow::anyhow!("a docker config was already taken"))
+        }) {
+            return report(&error);
+        }
+    }
     {
         use std::io::IsTerminal;
         crate::progress::install(crate::progress::choose(
@@ -56,6 +73,15 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error),
     }
+}
+
+/// `--copy-docker-config=FROM:TO`.
+fn copy_docker_config(paths: &str) -> anyhow::Result<()> {
+    let (from, to) = paths.split_once(':').ok_or_else(|| {
+        anyhow::anyhow!("--copy-docker-config={paths}: expected FROM:TO, two paths")
+    })?;
+    crate::registry::copy_docker_config(std::path::Path::new(from), std::path::Path::new(to))?;
+    Ok(())
 }
 
 /// [`execute`], unless SIGTERM or SIGINT comes first: then the running

@@ -4,12 +4,16 @@
 //!
 //! The file is found once per build: an explicit directory, else
 //! `$DOCKER_CONFIG/config.json`, `~/.docker/config.json`, then kaniko's
-//! `/kaniko/.docker/config.json`, the first that exists.
+//! `/kaniko/.docker/config.json`, the first that exists. A config *taken*
+//! at start (`--take-docker-config`, [`take_docker_config`]) comes before
+//! all of these but the explicit directory: its bytes are kept in memory
+//! and its file is removed before any build step runs, so that a RUN step
+//! cannot read it (kaniko#106).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::secrets::RegistryAuth;
@@ -19,11 +23,83 @@ use super::options::canonical_registry;
 
 const KANIKO_CONFIG_DIR: &str = "/kaniko/.docker";
 
+/// A docker config.json read once and removed: the bytes, and where they
+/// were (for messages). Its `Debug` shows the path only.
+pub struct TakenDockerConfig {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for TakenDockerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TakenDockerConfig")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The config taken by this process, if any ([`install_taken_docker_config`]).
+static TAKEN: OnceLock<TakenDockerConfig> = OnceLock::new();
+
+/// Reads the docker config.json at `path` and removes the file: after this,
+/// the credentials are in this process's memory only (which a RUN step
+/// cannot read once kiln is not dumpable).
+pub fn take_docker_config(path: &Path) -> Result<TakenDockerConfig, RegistryError> {
+    let fail = |action: &'static str| {
+        move |source| RegistryError::TakeDockerConfig {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let bytes = std::fs::read(path).map_err(fail("reading"))?;
+    std::fs::remove_file(path).map_err(fail("removing"))?;
+    Ok(TakenDockerConfig {
+        path: path.to_path_buf(),
+        bytes,
+    })
+}
+
+/// Makes `taken` the config of every registry client of this process
+/// that is not given a directory explicitly. Once per process: a second
+/// call is refused (returns `taken` back).
+pub fn install_taken_docker_config(taken: TakenDockerConfig) -> Result<(), Box<TakenDockerConfig>> {
+    TAKEN.set(taken).map_err(Box::new)
+}
+
+/// Copies the docker config.json `from` to `to` (mode 0600), creating
+/// `to` anew: what the operator's init container does, from the registry
+/// Secret's volume (which the builder container never mounts) to a
+/// memory-backed volume the builder then takes it from.
+pub fn copy_docker_config(from: &Path, to: &Path) -> Result<(), RegistryError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RegistryError::TakeDockerConfig {
+            action,
+            path,
+            source,
+        }
+    };
+    let bytes = std::fs::read(from).map_err(fail("reading", from))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(fail("creating", to))?;
+    file.write_all(&bytes).map_err(fail("writing", to))?;
+    file.sync_all().map_err(fail("writing", to))
+}
+
 /// Credentials for every registry of a build, read lazily and remembered.
 #[derive(Debug)]
 pub(crate) struct Credentials {
     /// The config.json in use, if any exists.
     file: Option<PathBuf>,
+    /// Its bytes, when it was taken at start (the file is gone).
+    taken: Option<&'static TakenDockerConfig>,
     /// Every place looked at, for messages when none exists.
     searched: Vec<PathBuf>,
     cache: Mutex<HashMap<String, RegistryAuth>>,
@@ -68,6 +144,23 @@ fn server_keys(registry: &str) -> Vec<String> {
 impl Credentials {
     /// Finds config.json; reading it waits until a registry needs it.
     pub(crate) fn discover(explicit_dir: Option<&Path>) -> Credentials {
+        Credentials::discover_with(explicit_dir, TAKEN.get())
+    }
+
+    /// [`Credentials::discover`], with the config taken at start given.
+    fn discover_with(
+        explicit_dir: Option<&Path>,
+        taken: Option<&'static TakenDockerConfig>,
+    ) -> Credentials {
+        let taken = taken.filter(|_| explicit_dir.is_none());
+        if let Some(taken) = taken {
+            return Credentials {
+                file: Some(taken.path.clone()),
+                taken: Some(taken),
+                searched: vec![taken.path.clone()],
+                cache: Mutex::new(HashMap::new()),
+            };
+        }
         let docker_config = std::env::var_os("DOCKER_CONFIG");
         let home = std::env::var_os("HOME");
         let searched =
@@ -75,6 +168,7 @@ impl Credentials {
         let file = searched.iter().find(|p| p.is_file()).cloned();
         Credentials {
             file,
+            taken: None,
             searched,
             cache: Mutex::new(HashMap::new()),
         }
@@ -83,6 +177,9 @@ impl Credentials {
     /// Where credentials come from, for messages: the file, or where none was.
     pub(crate) fn source_description(&self) -> String {
         match &self.file {
+            Some(file) if self.taken.is_some() => {
+                format!("{} (taken when kiln started)", file.display())
+            }
             Some(file) => file.display().to_string(),
             None => {
                 let places: Vec<String> = self
@@ -141,10 +238,19 @@ impl Credentials {
             message,
         };
         for server in server_keys(registry) {
-            let reader = std::fs::File::open(file)
-                .map(std::io::BufReader::new)
-                .map_err(|e| fail(e.to_string()))?;
-            match docker_credential::get_credential_from_reader(reader, &server) {
+            let found = match self.taken {
+                Some(taken) => docker_credential::get_credential_from_reader(
+                    std::io::Cursor::new(&taken.bytes[..]),
+                    &server,
+                ),
+                None => {
+                    let reader = std::fs::File::open(file)
+                        .map(std::io::BufReader::new)
+                        .map_err(|e| fail(e.to_string()))?;
+                    docker_credential::get_credential_from_reader(reader, &server)
+                }
+            };
+            match found {
                 Ok(credential) => return Ok(to_registry_auth(credential)),
                 Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
                 Err(CredentialRetrievalError::HelperCommunicationError) => {
@@ -245,6 +351,79 @@ mod tests {
 
     fn basic(user: &str, password: &str) -> RegistryAuth {
         RegistryAuth::Basic(user.to_string(), password.to_string())
+    }
+
+    #[test]
+    fn a_taken_config_is_read_from_memory_its_file_removed_and_an_explicit_dir_still_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        // "dXNlcjpwYXNz" is base64("user:pass").
+        std::fs::write(
+            &file,
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}}"#,
+        )
+        .unwrap();
+        let taken: &'static TakenDockerConfig =
+            Box::leak(Box::new(take_docker_config(&file).unwrap()));
+        assert!(!file.exists(), "the file must be gone once taken");
+        assert_eq!(
+            format!("{taken:?}"),
+            format!("TakenDockerConfig {{ path: {file:?}, .. }}")
+        );
+        let creds = Credentials::discover_with(None, Some(taken));
+        assert_eq!(
+            creds.lookup("127.0.0.1:5000").unwrap(),
+            basic("user", "pass")
+        );
+        assert_eq!(
+            creds.source_description(),
+            format!("{} (taken when kiln started)", file.display())
+        );
+        let other = tempfile::tempdir().unwrap();
+        let explicit = credentials_in(other.path(), r#"{"auths":{}}"#);
+        assert_eq!(
+            explicit.lookup("127.0.0.1:5000").unwrap(),
+            RegistryAuth::Anonymous
+        );
+        let explicit = Credentials::discover_with(Some(other.path()), Some(taken));
+        assert_eq!(
+            explicit.lookup("127.0.0.1:5000").unwrap(),
+            RegistryAuth::Anonymous
+        );
+
+        let missing = take_docker_config(&file).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            format!(
+                "reading the docker config {}: No such file or directory (os error 2)",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn copying_a_config_makes_a_new_file_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (
+            dir.path().join("secret.json"),
+            dir.path().join("config.json"),
+        );
+        std::fs::write(&from, "{}").unwrap();
+        copy_docker_config(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"{}");
+        assert_eq!(
+            std::fs::metadata(&to).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        let again = copy_docker_config(&from, &to).unwrap_err();
+        assert_eq!(
+            again.to_string(),
+            format!(
+                "creating the docker config {}: File exists (os error 17)",
+                to.display()
+            )
+        );
     }
 
     #[test]

@@ -110,6 +110,15 @@ pub enum RegistryError {
         message: String,
     },
 
+    /// `--take-docker-config` or `--copy-docker-config` could not do its part.
+    #[error("{action} the docker config {path}: {source}")]
+    TakeDockerConfig {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("reading the CA certificate {path} for registry {registry}: {source}")]
     Certificate {
         registry: String,

@@ -28,6 +28,9 @@ mod retry;
 /// half of pulling, what a registry's manifest bytes are taken to mean.
 pub mod select;
 
+pub use auth::{
+    TakenDockerConfig, copy_docker_config, install_taken_docker_config, take_docker_config,
+};
 pub use client::{PulledImage, Registry, parse_reference};
 pub use error::RegistryError;
 pub use oci_client::Reference;

@@ -27,6 +27,7 @@ use crate::context::{Context, Error};
 use crate::metrics::{ControllerLabels, PlatformLabels};
 use crate::names::BUILD_REQUEST_LABEL;
 use crate::nodes::{self, ARCH_LABEL, OS_LABEL};
+use crate::user_namespaces;
 
 const CONTROLLER: &str = "buildrequest";
 
@@ -38,13 +39,25 @@ fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, u
         .any(|r| r.uid == uid)
 }
 
-async fn observe_nodes(client: &kube::Client, platform: &str) -> Result<bool, Error> {
-    let (os, arch) = nodes::os_arch(platform);
+/// The nodes of `request`'s operating system: which of them may run its
+/// builder pods depends on the whole node selector (`nodes` and
+/// `user_namespaces` decide).
+async fn observe_nodes(client: &kube::Client, request: &BuildRequest) -> Result<Vec<Node>, Error> {
+    let (os, _) = nodes::os_arch(&request.spec.platform);
     let api: Api<Node> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
-        .await?;
-    Ok(nodes::native_nodes_available(&list.items, platform))
+    Ok(api
+        .list(&ListParams::default().labels(&format!("{OS_LABEL}={os}")))
+        .await?
+        .items)
+}
+
+/// What `scheduling.userNamespaces` gives `request`'s builder pods.
+fn user_namespaces_of(request: &BuildRequest, nodes: &[Node]) -> user_namespaces::Decision {
+    user_namespaces::decide(
+        &request.spec.platform,
+        &request.spec.build.scheduling,
+        nodes,
+    )
 }
 
 /// Creates `object` unless it exists (the names are deterministic, so an
@@ -142,20 +155,23 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
             .items;
         (jobs, pods)
     };
-    let needs_nodes = !terminal
-        && observed_status.attempts.unwrap_or(0) == 0
-        && request.spec.build.scheduling.require_native_nodes;
-    let native_nodes = if needs_nodes {
-        observe_nodes(client, &request.spec.platform).await?
+    // Before the first attempt: native nodes and user namespaces.
+    let first = !terminal && observed_status.attempts.unwrap_or(0) == 0;
+    let node_list = if first {
+        observe_nodes(client, request).await?
     } else {
-        true
+        Vec::new()
     };
+    let native_nodes = !(first && request.spec.build.scheduling.require_native_nodes)
+        || nodes::native_nodes_available(&node_list, &request.spec.platform);
+    let mut user_namespaces = first.then(|| user_namespaces_of(request, &node_list));
 
     let decision = decide(&Observed {
         request,
         jobs: &jobs,
         pods: &pods,
         native_nodes,
+        user_namespaces: user_namespaces.clone(),
         now: Time(Timestamp::now()),
     });
 
@@ -179,7 +195,17 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                 }
             }
             Action::CreateJob { attempt } => {
-                let job = render::job(request, *attempt, &ctx.builder);
+                let host_users = match &user_namespaces {
+                    Some(decision) => decision.host_users(),
+                    None => {
+                        let node_list = observe_nodes(client, request).await?;
+                        let decision = user_namespaces_of(request, &node_list);
+                        let host_users = decision.host_users();
+                        user_namespaces = Some(decision);
+                        host_users
+                    }
+                };
+                let job = render::job(request, *attempt, &ctx.builder, host_users);
                 create_once(&jobs_api, &job).await?;
                 info!(buildrequest = %name, attempt, "builder Job {} created", job.name_any());
             }
@@ -383,7 +409,7 @@ mod tests {
         let (_, uri, _) = answer(&mut handle, list("NodeList", json!([arm_node]))).await;
         assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
         assert!(
-            uri.contains("labelSelector=kubernetes.io%2Fos%3Dlinux%2Ckubernetes.io%2Farch%3Darm64"),
+            uri.ends_with("labelSelector=kubernetes.io%2Fos%3Dlinux"),
             "{uri}"
         );
 
@@ -411,6 +437,8 @@ mod tests {
             job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
             "arm64"
         );
+        // The node reports no nodeInfo: host users.
+        assert_eq!(job["spec"]["template"]["spec"].get("hostUsers"), None);
 
         let (method, uri, patch) =
             answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
@@ -436,7 +464,11 @@ mod tests {
             .collect();
         assert_eq!(
             conditions,
-            [("NativeNodesAvailable", "True"), ("Ready", "False")]
+            [
+                ("UserNamespaces", "False"),
+                ("NativeNodesAvailable", "True"),
+                ("Ready", "False")
+            ]
         );
 
         let (method, uri, event) = answer(&mut handle, json!({})).await;

@@ -6,11 +6,12 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kiln_crds::condition::{self, NATIVE_NODES_AVAILABLE, READY};
+use kiln_crds::condition::{self, NATIVE_NODES_AVAILABLE, READY, USER_NAMESPACES};
 use kiln_crds::{BuildRequest, BuildRequestStatus, Condition, PlatformPhase};
 
 use crate::names;
 use crate::nodes;
+use crate::user_namespaces;
 
 /// What the controller saw for one BuildRequest.
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct Observed<'a> {
     pub pods: &'a [Pod],
     /// Whether a Ready, schedulable node of the request's os/arch exists.
     pub native_nodes: bool,
+    /// What `scheduling.userNamespaces` gives the builder pods, when the
+    /// controller looked (before the first attempt).
+    pub user_namespaces: Option<user_namespaces::Decision>,
     pub now: Time,
 }
 
@@ -174,6 +178,36 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
                 status,
                 actions: Vec::new(),
             };
+        }
+        if let Some(decision) = &observed.user_namespaces {
+            let condition = match decision {
+                user_namespaces::Decision::UserNamespace => Condition::new(
+                    USER_NAMESPACES,
+                    true,
+                    "HostUsersFalse",
+                    "builder pods run in a user namespace of their own (hostUsers: false)",
+                ),
+                user_namespaces::Decision::HostUsers { why } => {
+                    Condition::new(USER_NAMESPACES, false, "HostUsers", why.as_str())
+                }
+                user_namespaces::Decision::Refused { message } => {
+                    Condition::new(USER_NAMESPACES, false, "Unsupported", message.as_str())
+                }
+            };
+            set(&mut status, condition, now, generation);
+            if let user_namespaces::Decision::Refused { message } = decision {
+                status.phase = Some(PlatformPhase::Pending);
+                set(
+                    &mut status,
+                    Condition::new(READY, false, "WaitingForUserNamespaces", message.as_str()),
+                    now,
+                    generation,
+                );
+                return Decision {
+                    status,
+                    actions: Vec::new(),
+                };
+            }
         }
         let (reason, message) = if require_native {
             (
@@ -597,6 +631,7 @@ mod tests {
                 jobs: &case.jobs,
                 pods: &case.pods,
                 native_nodes: case.native_nodes,
+                user_namespaces: None,
                 now: time("2026-01-01T00:00:00Z"),
             };
             let decision = decide(&observed);
@@ -662,6 +697,7 @@ mod tests {
             jobs: &jobs,
             pods: &pods,
             native_nodes: true,
+            user_namespaces: None,
             now: time("2026-01-01T00:00:00Z"),
         });
         assert_eq!(decision.status.pod_name.as_deref(), Some("b-1-xyz"));
@@ -677,5 +713,67 @@ mod tests {
         assert!(is_digest(DIGEST));
         assert!(!is_digest("sha256:abc"));
         assert!(!is_digest("RUN failed (exit 1): false"));
+    }
+
+    #[test]
+    fn user_namespaces_set_a_condition_and_required_without_support_waits() {
+        use crate::user_namespaces::Decision as Userns;
+        let refused = "userNamespaces is required, but …; set userNamespaces: auto";
+        let table = [
+            (
+                Userns::UserNamespace,
+                (
+                    "True",
+                    "HostUsersFalse",
+                    "builder pods run in a user namespace of their own (hostUsers: false)",
+                ),
+                Some(PlatformPhase::Running),
+                2,
+            ),
+            (
+                Userns::HostUsers {
+                    why: "node a: …".into(),
+                },
+                ("False", "HostUsers", "node a: …"),
+                Some(PlatformPhase::Running),
+                2,
+            ),
+            (
+                Userns::Refused {
+                    message: refused.into(),
+                },
+                ("False", "Unsupported", refused),
+                Some(PlatformPhase::Pending),
+                0,
+            ),
+        ];
+        for (userns, (status, reason, message), phase, actions) in table {
+            let request = build_request("b", "linux/amd64", 0);
+            let decision = decide(&Observed {
+                request: &request,
+                jobs: &[],
+                pods: &[],
+                native_nodes: true,
+                user_namespaces: Some(userns.clone()),
+                now: time("2026-01-01T00:00:00Z"),
+            });
+            let condition = find(&decision.status.conditions, USER_NAMESPACES).unwrap();
+            assert_eq!(
+                (
+                    condition.status.as_str(),
+                    condition.reason.as_deref().unwrap(),
+                    condition.message.as_deref().unwrap()
+                ),
+                (status, reason, message),
+                "{userns:?}"
+            );
+            assert_eq!(decision.status.phase, phase, "{userns:?}");
+            assert_eq!(decision.actions.len(), actions, "{userns:?}");
+            if phase == Some(PlatformPhase::Pending) {
+                let ready = find(&decision.status.conditions, READY).unwrap();
+                assert_eq!(ready.reason.as_deref(), Some("WaitingForUserNamespaces"));
+                assert_eq!(ready.message.as_deref(), Some(refused));
+            }
+        }
     }
 }

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceAccount,
-    Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, KeyToPath, PodSpec, PodTemplateSpec,
+    SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kiln_crds::{BuildRequest, TagMode};
 use kube::Resource;
@@ -20,13 +21,137 @@ use crate::names::{
 };
 use crate::nodes::{ARCH_LABEL, OS_LABEL, os_arch};
 
-/// Where the registry Secret's `.dockerconfigjson` is mounted: kaniko's
-/// docker config directory, which kiln reads too.
-pub const DOCKER_CONFIG_DIR: &str = "/kaniko/.docker";
+/// Where the init container of a builder pod sees the registry Secret
+/// (its `.dockerconfigjson` as `config.json`). The builder container never
+/// mounts it: a RUN step could read it there (kaniko#106).
+pub const SECRET_DIR: &str = "/kiln/registry-secret";
+/// The memory-backed volume the init container copies `config.json` into
+/// and the builder takes it from (`--take-docker-config`: read, then
+/// removed, before the first step).
+pub const CREDENTIALS_DIR: &str = "/kiln/registry-credentials";
+/// Name of the init container that copies the registry credentials.
+pub const CREDENTIALS_CONTAINER: &str = "registry-credentials";
 /// Name of the builder container.
 pub const CONTAINER: &str = "kiln";
 /// Field manager of everything the operator applies.
 pub const FIELD_MANAGER: &str = "kiln-operator";
+
+/// The capabilities a builder container keeps; every other one is dropped.
+/// An in-place build is root in its container and does, for the image,
+/// what a root user does: give files their owners (`CHOWN`), write into
+/// and read from directories and files of other users (`DAC_OVERRIDE`),
+/// set modes and times of files it does not own (`FOWNER`), keep the
+/// set-group-ID bit of a file whose group it is not in (`FSETID`, which the
+/// kernel otherwise clears silently), set file capabilities (`SETFCAP`,
+/// `RUN setcap …`) and run steps as the image's `USER` (`SETUID`,
+/// `SETGID`). Each is proven necessary on the real node
+/// (`e2e/tests/real_node_lockdown.rs`); `MKNOD` is not kept (a layer's
+/// device nodes are skipped with a warning, `RUN mknod` fails), nor
+/// anything a container runtime adds by default beyond these
+/// (`NET_RAW`, `KILL`, `SYS_CHROOT`, …).
+pub const BUILDER_CAPABILITIES: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETFCAP",
+    "SETGID",
+    "SETUID",
+];
+
+/// The security context of the builder container: not privileged, no
+/// privilege escalation (`no_new_privs`: no set-user-ID binary or file
+/// capability raises a RUN step's privileges), the runtime's default
+/// seccomp profile, and of the capabilities only [`BUILDER_CAPABILITIES`].
+pub fn builder_security_context() -> SecurityContext {
+    SecurityContext {
+        privileged: Some(false),
+        allow_privilege_escalation: Some(false),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: Some(BUILDER_CAPABILITIES.map(String::from).to_vec()),
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The security context of the init container that copies the registry
+/// credentials: as the builder's, with no capability at all (it reads a
+/// file it owns and writes into an empty volume).
+fn credentials_security_context() -> SecurityContext {
+    SecurityContext {
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..builder_security_context()
+    }
+}
+
+/// What a builder pod needs for a registry Secret: the Secret's volume and
+/// a memory-backed one, the init container (the builder image itself, as
+/// `kiln --copy-docker-config`, since the image has no shell or `cp`) that
+/// copies `config.json` from the first to the second, and the builder's
+/// mount of the second only.
+struct RegistryCredentials {
+    volumes: Vec<Volume>,
+    init: Container,
+    mount: VolumeMount,
+}
+
+fn registry_credentials(secret_name: &str, settings: &BuilderSettings) -> RegistryCredentials {
+    let secret = Volume {
+        name: "registry-secret".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name.to_owned()),
+            items: Some(vec![KeyToPath {
+                key: ".dockerconfigjson".into(),
+                path: "config.json".into(),
+                ..KeyToPath::default()
+            }]),
+            default_mode: Some(0o400),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let credentials = Volume {
+        name: "registry-credentials".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity("1Mi".into())),
+        }),
+        ..Volume::default()
+    };
+    let mount = |volume: &Volume, path: &str, read_only: bool| VolumeMount {
+        name: volume.name.clone(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    };
+    let init = Container {
+        name: CREDENTIALS_CONTAINER.into(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some(settings.pull_policy.clone()),
+        args: Some(vec![format!(
+            "--copy-docker-config={SECRET_DIR}/config.json:{CREDENTIALS_DIR}/config.json"
+        )]),
+        volume_mounts: Some(vec![
+            mount(&secret, SECRET_DIR, true),
+            mount(&credentials, CREDENTIALS_DIR, false),
+        ]),
+        security_context: Some(credentials_security_context()),
+        ..Container::default()
+    };
+    RegistryCredentials {
+        mount: mount(&credentials, CREDENTIALS_DIR, false),
+        volumes: vec![secret, credentials],
+        init,
+    }
+}
 
 /// How the operator was configured to run builders.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,8 +301,14 @@ fn meta(request: &BuildRequest, name: String, labels: BTreeMap<String, String>) 
     }
 }
 
-/// The builder Job of `attempt`.
-pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> Job {
+/// The builder Job of `attempt`; `host_users` is the pod's `hostUsers`
+/// (`Some(false)`: a user namespace of its own, see `user_namespaces`).
+pub fn job(
+    request: &BuildRequest,
+    attempt: i32,
+    settings: &BuilderSettings,
+    host_users: Option<bool>,
+) -> Job {
     let name = request.metadata.name.as_deref().unwrap_or_default();
     let spec = &request.spec;
     let scheduling = &spec.build.scheduling;
@@ -191,35 +322,17 @@ pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> 
         node_selector.insert(ARCH_LABEL.to_owned(), arch.to_owned());
     }
 
-    let (volumes, mounts, env) = match &spec.build.registry_secret_ref {
-        Some(secret) => (
-            Some(vec![Volume {
-                name: "docker-config".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret.name.clone()),
-                    items: Some(vec![KeyToPath {
-                        key: ".dockerconfigjson".into(),
-                        path: "config.json".into(),
-                        ..KeyToPath::default()
-                    }]),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]),
-            Some(vec![VolumeMount {
-                name: "docker-config".into(),
-                mount_path: DOCKER_CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            }]),
-            Some(vec![EnvVar {
-                name: "DOCKER_CONFIG".into(),
-                value: Some(DOCKER_CONFIG_DIR.into()),
-                ..EnvVar::default()
-            }]),
-        ),
-        None => (None, None, None),
-    };
+    let credentials = spec
+        .build
+        .registry_secret_ref
+        .as_ref()
+        .map(|secret| registry_credentials(&secret.name, settings));
+    let mut args = builder_args(request);
+    if credentials.is_some() {
+        args.push(format!(
+            "--take-docker-config={CREDENTIALS_DIR}/config.json"
+        ));
+    }
 
     let service_account = scheduling
         .service_account_name
@@ -243,20 +356,22 @@ pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> 
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
+                    host_users,
                     service_account_name: Some(service_account),
                     automount_service_account_token: Some(true),
                     node_selector: Some(node_selector),
                     tolerations: (!scheduling.tolerations.is_empty())
                         .then(|| scheduling.tolerations.clone()),
-                    volumes,
+                    volumes: credentials.as_ref().map(|c| c.volumes.clone()),
+                    init_containers: credentials.as_ref().map(|c| vec![c.init.clone()]),
                     containers: vec![Container {
                         name: CONTAINER.into(),
                         image: Some(settings.image.clone()),
                         image_pull_policy: Some(settings.pull_policy.clone()),
-                        args: Some(builder_args(request)),
-                        env,
-                        volume_mounts: mounts,
+                        args: Some(args),
+                        volume_mounts: credentials.map(|c| vec![c.mount]),
                         resources: scheduling.resources.clone(),
+                        security_context: Some(builder_security_context()),
                         termination_message_path: Some("/dev/termination-log".into()),
                         // The builder writes the digest (or its error) there;
                         // if it dies before, the log's tail stands in.
@@ -358,10 +473,11 @@ mod tests {
 
     #[test]
     fn job_rendering() {
-        let yaml = serde_yaml::to_string(&job(&full_request(), 2, &settings())).unwrap();
+        let yaml =
+            serde_yaml::to_string(&job(&full_request(), 2, &settings(), Some(false))).unwrap();
         insta::assert_snapshot!("job_full_spec_attempt_2", yaml);
         let minimal = build_request("app-linux-amd64-g1", "linux/amd64", 0);
-        let yaml = serde_yaml::to_string(&job(&minimal, 1, &settings())).unwrap();
+        let yaml = serde_yaml::to_string(&job(&minimal, 1, &settings(), None)).unwrap();
         insta::assert_snapshot!("job_minimal_spec_attempt_1", yaml);
     }
 
@@ -369,7 +485,7 @@ mod tests {
     fn without_native_nodes_the_arch_is_not_pinned_and_emulation_is_on() {
         let mut request = build_request("b", "linux/s390x", 0);
         request.spec.build.scheduling.require_native_nodes = false;
-        let job = job(&request, 1, &settings());
+        let job = job(&request, 1, &settings(), None);
         let pod = job.spec.unwrap().template.spec.unwrap();
         assert_eq!(
             pod.node_selector.unwrap(),
@@ -377,6 +493,86 @@ mod tests {
         );
         let args = pod.containers[0].args.clone().unwrap();
         assert!(args.contains(&"--emulation=qemu".to_owned()), "{args:?}");
+    }
+
+    #[test]
+    fn the_registry_secret_is_mounted_in_the_init_container_only() {
+        let job = job(&full_request(), 1, &settings(), None);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let names = |mounts: &Option<Vec<VolumeMount>>| -> Vec<(String, String)> {
+            mounts
+                .iter()
+                .flatten()
+                .map(|m| (m.name.clone(), m.mount_path.clone()))
+                .collect()
+        };
+        let builder = &pod.containers[0];
+        assert_eq!(
+            names(&builder.volume_mounts),
+            [("registry-credentials".into(), CREDENTIALS_DIR.into())]
+        );
+        assert_eq!(builder.env, None);
+        let args = builder.args.clone().unwrap();
+        assert_eq!(
+            args.last().unwrap(),
+            "--take-docker-config=/kiln/registry-credentials/config.json"
+        );
+        let [init] = pod.init_containers.as_deref().unwrap() else {
+            panic!("one init container: {:?}", pod.init_containers)
+        };
+        assert_eq!(init.image, builder.image);
+        assert_eq!(
+            names(&init.volume_mounts),
+            [
+                ("registry-secret".into(), SECRET_DIR.into()),
+                ("registry-credentials".into(), CREDENTIALS_DIR.into())
+            ]
+        );
+        let volumes = pod.volumes.unwrap();
+        assert_eq!(
+            volumes[0].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("registry-push")
+        );
+        let memory = volumes[1].empty_dir.as_ref().unwrap();
+        assert_eq!(memory.medium.as_deref(), Some("Memory"));
+        let caps = init.security_context.as_ref().unwrap().capabilities.clone();
+        assert_eq!(caps.unwrap().add, None);
+        // Without a Secret, neither the volumes nor the init container.
+        let minimal = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        let pod = job_pod(&minimal);
+        assert_eq!((pod.volumes, pod.init_containers), (None, None));
+    }
+
+    fn job_pod(request: &BuildRequest) -> PodSpec {
+        job(request, 1, &settings(), None)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    }
+
+    #[test]
+    fn the_builder_is_locked_down() {
+        let pod = job_pod(&full_request());
+        let context = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(context.privileged, Some(false));
+        assert_eq!(context.allow_privilege_escalation, Some(false));
+        assert_eq!(context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let caps = context.capabilities.unwrap();
+        assert_eq!(caps.drop.unwrap(), ["ALL"]);
+        assert_eq!(
+            caps.add.unwrap(),
+            [
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "FSETID",
+                "SETFCAP",
+                "SETGID",
+                "SETUID"
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kiln_builder::drivers::k8s::upload::{LocalContext, upload_context};
 use kiln_builder::registry::{Registry, RegistryOptions};
@@ -34,7 +35,8 @@ use kiln_crds::{BuildRequest, MultiArchBuild, Phase};
 use kiln_e2e::binaries::{profile_dir_of, workspace_binary};
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::real_node::RealNode;
-use kube::api::{Api, LogParams, PostParams};
+use kiln_operator::build_request::render;
+use kube::api::{Api, ListParams, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -213,6 +215,8 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
                         format!("--destination={built}"),
                         "--isolation=inplace",
                     ],
+                    // The operator's builder container, locked down.
+                    "securityContext": render::builder_security_context(),
                 }],
             }
         }),
@@ -264,7 +268,18 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
         ("Succeeded", "hello from a fetched context\n")
     );
 
+    each_kept_capability_is_needed(&pods, &node, &uploader, &builder, &base, work.path()).await;
     helm_installed_operator_builds_the_sample(&cluster, &node, &kiln, &context_dir, &context).await;
+    let probe = cluster.create_namespace(&client, "probe").await.unwrap();
+    run_steps_cannot_read_the_registry_credentials(
+        &client,
+        &probe,
+        &node,
+        &uploader,
+        &base,
+        work.path(),
+    )
+    .await;
     a_job_of_the_builder_image_builds_with_driver_k8s(&cluster, &node, &source).await;
 }
 
@@ -335,59 +350,18 @@ async fn helm_installed_operator_builds_the_sample(
 
     let client = cluster.client().await.unwrap();
     let namespace = cluster.create_namespace(&client, "sample").await.unwrap();
-    let text =
-        std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml")).unwrap();
-    let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
-    build.metadata.name = Some("hello".to_owned());
-    build.spec.platforms = vec!["linux/amd64".to_owned()];
-    let spec = &mut build.spec.build;
-    spec.context = build_context.to_owned();
-    spec.destinations = vec![
-        format!("{registry}/kiln-e2e/hello:1.0.0"),
-        format!("{registry}/kiln-e2e/hello:latest"),
-    ];
-    spec.cache = None;
-    spec.registry_secret_ref = None;
-    spec.scheduling
-        .node_selector
-        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
-    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
-    builds.create(&PostParams::default(), &build).await.unwrap();
-    let done = wait_for(
-        builds.clone(),
+    let build = sample_build(
         "hello",
-        |b: Option<&MultiArchBuild>| {
-            matches!(
-                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase),
-                Some(Phase::Succeeded | Phase::Failed)
-            )
-        },
-        Duration::from_secs(300),
-        "the sample MultiArchBuild finishing",
-    )
-    .await;
-    let build = builds.get("hello").await.unwrap();
-    let operator_log = {
-        let operators = Api::<Pod>::namespaced(client.clone(), "kiln-system");
-        let mut log = String::new();
-        for pod in operators.list(&Default::default()).await.unwrap().items {
-            let name = pod.metadata.name.unwrap_or_default();
-            log.push_str(
-                &operators
-                    .logs(&name, &LogParams::default())
-                    .await
-                    .unwrap_or_default(),
-            );
-        }
-        log
-    };
-    done.unwrap_or_else(|e| panic!("{e}\n{:#?}\noperator log:\n{operator_log}", build.status));
-    let status = build.status.unwrap();
-    assert_eq!(
-        status.phase,
-        Some(Phase::Succeeded),
-        "{status:#?}\n{operator_log}"
+        build_context,
+        vec![
+            format!("{registry}/kiln-e2e/hello:1.0.0"),
+            format!("{registry}/kiln-e2e/hello:latest"),
+        ],
+        None,
+        kiln_crds::UserNamespaces::Auto,
     );
+    let status = build_to_the_end(&client, &namespace, build).await;
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{status:#?}");
     let index = status.index.unwrap();
     assert_eq!(
         index.reference.unwrap(),
@@ -404,6 +378,176 @@ async fn helm_installed_operator_builds_the_sample(
         .map(|r| r.status.as_ref().and_then(|s| s.node_name.clone()))
         .collect();
     assert_eq!(nodes, [Some(node.name().to_owned())]);
+
+    // The Job the operator made, which just built on the real node: locked
+    // down, and with host users (`auto` on containerd 1.6).
+    let request = &requests.items[0];
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let [job] = jobs.items.as_slice() else {
+        panic!("one builder Job: {jobs:?}")
+    };
+    let pod = job.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].security_context,
+        Some(render::builder_security_context())
+    );
+    assert_eq!(pod.host_users, None);
+    let userns = kiln_crds::condition::find(
+        &request.status.as_ref().unwrap().conditions,
+        kiln_crds::condition::USER_NAMESPACES,
+    )
+    .unwrap();
+    assert_eq!(userns.status, kiln_crds::ConditionStatus::False);
+    assert_eq!(userns.reason.as_deref(), Some("HostUsers"));
+    let message = userns.message.clone().unwrap();
+    assert!(
+        message.contains(&format!("node {}: containerd 1.6", node.name())),
+        "{message}"
+    );
+
+    // `required` on this node (containerd 1.6): refused, saying why and
+    // what to do, and no builder Job.
+    let required = sample_build(
+        "required",
+        build_context,
+        vec![format!("{registry}/kiln-e2e/required:1")],
+        None,
+        kiln_crds::UserNamespaces::Required,
+    );
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds
+        .create(&PostParams::default(), &required)
+        .await
+        .unwrap();
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), &namespace);
+    let waiting = |r: &BuildRequest| {
+        r.metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("required-")
+            && r.status.as_ref().is_some_and(|s| {
+                kiln_crds::condition::find(&s.conditions, kiln_crds::condition::READY)
+                    .and_then(|c| c.reason.as_deref())
+                    == Some("WaitingForUserNamespaces")
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let list = requests.list(&Default::default()).await.unwrap();
+        if let Some(r) = list.items.iter().find(|r| waiting(r)) {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal of userNamespaces: required: {:#?}",
+            list.items.iter().map(|r| &r.status).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let status = refused.status.unwrap();
+    assert_eq!(status.phase, Some(kiln_crds::PlatformPhase::Pending));
+    let ready =
+        kiln_crds::condition::find(&status.conditions, kiln_crds::condition::READY).unwrap();
+    let message = ready.message.clone().unwrap();
+    assert!(
+        message.starts_with("userNamespaces is required, but not every node the builder pods of linux/amd64 may run on supports user namespaces: "),
+        "{message}"
+    );
+    assert!(message.contains("containerd 1.6"), "{message}");
+    assert!(
+        message.ends_with("or set userNamespaces: auto"),
+        "{message}"
+    );
+    let name = refused.metadata.name.unwrap();
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default().labels(&format!("kiln.dev/build-request={name}")))
+        .await
+        .unwrap();
+    assert!(jobs.items.is_empty(), "{:?}", jobs.items);
+    // The MultiArchBuild says it too, for its platform.
+    let platforms = builds
+        .get("required")
+        .await
+        .unwrap()
+        .status
+        .map(|s| s.platforms)
+        .unwrap_or_default();
+    assert_eq!(
+        platforms.first().and_then(|p| p.message.clone()),
+        Some(message)
+    );
+}
+
+/// `config/samples/multiarchbuild.yaml` as `name` for linux/amd64 on the
+/// real node, building `context` into `destinations`.
+fn sample_build(
+    name: &str,
+    context: &str,
+    destinations: Vec<String>,
+    secret: Option<&str>,
+    user_namespaces: kiln_crds::UserNamespaces,
+) -> MultiArchBuild {
+    let text =
+        std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml")).unwrap();
+    let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
+    build.metadata.name = Some(name.to_owned());
+    build.spec.platforms = vec!["linux/amd64".to_owned()];
+    let spec = &mut build.spec.build;
+    spec.context = context.to_owned();
+    spec.destinations = destinations;
+    spec.cache = None;
+    spec.registry_secret_ref = secret.map(|name| kiln_crds::SecretRef {
+        name: name.to_owned(),
+    });
+    spec.scheduling.user_namespaces = user_namespaces;
+    spec.scheduling
+        .node_selector
+        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
+    build
+}
+
+/// Creates `build` and waits until it succeeds or fails; its status.
+async fn build_to_the_end(
+    client: &kube::Client,
+    namespace: &str,
+    build: MultiArchBuild,
+) -> kiln_crds::MultiArchBuildStatus {
+    let name = build.metadata.name.clone().unwrap();
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let done = wait_for(
+        builds.clone(),
+        &name,
+        |b: Option<&MultiArchBuild>| {
+            matches!(
+                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase),
+                Some(Phase::Succeeded | Phase::Failed)
+            )
+        },
+        Duration::from_secs(300),
+        &format!("MultiArchBuild {name} finishing"),
+    )
+    .await;
+    let build = builds.get(&name).await.unwrap();
+    if let Err(e) = done {
+        let operators = Api::<Pod>::namespaced(client.clone(), "kiln-system");
+        let mut log = String::new();
+        for pod in operators.list(&Default::default()).await.unwrap().items {
+            let name = pod.metadata.name.unwrap_or_default();
+            log.push_str(
+                &operators
+                    .logs(&name, &LogParams::default())
+                    .await
+                    .unwrap_or_default(),
+            );
+        }
+        panic!("{e}\n{:#?}\noperator log:\n{log}", build.status);
+    }
+    build.status.unwrap()
 }
 
 /// The seed-001 flow inside the cluster: a plain Job runs the builder image
@@ -520,4 +664,394 @@ async fn a_job_of_the_builder_image_builds_with_driver_k8s(
         reference,
         format!("{registry}/kiln-e2e/seed@{}", index.digest.unwrap())
     );
+}
+
+/// The security context of the operator's builder container, with
+/// `add` in place of its capabilities.
+fn builder_security(add: &[&str]) -> serde_json::Value {
+    let mut context = serde_json::to_value(render::builder_security_context()).unwrap();
+    context["capabilities"]["add"] = serde_json::json!(add);
+    context
+}
+
+/// Each capability the builder container keeps, proven necessary: the
+/// Dockerfile below does what images do (give files owners, modes with
+/// set-group-ID, write into another user's directory, set a file
+/// capability, run as a `USER`), and checks each result, so that a missing
+/// capability fails the build loudly even where the kernel would only have
+/// dropped a bit silently (`FSETID`). With exactly
+/// [`render::BUILDER_CAPABILITIES`] it builds; without any one of them it
+/// fails, at the step that needs it. `MKNOD` and the runtime's other
+/// defaults are not needed (the build passes without them).
+async fn each_kept_capability_is_needed(
+    pods: &Api<Pod>,
+    node: &RealNode,
+    uploader: &Registry,
+    builder: &str,
+    base: &str,
+    work: &Path,
+) {
+    let registry = node.registry();
+    let dir = work.join("capabilities");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A static `setcap cap_net_bind_service+ep FILE` (busybox has none).
+    std::fs::write(
+        dir.join("setfcap.c"),
+        r#"#include <stdint.h>
+#include <stdio.h>
+#include <sys/xattr.h>
+int main(int argc, char **argv) {
+  /* VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE; permitted CAP_NET_BIND_SERVICE */
+  uint32_t cap[5] = {0x02000001, 1u << 10, 0, 0, 0};
+  if (argc != 2 || setxattr(argv[1], "security.capability", cap, sizeof cap, 0) != 0) {
+    perror("setxattr security.capability");
+    return 1;
+  }
+  return 0;
+}
+"#,
+    )
+    .unwrap();
+    let gcc = std::process::Command::new("gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(dir.join("setfcap"))
+        .arg(dir.join("setfcap.c"))
+        .output()
+        .unwrap();
+    assert!(
+        gcc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gcc.stderr)
+    );
+    std::fs::remove_file(dir.join("setfcap.c")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            r#"FROM {base}
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY setfcap /bin/setfcap
+RUN touch /c && chown 1:2 /c || {{ echo "lockdown: chown needs CHOWN"; exit 1; }}
+RUN chmod 0640 /c || {{ echo "lockdown: chmod of another user's file needs FOWNER"; exit 1; }}
+RUN chmod 2750 /c && [ "$(stat -c %a /c)" = 2750 ] || {{ echo "lockdown: set-group-ID of a group root is not in needs FSETID (mode $(stat -c %a /c))"; exit 1; }}
+RUN mkdir -m 0700 /d && chown 1:2 /d && touch /d/x || {{ echo "lockdown: writing into another user's directory needs DAC_OVERRIDE"; exit 1; }}
+RUN cp /bin/busybox /bin/capped && setfcap /bin/capped || {{ echo "lockdown: a file capability needs SETFCAP"; exit 1; }}
+USER 1:2
+RUN [ "$(id -u):$(id -g)" = 1:2 ] || {{ echo "lockdown: USER needs SETUID and SETGID"; exit 1; }}
+"#
+        ),
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/capabilities-context"),
+        LocalContext::Dir(&dir),
+    )
+    .await
+    .unwrap();
+    let build = |name: &str, add: &[&str]| {
+        serde_json::json!({
+            "metadata": { "name": name },
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": { "kubernetes.io/hostname": node.name() },
+                "containers": [{
+                    "name": "kiln",
+                    "image": builder,
+                    "args": [
+                        format!("--context={context}"),
+                        format!("--destination={registry}/kiln-e2e/capabilities:{name}"),
+                        "--isolation=inplace",
+                    ],
+                    "securityContext": builder_security(add),
+                }],
+            }
+        })
+    };
+    let kept = render::BUILDER_CAPABILITIES;
+    let (phase, log) = run_to_completion(pods, build("caps-all", &kept)).await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    // What each missing capability breaks, as the build log says it.
+    let breaks = [
+        ("CHOWN", "lockdown: chown needs CHOWN"),
+        ("DAC_OVERRIDE", "needs DAC_OVERRIDE"),
+        ("FOWNER", "needs FOWNER"),
+        ("FSETID", "needs FSETID (mode 750)"),
+        ("SETFCAP", "needs SETFCAP"),
+        ("SETGID", "set supplementary groups"),
+        ("SETUID", "set user id 1"),
+    ];
+    assert_eq!(breaks.map(|(cap, _)| cap), kept);
+    for (cap, symptom) in breaks {
+        let without: Vec<&str> = kept.iter().copied().filter(|c| *c != cap).collect();
+        let name = format!("caps-without-{}", cap.to_lowercase().replace('_', "-"));
+        let (phase, log) = run_to_completion(pods, build(&name, &without)).await;
+        assert_eq!(phase, "Failed", "without {cap}: {log}");
+        assert!(
+            log.contains(symptom),
+            "without {cap}, {symptom:?} in:\n{log}"
+        );
+    }
+}
+
+/// A docker registry on the node's bridge that requires a user and
+/// password (htpasswd), with the node registry's certificate (the same
+/// address, so kiln's images trust it); stopped on drop.
+struct AuthRegistry {
+    child: std::process::Child,
+    address: String,
+}
+
+impl AuthRegistry {
+    fn start(node: &RealNode, dir: &Path, user: &str, password: &str) -> AuthRegistry {
+        std::fs::create_dir_all(dir).unwrap();
+        let htpasswd = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap();
+        assert!(htpasswd.status.success(), "{htpasswd:?}");
+        std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).unwrap();
+        let ip = &node.report().node_ip;
+        let port = std::net::TcpListener::bind((ip.as_str(), 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("{ip}:{port}");
+        let pki = node.report().state_dir.join("pki");
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {address}\n  tls:\n    certificate: {}\n    key: {}\n\
+                 auth:\n  htpasswd:\n    realm: kiln-e2e\n    path: {}\n",
+                dir.join("data").display(),
+                pki.join("registry.crt").display(),
+                pki.join("registry.key").display(),
+                dir.join("htpasswd").display(),
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let registry = AuthRegistry { child, address };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the authenticated registry did not listen on {}",
+                registry.address
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a RUN step tries to find of the registry credentials (kaniko#106):
+/// the docker config at its old path (kaniko's, where builder pods used to
+/// mount the Secret) and its new ones (the Secret's volume, which only the
+/// init container mounts; the memory volume kiln takes it from), any
+/// `config.json` or `.dockerconfigjson` anywhere, any file holding
+/// `"auths"`, and for every process its cmdline, environ, open files and
+/// writable memory. The script's own environ (`PROBE_MARKER`) and memory
+/// are the controls that show the reading works where it is allowed.
+const PROBE: &str = r#"#!/bin/sh
+for f in /kaniko/.docker/config.json /kiln/registry-credentials/config.json /kiln/registry-secret/config.json; do
+  if [ -e "$f" ]; then echo "file $f: $(cat "$f" 2>&1)"; else echo "file $f: absent"; fi
+done
+echo "dir /kiln/registry-credentials: $(ls -a /kiln/registry-credentials 2>&1 | tr '\n' ' ')"
+echo "find config.json: $(find / -path /proc -prune -o -name config.json -print 2>/dev/null | tr '\n' ' ')"
+echo "find .dockerconfigjson: $(find / -path /proc -prune -o -name .dockerconfigjson -print 2>/dev/null | tr '\n' ' ')"
+for d in /* /kiln/registry-credentials; do
+  case $d in /proc|/sys|/dev|/kiln|/kaniko) continue ;; esac
+  grep -rho '"auths".\{0,300\}' "$d" 2>/dev/null | sed "s|^|grep $d: |"
+done
+for p in /proc/[0-9]*; do
+  pid=${p#/proc/}
+  cmd=$(cat $p/cmdline 2>&1 | tr '\0' ' ')
+  case "$cmd" in *executor*) who=kiln ;; *) who=other ;; esac
+  echo "proc $pid ($who) cmdline: $cmd"
+  echo "proc $pid ($who) environ: $(cat $p/environ 2>&1 | tr '\0' ' ')"
+  echo "proc $pid ($who) fd: $(ls -l $p/fd/ 2>&1 | tr '\n' ' ')"
+  if maps=$(cat $p/maps 2>&1); then
+    found=$(echo "$maps" | while read range perms rest; do
+      case $perms in rw*)
+        s=$((0x${range%-*})); e=$((0x${range#*-}))
+        dd if=$p/mem bs=4096 skip=$((s / 4096)) count=$(((e - s) / 4096)) 2>/dev/null ;;
+      esac
+    done | grep -o 'auths.\{0,300\}' | head -n 3)
+    echo "proc $pid ($who) mem: readable, auths: $found"
+  else
+    echo "proc $pid ($who) mem: $maps"
+  fi
+done
+"#;
+
+/// A MultiArchBuild pushing to a registry that requires the credentials of
+/// its `registrySecretRef`, whose Dockerfile has a RUN that tries every
+/// way to read them ([`PROBE`]): the build pushes (so kiln had them), and
+/// the RUN step's report, in the builder's log, holds nothing of them.
+async fn run_steps_cannot_read_the_registry_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    node: &RealNode,
+    uploader: &Registry,
+    base: &str,
+    work: &Path,
+) {
+    let (user, password) = ("kiln-probe-user", "Pr0be-pAssw0rd-4c1d");
+    let auth = AuthRegistry::start(node, &work.join("auth-registry"), user, password);
+    let certs = work.join("certs");
+    let skopeo_inspect = |creds: Option<&str>, image: &str| {
+        let mut command = std::process::Command::new("skopeo");
+        command
+            .arg("inspect")
+            .arg(format!("--cert-dir={}", certs.display()));
+        if let Some(creds) = creds {
+            command.arg(format!("--creds={creds}"));
+        }
+        command.arg(format!("docker://{image}")).output().unwrap()
+    };
+
+    let dir = work.join("probe");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("probe.sh"), PROBE).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY probe.sh /probe.sh\n\
+             RUN PROBE_MARKER=the-probe-reads-its-own-environ sh /probe.sh >/probe.txt 2>&1; \
+             echo PROBE-BEGIN; cat /probe.txt; echo PROBE-END\n"
+        ),
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{}/kiln-e2e/probe-context", node.registry()),
+        LocalContext::Dir(&dir),
+    )
+    .await
+    .unwrap();
+
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let config = serde_json::json!({ "auths": { &auth.address: { "auth": &encoded } } });
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "push" },
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": { ".dockerconfigjson": config.to_string() },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let image = format!("{}/kiln-e2e/probe:1", auth.address);
+    let build = sample_build(
+        "probe",
+        &context,
+        vec![image.clone()],
+        Some("push"),
+        kiln_crds::UserNamespaces::Auto,
+    );
+    let status = build_to_the_end(client, namespace, build).await;
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{status:#?}");
+
+    // The registry requires the credentials, and the image is there.
+    let anonymous = skopeo_inspect(None, &image);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("authentication required"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    let inspected = skopeo_inspect(Some(&format!("{user}:{password}")), &image);
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+
+    // The RUN step's report, from the builder pod's log.
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let request = requests
+        .items
+        .iter()
+        .find(|r| {
+            r.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("probe-")
+        })
+        .unwrap();
+    let pod = request.status.as_ref().unwrap().pod_name.clone().unwrap();
+    let log = Api::<Pod>::namespaced(client.clone(), namespace)
+        .logs(&pod, &LogParams::default())
+        .await
+        .unwrap();
+    let report = log
+        .split_once("PROBE-BEGIN")
+        .and_then(|(_, rest)| rest.split_once("PROBE-END"))
+        .map(|(report, _)| report.to_owned())
+        .unwrap_or_else(|| panic!("no probe report in the builder's log:\n{log}"));
+    for secret in [password, user, encoded.as_str()] {
+        assert!(
+            !report.contains(secret),
+            "a RUN step read {secret:?}:\n{report}"
+        );
+    }
+    for path in [
+        "/kaniko/.docker/config.json",
+        "/kiln/registry-credentials/config.json",
+        "/kiln/registry-secret/config.json",
+    ] {
+        assert!(
+            report.contains(&format!("file {path}: absent")),
+            "{path}:\n{report}"
+        );
+    }
+    for name in ["config.json", ".dockerconfigjson"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.trim_end() == format!("find {name}:")),
+            "{name} found:\n{report}"
+        );
+    }
+    assert!(!report.contains("grep /"), "{report}");
+    // kiln is pid 1 of its container: not dumpable, so a RUN step as root
+    // without CAP_SYS_PTRACE opens none of these.
+    for what in ["environ", "fd", "mem"] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("proc 1 (kiln) {what}:")))
+            .unwrap_or_else(|| panic!("no {what} line for kiln:\n{report}"));
+        assert!(line.contains("Permission denied"), "{line}\n{report}");
+    }
+    // The controls: the probe read its own environ and memory.
+    assert!(
+        report.contains("PROBE_MARKER=the-probe-reads-its-own-environ"),
+        "{report}"
+    );
+    assert!(report.contains("(other) mem: readable"), "{report}");
 }

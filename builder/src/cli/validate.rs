@@ -1395,7 +1395,8 @@ pub(crate) mod tests {
             "isolation snapshot-mode single-snapshot ignore-path ignore-var-run force cleanup",
             "insecure insecure-pull insecure-registry skip-tls-verify skip-tls-verify-pull \
              skip-tls-verify-registry registry-certificate registry-mirror push-retry \
-             push-retry-initial-delay push-retry-max-delay image-download-retry",
+             push-retry-initial-delay push-retry-max-delay image-download-retry \
+             take-docker-config copy-docker-config",
             "namespace context-repo detach build-request",
             "verbosity log-format log-timestamp progress",
             "bucket git registry-map skip-default-registry-fallback no-push-cache \

@@ -373,6 +373,16 @@ struct Prepared {
     env: BTreeMap<String, String>,
     workdir: PathBuf,
     files: PodFiles,
+    /// The init containers, run in order to completion before it.
+    init: Vec<InitCommand>,
+}
+
+/// One init container's process.
+struct InitCommand {
+    name: String,
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    workdir: PathBuf,
 }
 
 async fn run_pod(shared: &Shared, pod: &Pod, arch: &str, mut stopped: watch::Receiver<bool>) {
@@ -414,6 +424,14 @@ async fn run_pod(shared: &Shared, pod: &Pod, arch: &str, mut stopped: watch::Rec
         .map_or(MAX_GRACE, |seconds| {
             Duration::from_secs(seconds.max(0) as u64).min(MAX_GRACE)
         });
+
+    if let Err((reason, message)) = run_init_containers(&prepared, &mut stopped).await {
+        let status = terminal_status(pod, &start_time, None, "Failed", 1, &reason, &message, 0);
+        patch_status(&pods, &name, status).await;
+        stop_requested(&mut stopped).await;
+        remove_pod(shared, &namespace, &name, &uid).await;
+        return;
+    }
 
     let mut restarts = 0;
     loop {
@@ -500,6 +518,51 @@ async fn run_pod(shared: &Shared, pod: &Pod, arch: &str, mut stopped: watch::Rec
             }
         }
     }
+}
+
+/// Runs the init containers in order, each to completion, as the kubelet
+/// does; the first that fails (or a stop request) ends the pod before its
+/// container starts: the reason and message for its status.
+async fn run_init_containers(
+    prepared: &Prepared,
+    stopped: &mut watch::Receiver<bool>,
+) -> Result<(), (String, String)> {
+    for init in &prepared.init {
+        let log_path = prepared.files.dir.join(format!("init-{}.log", init.name));
+        let command = Prepared {
+            argv: init.argv.clone(),
+            env: init.env.clone(),
+            workdir: init.workdir.clone(),
+            files: PodFiles {
+                log: log_path.clone(),
+                ..prepared.files.clone()
+            },
+            init: Vec::new(),
+        };
+        let mut child = spawn(&command)
+            .map_err(|error| ("Init:ContainerCannotRun".to_string(), error.to_string()))?;
+        let exit = tokio::select! {
+            exit = child.wait() => exit,
+            _ = stop_requested(stopped) => {
+                stop_process(&mut child, MAX_GRACE).await;
+                return Err(("Init:Stopped".to_string(), format!("init container {} stopped", init.name)));
+            }
+        };
+        let code = exit.map(exit_code).unwrap_or(-1);
+        if code != 0 {
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(2048)..]).into_owned();
+            return Err((
+                "Init:Error".to_string(),
+                format!(
+                    "init container {} exited with {code}: {}",
+                    init.name,
+                    tail.trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves once the pod's deletion asks its process to stop (or the runner
@@ -706,6 +769,42 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PodError> {
     std::fs::write(path, bytes).map_err(io_error("could not write", path))
 }
 
+/// `container`'s volume mounts as (container path, host path), and
+/// whether one of them is the service-account directory.
+fn container_mounts(
+    container: &k8s_openapi::api::core::v1::Container,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    volumes_dir: &Path,
+) -> Result<(Vec<(String, PathBuf)>, bool), PodError> {
+    let mut mounts = Vec::new();
+    let mut service_account_mounted = false;
+    for mount in container.volume_mounts.iter().flatten() {
+        if !spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|volume| volume.name == mount.name)
+        {
+            return Err(PlanError::MissingVolume {
+                container: container.name.clone(),
+                mount: mount.mount_path.clone(),
+            }
+            .into());
+        }
+        let mut host = volumes_dir.join(&mount.name);
+        if let Some(sub_path) = mount
+            .sub_path
+            .as_deref()
+            .filter(|sub_path| !sub_path.is_empty())
+        {
+            host = host.join(sub_path);
+        }
+        service_account_mounted |= mount.mount_path.trim_end_matches('/') == SERVICE_ACCOUNT_MOUNT;
+        mounts.push((mount.mount_path.clone(), host));
+    }
+    Ok((mounts, service_account_mounted))
+}
+
 async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, PodError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -720,14 +819,6 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
         }
         .into());
     };
-    if init > 0 {
-        return Err(PlanError::UnsupportedShape {
-            pod: format!("{namespace}/{name}"),
-            containers: 1,
-            init,
-        }
-        .into());
-    }
     let image = plan::host_image(
         &shared.config.images,
         container.image.as_deref().unwrap_or_default(),
@@ -766,32 +857,7 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
         }
     }
 
-    let mut mounts = Vec::new();
-    let mut service_account_mounted = false;
-    for mount in container.volume_mounts.iter().flatten() {
-        if !spec
-            .volumes
-            .iter()
-            .flatten()
-            .any(|volume| volume.name == mount.name)
-        {
-            return Err(PlanError::MissingVolume {
-                container: container.name.clone(),
-                mount: mount.mount_path.clone(),
-            }
-            .into());
-        }
-        let mut host = volumes_dir.join(&mount.name);
-        if let Some(sub_path) = mount
-            .sub_path
-            .as_deref()
-            .filter(|sub_path| !sub_path.is_empty())
-        {
-            host = host.join(sub_path);
-        }
-        service_account_mounted |= mount.mount_path.trim_end_matches('/') == SERVICE_ACCOUNT_MOUNT;
-        mounts.push((mount.mount_path.clone(), host));
-    }
+    let (mut mounts, service_account_mounted) = container_mounts(container, &spec, &volumes_dir)?;
     let termination_message = dir.join("termination-log");
     write_file(&termination_message, b"")?;
     let termination_path = container
@@ -829,6 +895,8 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
             termination_message.display().to_string(),
         ),
     ]);
+    // What every container of the pod gets (init containers too).
+    let runtime_env = base.clone();
     if let Some((key, value)) = plan::emulation_env(
         Some(arch).filter(|arch| !arch.is_empty()),
         plan::host_arch(),
@@ -870,7 +938,37 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
         .as_deref()
         .and_then(|workdir| paths.host_path(workdir))
         .unwrap_or_else(|| dir.clone());
+    let mut init = Vec::new();
+    for container in spec.init_containers.iter().flatten() {
+        let image = plan::host_image(
+            &shared.config.images,
+            container.image.as_deref().unwrap_or_default(),
+        )?;
+        let (mounts, _) = container_mounts(container, &spec, &volumes_dir)?;
+        let paths = PathMap::new(mounts);
+        let mut own = plan::container_env(pod, container, &objects)?;
+        for value in own.values_mut() {
+            *value = paths.translate(value);
+        }
+        let argv = plan::container_argv(container, image, &own, &paths)?;
+        let mut env: BTreeMap<String, String> = runtime_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(own);
+        init.push(InitCommand {
+            name: container.name.clone(),
+            argv,
+            env,
+            workdir: container
+                .working_dir
+                .as_deref()
+                .and_then(|workdir| paths.host_path(workdir))
+                .unwrap_or_else(|| dir.clone()),
+        });
+    }
     Ok(Prepared {
+        init,
         argv,
         env: base,
         workdir,

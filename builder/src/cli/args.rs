@@ -576,8 +576,8 @@ pub struct RegistryArgs {
     /// Copy the docker config.json FROM to a new file TO (mode 0600), then exit without building:
     /// what the init container of the operator's builder pods runs (the builder image has no
     /// `cp`).
-    #[arg(long, value_name = "FROM:TO")]
-    pub copy_docker_config: Option<String>,
+    #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+    pub copy_docker_config: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

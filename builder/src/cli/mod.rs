@@ -35,10 +35,10 @@ pub fn main() -> ExitCode {
     if let Err(error) = init_logging(logging.verbosity, logging.log_format, logging.log_timestamp) {
         return report(&error.into());
     }
-    if let Some(paths) = &args.registry.copy_docker_config {
-        return match copy_docker_config(paths) {
+    if let [from, to] = args.registry.copy_docker_config.as_slice() {
+        return match crate::registry::copy_docker_config(from, to) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => report(&error),
+            Err(error) => report(&error.into()),
         };
     }
     // Before anything is fetched or run: from here on the credentials are
@@ -73,15 +73,6 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error),
     }
-}
-
-/// `--copy-docker-config=FROM:TO`.
-fn copy_docker_config(paths: &str) -> anyhow::Result<()> {
-    let (from, to) = paths.split_once(':').ok_or_else(|| {
-        anyhow::anyhow!("--copy-docker-config={paths}: expected FROM:TO, two paths")
-    })?;
-    crate::registry::copy_docker_config(std::path::Path::new(from), std::path::Path::new(to))?;
-    Ok(())
 }
 
 /// [`execute`], unless SIGTERM or SIGINT comes first: then the running

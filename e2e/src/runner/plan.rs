@@ -33,7 +33,7 @@ pub enum PlanError {
     )]
     NoCommand { container: String, image: String },
     #[error(
-        "the e2e runner runs pods of exactly one container and no init containers; pod {pod} has {containers} and {init} init"
+        "the e2e runner runs pods of exactly one container (and any init containers); pod {pod} has {containers} (and {init} init)"
     )]
     UnsupportedShape {
         pod: String,

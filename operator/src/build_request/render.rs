@@ -136,9 +136,11 @@ fn registry_credentials(secret_name: &str, settings: &BuilderSettings) -> Regist
         name: CREDENTIALS_CONTAINER.into(),
         image: Some(settings.image.clone()),
         image_pull_policy: Some(settings.pull_policy.clone()),
-        args: Some(vec![format!(
-            "--copy-docker-config={SECRET_DIR}/config.json:{CREDENTIALS_DIR}/config.json"
-        )]),
+        args: Some(vec![
+            "--copy-docker-config".into(),
+            format!("{SECRET_DIR}/config.json"),
+            format!("{CREDENTIALS_DIR}/config.json"),
+        ]),
         volume_mounts: Some(vec![
             mount(&secret, SECRET_DIR, true),
             mount(&credentials, CREDENTIALS_DIR, false),

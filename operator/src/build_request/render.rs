@@ -45,7 +45,7 @@ pub const FIELD_MANAGER: &str = "kiln-operator";
 /// kernel otherwise clears silently), set file capabilities (`SETFCAP`,
 /// `RUN setcap …`) and run steps as the image's `USER` (`SETUID`,
 /// `SETGID`). Each is proven necessary on the real node
-/// (`e2e/tests/real_node_lockdown.rs`); `MKNOD` is not kept (a layer's
+/// (`e2e/tests/real_node_builder.rs`); `MKNOD` is not kept (a layer's
 /// device nodes are skipped with a warning, `RUN mknod` fails), nor
 /// anything a container runtime adds by default beyond these
 /// (`NET_RAW`, `KILL`, `SYS_CHROOT`, …).

@@ -877,6 +877,9 @@ impl Drop for AuthRegistry {
 /// writable memory. The script's own environ (`PROBE_MARKER`) and memory
 /// are the controls that show the reading works where it is allowed.
 const PROBE: &str = r#"#!/bin/sh
+# The key of docker's config.json, spelled so that this script does not
+# match it itself.
+key=au; key="${key}ths"
 for f in /kaniko/.docker/config.json /kiln/registry-credentials/config.json /kiln/registry-secret/config.json; do
   if [ -e "$f" ]; then echo "file $f: $(cat "$f" 2>&1)"; else echo "file $f: absent"; fi
 done
@@ -885,7 +888,7 @@ echo "find config.json: $(find / -path /proc -prune -o -name config.json -print 
 echo "find .dockerconfigjson: $(find / -path /proc -prune -o -name .dockerconfigjson -print 2>/dev/null | tr '\n' ' ')"
 for d in /* /kiln/registry-credentials; do
   case $d in /proc|/sys|/dev|/kiln|/kaniko) continue ;; esac
-  grep -rho '"auths".\{0,300\}' "$d" 2>/dev/null | sed "s|^|grep $d: |"
+  grep -rho "\"$key\".\{0,300\}" "$d" 2>/dev/null | sed "s|^|grep $d: |"
 done
 for p in /proc/[0-9]*; do
   pid=${p#/proc/}
@@ -900,8 +903,8 @@ for p in /proc/[0-9]*; do
         s=$((0x${range%-*})); e=$((0x${range#*-}))
         dd if=$p/mem bs=4096 skip=$((s / 4096)) count=$(((e - s) / 4096)) 2>/dev/null ;;
       esac
-    done | grep -o 'auths.\{0,300\}' | head -n 3)
-    echo "proc $pid ($who) mem: readable, auths: $found"
+    done | grep -o "$key.\{0,300\}" | head -n 3)
+    echo "proc $pid ($who) mem: readable, found: $found"
   else
     echo "proc $pid ($who) mem: $maps"
   fi

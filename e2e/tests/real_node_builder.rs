@@ -878,7 +878,8 @@ impl Drop for AuthRegistry {
 /// are the controls that show the reading works where it is allowed.
 const PROBE: &str = r#"#!/bin/sh
 # The key of docker's config.json, spelled so that this script does not
-# match it itself.
+# match it itself; what follows a match is kept to printable ASCII (the log
+# is read as UTF-8).
 key=au; key="${key}ths"
 for f in /kaniko/.docker/config.json /kiln/registry-credentials/config.json /kiln/registry-secret/config.json; do
   if [ -e "$f" ]; then echo "file $f: $(cat "$f" 2>&1)"; else echo "file $f: absent"; fi
@@ -888,7 +889,7 @@ echo "find config.json: $(find / -path /proc -prune -o -name config.json -print 
 echo "find .dockerconfigjson: $(find / -path /proc -prune -o -name .dockerconfigjson -print 2>/dev/null | tr '\n' ' ')"
 for d in /* /kiln/registry-credentials; do
   case $d in /proc|/sys|/dev|/kiln|/kaniko) continue ;; esac
-  grep -rho "\"$key\".\{0,300\}" "$d" 2>/dev/null | sed "s|^|grep $d: |"
+  grep -rho "\"$key\"[ -~]\{0,300\}" "$d" 2>/dev/null | sed "s|^|grep $d: |"
 done
 for p in /proc/[0-9]*; do
   pid=${p#/proc/}
@@ -903,7 +904,7 @@ for p in /proc/[0-9]*; do
         s=$((0x${range%-*})); e=$((0x${range#*-}))
         dd if=$p/mem bs=4096 skip=$((s / 4096)) count=$(((e - s) / 4096)) 2>/dev/null ;;
       esac
-    done | grep -o "$key.\{0,300\}" | head -n 3)
+    done | grep -o "$key[ -~]\{0,300\}" | head -n 3)
     echo "proc $pid ($who) mem: readable, found: $found"
   else
     echo "proc $pid ($who) mem: $maps"

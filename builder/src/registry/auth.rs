@@ -291,6 +291,7 @@ fn to_registry_auth(credential: DockerCredential) -> RegistryAuth {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::ffi::OsString;
 

@@ -427,6 +427,101 @@ async fn restart_policy_on_failure_restarts_the_container_until_it_succeeds() {
     assert_eq!(runner.log(&namespace, "flaky").unwrap(), "run 1\nrun 2\n");
 }
 
+/// `pod` with an emptyDir `/shared` in its container and an init
+/// container running `script` with it mounted too; `$SHARED` names it in
+/// both (the runner rewrites paths in env values, not inside scripts).
+fn with_init(mut pod: Pod, script: &str) -> Pod {
+    let mount: k8s_openapi::api::core::v1::VolumeMount =
+        serde_json::from_value(serde_json::json!({ "name": "shared", "mountPath": "/shared" }))
+            .unwrap();
+    let spec = pod.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({ "name": "shared", "emptyDir": {} })).unwrap(),
+    ]);
+    spec.containers[0].volume_mounts = Some(vec![mount.clone()]);
+    let env = serde_json::json!([{ "name": "SHARED", "value": "/shared" }]);
+    spec.containers[0].env = Some(serde_json::from_value(env.clone()).unwrap());
+    spec.init_containers = Some(vec![
+        serde_json::from_value(serde_json::json!({
+            "name": "init",
+            "image": SHELL_IMAGE,
+            "command": ["/bin/sh", "-c", script],
+            "env": env,
+            "volumeMounts": [mount],
+        }))
+        .unwrap(),
+    ]);
+    pod
+}
+
+#[tokio::test]
+async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
+    let (_cluster, client, namespace, runner) = setup("runner-init").await;
+    let pods = Api::<Pod>::namespaced(client, &namespace);
+    // The init container's file, in a volume both mount, is there when the
+    // container starts.
+    let pod = with_init(
+        shell_pod(
+            "inited",
+            "amd64",
+            "cat \"$SHARED/from-init\"",
+            serde_json::json!([]),
+        ),
+        "echo written by init > \"$SHARED/from-init\"",
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "inited",
+        is_finished,
+        WAIT,
+        "inited finishing",
+    )
+    .await
+    .unwrap();
+    let finished = pods.get("inited").await.unwrap();
+    assert_eq!(phase(Some(&finished)).as_deref(), Some("Succeeded"));
+    assert_eq!(
+        runner.log(&namespace, "inited").unwrap(),
+        "written by init\n"
+    );
+
+    // A failing init container: the container never runs.
+    let pod = with_init(
+        shell_pod(
+            "blocked",
+            "amd64",
+            "echo container ran",
+            serde_json::json!([]),
+        ),
+        "echo init says no; exit 3",
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(
+        pods.clone(),
+        "blocked",
+        is_finished,
+        WAIT,
+        "blocked finishing",
+    )
+    .await
+    .unwrap();
+    let finished = pods.get("blocked").await.unwrap();
+    assert_eq!(phase(Some(&finished)).as_deref(), Some("Failed"));
+    let terminated = finished.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(terminated.reason.as_deref(), Some("Init:Error"));
+    assert_eq!(
+        terminated.message.as_deref(),
+        Some("init container init exited with 3: init says no")
+    );
+    assert_eq!(runner.log(&namespace, "blocked").unwrap_or_default(), "");
+}
+
 #[tokio::test]
 async fn a_job_completes_when_its_pod_succeeds() {
     let (_cluster, client, namespace, _runner) = setup("runner-job").await;

@@ -194,10 +194,7 @@ impl<'a> Lexer<'a> {
 
     /// The word for an error message: its start, when it is long.
     fn word(&self) -> String {
-        match self.word.char_indices().nth(WORD_EXCERPT_CHARS) {
-            Some((end, _)) => format!("{}…", &self.word[..end]),
-            None => self.word.to_string(),
-        }
+        crate::context::excerpt(self.word, WORD_EXCERPT_CHARS)
     }
 
     /// Scans until `stop` (consumed) or the end of input. Reaching the end

@@ -149,10 +149,12 @@ struct Fetch {
 impl Fetch {
     /// Fetches and checks out; errors are messages for [`ContextError::Git`].
     fn run(&self, interrupt: &Arc<AtomicBool>) -> Result<(), String> {
-        let want = |reference: &Option<String>| match reference.as_deref() {
-            None => Want::Head,
-            Some(reference) => Want::Ref(reference),
-        };
+        fn want(reference: &Option<String>) -> Want<'_> {
+            match reference.as_deref() {
+                None => Want::Head,
+                Some(reference) => Want::Ref(reference),
+            }
+        }
         let result = match (&self.reference, &self.commit) {
             // kaniko's `#ref#commit`: the commit may be deep in the branch.
             (reference, Some(commit)) => self.clone(want(reference), false, Some(commit), interrupt),
@@ -303,7 +305,7 @@ fn answer(
 
 /// HTTP transport options: the process's rustls (ring) with the extra CA
 /// of `SSL_CERT_FILE`.
-fn http_options(ca_file: Option<PathBuf>) -> gix::protocol::transport::client::http::Options {
+fn http_options(ca_file: Option<PathBuf>) -> gix::protocol::transport::client::blocking_io::http::Options {
     let configure_client = move |mut builder: reqwest::blocking::ClientBuilder| {
         if let Some(path) = &ca_file {
             let pem = std::fs::read(path)
@@ -314,11 +316,11 @@ fn http_options(ca_file: Option<PathBuf>) -> gix::protocol::transport::client::h
         }
         Ok(builder.user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION"))))
     };
-    let backend = gix::protocol::transport::client::http::reqwest::Options {
+    let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
         configure_client: Some(Box::new(configure_client)),
         configure_request: None,
     };
-    gix::protocol::transport::client::http::Options {
+    gix::protocol::transport::client::blocking_io::http::Options {
         backend: Some(Arc::new(std::sync::Mutex::new(backend))),
         ..Default::default()
     }

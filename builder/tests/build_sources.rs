@@ -454,7 +454,11 @@ async fn git_context_with_ref_and_subdirectory() {
         ("HOME", home.path().as_os_str()),
     ];
     for (reference, expected) in [("v1", "v1"), ("main", "v2"), (v1_commit.as_str(), "v1")] {
-        let image = format!("{}/git:{}", registry.host(), &reference[..reference.len().min(12)]);
+        let image = format!(
+            "{}/git:{}",
+            registry.host(),
+            &reference[..reference.len().min(12)]
+        );
         assert_success(
             &kiln_with_env(
                 &[
@@ -476,7 +480,11 @@ async fn git_context_with_ref_and_subdirectory() {
     // The fake git works when it is run (so the check above can fail).
     let status = Command::new(&fake_git).arg("--version").status().unwrap();
     assert!(!status.success() && ran.exists());
-    assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0, "kiln wrote to HOME");
+    assert_eq!(
+        std::fs::read_dir(home.path()).unwrap().count(),
+        0,
+        "kiln wrote to HOME"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

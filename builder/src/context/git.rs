@@ -157,7 +157,9 @@ impl Fetch {
         }
         let result = match (&self.reference, &self.commit) {
             // kaniko's `#ref#commit`: the commit may be deep in the branch.
-            (reference, Some(commit)) => self.clone(want(reference), false, Some(commit), interrupt),
+            (reference, Some(commit)) => {
+                self.clone(want(reference), false, Some(commit), interrupt)
+            }
             (Some(reference), None) if is_commit_id(reference) => {
                 match self.clone(Want::Commit(reference), true, None, interrupt) {
                     Ok(()) => Ok(()),
@@ -194,15 +196,14 @@ impl Fetch {
         )
         .map_err(|e| error_text(&e))?;
         if shallow {
-            prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(
-                NonZeroU32::MIN,
-            ));
+            prepare =
+                prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN));
         }
         prepare = match want {
             Want::Head => prepare,
-            Want::Ref(name) => prepare
-                .with_ref_name(Some(name))
-                .map_err(|e| format!("{name:?} is not a valid git reference: {}", error_text(&e)))?,
+            Want::Ref(name) => prepare.with_ref_name(Some(name)).map_err(|e| {
+                format!("{name:?} is not a valid git reference: {}", error_text(&e))
+            })?,
             Want::Commit(id) => prepare
                 .with_revision(Some(id))
                 .map_err(|e| format!("{id:?} is not a valid commit id: {}", error_text(&e)))?,
@@ -220,7 +221,8 @@ impl Fetch {
         }
 
         let fetched = {
-            let watch = SizeWatch::start(self.dest.join(".git"), self.limits.fetch_bytes, interrupt);
+            let watch =
+                SizeWatch::start(self.dest.join(".git"), self.limits.fetch_bytes, interrupt);
             let result = prepare.fetch_then_checkout(gix::progress::Discard, interrupt);
             match (result, watch.exceeded()) {
                 (_, true) => {
@@ -251,7 +253,8 @@ impl Fetch {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("emptying {}: {e}", self.dest.display())),
         }
-        std::fs::create_dir(&self.dest).map_err(|e| format!("creating {}: {e}", self.dest.display()))
+        std::fs::create_dir(&self.dest)
+            .map_err(|e| format!("creating {}: {e}", self.dest.display()))
     }
 
     /// gix rarely echoes credentials, but a URL with user-info or an
@@ -290,22 +293,28 @@ fn answer(
     action: gix::credentials::helper::Action,
 ) -> Option<gix::credentials::protocol::Outcome> {
     match action {
-        gix::credentials::helper::Action::Get(context) => Some(gix::credentials::protocol::Outcome {
-            credentials: gix::sec::identity::Credentials::UsernamePassword {
-                username: credentials.username.clone(),
-                password: credentials.password.clone(),
-                oauth_refresh_token: None,
-            },
-            next: context.into(),
-        }),
+        gix::credentials::helper::Action::Get(context) => {
+            Some(gix::credentials::protocol::Outcome {
+                credentials: gix::sec::identity::Credentials::UsernamePassword {
+                    username: credentials.username.clone(),
+                    password: credentials.password.clone(),
+                    oauth_refresh_token: None,
+                },
+                next: context.into(),
+            })
+        }
         // Nothing is stored: the credentials live in memory only.
-        gix::credentials::helper::Action::Store(_) | gix::credentials::helper::Action::Erase(_) => None,
+        gix::credentials::helper::Action::Store(_) | gix::credentials::helper::Action::Erase(_) => {
+            None
+        }
     }
 }
 
 /// HTTP transport options: the process's rustls (ring) with the extra CA
 /// of `SSL_CERT_FILE`.
-fn http_options(ca_file: Option<PathBuf>) -> gix::protocol::transport::client::blocking_io::http::Options {
+fn http_options(
+    ca_file: Option<PathBuf>,
+) -> gix::protocol::transport::client::blocking_io::http::Options {
     let configure_client = move |mut builder: reqwest::blocking::ClientBuilder| {
         if let Some(path) = &ca_file {
             let pem = std::fs::read(path)

@@ -804,7 +804,10 @@ impl Registry {
     /// (a policy on tag names) answers yes here.
     pub async fn check_oci_support(&self, target: &Reference) -> Result<(), RegistryError> {
         let clients = self.authed_clients(target, Access::Push).await?;
-        let config_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(OCI_PROBE_CONFIG)));
+        let config_digest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(OCI_PROBE_CONFIG))
+        );
         let op = self.op(
             format!("pushing blob {config_digest} to {}", repository_of(target)),
             target,
@@ -835,7 +838,11 @@ impl Registry {
         // Best effort: registries may refuse deletes (405), which leaves an
         // untagged manifest nobody can list by tag.
         let auth = self.auth_for(target).await?;
-        if let Ok(token) = clients.oci.auth(target, &auth, RegistryOperation::Push).await {
+        if let Ok(token) = clients
+            .oci
+            .auth(target, &auth, RegistryOperation::Push)
+            .await
+        {
             let url = format!(
                 "{}://{}/v2/{}/manifests/{manifest_digest}",
                 if clients.plain_http { "http" } else { "https" },

@@ -527,7 +527,7 @@ async fn a_registry_refusing_oci_is_found_before_any_step() {
     );
     let probe_digest = fixtures::sha256_digest(probe.as_bytes());
     let expected = format!(
-        "error: registry doesn't support OCI media types: pushing manifest to {}/oci-refused:1@{probe_digest}: \
+        "error: registry doesn't support OCI media types: pushing manifest to {}/oci-refused@{probe_digest}: \
          HTTP 400 Bad Request (MANIFEST_INVALID: manifest invalid); use --oci-mode=docker \
          --legacy-manifest-list=true; nothing was built",
         proxy.host()

@@ -207,7 +207,9 @@ impl PlatformCache {
         let repository = self.repository.clone();
         let refused = Arc::clone(&self.shared.pushes_refused);
         let warned = Arc::clone(&self.shared.push_warned);
-        let task = tokio::spawn(async move {
+        // In the step's span: its lines carry the step's label.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(tracing::Instrument::instrument(async move {
             if refused.load(Ordering::SeqCst) {
                 return;
             }
@@ -232,7 +234,7 @@ impl PlatformCache {
                     }
                 }
             }
-        });
+        }, span));
         if let Ok(mut pushes) = self.pushes.lock() {
             pushes.push(task);
         }

@@ -303,7 +303,9 @@ async fn build_all(
             Arc::clone(&limit),
             Arc::clone(&emulated),
         );
-        tasks.push(tokio::spawn(async move {
+        // Its lines (pushes, the summary) carry the platform's label.
+        let span = tracing::info_span!("platform", platform = %platform);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(async move {
             let _permit = limit
                 .acquire()
                 .await
@@ -322,7 +324,7 @@ async fn build_all(
                 .publish(&image, &OutputPlan::registry_only(&options, mode))
                 .await?;
             Ok::<_, BuildError>(PlatformBuild { platform, outcome })
-        }));
+        }, span)));
     }
     let mut results = Vec::with_capacity(tasks.len());
     let mut failures = Vec::new();

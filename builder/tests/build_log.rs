@@ -25,7 +25,10 @@ fn lines_starting<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
 
 /// A line without the `[platform stage n/N] ` label it may start with.
 fn unlabelled(line: &str) -> &str {
-    match line.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+    match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
         Some((_, rest)) => rest,
         None => line,
     }
@@ -78,9 +81,16 @@ async fn text_log_labels_every_instruction_with_platform_stage_and_step() {
         // The step's other lines (cache lookups, pulls, unpacking) carry
         // its label too; here only the instructions' own.
         .filter(|l| {
-            !["cache hit ", "cache miss ", "cached ", "unpacking ", "pulled ", "pushed "]
-                .iter()
-                .any(|other| unlabelled(l).starts_with(other))
+            ![
+                "cache hit ",
+                "cache miss ",
+                "cached ",
+                "unpacking ",
+                "pulled ",
+                "pushed ",
+            ]
+            .iter()
+            .any(|other| unlabelled(l).starts_with(other))
         })
         .collect();
     let want = [
@@ -392,7 +402,10 @@ async fn every_line_of_a_step_carries_its_label() {
             format!("[{platform} tools 3/3] cache miss for RUN echo built-$TARGETARCH"),
             format!("[{platform} tools 3/3] cached RUN echo built-$TARGETARCH"),
             format!("[{platform} final 2/3] unpacking 1 layers into a root filesystem"),
-            format!("[{platform}] layer cache in {}/labels/cache", registry.host()),
+            format!(
+                "[{platform}] layer cache in {}/labels/cache",
+                registry.host()
+            ),
             format!("[{platform}] pushed {}/labels@sha256:", registry.host()),
         ] {
             assert_eq!(lines_starting(&log, &line).len(), 1, "{line}: {log}");

@@ -194,7 +194,9 @@ impl Label {
     fn text(&self) -> Option<String> {
         let platform = self.platform.as_deref()?;
         Some(match (&self.stage, self.step, self.steps) {
-            (Some(stage), Some(step), Some(steps)) => format!("[{platform} {stage} {step}/{steps}]"),
+            (Some(stage), Some(step), Some(steps)) => {
+                format!("[{platform} {stage} {step}/{steps}]")
+            }
             (Some(stage), _, _) => format!("[{platform} {stage}]"),
             (None, _, _) => format!("[{platform}]"),
         })

@@ -289,3 +289,84 @@ async fn no_push_cache_pushes_no_cache_layer() {
         .unwrap();
     assert!(listed.status.success(), "no cache image was pushed");
 }
+
+/// `--credential-helpers`: for a registry the docker config has nothing
+/// for, kiln runs `docker-credential-NAME get` for each listed NAME in
+/// order, as the docker CLI does (server on stdin, JSON on stdout). A
+/// helper that is not installed or has no credentials is passed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_helpers_are_run_for_registries_without_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    use support::kiln::{assert_success, context, context_arg, kiln_with_env, stderr};
+    let registry = support::TestRegistry::start_with_auth("helper-user", "helper-s3cret");
+    let ctx = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "a")]);
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let helper = |name: &str, body: &str| {
+        let path = bin.path().join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // Records what it was asked and answers with the registry's account.
+    helper(
+        "kiln-test",
+        &format!(
+            "read server\necho \"$1 $server\" >> '{}'\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"helper-user\",\"Secret\":\"helper-s3cret\"}}' \"$server\"",
+            asked.display()
+        ),
+    );
+    // Knows nothing, as helpers say it.
+    helper(
+        "kiln-empty",
+        "echo 'credentials not found in native keychain' >&2\nexit 1",
+    );
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let env = [("PATH", path.as_os_str())];
+    let build = |tag: &str, extra: &[&str]| {
+        let mut args = vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/helped:{tag}", registry.host()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // Without the flag: no credentials, refused before any step.
+    let refused = kiln_with_env(&build("1", &[]), None, &env).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    assert!(!asked.exists());
+
+    // An uninstalled helper, one without credentials, then the one with.
+    let helped = kiln_with_env(
+        &build(
+            "2",
+            &[
+                "--credential-helpers=kiln-not-installed",
+                "--credential-helpers=kiln-empty,kiln-test",
+            ],
+        ),
+        None,
+        &env,
+    )
+    .await;
+    assert_success(&helped);
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    assert!(
+        asked
+            .lines()
+            .all(|l| l == format!("get {}", registry.host()))
+            && !asked.is_empty(),
+        "{asked}"
+    );
+    assert!(
+        !stderr(&helped).contains("for kaniko compatibility"),
+        "{}",
+        stderr(&helped)
+    );
+}

@@ -764,8 +764,8 @@ pub struct KanikoArgs {
     )]
     pub force_build_metadata: bool,
 
-    /// Ignored (the fork's credential helpers; kiln reads the docker config's credHelpers and
-    /// credsStore).
+    /// Credential helpers (docker-credential-NAME on PATH) asked, in order, for a registry the
+    /// docker config has no credentials for. Repeatable or comma-separated.
     #[arg(long, value_name = "HELPER")]
     pub credential_helpers: Vec<String>,
 

@@ -146,7 +146,11 @@ pub const KANIKO_FLAGS: &[(&str, InKiln)] = &[
     ("annotation", InKiln::Same),
     (
         "credential-helpers",
-        InKiln::Ignored("kiln uses the docker config's credHelpers and credsStore"),
+        InKiln::Meaning(
+            "for a registry the docker config (auths, credHelpers, credsStore) has no \
+             credentials for, kiln runs docker-credential-NAME get for each listed NAME, in order, \
+             as the docker CLI does",
+        ),
     ),
     ("dryrun", InKiln::Alias("dry-run")),
     (

@@ -258,6 +258,7 @@ impl Args {
                 push_retry_max_delay: Duration::from_millis(registry.push_retry_max_delay),
                 image_download_retry: registry.image_download_retry,
                 docker_config_dir: None,
+                credential_helpers: credential_helpers(&kaniko.credential_helpers),
             },
             k8s: K8sOptions {
                 namespace: k8s.namespace,
@@ -485,6 +486,19 @@ fn build_args(
     Ok(args)
 }
 
+/// `--credential-helpers` values: repeatable and comma-separated, as the
+/// kaniko fork takes them; an empty value (`--credential-helpers=`) adds
+/// none.
+fn credential_helpers(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::ffi::OsStr;
@@ -601,6 +615,7 @@ pub(crate) mod tests {
                 push_retry_max_delay: Duration::from_millis(30000),
                 image_download_retry: 0,
                 docker_config_dir: None,
+                credential_helpers: vec![],
             },
             k8s: K8sOptions {
                 namespace: None,
@@ -860,6 +875,7 @@ pub(crate) mod tests {
                         push_retry_max_delay: Duration::from_secs(60),
                         image_download_retry: 2,
                         docker_config_dir: None,
+                        credential_helpers: vec![],
                     }
                 },
             ),

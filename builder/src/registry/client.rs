@@ -118,7 +118,10 @@ impl Registry {
             })?;
             certificates.insert(path.clone(), pem);
         }
-        let credentials = Arc::new(Credentials::discover(options.docker_config_dir.as_deref()));
+        let credentials = Arc::new(
+            Credentials::discover(options.docker_config_dir.as_deref())
+                .with_helpers(options.credential_helpers.clone()),
+        );
         Ok(Registry {
             inner: Arc::new(Inner {
                 options,

@@ -370,3 +370,83 @@ async fn credential_helpers_are_run_for_registries_without_credentials() {
         stderr(&helped)
     );
 }
+
+/// `--push-ignore-immutable-tag-errors`: a registry with immutable tags
+/// (a loopback proxy answering 400 TAG_INVALID to any manifest pushed
+/// under a tag) refuses a second image under an existing tag. Without the
+/// flag the build fails; with it the build succeeds with a warning, the
+/// tag keeps the first image, and nothing claims the tag was pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_tag_refusals_are_ignored_on_request() {
+    use support::kiln::{assert_success, context, context_arg, kiln, stderr};
+    let registry = support::TestRegistry::start();
+    let proxy = support::FaultProxy::immutable_tags(registry.host()).await;
+    let first = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "first")]);
+    let second = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "second")]);
+    let args = |ctx: &std::path::Path, host: &str, extra: &[&str]| {
+        let mut args = vec![context_arg(ctx), format!("--destination={host}/frozen:1")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let manifest = |host: &str| {
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{host}/frozen:1"))
+            .output()
+            .unwrap()
+            .stdout
+    };
+    // The tag is created directly, then is immutable behind the proxy.
+    assert_success(&kiln(&args(first.path(), registry.host(), &[])).await);
+    let kept = manifest(registry.host());
+    assert!(!kept.is_empty());
+
+    let refused = kiln(&args(second.path(), proxy.host(), &[])).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("TAG_INVALID"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let ignored = kiln(&args(
+        second.path(),
+        proxy.host(),
+        &["--push-ignore-immutable-tag-errors"],
+    ))
+    .await;
+    assert_success(&ignored);
+    let log = stderr(&ignored);
+    assert!(
+        log.contains(&format!(
+            "WARN {}/frozen:1 exists and the registry refused to overwrite it (",
+            proxy.host()
+        )) && log.contains("; it keeps its image (--push-ignore-immutable-tag-errors)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("pushed {}/frozen:1", proxy.host())),
+        "{log}"
+    );
+    // stdout names what was pushed; with nothing pushed, the built digest.
+    let stdout = String::from_utf8_lossy(&ignored.stdout);
+    assert!(
+        stdout.starts_with("sha256:") && stdout.lines().count() == 1,
+        "{stdout}"
+    );
+    assert_eq!(manifest(registry.host()), kept, "the tag moved");
+    assert!(proxy.faults_injected() >= 2);
+
+    // A refusal that is not about an immutable tag still fails.
+    let denied = support::FaultProxy::denying(registry.host(), support::proxy::manifest_put).await;
+    let output = kiln(&args(
+        second.path(),
+        denied.host(),
+        &[
+            "--push-ignore-immutable-tag-errors",
+            "--skip-push-permission-check",
+        ],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}

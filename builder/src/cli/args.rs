@@ -729,7 +729,8 @@ pub struct KanikoArgs {
     )]
     pub compressed_caching: bool,
 
-    /// Ignored: an immutable tag's refusal fails the push.
+    /// A push of an existing tag that the registry refuses because the tag is immutable is not
+    /// an error: the tag keeps its image, with a warning.
     #[arg(
         long,
         value_name = "BOOL",

@@ -209,6 +209,7 @@ impl Args {
                 oci_mode,
                 annotations,
                 skip_push_permission_check: kaniko.skip_push_permission_check,
+                push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -562,6 +563,7 @@ pub(crate) mod tests {
                 oci_mode: OciMode::Auto,
                 annotations: BTreeMap::new(),
                 skip_push_permission_check: false,
+                push_ignore_immutable_tag_errors: false,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,

@@ -98,6 +98,16 @@ impl FaultProxy {
         FaultProxy::launch(upstream, usize::MAX, Fault::OciRefused, manifest_put).await
     }
 
+    /// A registry whose tags are immutable (as ECR's, Harbor's or Artifact
+    /// Registry's can be): every manifest PUT under a tag is answered 400
+    /// TAG_INVALID, "immutable"; pushes by digest pass through.
+    pub async fn immutable_tags(upstream: &str) -> FaultProxy {
+        FaultProxy::launch(upstream, usize::MAX, Fault::ImmutableTag, |method, path| {
+            manifest_put(method, path) && !path.contains("/manifests/sha256:")
+        })
+        .await
+    }
+
     /// `127.0.0.1:PORT` of the proxy.
     pub fn host(&self) -> &str {
         &self.host
@@ -141,6 +151,7 @@ pub fn blob_get(method: &str, path: &str) -> bool {
 
 const FAULT_BODY: &str = r#"{"errors":[{"code":"UNAVAILABLE","message":"service unavailable (injected by FaultProxy)"}]}"#;
 const OCI_REFUSED_BODY: &str = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"media type not supported (injected by FaultProxy)"}]}"#;
+const IMMUTABLE_BODY: &str = r#"{"errors":[{"code":"TAG_INVALID","message":"the tag already exists and is immutable (injected by FaultProxy)"}]}"#;
 const DENIED_BODY: &str = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied (injected by FaultProxy)"}]}"#;
 
 #[derive(Clone, Copy)]
@@ -148,6 +159,7 @@ enum Fault {
     Unavailable,
     Denied,
     OciRefused,
+    ImmutableTag,
 }
 
 /// Whether the request head carries an OCI manifest or index Content-Type.
@@ -196,6 +208,7 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
             Fault::Unavailable => ("503 Service Unavailable", FAULT_BODY),
             Fault::Denied => ("403 Forbidden", DENIED_BODY),
             Fault::OciRefused => ("400 Bad Request", OCI_REFUSED_BODY),
+            Fault::ImmutableTag => ("400 Bad Request", IMMUTABLE_BODY),
         };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

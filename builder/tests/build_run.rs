@@ -3,6 +3,8 @@
 //! filesystem, and the registry receives exactly what they changed.
 //! Needs root, as --isolation=chroot does; CI runs as root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use support::TestRegistry;

@@ -3,6 +3,8 @@
 //! `git://`), ADD of archives and URLs, ONBUILD triggers of a base image,
 //! hard links and symlinks, zstd layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;

@@ -269,6 +269,14 @@ async fn git_contexts_from_git_daemon() {
         )),
         "{no_repo}"
     );
+    // The HTTP transport (reqwest, blocking, on its own thread) reports a
+    // refused connection as an error of the fetch, from inside kiln's
+    // runtime.
+    let unreachable = fetch_err("https://127.0.0.1:1/app.git#main", None, &opts).await;
+    assert!(
+        unreachable.starts_with("git fetch of https://127.0.0.1:1/app.git failed: "),
+        "{unreachable}"
+    );
     let bad_sub = fetch_err(&format!("{repo}#main:missing"), None, &opts).await;
     assert!(
         bad_sub.starts_with("--context-sub-path \"missing\" does not exist in the build context"),

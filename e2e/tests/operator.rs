@@ -782,16 +782,41 @@ async fn kiln_driver_k8s_fails_with_the_build_message_and_detach_returns_at_once
             format!("--destination={}/cli:broken", env.registry_host),
             "--multi-platform=linux/amd64".into(),
             "--publish-index".into(),
+            "--log-format=json".into(),
         ],
     )
     .await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // With --log-format=json every line the driver prints (created,
+    // progress, the error) is a JSON object.
+    let messages: Vec<String> = stderr
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{stderr}"));
+            value["fields"]["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no message: {line}"))
+                .to_string()
+        })
+        .collect();
     assert!(
-        stderr.contains("failed: linux/amd64 failed: failed after 3 attempt(s): "),
+        messages
+            .iter()
+            .any(|m| m.starts_with(&format!("created MultiArchBuild {}/", env.namespace))),
         "{stderr}"
     );
-    assert!(stderr.contains("exit 3"), "{stderr}");
+    assert!(
+        messages.iter().any(|m| m.starts_with("[linux/amd64] ")),
+        "{stderr}"
+    );
+    let last = messages.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("failed: linux/amd64 failed: failed after 3 attempt(s): "),
+        "{stderr}"
+    );
+    assert!(last.contains("exit 3"), "{stderr}");
 
     let slow = env.context(&format!(
         "FROM {}\nRUN sleep 30\n",

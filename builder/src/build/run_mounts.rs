@@ -697,7 +697,15 @@ fn copy_entry(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), BuildEr
             "not a regular file or directory",
         )));
     }
-    fs::copy(from, to).map_err(BuildError::io("copying", from))?;
+    // Opened without following a link or blocking on a FIFO that may have
+    // replaced the file since it was inspected.
+    let mut source = crate::fs::open_regular(from).map_err(BuildError::io("copying", from))?;
+    let mut dest = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(BuildError::io("creating", to))?;
+    std::io::copy(&mut source, &mut dest).map_err(BuildError::io("copying", from))?;
     set_owner_and_mode(to, meta.uid(), meta.gid(), meta.mode() & 0o7777)
 }
 

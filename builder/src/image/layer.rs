@@ -354,7 +354,7 @@ impl LayerWriter {
             source_path: source.to_path_buf(),
             source: source_err,
         };
-        let file = File::open(source).map_err(read_err)?;
+        let file = crate::fs::open_regular(source).map_err(read_err)?;
         let size = file.metadata().map_err(read_err)?.len();
         let mut reader = CountingReader {
             inner: file.take(size),
@@ -999,6 +999,38 @@ mod tests {
                 "a-b",
                 "b"
             ]
+        );
+    }
+
+    #[test]
+    fn a_source_swapped_for_a_link_or_fifo_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("host-secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        let link = dir.path().join("was-a-file");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let mut writer = LayerWriter::create(dir.path(), Compression::None, None).unwrap();
+        let meta = EntryMeta::new(0o644, 0, 0, 0);
+        for source in [&link, &fifo] {
+            let err = writer
+                .append_file(Path::new("etc/app.conf"), source, &meta)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("cannot read "), "{err}");
+        }
+        let layer = std::fs::read(writer.finish().unwrap().path).unwrap();
+        assert!(
+            !layer.windows(11).any(|w| w == b"host secret"),
+            "the link was followed into the layer"
         );
     }
 

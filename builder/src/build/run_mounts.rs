@@ -868,8 +868,14 @@ mod tests {
             let _ = copy_tree(&root, &copy, &root, &IgnoreRules::empty(), Files::Copy);
             swapper.join().unwrap();
             for i in 0..dirs {
+                // A directory swapped before the walk listed it is copied
+                // as the link it had become: nothing was read through it.
+                let copied_dir = copy.join(format!("d{i}"));
+                if fs::symlink_metadata(&copied_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                    continue;
+                }
                 for n in 0..files {
-                    let copied = copy.join(format!("d{i}/f{n}"));
+                    let copied = copied_dir.join(format!("f{n}"));
                     if let Ok(content) = fs::read_to_string(&copied) {
                         assert_eq!(content, "inside", "round {round}: {}", copied.display());
                     }

@@ -38,13 +38,30 @@ fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, u
         .any(|r| r.uid == uid)
 }
 
-async fn observe_nodes(client: &kube::Client, platform: &str) -> Result<bool, Error> {
+/// The nodes of `platform`'s os and arch, and `pod_node` (the node of the
+/// current attempt's pod) when it is not one of them and still exists.
+async fn observe_nodes(
+    client: &kube::Client,
+    platform: &str,
+    pod_node: Option<&str>,
+) -> Result<Vec<Node>, Error> {
     let (os, arch) = nodes::os_arch(platform);
     let api: Api<Node> = Api::all(client.clone());
-    let list = api
+    let mut list = api
         .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
-        .await?;
-    Ok(nodes::native_nodes_available(&list.items, platform))
+        .await?
+        .items;
+    if let Some(name) = pod_node {
+        if !list
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(name))
+        {
+            if let Some(node) = api.get_opt(name).await? {
+                list.push(node);
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// Creates `object` unless it exists (the names are deterministic, so an
@@ -86,6 +103,7 @@ fn operator_fields(
         pod_name: decided.pod_name.clone(),
         node_name: decided.node_name.clone(),
         attempts: decided.attempts,
+        disruptions: decided.disruptions.clone(),
         digest: decided.digest.clone().filter(|_| observed.digest.is_none()),
         message: decided
             .message
@@ -142,20 +160,34 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
             .items;
         (jobs, pods)
     };
-    let needs_nodes = !terminal
-        && observed_status.attempts.unwrap_or(0) == 0
-        && request.spec.build.scheduling.require_native_nodes;
-    let native_nodes = if needs_nodes {
-        observe_nodes(client, &request.spec.platform).await?
+    // The nodes: for a first attempt, whether native ones exist; for a
+    // running one, whether its pod's node is still there and Ready.
+    let attempts = observed_status.attempts.unwrap_or(0);
+    let needs_nodes =
+        !terminal && (attempts > 0 || request.spec.build.scheduling.require_native_nodes);
+    let nodes = if needs_nodes {
+        let job_name = crate::names::job_name(&name, attempts);
+        let pod_node = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| r.name == job_name)
+            })
+            .find_map(|p| p.spec.as_ref()?.node_name.as_deref());
+        observe_nodes(client, &request.spec.platform, pod_node).await?
     } else {
-        true
+        Vec::new()
     };
 
     let decision = decide(&Observed {
         request,
         jobs: &jobs,
         pods: &pods,
-        native_nodes,
+        nodes: &nodes,
         now: Time(Timestamp::now()),
     });
 
@@ -178,10 +210,17 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                     .await?;
                 }
             }
-            Action::CreateJob { attempt } => {
-                let job = render::job(request, *attempt, &ctx.builder);
+            Action::CreateJob {
+                attempt,
+                avoid_nodes,
+            } => {
+                let job = render::job(request, *attempt, avoid_nodes, &ctx.builder);
                 create_once(&jobs_api, &job).await?;
-                info!(buildrequest = %name, attempt, "builder Job {} created", job.name_any());
+                info!(buildrequest = %name, attempt, ?avoid_nodes, "builder Job {} created", job.name_any());
+            }
+            Action::DeleteJob { name: job } => {
+                delete_if_present(&jobs_api, job).await?;
+                info!(buildrequest = %name, "builder Job {job} abandoned and deleted");
             }
             Action::RevokeBuilderAccess => {
                 if request.spec.build.scheduling.service_account_name.is_none() {
@@ -273,24 +312,55 @@ pub async fn run(
     ctx: Arc<Context>,
     requests: Api<BuildRequest>,
     jobs: Api<Job>,
+    pods: Api<Pod>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let controller = Controller::new(requests, watcher::Config::default());
     let store = controller.store();
+    let pod_store = store.clone();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let builder_pods = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/component=builder,app.kubernetes.io/managed-by={}",
+        crate::names::MANAGED_BY
+    ));
     controller
         .owns(jobs, watcher::Config::default())
+        // A builder pod's changes the Job does not show: waiting on an
+        // image pull, evicted, marked for disruption.
+        .watches(pods, builder_pods, move |pod: Pod| {
+            let label = pod.labels().get(BUILD_REQUEST_LABEL).cloned();
+            let namespace = pod.namespace();
+            pod_store
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    r.namespace() == namespace
+                        && label.as_deref()
+                            == Some(render::labels(r, "builder")[BUILD_REQUEST_LABEL].as_str())
+                })
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
         // A node becoming Ready (or appearing) may unblock requests waiting
-        // for native nodes of its architecture.
+        // for native nodes of its architecture; a node going NotReady (or
+        // away) ends the attempts running on it.
         .watches(nodes, watcher::Config::default(), move |node: Node| {
             let arch = node.labels().get(ARCH_LABEL).cloned();
+            let node_name = node.metadata.name.clone();
             store
                 .state()
                 .into_iter()
                 .filter(|r| {
                     let status = r.status.clone().unwrap_or_default();
-                    status.phase == Some(PlatformPhase::Pending)
-                        && arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
+                    match status.phase {
+                        Some(PlatformPhase::Pending) => {
+                            arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
+                        }
+                        Some(PlatformPhase::Running) => {
+                            status.node_name.is_some() && status.node_name == node_name
+                        }
+                        _ => false,
+                    }
                 })
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()

@@ -51,15 +51,13 @@ async fn observe_nodes(
         .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
         .await?
         .items;
-    if let Some(name) = pod_node {
-        if !list
+    if let Some(name) = pod_node
+        && !list
             .iter()
             .any(|n| n.metadata.name.as_deref() == Some(name))
-        {
-            if let Some(node) = api.get_opt(name).await? {
-                list.push(node);
-            }
-        }
+        && let Some(node) = api.get_opt(name).await?
+    {
+        list.push(node);
     }
     Ok(list)
 }

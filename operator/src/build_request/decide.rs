@@ -466,10 +466,10 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
             if let Some((reason, message, avoid)) = pod_disruption(pod) {
                 return ctx.disrupted(status, reason, message, avoid);
             }
-            if let Some(node) = status.node_name.clone().filter(|_| !ended) {
-                if let Some((reason, message)) = node_trouble(observed.nodes, &node) {
-                    return ctx.disrupted(status, reason, Some(message), true);
-                }
+            if let Some(node) = status.node_name.clone().filter(|_| !ended)
+                && let Some((reason, message)) = node_trouble(observed.nodes, &node)
+            {
+                return ctx.disrupted(status, reason, Some(message), true);
             }
             if let Some((image, reason, message)) = pull_failure(pod) {
                 return ctx.pull_failed(status, image, reason, message);
@@ -1087,6 +1087,453 @@ mod tests {
                     Some(DIGEST),
                     "{}",
                     case.name
+                );
+            }
+        }
+    }
+
+    /// A pod of Job `job` on `node` with this `status` (as the API
+    /// returns it) and a builder container limited to `memory`.
+    fn pod_with(job: &str, node: &str, memory: Option<&str>, status: serde_json::Value) -> Pod {
+        let mut pod = pod(job, &format!("{job}-pod"), Some(node), None);
+        let mut spec = serde_json::to_value(pod.spec.take().unwrap()).unwrap();
+        spec["containers"][0]["image"] = "registry.example/kiln-builder:1".into();
+        if let Some(memory) = memory {
+            spec["containers"][0]["resources"] = serde_json::json!({"limits": {"memory": memory}});
+        }
+        pod.spec = Some(serde_json::from_value(spec).unwrap());
+        pod.status = Some(serde_json::from_value(status).unwrap());
+        pod
+    }
+
+    fn terminated(reason: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({"phase": "Failed", "containerStatuses": [{
+            "name": "kiln", "image": "registry.example/kiln-builder:1", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": reason, "message": message}},
+        }]})
+    }
+
+    fn waiting(reason: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "kiln", "image": "registry.example/kiln-builder:1", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}},
+        }]})
+    }
+
+    fn running_container() -> serde_json::Value {
+        serde_json::json!({"phase": "Running", "containerStatuses": [{
+            "name": "kiln", "image": "registry.example/kiln-builder:1", "imageID": "",
+            "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}},
+        }]})
+    }
+
+    fn disruption(
+        attempt: i32,
+        node: &str,
+        reason: &str,
+        message: &str,
+        avoided: bool,
+    ) -> Disruption {
+        Disruption {
+            attempt,
+            node: Some(node.to_owned()),
+            reason: reason.to_owned(),
+            message: Some(message.to_owned()).filter(|m| !m.is_empty()),
+            node_avoided: avoided,
+        }
+    }
+
+    fn create(attempt: i32, avoid: &[&str]) -> Vec<Action> {
+        vec![
+            Action::EnsureBuilderAccess,
+            Action::CreateJob {
+                attempt,
+                avoid_nodes: avoid.iter().map(|n| n.to_string()).collect(),
+            },
+        ]
+    }
+
+    fn delete_then(job: &str, mut then: Vec<Action>) -> Vec<Action> {
+        then.insert(
+            0,
+            Action::DeleteJob {
+                name: job.to_owned(),
+            },
+        );
+        then
+    }
+
+    /// How attempts end, and what follows: the build's own failures use
+    /// up retries, the nodes' do not, an unpullable image is named.
+    #[test]
+    fn failure_classification() {
+        struct Case {
+            name: &'static str,
+            request: BuildRequest,
+            jobs: Vec<Job>,
+            pods: Vec<Pod>,
+            nodes: Vec<Node>,
+            phase: PlatformPhase,
+            attempts: i32,
+            actions: Vec<Action>,
+            ready: (&'static str, String),
+            disruptions: Vec<Disruption>,
+            pulled: Option<(bool, &'static str)>,
+        }
+        let retries = |n: i32| build_request("app-linux-amd64-g1", "linux/amd64", n);
+        let job1 = "app-linux-amd64-g1-1";
+        let job2 = "app-linux-amd64-g1-2";
+        let failed_job = |name: &str| job(name, Some(("Failed", "BackoffLimitExceeded")));
+        let both_ready = || {
+            vec![
+                node("amd-1", "amd64", true, false),
+                node("amd-2", "amd64", true, false),
+            ]
+        };
+        let amd1_down = || {
+            vec![
+                node("amd-1", "amd64", false, false),
+                node("amd-2", "amd64", true, false),
+            ]
+        };
+        let pull_failing_since = |since: &'static str| {
+            move |s: &mut BuildRequestStatus| {
+                running(1)(s);
+                s.conditions.push(
+                    Condition::new(BUILDER_IMAGE_PULLED, false, "ImagePullFailed", "old")
+                        .at(time(since), Some(1)),
+                );
+            }
+        };
+        let oom = "the builder was OOM-killed: container kiln used more than its memory limit of 64Mi; raise spec.scheduling.resources.limits.memory";
+        let cases = vec![
+            Case {
+                name: "OOM-killed: the message names the limit, retried like any failure",
+                request: with_status(retries(2), running(1)),
+                jobs: vec![failed_job(job1)],
+                pods: vec![pod_with(job1, "amd-1", Some("64Mi"), terminated("OOMKilled", "Killed"))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: create(2, &[]),
+                ready: (
+                    "Retrying",
+                    format!("attempt 1 failed: {oom}; the builder's last output: Killed; starting attempt 2 of 3"),
+                ),
+                disruptions: vec![],
+                pulled: None,
+            },
+            Case {
+                name: "OOM-killed without a limit on the last attempt: Failed",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![failed_job(job1)],
+                pods: vec![pod_with(job1, "amd-1", None, terminated("OOMKilled", ""))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Failed,
+                attempts: 1,
+                actions: vec![Action::RevokeBuilderAccess],
+                ready: (
+                    "Failed",
+                    "failed after 1 attempt(s): the builder was OOM-killed: container kiln has no memory limit and its node ran out of memory; set spec.scheduling.resources so the scheduler reserves what the build needs".into(),
+                ),
+                disruptions: vec![],
+                pulled: None,
+            },
+            Case {
+                name: "evicted: recorded, retried off the node, retries untouched",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![failed_job(job1)],
+                pods: vec![pod_with(job1, "amd-1", None, serde_json::json!({
+                    "phase": "Failed", "reason": "Evicted",
+                    "message": "The node was low on resource: memory.",
+                }))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: delete_then(job1, create(2, &["amd-1"])),
+                ready: (
+                    "Rescheduling",
+                    "attempt 1 on node amd-1 was ended by its node (Evicted: The node was low on resource: memory.); starting attempt 2 of 2, kept off amd-1 (attempts ended by a node do not count against retries)".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "Evicted", "The node was low on resource: memory.", true)],
+                pulled: None,
+            },
+            Case {
+                name: "node NotReady mid-build: the attempt is abandoned at once",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, running_container())],
+                nodes: amd1_down(),
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: delete_then(job1, create(2, &["amd-1"])),
+                ready: (
+                    "Rescheduling",
+                    "attempt 1 on node amd-1 was ended by its node (NodeNotReady: node amd-1 is not Ready (Ready=False): no reason given); starting attempt 2 of 2, kept off amd-1 (attempts ended by a node do not count against retries)".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "NodeNotReady", "node amd-1 is not Ready (Ready=False): no reason given", true)],
+                pulled: None,
+            },
+            Case {
+                name: "node gone mid-build",
+                request: with_status(retries(1), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, running_container())],
+                nodes: vec![node("amd-2", "amd64", true, false)],
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: delete_then(job1, create(2, &["amd-1"])),
+                ready: (
+                    "Rescheduling",
+                    "attempt 1 on node amd-1 was ended by its node (NodeGone: node amd-1 no longer exists); starting attempt 2 of 3, kept off amd-1 (attempts ended by a node do not count against retries)".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "NodeGone", "node amd-1 no longer exists", true)],
+                pulled: None,
+            },
+            Case {
+                name: "node NotReady and no other native node: the retry may go back to it",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, running_container())],
+                nodes: vec![node("amd-1", "amd64", false, false)],
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: delete_then(job1, create(2, &[])),
+                ready: (
+                    "Rescheduling",
+                    "attempt 1 on node amd-1 was ended by its node (NodeNotReady: node amd-1 is not Ready (Ready=False): no reason given); starting attempt 2 of 2 (attempts ended by a node do not count against retries)".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "NodeNotReady", "node amd-1 is not Ready (Ready=False): no reason given", false)],
+                pulled: None,
+            },
+            Case {
+                name: "a finished pod on a node that went NotReady after is left to its Job",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, serde_json::json!({"phase": "Succeeded"}))],
+                nodes: amd1_down(),
+                phase: PlatformPhase::Running,
+                attempts: 1,
+                actions: vec![],
+                ready: ("", String::new()),
+                disruptions: vec![],
+                pulled: None,
+            },
+            Case {
+                name: "preempted: retried, the node not avoided",
+                request: with_status(retries(0), running(1)),
+                jobs: vec![failed_job(job1)],
+                pods: vec![pod_with(job1, "amd-1", None, serde_json::json!({
+                    "phase": "Failed",
+                    "conditions": [{"type": "DisruptionTarget", "status": "True",
+                        "reason": "PreemptionByScheduler", "message": "preempted by ns/important"}],
+                }))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: delete_then(job1, create(2, &[])),
+                ready: (
+                    "Rescheduling",
+                    "attempt 1 on node amd-1 was ended by its node (Preempted: preempted by ns/important); starting attempt 2 of 2 (attempts ended by a node do not count against retries)".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "Preempted", "preempted by ns/important", false)],
+                pulled: None,
+            },
+            Case {
+                name: "after a disruption, a failure uses up the user's retries",
+                request: with_status(retries(0), |s| {
+                    running(2)(s);
+                    s.disruptions = vec![disruption(1, "amd-1", "Evicted", "", true)];
+                }),
+                jobs: vec![failed_job(job2)],
+                pods: vec![pod_with(job2, "amd-2", None, terminated("Error", "RUN failed (exit 1): false"))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Failed,
+                attempts: 2,
+                actions: vec![Action::RevokeBuilderAccess],
+                ready: (
+                    "Failed",
+                    "failed after 2 attempt(s): RUN failed (exit 1): false".into(),
+                ),
+                disruptions: vec![disruption(1, "amd-1", "Evicted", "", true)],
+                pulled: None,
+            },
+            Case {
+                name: "a recreated Job keeps off the nodes already avoided",
+                request: with_status(retries(0), |s| {
+                    running(2)(s);
+                    s.disruptions = vec![disruption(1, "amd-1", "NodeGone", "", true)];
+                }),
+                jobs: vec![],
+                pods: vec![],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 2,
+                actions: create(2, &["amd-1"]),
+                ready: ("", String::new()),
+                disruptions: vec![disruption(1, "amd-1", "NodeGone", "", true)],
+                pulled: None,
+            },
+            Case {
+                name: "too many disruptions: Failed, no retry",
+                request: with_status(retries(5), |s| {
+                    running(4)(s);
+                    s.disruptions = (1..=3)
+                        .map(|a| disruption(a, &format!("amd-{a}"), "NodeGone", "", true))
+                        .collect();
+                }),
+                jobs: vec![job("app-linux-amd64-g1-4", None)],
+                pods: vec![pod_with("app-linux-amd64-g1-4", "amd-4", None, running_container())],
+                nodes: both_ready(),
+                phase: PlatformPhase::Failed,
+                attempts: 4,
+                actions: vec![
+                    Action::DeleteJob { name: "app-linux-amd64-g1-4".into() },
+                    Action::RevokeBuilderAccess,
+                ],
+                ready: (
+                    "Failed",
+                    "attempt 4 on node amd-4 was ended by its node (NodeGone: node amd-4 no longer exists); 4 attempts were ended by their nodes, more than the 3 kiln rides out: check the nodes of linux/amd64".into(),
+                ),
+                disruptions: (1..=3)
+                    .map(|a| disruption(a, &format!("amd-{a}"), "NodeGone", "", true))
+                    .chain([disruption(4, "amd-4", "NodeGone", "node amd-4 no longer exists", false)])
+                    .collect(),
+                pulled: None,
+            },
+            Case {
+                name: "image cannot be pulled: a condition names the image and the registry's answer",
+                request: with_status(retries(2), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, waiting(
+                    "ErrImagePull",
+                    "failed to pull and unpack image \"registry.example/kiln-builder:1\": not found",
+                ))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 1,
+                actions: vec![],
+                ready: (
+                    "BuilderImagePullFailed",
+                    "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ErrImagePull: failed to pull and unpack image \"registry.example/kiln-builder:1\": not found".into(),
+                ),
+                disruptions: vec![],
+                pulled: Some((false, "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ErrImagePull: failed to pull and unpack image \"registry.example/kiln-builder:1\": not found")),
+            },
+            Case {
+                name: "image pull failing for 4 minutes: still waiting",
+                request: with_status(retries(2), pull_failing_since("2025-12-31T23:56:00Z")),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, waiting("ImagePullBackOff", "Back-off pulling image"))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 1,
+                actions: vec![],
+                ready: (
+                    "BuilderImagePullFailed",
+                    "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ImagePullBackOff: Back-off pulling image".into(),
+                ),
+                disruptions: vec![],
+                pulled: Some((false, "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ImagePullBackOff: Back-off pulling image")),
+            },
+            Case {
+                name: "image pull failing for 5 minutes: Failed without a retry",
+                request: with_status(retries(2), pull_failing_since("2025-12-31T23:55:00Z")),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, waiting("ImagePullBackOff", "Back-off pulling image"))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Failed,
+                attempts: 1,
+                actions: vec![
+                    Action::DeleteJob { name: job1.into() },
+                    Action::RevokeBuilderAccess,
+                ],
+                ready: (
+                    "Failed",
+                    "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ImagePullBackOff: Back-off pulling image for 300s; check the operator's builder image (--builder-image, the chart's builder.image) and that nodes can reach its registry".into(),
+                ),
+                disruptions: vec![],
+                pulled: Some((false, "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: ImagePullBackOff: Back-off pulling image")),
+            },
+            Case {
+                name: "invalid image name: Failed at once",
+                request: with_status(retries(2), running(1)),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, waiting("InvalidImageName", "couldn't parse image name"))],
+                nodes: both_ready(),
+                phase: PlatformPhase::Failed,
+                attempts: 1,
+                actions: vec![
+                    Action::DeleteJob { name: job1.into() },
+                    Action::RevokeBuilderAccess,
+                ],
+                ready: (
+                    "Failed",
+                    "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: InvalidImageName: couldn't parse image name; check the operator's builder image (--builder-image, the chart's builder.image) and that nodes can reach its registry".into(),
+                ),
+                disruptions: vec![],
+                pulled: Some((false, "the builder image registry.example/kiln-builder:1 cannot be pulled on node amd-1: InvalidImageName: couldn't parse image name")),
+            },
+            Case {
+                name: "the pull succeeded after failing: the condition turns True",
+                request: with_status(retries(2), pull_failing_since("2025-12-31T23:58:00Z")),
+                jobs: vec![job(job1, None)],
+                pods: vec![pod_with(job1, "amd-1", None, running_container())],
+                nodes: both_ready(),
+                phase: PlatformPhase::Running,
+                attempts: 1,
+                actions: vec![],
+                ready: ("Building", "attempt 1 running".into()),
+                disruptions: vec![],
+                pulled: Some((true, "attempt 1 pulled the builder image")),
+            },
+        ];
+        for case in cases {
+            let decision = decide(&Observed {
+                request: &case.request,
+                jobs: &case.jobs,
+                pods: &case.pods,
+                nodes: &case.nodes,
+                now: time("2026-01-01T00:00:00Z"),
+            });
+            let name = case.name;
+            assert_eq!(decision.actions, case.actions, "{name}");
+            assert_eq!(decision.status.phase, Some(case.phase), "{name}");
+            assert_eq!(decision.status.attempts, Some(case.attempts), "{name}");
+            assert_eq!(decision.status.disruptions, case.disruptions, "{name}");
+            let ready = find(&decision.status.conditions, READY);
+            if case.ready.0.is_empty() {
+                assert_eq!(ready, None, "{name}: Ready must not change");
+            } else {
+                let ready = ready.unwrap();
+                assert_eq!(
+                    (
+                        ready.reason.as_deref().unwrap(),
+                        ready.message.clone().unwrap()
+                    ),
+                    (case.ready.0, case.ready.1.clone()),
+                    "{name}"
+                );
+            }
+            let pulled = find(&decision.status.conditions, BUILDER_IMAGE_PULLED).map(|c| {
+                (
+                    c.status == kiln_crds::ConditionStatus::True,
+                    c.message.clone().unwrap(),
+                )
+            });
+            assert_eq!(
+                pulled,
+                case.pulled.map(|(s, m)| (s, m.to_owned())),
+                "{name}"
+            );
+            if case.phase == PlatformPhase::Failed {
+                let message = decision.status.message.clone().unwrap();
+                assert!(
+                    case.ready.1.ends_with(&message),
+                    "{name}: status.message {message:?}"
                 );
             }
         }

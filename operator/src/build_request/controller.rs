@@ -189,6 +189,24 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
         now: Time(Timestamp::now()),
     });
 
+    // The status first: a reconcile that reads this request before the
+    // new status reaches the cache finds the Jobs made after it and waits
+    // (see decide), rather than acting on the older status.
+    if decision.status != observed_status {
+        let patch = serde_json::json!({
+            "apiVersion": BuildRequest::api_version(&()),
+            "kind": BuildRequest::kind(&()),
+            "status": operator_fields(&decision.status, &observed_status),
+        });
+        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+
     for action in &decision.actions {
         match action {
             Action::EnsureBuilderAccess => {
@@ -241,21 +259,6 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                 }
             }
         }
-    }
-
-    if decision.status != observed_status {
-        let patch = serde_json::json!({
-            "apiVersion": BuildRequest::api_version(&()),
-            "kind": BuildRequest::kind(&()),
-            "status": operator_fields(&decision.status, &observed_status),
-        });
-        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
     }
 
     if decision.status.phase != observed_status.phase {
@@ -402,6 +405,14 @@ mod tests {
     /// Answers the next request, returning its method, path with query,
     /// and JSON body.
     async fn answer(handle: &mut Handle, response: Value) -> (String, String, Value) {
+        answer_with(handle, 200, response).await
+    }
+
+    async fn answer_with(
+        handle: &mut Handle,
+        code: u16,
+        response: Value,
+    ) -> (String, String, Value) {
         let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
             .await
             .expect("the reconcile sent no further request (did it fail on the last answer?)")
@@ -416,6 +427,7 @@ mod tests {
         };
         send.send_response(
             Response::builder()
+                .status(code)
                 .body(Body::from(serde_json::to_vec(&response).unwrap()))
                 .unwrap(),
         );
@@ -455,31 +467,7 @@ mod tests {
             "{uri}"
         );
 
-        for path in [
-            "/api/v1/namespaces/ns/serviceaccounts?",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles?",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?",
-        ] {
-            let (method, uri, body) = answer(&mut handle, json!({})).await;
-            assert_eq!(
-                (method.as_str(), uri.starts_with(path)),
-                ("POST", true),
-                "{uri}"
-            );
-            assert_eq!(body["metadata"]["name"], "app-linux-arm64-g1-builder");
-        }
-        let (method, uri, job) = answer(&mut handle, json!({})).await;
-        assert_eq!(method, "POST");
-        assert!(
-            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
-            "{uri}"
-        );
-        assert_eq!(job["metadata"]["name"], "app-linux-arm64-g1-1");
-        assert_eq!(
-            job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
-            "arm64"
-        );
-
+        // The status before the objects it describes (see reconcile_inner).
         let (method, uri, patch) =
             answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
         assert_eq!(method, "PATCH");
@@ -505,6 +493,31 @@ mod tests {
         assert_eq!(
             conditions,
             [("NativeNodesAvailable", "True"), ("Ready", "False")]
+        );
+
+        for path in [
+            "/api/v1/namespaces/ns/serviceaccounts?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?",
+        ] {
+            let (method, uri, body) = answer(&mut handle, json!({})).await;
+            assert_eq!(
+                (method.as_str(), uri.starts_with(path)),
+                ("POST", true),
+                "{uri}"
+            );
+            assert_eq!(body["metadata"]["name"], "app-linux-arm64-g1-builder");
+        }
+        let (method, uri, job) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert!(
+            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
+            "{uri}"
+        );
+        assert_eq!(job["metadata"]["name"], "app-linux-arm64-g1-1");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
+            "arm64"
         );
 
         let (method, uri, event) = answer(&mut handle, json!({})).await;
@@ -546,5 +559,89 @@ mod tests {
         let (_, _, event) = answer(&mut handle, json!({})).await;
         assert_eq!(event["reason"], "Pending");
         reconciling.await.unwrap().unwrap();
+    }
+
+    /// A running attempt whose node was deleted: the node is looked up by
+    /// name (it is not among the platform's), the disruption applied to the
+    /// status, the next attempt's Job created kept off the node, then the
+    /// abandoned attempt's Job deleted in the background.
+    #[tokio::test]
+    async fn an_attempt_whose_node_is_gone_is_abandoned_and_moved() {
+        let (ctx, mut handle) = context();
+        let mut request = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        request.status = Some(BuildRequestStatus {
+            phase: Some(PlatformPhase::Running),
+            attempts: Some(1),
+            job_name: Some("app-linux-amd64-g1-1".into()),
+            ..BuildRequestStatus::default()
+        });
+        let request = Arc::new(request);
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+
+        let job = json!({
+            "metadata": {"name": "app-linux-amd64-g1-1", "namespace": "ns", "uid": "uid-job-1",
+                "ownerReferences": [{"apiVersion": "kiln.dev/v1alpha1", "kind": "BuildRequest",
+                    "name": "app-linux-amd64-g1", "uid": "uid-app-linux-amd64-g1"}]},
+            "status": {"active": 1},
+        });
+        answer(&mut handle, list("JobList", json!([job]))).await;
+        let pod = json!({
+            "metadata": {"name": "app-linux-amd64-g1-1-x", "namespace": "ns",
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                    "name": "app-linux-amd64-g1-1", "uid": "uid-job-1"}]},
+            "spec": {"nodeName": "amd-1", "containers": [{"name": "kiln"}]},
+            "status": {"phase": "Running"},
+        });
+        answer(&mut handle, list("PodList", json!([pod]))).await;
+        let other = json!({
+            "metadata": {"name": "amd-2", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let (_, uri, _) = answer(&mut handle, list("NodeList", json!([other]))).await;
+        assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
+        let (method, uri, _) = answer_with(
+            &mut handle,
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "nodes \"amd-1\" not found"}),
+        )
+        .await;
+        assert_eq!(
+            (method.as_str(), uri.as_str()),
+            ("GET", "/api/v1/nodes/amd-1")
+        );
+
+        let (method, _, patch) =
+            answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
+        assert_eq!(method, "PATCH");
+        let status = &patch["status"];
+        assert_eq!(status["attempts"], 2);
+        assert_eq!(
+            status["disruptions"],
+            json!([{"attempt": 1, "node": "amd-1", "reason": "NodeGone",
+                "message": "node amd-1 no longer exists", "nodeAvoided": true}])
+        );
+        for _ in 0..3 {
+            let (method, _, _) = answer(&mut handle, json!({})).await;
+            assert_eq!(method, "POST", "builder access");
+        }
+        let (method, _, job) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert_eq!(job["metadata"]["name"], "app-linux-amd64-g1-2");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"],
+            json!(["amd-1"])
+        );
+        let (method, uri, body) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "DELETE");
+        assert_eq!(
+            uri,
+            "/apis/batch/v1/namespaces/ns/jobs/app-linux-amd64-g1-1?"
+        );
+        assert_eq!(body["propagationPolicy"], "Background");
+        // Running before and after: no phase event.
+        let requeue = reconciling.await.unwrap().unwrap();
+        assert_eq!(requeue, Requeue::requeue(ctx.resync));
     }
 }

@@ -420,6 +420,63 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         return Decision { status, actions };
     }
 
+    if observed
+        .jobs
+        .iter()
+        .any(|j| attempt_of(j).is_some_and(|a| a > attempts))
+    {
+        // A Job of a later attempt exists: this request was read before the
+        // status that started it (the controller writes the status before
+        // it creates the Job). Acting on it would recreate an abandoned
+        // attempt's Job or write the old status back; its newer self is on
+        // the way.
+        return Decision {
+            status: request.status.clone().unwrap_or_default(),
+            actions: Vec::new(),
+        };
+    }
+    let mut decision = decide_attempt(observed, status, attempts, &start_attempt);
+    // Jobs of attempts the nodes ended that are still there (their delete
+    // was interrupted): delete them now.
+    let leftovers = observed.jobs.iter().filter(|j| {
+        j.metadata.deletion_timestamp.is_none()
+            && attempt_of(j).is_some_and(|a| {
+                a < attempts && decision.status.disruptions.iter().any(|d| d.attempt == a)
+            })
+    });
+    for job in leftovers {
+        let action = Action::DeleteJob {
+            name: job.metadata.name.clone().unwrap_or_default(),
+        };
+        if !decision.actions.contains(&action) {
+            decision.actions.push(action);
+        }
+    }
+    decision
+}
+
+/// The attempt number a builder Job is labelled with.
+fn attempt_of(job: &Job) -> Option<i32> {
+    job.metadata
+        .labels
+        .as_ref()?
+        .get(names::ATTEMPT_LABEL)?
+        .parse()
+        .ok()
+}
+
+/// The next step for attempt `attempts` (≥ 1) of a request still running.
+fn decide_attempt(
+    observed: &Observed<'_>,
+    mut status: BuildRequestStatus,
+    attempts: i32,
+    start_attempt: &impl Fn(&mut BuildRequestStatus, i32) -> Vec<Action>,
+) -> Decision {
+    let request = observed.request;
+    let name = request.metadata.name.clone().unwrap_or_default();
+    let generation = request.metadata.generation.unwrap_or_default();
+    let spec = &request.spec;
+    let now = &observed.now;
     let job_name = names::job_name(&name, attempts);
     let Some(job) = observed
         .jobs
@@ -451,7 +508,7 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         job_name: &job_name,
         attempts,
         generation,
-        start_attempt: &start_attempt,
+        start_attempt,
     };
 
     match job_outcome(job) {
@@ -687,16 +744,16 @@ where
         let on = node.map(|n| format!(" on node {n}")).unwrap_or_default();
         let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
         let what = format!("attempt {attempts}{on} was ended by its node ({reason}{detail})");
-        let abandon = vec![Action::DeleteJob {
+        let abandon = Action::DeleteJob {
             name: self.job_name.to_owned(),
-        }];
+        };
         if status.disruptions.len() > MAX_DISRUPTIONS {
             let message = format!(
                 "{what}; {} attempts were ended by their nodes, more than the {MAX_DISRUPTIONS} kiln rides out: check the nodes of {}",
                 status.disruptions.len(),
                 spec.platform
             );
-            return self.fail(status, true, message, abandon);
+            return self.fail(status, true, message, vec![abandon]);
         }
         let next = attempts + 1;
         let allowed = self.allowed(&status);
@@ -716,8 +773,10 @@ where
                 ),
             ),
         );
-        let mut actions = abandon;
-        actions.extend((self.start_attempt)(&mut status, next));
+        // The next attempt's Job first: should its creation fail, the
+        // abandoned one is still there and the whole decision is made again.
+        let mut actions = (self.start_attempt)(&mut status, next);
+        actions.push(abandon);
         Decision { status, actions }
     }
 
@@ -1156,14 +1215,88 @@ mod tests {
         ]
     }
 
+    /// The next attempt's actions, then the abandoned Job's delete.
     fn delete_then(job: &str, mut then: Vec<Action>) -> Vec<Action> {
-        then.insert(
-            0,
-            Action::DeleteJob {
-                name: job.to_owned(),
-            },
-        );
+        then.push(Action::DeleteJob {
+            name: job.to_owned(),
+        });
         then
+    }
+
+    fn labelled(mut job: Job, attempt: i32) -> Job {
+        job.metadata.labels = Some(
+            [(names::ATTEMPT_LABEL.to_owned(), attempt.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        job
+    }
+
+    /// Reads older than the controller's own last write, and deletes that
+    /// did not happen.
+    #[test]
+    fn stale_reads_and_leftover_jobs() {
+        let br = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        let nodes = [
+            node("amd-1", "amd64", false, false),
+            node("amd-2", "amd64", true, false),
+        ];
+        // The status still says attempt 1, whose Job is gone; attempt 2's
+        // exists: the status that started it is on its way. Nothing is
+        // done, nothing written.
+        let stale = with_status(br.clone(), running(1));
+        let jobs = [labelled(job("app-linux-amd64-g1-2", None), 2)];
+        let decision = decide(&Observed {
+            request: &stale,
+            jobs: &jobs,
+            pods: &[],
+            nodes: &nodes,
+            now: time("2026-01-01T00:00:00Z"),
+        });
+        assert_eq!(decision.actions, []);
+        assert_eq!(Some(&decision.status), stale.status.as_ref());
+
+        // Attempt 1 was ended by its node but its Job is still there
+        // (its delete was interrupted): deleted now; attempt 2 runs on.
+        let current = with_status(br.clone(), |s| {
+            running(2)(s);
+            s.disruptions = vec![disruption(1, "amd-1", "NodeNotReady", "", true)];
+        });
+        let jobs = [
+            labelled(job("app-linux-amd64-g1-1", None), 1),
+            labelled(job("app-linux-amd64-g1-2", None), 2),
+        ];
+        let pods = [pod_with(
+            "app-linux-amd64-g1-2",
+            "amd-2",
+            None,
+            running_container(),
+        )];
+        let decision = decide(&Observed {
+            request: &current,
+            jobs: &jobs,
+            pods: &pods,
+            nodes: &nodes,
+            now: time("2026-01-01T00:00:00Z"),
+        });
+        assert_eq!(
+            decision.actions,
+            [Action::DeleteJob {
+                name: "app-linux-amd64-g1-1".into()
+            }]
+        );
+        assert_eq!(decision.status.attempts, Some(2));
+        // A Job of an earlier attempt that failed on its own is kept (its
+        // TTL removes it): only the nodes' leftovers are deleted.
+        let failed_itself = with_status(br, running(2));
+        let decision = decide(&Observed {
+            request: &failed_itself,
+            jobs: &jobs,
+            pods: &pods,
+            nodes: &nodes,
+            now: time("2026-01-01T00:00:00Z"),
+        });
+        assert_eq!(decision.actions, []);
     }
 
     /// How attempts end, and what follows: the build's own failures use

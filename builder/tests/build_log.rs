@@ -23,6 +23,25 @@ fn lines_starting<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.starts_with(prefix)).collect()
 }
 
+/// A line without the `[platform stage n/N] ` label it may start with.
+fn unlabelled(line: &str) -> &str {
+    match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((_, rest)) => rest,
+        None => line,
+    }
+}
+
+/// The lines of `log` that start with `prefix` once unlabelled.
+fn unlabelled_lines_starting<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
+    log.lines()
+        .map(unlabelled)
+        .filter(|l| l.starts_with(prefix))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn text_log_labels_every_instruction_with_platform_stage_and_step() {
     let (registry, fixtures) = setup().await;
@@ -59,6 +78,20 @@ async fn text_log_labels_every_instruction_with_platform_stage_and_step() {
         .lines()
         .filter(|l| l.starts_with(&format!("[{platform} ")))
         .filter(|l| !l.contains("] DONE ") && !l.contains("] CACHED"))
+        // The step's other lines (cache lookups, pulls, unpacking) carry
+        // its label too; here only the instructions' own.
+        .filter(|l| {
+            ![
+                "cache hit ",
+                "cache miss ",
+                "cached ",
+                "unpacking ",
+                "pulled ",
+                "pushed ",
+            ]
+            .iter()
+            .any(|other| unlabelled(l).starts_with(other))
+        })
         .collect();
     let want = [
         format!("[{platform} build 1/3] FROM {}", fixtures.index),
@@ -214,7 +247,7 @@ async fn plain_progress_logs_one_line_per_blob() {
         assert_success(&output);
         let log = stderr(&output);
         let layer = &fixtures.amd64.layer_digest["sha256:".len()..][..12];
-        let pulled = lines_starting(&log, "pulled blob ");
+        let pulled = unlabelled_lines_starting(&log, "pulled blob ");
         let first_pull = pulled.first().copied().unwrap_or_default();
         assert_eq!(pulled.len(), 1, "{progress}: {log}");
         assert!(
@@ -225,7 +258,7 @@ async fn plain_progress_logs_one_line_per_blob() {
         assert!(!first_pull.contains("\u{1b}"), "{progress}: {log}");
         // The base layer is mounted from busybox (not uploaded again); the
         // COPY's layer and the config are uploaded.
-        let pushed = lines_starting(&log, "pushed blob sha256:");
+        let pushed = unlabelled_lines_starting(&log, "pushed blob sha256:");
         assert_eq!(pushed.len(), 2, "{progress}: {log}");
         for line in pushed {
             assert!(
@@ -320,5 +353,62 @@ async fn multi_platform_log_has_a_header_and_a_summary_per_platform() {
         let summary = lines_starting(&log, &format!("[{platform}] image sha256:"));
         assert_eq!(summary.len(), 1, "{log}");
         assert!(summary[0].contains(": 1 layer, "), "{log}");
+    }
+}
+
+/// A multi-stage build for two platforms, with the layer cache: every line
+/// that belongs to a step (its RUN's output, cache lookups and pushes,
+/// pulls, unpacking) carries the step's `[platform stage n/N]` label, and
+/// every line of a platform's push its `[platform]`. Only the build's own
+/// header, the index and the closing digests are unlabelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_line_of_a_step_carries_its_label() {
+    let (registry, fixtures) = setup().await;
+    // The tools stage runs natively for both targets ($BUILDPLATFORM).
+    let ctx = context(
+        &format!(
+            "FROM --platform=$BUILDPLATFORM {b} AS tools\nARG TARGETARCH\n\
+             RUN echo built-$TARGETARCH > /out.txt && cat /out.txt\n\
+             FROM {b} AS final\nCOPY --from=tools /out.txt /out.txt\nENV X=1\n",
+            b = fixtures.index
+        ),
+        &[],
+    );
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={}/labels:1", registry.host()),
+        "--platform=linux/amd64,linux/arm64".to_string(),
+        "--cache=true".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    let unlabelled_allowed = |line: &str| {
+        line.starts_with("building 2 platforms: ")
+            || line.starts_with("pushed index ")
+            || line.starts_with("linux/amd64: sha256:")
+            || line.starts_with("linux/arm64/v8: sha256:")
+    };
+    let unlabelled: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with('[') && !l.starts_with("WARN [") && !unlabelled_allowed(l))
+        .collect();
+    assert_eq!(unlabelled, Vec::<&str>::new(), "{log}");
+    // Lines that were unlabelled before, now behind their step's label.
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
+        let arch = platform.split('/').nth(1).unwrap();
+        for line in [
+            format!("[{platform} tools 3/3] built-{arch}"),
+            format!("[{platform} tools 3/3] cache miss for RUN echo built-$TARGETARCH"),
+            format!("[{platform} tools 3/3] cached RUN echo built-$TARGETARCH"),
+            format!("[{platform} final 2/3] unpacking 1 layers into a root filesystem"),
+            format!(
+                "[{platform}] layer cache in {}/labels/cache",
+                registry.host()
+            ),
+            format!("[{platform}] pushed {}/labels@sha256:", registry.host()),
+        ] {
+            assert_eq!(lines_starting(&log, &line).len(), 1, "{line}: {log}");
+        }
     }
 }

@@ -3,17 +3,20 @@
 //! `git://`), ADD of archives and URLs, ONBUILD triggers of a base image,
 //! hard links and symlinks, zstd layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use support::TestRegistry;
 use support::fixtures;
-use support::kiln::{assert_success, files, kiln, skopeo, write_tree};
+use support::kiln::{assert_success, files, kiln, kiln_with_env, skopeo, write_tree};
 
 fn tar_gz(files: &[(&str, &str)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -423,17 +426,67 @@ async fn git_context_with_ref_and_subdirectory() {
             .expect("git daemon"),
     );
     wait_for_port(port);
-    for (reference, expected) in [("v1", "v1"), ("main", "v2")] {
-        let image = format!("{}/git:{reference}", registry.host());
+    let v1_commit = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "v1^{commit}"])
+            .current_dir(work.path())
+            .output()
+            .expect("git rev-parse")
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+
+    // kiln fetches git contexts itself (the builder image has no git):
+    // its PATH holds only a `git` that records being run, and its HOME is
+    // an empty directory that stays empty.
+    let bin = tempfile::tempdir().unwrap();
+    let ran = bin.path().join("git-was-run");
+    let fake_git = bin.path().join("git");
+    std::fs::write(
+        &fake_git,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_git, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("PATH", bin.path().as_os_str()),
+        ("HOME", home.path().as_os_str()),
+    ];
+    for (reference, expected) in [("v1", "v1"), ("main", "v2"), (v1_commit.as_str(), "v1")] {
+        let image = format!(
+            "{}/git:{}",
+            registry.host(),
+            &reference[..reference.len().min(12)]
+        );
         assert_success(
-            &kiln(&[
-                format!("--context=git://127.0.0.1:{port}/app.git#{reference}:service"),
-                format!("--destination={image}"),
-            ])
+            &kiln_with_env(
+                &[
+                    format!("--context=git://127.0.0.1:{port}/app.git#{reference}:service"),
+                    format!("--destination={image}"),
+                ],
+                None,
+                &env,
+            )
             .await,
         );
         assert_eq!(files(&image)["version.txt"].2, expected, "ref {reference}");
     }
+    assert!(
+        !ran.exists(),
+        "kiln ran git: {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    // The fake git works when it is run (so the check above can fail).
+    let status = Command::new(&fake_git).arg("--version").status().unwrap();
+    assert!(!status.success() && ran.exists());
+    assert_eq!(
+        std::fs::read_dir(home.path()).unwrap().count(),
+        0,
+        "kiln wrote to HOME"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -258,16 +258,24 @@ async fn git_contexts_from_git_daemon() {
     let missing = fetch_err(&format!("{repo}#no-such-branch"), None, &opts).await;
     assert!(
         missing.starts_with(&format!(
-            "git fetch of {repo} failed: fatal: couldn't find remote ref no-such-branch"
+            "git fetch of {repo} failed: The remote didn't have any ref that matched 'no-such-branch'"
         )),
         "{missing}"
     );
     let no_repo = fetch_err(&format!("git://127.0.0.1:{port}/nope.git"), None, &opts).await;
     assert!(
         no_repo.starts_with(&format!(
-            "git fetch of git://127.0.0.1:{port}/nope.git failed: fatal: remote error: access denied or repository not exported: /nope.git"
+            "git fetch of git://127.0.0.1:{port}/nope.git failed: Transport handshake failed: An IO error occurred when talking to the server: access denied or repository not exported: /nope.git"
         )),
         "{no_repo}"
+    );
+    // The HTTP transport (reqwest, blocking, on its own thread) reports a
+    // refused connection as an error of the fetch, from inside kiln's
+    // runtime.
+    let unreachable = fetch_err("https://127.0.0.1:1/app.git#main", None, &opts).await;
+    assert!(
+        unreachable.starts_with("git fetch of https://127.0.0.1:1/app.git failed: "),
+        "{unreachable}"
     );
     let bad_sub = fetch_err(&format!("{repo}#main:missing"), None, &opts).await;
     assert!(

@@ -473,3 +473,122 @@ async fn a_base_missing_a_platform_is_refused_before_any_work() {
         .unwrap();
     assert!(!listed.status.success(), "nothing may be pushed");
 }
+
+/// The tags of `repository` on `host`; empty when the repository has none
+/// (or does not exist).
+fn tags(host: &str, repository: &str) -> Vec<String> {
+    let listed = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{host}/{repository}"),
+        ])
+        .output()
+        .unwrap();
+    if !listed.status.success() {
+        return Vec::new();
+    }
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    json["Tags"]
+        .as_array()
+        .map(|tags| {
+            tags.iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A registry that refuses OCI manifests stops an `--oci-mode=oci` build
+/// before its first step, `--dry-run` refuses with the same message, and
+/// the check leaves no tag. Past the check (`--skip-push-permission-check`)
+/// the build itself is refused at the push with the same words; with the
+/// default `--oci-mode=auto` it falls back to Docker media types and
+/// passes, without the check. A registry that accepts OCI passes the
+/// check, and again no tag is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_refusing_oci_is_found_before_any_step() {
+    let registry = TestRegistry::start();
+    let proxy = support::FaultProxy::refusing_oci(registry.host()).await;
+    let ctx = context("FROM scratch\nCOPY app.txt /\n", &[("app.txt", "app")]);
+    let args = |host: &str, extra: &[&str]| {
+        let mut args = vec![
+            context_arg(ctx.path()),
+            format!("--destination={host}/oci-refused:1"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    // The probe: a `{}` config and an OCI manifest without layers, pushed
+    // by digest.
+    let config_digest = fixtures::sha256_digest(b"{}");
+    let probe = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
+    );
+    let probe_digest = fixtures::sha256_digest(probe.as_bytes());
+    let expected = format!(
+        "error: registry doesn't support OCI media types: pushing manifest to {}/oci-refused@{probe_digest}: \
+         HTTP 400 Bad Request (MANIFEST_INVALID: manifest invalid); use --oci-mode=docker \
+         --legacy-manifest-list=true; nothing was built",
+        proxy.host()
+    );
+
+    for extra in [&["--oci-mode=oci"][..], &["--oci-mode=oci", "--dry-run"]] {
+        let output = kiln(&args(proxy.host(), extra)).await;
+        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        let message = stderr(&output);
+        assert_eq!(
+            message.lines().last().unwrap_or_default(),
+            expected,
+            "{extra:?}: {message}"
+        );
+        assert!(!message.contains("COPY app.txt"), "a step ran: {message}");
+    }
+    assert_eq!(tags(registry.host(), "oci-refused"), Vec::<String>::new());
+
+    let skipped = kiln(&args(
+        proxy.host(),
+        &["--oci-mode=oci", "--skip-push-permission-check"],
+    ))
+    .await;
+    assert_eq!(skipped.status.code(), Some(1));
+    let message = stderr(&skipped);
+    assert!(message.contains("COPY app.txt"), "the build ran: {message}");
+    assert!(
+        message.lines().last().unwrap_or_default().starts_with(&format!(
+            "error: registry doesn't support OCI media types: pushing manifest to {}/oci-refused:1: \
+             HTTP 400 Bad Request (MANIFEST_INVALID: manifest invalid); use --oci-mode=docker \
+             --legacy-manifest-list=true",
+            proxy.host()
+        )),
+        "{message}"
+    );
+    assert_eq!(tags(registry.host(), "oci-refused"), Vec::<String>::new());
+
+    let auto = kiln(&args(proxy.host(), &[])).await;
+    assert_success(&auto);
+    assert_eq!(tags(registry.host(), "oci-refused"), vec!["1".to_string()]);
+
+    let accepting = kiln(&args(registry.host(), &["--oci-mode=oci", "--dry-run"])).await;
+    assert_success(&accepting);
+    assert!(
+        String::from_utf8_lossy(&accepting.stdout).contains(&format!(
+            "push access: {}/oci-refused:1 ok, OCI manifests accepted\n",
+            registry.host()
+        )),
+        "{}",
+        String::from_utf8_lossy(&accepting.stdout)
+    );
+    assert_eq!(
+        tags(registry.host(), "oci-refused"),
+        vec!["1".to_string()],
+        "the check moved or added a tag"
+    );
+    // This registry allows deletes: the probe manifest is gone too.
+    assert!(
+        fixtures::get_manifest(registry.host(), "oci-refused", &probe_digest)
+            .await
+            .is_none(),
+        "the probe manifest was left behind"
+    );
+}

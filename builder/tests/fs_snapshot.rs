@@ -912,14 +912,17 @@ fn nest(root: &Path, depth: usize) -> PathBuf {
 
 #[test]
 fn trees_as_deep_as_the_limit_snapshot_on_a_small_stack() {
-    // A 2 MiB stack, what tokio's blocking threads and rayon's workers get:
-    // the walk, the diff and the layer plan all run on it.
+    // The walk, the diff and the layer plan keep stacks of their own (on
+    // the heap): a 128 KiB thread stack, far less than one frame per
+    // level of a tree this deep would need, is enough.
+    // (std's create_dir_all recurses: the tree is made on this thread.)
+    let dir = tempfile::tempdir().unwrap();
+    let bottom = nest(dir.path(), kiln_builder::fs::snapshot::MAX_DEPTH);
+    let root = dir.path().to_path_buf();
     std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let bottom = nest(dir.path(), kiln_builder::fs::snapshot::MAX_DEPTH);
-            let mut snap = Snapshotter::new(dir.path(), &[]).unwrap();
+        .stack_size(128 << 10)
+        .spawn(move || {
+            let mut snap = Snapshotter::new(&root, &[]).unwrap();
             settle();
             fs::write(bottom.join("leaf"), "changed\n").unwrap();
             let layer = take(&mut snap, SnapshotMode::Full);

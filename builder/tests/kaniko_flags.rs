@@ -289,3 +289,164 @@ async fn no_push_cache_pushes_no_cache_layer() {
         .unwrap();
     assert!(listed.status.success(), "no cache image was pushed");
 }
+
+/// `--credential-helpers`: for a registry the docker config has nothing
+/// for, kiln runs `docker-credential-NAME get` for each listed NAME in
+/// order, as the docker CLI does (server on stdin, JSON on stdout). A
+/// helper that is not installed or has no credentials is passed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_helpers_are_run_for_registries_without_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    use support::kiln::{assert_success, context, context_arg, kiln_with_env, stderr};
+    let registry = support::TestRegistry::start_with_auth("helper-user", "helper-s3cret");
+    let ctx = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "a")]);
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let helper = |name: &str, body: &str| {
+        let path = bin.path().join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // Records what it was asked and answers with the registry's account.
+    helper(
+        "kiln-test",
+        &format!(
+            "read server\necho \"$1 $server\" >> '{}'\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"helper-user\",\"Secret\":\"helper-s3cret\"}}' \"$server\"",
+            asked.display()
+        ),
+    );
+    // Knows nothing, as helpers say it.
+    helper(
+        "kiln-empty",
+        "echo 'credentials not found in native keychain' >&2\nexit 1",
+    );
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let env = [("PATH", path.as_os_str())];
+    let build = |tag: &str, extra: &[&str]| {
+        let mut args = vec![
+            context_arg(ctx.path()),
+            format!("--destination={}/helped:{tag}", registry.host()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // Without the flag: no credentials, refused before any step.
+    let refused = kiln_with_env(&build("1", &[]), None, &env).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    assert!(!asked.exists());
+
+    // An uninstalled helper, one without credentials, then the one with.
+    let helped = kiln_with_env(
+        &build(
+            "2",
+            &[
+                "--credential-helpers=kiln-not-installed",
+                "--credential-helpers=kiln-empty,kiln-test",
+            ],
+        ),
+        None,
+        &env,
+    )
+    .await;
+    assert_success(&helped);
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    assert!(
+        asked
+            .lines()
+            .all(|l| l == format!("get {}", registry.host()))
+            && !asked.is_empty(),
+        "{asked}"
+    );
+    assert!(
+        !stderr(&helped).contains("for kaniko compatibility"),
+        "{}",
+        stderr(&helped)
+    );
+}
+
+/// `--push-ignore-immutable-tag-errors`: a registry with immutable tags
+/// (a loopback proxy answering 400 TAG_INVALID to any manifest pushed
+/// under a tag) refuses a second image under an existing tag. Without the
+/// flag the build fails; with it the build succeeds with a warning, the
+/// tag keeps the first image, and nothing claims the tag was pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_tag_refusals_are_ignored_on_request() {
+    use support::kiln::{assert_success, context, context_arg, kiln, stderr};
+    let registry = support::TestRegistry::start();
+    let proxy = support::FaultProxy::immutable_tags(registry.host()).await;
+    let first = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "first")]);
+    let second = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "second")]);
+    let args = |ctx: &std::path::Path, host: &str, extra: &[&str]| {
+        let mut args = vec![context_arg(ctx), format!("--destination={host}/frozen:1")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let manifest = |host: &str| {
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{host}/frozen:1"))
+            .output()
+            .unwrap()
+            .stdout
+    };
+    // The tag is created directly, then is immutable behind the proxy.
+    assert_success(&kiln(&args(first.path(), registry.host(), &[])).await);
+    let kept = manifest(registry.host());
+    assert!(!kept.is_empty());
+
+    let refused = kiln(&args(second.path(), proxy.host(), &[])).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("TAG_INVALID"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let ignored = kiln(&args(
+        second.path(),
+        proxy.host(),
+        &["--push-ignore-immutable-tag-errors"],
+    ))
+    .await;
+    assert_success(&ignored);
+    let log = stderr(&ignored);
+    assert!(
+        log.contains(&format!(
+            "WARN {}/frozen:1 exists and the registry refused to overwrite it (",
+            proxy.host()
+        )) && log.contains("; it keeps its image (--push-ignore-immutable-tag-errors)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("pushed {}/frozen:1", proxy.host())),
+        "{log}"
+    );
+    // stdout names what was pushed; with nothing pushed, the built digest.
+    let stdout = String::from_utf8_lossy(&ignored.stdout);
+    assert!(
+        stdout.starts_with("sha256:") && stdout.lines().count() == 1,
+        "{stdout}"
+    );
+    assert_eq!(manifest(registry.host()), kept, "the tag moved");
+    assert!(proxy.faults_injected() >= 2);
+
+    // A refusal that is not about an immutable tag still fails.
+    let denied = support::FaultProxy::denying(registry.host(), support::proxy::manifest_put).await;
+    let output = kiln(&args(
+        second.path(),
+        denied.host(),
+        &[
+            "--push-ignore-immutable-tag-errors",
+            "--skip-push-permission-check",
+        ],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}

@@ -350,10 +350,33 @@ fn workdir_that_is_a_file_is_an_error() {
 #[test]
 fn proc_is_the_steps_own() {
     let image = Image::new();
-    let (out, log) = image.run(&shell("echo $$; grep '^Name:' /proc/self/status"));
+    let (out, log) = image.run(&shell(
+        "echo $$; grep '^Name:' /proc/self/status; ls /proc | grep -c '^[0-9]'; \
+         printf '[%s]' \"$(tr '\\0' ' ' < /proc/1/cmdline)\"; \
+         cat /proc/1/environ >/dev/null 2>&1 || echo ' environ closed'",
+    ));
     assert_eq!(out.status, 0);
-    // PID 1: the command is the first process of its own PID namespace.
-    assert_eq!(text(&log), "1\nName:\tgrep\n");
+    // PID 2 below the step's init, in a PID namespace of their own: /proc
+    // lists the init, the shell and the two processes of the pipe. The
+    // init, a copy of kiln, shows no command line and hides its
+    // environment.
+    let log = text(&log);
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("2"), "{log}");
+    assert_eq!(lines.next(), Some("Name:\tgrep"), "{log}");
+    assert_eq!(lines.next(), Some("4"), "{log}");
+    let last = lines.next().unwrap_or_default();
+    assert!(
+        last.starts_with('[') && last.ends_with("] environ closed"),
+        "{log}"
+    );
+    assert!(
+        last.trim_start_matches('[')
+            .trim_end_matches("] environ closed")
+            .trim()
+            .is_empty(),
+        "the init's command line is visible: {log}"
+    );
 }
 
 #[test]

@@ -97,6 +97,41 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     out
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_kiln_ends_a_set_user_id_step_too() {
+    // The kernel clears a process's parent-death signal when it executes
+    // a set-user-ID program that changes its user: the step's command,
+    // run as nobody, becomes root here. It must not outlive kiln.
+    let mut running = start_build_running(
+        10,
+        |marker| {
+            format!(
+                "RUN mkdir /suid && cp /bin/busybox /suid/sleep && chmod 4755 /suid/sleep\n\
+                 USER 65534\n\
+                 RUN [\"/suid/sleep\", \"{marker}\"]\n"
+            )
+        },
+        1,
+    )
+    .await;
+    let (status, _) = running.stop(rustix::process::Signal::KILL);
+    assert_eq!(status.code(), None);
+    let start = Instant::now();
+    while !processes_with(&running.marker).is_empty() {
+        if start.elapsed() > Duration::from_secs(5) {
+            // Leave nothing running, then fail.
+            let left = processes_with(&running.marker);
+            for pid in &left {
+                if let Some(pid) = rustix::process::Pid::from_raw(*pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            panic!("the set-user-ID step outlived kiln: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether `/dev/shm` is a tmpfs, where kiln then writes secrets' files.
 fn shm_is_tmpfs() -> bool {
     rustix::fs::statfs("/dev/shm")
@@ -120,6 +155,23 @@ struct Running {
 
 /// `tag` makes the marker unique to the test.
 async fn start_build(tag: u32) -> Running {
+    start_build_running(
+        tag,
+        |marker| {
+            format!("RUN --mount=type=secret,id=token sh -c 'sleep {marker} & sleep {marker}'\n")
+        },
+        2,
+    )
+    .await
+}
+
+/// A build whose last instruction is `step(marker)`; returns once
+/// `processes` processes with the marker in their command line run.
+async fn start_build_running(
+    tag: u32,
+    step: impl FnOnce(&str) -> String,
+    processes: usize,
+) -> Running {
     assert_eq!(
         rustix::process::geteuid().as_raw(),
         0,
@@ -128,11 +180,7 @@ async fn start_build(tag: u32) -> Running {
     let registry = TestRegistry::start();
     let fixtures = fixtures::push_busybox_index(registry.host()).await;
     let marker = format!("{}{tag}", 7_000_000 + std::process::id() % 1_000_000);
-    let dockerfile = format!(
-        "FROM {}\n\
-         RUN --mount=type=secret,id=token sh -c 'sleep {marker} & sleep {marker}'\n",
-        fixtures.index
-    );
+    let dockerfile = format!("FROM {}\n{}", fixtures.index, step(&marker));
     let ctx = context(&dockerfile, &[]);
     let secret = tempfile::NamedTempFile::new().unwrap();
     let value = format!("{SECRET}{marker}");
@@ -176,7 +224,7 @@ async fn start_build(tag: u32) -> Running {
             );
             panic!("kiln ended ({status}) before the RUN step ran:\n{stderr}");
         }
-        processes_with(&running.marker).len() >= 2
+        processes_with(&running.marker).len() >= processes
     });
     running
 }

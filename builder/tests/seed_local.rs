@@ -395,3 +395,65 @@ async fn guide_000_examples_give_their_images() {
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
 }
+
+/// Guide 001's "Check build context" and "Validate Dockerfile"
+/// (Troubleshooting): `--no-push` with no destination builds the image
+/// and prints its digest, pushing nothing; a broken Dockerfile is
+/// refused with its line.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_context_and_validate_dockerfile_build_without_pushing() {
+    let (registry, fixtures) = setup().await;
+    let workspace = app_context(&fixtures);
+    let dockerfile = format!("--dockerfile={}/Dockerfile", workspace.path().display());
+    let ctx = format!("--context={}", workspace.path().display());
+    for verbosity in ["--verbosity=info", "--verbosity=debug"] {
+        let output = kiln(&[
+            dockerfile.clone(),
+            ctx.clone(),
+            "--no-push".to_string(),
+            verbosity.to_string(),
+        ])
+        .await;
+        assert_success(&output);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let digest = stdout.trim();
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{verbosity}: {stdout}"
+        );
+        let log = stderr(&output);
+        assert!(!log.contains("pushed "), "{verbosity}: {log}");
+        if verbosity.ends_with("debug") {
+            assert!(log.contains("DEBUG "), "{log}");
+        }
+    }
+    // Nothing reached the registry but the fixtures.
+    let catalog = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://{}/v2/_catalog", registry.host())])
+        .output()
+        .unwrap();
+    let catalog: serde_json::Value = serde_json::from_slice(&catalog.stdout).unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["busybox", "busybox-docker"])
+    );
+
+    std::fs::write(
+        workspace.path().join("Dockerfile"),
+        format!("FROM {}\nCOPY --chmod=nope app.txt /\n", fixtures.index),
+    )
+    .unwrap();
+    let broken = kiln(&[
+        dockerfile,
+        ctx,
+        "--no-push".to_string(),
+        "--verbosity=debug".to_string(),
+    ])
+    .await;
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    assert!(
+        stderr(&broken).contains("Dockerfile:2"),
+        "{}",
+        stderr(&broken)
+    );
+}

@@ -258,7 +258,11 @@ impl Session {
                     platform,
                 )
                 .map_err(|e| BuildError::Other(e.to_string()))?;
-                info!(platform = %platform, "layer cache in {repository}");
+                info!(
+                    target: crate::cli::logging::STEP_TARGET,
+                    platform = %platform,
+                    "[{platform}] layer cache in {repository}"
+                );
                 Some(cache.for_platform(repository))
             }
             None => None,

@@ -56,6 +56,8 @@ pub struct OutputPlan<'a> {
     pub tar_path: Option<&'a Path>,
     pub oci_layout_path: Option<&'a Path>,
     pub digest_files: DigestFiles<'a>,
+    /// `--push-ignore-immutable-tag-errors`.
+    pub ignore_immutable_tags: bool,
 }
 
 impl<'a> OutputPlan<'a> {
@@ -71,6 +73,7 @@ impl<'a> OutputPlan<'a> {
             tar_path: output.tar_path.as_deref(),
             oci_layout_path: output.oci_layout_path.as_deref(),
             digest_files: DigestFiles::from_output(output),
+            ignore_immutable_tags: output.push_ignore_immutable_tag_errors,
         }
     }
 
@@ -158,7 +161,7 @@ pub async fn publish(
         for name in plan.destinations {
             let target = parse_reference(name)?;
             push_blobs(&assembled, image, &target, blobs).await?;
-            let result = push_manifest(&assembled, name, &plan.push_mode, blobs).await;
+            let result = push_manifest(&assembled, name, plan, blobs).await;
             let (digest, names) = match result {
                 Ok(pushed) => pushed,
                 Err(error)
@@ -177,7 +180,7 @@ pub async fn publish(
                         plan.annotations,
                     )?;
                     push_blobs(&assembled, image, &target, blobs).await?;
-                    push_manifest(&assembled, name, &plan.push_mode, blobs).await?
+                    push_manifest(&assembled, name, plan, blobs).await?
                 }
                 Err(error)
                     if rejects_media_type(&error) && assembled.format == ManifestFormat::Oci =>
@@ -203,7 +206,11 @@ pub async fn publish(
                     info!("pushed {pushed_as}@{digest}");
                 }
             }
-            pushed.push(name.clone());
+            // A destination whose tag kept its image
+            // (--push-ignore-immutable-tag-errors) was not pushed.
+            if !names.is_empty() {
+                pushed.push(name.clone());
+            }
         }
     }
 
@@ -262,12 +269,12 @@ pub fn suffixed_tag(name: &str, suffix: &str) -> String {
 async fn push_manifest(
     assembled: &Assembled,
     name: &str,
-    mode: &PushMode,
+    plan: &OutputPlan<'_>,
     blobs: &Blobs<'_>,
 ) -> Result<(String, Vec<String>), RegistryError> {
     let manifest = &assembled.manifest;
     let mut names = Vec::new();
-    match mode {
+    match &plan.push_mode {
         PushMode::Tags => names.push(name.to_string()),
         PushMode::DigestOnly => names.push(format!("{}@{}", repository(name), manifest.digest)),
         PushMode::DigestAndSuffixedTag(suffix) => {
@@ -275,15 +282,47 @@ async fn push_manifest(
             names.push(suffixed_tag(name, suffix));
         }
     }
-    let mut digest = String::new();
-    for name in &names {
-        let target = parse_reference(name)?;
-        digest = blobs
+    let mut digest = manifest.digest.clone();
+    let mut pushed = Vec::new();
+    for name in names {
+        let target = parse_reference(&name)?;
+        match blobs
             .registry
             .push_manifest_raw(&target, &manifest.bytes, &manifest.media_type)
-            .await?;
+            .await
+        {
+            Ok(stored) => digest = stored,
+            Err(error)
+                if plan.ignore_immutable_tags
+                    && target.digest().is_none()
+                    && refuses_immutable_tag(&error)
+                    && blobs
+                        .registry
+                        .fetch_manifest_raw(&target, crate::registry::Access::Push)
+                        .await
+                        .is_ok() =>
+            {
+                warn!(
+                    "{name} exists and the registry refused to overwrite it ({error}); it keeps \
+                     its image (--push-ignore-immutable-tag-errors)"
+                );
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        pushed.push(name);
     }
-    Ok((digest, names))
+    Ok((digest, pushed))
+}
+
+/// Whether a refused manifest push says the tag is immutable: ECR (400
+/// TAG_INVALID, "already exists … immutable"), Harbor (412), Artifact
+/// Registry (400 "immutable"), Docker Hub and others (409). The caller
+/// also checks that the tag exists.
+fn refuses_immutable_tag(error: &RegistryError) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    matches!(error.status(), Some(400 | 403 | 409 | 412))
+        && (text.contains("immutable") || text.contains("already exists"))
 }
 
 async fn push_blobs(

@@ -134,7 +134,9 @@ pub async fn run_step(
     let json = crate::cli::logging::json_lines();
     let (step_platform, step_stage) = (step.platform.clone(), step.stage.to_string());
     let (number, total) = (step.number, step.total);
+    let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
+        let _in_step = span.enter();
         let step = Step {
             platform: &step_platform,
             stage: &step_stage,
@@ -144,17 +146,20 @@ pub async fn run_step(
         let mut lines = OutputLines::default();
         // The build's log is stderr; a failed write there is not the
         // step's failure.
-        let mut log = |chunk: &[u8]| match json {
-            true => lines.push(chunk, |line| step.output(line)),
+        // Line by line: each goes out behind the step's label (text) or
+        // as an object of its own (JSON).
+        let emit = |line: &str| match json {
+            true => step.output(line),
             false => {
-                let _ = crate::progress::write_stderr(chunk);
+                let _ = crate::progress::write_stderr(step.output_text(line).as_bytes());
             }
         };
+        let mut log = |chunk: &[u8]| lines.push(chunk, emit);
         let result = match isolation {
             Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
             Isolation::Inplace => run_in_place(&spec, &scratch_path, &mut log),
         };
-        lines.finish(|line| step.output(line));
+        lines.finish(emit);
         result
     })
     .await

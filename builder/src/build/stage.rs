@@ -128,7 +128,11 @@ async fn run_stage(
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
             BuildError::Other(format!("stage {parent} was not built before stage {index}"))
         })?,
-        Base::Image(reference) => pull_base(scope, reference, &stage_platform).await?,
+        Base::Image(reference) => {
+            pull_base(scope, reference, &stage_platform)
+                .instrument(from_step.span())
+                .await?
+        }
     };
     image.config.begin_stage();
     let from_end = StepEnd {
@@ -186,6 +190,7 @@ async fn run_stage(
             keep_rootfs,
             &step,
         )
+        .instrument(step.span())
         .await
         .map_err(|error| at_line(instruction, error))?;
         let end = StepEnd {

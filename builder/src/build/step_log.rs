@@ -50,6 +50,19 @@ pub struct StepEnd {
 }
 
 impl Step<'_> {
+    /// The span of the step's work: in the text log, every line logged
+    /// inside it (cache lookups, pulls, unpacking) carries the step's
+    /// label; in JSON, its `spans` name the step.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("step", step = self.number, steps = self.total)
+    }
+
+    /// One line a RUN step printed, for the text log: behind the step's
+    /// label, as every other line of the step.
+    pub fn output_text(&self, line: &str) -> String {
+        format!("{self} {line}\n")
+    }
+
     /// Logs the start of the step; `text` is the instruction as written
     /// (its first line, for a multi-line one).
     pub fn started(&self, text: &str) {

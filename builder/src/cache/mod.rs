@@ -207,32 +207,37 @@ impl PlatformCache {
         let repository = self.repository.clone();
         let refused = Arc::clone(&self.shared.pushes_refused);
         let warned = Arc::clone(&self.shared.push_warned);
-        let task = tokio::spawn(async move {
-            if refused.load(Ordering::SeqCst) {
-                return;
-            }
-            match remote::store(&registry, &blobs, &repository, &step).await {
-                Ok(()) => info!(
-                    "cached {} as {repository}:{}",
-                    step.created_by,
-                    key::key_tag(&step.key)
-                ),
-                Err(error) => {
-                    let denied = matches!(
-                        &error,
-                        CacheError::Push { source, .. } if matches!(source.status(), Some(401 | 403))
-                    );
-                    if denied {
-                        refused.store(true, Ordering::SeqCst);
-                    }
-                    if !warned.swap(true, Ordering::SeqCst) {
-                        warn!(
-                            "{error}; the build continues, but its layers are not cached (check that the credentials for {repository} allow pushing)"
+        // In the step's span: its lines carry the step's label.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if refused.load(Ordering::SeqCst) {
+                    return;
+                }
+                match remote::store(&registry, &blobs, &repository, &step).await {
+                    Ok(()) => info!(
+                        "cached {} as {repository}:{}",
+                        step.created_by,
+                        key::key_tag(&step.key)
+                    ),
+                    Err(error) => {
+                        let denied = matches!(
+                            &error,
+                            CacheError::Push { source, .. } if matches!(source.status(), Some(401 | 403))
                         );
+                        if denied {
+                            refused.store(true, Ordering::SeqCst);
+                        }
+                        if !warned.swap(true, Ordering::SeqCst) {
+                            warn!(
+                                "{error}; the build continues, but its layers are not cached (check that the credentials for {repository} allow pushing)"
+                            );
+                        }
                     }
                 }
-            }
-        });
+            },
+            span,
+        ));
         if let Ok(mut pushes) = self.pushes.lock() {
             pushes.push(task);
         }

@@ -741,7 +741,8 @@ pub struct KanikoArgs {
     )]
     pub compressed_caching: bool,
 
-    /// Ignored: an immutable tag's refusal fails the push.
+    /// A push of an existing tag that the registry refuses because the tag is immutable is not
+    /// an error: the tag keeps its image, with a warning.
     #[arg(
         long,
         value_name = "BOOL",
@@ -776,8 +777,8 @@ pub struct KanikoArgs {
     )]
     pub force_build_metadata: bool,
 
-    /// Ignored (the fork's credential helpers; kiln reads the docker config's credHelpers and
-    /// credsStore).
+    /// Credential helpers (docker-credential-NAME on PATH) asked, in order, for a registry the
+    /// docker config has no credentials for. Repeatable or comma-separated.
     #[arg(long, value_name = "HELPER")]
     pub credential_helpers: Vec<String>,
 

@@ -53,8 +53,10 @@ pub const KANIKO_FLAGS: &[(&str, InKiln)] = &[
     ("push-retry", InKiln::Same),
     (
         "push-ignore-immutable-tag-errors",
-        InKiln::Ignored(
-            "kiln fails the push when a registry refuses to overwrite an immutable tag",
+        InKiln::Meaning(
+            "a tag push the registry refuses because the tag exists and is immutable (400, 403, \
+             409 or 412 naming an immutable or existing tag, and the tag is there) is a warning, \
+             and the tag keeps its image",
         ),
     ),
     (
@@ -146,7 +148,11 @@ pub const KANIKO_FLAGS: &[(&str, InKiln)] = &[
     ("annotation", InKiln::Same),
     (
         "credential-helpers",
-        InKiln::Ignored("kiln uses the docker config's credHelpers and credsStore"),
+        InKiln::Meaning(
+            "for a registry the docker config (auths, credHelpers, credsStore) has no \
+             credentials for, kiln runs docker-credential-NAME get for each listed NAME, in order, \
+             as the docker CLI does",
+        ),
     ),
     ("dryrun", InKiln::Alias("dry-run")),
     (

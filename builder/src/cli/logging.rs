@@ -129,14 +129,32 @@ where
                 false => write!(writer, "{name} ")?,
             }
         }
+        let mut text = String::new();
         if event.metadata().target() == STEP_TARGET {
             // Its fields are for machines; the message says it all.
             let mut message = MessageOnly(String::new());
             event.record(&mut message);
-            writer.write_str(&message.0)?;
+            text = message.0;
         } else {
-            ctx.field_format().format_fields(writer.by_ref(), event)?;
+            ctx.field_format()
+                .format_fields(Writer::new(&mut text), event)?;
         }
+        // A line logged inside a step (or a platform's build) says which,
+        // as the step's own lines do, unless it already does.
+        if !text.starts_with('[')
+            && let Some(label) = ctx.event_scope().and_then(|scope| {
+                let mut label = Label::default();
+                for span in scope.from_root() {
+                    if let Some(inner) = span.extensions().get::<Label>() {
+                        label.merge(inner);
+                    }
+                }
+                label.text()
+            })
+        {
+            write!(writer, "{label} ")?;
+        }
+        writer.write_str(&text)?;
         // At debug and trace, the spans' fields say where it happened.
         if level > Level::INFO
             && let Some(scope) = ctx.event_scope()
@@ -150,6 +168,90 @@ where
             }
         }
         writeln!(writer)
+    }
+}
+
+/// Where a span is in the build: the platform, stage and step its fields
+/// name (`platform`, `stage`, `step`, `steps`), kept by [`LabelLayer`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Label {
+    platform: Option<String>,
+    stage: Option<String>,
+    step: Option<u64>,
+    steps: Option<u64>,
+}
+
+impl Label {
+    /// Inner spans refine outer ones.
+    fn merge(&mut self, inner: &Label) {
+        self.platform = inner.platform.clone().or(self.platform.take());
+        self.stage = inner.stage.clone().or(self.stage.take());
+        self.step = inner.step.or(self.step);
+        self.steps = inner.steps.or(self.steps);
+    }
+
+    /// `[linux/amd64 build 2/5]`, `[linux/amd64 build]`, `[linux/amd64]`.
+    fn text(&self) -> Option<String> {
+        let platform = self.platform.as_deref()?;
+        Some(match (&self.stage, self.step, self.steps) {
+            (Some(stage), Some(step), Some(steps)) => {
+                format!("[{platform} {stage} {step}/{steps}]")
+            }
+            (Some(stage), _, _) => format!("[{platform} {stage}]"),
+            (None, _, _) => format!("[{platform}]"),
+        })
+    }
+}
+
+impl tracing::field::Visit for Label {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match field.name() {
+            "step" => self.step = Some(value),
+            "steps" => self.steps = Some(value),
+            _ => {}
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if let Ok(value) = u64::try_from(value) {
+            self.record_u64(field, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "platform" => self.platform = Some(value.to_string()),
+            "stage" => self.stage = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        // `%platform` arrives as Debug of a Display wrapper: its text.
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Keeps each span's [`Label`] in its extensions for [`TextLine`].
+struct LabelLayer;
+
+impl<S> Layer<S> for LabelLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut label = Label::default();
+        attrs.record(&mut label);
+        if label != Label::default()
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(label);
+        }
     }
 }
 
@@ -220,6 +322,7 @@ pub fn init_logging(
     let filter = make_filter(verbosity, rust_log.as_deref())?;
     tracing_subscriber::registry()
         .with(format_layer(format, timestamps))
+        .with(LabelLayer)
         .with(filter)
         .try_init()
         .map_err(LoggingError::Install)?;

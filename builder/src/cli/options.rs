@@ -142,6 +142,8 @@ pub struct OutputOptions {
     pub annotations: BTreeMap<String, String>,
     /// kaniko's `--skip-push-permission-check`.
     pub skip_push_permission_check: bool,
+    /// `--push-ignore-immutable-tag-errors`.
+    pub push_ignore_immutable_tag_errors: bool,
 }
 
 /// How several platforms are built and published together.

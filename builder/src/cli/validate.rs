@@ -209,6 +209,7 @@ impl Args {
                 oci_mode,
                 annotations,
                 skip_push_permission_check: kaniko.skip_push_permission_check,
+                push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -258,6 +259,7 @@ impl Args {
                 push_retry_max_delay: Duration::from_millis(registry.push_retry_max_delay),
                 image_download_retry: registry.image_download_retry,
                 docker_config_dir: None,
+                credential_helpers: credential_helpers(&kaniko.credential_helpers),
             },
             k8s: K8sOptions {
                 namespace: k8s.namespace,
@@ -485,6 +487,19 @@ fn build_args(
     Ok(args)
 }
 
+/// `--credential-helpers` values: repeatable and comma-separated, as the
+/// kaniko fork takes them; an empty value (`--credential-helpers=`) adds
+/// none.
+fn credential_helpers(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::ffi::OsStr;
@@ -548,6 +563,7 @@ pub(crate) mod tests {
                 oci_mode: OciMode::Auto,
                 annotations: BTreeMap::new(),
                 skip_push_permission_check: false,
+                push_ignore_immutable_tag_errors: false,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,
@@ -601,6 +617,7 @@ pub(crate) mod tests {
                 push_retry_max_delay: Duration::from_millis(30000),
                 image_download_retry: 0,
                 docker_config_dir: None,
+                credential_helpers: vec![],
             },
             k8s: K8sOptions {
                 namespace: None,
@@ -860,6 +877,7 @@ pub(crate) mod tests {
                         push_retry_max_delay: Duration::from_secs(60),
                         image_download_retry: 2,
                         docker_config_dir: None,
+                        credential_helpers: vec![],
                     }
                 },
             ),

@@ -92,12 +92,6 @@ pub enum ContextError {
         url: String,
         stderr: String,
     },
-    #[error("cannot run git for {url}: {source} (is git installed?)")]
-    GitSpawn {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("downloading context {url}: HTTP status {status}")]
     HttpStatus { url: String, status: u16 },
     #[error("downloading context {url}: {message}")]

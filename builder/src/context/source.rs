@@ -1,6 +1,6 @@
 //! kaniko's `--context` values and fetching them into a local directory.
 //!
-//! Parsing is pure ([`ContextSource::parse`]); fetching shells out to `git`,
+//! Parsing is pure ([`ContextSource::parse`]); fetching clones with gix (no `git` binary),
 //! downloads with reqwest or unpacks a tarball, always into a temporary
 //! directory owned by the returned [`BuildContext`].
 

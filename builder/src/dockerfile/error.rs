@@ -1,20 +1,30 @@
 use super::duration::DurationError;
 use super::expand::ExpandError;
 
-/// Why a Dockerfile (or an ONBUILD trigger) cannot be used.
+/// Why a Dockerfile (or an ONBUILD trigger) cannot be used. Messages
+/// quote the Dockerfile, which may be hostile or hold what its author
+/// would not print: each quoted part is cut to its start (see
+/// [`bounded`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerfileError {
     /// A problem at a 1-based line of the Dockerfile.
-    #[error("Dockerfile:{line}: {problem}")]
+    #[error("Dockerfile:{line}: {}", bounded(&.problem.to_string(), MAX_PROBLEM_CHARS))]
     Line { line: usize, problem: Problem },
     #[error("Dockerfile: no FROM instruction: a Dockerfile needs at least one stage")]
     NoStage,
     /// A problem in an ONBUILD trigger read from a base image's config.
-    #[error("ONBUILD trigger {trigger:?}: {problem}")]
+    #[error("ONBUILD trigger {:?}: {}", bounded(.trigger, MAX_QUOTE_CHARS), bounded(&.problem.to_string(), MAX_PROBLEM_CHARS))]
     Trigger { trigger: String, problem: Problem },
-    #[error("target stage {target:?} not found; stages: {stages}")]
+    #[error("target stage {:?} not found; stages: {}", bounded(.target, MAX_QUOTE_CHARS), bounded(.stages, MAX_PROBLEM_CHARS))]
     UnknownTarget { target: String, stages: String },
 }
+
+/// How much of one quoted word or line a message shows.
+pub const MAX_QUOTE_CHARS: usize = 200;
+/// How much of a problem's whole description a message shows.
+const MAX_PROBLEM_CHARS: usize = 1000;
+
+use crate::context::excerpt as bounded;
 
 /// What is wrong at a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -21,7 +21,17 @@ pub enum ExpandError {
     /// `${V:?message}` with `V` unset (or empty, with the colon).
     #[error("{name}: {message}")]
     Required { name: String, message: String },
+    #[error("variable substitutions nested more than {max} levels deep in {word:?}")]
+    TooDeep { max: usize, word: String },
 }
+
+/// How deep `${a:-${b:-…}}` may nest: far beyond any real Dockerfile, and
+/// a clear error instead of a stack overflow for a hostile one (the lexer
+/// recurses once per level).
+pub const MAX_NESTING: usize = 64;
+
+/// How much of a word an error message quotes.
+const WORD_EXCERPT_CHARS: usize = 120;
 
 /// Expands `word` as one word: quotes and escapes are removed, variables
 /// substituted; whitespace is kept as it is. Unset variables expand to
@@ -153,6 +163,8 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     /// Whether quotes group and protect text (off for here-documents).
     quotes: bool,
+    /// `${` substitutions open around the current position.
+    depth: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -164,6 +176,7 @@ impl<'a> Lexer<'a> {
             escape,
             lookup,
             quotes: true,
+            depth: 0,
         }
     }
 
@@ -179,8 +192,9 @@ impl<'a> Lexer<'a> {
         c
     }
 
+    /// The word for an error message: its start, when it is long.
     fn word(&self) -> String {
-        self.word.to_string()
+        crate::context::excerpt(self.word, WORD_EXCERPT_CHARS)
     }
 
     /// Scans until `stop` (consumed) or the end of input. Reaching the end
@@ -314,7 +328,21 @@ impl<'a> Lexer<'a> {
         if name.is_empty() {
             return Err(ExpandError::BadSubstitution { word: self.word() });
         }
-        let value = self.get(&name);
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandError::TooDeep {
+                max: MAX_NESTING,
+                word: self.word(),
+            });
+        }
+        self.depth += 1;
+        let substituted = self.substitute(&name);
+        self.depth -= 1;
+        substituted
+    }
+
+    /// The rest of `${name…}` after the name.
+    fn substitute(&mut self, name: &str) -> Result<String, ExpandError> {
+        let value = self.get(name);
         match self.next() {
             None => Err(ExpandError::MissingBrace { word: self.word() }),
             Some('}') => Ok(value.unwrap_or_default()),
@@ -324,11 +352,11 @@ impl<'a> Lexer<'a> {
                 };
                 let arg = self.modifier_word()?;
                 let value = value.filter(|v| !v.is_empty());
-                self.apply(modifier, &name, value, arg)
+                self.apply(modifier, name, value, arg)
             }
             Some(modifier @ ('-' | '+' | '?')) => {
                 let arg = self.modifier_word()?;
-                self.apply(modifier, &name, value, arg)
+                self.apply(modifier, name, value, arg)
             }
             Some(modifier) => Err(ExpandError::UnsupportedModifier {
                 modifier,
@@ -386,6 +414,33 @@ mod tests {
             "1" => Some("one".to_string()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_long_words_are_quoted_in_part() {
+        let nested =
+            |levels: usize| format!("{}x{}", "${NOPE:-".repeat(levels), "}".repeat(levels));
+        assert_eq!(
+            expand(&nested(MAX_NESTING), '\\', &vars).as_deref(),
+            Ok("x")
+        );
+        // Deep enough to overflow the stack if it were followed.
+        let err = expand(&nested(200_000), '\\', &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "variable substitutions nested more than {MAX_NESTING} levels deep in \"${{NOPE:-"
+            )),
+            "{err}"
+        );
+        assert!(err.len() < 400, "{err}");
+        let err = expand(&format!("${{A{}", "b".repeat(10_000)), '\\', &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("missing '}' in \"${Abbb"), "{err}");
+        assert!(err.ends_with("bbb…\""), "{err}");
+        assert!(err.len() < 200, "{err}");
     }
 
     #[test]

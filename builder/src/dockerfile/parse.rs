@@ -17,7 +17,9 @@ use super::model::*;
 
 /// Parses a whole Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, DockerfileError> {
-    let src = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Every leading byte-order mark: the parsing crate drops one more
+    // itself, which would shift its offsets against ours.
+    let src = text.trim_start_matches('\u{feff}');
     let (escape, syntax) = directives(src)?;
     let items = parse_items(src, escape)?;
     assemble(items, escape, syntax)
@@ -237,7 +239,10 @@ fn parse_items(src: &str, escape: char) -> Result<Vec<Item>, DockerfileError> {
                             collect_heredoc(src, at, &marker).ok_or_else(|| {
                                 DockerfileError::at(
                                     instruction.line,
-                                    Problem::UnterminatedHeredoc(marker.name.clone()),
+                                    Problem::UnterminatedHeredoc(crate::context::excerpt(
+                                        &marker.name,
+                                        super::error::MAX_QUOTE_CHARS,
+                                    )),
                                 )
                             })?;
                         if let InstructionKind::Run(run) = &mut instruction.kind {

@@ -403,6 +403,16 @@ fn directives_only_at_the_top() {
 }
 
 #[test]
+fn repeated_byte_order_marks_are_dropped_not_a_panic() {
+    // Found by fuzzing: a second mark shifted the parsing crate's offsets
+    // against kiln's by three bytes, into the middle of a character.
+    let df = parse("\u{feff}\u{feff}\n#\u{da}\nARG \u{e9}\u{e9}=1\nFROM a\nRUN echo \u{e9}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(df.stages.len(), 1);
+    assert_eq!(df.global_args.len(), 1);
+}
+
+#[test]
 fn copy_heredocs() {
     let cases: Vec<(&str, Vec<CopySource>)> = vec![
         (
@@ -849,5 +859,22 @@ mod robustness {
         fn parse_never_panics_on_noise(text in "\\PC{0,200}") {
             let _ = parse(&text);
         }
+    }
+}
+
+#[test]
+fn error_messages_quote_only_the_start_of_long_input() {
+    // Found by fuzzing: a here-document marker (or any other quoted part)
+    // thousands of characters long was printed whole.
+    let marker = "M".repeat(10_000);
+    for dockerfile in [
+        format!("FROM a\nRUN <<{marker}\necho\n"),
+        format!("FROM a\nCOPY <<{marker} /x\nhello\n"),
+        format!("FROM a\nRUN --{marker}=1 true\n"),
+    ] {
+        let err = parse(&dockerfile).unwrap_err().to_string();
+        assert!(err.starts_with("Dockerfile:"), "{err}");
+        assert!(err.contains("MMMMMMMM"), "{err}");
+        assert!(err.chars().count() < 1100, "{} bytes: {err}", err.len());
     }
 }

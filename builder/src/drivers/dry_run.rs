@@ -12,7 +12,7 @@ use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::platform::Platform;
 
-use super::preflight::{PushCheck, preflight};
+use super::preflight::{PushCheck, preflight, pushes_only_oci};
 
 /// Checks what a build of `options` needs and returns the plan as text.
 pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
@@ -86,6 +86,12 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
     }
     for destination in &options.output.destinations {
         match push {
+            PushCheck::Checked if pushes_only_oci(options) => {
+                let _ = writeln!(
+                    report,
+                    "push access: {destination} ok, OCI manifests accepted"
+                );
+            }
             PushCheck::Checked => {
                 let _ = writeln!(report, "push access: {destination} ok");
             }

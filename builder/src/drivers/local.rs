@@ -303,26 +303,31 @@ async fn build_all(
             Arc::clone(&limit),
             Arc::clone(&emulated),
         );
-        tasks.push(tokio::spawn(async move {
-            let _permit = limit
-                .acquire()
-                .await
-                .map_err(|e| BuildError::Other(e.to_string()))?;
-            log_emulation(&platform, &emulated, options.multi_platform.emulation);
-            let image = session.build(&options, &platform).await?;
-            let multi = &options.multi_platform;
-            let mode = if multi.push_by_digest {
-                PushMode::DigestOnly
-            } else if multi.platform_tags || !multi.publish_index {
-                PushMode::DigestAndSuffixedTag(platform.slug())
-            } else {
-                PushMode::DigestOnly
-            };
-            let outcome = session
-                .publish(&image, &OutputPlan::registry_only(&options, mode))
-                .await?;
-            Ok::<_, BuildError>(PlatformBuild { platform, outcome })
-        }));
+        // Its lines (pushes, the summary) carry the platform's label.
+        let span = tracing::info_span!("platform", platform = %platform);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|e| BuildError::Other(e.to_string()))?;
+                log_emulation(&platform, &emulated, options.multi_platform.emulation);
+                let image = session.build(&options, &platform).await?;
+                let multi = &options.multi_platform;
+                let mode = if multi.push_by_digest {
+                    PushMode::DigestOnly
+                } else if multi.platform_tags || !multi.publish_index {
+                    PushMode::DigestAndSuffixedTag(platform.slug())
+                } else {
+                    PushMode::DigestOnly
+                };
+                let outcome = session
+                    .publish(&image, &OutputPlan::registry_only(&options, mode))
+                    .await?;
+                Ok::<_, BuildError>(PlatformBuild { platform, outcome })
+            },
+            span,
+        )));
     }
     let mut results = Vec::with_capacity(tasks.len());
     let mut failures = Vec::new();

@@ -3,11 +3,15 @@
 //! every RUN for a foreign architecture can run here (emulation), every
 //! base image has every platform (several platforms), and every
 //! destination accepts pushes (unless `--no-push` or
-//! `--skip-push-permission-check`, as kaniko).
+//! `--skip-push-permission-check`, as kaniko) and, when the build pushes
+//! OCI manifests with no Docker fallback, accepts an OCI manifest (see
+//! [`crate::registry::Registry::check_oci_support`] for how, and its limits).
 
 use crate::build::{BuildError, Session};
 use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
+use crate::drivers::index::rejects_media_type;
+use crate::image::media::{Compression, OciMode};
 use crate::platform::Platform;
 use crate::registry::{RegistryError, parse_reference};
 
@@ -101,6 +105,35 @@ async fn check_push_access(
                     "{error}; nothing was built (--skip-push-permission-check builds anyway)"
                 ))
             })?;
+        if pushes_only_oci(options) {
+            session
+                .registry()
+                .check_oci_support(&target)
+                .await
+                .map_err(|error| {
+                    if rejects_media_type(&error) {
+                        BuildError::Other(format!(
+                            "registry doesn't support OCI media types: {error}; use \
+                             --oci-mode=docker --legacy-manifest-list=true; nothing was built"
+                        ))
+                    } else {
+                        BuildError::Other(format!(
+                            "{error}; nothing was built (--skip-push-permission-check builds anyway)"
+                        ))
+                    }
+                })?;
+        }
     }
     Ok(PushCheck::Checked)
+}
+
+/// Whether the build pushes OCI manifests with no Docker fallback:
+/// `--oci-mode=oci`, or `auto` with zstd layers (which a Docker manifest
+/// cannot reference). `auto` otherwise falls back where OCI is refused.
+pub(super) fn pushes_only_oci(options: &BuildOptions) -> bool {
+    match options.output.oci_mode {
+        OciMode::Oci => true,
+        OciMode::Auto => options.output.compression == Compression::Zstd,
+        OciMode::Docker => false,
+    }
 }

@@ -11,12 +11,14 @@
 //! snapshotter's ignore list, which reads the mount table itself).
 
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FileType, RawMode};
+
 use super::FsError;
-use super::in_root::{clean_image_path, is_missing, resolve};
+use super::in_root::{clean_image_path, resolve};
+use super::root_dir::{RootDir, missing};
 use super::snapshot::mount_points_below;
 
 /// Where the kernel lists this process's mounts.
@@ -91,35 +93,38 @@ pub fn clearing(host: &Path, is_dir: bool, protected: &[PathBuf]) -> Clearing {
 /// (with their ancestors, which stay as directories), so that unpacking a
 /// stage's layers there gives exactly the stage's files. Returns how many
 /// entries were removed (a tree counts once). Never crosses into a
-/// protected path; symlinks are removed, never followed.
+/// protected path; symlinks are removed, never followed. Every call is made
+/// relative to a descriptor of the root ([`RootDir`]): a directory that a
+/// leftover process of a RUN step swaps for a link while the root is
+/// cleared makes the clearing fail, never act on what the link names. The
+/// walk keeps its own stack, so no tree is too deep for it.
 pub fn clear_root(root: &Path, protected: &[PathBuf]) -> Result<u64, FsError> {
     let hosts = protected_hosts(root, protected)?;
-    clear_dir(root, &hosts)
-}
-
-fn clear_dir(dir: &Path, protected: &[PathBuf]) -> Result<u64, FsError> {
-    let mut children = Vec::new();
-    for entry in fs::read_dir(dir).map_err(FsError::io("read directory", dir))? {
-        children.push(entry.map_err(FsError::io("read directory", dir))?.path());
-    }
+    let dir = RootDir::open(root).map_err(FsError::io("open", root))?;
     let mut removed = 0;
-    for child in children {
-        let meta = match fs::symlink_metadata(&child) {
-            Ok(meta) => meta,
-            Err(err) if is_missing(&err) => continue,
-            Err(err) => return Err(FsError::io("inspect", &child)(err)),
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let names = match dir.read_dir(&current) {
+            Ok(names) => names,
+            Err(err) if missing(&err) => continue,
+            Err(err) => return Err(FsError::io("read directory", &current)(err)),
         };
-        match clearing(&child, meta.is_dir(), protected) {
-            Clearing::Keep => {}
-            Clearing::Descend => removed += clear_dir(&child, protected)?,
-            Clearing::Remove if meta.is_dir() => {
-                // std's remove_dir_all never follows symlinks inside.
-                fs::remove_dir_all(&child).map_err(FsError::io("remove", &child))?;
-                removed += 1;
-            }
-            Clearing::Remove => {
-                fs::remove_file(&child).map_err(FsError::io("remove", &child))?;
-                removed += 1;
+        for name in names {
+            let child = current.join(name);
+            let stat = match dir.lstat(&child) {
+                Ok(Some(stat)) => stat,
+                Ok(None) => continue,
+                Err(err) => return Err(FsError::io("inspect", &child)(err)),
+            };
+            let is_dir = FileType::from_raw_mode(stat.st_mode as RawMode) == FileType::Directory;
+            match clearing(&child, is_dir, &hosts) {
+                Clearing::Keep => {}
+                Clearing::Descend => pending.push(child),
+                Clearing::Remove => match dir.remove_tree(&child) {
+                    Ok(()) => removed += 1,
+                    Err(err) if missing(&err) => {}
+                    Err(err) => return Err(FsError::io("remove", &child)(err)),
+                },
             }
         }
     }
@@ -129,6 +134,7 @@ fn clear_dir(dir: &Path, protected: &[PathBuf]) -> Result<u64, FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     fn paths(list: &[&str]) -> Vec<PathBuf> {
@@ -272,6 +278,91 @@ mod tests {
         assert_eq!(removed, 5);
         assert_eq!(fs::read_to_string(root.join("etc/hosts"))?, "etc/hosts");
         assert_eq!(fs::read_to_string(outside.path().join("keep"))?, "outside");
+        Ok(())
+    }
+
+    #[test]
+    fn clearing_never_follows_a_directory_swapped_for_a_link_mid_walk()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // A process a RUN step left behind swaps the directories the
+        // clearing descends into (they hold protected paths) for links to
+        // a directory outside the root, one after the other, while the
+        // clearing works through their files: names it listed before the
+        // swap then lead outside, where the same names wait. Whatever the
+        // race gives (the link removed, or the clearing refused), nothing
+        // outside is touched.
+        let files = 200;
+        let dirs = 8;
+        let outside = tempfile::tempdir()?;
+        for n in 0..files {
+            fs::write(outside.path().join(format!("f{n}")), "outside")?;
+        }
+        let protected: Vec<PathBuf> = (0..dirs)
+            .map(|i| PathBuf::from(format!("/d{i}/keep")))
+            .collect();
+        let mut refused = 0;
+        let rounds = 5;
+        for round in 0..rounds {
+            let dir = tempfile::tempdir()?;
+            let root = dir.path().to_path_buf();
+            for i in 0..dirs {
+                fs::create_dir_all(root.join(format!("d{i}/keep")))?;
+                for n in 0..files {
+                    fs::write(root.join(format!("d{i}/f{n}")), "x")?;
+                }
+            }
+            let swapper = {
+                let root = root.clone();
+                let target = outside.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for i in 0..dirs {
+                        let d = root.join(format!("d{i}"));
+                        if fs::rename(&d, root.join(format!("moved{i}"))).is_ok() {
+                            let _ = symlink(&target, &d);
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                })
+            };
+            let result = clear_root(&root, &protected);
+            swapper
+                .join()
+                .map_err(|_| format!("round {round}: the swapper panicked"))?;
+            if result.is_err() {
+                refused += 1;
+            }
+            let left = (0..files)
+                .filter(|n| outside.path().join(format!("f{n}")).exists())
+                .count();
+            assert_eq!(
+                left, files,
+                "round {round}: the clearing removed files outside the root"
+            );
+        }
+        eprintln!("clearing refused in {refused} of {rounds} rounds");
+        Ok(())
+    }
+
+    #[test]
+    fn clearing_removes_trees_deeper_than_path_max() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        // 1,500 levels of 4-byte names: 6,000 bytes, past PATH_MAX, made
+        // one level at a time relative to the one above.
+        let mut level = std::fs::File::open(root)?;
+        for _ in 0..1500 {
+            rustix::fs::mkdirat(&level, "ddd", rustix::fs::Mode::from_raw_mode(0o755))?;
+            level = std::fs::File::from(rustix::fs::openat(
+                &level,
+                "ddd",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )?);
+        }
+        fs::create_dir(root.join("kiln"))?;
+        assert_eq!(clear_root(root, &paths(&["/kiln"]))?, 1);
+        assert!(!root.join("ddd").exists());
+        assert!(root.join("kiln").is_dir());
         Ok(())
     }
 

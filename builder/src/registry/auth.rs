@@ -103,6 +103,8 @@ pub(crate) struct Credentials {
     /// Every place looked at, for messages when none exists.
     searched: Vec<PathBuf>,
     cache: Mutex<HashMap<String, RegistryAuth>>,
+    /// `--credential-helpers`, asked in order when the file has nothing.
+    helpers: Vec<String>,
 }
 
 /// Where config.json may be, in order of preference. With an explicit
@@ -159,6 +161,7 @@ impl Credentials {
                 taken: Some(taken),
                 searched: vec![taken.path.clone()],
                 cache: Mutex::new(HashMap::new()),
+                helpers: Vec::new(),
             };
         }
         let docker_config = std::env::var_os("DOCKER_CONFIG");
@@ -171,7 +174,16 @@ impl Credentials {
             taken: None,
             searched,
             cache: Mutex::new(HashMap::new()),
+            helpers: Vec::new(),
         }
+    }
+
+    /// Also asks the credential helpers `names` (kaniko's
+    /// `--credential-helpers`; `docker-credential-NAME`, run as the docker
+    /// CLI runs them) for registries the docker config has nothing for.
+    pub(crate) fn with_helpers(mut self, names: Vec<String>) -> Credentials {
+        self.helpers = names;
+        self
     }
 
     /// Where credentials come from, for messages: the file, or where none was.
@@ -217,10 +229,18 @@ impl Credentials {
         if let Some(auth) = self.cached(registry) {
             return Ok(auth);
         }
-        let auth = match &self.file {
+        let mut auth = match &self.file {
             None => RegistryAuth::Anonymous,
             Some(file) => self.read(file, registry)?,
         };
+        if matches!(auth, RegistryAuth::Anonymous) {
+            for helper in &self.helpers {
+                if let Some(found) = self.ask_helper(helper, registry)? {
+                    auth = found;
+                    break;
+                }
+            }
+        }
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(registry.to_string(), auth.clone());
         }
@@ -277,6 +297,53 @@ impl Credentials {
             }
         }
         Ok(RegistryAuth::Anonymous)
+    }
+}
+
+impl Credentials {
+    /// Runs `docker-credential-<helper> get` for `registry`: `None` when the
+    /// helper is not installed or has no credentials for it.
+    fn ask_helper(
+        &self,
+        helper: &str,
+        registry: &str,
+    ) -> Result<Option<RegistryAuth>, RegistryError> {
+        for server in server_keys(registry) {
+            // The helper as a docker config names it, so the docker
+            // credential crate runs it exactly as for credHelpers.
+            let config = serde_json::json!({ "credHelpers": { &server: helper } }).to_string();
+            match docker_credential::get_credential_from_reader(config.as_bytes(), &server) {
+                Ok(credential) => return Ok(Some(to_registry_auth(credential))),
+                Err(CredentialRetrievalError::HelperCommunicationError) => {
+                    tracing::debug!(
+                        "credential helper docker-credential-{helper} could not be run"
+                    );
+                    return Ok(None);
+                }
+                Err(CredentialRetrievalError::HelperFailure { stderr, .. })
+                    if stderr.contains("credentials not found") =>
+                {
+                    continue;
+                }
+                Err(CredentialRetrievalError::HelperFailure { helper, stderr, .. }) => {
+                    return Err(RegistryError::Credentials {
+                        registry: registry.to_string(),
+                        source_description: format!("--credential-helpers={helper}"),
+                        // stdout may carry a secret; stderr is the helper's complaint.
+                        message: format!("{helper} failed: {}", stderr.trim()),
+                    });
+                }
+                Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
+                Err(other) => {
+                    return Err(RegistryError::Credentials {
+                        registry: registry.to_string(),
+                        source_description: format!("--credential-helpers={helper}"),
+                        message: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -118,7 +118,10 @@ impl Registry {
             })?;
             certificates.insert(path.clone(), pem);
         }
-        let credentials = Arc::new(Credentials::discover(options.docker_config_dir.as_deref()));
+        let credentials = Arc::new(
+            Credentials::discover(options.docker_config_dir.as_deref())
+                .with_helpers(options.credential_helpers.clone()),
+        );
         Ok(Registry {
             inner: Arc::new(Inner {
                 options,
@@ -790,6 +793,79 @@ impl Registry {
         .await
     }
 
+    /// Whether `target`'s repository accepts an OCI image manifest: the
+    /// question a registry without OCI support answers only at the end of
+    /// a build. Pushes a two-byte image config (`{}`) and an OCI manifest
+    /// with no layers that references it, by digest (no tag is created or
+    /// moved), then asks the registry to delete that manifest.
+    ///
+    /// Limits: a registry that refuses deletes keeps the untagged probe
+    /// manifest and the config blob until its garbage collection (they are
+    /// the same bytes on every run and every repository); a registry that
+    /// accepts OCI manifests but refuses an OCI index, zstd layers or
+    /// annotations is not detected; a registry that only refuses by tag
+    /// (a policy on tag names) answers yes here.
+    pub async fn check_oci_support(&self, target: &Reference) -> Result<(), RegistryError> {
+        let clients = self.authed_clients(target, Access::Push).await?;
+        let config_digest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(OCI_PROBE_CONFIG))
+        );
+        let op = self.op(
+            format!("pushing blob {config_digest} to {}", repository_of(target)),
+            target,
+            &clients,
+            "",
+        );
+        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+            if !clients
+                .oci
+                .blob_exists(target, &config_digest)
+                .await
+                .map_err(|e| self.fail(&op, e))?
+            {
+                clients
+                    .oci
+                    .push_blob(target, OCI_PROBE_CONFIG, &config_digest)
+                    .await
+                    .map_err(|e| self.fail(&op, e))?;
+            }
+            Ok(())
+        })
+        .await?;
+        let manifest = oci_probe_manifest(&config_digest);
+        let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest)));
+        let probe = target.clone_with_digest(manifest_digest.clone());
+        self.push_manifest_raw(&probe, &manifest, crate::image::media::OCI_MANIFEST)
+            .await?;
+        // Best effort: registries may refuse deletes (405), which leaves an
+        // untagged manifest nobody can list by tag.
+        let auth = self.auth_for(target).await?;
+        if let Ok(token) = clients
+            .oci
+            .auth(target, &auth, RegistryOperation::Push)
+            .await
+        {
+            let url = format!(
+                "{}://{}/v2/{}/manifests/{manifest_digest}",
+                if clients.plain_http { "http" } else { "https" },
+                target.resolve_registry(),
+                target.repository()
+            );
+            let request = match (&token, &auth) {
+                (Some(token), _) => clients.http.delete(&url).bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    clients.http.delete(&url).basic_auth(user, Some(password))
+                }
+                (None, _) => clients.http.delete(&url),
+            };
+            if let Ok(response) = request.send().await {
+                tracing::debug!("deleting the OCI probe manifest: {}", response.status());
+            }
+        }
+        Ok(())
+    }
+
     fn op(
         &self,
         text: String,
@@ -940,6 +1016,22 @@ impl Registry {
 }
 
 /// `127.0.0.1:5000/app`: a reference without tag or digest.
+/// The config of [`Registry::check_oci_support`]'s probe image: the
+/// smallest JSON object, under the OCI image config media type (some
+/// registries refuse manifests whose config has another type).
+const OCI_PROBE_CONFIG: &[u8] = b"{}";
+
+/// The probe's manifest: OCI, no layers, `config_digest` as its config.
+fn oci_probe_manifest(config_digest: &str) -> Vec<u8> {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        crate::image::media::OCI_MANIFEST,
+        crate::image::media::OCI_CONFIG,
+        OCI_PROBE_CONFIG.len()
+    )
+    .into_bytes()
+}
+
 fn repository_of(reference: &Reference) -> String {
     format!("{}/{}", reference.registry(), reference.repository())
 }

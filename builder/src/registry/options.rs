@@ -51,6 +51,10 @@ pub struct RegistryOptions {
     /// `$DOCKER_CONFIG`, `~/.docker`, then `/kaniko/.docker`; tests set it
     /// so that they never depend on the environment.
     pub docker_config_dir: Option<PathBuf>,
+    /// `--credential-helpers`: names of docker credential helpers
+    /// (`docker-credential-NAME` on PATH) asked, in order, for a registry
+    /// the docker config has no credentials for.
+    pub credential_helpers: Vec<String>,
 }
 
 impl Default for RegistryOptions {
@@ -71,6 +75,7 @@ impl Default for RegistryOptions {
             push_retry_max_delay: Duration::from_millis(30_000),
             image_download_retry: 0,
             docker_config_dir: None,
+            credential_helpers: Vec::new(),
         }
     }
 }

@@ -315,7 +315,7 @@ fn host_file_copies(
 }
 
 /// Runs on the set-up thread: new namespaces for this thread, mounts, and
-/// the fork of the command, which becomes PID 1 of the new PID namespace.
+/// the fork of the step's init (PID 1 of the new PID namespace), which forks the command.
 /// The thread ends right after; its namespaces live on in the command.
 fn start_in_namespaces(launch: Launch) -> Result<Started, RunError> {
     let refused = |namespace: Namespace| {
@@ -412,6 +412,7 @@ fn step_descriptions(plan: &ChildPlan) -> impl Fn(ChildStep) -> String + use<> {
         ChildStep::Seccomp => "install the seccomp filter".to_string(),
         ChildStep::Capabilities => "set the step's capabilities".to_string(),
         ChildStep::NoNewPrivileges => "set no_new_privs".to_string(),
+        ChildStep::Init => "fork the command below the step's init".to_string(),
     }
 }
 

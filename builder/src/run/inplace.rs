@@ -124,7 +124,8 @@ fn start_and_supervise(
             | ChildStep::PivotRoot
             | ChildStep::BoundingSet
             | ChildStep::Seccomp
-            | ChildStep::Capabilities => format!("{step:?}"),
+            | ChildStep::Capabilities
+            | ChildStep::Init => format!("{step:?}"),
         }
     };
     let reports = sys::install_plain_setup(&mut cmd, plan)

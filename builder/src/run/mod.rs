@@ -40,10 +40,12 @@
 //! # Namespaces, and why a thread
 //!
 //! A new PID namespace only applies to the children of the task that
-//! unshares it. The command must be the first process of that namespace
-//! (its PID 1), so that when it exits the kernel kills everything it left
-//! behind (`sleep 1000 &`, daemons that `setsid`), and so that the `/proc`
-//! mounted inside shows only the step's processes. kiln therefore creates
+//! unshares it. The step's first process (its PID 1) is a small init, a
+//! fork of kiln that executes nothing: it forks the command (PID 2), reaps
+//! what ends below it and exits with the command's status, and when it
+//! exits the kernel kills everything the step left behind (`sleep 1000 &`,
+//! daemons that `setsid`); the `/proc` mounted inside shows only the
+//! step's processes. kiln therefore creates
 //! the namespaces in a dedicated thread (`unshare` acts per thread), sets
 //! the hostname (`kiln`) and the mounts there, and forks the command from
 //! it with `std::process::Command`. The child's `pre_exec` does what must
@@ -52,8 +54,13 @@
 //! `/proc` and its masks, `pivot_root`, the WORKDIR, the bounding set, the
 //! seccomp filter, the user, the capabilities. The thread then waits until
 //! the step is over: the parent-death signal (`SIGKILL`) fires when the
-//! thread that forked the command ends, so a `SIGKILL` of kiln kills the
-//! command, and with it (PID 1) every process of the step. Re-executing
+//! thread that forked the init ends, so a `SIGKILL` of kiln kills the
+//! init, and with it every process of the step. The init exists for this:
+//! the kernel clears a process's parent-death signal when it executes a
+//! set-user-ID program that changes its user, so a command that was PID 1
+//! itself (`RUN ["/usr/bin/su", …]` under a non-root `USER`) would outlive
+//! kiln. The init is not dumpable and blanks its copy of kiln's command
+//! line and environment, so the step learns nothing of kiln from it. Re-executing
 //! the current binary as a helper was not chosen: the library runs inside
 //! test binaries and other programs whose `main` it does not control.
 //!
@@ -62,10 +69,8 @@
 //! namespace is a warning. The command is also its own process group,
 //! killed with `SIGKILL` once the command exits.
 //!
-//! The command being PID 1 of its namespace has the usual consequence: it
-//! ignores signals it has no handler for when they come from inside the
-//! namespace (`kill $$` in a `RUN` does nothing), as in Docker without
-//! `--init`.
+//! With the init as PID 1, the command gets signals from inside the step
+//! as any process does (PID 1 alone ignores those it has no handler for), as in Docker with `--init`.
 //!
 //! # Privileges
 //!

@@ -259,6 +259,8 @@ pub(super) enum ChildStep {
     Seccomp = 12,
     Capabilities = 13,
     NoNewPrivileges = 14,
+    /// The fork of the command below the step's init.
+    Init = 15,
 }
 
 impl ChildStep {
@@ -278,6 +280,7 @@ impl ChildStep {
             12 => ChildStep::Seccomp,
             13 => ChildStep::Capabilities,
             14 => ChildStep::NoNewPrivileges,
+            15 => ChildStep::Init,
             _ => return None,
         })
     }
@@ -300,7 +303,9 @@ const RECORD: usize = 5;
 /// In order, the child (PID 1 of the new PID namespace, in the set-up
 /// thread's mount, UTS and IPC namespaces):
 /// 1. asks for `SIGKILL` when the thread that forked it ends (the set-up
-///    thread lives until the step is over, so this fires when kiln dies);
+///    thread lives until the step is over, so this fires when kiln dies),
+///    and asks again after 8, because the kernel clears that request
+///    whenever the process's user changes;
 /// 2. mounts a new `/proc` (its PID namespace's), makes `/proc/sys`,
 ///    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`
 ///    read-only and hides `/proc/kcore`, `/proc/keys`, … as runc does;
@@ -316,12 +321,24 @@ const RECORD: usize = 5;
 /// 8. sets its capabilities: [`DEFAULT_CAPABILITIES`] for root, none
 ///    otherwise, and an empty ambient set.
 ///
+/// 9. forks the command (PID 2) and stays behind as the namespace's init
+///    (see [`be_init`]).
+///
 /// `no_new_privs` is not set, as Docker does not: `su`, `sudo` and other
 /// set-user-ID programs of the image work in RUN as they do in
 /// `docker build`. What they can reach is bounded by the bounding set
 /// (5), the filter (6) and the namespaces.
+///
+/// Why an init: the parent-death signal (1) is what ends the step when
+/// kiln is killed, and the kernel clears it when its process executes a
+/// set-user-ID program that changes its user (`RUN ["/usr/bin/su", …]`
+/// under a non-root `USER`). A command that is PID 1 itself would then
+/// outlive kiln, and with it every process of the step. The init never
+/// executes anything, so its signal stays, and when it dies the kernel
+/// kills the whole PID namespace.
 pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Result<PipeReader> {
     let (reader, writer) = io::pipe()?;
+    let inherited = InheritedMemory::of_this_process();
     let groups: Vec<Gid> = plan.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let uid = Uid::from_raw(plan.uid);
     let gid = Gid::from_raw(plan.gid);
@@ -412,7 +429,19 @@ pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Res
         .map_err(|e| fail(ChildStep::Capabilities, e))?;
         rustix::thread::clear_ambient_capability_set()
             .map_err(|e| fail(ChildStep::Capabilities, e))?;
-        Ok(())
+        // Again: changing the user (a non-root USER) cleared the signal.
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+            .map_err(|e| fail(ChildStep::DeathSignal, e))?;
+        // SAFETY: `fork` in the single-threaded child; the parent branch
+        // below runs only async-signal-safe calls and never returns.
+        match unsafe { libc::fork() } {
+            0 => Ok(()),
+            -1 => Err(fail(
+                ChildStep::Init,
+                Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+            )),
+            command => be_init(command, &inherited),
+        }
     };
     // SAFETY: the hook runs in the child between fork and exec, where the
     // parent's other threads are gone and only async-signal-safe work is
@@ -431,6 +460,99 @@ pub(super) fn install_child_setup(cmd: &mut Command, plan: ChildPlan) -> io::Res
         cmd.pre_exec(setup);
     }
     Ok(reader)
+}
+
+/// Where this process keeps its command line and environment: the init
+/// of a step is a copy of kiln that never executes anything, so it blanks
+/// both, which the step could otherwise read as `/proc/1/cmdline` (the
+/// environment is closed to it anyway: the init is not dumpable).
+#[derive(Clone, Copy, Debug, Default)]
+struct InheritedMemory {
+    /// `[start, end)` of the argument strings, then of the environment.
+    areas: [(usize, usize); 2],
+}
+
+impl InheritedMemory {
+    /// Read from `/proc/self/stat` (fields 48 to 51, `arg_start` to
+    /// `env_end`); empty areas when they cannot be read.
+    fn of_this_process() -> InheritedMemory {
+        std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| InheritedMemory::from_stat(&stat))
+            .unwrap_or_default()
+    }
+
+    fn from_stat(stat: &str) -> Option<InheritedMemory> {
+        // The command name (field 2) is in parentheses and may hold
+        // anything, spaces and ')' included: fields start after the last
+        // ')', with field 3.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<usize> = rest
+            .split_ascii_whitespace()
+            .skip(45)
+            .take(4)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+            return None;
+        };
+        let valid = |(start, end): (usize, usize)| start <= end && start > 0;
+        let areas = [(arg_start, arg_end), (env_start, env_end)];
+        areas
+            .iter()
+            .all(|&area| valid(area))
+            .then_some(InheritedMemory { areas })
+    }
+}
+
+/// PID 1 of a step's namespace, in the child after the fork of `command`:
+/// stays not dumpable (no step process, root included without
+/// `CAP_SYS_PTRACE`, can read its memory, a copy of kiln's), blanks its
+/// command line and environment, closes every descriptor (the output and
+/// report pipes, and the one `Command::spawn` waits on, must close when
+/// the command executes), reaps whatever ends below it, and exits with
+/// the command's status once the command has ended: the status as a shell
+/// reports it, 128 + the signal for a signalled command. The kernel then
+/// kills the rest of the namespace. Async-signal-safe throughout: system
+/// calls and plain writes to memory only.
+fn be_init(command: libc::pid_t, inherited: &InheritedMemory) -> ! {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    for &(start, end) in &inherited.areas {
+        // SAFETY: `[start, end)` is this process's argument or environment
+        // area as the kernel reported it for the parent, of which this
+        // child's memory is a private copy; it lies in the writable stack
+        // mapping and nothing of the init reads it again.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    // SAFETY: `close_range` closes descriptors only; falls back to closing
+    // them one by one on kernels before 5.9.
+    if unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) } != 0 {
+        for fd in 0..4096 {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `waitpid` writes the status into the local above.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped == command {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                continue;
+            };
+            // SAFETY: ends the init without running anything of kiln's.
+            unsafe { libc::_exit(code) };
+        }
+        if reaped < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: as above. No child left: nothing to wait for.
+            unsafe { libc::_exit(127) };
+        }
+    }
 }
 
 /// The filter of `seccomp`, as the kernel takes it.
@@ -520,6 +642,9 @@ pub(super) fn install_plain_setup(cmd: &mut Command, plan: PlainPlan) -> io::Res
             rustix::thread::set_no_new_privs(true)
                 .map_err(|e| fail(ChildStep::NoNewPrivileges, e))?;
         }
+        // Again: the kernel cleared the signal when the user changed.
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+            .map_err(|e| fail(ChildStep::DeathSignal, e))?;
         Ok(())
     };
     // SAFETY: as in `install_child_setup`: between fork and exec the hook
@@ -593,6 +718,29 @@ mod tests {
             ]
         );
         Ok(())
+    }
+
+    #[test]
+    fn inherited_memory_areas_come_from_fields_48_to_51_of_stat() {
+        // A command name with spaces and parentheses, then fields 3 to 52.
+        let mut stat = String::from("4242 (a (b) c) S");
+        for field in 4..=52 {
+            stat.push_str(&format!(" {field}"));
+        }
+        let memory = InheritedMemory::from_stat(&stat).map(|m| m.areas);
+        assert_eq!(memory, Some([(48, 49), (50, 51)]));
+        // This process's own, as the init of a step reads them.
+        let own = InheritedMemory::of_this_process().areas;
+        assert!(
+            own.iter().all(|&(start, end)| start > 0 && start < end),
+            "{own:?}"
+        );
+        assert_eq!(
+            InheritedMemory::from_stat("4242 (x) S 1 2").map(|m| m.areas),
+            None
+        );
+        let reversed = stat.replace(" 48 49 ", " 49 48 ");
+        assert_eq!(InheritedMemory::from_stat(&reversed).map(|m| m.areas), None);
     }
 
     #[test]

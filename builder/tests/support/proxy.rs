@@ -90,6 +90,24 @@ impl FaultProxy {
         FaultProxy::launch(upstream, usize::MAX, Fault::Denied, matches).await
     }
 
+    /// A proxy that answers 400 MANIFEST_INVALID, as registries without
+    /// OCI support do, to every manifest PUT whose Content-Type is an OCI
+    /// manifest or index, and passes the rest through (Docker manifests
+    /// are accepted).
+    pub async fn refusing_oci(upstream: &str) -> FaultProxy {
+        FaultProxy::launch(upstream, usize::MAX, Fault::OciRefused, manifest_put).await
+    }
+
+    /// A registry whose tags are immutable (as ECR's, Harbor's or Artifact
+    /// Registry's can be): every manifest PUT under a tag is answered 400
+    /// TAG_INVALID, "immutable"; pushes by digest pass through.
+    pub async fn immutable_tags(upstream: &str) -> FaultProxy {
+        FaultProxy::launch(upstream, usize::MAX, Fault::ImmutableTag, |method, path| {
+            manifest_put(method, path) && !path.contains("/manifests/sha256:")
+        })
+        .await
+    }
+
     /// `127.0.0.1:PORT` of the proxy.
     pub fn host(&self) -> &str {
         &self.host
@@ -132,12 +150,30 @@ pub fn blob_get(method: &str, path: &str) -> bool {
 }
 
 const FAULT_BODY: &str = r#"{"errors":[{"code":"UNAVAILABLE","message":"service unavailable (injected by FaultProxy)"}]}"#;
+const OCI_REFUSED_BODY: &str = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"media type not supported (injected by FaultProxy)"}]}"#;
+const IMMUTABLE_BODY: &str = r#"{"errors":[{"code":"TAG_INVALID","message":"the tag already exists and is immutable (injected by FaultProxy)"}]}"#;
 const DENIED_BODY: &str = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied (injected by FaultProxy)"}]}"#;
 
 #[derive(Clone, Copy)]
 enum Fault {
     Unavailable,
     Denied,
+    OciRefused,
+    ImmutableTag,
+}
+
+/// Whether the request head carries an OCI manifest or index Content-Type.
+fn oci_content_type(head: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("content-type")
+                && matches!(
+                    value.trim(),
+                    "application/vnd.oci.image.manifest.v1+json"
+                        | "application/vnd.oci.image.index.v1+json"
+                )
+        })
+    })
 }
 
 async fn serve(mut client: TcpStream, state: Arc<State>) {
@@ -153,6 +189,7 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
     }
 
     let fail = (state.matches)(&method, &target)
+        && (!matches!(state.fault, Fault::OciRefused) || oci_content_type(&head_text))
         && state
             .remaining
             .lock()
@@ -170,6 +207,8 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
         let (status, body) = match state.fault {
             Fault::Unavailable => ("503 Service Unavailable", FAULT_BODY),
             Fault::Denied => ("403 Forbidden", DENIED_BODY),
+            Fault::OciRefused => ("400 Bad Request", OCI_REFUSED_BODY),
+            Fault::ImmutableTag => ("400 Bad Request", IMMUTABLE_BODY),
         };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

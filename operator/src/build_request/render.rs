@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, KeyToPath, PodSpec, PodTemplateSpec,
-    SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, KeyToPath, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -303,11 +304,34 @@ fn meta(request: &BuildRequest, name: String, labels: BTreeMap<String, String>) 
     }
 }
 
-/// The builder Job of `attempt`; `host_users` is the pod's `hostUsers`
-/// (`Some(false)`: a user namespace of its own, see `user_namespaces`).
+/// Keeps a pod off `nodes` (by node name): earlier attempts of the same
+/// build lost their pods there.
+fn avoiding(nodes: &[String]) -> Option<Affinity> {
+    (!nodes.is_empty()).then(|| Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "NotIn".into(),
+                        values: Some(nodes.to_vec()),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+/// The builder Job of `attempt`, its pod kept off `avoid_nodes`;
+/// `host_users` is the pod's `hostUsers` (`Some(false)`: a user namespace
+/// of its own, see `user_namespaces`).
 pub fn job(
     request: &BuildRequest,
     attempt: i32,
+    avoid_nodes: &[String],
     settings: &BuilderSettings,
     host_users: Option<bool>,
 ) -> Job {
@@ -362,6 +386,7 @@ pub fn job(
                     service_account_name: Some(service_account),
                     automount_service_account_token: Some(true),
                     node_selector: Some(node_selector),
+                    affinity: avoiding(avoid_nodes),
                     tolerations: (!scheduling.tolerations.is_empty())
                         .then(|| scheduling.tolerations.clone()),
                     volumes: credentials.as_ref().map(|c| c.volumes.clone()),
@@ -476,10 +501,10 @@ mod tests {
     #[test]
     fn job_rendering() {
         let yaml =
-            serde_yaml::to_string(&job(&full_request(), 2, &settings(), Some(false))).unwrap();
+            serde_yaml::to_string(&job(&full_request(), 2, &[], &settings(), Some(false))).unwrap();
         insta::assert_snapshot!("job_full_spec_attempt_2", yaml);
         let minimal = build_request("app-linux-amd64-g1", "linux/amd64", 0);
-        let yaml = serde_yaml::to_string(&job(&minimal, 1, &settings(), None)).unwrap();
+        let yaml = serde_yaml::to_string(&job(&minimal, 1, &[], &settings(), None)).unwrap();
         insta::assert_snapshot!("job_minimal_spec_attempt_1", yaml);
     }
 
@@ -487,8 +512,9 @@ mod tests {
     fn without_native_nodes_the_arch_is_not_pinned_and_emulation_is_on() {
         let mut request = build_request("b", "linux/s390x", 0);
         request.spec.build.scheduling.require_native_nodes = false;
-        let job = job(&request, 1, &settings(), None);
+        let job = job(&request, 1, &[], &settings(), None);
         let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.affinity, None);
         assert_eq!(
             pod.node_selector.unwrap(),
             BTreeMap::from([(OS_LABEL.to_owned(), "linux".to_owned())])
@@ -499,7 +525,7 @@ mod tests {
 
     #[test]
     fn the_registry_secret_is_mounted_in_the_init_container_only() {
-        let job = job(&full_request(), 1, &settings(), None);
+        let job = job(&full_request(), 1, &[], &settings(), None);
         let pod = job.spec.unwrap().template.spec.unwrap();
         let names = |mounts: &Option<Vec<VolumeMount>>| -> Vec<(String, String)> {
             mounts
@@ -546,7 +572,7 @@ mod tests {
     }
 
     fn job_pod(request: &BuildRequest) -> PodSpec {
-        job(request, 1, &settings(), None)
+        job(request, 1, &[], &settings(), None)
             .spec
             .unwrap()
             .template
@@ -575,6 +601,29 @@ mod tests {
                 "SETUID"
             ]
         );
+    }
+
+    #[test]
+    fn a_retry_is_kept_off_the_nodes_that_lost_earlier_attempts() {
+        let request = build_request("b", "linux/amd64", 0);
+        let avoid = ["node-1".to_owned(), "node-3".to_owned()];
+        let pod = job(&request, 3, &avoid, &settings(), None)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let affinity = serde_json::to_value(pod.affinity.unwrap()).unwrap();
+        assert_eq!(
+            affinity,
+            serde_json::json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [
+                    {"key": "metadata.name", "operator": "NotIn", "values": ["node-1", "node-3"]}
+                ]}]
+            }}})
+        );
+        // The arch pin is still there: the affinity narrows, never widens.
+        assert_eq!(pod.node_selector.unwrap()[ARCH_LABEL], "amd64");
     }
 
     #[test]

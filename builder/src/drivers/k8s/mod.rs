@@ -100,7 +100,7 @@ pub async fn run_k8s(options: &BuildOptions) -> Result<K8sOutcome, K8sError> {
             source,
         })?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    eprintln!("created MultiArchBuild {namespace}/{name}");
+    say(&format!("created MultiArchBuild {namespace}/{name}"));
     if options.k8s.detach {
         return Ok(K8sOutcome::Detached { namespace, name });
     }
@@ -128,7 +128,7 @@ async fn follow_to_end(
         };
         let status = build.status.clone().unwrap_or_default();
         for line in shown.update(&status) {
-            eprintln!("{line}");
+            say(&line);
         }
         match status.phase {
             Some(Phase::Succeeded) => return Ok(K8sOutcome::Published(follow::published(&build))),
@@ -150,11 +150,11 @@ async fn follow_to_end(
                         api.delete(name, &DeleteParams::foreground()).await.map_err(follow_error)?;
                         return Err(K8sError::Cancelled { namespace: namespace.to_owned(), name: name.to_owned() });
                     }
-                    follow::Answer::KeepFollowing => eprintln!("still following {namespace}/{name}"),
+                    follow::Answer::KeepFollowing => say(&format!("still following {namespace}/{name}")),
                     follow::Answer::Leave => {
-                        eprintln!(
+                        say(&format!(
                             "leaving MultiArchBuild {namespace}/{name} running; follow it with kubectl get mab -n {namespace} {name} -w, cancel it with kubectl delete mab -n {namespace} {name}"
-                        );
+                        ));
                         return Ok(K8sOutcome::Detached { namespace: namespace.to_owned(), name: name.to_owned() });
                     }
                 }
@@ -163,8 +163,24 @@ async fn follow_to_end(
     }
 }
 
+/// A line of the driver's progress: text on stderr, or with
+/// `--log-format=json` one more object of the log stream.
+fn say(line: &str) {
+    match crate::cli::logging::json_lines() {
+        true => tracing::info!(target: crate::cli::logging::STEP_TARGET, "{line}"),
+        false => eprintln!("{line}"),
+    }
+}
+
 async fn ask_to_cancel(namespace: &str, name: &str) -> follow::Answer {
-    eprint!("\ncancel MultiArchBuild {namespace}/{name} (deletes it and its builds)? [y/N] ");
+    let question =
+        format!("cancel MultiArchBuild {namespace}/{name} (deletes it and its builds)? [y/N]");
+    match crate::cli::logging::json_lines() {
+        true => {
+            tracing::info!(target: crate::cli::logging::STEP_TARGET, prompt = true, "{question}")
+        }
+        false => eprint!("\n{question} "),
+    }
     let line = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         match std::io::stdin().read_line(&mut line) {

@@ -211,30 +211,60 @@ struct Matcher<'a> {
 
 impl Matcher<'_> {
     /// Matches the children of old directory `o` and new directory `n`,
-    /// which have the same path.
+    /// which have the same path (`self.path`), and of every directory
+    /// below them present in both, depth first with a stack of its own.
     fn match_dir(&mut self, o: usize, n: usize) {
         let (old, new) = (self.old, self.new);
-        let (mut oc, o_end) = (o + 1, old.end(o));
-        let (mut nc, n_end) = (n + 1, new.end(n));
-        let check_ignored = self.ignore.holds_ignored(&self.path);
-        while oc < o_end || nc < n_end {
-            let order = if oc >= o_end {
+        /// A pair of directories being matched: the next child of each,
+        /// where their children end, and the length of `self.path`
+        /// before the pair's name was added to it.
+        struct Frame {
+            n: usize,
+            oc: usize,
+            o_end: usize,
+            nc: usize,
+            n_end: usize,
+            path_len: usize,
+            check_ignored: bool,
+        }
+        let frame = |matcher: &Matcher<'_>, o: usize, n: usize, path_len: usize| Frame {
+            n,
+            oc: o + 1,
+            o_end: old.end(o),
+            nc: n + 1,
+            n_end: new.end(n),
+            path_len,
+            check_ignored: matcher.ignore.holds_ignored(&matcher.path),
+        };
+        let mut stack = vec![frame(self, o, n, self.path.len())];
+        while let Some(top) = stack.last_mut() {
+            if top.oc >= top.o_end && top.nc >= top.n_end {
+                self.path.truncate(top.path_len);
+                stack.pop();
+                continue;
+            }
+            let order = if top.oc >= top.o_end {
                 Ordering::Greater
-            } else if nc >= n_end {
+            } else if top.nc >= top.n_end {
                 Ordering::Less
             } else {
-                old.name(oc).cmp(new.name(nc))
+                old.name(top.oc).cmp(new.name(top.nc))
             };
             match order {
                 Ordering::Less => {
                     // Paths ignored now (a new mount point) are not deleted.
-                    if !(check_ignored && self.ignore.is_ignored(&join(&self.path, old.name(oc)))) {
-                        self.deleted.push((n as u32, oc as u32));
+                    if !(top.check_ignored
+                        && self.ignore.is_ignored(&join(&self.path, old.name(top.oc))))
+                    {
+                        self.deleted.push((top.n as u32, top.oc as u32));
                     }
-                    oc = old.end(oc);
+                    top.oc = old.end(top.oc);
                 }
-                Ordering::Greater => nc = new.end(nc),
+                Ordering::Greater => top.nc = new.end(top.nc),
                 Ordering::Equal => {
+                    let (oc, nc) = (top.oc, top.nc);
+                    top.oc = old.end(oc);
+                    top.nc = new.end(nc);
                     self.pair[nc] = oc as u32;
                     if old.kind(oc) == Kind::Dir && new.kind(nc) == Kind::Dir {
                         let len = self.path.len();
@@ -242,11 +272,9 @@ impl Matcher<'_> {
                             self.path.push(b'/');
                         }
                         self.path.extend_from_slice(new.name(nc));
-                        self.match_dir(oc, nc);
-                        self.path.truncate(len);
+                        let next = frame(self, oc, nc, len);
+                        stack.push(next);
                     }
-                    oc = old.end(oc);
-                    nc = new.end(nc);
                 }
             }
         }
@@ -280,68 +308,109 @@ impl Emitter<'_> {
     }
 
     /// `dir` is the root or a directory in both trees; `self.path` is its
-    /// path.
+    /// path. Plans its changed entries and those of every directory below
+    /// it present in both, depth first with a stack of its own; a
+    /// directory's own entry (and opaque marker) is planned after its
+    /// children.
     fn emit_dir(&mut self, dir: usize) {
         let (old, new) = (self.old, self.new);
-        let start = self.items.len();
-        let (mut child, end) = (dir + 1, new.end(dir));
-        while child < end {
-            let old_index = self.pair[child];
-            let same_kind = old_index != NONE && old.kind(old_index as usize) == new.kind(child);
-            if same_kind && new.kind(child) == Kind::Dir {
-                let len = self.path.len();
-                if len > 0 {
-                    self.path.push(b'/');
+        /// A directory being emitted: its next child, where its children
+        /// end, where its items start, and the length of `self.path`
+        /// before its name was added.
+        struct Frame {
+            dir: usize,
+            child: usize,
+            end: usize,
+            start: usize,
+            path_len: usize,
+        }
+        let mut stack = vec![Frame {
+            dir,
+            child: dir + 1,
+            end: new.end(dir),
+            start: self.items.len(),
+            path_len: self.path.len(),
+        }];
+        while let Some(top) = stack.last_mut() {
+            if top.child < top.end {
+                let child = top.child;
+                top.child = new.end(child);
+                let old_index = self.pair[child];
+                let same_kind =
+                    old_index != NONE && old.kind(old_index as usize) == new.kind(child);
+                if same_kind && new.kind(child) == Kind::Dir {
+                    let len = self.path.len();
+                    if len > 0 {
+                        self.path.push(b'/');
+                    }
+                    self.path.extend_from_slice(new.name(child));
+                    stack.push(Frame {
+                        dir: child,
+                        child: child + 1,
+                        end: new.end(child),
+                        start: self.items.len(),
+                        path_len: len,
+                    });
+                } else if !same_kind {
+                    // Added, or replacing another kind: extraction removes
+                    // what was there (a whole directory included), so no
+                    // whiteout is needed, and everything below is new.
+                    self.plan_range(child, new.end(child));
+                } else if self.changed[child] {
+                    self.plan(child);
                 }
-                self.path.extend_from_slice(new.name(child));
-                self.emit_dir(child);
-                self.path.truncate(len);
-            } else if !same_kind {
-                // Added, or replacing another kind: extraction removes
-                // what was there (a whole directory included), so no
-                // whiteout is needed, and everything below is new.
-                self.plan_range(child, new.end(child));
-            } else if self.changed[child] {
-                self.plan(child);
+                continue;
             }
-            child = new.end(child);
-        }
-        let first = self
-            .deleted
-            .partition_point(|&(parent, _)| (parent as usize) < dir);
-        for &(parent, old_index) in &self.deleted[first..] {
-            if parent as usize != dir {
-                break;
+            let Frame {
+                dir,
+                start,
+                path_len,
+                ..
+            } = *top;
+            stack.pop();
+            let first = self
+                .deleted
+                .partition_point(|&(parent, _)| (parent as usize) < dir);
+            for &(parent, old_index) in &self.deleted[first..] {
+                if parent as usize != dir {
+                    break;
+                }
+                let path = join(&self.path, old.name(old_index as usize));
+                self.whiteout_tree(old_index as usize, path);
             }
-            let path = join(&self.path, old.name(old_index as usize));
-            self.whiteout_tree(old_index as usize, path);
-        }
-        if dir == 0 {
-            return;
-        }
-        self.consider_opaque(dir, start);
-        // A changed directory, and every directory above a change, so
-        // extraction recreates them with their own metadata.
-        if self.changed[dir] || self.items.len() > start {
-            self.plan(dir);
+            if dir != 0 {
+                self.consider_opaque(dir, start);
+                // A changed directory, and every directory above a change,
+                // so extraction recreates them with their own metadata.
+                if self.changed[dir] || self.items.len() > start {
+                    self.plan(dir);
+                }
+            }
+            self.path.truncate(path_len);
         }
     }
 
     /// Whites out deleted old entry `index`; a deleted directory holding
-    /// an ignored path is whited out child by child around it instead.
+    /// an ignored path is whited out child by child around it instead
+    /// (in path order, with a stack of its own).
     fn whiteout_tree(&mut self, index: usize, path: Vec<u8>) {
         let old = self.old;
-        if old.kind(index) == Kind::Dir && self.ignore.holds_ignored(&path) {
-            let (mut child, end) = (index + 1, old.end(index));
-            while child < end {
-                let child_path = join(&path, old.name(child));
-                if !self.ignore.is_ignored(&child_path) {
-                    self.whiteout_tree(child, child_path);
+        let mut pending = vec![(index, path)];
+        while let Some((index, path)) = pending.pop() {
+            if old.kind(index) == Kind::Dir && self.ignore.holds_ignored(&path) {
+                let mut children = Vec::new();
+                let (mut child, end) = (index + 1, old.end(index));
+                while child < end {
+                    let child_path = join(&path, old.name(child));
+                    if !self.ignore.is_ignored(&child_path) {
+                        children.push((child, child_path));
+                    }
+                    child = old.end(child);
                 }
-                child = old.end(child);
+                pending.extend(children.into_iter().rev());
+            } else {
+                self.items.push(Item::Whiteout(path));
             }
-        } else {
-            self.items.push(Item::Whiteout(path));
         }
     }
 
@@ -446,7 +515,17 @@ impl Changes {
             .with_min_len(64)
             .map(|item| self.describe(item, new, root))
             .collect::<Result<_, _>>()?;
-        let mut plan = LayerPlan::new();
+        // File contents are read through the root's descriptor.
+        let mut plan = match crate::fs::root_dir::RootDir::open(root) {
+            Ok(dir) => LayerPlan::within(dir),
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    op: "open directory",
+                    path: root.to_path_buf(),
+                    source,
+                });
+            }
+        };
         for (path, kind, meta) in described {
             plan.push(Path::new(OsStr::from_bytes(&path)), kind, meta)
                 .map_err(|source| SnapshotError::Plan {

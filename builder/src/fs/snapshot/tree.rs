@@ -1,6 +1,9 @@
 //! The recorded state of a root filesystem: one compact record per entry,
 //! in canonical (pre-order, byte-wise sorted) order, and a parallel walk
-//! that produces it.
+//! that produces it. The walk is a set of queued tasks, one per directory,
+//! each opening its directory from the root's descriptor without following
+//! any symlink; it and the flattening keep their own stacks, so a hostile
+//! tree's depth costs heap (bounded by [`MAX_DEPTH`]), never call stack.
 //!
 //! Layout: `records[0]` is the root; every directory is followed by its
 //! whole subtree (`descendants` records), its children sorted byte-wise by
@@ -12,12 +15,14 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, ResolveFlags, Stat};
 
 use super::SnapshotError;
 use super::ignore::IgnoreSet;
@@ -272,10 +277,9 @@ struct Listing {
     /// Names, each followed by a NUL so it can be passed to `*at` calls.
     names: Vec<u8>,
     entries: Vec<Found>,
-    /// Listings of the directory entries, in entry order.
-    subdirs: Vec<Listing>,
-    /// Records in this listing's whole subtree.
-    total: usize,
+    /// Listing ids (see [`Listings`]) of the directory entries, in entry
+    /// order.
+    subdirs: Vec<usize>,
 }
 
 struct Found {
@@ -290,35 +294,54 @@ type Inspected = (Record, Option<Vec<u8>>);
 
 /// How many directories deep a walk goes: deeper than any real image
 /// (paths are at most 4096 bytes, so even one-letter names stop at 2048),
-/// and a clear error instead of a stack overflow for a hostile one. The
-/// walk recurses once per level on [`walk_pool`]'s large stacks; the diff
-/// and the layer plan recurse with small frames on the caller's (tested
-/// at this depth on a 2 MiB stack, what tokio's blocking threads get).
+/// and a clear error for a hostile one. The walk, the diff and the layer
+/// plan keep their own stacks, so this bounds memory, not the call stack.
 pub const MAX_DEPTH: usize = 1024;
 
-/// Stack of each walk thread. Reserved, not committed: only the pages a
-/// deep walk touches are ever used.
-const WALK_STACK: usize = 256 << 20;
+/// Every directory's listing, by id (the root's is 0), filled in by the
+/// walk's tasks in whatever order they finish.
+#[derive(Default)]
+struct Listings {
+    next_id: AtomicUsize,
+    done: Mutex<Vec<(usize, Listing)>>,
+    /// The first error; once set, tasks still queued do nothing.
+    failed: Mutex<Option<SnapshotError>>,
+    stop: AtomicBool,
+}
 
-/// The threads directory listings are read on: rayon's global pool keeps
-/// the 2 MiB default stack, which a walk at [`MAX_DEPTH`] through rayon's
-/// frames would overflow.
-fn walk_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|index| format!("kiln-walk-{index}"))
-            .stack_size(WALK_STACK)
-            .build()
-            .map_err(|err| tracing::warn!(%err, "cannot start the snapshot walk threads; walking on the shared pool"))
-            .ok()
-    })
-    .as_ref()
+impl Listings {
+    fn allocate(&self) -> usize {
+        self.next_id.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    fn fail(&self, err: SnapshotError) {
+        self.stop.store(true, AtomicOrdering::Relaxed);
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert(err);
+    }
+
+    /// The listings indexed by id (an id whose directory vanished has an
+    /// empty one), or the first error.
+    fn into_indexed(self) -> Result<Vec<Listing>, SnapshotError> {
+        if let Some(err) = self.failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(err);
+        }
+        let count = self.next_id.into_inner();
+        let mut indexed: Vec<Listing> = std::iter::repeat_with(Listing::default)
+            .take(count)
+            .collect();
+        for (id, listing) in self.done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            indexed[id] = listing;
+        }
+        Ok(indexed)
+    }
 }
 
 struct Walk<'a> {
     root: &'a Path,
+    root_fd: BorrowedFd<'a>,
     ignore: &'a IgnoreSet,
+    listings: &'a Listings,
 }
 
 impl Walk<'_> {
@@ -330,7 +353,68 @@ impl Walk<'_> {
         }
     }
 
-    fn list(&self, fd: OwnedFd, rel: Vec<u8>) -> Result<Listing, SnapshotError> {
+    /// The task of directory `rel`: lists it, records the listing as `id`
+    /// and spawns a task for each subdirectory. Tasks are queued, never
+    /// nested, so no stack grows with the depth of the tree.
+    fn visit<'scope>(&'scope self, scope: &rayon::Scope<'scope>, id: usize, rel: Vec<u8>) {
+        if self.listings.stop.load(AtomicOrdering::Relaxed) {
+            return;
+        }
+        match self.list(rel) {
+            Ok((listing, subdirs)) => {
+                for (sub_id, sub_rel) in subdirs {
+                    scope.spawn(move |scope| self.visit(scope, sub_id, sub_rel));
+                }
+                let mut done = self.listings.done.lock().unwrap_or_else(|e| e.into_inner());
+                done.push((id, listing));
+            }
+            Err(err) => self.listings.fail(err),
+        }
+    }
+
+    /// Opens `rel` below the root without following any symlink (a
+    /// directory swapped for one since it was inspected is never followed
+    /// out of the root); None when it is gone or no longer a directory.
+    fn open(&self, rel: &[u8]) -> Result<Option<OwnedFd>, SnapshotError> {
+        let path: &Path = if rel.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(std::ffi::OsStr::from_bytes(rel))
+        };
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        loop {
+            match rustix::fs::openat2(
+                self.root_fd,
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            ) {
+                Ok(fd) => return Ok(Some(fd)),
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+                Err(errno) if vanished(errno) => {
+                    tracing::debug!(path = %host_path(self.root, rel).display(), %errno, "directory changed during the snapshot walk");
+                    return Ok(None);
+                }
+                Err(rustix::io::Errno::NAMETOOLONG) => {
+                    return Err(SnapshotError::TooDeep {
+                        root: self.root.to_path_buf(),
+                        path: host_path(self.root, rel),
+                        max: MAX_DEPTH,
+                    });
+                }
+                Err(errno) => return Err(self.error("open directory", rel, errno)),
+            }
+        }
+    }
+
+    /// Directory `rel`'s listing, and (id, path) of each subdirectory.
+    #[allow(clippy::type_complexity)]
+    fn list(&self, rel: Vec<u8>) -> Result<(Listing, Vec<(usize, Vec<u8>)>), SnapshotError> {
+        let Some(fd) = self.open(&rel)? else {
+            return Ok((Listing::default(), Vec::new()));
+        };
         let mut listing = Listing::default();
         let mut offsets: Vec<(u32, u32)> = Vec::new();
         let check_ignored = self.ignore.holds_ignored(&rel);
@@ -376,51 +460,30 @@ impl Walk<'_> {
         };
         let mut entries: Vec<Found> = found.into_iter().flatten().collect();
         entries.sort_unstable_by(|a, b| entry_name(names, a).cmp(entry_name(names, b)));
-        let subdirs: Vec<Listing> = entries
-            .par_iter()
+        let depth = if rel.is_empty() {
+            0
+        } else {
+            rel.iter().filter(|&&b| b == b'/').count() + 1
+        };
+        let mut subdirs = Vec::new();
+        for found in entries
+            .iter()
             .filter(|found| found.record.kind() == Kind::Dir)
-            .map(|found| {
-                let name = entry_name(names, found);
-                let with_nul = &names[found.name as usize..found.name as usize + name.len() + 1];
-                self.descend(dirfd, with_nul, join(&rel, name))
-            })
-            .collect::<Result<_, _>>()?;
-        listing.total = entries.len() + subdirs.iter().map(|sub| sub.total).sum::<usize>();
-        listing.entries = entries;
-        listing.subdirs = subdirs;
-        Ok(listing)
-    }
-
-    fn descend(
-        &self,
-        parent: BorrowedFd<'_>,
-        name_with_nul: &[u8],
-        rel: Vec<u8>,
-    ) -> Result<Listing, SnapshotError> {
-        let depth = rel.iter().filter(|&&b| b == b'/').count() + 1;
-        if depth > MAX_DEPTH {
-            return Err(SnapshotError::TooDeep {
-                root: self.root.to_path_buf(),
-                path: host_path(self.root, &rel),
-                max: MAX_DEPTH,
-            });
-        }
-        let name = cstr(name_with_nul);
-        // O_NOFOLLOW: a directory swapped for a symlink since it was
-        // inspected is never followed out of the root.
-        match rustix::fs::openat(
-            parent,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => self.list(fd, rel),
-            Err(errno) if vanished(errno) => {
-                tracing::debug!(path = %host_path(self.root, &rel).display(), %errno, "directory changed during the snapshot walk");
-                Ok(Listing::default())
+        {
+            let child = join(&rel, entry_name(names, found));
+            if depth + 1 > MAX_DEPTH {
+                return Err(SnapshotError::TooDeep {
+                    root: self.root.to_path_buf(),
+                    path: host_path(self.root, &child),
+                    max: MAX_DEPTH,
+                });
             }
-            Err(errno) => Err(self.error("open directory", &rel, errno)),
+            let id = self.listings.allocate();
+            listing.subdirs.push(id);
+            subdirs.push((id, child));
         }
+        listing.entries = entries;
+        Ok((listing, subdirs))
     }
 
     /// The record (and symlink target) of one entry; None when it is not
@@ -519,14 +582,20 @@ pub(super) fn walk(root: &Path, ignore: &IgnoreSet) -> Result<Tree, SnapshotErro
         path: root.to_path_buf(),
         source: io::Error::from(io::ErrorKind::NotADirectory),
     })?;
-    let walk = Walk { root, ignore };
-    let listing = match walk_pool() {
-        Some(pool) => pool.install(|| walk.list(fd, Vec::new()))?,
-        None => walk.list(fd, Vec::new())?,
+    let listings = Listings::default();
+    let walk = Walk {
+        root,
+        root_fd: fd.as_fd(),
+        ignore,
+        listings: &listings,
     };
-    let total = listing.total + 1;
+    let root_id = listings.allocate();
+    rayon::scope(|scope| walk.visit(scope, root_id, Vec::new()));
+    let too_large = walk.too_large();
+    let listings = listings.into_indexed()?;
+    let total = listings.iter().map(|l| l.entries.len()).sum::<usize>() + 1;
     if u32::try_from(total).is_err() {
-        return Err(walk.too_large());
+        return Err(too_large);
     }
     let mut tree = Tree {
         records: Vec::with_capacity(total),
@@ -535,43 +604,69 @@ pub(super) fn walk(root: &Path, ignore: &IgnoreSet) -> Result<Tree, SnapshotErro
         recorded_at,
     };
     tree.records.push(root_record);
-    let descendants = flatten(&mut tree, listing).ok_or_else(|| walk.too_large())?;
-    tree.records[0].descendants = descendants;
+    flatten(&mut tree, listings, root_id).ok_or(too_large)?;
     tree.names.shrink_to_fit();
     Ok(tree)
 }
 
-/// Appends `listing` in pre-order; returns the number of records added.
-fn flatten(tree: &mut Tree, listing: Listing) -> Option<u32> {
-    let Listing {
-        names,
-        entries,
-        subdirs,
-        ..
-    } = listing;
-    let mut subdirs = subdirs.into_iter();
-    let mut added: u32 = 0;
-    for found in entries {
-        let index = tree.records.len();
-        let name = entry_name(&names, &found);
-        let Found {
-            target, mut record, ..
-        } = found;
+/// Appends the listings in pre-order below the root record (already in
+/// `tree`), setting every directory's `descendants`; None when a count
+/// does not fit the records' fields.
+fn flatten(tree: &mut Tree, mut listings: Vec<Listing>, root_id: usize) -> Option<()> {
+    /// A directory being appended: its listing, the next entry and
+    /// subdirectory, its own record and where its subtree starts.
+    struct Frame {
+        listing: Listing,
+        next: usize,
+        next_subdir: usize,
+        record: usize,
+        start: usize,
+    }
+    let take = |listings: &mut Vec<Listing>, id: usize| {
+        listings.get_mut(id).map(std::mem::take).unwrap_or_default()
+    };
+    let mut stack = vec![Frame {
+        listing: take(&mut listings, root_id),
+        next: 0,
+        next_subdir: 0,
+        record: 0,
+        start: tree.records.len(),
+    }];
+    while let Some(frame) = stack.last_mut() {
+        let at = frame.next;
+        if at >= frame.listing.entries.len() {
+            let descendants = u32::try_from(tree.records.len() - frame.start).ok()?;
+            tree.records[frame.record].descendants = descendants;
+            stack.pop();
+            continue;
+        }
+        frame.next += 1;
+        let found = &mut frame.listing.entries[at];
+        let mut record = found.record.clone();
+        let target = found.target.take();
+        let name = entry_name(&frame.listing.names, &frame.listing.entries[at]);
         record.name = u32::try_from(tree.names.len()).ok()?;
         record.name_len = u32::try_from(name.len()).ok()?;
         tree.names.extend_from_slice(name);
-        if let Some(target) = &target {
+        if let Some(target) = target {
             record.target_len = u32::try_from(target.len()).ok()?;
-            tree.names.extend_from_slice(target);
+            tree.names.extend_from_slice(&target);
         }
+        record.descendants = 0;
+        let index = tree.records.len();
         let is_dir = record.kind() == Kind::Dir;
         tree.records.push(record);
-        let mut descendants = 0;
-        if is_dir && let Some(sub) = subdirs.next() {
-            descendants = flatten(tree, sub)?;
+        if is_dir && let Some(&sub) = frame.listing.subdirs.get(frame.next_subdir) {
+            frame.next_subdir += 1;
+            let listing = take(&mut listings, sub);
+            stack.push(Frame {
+                listing,
+                next: 0,
+                next_subdir: 0,
+                record: index,
+                start: index + 1,
+            });
         }
-        tree.records[index].descendants = descendants;
-        added = added.checked_add(descendants)?.checked_add(1)?;
     }
-    Some(added)
+    Some(())
 }

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 pub struct GitDaemon {
     child: Child,
     address: SocketAddr,
-    /// The commit `main` points at.
-    pub commit: String,
     _served: tempfile::TempDir,
 }
 
@@ -41,7 +39,6 @@ impl GitDaemon {
         git(&work, &["add", "-A", "."]);
         git(&work, &["commit", "-q", "-m", "the context"]);
         git(&work, &["tag", "-a", "v1", "-m", "version 1"]);
-        let commit = git(&work, &["rev-parse", "HEAD"]);
         git(
             served.path(),
             &["clone", "-q", "--bare", "work", "repos/app.git"],
@@ -71,7 +68,6 @@ impl GitDaemon {
         let daemon = GitDaemon {
             child,
             address: SocketAddr::new(listen, port),
-            commit,
             _served: served,
         };
         let deadline = Instant::now() + Duration::from_secs(10);

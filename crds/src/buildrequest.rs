@@ -150,4 +150,34 @@ pub struct BuildRequestStatus {
     /// Failure or progress detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Attempts abandoned or ended by the node rather than by the build
+    /// (node NotReady or gone, eviction, node shutdown, preemption), one
+    /// entry per attempt. They do not count against `spec.retries`; the
+    /// nodes named here are avoided by later attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["attempt"],
+    ))]
+    pub disruptions: Vec<Disruption>,
+}
+
+/// An attempt that the node, not the build, ended.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Disruption {
+    /// The attempt (1-based).
+    pub attempt: i32,
+    /// The node its pod was on, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// CamelCase cause: `NodeNotReady`, `NodeGone`, `Evicted`, `NodeLost`,
+    /// `Shutdown`, `Preempted`, or the pod's `DisruptionTarget` reason.
+    pub reason: String,
+    /// What the node or the kubelet said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Whether later attempts avoid `node` (node-anti-affinity `NotIn`).
+    #[serde(default)]
+    pub node_avoided: bool,
 }

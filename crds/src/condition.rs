@@ -18,6 +18,10 @@ pub const NATIVE_NODES_AVAILABLE: &str = "NativeNodesAvailable";
 pub const PLATFORMS_BUILT: &str = "PlatformsBuilt";
 /// The image index (or manifest list) is pushed to every destination.
 pub const INDEX_PUBLISHED: &str = "IndexPublished";
+/// The kubelet could pull the builder image. `False` (reason
+/// `ImagePullFailed`) names the image and what the registry said; set on a
+/// BuildRequest whose builder pod waits on a pull, and on its MultiArchBuild.
+pub const BUILDER_IMAGE_PULLED: &str = "BuilderImagePulled";
 
 /// Status of a condition, as in `metav1.ConditionStatus`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,7 +60,7 @@ impl From<bool> for ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type: `Ready`, `NativeNodesAvailable`, `PlatformsBuilt`,
-    /// `IndexPublished`, or another CamelCase name.
+    /// `IndexPublished`, `BuilderImagePulled`, or another CamelCase name.
     #[serde(rename = "type")]
     #[schemars(length(min = 1, max = 316))]
     pub type_: String,

@@ -11,7 +11,7 @@ pub mod platform;
 pub mod render;
 pub mod spec;
 
-pub use buildrequest::{BuildRequest, BuildRequestSpec, BuildRequestStatus, TagMode};
+pub use buildrequest::{BuildRequest, BuildRequestSpec, BuildRequestStatus, Disruption, TagMode};
 pub use condition::{Condition, ConditionStatus};
 pub use multiarchbuild::{
     IndexStatus, MultiArchBuild, MultiArchBuildSpec, MultiArchBuildStatus, PlatformStatus,

@@ -383,6 +383,7 @@ fn status_fields() {
             "cacheMisses",
             "conditions",
             "digest",
+            "disruptions",
             "durationSeconds",
             "imageReference",
             "jobName",
@@ -394,6 +395,14 @@ fn status_fields() {
             "podName",
             "size"
         ]
+    );
+    assert_eq!(
+        keys(&status["disruptions"]["items"]["properties"]),
+        ["attempt", "message", "node", "nodeAvoided", "reason"]
+    );
+    assert_eq!(
+        status["disruptions"]["x-kubernetes-list-map-keys"],
+        json!(["attempt"])
     );
     assert_eq!(
         status["phase"]["enum"],

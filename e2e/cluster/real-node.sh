@@ -395,8 +395,12 @@ KUBECONFIG
 
   # --- containerd ---
   mkdir -p "$state/certs.d/$registry"
+  # The CA for the server as well as for the host: containerd tries the
+  # server after a host answered 404, and without it the registry's "not
+  # found" for a missing image became an x509 error.
   cat >"$state/certs.d/$registry/hosts.toml" <<TOML
 server = "https://$registry"
+ca = "$pki/ca.crt"
 
 [host."https://$registry"]
   capabilities = ["pull", "resolve"]

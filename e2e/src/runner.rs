@@ -124,8 +124,18 @@ impl RunnerConfig {
                     .map(|path| (path.to_string(), program.clone()))
                     .collect(),
                 replace_args: BTreeMap::new(),
+                env: BTreeMap::new(),
             },
         );
+        self
+    }
+
+    /// Sets `key=value` in the environment of `image`'s processes (mapped
+    /// before), as the image's `ENV` would.
+    pub fn with_env(mut self, image: &str, key: &str, value: &str) -> RunnerConfig {
+        if let Some(host) = self.images.get_mut(image) {
+            host.env.insert(key.to_string(), value.to_string());
+        }
         self
     }
 
@@ -829,6 +839,7 @@ async fn prepare(shared: &Shared, pod: &Pod, arch: &str) -> Result<Prepared, Pod
             termination_message.display().to_string(),
         ),
     ]);
+    base.extend(image.env.clone());
     if let Some((key, value)) = plan::emulation_env(
         Some(arch).filter(|arch| !arch.is_empty()),
         plan::host_arch(),

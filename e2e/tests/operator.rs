@@ -22,7 +22,7 @@ use kiln_crds::{MultiArchBuild, Phase, PlatformPhase};
 use kiln_e2e::binaries::workspace_binary;
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::runner::{Runner, RunnerConfig};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use support::{BUILD_TIMEOUT, Builds, fixtures, install_crds, registry, skopeo_raw, tail};
 
@@ -365,6 +365,180 @@ async fn without_require_native_nodes_a_platform_builds_on_any_node() {
         node.metadata.labels.unwrap()["kubernetes.io/arch"],
         "ppc64le"
     );
+}
+
+/// Two fake amd64 nodes of this test alone: labelled and tainted with the
+/// namespace, so no other test's pod lands on them (or is hurt when one
+/// goes NotReady), and Ready once kwok has taken them over.
+async fn private_nodes(env: &Env, names: &[&str]) {
+    let nodes = Api::<Node>::all(env.client.clone());
+    for name in names {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "type": "kwok",
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/hostname": name,
+                    "kiln.dev/e2e-pool": env.namespace,
+                },
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            },
+            "spec": {"taints": [{"key": "kiln.dev/e2e-pool", "value": env.namespace, "effect": "NoSchedule"}]},
+            "status": {"nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"}},
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    for name in names {
+        wait_for(
+            nodes.clone(),
+            name,
+            kiln_e2e::cluster::is_node_ready(),
+            Duration::from_secs(60),
+            &format!("{name} Ready"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// What a kubelet that stopped working looks like: kwok lets go of the
+/// node (no more heartbeats) and its Ready condition turns False.
+async fn make_not_ready(env: &Env, name: &str) {
+    let nodes = Api::<Node>::all(env.client.clone());
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"type": null}}})),
+        )
+        .await
+        .unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(serde_json::json!({"status": {"conditions": [{
+                "type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                "message": "container runtime is down (kiln e2e)",
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }]}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_node_going_not_ready_mid_build_moves_the_build_to_another_node() {
+    let env = setup("operator-notready").await;
+    let pool = [
+        format!("{}-a", env.namespace),
+        format!("{}-b", env.namespace),
+    ];
+    let pool: Vec<&str> = pool.iter().map(String::as_str).collect();
+    private_nodes(&env, &pool).await;
+    // Long enough to be mid-build when the node goes away.
+    let context = env.context(&format!(
+        "FROM {}\nRUN sleep 20\nCOPY hello.txt /hello.txt\n",
+        env.fixtures.amd64.reference
+    ));
+    let mut build = env.single("moved", "linux/amd64", context.path()).await;
+    // No retries: a lost node must not use them up.
+    build.spec.build.retries = 0;
+    let scheduling = &mut build.spec.build.scheduling;
+    scheduling
+        .node_selector
+        .insert("kiln.dev/e2e-pool".into(), env.namespace.clone());
+    scheduling.tolerations = vec![serde_json::from_value(serde_json::json!({
+        "key": "kiln.dev/e2e-pool", "operator": "Equal", "value": env.namespace, "effect": "NoSchedule",
+    }))
+    .unwrap()];
+    env.create(&build).await;
+
+    let request_name = "moved-linux-amd64-g1";
+    let requests = env.requests();
+    wait_for(
+        requests.clone(),
+        request_name,
+        |r: Option<&kiln_crds::BuildRequest>| {
+            r.and_then(|r| r.status.as_ref())
+                .is_some_and(|s| s.node_name.is_some())
+        },
+        Duration::from_secs(60),
+        "attempt 1 scheduled",
+    )
+    .await
+    .unwrap();
+    let first = requests.get(request_name).await.unwrap().status.unwrap();
+    assert_eq!(first.attempts, Some(1));
+    let lost = first.node_name.unwrap();
+    let other = *pool.iter().find(|n| **n != lost).unwrap();
+    make_not_ready(&env, &lost).await;
+
+    let done = env.wait_phase("moved", Phase::Succeeded).await;
+    assert!(
+        done.status.unwrap().index.is_some(),
+        "the index is published"
+    );
+    let status = requests.get(request_name).await.unwrap().status.unwrap();
+    assert_eq!(status.attempts, Some(2));
+    assert_eq!(
+        status.node_name.as_deref(),
+        Some(other),
+        "attempt 2 ran on the other node"
+    );
+    let [disruption] = status.disruptions.as_slice() else {
+        panic!("one disruption: {:?}", status.disruptions)
+    };
+    assert_eq!(
+        (
+            disruption.attempt,
+            disruption.node.as_deref(),
+            disruption.reason.as_str(),
+            disruption.node_avoided
+        ),
+        (1, Some(lost.as_str()), "NodeNotReady", true)
+    );
+    assert_eq!(
+        disruption.message.as_deref(),
+        Some(
+            format!("node {lost} is not Ready (Ready=False): container runtime is down (kiln e2e)")
+                .as_str()
+        )
+    );
+    // Attempt 1's Job was abandoned; attempt 2's keeps off the lost node.
+    let jobs: Vec<Job> = env.jobs().list(&ListParams::default()).await.unwrap().items;
+    let names: Vec<_> = jobs
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, [format!("{request_name}-2")]);
+    let affinity = serde_json::to_value(
+        jobs[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .affinity
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchFields"][0]["values"],
+        serde_json::json!([lost])
+    );
+
+    let nodes = Api::<Node>::all(env.client.clone());
+    for name in &pool {
+        nodes.delete(name, &DeleteParams::default()).await.unwrap();
+    }
 }
 
 #[tokio::test]

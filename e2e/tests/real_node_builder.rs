@@ -38,6 +38,7 @@ use kiln_crds::{BuildRequest, MultiArchBuild, Phase};
 use kiln_e2e::binaries::{profile_dir_of, workspace_binary};
 use kiln_e2e::cluster::{Cluster, wait_for};
 use kiln_e2e::real_node::RealNode;
+use kiln_e2e::runner::{Runner, RunnerConfig};
 use kube::api::{Api, LogParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -270,7 +271,25 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
 
     builds_from_a_git_daemon(&pods, &node, &builder, &base, work.path()).await;
 
+    an_unpullable_builder_image_is_named_on_the_build(&cluster, &node, &context).await;
     helm_installed_operator_builds_the_sample(&cluster, &node, &kiln, &context_dir, &context).await;
+    an_oom_killed_builder_is_recorded_and_retried(&cluster, &node, &uploader, &base, work.path())
+        .await;
+    // From here the operator pins amd64 builders to an amd64 node; the
+    // only one left that runs pods is the real node.
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+    for name in ["kiln-e2e-amd64-1", "kiln-e2e-amd64-2"] {
+        nodes.delete(name, &Default::default()).await.unwrap();
+    }
+    a_mixed_build_runs_amd64_on_the_real_node_and_arm64_on_kwok(
+        &cluster,
+        &node,
+        &kiln,
+        &uploader,
+        &work.path().join("ca-certificates.crt"),
+        work.path(),
+    )
+    .await;
     a_job_of_the_builder_image_builds_with_driver_k8s(&cluster, &node, &source).await;
 }
 
@@ -343,6 +362,365 @@ async fn builds_from_a_git_daemon(
         (phase.as_str(), log.as_str()),
         ("Succeeded", "hello from a git daemon\n")
     );
+}
+
+/// The sample MultiArchBuild pointed at `context` and `registry`'s
+/// `repository`, without cache or registry Secret, for `platforms`.
+fn sample_build(
+    name: &str,
+    platforms: &[&str],
+    context: &str,
+    registry: &str,
+    repository: &str,
+) -> MultiArchBuild {
+    let text =
+        std::fs::read_to_string(repo_root().join("config/samples/multiarchbuild.yaml")).unwrap();
+    let mut build: MultiArchBuild = serde_yaml::from_str(&text).unwrap();
+    build.metadata.name = Some(name.to_owned());
+    build.spec.platforms = platforms.iter().map(|p| p.to_string()).collect();
+    let spec = &mut build.spec.build;
+    spec.context = context.to_owned();
+    spec.destinations = vec![format!("{registry}/{repository}:1")];
+    spec.cache = None;
+    spec.registry_secret_ref = None;
+    build
+}
+
+/// Waits for the build to end (Succeeded or Failed) and returns it, with
+/// its requests' statuses on timeout.
+async fn wait_end(builds: &Api<MultiArchBuild>, name: &str, within: Duration) -> MultiArchBuild {
+    let done = wait_for(
+        builds.clone(),
+        name,
+        |b: Option<&MultiArchBuild>| {
+            matches!(
+                b.and_then(|b| b.status.as_ref()).and_then(|s| s.phase),
+                Some(Phase::Succeeded | Phase::Failed)
+            )
+        },
+        within,
+        &format!("MultiArchBuild {name} ending"),
+    )
+    .await;
+    let build = builds.get(name).await.unwrap();
+    if let Err(error) = done {
+        let requests = Api::<BuildRequest>::namespaced(
+            builds.clone().into_client(),
+            build.metadata.namespace.as_deref().unwrap(),
+        )
+        .list(&Default::default())
+        .await
+        .unwrap();
+        panic!(
+            "{error}\n{:#?}\n{:#?}",
+            build.status,
+            requests.items.iter().map(|r| &r.status).collect::<Vec<_>>()
+        );
+    }
+    build
+}
+
+/// A builder image the node's registry does not have: the kubelet cannot
+/// pull it, and the MultiArchBuild (as its BuildRequest) carries a
+/// `BuilderImagePulled=False` condition naming the image and what the
+/// registry answered. Run by an operator of its own (a host process
+/// configured with that image, watching one namespace) before the chart's
+/// is installed.
+async fn an_unpullable_builder_image_is_named_on_the_build(
+    cluster: &Cluster,
+    node: &RealNode,
+    context: &str,
+) {
+    let registry = node.registry();
+    let mut apply = cluster.kubectl_command();
+    apply.arg("apply").arg(format!(
+        "--filename={}",
+        repo_root().join("charts/kiln/crds").display()
+    ));
+    let applied = apply.output().await.unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "pull").await.unwrap();
+    let image = format!("{registry}/kiln-e2e/no-such-builder:1");
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("operator.log");
+    let _operator =
+        tokio::process::Command::new(workspace_binary("kiln-operator", "kiln-operator").unwrap())
+            .args([
+                format!("--builder-image={image}"),
+                format!("--watch-namespace={namespace}"),
+                "--metrics-bind-address=127.0.0.1:0".to_owned(),
+                "--health-probe-bind-address=127.0.0.1:0".to_owned(),
+            ])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut build = sample_build("pull", &["linux/amd64"], context, registry, "kiln-e2e/pull");
+    build
+        .spec
+        .build
+        .scheduling
+        .node_selector
+        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let named = wait_for(
+        builds.clone(),
+        "pull",
+        |b: Option<&MultiArchBuild>| {
+            b.and_then(|b| b.status.as_ref()).is_some_and(|s| {
+                kiln_crds::condition::find(&s.conditions, "BuilderImagePulled")
+                    .is_some_and(|c| c.status == kiln_crds::ConditionStatus::False)
+            })
+        },
+        Duration::from_secs(120),
+        "BuilderImagePulled=False on the MultiArchBuild",
+    )
+    .await;
+    let status = builds.get("pull").await.unwrap().status;
+    named.unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{status:#?}\noperator log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let status = status.unwrap();
+    let pulled = kiln_crds::condition::find(&status.conditions, "BuilderImagePulled").unwrap();
+    let message = pulled.message.clone().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "linux/amd64: the builder image {image} cannot be pulled on node {}: ",
+            node.name()
+        )),
+        "{message}"
+    );
+    // What containerd heard from the registry.
+    assert!(message.contains("not found"), "{message}");
+    assert_eq!(
+        status.phase,
+        Some(Phase::Building),
+        "still waiting: {status:#?}"
+    );
+    assert!(status.index.is_none());
+    builds.delete("pull", &Default::default()).await.unwrap();
+}
+
+/// A builder whose RUN step needs more memory than its limit: the kernel
+/// kills it in its cgroup, the kubelet reports `OOMKilled`, and the
+/// BuildRequest says so with the limit, retries once (`retries: 1`) and
+/// fails; no index.
+async fn an_oom_killed_builder_is_recorded_and_retried(
+    cluster: &Cluster,
+    node: &RealNode,
+    uploader: &Registry,
+    base: &str,
+    work: &Path,
+) {
+    let registry = node.registry();
+    let source = work.join("oom");
+    std::fs::create_dir_all(&source).unwrap();
+    // The shell keeps the whole substitution in memory: 512 MB of it.
+    std::fs::write(
+        source.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"x=$(/bin/busybox head -c 536870912 /dev/zero | /bin/busybox tr '\\\\0' a); echo ${{#x}}\"]\n"
+        ),
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/oom-context"),
+        LocalContext::Dir(&source),
+    )
+    .await
+    .unwrap();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "oom").await.unwrap();
+    let mut build = sample_build("oom", &["linux/amd64"], &context, registry, "kiln-e2e/oom");
+    build.spec.build.retries = 1;
+    let scheduling = &mut build.spec.build.scheduling;
+    scheduling
+        .node_selector
+        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
+    scheduling.resources = Some(
+        serde_json::from_value(serde_json::json!({
+            "requests": {"memory": "64Mi"}, "limits": {"memory": "64Mi"},
+        }))
+        .unwrap(),
+    );
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let build = wait_end(&builds, "oom", Duration::from_secs(240)).await;
+    let status = build.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed), "{status:#?}");
+    assert!(status.index.is_none());
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let [request] = requests.items.as_slice() else {
+        panic!("one BuildRequest: {requests:?}")
+    };
+    let request = request.status.clone().unwrap();
+    assert_eq!(request.attempts, Some(2), "retried once: {request:#?}");
+    assert_eq!(request.node_name.as_deref(), Some(node.name()));
+    let message = request.message.clone().unwrap();
+    assert!(
+        message.starts_with(
+            "the builder was OOM-killed: container kiln used more than its memory limit of 64Mi; raise spec.scheduling.resources.limits.memory"
+        ),
+        "{message}"
+    );
+    let ready = kiln_crds::condition::find(&status.conditions, "Ready").unwrap();
+    let ready = ready.message.clone().unwrap();
+    assert!(
+        ready.starts_with(
+            "linux/amd64 failed: failed after 2 attempt(s): the builder was OOM-killed"
+        ) && ready.ends_with("; no index published"),
+        "{ready}"
+    );
+}
+
+/// Issue 11's item 4, the mixed build: one MultiArchBuild whose linux/amd64
+/// builds in a real builder pod on the real node (the only amd64 node left)
+/// and whose linux/arm64 builds on the kwok arm64 node, where the pod
+/// runner plays the builder image with the host's `kiln` (the image's CA
+/// bundle as `SSL_CERT_FILE`, as the image has it built in); the chart's
+/// operator publishes the index of both.
+async fn a_mixed_build_runs_amd64_on_the_real_node_and_arm64_on_kwok(
+    cluster: &Cluster,
+    node: &RealNode,
+    kiln: &Path,
+    uploader: &Registry,
+    ca_bundle: &Path,
+    work: &Path,
+) {
+    let registry = node.registry();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "mixed").await.unwrap();
+    let builder = format!("{registry}/kiln-e2e/kiln-builder");
+    let runner = Runner::start(
+        cluster,
+        RunnerConfig::default()
+            .with_program(&builder, kiln, &["/kiln/executor", "/kaniko/executor"])
+            .with_replaced_arg(&builder, "--isolation=inplace", "--isolation=chroot")
+            .with_env(&builder, "SSL_CERT_FILE", &ca_bundle.display().to_string())
+            .in_namespace(&namespace),
+    )
+    .await
+    .unwrap();
+    let source = work.join("mixed");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("hello.txt"), "hello from two kinds of node\n").unwrap();
+    std::fs::write(
+        source.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/mixed-context"),
+        LocalContext::Dir(&source),
+    )
+    .await
+    .unwrap();
+    let build = sample_build(
+        "mixed",
+        &["linux/amd64", "linux/arm64"],
+        &context,
+        registry,
+        "kiln-e2e/mixed",
+    );
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let build = wait_end(&builds, "mixed", Duration::from_secs(240)).await;
+    let status = build.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{status:#?}");
+    let index = status.index.clone().unwrap();
+    assert_eq!(
+        index.reference.clone().unwrap(),
+        format!(
+            "{registry}/kiln-e2e/mixed@{}",
+            index.digest.clone().unwrap()
+        )
+    );
+
+    // Where each platform ran.
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), &namespace);
+    let mut ran_on = Vec::new();
+    for entry in &status.platforms {
+        let request = requests
+            .get(entry.build_request.as_deref().unwrap())
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(request.attempts, Some(1), "{request:#?}");
+        ran_on.push((entry.platform.clone(), request.node_name.clone().unwrap()));
+        if entry.platform == "linux/arm64" {
+            let pod = request.pod_name.unwrap();
+            assert!(
+                runner.log(&namespace, &pod).is_some(),
+                "the runner ran {pod}"
+            );
+        }
+    }
+    assert_eq!(
+        ran_on,
+        [
+            ("linux/amd64".to_owned(), node.name().to_owned()),
+            ("linux/arm64".to_owned(), "kiln-e2e-arm64-1".to_owned()),
+        ]
+    );
+
+    // The index in the registry lists both children, in spec order, each
+    // the digest its platform reported.
+    let certs = work.join("mixed-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(node.registry_ca(), certs.join("ca.crt")).unwrap();
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("--cert-dir={}", certs.display()))
+        .arg(format!("docker://{}", index.reference.unwrap()))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let children: Vec<(String, String)> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let reported: Vec<(String, String)> = status
+        .platforms
+        .iter()
+        .map(|e| {
+            (
+                e.platform.split('/').nth(1).unwrap().to_owned(),
+                e.digest.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(children, reported);
+    assert_eq!(children.len(), 2);
 }
 
 /// The pinned helm, built by `scripts/tools.sh` (cached by version).
@@ -496,12 +874,8 @@ async fn a_job_of_the_builder_image_builds_with_driver_k8s(
 ) {
     let registry = node.registry();
     let client = cluster.client().await.unwrap();
-    // The operator pins the platform's builder to an amd64 node; the only
-    // one left that runs pods is the real node.
-    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
-    for name in ["kiln-e2e-amd64-1", "kiln-e2e-amd64-2"] {
-        nodes.delete(name, &Default::default()).await.unwrap();
-    }
+    // The caller deleted the kwok amd64 nodes: the operator pins the
+    // platform's builder to the real node.
     let namespace = cluster.create_namespace(&client, "seed").await.unwrap();
     let objects: [serde_json::Value; 3] = [
         serde_json::json!({

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{BuildRequest, MultiArchBuild};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -185,6 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&ctx),
         api::<BuildRequest>(&client, namespace),
         api::<Job>(&client, namespace),
+        api::<Pod>(&client, namespace),
         stop.clone().cancelled_owned(),
     );
     tokio::join!(builds, requests);

@@ -33,6 +33,7 @@ use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{
     self, Dockerfile, FromRef, InstructionKind, Plan, RunInstruction, StageVars,
 };
+use crate::fs::root_dir::RootDir;
 use crate::platform::Platform;
 use crate::run::mount_spec::{MountSpec, Sharing, absolute_target, parse_mount};
 use crate::run::secret::{SecretSource, SecretValue};
@@ -642,9 +643,12 @@ fn copy_tree(
     rules: &IgnoreRules,
     files: Files,
 ) -> Result<(), BuildError> {
+    // Every read inside the root goes through its descriptor: a directory
+    // swapped for a link since the walk listed it is refused, not followed.
+    let in_root = RootDir::open(root).map_err(BuildError::io("opening", root))?;
     let meta = fs::metadata(source).map_err(BuildError::io("reading", source))?;
     if !meta.is_dir() {
-        return copy_entry(source, dest, &meta);
+        return copy_entry(&in_root, source, dest, &meta);
     }
     fs::create_dir(dest).map_err(BuildError::io("creating", dest))?;
     let start = source
@@ -667,11 +671,11 @@ fn copy_tree(
             }
             EntryKind::File => {
                 // A link has the original's owner and mode already.
-                if files == Files::Link && fs::hard_link(&from, &to).is_ok() {
+                if files == Files::Link && in_root.link_out(&from, &to).is_ok() {
                     continue;
                 }
                 let meta = fs::symlink_metadata(&from).map_err(BuildError::io("reading", &from))?;
-                copy_entry(&from, &to, &meta)?;
+                copy_entry(&in_root, &from, &to, &meta)?;
             }
             EntryKind::Symlink => {
                 if let Some(target) = &entry.symlink_target {
@@ -687,7 +691,12 @@ fn copy_tree(
     set_owner_and_mode(dest, meta.uid(), meta.gid(), meta.mode() & 0o7777)
 }
 
-fn copy_entry(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), BuildError> {
+fn copy_entry(
+    in_root: &RootDir,
+    from: &Path,
+    to: &Path,
+    meta: &fs::Metadata,
+) -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt;
     // A FIFO or a device would be opened for reading: a FIFO blocks the
     // build forever, a device reads whatever it is.
@@ -697,7 +706,17 @@ fn copy_entry(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), BuildEr
             "not a regular file or directory",
         )));
     }
-    fs::copy(from, to).map_err(BuildError::io("copying", from))?;
+    // Opened without following a link or blocking on a FIFO that may have
+    // replaced the file since it was inspected.
+    let mut source = in_root
+        .open_regular(from)
+        .map_err(BuildError::io("copying", from))?;
+    let mut dest = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(BuildError::io("creating", to))?;
+    std::io::copy(&mut source, &mut dest).map_err(BuildError::io("copying", from))?;
     set_owner_and_mode(to, meta.uid(), meta.gid(), meta.mode() & 0o7777)
 }
 
@@ -808,6 +827,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn copying_never_reads_through_a_directory_swapped_for_a_link() {
+        // Something swaps the source root's directories for links to a
+        // directory outside, one after the other, while they are copied:
+        // files listed before the swap then lead outside, where a file of
+        // the same name waits. Whatever the race gives, no byte of it is
+        // copied.
+        let files = 200;
+        let dirs = 8;
+        let outside = tempfile::tempdir().unwrap();
+        for n in 0..files {
+            fs::write(outside.path().join(format!("f{n}")), "OUTSIDE").unwrap();
+        }
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            for i in 0..dirs {
+                fs::create_dir_all(root.join(format!("d{i}"))).unwrap();
+                for n in 0..files {
+                    fs::write(root.join(format!("d{i}/f{n}")), "inside").unwrap();
+                }
+            }
+            let swapper = {
+                let root = root.clone();
+                let target = outside.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for i in 0..dirs {
+                        let d = root.join(format!("d{i}"));
+                        if fs::rename(&d, root.join(format!("moved{i}"))).is_ok() {
+                            let _ = std::os::unix::fs::symlink(&target, &d);
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                })
+            };
+            let copy = dir.path().join("copy");
+            let _ = copy_tree(&root, &copy, &root, &IgnoreRules::empty(), Files::Copy);
+            swapper.join().unwrap();
+            for i in 0..dirs {
+                // A directory swapped before the walk listed it is copied
+                // as the link it had become: nothing was read through it.
+                let copied_dir = copy.join(format!("d{i}"));
+                if fs::symlink_metadata(&copied_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                    continue;
+                }
+                for n in 0..files {
+                    let copied = copied_dir.join(format!("f{n}"));
+                    if let Ok(content) = fs::read_to_string(&copied) {
+                        assert_eq!(content, "inside", "round {round}: {}", copied.display());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -22,3 +22,21 @@ pub use in_root::{
 pub use snapshot::{SnapshotError, SnapshotMode, Snapshotter};
 pub use unpack::{Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer};
 pub use users::{ExecUser, resolve_exec_user, resolve_user};
+
+/// Opens `source` for reading only when it is a regular file, as it was
+/// when it was inspected: a symlink put in its place is not followed (it could
+/// lead anywhere on the host) and a FIFO or device never blocks or reads.
+pub fn open_regular(source: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(source)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no longer a regular file",
+        ));
+    }
+    Ok(file)
+}

@@ -166,6 +166,35 @@ impl RootDir {
         Ok(File::from(fd))
     }
 
+    /// Opens the regular file at `host` for reading: never through a link
+    /// (the last component included), never blocking on a FIFO, and only
+    /// when it is a regular file.
+    pub fn open_regular(&self, host: &Path) -> io::Result<File> {
+        let (dir, name) = self.parent(host)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", host.display()),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Hard-links the file at `host` (not followed if a link) as `outside`,
+    /// a path outside the root.
+    pub fn link_out(&self, host: &Path, outside: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(host)?;
+        rustix::fs::linkat(&dir, name, rustix::fs::CWD, outside, AtFlags::empty())?;
+        Ok(())
+    }
+
     pub fn symlink(&self, target: &OsStr, host: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(host)?;
         rustix::fs::symlinkat(target, &dir, name)?;

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::GzBuilder;
 use tar::{EntryType, Header};
@@ -20,6 +21,7 @@ use tempfile::TempPath;
 
 use super::digest::HashingWriter;
 use super::media::{Compression, ManifestFormat, MediaError};
+use crate::fs::root_dir::RootDir;
 
 /// Whiteout prefix and opaque-directory marker of the OCI layer format.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -341,12 +343,25 @@ impl LayerWriter {
         self.timestamps = timestamps;
     }
 
-    /// A regular file whose content is streamed from `source`.
+    /// A regular file whose content is streamed from `source` (opened
+    /// with [`crate::fs::open_regular`]).
     pub fn append_file(
         &mut self,
         path: &Path,
         source: &Path,
         meta: &EntryMeta,
+    ) -> Result<(), LayerError> {
+        self.append_file_opened(path, source, meta, crate::fs::open_regular)
+    }
+
+    /// A regular file whose content is streamed from `source`, opened by
+    /// `open`.
+    pub fn append_file_opened(
+        &mut self,
+        path: &Path,
+        source: &Path,
+        meta: &EntryMeta,
+        open: impl FnOnce(&Path) -> io::Result<File>,
     ) -> Result<(), LayerError> {
         let name = entry_name(path, false)?;
         let read_err = |source_err| LayerError::ReadSource {
@@ -354,7 +369,7 @@ impl LayerWriter {
             source_path: source.to_path_buf(),
             source: source_err,
         };
-        let file = File::open(source).map_err(read_err)?;
+        let file = open(source).map_err(read_err)?;
         let size = file.metadata().map_err(read_err)?.len();
         let mut reader = CountingReader {
             inner: file.take(size),
@@ -742,11 +757,24 @@ pub struct PlannedEntry {
 #[derive(Clone, Debug, Default)]
 pub struct LayerPlan {
     entries: Vec<PlannedEntry>,
+    /// The root filesystem every file source lies in, when there is one
+    /// (a snapshot's): sources are then opened through its descriptor.
+    sources_root: Option<Arc<RootDir>>,
 }
 
 impl LayerPlan {
     pub fn new() -> LayerPlan {
         LayerPlan::default()
+    }
+
+    /// A plan whose file sources all lie in `root`: each is opened
+    /// relative to the root's descriptor, so a parent directory swapped
+    /// for a link since the plan was made is refused, never followed.
+    pub fn within(root: RootDir) -> LayerPlan {
+        LayerPlan {
+            entries: Vec::new(),
+            sources_root: Some(Arc::new(root)),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -845,10 +873,18 @@ impl LayerPlan {
 
     /// Streams the plan into `writer` in canonical order.
     pub fn write_into(self, writer: &mut LayerWriter) -> Result<(), LayerError> {
+        let sources_root = self.sources_root.clone();
         for entry in self.into_ordered()? {
             let path = Path::new(std::ffi::OsStr::from_bytes(&entry.name));
             match &entry.kind {
-                EntryKind::File { source } => writer.append_file(path, source, &entry.meta)?,
+                EntryKind::File { source } => match &sources_root {
+                    Some(root) => {
+                        writer.append_file_opened(path, source, &entry.meta, |source| {
+                            root.open_regular(source)
+                        })?
+                    }
+                    None => writer.append_file(path, source, &entry.meta)?,
+                },
                 EntryKind::Dir => writer.append_dir(path, &entry.meta)?,
                 EntryKind::Symlink { target } => {
                     writer.append_symlink(path, target, &entry.meta)?
@@ -1000,6 +1036,64 @@ mod tests {
                 "b"
             ]
         );
+    }
+
+    #[test]
+    fn a_source_swapped_for_a_link_or_fifo_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("host-secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        let link = dir.path().join("was-a-file");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let mut writer = LayerWriter::create(dir.path(), Compression::None, None).unwrap();
+        let meta = EntryMeta::new(0o644, 0, 0, 0);
+        for source in [&link, &fifo] {
+            let err = writer
+                .append_file(Path::new("etc/app.conf"), source, &meta)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("cannot read "), "{err}");
+        }
+        let layer = std::fs::read(writer.finish().unwrap().path).unwrap();
+        assert!(
+            !layer.windows(11).any(|w| w == b"host secret"),
+            "the link was followed into the layer"
+        );
+    }
+
+    #[test]
+    fn a_plan_within_a_root_reads_no_file_through_a_parent_swapped_for_a_link() {
+        // The plan of a snapshot names root/d/f; before the layer is
+        // written, d becomes a link to a directory outside holding an f.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("d/f"), "inside").unwrap();
+        std::fs::write(outside.join("f"), "host secret").unwrap();
+        let meta = EntryMeta::new(0o644, 0, 0, 0);
+        let mut within = LayerPlan::within(RootDir::open(&root).unwrap());
+        let source = root.join("d/f");
+        within
+            .push(Path::new("d/f"), EntryKind::File { source }, meta)
+            .unwrap();
+        std::fs::rename(root.join("d"), root.join("d.moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        let err = within
+            .write_layer(dir.path(), Compression::None, None, Timestamps::Keep)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot read "), "{err}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! `setns`, `clone` with a `CLONE_NEW*` flag), loading kernels and
 //! modules, the kernel keyring, BPF, perf events, `open_by_handle_at`
 //! (the "shocker" escape), swap, reboot, accounting, the kernel log,
-//! quotas, setting the clock, port I/O and `userfaultfd`. Refused calls
+//! quotas, setting the clock, port I/O, `userfaultfd` and `io_uring`
+//! (whose queued operations would bypass the filter). Refused calls
 //! fail with `EPERM`; `clone3` fails with `ENOSYS`, so C libraries fall
 //! back to `clone`, whose flags the filter can see (as Docker does).
 //!
@@ -185,6 +186,11 @@ fn native_rules() -> Vec<Rule> {
         libc::SYS_clock_settime,
         libc::SYS_clock_adjtime,
         libc::SYS_vhangup,
+        // Submissions to a ring run without passing the filter again
+        // (Docker and containerd stopped allowing io_uring in 2023).
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
     ]
     .into_iter()
     .map(|n| Rule::Deny(nr(n)))
@@ -297,6 +303,9 @@ fn i386_rules() -> Vec<Rule> {
         113, // vm86old
         166, // vm86
         86,  // uselib
+        425, // io_uring_setup
+        426, // io_uring_enter
+        427, // io_uring_register
     ]
     .into_iter()
     .map(Rule::Deny)
@@ -350,7 +359,7 @@ mod tests {
         let x86_64 = AUDIT_ARCH_X86_64;
         let i386 = AUDIT_ARCH_I386;
         let deny = RET_ERRNO | EPERM;
-        let cases: [(&str, u32, u32, u64, u32); 16] = [
+        let cases: [(&str, u32, u32, u64, u32); 19] = [
             ("read", x86_64, 0, 0, RET_ALLOW),
             ("execve", x86_64, 59, 0, RET_ALLOW),
             ("mount", x86_64, 165, 0, deny),
@@ -365,6 +374,9 @@ mod tests {
             ("clone for a thread", x86_64, 56, 0x003d_0f00, RET_ALLOW),
             ("clone NEWUSER", x86_64, 56, 0x1000_0011, deny),
             ("clone NEWNS", x86_64, 56, 0x0002_0011, deny),
+            ("io_uring_setup", x86_64, 425, 0, deny),
+            ("io_uring_enter", x86_64, 426, 0, deny),
+            ("io_uring_setup, i386", i386, 425, 0, deny),
             ("mount, i386", i386, 21, 0, deny),
             ("read, i386", i386, 3, 0, RET_ALLOW),
             ("mount, other arch", 0xc000_00b7, 40, 0, RET_ALLOW),

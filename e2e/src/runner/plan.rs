@@ -88,6 +88,9 @@ pub struct HostImage {
     /// `--isolation=inplace` (over the container's own `/`, here the
     /// host's) → `--isolation=chroot`.
     pub replace_args: BTreeMap<String, String>,
+    /// Environment the image would carry (its `ENV`), e.g. the CA bundle
+    /// `SSL_CERT_FILE` that the real image has built in.
+    pub env: BTreeMap<String, String>,
 }
 
 /// The repository part of an image reference: no `@digest`, no `:tag`.
@@ -711,6 +714,7 @@ mod tests {
         let image = HostImage {
             entrypoint: vec!["/host/kiln".to_string()],
             programs: BTreeMap::from([("/kiln/executor".to_string(), PathBuf::from("/host/kiln"))]),
+            env: BTreeMap::new(),
             replace_args: BTreeMap::new(),
         };
         let container = |command: Option<&[&str]>, args: Option<&[&str]>| Container {
@@ -768,6 +772,7 @@ mod tests {
                 "/kiln/executor".to_string(),
                 PathBuf::from("/tmp/checkout/target/debug/kiln"),
             )]),
+            env: BTreeMap::new(),
             replace_args: BTreeMap::new(),
         };
         let tmp_volume =

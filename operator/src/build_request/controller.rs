@@ -38,13 +38,28 @@ fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, u
         .any(|r| r.uid == uid)
 }
 
-async fn observe_nodes(client: &kube::Client, platform: &str) -> Result<bool, Error> {
+/// The nodes of `platform`'s os and arch, and `pod_node` (the node of the
+/// current attempt's pod) when it is not one of them and still exists.
+async fn observe_nodes(
+    client: &kube::Client,
+    platform: &str,
+    pod_node: Option<&str>,
+) -> Result<Vec<Node>, Error> {
     let (os, arch) = nodes::os_arch(platform);
     let api: Api<Node> = Api::all(client.clone());
-    let list = api
+    let mut list = api
         .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
-        .await?;
-    Ok(nodes::native_nodes_available(&list.items, platform))
+        .await?
+        .items;
+    if let Some(name) = pod_node
+        && !list
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(name))
+        && let Some(node) = api.get_opt(name).await?
+    {
+        list.push(node);
+    }
+    Ok(list)
 }
 
 /// Creates `object` unless it exists (the names are deterministic, so an
@@ -86,6 +101,7 @@ fn operator_fields(
         pod_name: decided.pod_name.clone(),
         node_name: decided.node_name.clone(),
         attempts: decided.attempts,
+        disruptions: decided.disruptions.clone(),
         digest: decided.digest.clone().filter(|_| observed.digest.is_none()),
         message: decided
             .message
@@ -142,22 +158,54 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
             .items;
         (jobs, pods)
     };
-    let needs_nodes = !terminal
-        && observed_status.attempts.unwrap_or(0) == 0
-        && request.spec.build.scheduling.require_native_nodes;
-    let native_nodes = if needs_nodes {
-        observe_nodes(client, &request.spec.platform).await?
+    // The nodes: for a first attempt, whether native ones exist; for a
+    // running one, whether its pod's node is still there and Ready.
+    let attempts = observed_status.attempts.unwrap_or(0);
+    let needs_nodes =
+        !terminal && (attempts > 0 || request.spec.build.scheduling.require_native_nodes);
+    let nodes = if needs_nodes {
+        let job_name = crate::names::job_name(&name, attempts);
+        let pod_node = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| r.name == job_name)
+            })
+            .find_map(|p| p.spec.as_ref()?.node_name.as_deref());
+        observe_nodes(client, &request.spec.platform, pod_node).await?
     } else {
-        true
+        Vec::new()
     };
 
     let decision = decide(&Observed {
         request,
         jobs: &jobs,
         pods: &pods,
-        native_nodes,
+        nodes: &nodes,
         now: Time(Timestamp::now()),
     });
+
+    // The status first: a reconcile that reads this request before the
+    // new status reaches the cache finds the Jobs made after it and waits
+    // (see decide), rather than acting on the older status.
+    if decision.status != observed_status {
+        let patch = serde_json::json!({
+            "apiVersion": BuildRequest::api_version(&()),
+            "kind": BuildRequest::kind(&()),
+            "status": operator_fields(&decision.status, &observed_status),
+        });
+        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
 
     for action in &decision.actions {
         match action {
@@ -178,10 +226,17 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                     .await?;
                 }
             }
-            Action::CreateJob { attempt } => {
-                let job = render::job(request, *attempt, &ctx.builder);
+            Action::CreateJob {
+                attempt,
+                avoid_nodes,
+            } => {
+                let job = render::job(request, *attempt, avoid_nodes, &ctx.builder);
                 create_once(&jobs_api, &job).await?;
-                info!(buildrequest = %name, attempt, "builder Job {} created", job.name_any());
+                info!(buildrequest = %name, attempt, ?avoid_nodes, "builder Job {} created", job.name_any());
+            }
+            Action::DeleteJob { name: job } => {
+                delete_if_present(&jobs_api, job).await?;
+                info!(buildrequest = %name, "builder Job {job} abandoned and deleted");
             }
             Action::RevokeBuilderAccess => {
                 if request.spec.build.scheduling.service_account_name.is_none() {
@@ -204,21 +259,6 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                 }
             }
         }
-    }
-
-    if decision.status != observed_status {
-        let patch = serde_json::json!({
-            "apiVersion": BuildRequest::api_version(&()),
-            "kind": BuildRequest::kind(&()),
-            "status": operator_fields(&decision.status, &observed_status),
-        });
-        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
     }
 
     if decision.status.phase != observed_status.phase {
@@ -273,24 +313,55 @@ pub async fn run(
     ctx: Arc<Context>,
     requests: Api<BuildRequest>,
     jobs: Api<Job>,
+    pods: Api<Pod>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let controller = Controller::new(requests, watcher::Config::default());
     let store = controller.store();
+    let pod_store = store.clone();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let builder_pods = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/component=builder,app.kubernetes.io/managed-by={}",
+        crate::names::MANAGED_BY
+    ));
     controller
         .owns(jobs, watcher::Config::default())
+        // A builder pod's changes the Job does not show: waiting on an
+        // image pull, evicted, marked for disruption.
+        .watches(pods, builder_pods, move |pod: Pod| {
+            let label = pod.labels().get(BUILD_REQUEST_LABEL).cloned();
+            let namespace = pod.namespace();
+            pod_store
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    r.namespace() == namespace
+                        && label.as_deref()
+                            == Some(render::labels(r, "builder")[BUILD_REQUEST_LABEL].as_str())
+                })
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
         // A node becoming Ready (or appearing) may unblock requests waiting
-        // for native nodes of its architecture.
+        // for native nodes of its architecture; a node going NotReady (or
+        // away) ends the attempts running on it.
         .watches(nodes, watcher::Config::default(), move |node: Node| {
             let arch = node.labels().get(ARCH_LABEL).cloned();
+            let node_name = node.metadata.name.clone();
             store
                 .state()
                 .into_iter()
                 .filter(|r| {
                     let status = r.status.clone().unwrap_or_default();
-                    status.phase == Some(PlatformPhase::Pending)
-                        && arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
+                    match status.phase {
+                        Some(PlatformPhase::Pending) => {
+                            arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
+                        }
+                        Some(PlatformPhase::Running) => {
+                            status.node_name.is_some() && status.node_name == node_name
+                        }
+                        _ => false,
+                    }
                 })
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
@@ -334,6 +405,14 @@ mod tests {
     /// Answers the next request, returning its method, path with query,
     /// and JSON body.
     async fn answer(handle: &mut Handle, response: Value) -> (String, String, Value) {
+        answer_with(handle, 200, response).await
+    }
+
+    async fn answer_with(
+        handle: &mut Handle,
+        code: u16,
+        response: Value,
+    ) -> (String, String, Value) {
         let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
             .await
             .expect("the reconcile sent no further request (did it fail on the last answer?)")
@@ -348,6 +427,7 @@ mod tests {
         };
         send.send_response(
             Response::builder()
+                .status(code)
                 .body(Body::from(serde_json::to_vec(&response).unwrap()))
                 .unwrap(),
         );
@@ -387,31 +467,7 @@ mod tests {
             "{uri}"
         );
 
-        for path in [
-            "/api/v1/namespaces/ns/serviceaccounts?",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles?",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?",
-        ] {
-            let (method, uri, body) = answer(&mut handle, json!({})).await;
-            assert_eq!(
-                (method.as_str(), uri.starts_with(path)),
-                ("POST", true),
-                "{uri}"
-            );
-            assert_eq!(body["metadata"]["name"], "app-linux-arm64-g1-builder");
-        }
-        let (method, uri, job) = answer(&mut handle, json!({})).await;
-        assert_eq!(method, "POST");
-        assert!(
-            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
-            "{uri}"
-        );
-        assert_eq!(job["metadata"]["name"], "app-linux-arm64-g1-1");
-        assert_eq!(
-            job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
-            "arm64"
-        );
-
+        // The status before the objects it describes (see reconcile_inner).
         let (method, uri, patch) =
             answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
         assert_eq!(method, "PATCH");
@@ -437,6 +493,31 @@ mod tests {
         assert_eq!(
             conditions,
             [("NativeNodesAvailable", "True"), ("Ready", "False")]
+        );
+
+        for path in [
+            "/api/v1/namespaces/ns/serviceaccounts?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles?",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings?",
+        ] {
+            let (method, uri, body) = answer(&mut handle, json!({})).await;
+            assert_eq!(
+                (method.as_str(), uri.starts_with(path)),
+                ("POST", true),
+                "{uri}"
+            );
+            assert_eq!(body["metadata"]["name"], "app-linux-arm64-g1-builder");
+        }
+        let (method, uri, job) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert!(
+            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
+            "{uri}"
+        );
+        assert_eq!(job["metadata"]["name"], "app-linux-arm64-g1-1");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"],
+            "arm64"
         );
 
         let (method, uri, event) = answer(&mut handle, json!({})).await;
@@ -478,5 +559,89 @@ mod tests {
         let (_, _, event) = answer(&mut handle, json!({})).await;
         assert_eq!(event["reason"], "Pending");
         reconciling.await.unwrap().unwrap();
+    }
+
+    /// A running attempt whose node was deleted: the node is looked up by
+    /// name (it is not among the platform's), the disruption applied to the
+    /// status, the next attempt's Job created kept off the node, then the
+    /// abandoned attempt's Job deleted in the background.
+    #[tokio::test]
+    async fn an_attempt_whose_node_is_gone_is_abandoned_and_moved() {
+        let (ctx, mut handle) = context();
+        let mut request = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        request.status = Some(BuildRequestStatus {
+            phase: Some(PlatformPhase::Running),
+            attempts: Some(1),
+            job_name: Some("app-linux-amd64-g1-1".into()),
+            ..BuildRequestStatus::default()
+        });
+        let request = Arc::new(request);
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+
+        let job = json!({
+            "metadata": {"name": "app-linux-amd64-g1-1", "namespace": "ns", "uid": "uid-job-1",
+                "ownerReferences": [{"apiVersion": "kiln.dev/v1alpha1", "kind": "BuildRequest",
+                    "name": "app-linux-amd64-g1", "uid": "uid-app-linux-amd64-g1"}]},
+            "status": {"active": 1},
+        });
+        answer(&mut handle, list("JobList", json!([job]))).await;
+        let pod = json!({
+            "metadata": {"name": "app-linux-amd64-g1-1-x", "namespace": "ns",
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                    "name": "app-linux-amd64-g1-1", "uid": "uid-job-1"}]},
+            "spec": {"nodeName": "amd-1", "containers": [{"name": "kiln"}]},
+            "status": {"phase": "Running"},
+        });
+        answer(&mut handle, list("PodList", json!([pod]))).await;
+        let other = json!({
+            "metadata": {"name": "amd-2", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let (_, uri, _) = answer(&mut handle, list("NodeList", json!([other]))).await;
+        assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
+        let (method, uri, _) = answer_with(
+            &mut handle,
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "nodes \"amd-1\" not found"}),
+        )
+        .await;
+        assert_eq!(
+            (method.as_str(), uri.as_str()),
+            ("GET", "/api/v1/nodes/amd-1")
+        );
+
+        let (method, _, patch) =
+            answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
+        assert_eq!(method, "PATCH");
+        let status = &patch["status"];
+        assert_eq!(status["attempts"], 2);
+        assert_eq!(
+            status["disruptions"],
+            json!([{"attempt": 1, "node": "amd-1", "reason": "NodeGone",
+                "message": "node amd-1 no longer exists", "nodeAvoided": true}])
+        );
+        for _ in 0..3 {
+            let (method, _, _) = answer(&mut handle, json!({})).await;
+            assert_eq!(method, "POST", "builder access");
+        }
+        let (method, _, job) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "POST");
+        assert_eq!(job["metadata"]["name"], "app-linux-amd64-g1-2");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"],
+            json!(["amd-1"])
+        );
+        let (method, uri, body) = answer(&mut handle, json!({})).await;
+        assert_eq!(method, "DELETE");
+        assert_eq!(
+            uri,
+            "/apis/batch/v1/namespaces/ns/jobs/app-linux-amd64-g1-1?"
+        );
+        assert_eq!(body["propagationPolicy"], "Background");
+        // Running before and after: no phase event.
+        let requeue = reconciling.await.unwrap().unwrap();
+        assert_eq!(requeue, Requeue::requeue(ctx.resync));
     }
 }

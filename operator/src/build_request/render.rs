@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceAccount,
-    Volume, VolumeMount,
+    Affinity, Container, EnvVar, KeyToPath, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceAccount, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -184,8 +185,34 @@ fn meta(request: &BuildRequest, name: String, labels: BTreeMap<String, String>) 
     }
 }
 
-/// The builder Job of `attempt`.
-pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> Job {
+/// Keeps a pod off `nodes` (by node name): earlier attempts of the same
+/// build lost their pods there.
+fn avoiding(nodes: &[String]) -> Option<Affinity> {
+    (!nodes.is_empty()).then(|| Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "NotIn".into(),
+                        values: Some(nodes.to_vec()),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+/// The builder Job of `attempt`, its pod kept off `avoid_nodes`.
+pub fn job(
+    request: &BuildRequest,
+    attempt: i32,
+    avoid_nodes: &[String],
+    settings: &BuilderSettings,
+) -> Job {
     let name = request.metadata.name.as_deref().unwrap_or_default();
     let spec = &request.spec;
     let scheduling = &spec.build.scheduling;
@@ -254,6 +281,7 @@ pub fn job(request: &BuildRequest, attempt: i32, settings: &BuilderSettings) -> 
                     service_account_name: Some(service_account),
                     automount_service_account_token: Some(true),
                     node_selector: Some(node_selector),
+                    affinity: avoiding(avoid_nodes),
                     tolerations: (!scheduling.tolerations.is_empty())
                         .then(|| scheduling.tolerations.clone()),
                     volumes,
@@ -366,10 +394,10 @@ mod tests {
 
     #[test]
     fn job_rendering() {
-        let yaml = serde_yaml::to_string(&job(&full_request(), 2, &settings())).unwrap();
+        let yaml = serde_yaml::to_string(&job(&full_request(), 2, &[], &settings())).unwrap();
         insta::assert_snapshot!("job_full_spec_attempt_2", yaml);
         let minimal = build_request("app-linux-amd64-g1", "linux/amd64", 0);
-        let yaml = serde_yaml::to_string(&job(&minimal, 1, &settings())).unwrap();
+        let yaml = serde_yaml::to_string(&job(&minimal, 1, &[], &settings())).unwrap();
         insta::assert_snapshot!("job_minimal_spec_attempt_1", yaml);
     }
 
@@ -377,8 +405,9 @@ mod tests {
     fn without_native_nodes_the_arch_is_not_pinned_and_emulation_is_on() {
         let mut request = build_request("b", "linux/s390x", 0);
         request.spec.build.scheduling.require_native_nodes = false;
-        let job = job(&request, 1, &settings());
+        let job = job(&request, 1, &[], &settings());
         let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.affinity, None);
         assert_eq!(
             pod.node_selector.unwrap(),
             BTreeMap::from([(OS_LABEL.to_owned(), "linux".to_owned())])
@@ -412,6 +441,29 @@ mod tests {
                 .collect();
             assert_eq!(modes, [want], "{mode} legacy={legacy}");
         }
+    }
+
+    #[test]
+    fn a_retry_is_kept_off_the_nodes_that_lost_earlier_attempts() {
+        let request = build_request("b", "linux/amd64", 0);
+        let avoid = ["node-1".to_owned(), "node-3".to_owned()];
+        let pod = job(&request, 3, &avoid, &settings())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let affinity = serde_json::to_value(pod.affinity.unwrap()).unwrap();
+        assert_eq!(
+            affinity,
+            serde_json::json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [
+                    {"key": "metadata.name", "operator": "NotIn", "values": ["node-1", "node-3"]}
+                ]}]
+            }}})
+        );
+        // The arch pin is still there: the affinity narrows, never widens.
+        assert_eq!(pod.node_selector.unwrap()[ARCH_LABEL], "amd64");
     }
 
     #[test]

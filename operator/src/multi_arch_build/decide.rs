@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kiln_crds::condition::{self, INDEX_PUBLISHED, NATIVE_NODES_AVAILABLE, PLATFORMS_BUILT, READY};
+use kiln_crds::condition::{
+    self, BUILDER_IMAGE_PULLED, INDEX_PUBLISHED, NATIVE_NODES_AVAILABLE, PLATFORMS_BUILT, READY,
+};
 use kiln_crds::{
     BuildRequest, BuildRequestSpec, Condition, ConditionStatus, IndexStatus, MultiArchBuild,
     MultiArchBuildStatus, Phase, PlatformPhase, PlatformStatus, TagMode,
@@ -204,6 +206,43 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         ),
     };
     set(&mut status, nodes, now, generation);
+
+    // A builder image that cannot be pulled, named by the platform that
+    // met it; the condition appears only once a platform reported on it.
+    let pulls: Vec<(&str, &Condition)> = entries
+        .iter()
+        .filter_map(|(e, r)| {
+            let c = condition::find(&(*r)?.status.as_ref()?.conditions, BUILDER_IMAGE_PULLED)?;
+            Some((e.platform.as_str(), c))
+        })
+        .collect();
+    if let Some((platform, failing)) = pulls
+        .iter()
+        .find(|(_, c)| c.status == ConditionStatus::False)
+    {
+        let message = format!(
+            "{platform}: {}",
+            failing.message.clone().unwrap_or_default()
+        );
+        set(
+            &mut status,
+            Condition::new(BUILDER_IMAGE_PULLED, false, "ImagePullFailed", message),
+            now,
+            generation,
+        );
+    } else if !pulls.is_empty() {
+        set(
+            &mut status,
+            Condition::new(
+                BUILDER_IMAGE_PULLED,
+                true,
+                "Pulled",
+                "every builder pod pulled the builder image",
+            ),
+            now,
+            generation,
+        );
+    }
 
     let failed = entries
         .iter()
@@ -580,6 +619,88 @@ mod tests {
         assert_eq!(d.status.phase, Some(Phase::Building));
         assert!(d.actions.is_empty());
         assert_eq!(ready(&d.status).1, "1 of 2 platforms built");
+    }
+
+    /// Nothing half-published: while a platform is retrying (after a build
+    /// failure, a lost node, or with its earlier attempt's digest still in
+    /// its status) or has failed, no index is published.
+    #[test]
+    fn no_index_while_a_platform_retries_or_failed() {
+        let build = multi_arch_build("app", &PLATFORMS, 1);
+        let retrying: [fn(&mut kiln_crds::BuildRequestStatus); 3] = [
+            |s| {
+                s.phase = Some(PlatformPhase::Running);
+                s.attempts = Some(2);
+                s.disruptions = vec![kiln_crds::Disruption {
+                    attempt: 1,
+                    node: Some("arm-1".into()),
+                    reason: "NodeNotReady".into(),
+                    message: None,
+                    node_avoided: true,
+                }];
+            },
+            // An abandoned attempt's builder reported a digest after all:
+            // the platform is not Succeeded, so it is not a child.
+            |s| {
+                s.phase = Some(PlatformPhase::Running);
+                s.attempts = Some(2);
+                s.digest = Some(ARM.into());
+            },
+            |s| {
+                s.phase = Some(PlatformPhase::Failed);
+                s.attempts = Some(3);
+                s.digest = Some(ARM.into());
+                s.message = Some("the builder was OOM-killed".into());
+            },
+        ];
+        for (i, arm) in retrying.into_iter().enumerate() {
+            let requests = [
+                request(&build, "linux/amd64", succeeded(AMD)),
+                request(&build, "linux/arm64", arm),
+            ];
+            let d = decide_now(&build, &requests);
+            assert!(
+                !d.actions.iter().any(|a| matches!(a, Action::Publish(_))),
+                "case {i}: {:?}",
+                d.actions
+            );
+            assert_ne!(d.status.phase, Some(Phase::Publishing), "case {i}");
+            assert_ne!(d.status.phase, Some(Phase::Succeeded), "case {i}");
+            let built = find(&d.status.conditions, PLATFORMS_BUILT).unwrap();
+            assert_eq!(built.status, ConditionStatus::False, "case {i}");
+            assert_eq!(d.status.platforms[1].digest, None, "case {i}");
+        }
+    }
+
+    #[test]
+    fn an_unpullable_builder_image_is_named_on_the_build() {
+        let build = multi_arch_build("app", &PLATFORMS, 1);
+        let text = "the builder image registry.example/kiln-builder:1 cannot be pulled on node arm-1: ErrImagePull: not found";
+        let requests = [
+            request(&build, "linux/amd64", running),
+            request(&build, "linux/arm64", |s| {
+                s.phase = Some(PlatformPhase::Running);
+                s.attempts = Some(1);
+                s.conditions = vec![
+                    Condition::new(BUILDER_IMAGE_PULLED, false, "ImagePullFailed", text),
+                    Condition::new(READY, false, "BuilderImagePullFailed", text),
+                ];
+            }),
+        ];
+        let d = decide_now(&build, &requests);
+        let pulled = find(&d.status.conditions, BUILDER_IMAGE_PULLED).unwrap();
+        assert_eq!(
+            (pulled.status, pulled.message.clone().unwrap()),
+            (ConditionStatus::False, format!("linux/arm64: {text}"))
+        );
+        assert_eq!(d.status.platforms[1].message.as_deref(), Some(text));
+        // None reported on a pull: no condition at all.
+        let quiet = [
+            request(&build, "linux/amd64", running),
+            request(&build, "linux/arm64", running),
+        ];
+        let d = decide_now(&build, &quiet);
+        assert!(find(&d.status.conditions, BUILDER_IMAGE_PULLED).is_none());
     }
 
     #[test]

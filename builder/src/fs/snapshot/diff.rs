@@ -515,7 +515,17 @@ impl Changes {
             .with_min_len(64)
             .map(|item| self.describe(item, new, root))
             .collect::<Result<_, _>>()?;
-        let mut plan = LayerPlan::new();
+        // File contents are read through the root's descriptor.
+        let mut plan = match crate::fs::root_dir::RootDir::open(root) {
+            Ok(dir) => LayerPlan::within(dir),
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    op: "open directory",
+                    path: root.to_path_buf(),
+                    source,
+                });
+            }
+        };
         for (path, kind, meta) in described {
             plan.push(Path::new(OsStr::from_bytes(&path)), kind, meta)
                 .map_err(|source| SnapshotError::Plan {

@@ -62,6 +62,22 @@ fn help_lists_the_flags_by_group() {
     }
 }
 
+/// Guide 001's "Check supported architectures": `--help | grep platform`
+/// answers the question on one line.
+#[test]
+fn help_grep_platform_names_the_supported_platforms() {
+    let output = kiln(&["--help"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let help = stdout(&output);
+    let grepped: Vec<&str> = help.lines().filter(|l| l.contains("platform")).collect();
+    assert!(
+        grepped.contains(
+            &"Supported platforms: any os/arch[/variant] (linux/amd64, linux/arm64, linux/s390x, ...)."
+        ),
+        "{grepped:#?}"
+    );
+}
+
 #[test]
 fn validation_errors_exit_1_with_one_line() {
     let table: &[(&[&str], &[(&str, &str)], &str)] = &[

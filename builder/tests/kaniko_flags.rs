@@ -450,3 +450,90 @@ async fn immutable_tag_refusals_are_ignored_on_request() {
     .await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
 }
+
+/// `--push-ignore-immutable-tag-errors` for the multi-platform index: the
+/// platforms are pushed by digest (which an immutable-tag registry
+/// accepts), then the index under the tag, which it refuses. Without the
+/// flag the build fails; with it the build succeeds with a warning naming
+/// the tag, the tag keeps its first index, and stdout gives the index
+/// built rather than a reference that was never pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_tag_refusals_of_an_index_are_ignored_on_request() {
+    use support::kiln::{assert_success, context, context_arg, kiln, stderr};
+    let registry = support::TestRegistry::start();
+    let proxy = support::FaultProxy::immutable_tags(registry.host()).await;
+    let first = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "first")]);
+    let second = context("FROM scratch\nCOPY a.txt /\n", &[("a.txt", "second")]);
+    let args = |ctx: &std::path::Path, host: &str, extra: &[&str]| {
+        let mut args = vec![
+            context_arg(ctx),
+            format!("--destination={host}/frozen-index:1"),
+            "--platform=linux/amd64,linux/arm64".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let manifest = |host: &str| {
+        let output = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{host}/frozen-index:1"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        output.stdout
+    };
+    assert_success(&kiln(&args(first.path(), registry.host(), &[])).await);
+    let kept = manifest(registry.host());
+    let kept_index: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+    assert_eq!(
+        kept_index["manifests"].as_array().unwrap().len(),
+        2,
+        "{kept_index}"
+    );
+
+    let refused = kiln(&args(second.path(), proxy.host(), &[])).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("TAG_INVALID"),
+        "{}",
+        stderr(&refused)
+    );
+    let injected = proxy.faults_injected();
+    assert!(injected >= 1);
+
+    let ignored = kiln(&args(
+        second.path(),
+        proxy.host(),
+        &["--push-ignore-immutable-tag-errors"],
+    ))
+    .await;
+    assert_success(&ignored);
+    assert!(proxy.faults_injected() > injected);
+    let log = stderr(&ignored);
+    let stdout = String::from_utf8_lossy(&ignored.stdout).into_owned();
+    let index_digest = stdout.trim();
+    assert!(
+        index_digest.starts_with("sha256:") && stdout.lines().count() == 1,
+        "{stdout}"
+    );
+    assert!(
+        log.contains(&format!(
+            "WARN {}/frozen-index:1 exists and the registry refused to overwrite it (",
+            proxy.host()
+        )) && log.contains(&format!(
+            "; it keeps its image, the index {index_digest} is not published there \
+             (--push-ignore-immutable-tag-errors)"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("pushed index"), "{log}");
+    assert_eq!(manifest(registry.host()), kept, "the tag moved");
+    // The index kiln built is not the one the tag keeps: the test did
+    // change the image.
+    assert_ne!(format!("sha256:{}", sha256_hex(&kept)), index_digest);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

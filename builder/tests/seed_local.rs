@@ -330,7 +330,7 @@ async fn every_local_example_of_guide_001_gives_its_image() {
 /// Guide 000's command lines with the local driver: its basic
 /// multi-platform build, the migration guide's "After" with the
 /// per-architecture cache (`-${ARCH}` as kiln must receive it, quoted),
-/// and its legacy Docker compatibility.
+/// its production OCI configuration and its legacy Docker compatibility.
 #[tokio::test(flavor = "multi_thread")]
 async fn guide_000_examples_give_their_images() {
     let registry = TestRegistry::start();
@@ -377,6 +377,38 @@ async fn guide_000_examples_give_their_images() {
             "{log}"
         );
     }
+
+    // Production OCI Configuration (given with a context and destination,
+    // and no platform: a one-entry index of this machine's platform).
+    let image = format!("{host}/org/production:1.0");
+    let output = kiln(&[
+        ctx.clone(),
+        format!("--destination={image}"),
+        "--oci-mode=oci".to_string(),
+        "--compression=zstd".to_string(),
+        "--publish-index=true".to_string(),
+        "--index-annotations=org.opencontainers.image.source=https://github.com/org/repo"
+            .to_string(),
+        "--index-annotations=org.opencontainers.image.licenses=Apache-2.0".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let host_platform = kiln_builder::platform::Platform::host().to_string();
+    assert_eq!(index_platforms(&image), [host_platform]);
+    let index = raw(&image);
+    assert_eq!(
+        index["annotations"],
+        serde_json::json!({
+            "org.opencontainers.image.source": "https://github.com/org/repo",
+            "org.opencontainers.image.licenses": "Apache-2.0",
+        })
+    );
+    let child = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = raw(&format!("{host}/org/production@{child}"));
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
 
     // Legacy Docker Compatibility.
     let image = format!("{host}/registry/legacy:1.0.0");

@@ -3,8 +3,9 @@
 //!
 //! 1. the builder image: a container of a `FROM scratch` image, no `/tmp`,
 //!    no `TMPDIR`, `--isolation=inplace`, the context fetched (`oci://`, as
-//!    `kiln --driver=k8s` uploads it and the operator's Jobs fetch it); the
-//!    pushed image is read back with skopeo and run. The pod runner cannot
+//!    `kiln --driver=k8s` uploads it and the operator's Jobs fetch it, and
+//!    `git://…#v1` from a git daemon on the node's bridge); the pushed
+//!    images are read back with skopeo and run. The pod runner cannot
 //!    show this: it runs the host's `kiln` with `TMPDIR` set (this failed
 //!    before kiln had a work root: "creating a temporary directory in /tmp:
 //!    No such file or directory");
@@ -23,6 +24,9 @@
 //! node registry's certificate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/git_daemon.rs"]
+mod git_daemon;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -269,6 +273,8 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
         ("Succeeded", "hello from a fetched context\n")
     );
 
+    builds_from_a_git_daemon(&pods, &node, &builder, &base, work.path()).await;
+
     each_kept_capability_is_needed(&pods, &node, &uploader, &builder, &base, work.path()).await;
     an_unpullable_builder_image_is_named_on_the_build(&cluster, &node, &context).await;
     helm_installed_operator_builds_the_sample(&cluster, &node, &kiln, &context_dir, &context).await;
@@ -300,6 +306,77 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
     )
     .await;
     a_job_of_the_builder_image_builds_with_driver_k8s(&cluster, &node, &source).await;
+}
+
+/// The builder image in a real pod with a `git://…#ref` context: a `git
+/// daemon` this test starts on the node's bridge address (where pods reach
+/// the host, as the node's registry does), fetched in-process (the image
+/// has no git), `--isolation=inplace`. The image runs and prints the file
+/// the repository's tag holds.
+async fn builds_from_a_git_daemon(
+    pods: &Api<Pod>,
+    node: &RealNode,
+    builder: &str,
+    base: &str,
+    work: &Path,
+) {
+    let tree = work.join("git-tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("hello.txt"), "hello from a git daemon\n").unwrap();
+    std::fs::write(
+        tree.join("Dockerfile"),
+        format!(
+            "FROM {base}\nCOPY hello.txt /hello.txt\nRUN [\"/bin/busybox\", \"cp\", \"/hello.txt\", \"/copied.txt\"]\n"
+        ),
+    )
+    .unwrap();
+    let address: std::net::IpAddr = node.report().node_ip.parse().unwrap();
+    let git = git_daemon::GitDaemon::serve(&tree, address);
+    let context = format!("{}#v1", git.url());
+    let built = format!("{}/kiln-e2e/built-from-git:1", node.registry());
+    let (phase, log) = run_to_completion(
+        pods,
+        serde_json::json!({
+            "metadata": { "name": "build-git" },
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": { "kubernetes.io/hostname": node.name() },
+                "containers": [{
+                    "name": "kiln",
+                    "image": builder,
+                    "args": [
+                        format!("--context={context}"),
+                        format!("--destination={built}"),
+                        "--isolation=inplace",
+                    ],
+                }],
+            }
+        }),
+    )
+    .await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    assert!(log.contains("--isolation=inplace: in a container"), "{log}");
+    drop(git);
+    let (phase, log) = run_to_completion(
+        pods,
+        serde_json::json!({
+            "metadata": { "name": "run-built-from-git" },
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": { "kubernetes.io/hostname": node.name() },
+                "containers": [{
+                    "name": "main",
+                    "image": built,
+                    "args": ["cat", "/copied.txt"],
+                }],
+            }
+        }),
+    )
+    .await;
+    assert_eq!(
+        (phase.as_str(), log.as_str()),
+        ("Succeeded", "hello from a git daemon\n")
+    );
 }
 
 /// The sample MultiArchBuild pointed at `context` and `registry`'s

@@ -295,7 +295,7 @@ async fn push_manifest(
             Err(error)
                 if plan.ignore_immutable_tags
                     && target.digest().is_none()
-                    && refuses_immutable_tag(&error)
+                    && error.refuses_immutable_tag()
                     && blobs
                         .registry
                         .fetch_manifest_raw(&target, crate::registry::Access::Push)
@@ -313,16 +313,6 @@ async fn push_manifest(
         pushed.push(name);
     }
     Ok((digest, pushed))
-}
-
-/// Whether a refused manifest push says the tag is immutable: ECR (400
-/// TAG_INVALID, "already exists … immutable"), Harbor (412), Artifact
-/// Registry (400 "immutable"), Docker Hub and others (409). The caller
-/// also checks that the tag exists.
-fn refuses_immutable_tag(error: &RegistryError) -> bool {
-    let text = error.to_string().to_ascii_lowercase();
-    matches!(error.status(), Some(400 | 403 | 409 | 412))
-        && (text.contains("immutable") || text.contains("already exists"))
 }
 
 async fn push_blobs(

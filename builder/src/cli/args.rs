@@ -46,7 +46,14 @@ fn default_isolation() -> Isolation {
 /// kiln accepts kaniko's executor flags, and adds multi-platform builds
 /// published as one image index.
 #[derive(Debug, Clone, PartialEq, Parser, Serialize)]
-#[command(name = "kiln", version, max_term_width = 100)]
+#[command(
+    name = "kiln",
+    version,
+    max_term_width = 100,
+    after_help = "Supported platforms: any os/arch[/variant] (linux/amd64, linux/arm64, linux/s390x, ...).\n\
+                  RUN for a platform this machine cannot execute needs a registered qemu-user\n\
+                  interpreter (--emulation=auto, the default) or native nodes (--driver=k8s)."
+)]
 pub struct Args {
     #[command(flatten, next_help_heading = "Input")]
     #[serde(flatten)]

@@ -209,6 +209,9 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
                 tracing::info!("{}: {}{cache}", build.platform, outcome.digest);
             }
             match index {
+                // Every tag kept its image (--push-ignore-immutable-tag-errors):
+                // the index built is the result.
+                Some(index) if index.references.is_empty() => println!("{}", index.digest),
                 Some(index) => index.references.iter().for_each(|r| println!("{r}")),
                 None => platforms
                     .iter()

@@ -145,6 +145,7 @@ pub async fn publish_to_destinations(
         children,
         plan,
         &options.multi_platform.index_annotations,
+        output.push_ignore_immutable_tag_errors,
     )
     .await?;
     crate::build::write_digest_files(
@@ -359,13 +360,17 @@ pub fn name_of(destination: &str) -> &str {
 /// [`crate::image::index_blob`] and pushes it to every destination under
 /// the tag it names. With `plan.docker_fallback`, a registry that refuses
 /// the OCI index gets a Docker manifest list instead — at every
-/// destination, so all of them hold the same digest.
+/// destination, so all of them hold the same digest. With
+/// `ignore_immutable_tags` (`--push-ignore-immutable-tag-errors`), a
+/// destination whose existing tag the registry refuses to overwrite keeps
+/// its image with a warning, and is left out of the references.
 pub async fn publish_index(
     registry: &Registry,
     destinations: &[String],
     children: &[(Descriptor, Platform)],
     plan: IndexPlan,
     annotations: &BTreeMap<String, String>,
+    ignore_immutable_tags: bool,
 ) -> Result<IndexOutcome, PublishError> {
     if destinations.is_empty() {
         return Err(PublishError::NoDestination);
@@ -384,12 +389,32 @@ pub async fn publish_index(
     let mut format = plan.format;
     'formats: loop {
         let blob = index_blob(format, children, annotations)?;
-        for target in &targets {
+        // The destinations whose tag now names this index.
+        let mut pushed = Vec::with_capacity(targets.len());
+        for (target, destination) in targets.iter().zip(destinations) {
             match registry
                 .push_manifest_raw(target, &blob.bytes, &blob.media_type)
                 .await
             {
-                Ok(_) => info!("pushed index {target}@{}", blob.digest),
+                Ok(_) => {
+                    info!("pushed index {target}@{}", blob.digest);
+                    pushed.push(destination);
+                }
+                Err(error)
+                    if ignore_immutable_tags
+                        && error.refuses_immutable_tag()
+                        && registry
+                            .fetch_manifest_raw(target, Access::Push)
+                            .await
+                            .is_ok() =>
+                {
+                    warn!(
+                        "{destination} exists and the registry refused to overwrite it ({error}); \
+                         it keeps its image, the index {} is not published there \
+                         (--push-ignore-immutable-tag-errors)",
+                        blob.digest
+                    );
+                }
                 Err(error) if format == ManifestFormat::Oci && rejects_media_type(&error) => {
                     if plan.docker_fallback {
                         warn!(
@@ -412,7 +437,7 @@ pub async fn publish_index(
             digest: blob.digest.clone(),
             media_type: blob.media_type.clone(),
             size: blob.bytes.len() as u64,
-            references: destinations
+            references: pushed
                 .iter()
                 .map(|d| format!("{}@{}", name_of(d), blob.digest))
                 .collect(),

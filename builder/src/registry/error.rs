@@ -163,6 +163,17 @@ impl RegistryError {
         self.status() == Some(404)
     }
 
+    /// Whether a refused manifest push says the tag is immutable: ECR (400
+    /// TAG_INVALID, "already exists … immutable"), Harbor (412), Artifact
+    /// Registry (400 "immutable"), Docker Hub and others (409). Callers
+    /// also check that the tag exists before treating the refusal as
+    /// harmless (`--push-ignore-immutable-tag-errors`).
+    pub fn refuses_immutable_tag(&self) -> bool {
+        let text = self.to_string().to_ascii_lowercase();
+        matches!(self.status(), Some(400 | 403 | 409 | 412))
+            && (text.contains("immutable") || text.contains("already exists"))
+    }
+
     /// Transient failures that another attempt may cure: server errors, rate
     /// limits and lost connections. Authentication, missing content and
     /// digest mismatches are not retried: the next attempt would fail the same
@@ -514,5 +525,40 @@ mod tests {
         assert!(detail.starts_with(" (line one line two xxx"), "{detail}");
         assert!(detail.ends_with("…)"), "{detail}");
         assert_eq!(detail.chars().count(), 200 + 4);
+    }
+
+    #[test]
+    fn which_refusals_name_an_immutable_tag() {
+        let status = |status: u16, detail: &str| RegistryError::Status {
+            operation: "pushing manifest to 127.0.0.1:5000/app:1".to_string(),
+            status,
+            detail: detail.to_string(),
+            hint: String::new(),
+        };
+        let table = [
+            (
+                status(
+                    400,
+                    " (TAG_INVALID: The image tag '1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.)",
+                ),
+                true,
+            ),
+            (status(412, " (PRECONDITION: tag is immutable)"), true),
+            (status(409, " (DENIED: tag already exists)"), true),
+            (status(403, " (DENIED: immutable tag)"), true),
+            (status(400, " (MANIFEST_INVALID: manifest invalid)"), false),
+            (status(404, " (NAME_UNKNOWN: immutable)"), false),
+            (status(500, " (UNKNOWN: already exists)"), false),
+            (
+                RegistryError::RetriesExhausted {
+                    attempts: 2,
+                    last: Box::new(status(409, " (CONFLICT: tag already exists)")),
+                },
+                true,
+            ),
+        ];
+        for (error, want) in table {
+            assert_eq!(error.refuses_immutable_tag(), want, "{error}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 #[path = "../../../builder/tests/support/fixtures.rs"]
 pub mod fixtures;
+pub mod git_daemon;
 #[path = "../../../builder/tests/support/registry.rs"]
 pub mod registry;
 

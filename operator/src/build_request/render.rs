@@ -213,7 +213,15 @@ pub fn builder_args(request: &BuildRequest) -> Vec<String> {
         }
     }
     let output = &build.output;
-    args.push(format!("--oci-mode={}", output.oci_mode));
+    // A Docker manifest list can list only Docker manifests: with
+    // legacyManifestList the platforms are built as such, as the CLI's
+    // local driver does (`kiln_builder::build::oci_mode`); under `auto` or
+    // `oci` they would be OCI manifests the index could not list.
+    if output.legacy_manifest_list {
+        args.push("--oci-mode=docker".into());
+    } else {
+        args.push(format!("--oci-mode={}", output.oci_mode));
+    }
     args.push(format!("--compression={}", output.compression));
     if let Some(level) = output.compression_level {
         args.push(format!("--compression-level={level}"));
@@ -601,6 +609,33 @@ mod tests {
                 "SETUID"
             ]
         );
+    }
+
+    #[test]
+    fn a_legacy_manifest_list_builds_docker_manifests() {
+        // (ociMode, legacyManifestList, the builder's --oci-mode)
+        let table = [
+            ("auto", false, "--oci-mode=auto"),
+            ("oci", false, "--oci-mode=oci"),
+            ("docker", false, "--oci-mode=docker"),
+            ("auto", true, "--oci-mode=docker"),
+            ("oci", true, "--oci-mode=docker"),
+            ("docker", true, "--oci-mode=docker"),
+        ];
+        for (mode, legacy, want) in table {
+            let mut request = build_request("b", "linux/amd64", 0);
+            request.spec.build.output = serde_json::from_value(serde_json::json!({
+                "ociMode": mode,
+                "legacyManifestList": legacy,
+            }))
+            .unwrap();
+            let args = builder_args(&request);
+            let modes: Vec<&String> = args
+                .iter()
+                .filter(|a| a.starts_with("--oci-mode="))
+                .collect();
+            assert_eq!(modes, [want], "{mode} legacy={legacy}");
+        }
     }
 
     #[test]

@@ -127,10 +127,19 @@ pub async fn publish(
         &annotations,
     )
     .map_err(|e| permanent(e.to_string()))?;
-    publish_index(&registry, &spec.destinations, &entries, plan, &annotations)
-        .await
-        .map_err(|error| match &error {
-            index::PublishError::Registry(e) if e.is_retryable() => transient(error.to_string()),
-            _ => permanent(error.to_string()),
-        })
+    // The MultiArchBuild has no field for kaniko's
+    // --push-ignore-immutable-tag-errors: a refused tag fails the publish.
+    publish_index(
+        &registry,
+        &spec.destinations,
+        &entries,
+        plan,
+        &annotations,
+        false,
+    )
+    .await
+    .map_err(|error| match &error {
+        index::PublishError::Registry(e) if e.is_retryable() => transient(error.to_string()),
+        _ => permanent(error.to_string()),
+    })
 }

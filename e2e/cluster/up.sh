@@ -238,10 +238,19 @@ spec:
       kiln.dev/kwok-stage-that-never-matches: "true"
   next: {}
 KWOK
-launch kwok env HOME="$state/kwok-home" "$kwok_bin/kwok" \
-  --kubeconfig="$state/kubeconfig" --config="$state/kwok.yaml" \
-  --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok \
-  --node-lease-duration-seconds=40 --node-ip=127.0.0.1
+# Supervised: kwok v0.7.0 panics ("interface {} is
+# cache.DeletedFinalStateUnknown, not *v1.Node") when its watch missed a
+# node's deletion, which tests that delete nodes cause under load; every
+# fake node would then go NotReady. Restarted at once, it takes the nodes
+# over again before their leases expire. down.sh kills the whole group.
+launch kwok bash -c 'while :; do
+  env HOME="$1/kwok-home" "$2/kwok" \
+    --kubeconfig="$1/kubeconfig" --config="$1/kwok.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok \
+    --node-lease-duration-seconds=40 --node-ip=127.0.0.1
+  echo "kiln-e2e: kwok exited ($?); restarting it" >&2
+  sleep 1
+done' kwok-supervisor "$state" "$kwok_bin"
 
 export KUBECONFIG="$state/kubeconfig" KUBECTL="$kube_bin/kubectl"
 for node in amd64-1:amd64 amd64-2:amd64 arm64-1:arm64; do

@@ -17,6 +17,7 @@
 //! measured from the object headers before anything is written) and the
 //! time ([`FETCH_TIMEOUT`]).
 
+use crate::registry::error_chain;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,7 +195,7 @@ impl Fetch {
             gix::create::Options::default(),
             gix::open::Options::isolated(),
         )
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| error_chain(&e))?;
         if shallow {
             prepare =
                 prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN));
@@ -202,11 +203,11 @@ impl Fetch {
         prepare = match want {
             Want::Head => prepare,
             Want::Ref(name) => prepare.with_ref_name(Some(name)).map_err(|e| {
-                format!("{name:?} is not a valid git reference: {}", error_text(&e))
+                format!("{name:?} is not a valid git reference: {}", error_chain(&e))
             })?,
             Want::Commit(id) => prepare
                 .with_revision(Some(id))
-                .map_err(|e| format!("{id:?} is not a valid commit id: {}", error_text(&e)))?,
+                .map_err(|e| format!("{id:?} is not a valid commit id: {}", error_chain(&e)))?,
         };
         if self.is_http {
             let credentials = self.credentials.clone();
@@ -231,7 +232,7 @@ impl Fetch {
                         self.limits.fetch_bytes
                     ));
                 }
-                (result, false) => result.map_err(|e| error_text(&e))?,
+                (result, false) => result.map_err(|e| error_chain(&e))?,
             }
         };
         let (mut checkout, _outcome) = fetched;
@@ -241,7 +242,7 @@ impl Fetch {
         check_tree(checkout.repo(), self.limits)?;
         checkout
             .main_worktree(gix::progress::Discard, interrupt)
-            .map_err(|e| error_text(&e))?;
+            .map_err(|e| error_chain(&e))?;
         Ok(())
     }
 
@@ -270,21 +271,6 @@ impl Fetch {
         }
         scrubbed
     }
-}
-
-/// A gix error with its causes, one line.
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Answers the transport's credential requests with `credentials`.
@@ -353,7 +339,7 @@ fn detach_head(repo: &gix::Repository, commit: &str) -> Result<(), String> {
         name: "HEAD".try_into().map_err(|e| format!("HEAD: {e}"))?,
         deref: false,
     })
-    .map_err(|e| format!("checking out {commit}: {}", error_text(&e)))?;
+    .map_err(|e| format!("checking out {commit}: {}", error_chain(&e)))?;
     Ok(())
 }
 
@@ -363,7 +349,7 @@ fn check_tree(repo: &gix::Repository, limits: Limits) -> Result<(), String> {
     let tree = repo
         .head_commit()
         .and_then(|commit| commit.tree())
-        .map_err(|e| format!("reading the checked-out tree: {}", error_text(&e)))?;
+        .map_err(|e| format!("reading the checked-out tree: {}", error_chain(&e)))?;
     let mut counter = TreeSize {
         repo,
         limits,
@@ -375,7 +361,7 @@ fn check_tree(repo: &gix::Repository, limits: Limits) -> Result<(), String> {
     if let Some(error) = counter.error {
         return Err(error);
     }
-    walked.map_err(|e| format!("reading the checked-out tree: {}", error_text(&e)))
+    walked.map_err(|e| format!("reading the checked-out tree: {}", error_chain(&e)))
 }
 
 /// Adds up the entries and blob sizes of a tree, stopping at the limits.
@@ -401,7 +387,7 @@ impl TreeSize<'_> {
             match self.repo.find_header(entry.oid) {
                 Ok(header) => self.bytes = self.bytes.saturating_add(header.size()),
                 Err(e) => {
-                    self.error = Some(format!("reading object {}: {}", entry.oid, error_text(&e)));
+                    self.error = Some(format!("reading object {}: {}", entry.oid, error_chain(&e)));
                     return Action::Break(());
                 }
             }

@@ -264,7 +264,7 @@ pub(crate) fn is_certificate_failure(message: &str) -> bool {
 
 /// The whole `source()` chain on one line: reqwest's top-level message
 /// ("error sending request") hides the useful part ("connection refused").
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

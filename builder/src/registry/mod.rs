@@ -22,6 +22,7 @@
 mod auth;
 mod client;
 mod error;
+pub(crate) use error::error_chain;
 mod options;
 mod retry;
 /// Public for the fuzz targets (`fuzz/fuzz_targets/manifest.rs`): the pure

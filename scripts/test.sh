@@ -31,7 +31,7 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 
 echo "==> cargo test" >&2
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast
 
 echo "==> fuzz targets (libFuzzer, ${KILN_FUZZ_SECONDS:-20} s each)" >&2
 fuzz/run.sh "${KILN_FUZZ_SECONDS:-20}"

@@ -798,6 +798,10 @@ async fn with_two_replicas_only_the_leader_acts() {
         "--leader-elect=true".to_owned(),
         format!("--leader-election-namespace={namespace}"),
         "--leader-election-lease-name=kiln-operator".to_owned(),
+        // On a loaded two-core machine a renewal can be late by more than
+        // the default 15 s, and the standby then rightly takes over; this
+        // test is about a healthy leader, so its Lease outlasts any stall.
+        "--leader-election-lease-duration=120".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Replace the plain operator with two electing replicas.

@@ -34,6 +34,11 @@ pub struct Args {
     /// Name of the coordination.k8s.io/v1 Lease.
     #[arg(long, default_value = "kiln-operator")]
     pub leader_election_lease_name: String,
+    /// Seconds a leader holds the Lease without renewing it; it renews a
+    /// third of that before it runs out. Longer survives a slow API server,
+    /// shorter fails over sooner.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(6..=3600))]
+    pub leader_election_lease_duration: u64,
     /// Namespace of the Lease (the operator's own namespace in a pod).
     #[arg(long, env = "KILN_POD_NAMESPACE")]
     pub leader_election_namespace: Option<String>,

@@ -125,8 +125,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease_name)
             .with_namespace(&namespace)
             .with_identity(&identity)
-            .with_duration(15)
-            .with_grace(5)
+            .with_duration(args.leader_election_lease_duration)
+            .with_grace(args.leader_election_lease_duration / 3)
             .with_field_manager("kiln-operator")
             .build()
             .await

@@ -169,10 +169,22 @@ pub fn buildah_build(
     }
     build_command.extend(extra_flags.iter().map(String::as_str));
     build_command.push(&context_arg);
-    run(
-        &format!("buildah build of {}", context.display()),
-        &mut buildah(&build_command),
-    )?;
+    let what = format!("buildah build of {}", context.display());
+    match run(&what, &mut buildah(&build_command)) {
+        // buildah's RUN re-executes itself from a sealed in-memory copy;
+        // sealing fails with EBUSY while another process briefly holds a
+        // writable shared mapping of it (seen with two cases building at
+        // once). That is the peer's transient failure, not a difference:
+        // the build is tried once more, and fails for real the second time.
+        Err(error) if error.contains("sealing memfd copy: Device or resource busy") => {
+            eprintln!("{what}: retried once after buildah's transient memfd sealing failure");
+            let _ = buildah(&["rm", "--all"]).output();
+            run(&what, &mut buildah(&build_command))?;
+        }
+        result => {
+            result?;
+        }
+    }
     let destination_arg = format!("docker://{destination}");
     let pushed = run(
         &format!("buildah push to {destination}"),

@@ -1,6 +1,6 @@
 //! One TLS crypto provider for the whole process.
 //!
-//! oci-client and reqwest are compiled without a provider and kube brings
+//! reqwest (kiln's registry and git client) is compiled without a provider and kube brings
 //! `ring`; installing `ring` once at start-up keeps every client on the same
 //! implementation instead of rustls refusing to choose between two.
 

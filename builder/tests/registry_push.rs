@@ -30,8 +30,9 @@ fn registry(options: RegistryOptions) -> Registry {
     registry_with_config(&tempfile::tempdir().unwrap().keep(), options)
 }
 
-/// The requests a proxy saw, minus oci-client's `GET /v2/` probes for an
-/// authentication challenge, which it repeats for anonymous registries.
+/// The requests a proxy saw, minus any `GET /v2/` probe for an
+/// authentication challenge (kiln learns challenges from the requests
+/// themselves, so none is expected; a probe would not change the result).
 fn without_pings(requests: &[String]) -> Vec<String> {
     requests
         .iter()

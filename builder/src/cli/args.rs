@@ -767,7 +767,10 @@ pub struct KanikoArgs {
     #[arg(long, value_name = "COUNT", default_value_t = 0)]
     pub image_fs_extract_retry: u32,
 
-    /// Ignored: kiln has no TLS client certificates, so a registry that requires one refuses it.
+    /// A TLS client certificate (mutual TLS) for one registry, as PEM files of the certificate and
+    /// its private key, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key; presented
+    /// on every connection to that registry, its token server on the same host included.
+    /// Repeatable.
     #[arg(long, value_name = "REGISTRY=CERT,KEY")]
     pub registry_client_cert: Vec<String>,
 

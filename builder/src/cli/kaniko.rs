@@ -98,12 +98,7 @@ pub const KANIKO_FLAGS: &[(&str, InKiln)] = &[
     ("insecure-registry", InKiln::Same),
     ("skip-tls-verify-registry", InKiln::Same),
     ("registry-certificate", InKiln::Same),
-    (
-        "registry-client-cert",
-        InKiln::Ignored(
-            "kiln has no TLS client certificates, so a registry that requires one refuses it",
-        ),
-    ),
+    ("registry-client-cert", InKiln::Same),
     (
         "registry-map",
         InKiln::Meaning("REGISTRY=MIRROR[;…]: mirrors tried, in order, before REGISTRY for pulls"),

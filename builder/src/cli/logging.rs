@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn rust_log_overrides_verbosity() {
         let table = [
-            (Some("oci_client=trace"), Ok("oci_client=trace".to_string())),
+            (Some("reqwest=trace"), Ok("reqwest=trace".to_string())),
             // EnvFilter prints the most specific directives first.
             (Some(""), Ok("kiln_builder=info,kiln=info,warn".to_string())),
             (

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::registry::RegistryOptions;
+use crate::registry::{ClientCertificate, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ pub enum CliError {
         "invalid --registry-map \"{0}\": expected REGISTRY=MIRROR, e.g. index.docker.io=mirror.gcr.io"
     )]
     RegistryMap(String),
+    #[error(
+        "invalid --registry-client-cert \"{0}\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key"
+    )]
+    RegistryClientCert(String),
     #[error(
         "--image-format={image_format} and --oci-mode={oci_mode} ask for different media types: give one of them"
     )]
@@ -167,6 +171,7 @@ impl Args {
         let context = self.kaniko_context()?;
         let oci_mode = self.image_format()?;
         let registry_maps = registry_maps(&self.kaniko.registry_map)?;
+        let client_certificates = client_certificates(&self.kaniko.registry_client_cert)?;
         // Several platforms are one image: its index goes to the destination
         // unless asked otherwise; the ci driver's only product is an index.
         let publish_index = self
@@ -251,6 +256,7 @@ impl Args {
                 skip_tls_verify_pull: registry.skip_tls_verify_pull,
                 skip_tls_verify_registries: registry.skip_tls_verify_registry,
                 registry_certificates: certificates,
+                registry_client_certs: client_certificates,
                 registry_mirrors: registry.registry_mirror,
                 registry_maps,
                 skip_default_registry_fallback: kaniko.skip_default_registry_fallback,
@@ -444,6 +450,29 @@ fn registry_maps(values: &[String]) -> Result<Vec<(String, String)>, CliError> {
     Ok(maps)
 }
 
+/// kaniko's `--registry-client-cert=REGISTRY=CERT,KEY` (repeatable): the
+/// PEM certificate and key files presented to `REGISTRY` (`host[:port]`).
+/// The files are read when the build starts (`Registry::new`).
+fn client_certificates(values: &[String]) -> Result<Vec<ClientCertificate>, CliError> {
+    values
+        .iter()
+        .map(|value| {
+            let invalid = || CliError::RegistryClientCert(value.clone());
+            let (registry, files) = value.split_once('=').ok_or_else(invalid)?;
+            let (cert, key) = files.split_once(',').ok_or_else(invalid)?;
+            let (registry, cert, key) = (registry.trim(), cert.trim(), key.trim());
+            if registry.is_empty() || cert.is_empty() || key.is_empty() || key.contains(',') {
+                return Err(invalid());
+            }
+            Ok(ClientCertificate {
+                registry: registry.to_string(),
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            })
+        })
+        .collect()
+}
+
 /// `KEY=VALUE` pairs of a repeatable flag; a later duplicate key wins, as
 /// when the flag is repeated to override an earlier value.
 fn key_values(flag: &'static str, values: &[String]) -> Result<BTreeMap<String, String>, CliError> {
@@ -609,6 +638,7 @@ pub(crate) mod tests {
                 skip_tls_verify_pull: false,
                 skip_tls_verify_registries: vec![],
                 registry_certificates: vec![],
+                registry_client_certs: vec![],
                 registry_mirrors: vec![],
                 registry_maps: vec![],
                 skip_default_registry_fallback: false,
@@ -869,6 +899,7 @@ pub(crate) mod tests {
                             "my.registry:5000".to_string(),
                             PathBuf::from("/certs/ca.crt"),
                         )],
+                        registry_client_certs: vec![],
                         registry_mirrors: vec!["mirror.gcr.io".into(), "mirror.example".into()],
                         registry_maps: vec![],
                         skip_default_registry_fallback: false,
@@ -1267,6 +1298,27 @@ pub(crate) mod tests {
             }),
             (&["--dryrun"], |o| o.multi_platform.dry_run = true),
             (&["-v", "debug", "--use-new-run", "--kaniko-dir=/k"], |_| {}),
+            (
+                &[
+                    "--registry-client-cert=my.registry.url=/path/to/client.crt,/path/to/client.key",
+                    "--registry-client-cert",
+                    "127.0.0.1:5443=/c/a.pem,/c/a-key.pem",
+                ],
+                |o| {
+                    o.registry.registry_client_certs = vec![
+                        ClientCertificate {
+                            registry: "my.registry.url".into(),
+                            cert: PathBuf::from("/path/to/client.crt"),
+                            key: PathBuf::from("/path/to/client.key"),
+                        },
+                        ClientCertificate {
+                            registry: "127.0.0.1:5443".into(),
+                            cert: PathBuf::from("/c/a.pem"),
+                            key: PathBuf::from("/c/a-key.pem"),
+                        },
+                    ];
+                },
+            ),
         ];
         for (flags, edit) in table {
             let mut argv = vec!["kiln", "--no-push"];
@@ -1287,6 +1339,26 @@ pub(crate) mod tests {
             (
                 &["--image-format=oci", "--oci-mode=docker"],
                 "--image-format=oci and --oci-mode=docker ask for different media types: give one of them",
+            ),
+            (
+                &["--registry-client-cert=/c/client.crt,/c/client.key"],
+                "invalid --registry-client-cert \"/c/client.crt,/c/client.key\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                &["--registry-client-cert=reg.example=/c/client.crt"],
+                "invalid --registry-client-cert \"reg.example=/c/client.crt\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                &["--registry-client-cert==/c/client.crt,/c/client.key"],
+                "invalid --registry-client-cert \"=/c/client.crt,/c/client.key\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                &["--registry-client-cert=reg.example=/c/client.crt,"],
+                "invalid --registry-client-cert \"reg.example=/c/client.crt,\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                &["--registry-client-cert=reg.example=/a.crt,/a.key,/b.key"],
+                "invalid --registry-client-cert \"reg.example=/a.crt,/a.key,/b.key\": expected REGISTRY=CERT,KEY, e.g. my.registry.url=/path/to/client.crt,/path/to/client.key",
             ),
         ];
         for (flags, want) in refused {

@@ -16,12 +16,36 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
-use oci_client::secrets::RegistryAuth;
 
 use super::error::RegistryError;
 use super::options::canonical_registry;
 
 const KANIKO_CONFIG_DIR: &str = "/kaniko/.docker";
+
+/// The credentials for one registry. Its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum RegistryAuth {
+    Anonymous,
+    /// User and password, sent as HTTP basic authentication (to the
+    /// registry, or to its token server for a token).
+    Basic(String, String),
+    /// A token sent as it is (an identity token from a credential helper).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryAuth::Anonymous => f.write_str("Anonymous"),
+            RegistryAuth::Basic(user, _) => f
+                .debug_tuple("Basic")
+                .field(user)
+                .field(&"<redacted>")
+                .finish(),
+            RegistryAuth::Bearer(_) => f.debug_tuple("Bearer").field(&"<redacted>").finish(),
+        }
+    }
+}
 
 /// A docker config.json read once and removed: the bytes, and where they
 /// were (for messages). Its `Debug` shows the path only.
@@ -347,7 +371,7 @@ impl Credentials {
     }
 }
 
-/// An identity token is an OAuth2 refresh token, which oci-client cannot
+/// An identity token is an OAuth2 refresh token, which kiln does not
 /// exchange; it is offered as a bearer token, which registries that mint
 /// long-lived tokens (e.g. GitLab deploy tokens via helpers) accept.
 fn to_registry_auth(credential: DockerCredential) -> RegistryAuth {

@@ -1,24 +1,26 @@
-//! The I/O shell: one [`Registry`] per build, holding an oci-client (and a
-//! plain reqwest client for the one request oci-client lacks) per registry
-//! and access direction, credentials, and the retry policies.
+//! The I/O shell: one [`Registry`] per build, holding an [`Endpoint`] (a
+//! `reqwest::Client` with the registry's TLS settings, its challenge and
+//! tokens) per registry and access direction, credentials, and the retry
+//! policies. The protocol's requests are in `distribution`; what their
+//! answers mean for a build (digests, sizes, bounds, progress, retries) is
+//! here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Reference, RegistryOperation};
+use futures::TryStreamExt;
+use oci_spec::distribution::Reference;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use reqwest::{Method, StatusCode, header};
 use sha2::Digest as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::auth::Credentials;
-use super::error::{Failure, RegistryError, classify, error_chain};
-use super::options::{Access, RegistryOptions};
+use super::auth::{Credentials, RegistryAuth};
+use super::distribution::{Endpoint, TransportError, expect, pull_scope, push_scope};
+use super::error::{Failure, RegistryError, classify, error_chain, is_client_certificate_refusal};
+use super::options::{Access, ClientCertificate, RegistryOptions};
 use super::retry::with_retries;
 use super::select::{
     ACCEPTED_MANIFESTS, ManifestKind, config_platform, list_platforms, manifest_kind,
@@ -46,10 +48,11 @@ struct Inner {
     credentials: Arc<Credentials>,
     /// PEM bytes of every `--registry-certificate`, read once at start.
     certificates: HashMap<PathBuf, Vec<u8>>,
+    /// Every `--registry-client-cert`, read and checked once at start.
+    identities: HashMap<ClientCertificate, reqwest::Identity>,
     clients: Mutex<HashMap<(String, Access), Clients>>,
 }
 
-/// The clients for one registry and direction.
 /// The most a manifest or an index may weigh (containerd's bound too): real
 /// ones are a few KiB, an index of every platform well under 100 KiB.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -58,11 +61,12 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// is the largest part, a few hundred KiB for the largest real images.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
+/// The endpoint for one registry and direction.
 #[derive(Clone)]
 struct Clients {
-    oci: oci_client::Client,
-    http: reqwest::Client,
+    endpoint: Arc<Endpoint>,
     plain_http: bool,
+    client_certificate: bool,
 }
 
 /// A base image resolved for one platform.
@@ -100,13 +104,16 @@ struct Op {
     text: String,
     registry: String,
     plain_http: bool,
+    /// Whether a `--registry-client-cert` was presented.
+    client_certificate: bool,
     /// Said after an HTTP 404.
     not_found_hint: &'static str,
 }
 
 impl Registry {
-    /// Reads the `--registry-certificate` files and finds config.json.
-    /// Registries are contacted only when used.
+    /// Reads the `--registry-certificate` and `--registry-client-cert`
+    /// files (a client certificate must come with its own key) and finds
+    /// config.json. Registries are contacted only when used.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
         crate::tls::install_crypto_provider();
         let mut certificates = HashMap::new();
@@ -118,6 +125,10 @@ impl Registry {
             })?;
             certificates.insert(path.clone(), pem);
         }
+        let mut identities = HashMap::new();
+        for certificate in &options.registry_client_certs {
+            identities.insert(certificate.clone(), load_identity(certificate)?);
+        }
         let credentials = Arc::new(
             Credentials::discover(options.docker_config_dir.as_deref())
                 .with_helpers(options.credential_helpers.clone()),
@@ -127,6 +138,7 @@ impl Registry {
                 options,
                 credentials,
                 certificates,
+                identities,
                 clients: Mutex::new(HashMap::new()),
             }),
         })
@@ -277,9 +289,9 @@ impl Registry {
     }
 
     /// One GET of a manifest, its body read up to [`MAX_MANIFEST_BYTES`]
-    /// (oci-client reads any body whole: a registry serving an endless
-    /// manifest would fill kiln's memory) and checked against the
-    /// reference's digest, or the registry's `Docker-Content-Digest`.
+    /// (a registry serving an endless manifest would fill kiln's memory)
+    /// and checked against the reference's digest, or the registry's
+    /// `Docker-Content-Digest`.
     async fn get_manifest(
         &self,
         clients: &Clients,
@@ -287,31 +299,22 @@ impl Registry {
         auth: &RegistryAuth,
         op: &Op,
     ) -> Result<(Vec<u8>, String), RegistryError> {
-        let scheme = if clients.plain_http { "http" } else { "https" };
-        let url = format!(
-            "{scheme}://{}/v2/{}/manifests/{}",
-            reference.resolve_registry(),
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(
             reference.repository(),
-            reference.digest().or(reference.tag()).unwrap_or("latest")
+            &format!(
+                "manifests/{}",
+                reference.digest().or(reference.tag()).unwrap_or("latest")
+            ),
         );
-        let token = clients
-            .oci
-            .auth(reference, auth, RegistryOperation::Pull)
+        let scopes = [pull_scope(reference.repository())];
+        let accept = ACCEPTED_MANIFESTS.join(", ");
+        let mut response = endpoint
+            .send(auth, &scopes, Method::GET, &url, |request| {
+                request.header(header::ACCEPT, accept.as_str())
+            })
             .await
             .map_err(|e| self.fail(op, e))?;
-        let request = clients
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, ACCEPTED_MANIFESTS.join(", "));
-        let request = match (&token, auth) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            (None, _) => request,
-        };
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| self.fail(op, OciDistributionError::RequestError(e)))?;
         let status = response.status();
         let header_digest = response
             .headers()
@@ -333,23 +336,30 @@ impl Registry {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.fail(op, OciDistributionError::RequestError(e)))?
+            .map_err(|e| self.fail(op, TransportError::Request(e)))?
         {
             if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(self.fail(op, OciDistributionError::UnauthorizedError { url }));
-        }
-        if status != reqwest::StatusCode::OK {
+        if status == StatusCode::UNAUTHORIZED {
+            // The registry's "authentication required" says less than the
+            // hint about credentials that follows it.
             return Err(self.fail(
                 op,
-                OciDistributionError::ServerError {
-                    code: status.as_u16(),
-                    url,
-                    message: String::from_utf8_lossy(&body).into_owned(),
+                TransportError::Status {
+                    status: status.as_u16(),
+                    body: String::new(),
+                },
+            ));
+        }
+        if status != StatusCode::OK {
+            return Err(self.fail(
+                op,
+                TransportError::Status {
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
                 },
             ));
         }
@@ -386,7 +396,8 @@ impl Registry {
         dest: &Path,
         access: Access,
     ) -> Result<(), RegistryError> {
-        let clients = self.authed_clients(image, access).await?;
+        let clients = self.clients(image, access)?;
+        let auth = self.auth_for(image).await?;
         let digest = descriptor.digest().to_string();
         let size = descriptor.size();
         let op = self.op(
@@ -400,7 +411,7 @@ impl Registry {
             DOWNLOAD_FLAG,
             || async {
                 let result = self
-                    .download_to_file(&clients, image, &digest, size, dest, &op)
+                    .download_to_file(&clients, &auth, image, &digest, size, dest, &op)
                     .await;
                 if result.is_err() {
                     let _ = tokio::fs::remove_file(dest).await;
@@ -411,9 +422,11 @@ impl Registry {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn download_to_file(
         &self,
         clients: &Clients,
+        auth: &RegistryAuth,
         image: &Reference,
         digest: &str,
         size: u64,
@@ -428,17 +441,13 @@ impl Registry {
         let file = tokio::fs::File::create(dest).await.map_err(io_err)?;
         let mut out = tokio::io::BufWriter::with_capacity(IO_CHUNK, file);
         let transfer = Transfer::start(Direction::Pull, digest, size, &repository_of(image));
-        self.download(
-            clients,
+        let blob = Blob {
             image,
             digest,
             size,
-            &mut out,
-            dest,
-            op,
-            Some(&transfer),
-        )
-        .await?;
+        };
+        self.download(clients, auth, &blob, &mut out, dest, op, Some(&transfer))
+            .await?;
         out.flush().await.map_err(io_err)?;
         transfer.finish();
         Ok(())
@@ -462,13 +471,19 @@ impl Registry {
                 limit: MAX_CONFIG_BYTES,
             });
         }
-        let clients = self.authed_clients(image, access).await?;
+        let clients = self.clients(image, access)?;
+        let auth = self.auth_for(image).await?;
         let op = self.op(
             format!("pulling blob {digest} from {image}"),
             image,
             &clients,
             "",
         );
+        let blob = Blob {
+            image,
+            digest: &digest,
+            size,
+        };
         with_retries(
             self.inner.options.download_policy(),
             DOWNLOAD_FLAG,
@@ -476,9 +491,8 @@ impl Registry {
                 let mut bytes = Vec::new();
                 self.download(
                     &clients,
-                    image,
-                    &digest,
-                    size,
+                    &auth,
+                    &blob,
                     &mut bytes,
                     Path::new("(memory)"),
                     &op,
@@ -492,37 +506,45 @@ impl Registry {
     }
 
     /// Streams one blob into `out`, hashing as it goes; never more than
-    /// `size` bytes are accepted.
+    /// `size` bytes are accepted. A registry may redirect the GET to its
+    /// storage on another host; the redirect is followed without the
+    /// registry's Authorization header.
     #[allow(clippy::too_many_arguments)]
     async fn download<W: AsyncWrite + Unpin>(
         &self,
         clients: &Clients,
-        image: &Reference,
-        digest: &str,
-        size: u64,
+        auth: &RegistryAuth,
+        blob: &Blob<'_>,
         out: &mut W,
         dest: &Path,
         op: &Op,
         progress: Option<&Transfer>,
     ) -> Result<(), RegistryError> {
+        let Blob {
+            image,
+            digest,
+            size,
+        } = *blob;
         let mut hasher = BlobHasher::for_digest(digest).ok_or_else(|| RegistryError::Protocol {
             operation: op.text.clone(),
             message: format!("unsupported digest algorithm in {digest}"),
         })?;
-        let mut stream = clients
-            .oci
-            .pull_blob_stream(image, digest)
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(image.repository(), &format!("blobs/{digest}"));
+        let scopes = [pull_scope(image.repository())];
+        let response = endpoint
+            .send(auth, &scopes, Method::GET, &url, |request| request)
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        let mut response = expect(response, &[StatusCode::OK])
             .await
             .map_err(|e| self.fail(op, e))?;
         let mut received: u64 = 0;
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                // oci-client verifies too and reports a mismatch as a stream
-                // error at the end; the check below says it better.
-                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<DigestError>()) => break,
-                Err(e) => return Err(self.fail(op, OciDistributionError::IoError(e))),
-            };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.fail(op, TransportError::Request(e)))?
+        {
             received += chunk.len() as u64;
             if received > size {
                 return Err(RegistryError::SizeMismatch {
@@ -566,10 +588,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Makes the blob `digest` (`size` bytes, stored at `path`) present in
-    /// `target`'s repository: nothing to do when the registry has it,
-    /// a cross-repository mount from `mount_from` when that is on the same
-    /// registry and the registry agrees, else an upload streamed from the
     /// Whether `target` already has blob `digest`, or got it by a
     /// cross-repository mount from `mount_from` on the same registry:
     /// then nothing needs uploading, and a blob still only in the registry
@@ -580,7 +598,8 @@ impl Registry {
         digest: &str,
         mount_from: Option<&Reference>,
     ) -> Result<bool, RegistryError> {
-        let clients = self.authed_clients(target, Access::Push).await?;
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
         let op = self.op(
             format!("checking blob {digest} in {}", repository_of(target)),
             target,
@@ -588,7 +607,7 @@ impl Registry {
             "",
         );
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            self.present_or_mounted(&clients, target, digest, mount_from, &op)
+            self.present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
                 .await
         })
         .await
@@ -597,18 +616,14 @@ impl Registry {
     async fn present_or_mounted(
         &self,
         clients: &Clients,
+        auth: &RegistryAuth,
         target: &Reference,
         digest: &str,
         mount_from: Option<&Reference>,
         op: &Op,
     ) -> Result<bool, RegistryError> {
         let repository = repository_of(target);
-        if clients
-            .oci
-            .blob_exists(target, digest)
-            .await
-            .map_err(|e| self.fail(op, e))?
-        {
+        if self.blob_exists(clients, auth, target, digest, op).await? {
             tracing::debug!("blob {digest} already in {repository}");
             return Ok(true);
         }
@@ -616,20 +631,128 @@ impl Registry {
             source.resolve_registry() == target.resolve_registry()
                 && source.repository() != target.repository()
         });
-        if let Some(source) = mount_source {
-            match clients.oci.mount_blob(target, source, digest).await {
-                Ok(()) => {
-                    tracing::debug!("mounted blob {digest} from {source} into {repository}");
-                    return Ok(true);
-                }
-                // A registry that declines answers 202 and expects an
-                // upload, which oci-client reports as an error.
-                Err(e) => tracing::debug!("mount of {digest} from {source} declined: {e}"),
+        let Some(source) = mount_source else {
+            return Ok(false);
+        };
+        let endpoint = &clients.endpoint;
+        let mut url = endpoint.url(target.repository(), "blobs/uploads/");
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", source.repository());
+        let scopes = [
+            push_scope(target.repository()),
+            pull_scope(source.repository()),
+        ];
+        let sent = endpoint
+            .send(auth, &scopes, Method::POST, &url, |request| {
+                request.header(header::CONTENT_LENGTH, "0")
+            })
+            .await;
+        match sent {
+            Ok(response) if response.status() == StatusCode::CREATED => {
+                tracing::debug!("mounted blob {digest} from {source} into {repository}");
+                Ok(true)
+            }
+            // A registry that declines answers 202 and opens an upload,
+            // which it expires unused; the blob is uploaded anew.
+            Ok(response) => {
+                tracing::debug!(
+                    "mount of {digest} from {source} declined: HTTP {}",
+                    response.status()
+                );
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::debug!("mount of {digest} from {source} declined: {e}");
+                Ok(false)
             }
         }
-        Ok(false)
     }
 
+    /// `HEAD` of the blob: 200 is there, 404 is not, anything else fails.
+    async fn blob_exists(
+        &self,
+        clients: &Clients,
+        auth: &RegistryAuth,
+        target: &Reference,
+        digest: &str,
+        op: &Op,
+    ) -> Result<bool, RegistryError> {
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(target.repository(), &format!("blobs/{digest}"));
+        let scopes = [push_scope(target.repository())];
+        let response = endpoint
+            .send(auth, &scopes, Method::HEAD, &url, |request| request)
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.fail(
+                op,
+                expect(response, &[])
+                    .await
+                    .err()
+                    .unwrap_or(TransportError::UnexpectedStatus {
+                        status: 0,
+                        expected: "200 OK or 404 Not Found",
+                    }),
+            )),
+        }
+    }
+
+    /// Opens an upload session (`POST …/blobs/uploads/`, answered 202):
+    /// where to send the blob.
+    async fn start_upload(
+        &self,
+        clients: &Clients,
+        auth: &RegistryAuth,
+        target: &Reference,
+    ) -> Result<url::Url, TransportError> {
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(target.repository(), "blobs/uploads/");
+        let scopes = [push_scope(target.repository())];
+        let response = endpoint
+            .send(auth, &scopes, Method::POST, &url, |request| {
+                request.header(header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        let response = expect(response, &[StatusCode::ACCEPTED]).await?;
+        endpoint.location(&response)
+    }
+
+    /// Uploads `size` bytes from `body` as blob `digest` in one request
+    /// (monolithic: an upload session, then one PUT of the whole blob,
+    /// the most widely supported flow).
+    async fn upload(
+        &self,
+        clients: &Clients,
+        auth: &RegistryAuth,
+        target: &Reference,
+        digest: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), TransportError> {
+        let mut url = self.start_upload(clients, auth, target).await?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        let scopes = [push_scope(target.repository())];
+        let response = clients
+            .endpoint
+            .send_once(auth, &scopes, Method::PUT, &url, |request| {
+                request
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, size)
+                    .body(body)
+            })
+            .await?;
+        expect(response, &[StatusCode::CREATED]).await?;
+        Ok(())
+    }
+
+    /// Makes the blob `digest` (`size` bytes, stored at `path`) present in
+    /// `target`'s repository: nothing to do when the registry has it,
+    /// a cross-repository mount from `mount_from` when that is on the same
+    /// registry and the registry agrees, else an upload streamed from the
     /// file in one request. Retried `--push-retry` times.
     pub async fn push_blob_from_file(
         &self,
@@ -639,7 +762,8 @@ impl Registry {
         path: &Path,
         mount_from: Option<&Reference>,
     ) -> Result<(), RegistryError> {
-        let clients = self.authed_clients(target, Access::Push).await?;
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
         let repository = repository_of(target);
         let op = self.op(
             format!("pushing blob {digest} to {repository}"),
@@ -661,7 +785,7 @@ impl Registry {
         }
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
             if self
-                .present_or_mounted(&clients, target, digest, mount_from, &op)
+                .present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
                 .await?
             {
                 return Ok(());
@@ -669,18 +793,23 @@ impl Registry {
             let file = tokio::fs::File::open(path).await.map_err(io_err)?;
             let transfer = Transfer::start(Direction::Push, digest, size, &repository);
             let bar = transfer.bar();
-            let body = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)
-                .inspect_ok(move |chunk| {
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK).inspect_ok(
+                move |chunk| {
                     if let Some(bar) = &bar {
                         bar.inc(chunk.len() as u64);
                     }
-                })
-                .map_err(OciDistributionError::IoError);
-            clients
-                .oci
-                .push_blob_stream(target, body, digest, Some(size))
-                .await
-                .map_err(|e| self.fail(&op, e))?;
+                },
+            );
+            self.upload(
+                &clients,
+                &auth,
+                target,
+                digest,
+                size,
+                reqwest::Body::wrap_stream(stream),
+            )
+            .await
+            .map_err(|e| self.fail(&op, e))?;
             transfer.finish();
             Ok(())
         })
@@ -695,24 +824,39 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String, RegistryError> {
-        let clients = self.authed_clients(target, Access::Push).await?;
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
         let op = self.op(
             format!("pushing manifest to {target}"),
             target,
             &clients,
             "",
         );
-        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
-            RegistryError::Protocol {
+        let content_type =
+            header::HeaderValue::from_str(media_type).map_err(|_| RegistryError::Protocol {
                 operation: op.text.clone(),
                 message: format!("invalid media type {media_type:?}"),
-            }
-        })?;
+            })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(
+            target.repository(),
+            &format!(
+                "manifests/{}",
+                target.digest().or(target.tag()).unwrap_or("latest")
+            ),
+        );
+        let scopes = [push_scope(target.repository())];
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            clients
-                .oci
-                .push_manifest_raw(target, body.clone(), content_type.clone())
+            let response = endpoint
+                .send(&auth, &scopes, Method::PUT, &url, |request| {
+                    request
+                        .header(header::CONTENT_TYPE, content_type.clone())
+                        .body(body.clone())
+                })
+                .await
+                .map_err(|e| self.fail(&op, e))?;
+            expect(response, &[StatusCode::CREATED])
                 .await
                 .map_err(|e| self.fail(&op, e))
         })
@@ -735,58 +879,19 @@ impl Registry {
             &clients,
             "",
         );
-        let registry = target.resolve_registry();
-        let base = format!(
-            "{}://{registry}",
-            if clients.plain_http { "http" } else { "https" }
-        );
-        let url = format!("{base}/v2/{}/blobs/uploads/", target.repository());
+        let scopes = [push_scope(target.repository())];
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            let token = clients
-                .oci
-                .auth(target, &auth, RegistryOperation::Push)
+            let location = self
+                .start_upload(&clients, &auth, target)
                 .await
                 .map_err(|e| self.fail(&op, e))?;
-            let authorize = |request: reqwest::RequestBuilder| match (&token, &auth) {
-                (Some(token), _) => request.bearer_auth(token),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    request.basic_auth(user, Some(password))
-                }
-                (None, _) => request,
-            };
-            let response = authorize(clients.http.post(&url))
-                .header(reqwest::header::CONTENT_LENGTH, "0")
-                .send()
-                .await
-                .map_err(|e| self.fail(&op, OciDistributionError::RequestError(e)))?;
-            let status = response.status();
-            if status != reqwest::StatusCode::ACCEPTED {
-                let message = response.text().await.unwrap_or_default();
-                return Err(self.fail(
-                    &op,
-                    OciDistributionError::ServerError {
-                        code: status.as_u16(),
-                        url: url.clone(),
-                        message,
-                    },
-                ));
-            }
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .map(str::to_string);
-            // Cancelling is a courtesy: registries expire abandoned sessions.
-            match location {
-                Some(location) if location.starts_with('/') => {
-                    let _ = authorize(clients.http.delete(format!("{base}{location}")))
-                        .send()
-                        .await;
-                }
-                Some(location) if location.starts_with(&base) => {
-                    let _ = authorize(clients.http.delete(location)).send().await;
-                }
-                _ => {}
+            // Cancelling is a courtesy: registries expire abandoned
+            // sessions. Only the registry's own sessions are cancelled.
+            if location.origin() == clients.endpoint.url("", "").origin() {
+                let _ = clients
+                    .endpoint
+                    .send(&auth, &scopes, Method::DELETE, &location, |r| r)
+                    .await;
             }
             Ok(())
         })
@@ -806,7 +911,8 @@ impl Registry {
     /// annotations is not detected; a registry that only refuses by tag
     /// (a policy on tag names) answers yes here.
     pub async fn check_oci_support(&self, target: &Reference) -> Result<(), RegistryError> {
-        let clients = self.authed_clients(target, Access::Push).await?;
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
         let config_digest = format!(
             "sha256:{}",
             hex::encode(sha2::Sha256::digest(OCI_PROBE_CONFIG))
@@ -818,17 +924,20 @@ impl Registry {
             "",
         );
         with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            if !clients
-                .oci
-                .blob_exists(target, &config_digest)
-                .await
-                .map_err(|e| self.fail(&op, e))?
+            if !self
+                .blob_exists(&clients, &auth, target, &config_digest, &op)
+                .await?
             {
-                clients
-                    .oci
-                    .push_blob(target, OCI_PROBE_CONFIG, &config_digest)
-                    .await
-                    .map_err(|e| self.fail(&op, e))?;
+                self.upload(
+                    &clients,
+                    &auth,
+                    target,
+                    &config_digest,
+                    OCI_PROBE_CONFIG.len() as u64,
+                    reqwest::Body::from(OCI_PROBE_CONFIG),
+                )
+                .await
+                .map_err(|e| self.fail(&op, e))?;
             }
             Ok(())
         })
@@ -840,28 +949,16 @@ impl Registry {
             .await?;
         // Best effort: registries may refuse deletes (405), which leaves an
         // untagged manifest nobody can list by tag.
-        let auth = self.auth_for(target).await?;
-        if let Ok(token) = clients
-            .oci
-            .auth(target, &auth, RegistryOperation::Push)
+        let url = clients
+            .endpoint
+            .url(target.repository(), &format!("manifests/{manifest_digest}"));
+        let scopes = [push_scope(target.repository())];
+        if let Ok(response) = clients
+            .endpoint
+            .send(&auth, &scopes, Method::DELETE, &url, |r| r)
             .await
         {
-            let url = format!(
-                "{}://{}/v2/{}/manifests/{manifest_digest}",
-                if clients.plain_http { "http" } else { "https" },
-                target.resolve_registry(),
-                target.repository()
-            );
-            let request = match (&token, &auth) {
-                (Some(token), _) => clients.http.delete(&url).bearer_auth(token),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    clients.http.delete(&url).basic_auth(user, Some(password))
-                }
-                (None, _) => clients.http.delete(&url),
-            };
-            if let Ok(response) = request.send().await {
-                tracing::debug!("deleting the OCI probe manifest: {}", response.status());
-            }
+            tracing::debug!("deleting the OCI probe manifest: {}", response.status());
         }
         Ok(())
     }
@@ -877,12 +974,14 @@ impl Registry {
             text,
             registry: reference.resolve_registry().to_string(),
             plain_http: clients.plain_http,
+            client_certificate: clients.client_certificate,
             not_found_hint,
         }
     }
 
-    /// Turns an oci-client error into kiln's, with the advice that fits.
-    fn fail(&self, op: &Op, err: OciDistributionError) -> RegistryError {
+    /// Turns a transport failure into kiln's error, with the advice that
+    /// fits.
+    fn fail(&self, op: &Op, err: TransportError) -> RegistryError {
         match classify(&err) {
             Failure::Status { status, detail } => {
                 let hint = match status {
@@ -900,8 +999,8 @@ impl Registry {
             Failure::Connection { message, transient } => RegistryError::Connection {
                 operation: op.text.clone(),
                 registry: op.registry.clone(),
+                hint: connection_hint(&op.registry, op.plain_http, &message, op.client_certificate),
                 message,
-                hint: connection_hint(&op.registry, op.plain_http),
                 transient,
             },
             Failure::Protocol { message } => RegistryError::Protocol {
@@ -925,22 +1024,6 @@ impl Registry {
             })?
     }
 
-    /// The clients for `reference`'s registry with its credentials loaded,
-    /// ready for a request.
-    async fn authed_clients(
-        &self,
-        reference: &Reference,
-        access: Access,
-    ) -> Result<Clients, RegistryError> {
-        let clients = self.clients(reference, access)?;
-        let auth = self.auth_for(reference).await?;
-        clients
-            .oci
-            .store_auth_if_needed(reference.resolve_registry(), &auth)
-            .await;
-        Ok(clients)
-    }
-
     fn clients(&self, reference: &Reference, access: Access) -> Result<Clients, RegistryError> {
         let registry = reference.resolve_registry().to_string();
         let key = (registry.clone(), access);
@@ -959,63 +1042,103 @@ impl Registry {
 
     fn build_clients(&self, registry: &str, access: Access) -> Result<Clients, RegistryError> {
         let transport = self.inner.options.transport(registry, access);
-        let pems: Vec<&Vec<u8>> = transport
-            .ca_certificates
-            .iter()
-            .filter_map(|path| self.inner.certificates.get(path))
-            .collect();
         let client_error = |message: String| RegistryError::Client {
             registry: registry.to_string(),
             message,
         };
-        let config = ClientConfig {
-            protocol: if transport.plain_http {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: transport.accept_invalid_certs,
-            // One PUT streamed from the file: no chunk buffering, and the
-            // most widely supported upload flow.
-            use_monolithic_push: true,
-            extra_root_certificates: pems
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: (*pem).clone(),
-                })
-                .collect(),
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(300)),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let oci =
-            oci_client::Client::try_from(config).map_err(|e| client_error(error_chain(&e)))?;
         let mut extra_roots = Vec::new();
-        for pem in &pems {
+        for pem in transport
+            .ca_certificates
+            .iter()
+            .filter_map(|path| self.inner.certificates.get(path))
+        {
             extra_roots.extend(
                 reqwest::Certificate::from_pem_bundle(pem)
                     .map_err(|e| client_error(format!("invalid CA certificate: {e}")))?,
             );
         }
-        let http = reqwest::Client::builder()
+        let identity = transport
+            .client_certificate
+            .as_ref()
+            .and_then(|c| self.inner.identities.get(c));
+        let mut builder = reqwest::Client::builder()
             .danger_accept_invalid_certs(transport.accept_invalid_certs)
             .tls_certs_merge(extra_roots)
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(300))
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| client_error(error_chain(&e)))?;
+            .user_agent(USER_AGENT);
+        if let Some(identity) = identity {
+            builder = builder.identity(identity.clone());
+        }
+        let http = builder.build().map_err(|e| client_error(error_chain(&e)))?;
+        let endpoint = Endpoint::new(registry, transport.plain_http, http)
+            .map_err(|e| client_error(format!("{registry} is not a host[:port]: {e}")))?;
         Ok(Clients {
-            oci,
-            http,
+            endpoint: Arc::new(endpoint),
             plain_http: transport.plain_http,
+            client_certificate: identity.is_some(),
         })
     }
 }
 
-/// `127.0.0.1:5000/app`: a reference without tag or digest.
+/// A blob to fetch: where, which, how large.
+#[derive(Clone, Copy)]
+struct Blob<'a> {
+    image: &'a Reference,
+    digest: &'a str,
+    size: u64,
+}
+
+/// Reads a `--registry-client-cert`'s files and checks that they are a
+/// certificate and the private key that belongs to it, so that a wrong
+/// pair is refused before a build starts rather than at its first push.
+fn load_identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, RegistryError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| RegistryError::ClientCertificateFile {
+            registry: certificate.registry.clone(),
+            cert: certificate.cert.clone(),
+            key: certificate.key.clone(),
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let invalid = |message: String| RegistryError::ClientIdentity {
+        registry: certificate.registry.clone(),
+        cert: certificate.cert.clone(),
+        key: certificate.key.clone(),
+        message,
+    };
+    let cert = read(&certificate.cert)?;
+    let key = read(&certificate.key)?;
+    if !contains(&cert, b"-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(format!(
+            "{} holds no PEM certificate",
+            certificate.cert.display()
+        )));
+    }
+    if !contains(&key, b"PRIVATE KEY-----") {
+        return Err(invalid(format!(
+            "{} holds no PEM private key",
+            certificate.key.display()
+        )));
+    }
+    let mut pem = cert;
+    pem.push(b'\n');
+    pem.extend_from_slice(&key);
+    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| invalid(error_chain(&e)))?;
+    // rustls checks that the key is the certificate's when a client is
+    // built with them.
+    reqwest::Client::builder()
+        .identity(identity.clone())
+        .build()
+        .map_err(|e| invalid(error_chain(&e)))?;
+    Ok(identity)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The config of [`Registry::check_oci_support`]'s probe image: the
 /// smallest JSON object, under the OCI image config media type (some
 /// registries refuse manifests whose config has another type).
@@ -1032,13 +1155,31 @@ fn oci_probe_manifest(config_digest: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `127.0.0.1:5000/app`: a reference without tag or digest.
 fn repository_of(reference: &Reference) -> String {
     format!("{}/{}", reference.registry(), reference.repository())
 }
 
-fn connection_hint(registry: &str, plain_http: bool) -> String {
+/// What to try after a failed connection. `message` is the failure,
+/// `client_certificate` whether one was presented.
+fn connection_hint(
+    registry: &str,
+    plain_http: bool,
+    message: &str,
+    client_certificate: bool,
+) -> String {
     if plain_http {
         format!("; check that a registry listens at http://{registry}")
+    } else if is_client_certificate_refusal(message) {
+        if client_certificate {
+            format!(
+                "; {registry} refused the client certificate of --registry-client-cert={registry}=…: check that its CA is one {registry} trusts and that it has not expired"
+            )
+        } else {
+            format!(
+                "; {registry} asks for a TLS client certificate: pass --registry-client-cert={registry}=/path/to/client.crt,/path/to/client.key"
+            )
+        }
     } else {
         format!(
             "; if {registry} serves plain HTTP pass --insecure-registry={registry}, for a self-signed certificate --registry-certificate={registry}=/path/to/ca.pem or --skip-tls-verify-registry={registry}"
@@ -1125,11 +1266,11 @@ mod tests {
     #[test]
     fn connection_hints_name_the_flags() {
         assert_eq!(
-            connection_hint("127.0.0.1:5000", true),
+            connection_hint("127.0.0.1:5000", true, "connection refused", false),
             "; check that a registry listens at http://127.0.0.1:5000"
         );
         assert_eq!(
-            connection_hint("reg.example", false),
+            connection_hint("reg.example", false, "connection refused", false),
             "; if reg.example serves plain HTTP pass --insecure-registry=reg.example, for a self-signed certificate --registry-certificate=reg.example=/path/to/ca.pem or --skip-tls-verify-registry=reg.example"
         );
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use super::distribution::{TransportError, one_line};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -12,7 +12,7 @@ pub enum RegistryError {
     InvalidReference {
         reference: String,
         #[source]
-        source: oci_client::ParseError,
+        source: oci_spec::distribution::ParseError,
     },
 
     /// The registry answered, with a status that is not success.
@@ -127,6 +127,35 @@ pub enum RegistryError {
         source: std::io::Error,
     },
 
+    /// `--registry-client-cert`'s certificate or key file cannot be read.
+    #[error(
+        "--registry-client-cert={registry}={},{}: reading {}: {source}",
+        cert.display(),
+        key.display(),
+        path.display()
+    )]
+    ClientCertificateFile {
+        registry: String,
+        cert: PathBuf,
+        key: PathBuf,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `--registry-client-cert`'s files are not a certificate and its key.
+    #[error(
+        "--registry-client-cert={registry}={},{}: {message}; give the client's PEM certificate and the PEM private key that belongs to it",
+        cert.display(),
+        key.display()
+    )]
+    ClientIdentity {
+        registry: String,
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
+
     #[error("creating the HTTP client for {registry}: {message}")]
     Client { registry: String, message: String },
 
@@ -202,8 +231,8 @@ fn status_text(status: u16) -> String {
     }
 }
 
-/// What an [`OciDistributionError`] amounts to, with the status recovered
-/// where oci-client folded it into another shape.
+/// What a failed exchange amounts to, for the message and the retry
+/// decision.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
     Status { status: u16, detail: String },
@@ -211,26 +240,28 @@ pub(crate) enum Failure {
     Protocol { message: String },
 }
 
-/// Sorts an oci-client error into what kiln reports.
-pub(crate) fn classify(err: &OciDistributionError) -> Failure {
+/// Sorts a transport failure into what kiln reports.
+pub(crate) fn classify(err: &TransportError) -> Failure {
     match err {
-        OciDistributionError::ServerError { code, message, .. } => Failure::Status {
-            status: *code,
-            detail: detail_from_body(message),
+        TransportError::Status { status, body } => Failure::Status {
+            status: *status,
+            detail: detail_from_body(body),
         },
-        OciDistributionError::UnauthorizedError { .. } => Failure::Status {
+        // The registry refused the credentials at its token server: to the
+        // user, the same as the registry refusing them.
+        TransportError::TokenRefused {
+            realm,
+            status,
+            body,
+        } => Failure::Status {
             status: 401,
-            detail: String::new(),
+            detail: format!(
+                " (token request to {realm} refused: HTTP {}{})",
+                status_text(*status),
+                detail_from_body(body)
+            ),
         },
-        OciDistributionError::AuthenticationFailure(reason) => Failure::Status {
-            status: 401,
-            detail: format!(" (token request refused: {})", one_line(reason, 200)),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => Failure::Status {
-            status: envelope_status(envelope),
-            detail: envelope_detail(envelope),
-        },
-        OciDistributionError::RequestError(e) => match e.status() {
+        TransportError::Request(e) => match e.status() {
             Some(status) => Failure::Status {
                 status: status.as_u16(),
                 detail: String::new(),
@@ -246,10 +277,6 @@ pub(crate) fn classify(err: &OciDistributionError) -> Failure {
                 message: error_chain(e),
             },
         },
-        OciDistributionError::IoError(e) => Failure::Connection {
-            message: error_chain(e),
-            transient: true,
-        },
         other => Failure::Protocol {
             message: error_chain(other),
         },
@@ -259,7 +286,19 @@ pub(crate) fn classify(err: &OciDistributionError) -> Failure {
 /// rustls reports a rejected certificate as `invalid peer certificate: …`;
 /// retrying cannot change the certificate.
 pub(crate) fn is_certificate_failure(message: &str) -> bool {
-    message.contains("invalid peer certificate")
+    message.contains("invalid peer certificate") || is_client_certificate_refusal(message)
+}
+
+/// A server that wants a TLS client certificate and got none (or one it
+/// does not accept) ends the handshake with a fatal alert, which rustls
+/// reports as `received fatal alert: CertificateRequired` (TLS 1.3) or
+/// `BadCertificate`, `UnknownCA`, `CertificateUnknown` (TLS 1.2 and Go
+/// servers).
+pub(crate) fn is_client_certificate_refusal(message: &str) -> bool {
+    message.contains("received fatal alert: CertificateRequired")
+        || message.contains("received fatal alert: BadCertificate")
+        || message.contains("received fatal alert: UnknownCA")
+        || message.contains("received fatal alert: CertificateUnknown")
 }
 
 /// The whole `source()` chain on one line: reqwest's top-level message
@@ -278,8 +317,21 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Registries answer errors with an OCI error envelope; show its first code
-/// and message, not a page of JSON.
+/// The error answer of the distribution specification.
+#[derive(serde::Deserialize)]
+struct OciEnvelope {
+    errors: Vec<OciErrorInfo>,
+}
+
+#[derive(serde::Deserialize)]
+struct OciErrorInfo {
+    code: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Registries answer errors with an OCI error envelope; show its codes
+/// and messages, not a page of JSON.
 fn detail_from_body(body: &str) -> String {
     match serde_json::from_str::<OciEnvelope>(body) {
         Ok(envelope) => envelope_detail(&envelope),
@@ -292,15 +344,12 @@ fn envelope_detail(envelope: &OciEnvelope) -> String {
     let parts: Vec<String> = envelope
         .errors
         .iter()
+        .take(8)
         .map(|e| {
-            let code = serde_json::to_value(&e.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{:?}", e.code));
-            if e.message.is_empty() {
-                code
-            } else {
-                format!("{code}: {}", one_line(&e.message, 200))
+            let code = one_line(&e.code, 60);
+            match e.message.as_deref().map(str::trim) {
+                None | Some("") => code,
+                Some(message) => format!("{code}: {}", one_line(message, 200)),
             }
         })
         .collect();
@@ -311,65 +360,22 @@ fn envelope_detail(envelope: &OciEnvelope) -> String {
     }
 }
 
-/// oci-client drops the status when a 4xx body parses as an OCI envelope.
-/// Recover it from the first error code, using the statuses the reference
-/// implementation (distribution) sends with each code.
-fn envelope_status(envelope: &OciEnvelope) -> u16 {
-    let Some(first) = envelope.errors.first() else {
-        return 400;
-    };
-    match first.code {
-        OciErrorCode::Unauthorized => 401,
-        OciErrorCode::Denied => 403,
-        OciErrorCode::BlobUnknown
-        | OciErrorCode::BlobUploadUnknown
-        | OciErrorCode::ManifestUnknown
-        | OciErrorCode::NameUnknown
-        | OciErrorCode::NotFound => 404,
-        OciErrorCode::Unsupported => 405,
-        OciErrorCode::Toomanyrequests => 429,
-        _ => 400,
-    }
-}
-
-fn one_line(text: &str, limit: usize) -> String {
-    let flat: String = text
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= limit {
-        flat
-    } else {
-        let cut: String = flat.chars().take(limit).collect();
-        format!("{cut}…")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn server_error(code: u16, message: &str) -> OciDistributionError {
-        OciDistributionError::ServerError {
-            code,
-            url: "http://127.0.0.1:5000/v2/app/blobs/uploads/".to_string(),
-            message: message.to_string(),
-        }
-    }
-
-    fn envelope(json: &str) -> OciDistributionError {
-        OciDistributionError::RegistryError {
-            envelope: serde_json::from_str(json).unwrap(),
-            url: "http://127.0.0.1:5000/v2/app/manifests/latest".to_string(),
+    fn status(status: u16, body: &str) -> TransportError {
+        TransportError::Status {
+            status,
+            body: body.to_string(),
         }
     }
 
     #[test]
-    fn classifies_oci_client_errors() {
-        let table: Vec<(OciDistributionError, Failure)> = vec![
+    fn classifies_transport_errors() {
+        let table: Vec<(TransportError, Failure)> = vec![
             (
-                server_error(
+                status(
                     401,
                     r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#,
                 ),
@@ -379,21 +385,22 @@ mod tests {
                 },
             ),
             (
-                server_error(503, "upstream busy\n"),
+                status(503, "upstream busy\n"),
                 Failure::Status {
                     status: 503,
                     detail: " (upstream busy)".to_string(),
                 },
             ),
             (
-                server_error(502, ""),
+                status(502, ""),
                 Failure::Status {
                     status: 502,
                     detail: String::new(),
                 },
             ),
             (
-                envelope(
+                status(
+                    404,
                     r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#,
                 ),
                 Failure::Status {
@@ -402,39 +409,41 @@ mod tests {
                 },
             ),
             (
-                envelope(r#"{"errors":[{"code":"DENIED","message":""}]}"#),
+                status(403, r#"{"errors":[{"code":"DENIED","message":""}]}"#),
                 Failure::Status {
                     status: 403,
                     detail: " (DENIED)".to_string(),
                 },
             ),
             (
-                envelope(r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#),
-                Failure::Status {
-                    status: 429,
-                    detail: " (TOOMANYREQUESTS: slow down)".to_string(),
-                },
-            ),
-            (
-                envelope(r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#),
+                status(
+                    400,
+                    r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"},{"code":"TAG_INVALID"}]}"#,
+                ),
                 Failure::Status {
                     status: 400,
-                    detail: " (MANIFEST_INVALID: bad)".to_string(),
+                    detail: " (MANIFEST_INVALID: bad; TAG_INVALID)".to_string(),
                 },
             ),
             (
-                OciDistributionError::UnauthorizedError {
-                    url: "http://x/v2/".to_string(),
+                TransportError::TokenRefused {
+                    realm: "https://auth.example/token".to_string(),
+                    status: 401,
+                    body: r#"{"details":"incorrect username or password"}"#.to_string(),
                 },
                 Failure::Status {
                     status: 401,
-                    detail: String::new(),
+                    detail: r#" (token request to https://auth.example/token refused: HTTP 401 Unauthorized ({"details":"incorrect username or password"}))"#.to_string(),
                 },
             ),
             (
-                OciDistributionError::SpecViolationError("Expected 201, got 202".to_string()),
+                TransportError::UnexpectedStatus {
+                    status: 202,
+                    expected: "201 Created",
+                },
                 Failure::Protocol {
-                    message: "OCI distribution spec violation: Expected 201, got 202".to_string(),
+                    message: "the registry answered HTTP 202 where the protocol says 201 Created"
+                        .to_string(),
                 },
             ),
         ];

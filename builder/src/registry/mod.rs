@@ -3,7 +3,11 @@
 //! TLS / plain-HTTP / mirror flags, and retries with backoff.
 //!
 //! One [`Registry`] serves a whole build (and the operator's publishing);
-//! it keeps one oci-client per registry and direction so tokens are reused.
+//! it keeps one HTTP client per registry and direction (kaniko's TLS flags
+//! and `--registry-client-cert` differ by registry and direction), so
+//! connections and tokens are reused. The distribution protocol is kiln's
+//! own (`distribution`), so every request, token requests included, leaves
+//! through those clients.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kiln_builder::registry::RegistryError> {
@@ -21,6 +25,7 @@
 
 mod auth;
 mod client;
+mod distribution;
 mod error;
 pub(crate) use error::error_chain;
 mod options;
@@ -34,6 +39,6 @@ pub use auth::{
 };
 pub use client::{PulledImage, Registry, parse_reference};
 pub use error::RegistryError;
-pub use oci_client::Reference;
-pub use options::{Access, RegistryOptions};
+pub use oci_spec::distribution::Reference;
+pub use options::{Access, ClientCertificate, RegistryOptions};
 pub use retry::RetryPolicy;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oci_client::Reference;
+use oci_spec::distribution::Reference;
 
 use super::retry::RetryPolicy;
 
@@ -29,6 +29,9 @@ pub struct RegistryOptions {
     /// `--registry-certificate my.registry=/path/ca.pem`: extra trusted CAs
     /// (PEM) for one registry each.
     pub registry_certificates: Vec<(String, PathBuf)>,
+    /// `--registry-client-cert my.registry=/path/client.crt,/path/client.key`:
+    /// a TLS client certificate presented to one registry each.
+    pub registry_client_certs: Vec<ClientCertificate>,
     /// `--registry-mirror`: `host[:port][/path]` tried, in order, before
     /// Docker Hub for images on `docker.io`.
     pub registry_mirrors: Vec<String>,
@@ -67,6 +70,7 @@ impl Default for RegistryOptions {
             skip_tls_verify_pull: false,
             skip_tls_verify_registries: Vec::new(),
             registry_certificates: Vec::new(),
+            registry_client_certs: Vec::new(),
             registry_mirrors: Vec::new(),
             registry_maps: Vec::new(),
             skip_default_registry_fallback: false,
@@ -78,6 +82,17 @@ impl Default for RegistryOptions {
             credential_helpers: Vec::new(),
         }
     }
+}
+
+/// A TLS client identity for one registry (`--registry-client-cert`):
+/// PEM files of the certificate (its chain may follow it) and its private
+/// key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientCertificate {
+    /// `host[:port]`, compared as `--registry-certificate`'s registry is.
+    pub registry: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Which set of flags applies to a request.
@@ -98,6 +113,9 @@ pub(crate) struct Transport {
     pub plain_http: bool,
     pub accept_invalid_certs: bool,
     pub ca_certificates: Vec<PathBuf>,
+    /// The client certificate presented: the last `--registry-client-cert`
+    /// given for the registry.
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 impl RegistryOptions {
@@ -118,8 +136,14 @@ impl RegistryOptions {
                 Access::Push => self.skip_tls_verify,
                 Access::Pull => self.skip_tls_verify_pull,
             };
-        let tls_configured =
-            !ca_certificates.is_empty() || listed(&self.skip_tls_verify_registries);
+        let client_certificate = self
+            .registry_client_certs
+            .iter()
+            .rfind(|c| same_registry(&c.registry, registry))
+            .cloned();
+        let tls_configured = !ca_certificates.is_empty()
+            || client_certificate.is_some()
+            || listed(&self.skip_tls_verify_registries);
         let plain_http = listed(&self.insecure_registries)
             || match access {
                 Access::Push => self.insecure,
@@ -130,6 +154,7 @@ impl RegistryOptions {
             plain_http,
             accept_invalid_certs,
             ca_certificates,
+            client_certificate,
         }
     }
 
@@ -243,12 +268,16 @@ mod tests {
 
     fn transport_line(options: &RegistryOptions, registry: &str, access: Access) -> String {
         let t = options.transport(registry, access);
-        format!(
+        let mut line = format!(
             "{} verify={} cas={:?}",
             if t.plain_http { "http" } else { "https" },
             !t.accept_invalid_certs,
             t.ca_certificates
-        )
+        );
+        if let Some(c) = t.client_certificate {
+            line.push_str(&format!(" client={},{}", c.cert.display(), c.key.display()));
+        }
+        line
     }
 
     #[test]
@@ -364,6 +393,57 @@ mod tests {
         for (options, registry, access, want) in table {
             assert_eq!(
                 transport_line(options, registry, access),
+                want,
+                "{registry} {access:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_certificates_apply_to_their_registry_only() {
+        let cert = |registry: &str, name: &str| ClientCertificate {
+            registry: registry.to_string(),
+            cert: PathBuf::from(format!("/{name}.crt")),
+            key: PathBuf::from(format!("/{name}.key")),
+        };
+        let options = RegistryOptions {
+            registry_client_certs: vec![
+                cert("reg.example:5000", "first"),
+                cert("other.example", "other"),
+                cert("https://Reg.Example:5000/", "last"),
+                cert("127.0.0.1:5443", "local"),
+            ],
+            ..RegistryOptions::default()
+        };
+        let table = [
+            (
+                "reg.example:5000",
+                Access::Push,
+                "https verify=true cas=[] client=/last.crt,/last.key",
+            ),
+            (
+                "reg.example:5000",
+                Access::Pull,
+                "https verify=true cas=[] client=/last.crt,/last.key",
+            ),
+            ("reg.example", Access::Pull, "https verify=true cas=[]"),
+            (
+                "other.example",
+                Access::Pull,
+                "https verify=true cas=[] client=/other.crt,/other.key",
+            ),
+            // A client certificate is TLS configured: a loopback registry
+            // given one is spoken to over HTTPS, as with a CA.
+            (
+                "127.0.0.1:5443",
+                Access::Pull,
+                "https verify=true cas=[] client=/local.crt,/local.key",
+            ),
+            ("ghcr.io", Access::Push, "https verify=true cas=[]"),
+        ];
+        for (registry, access, want) in table {
+            assert_eq!(
+                transport_line(&options, registry, access),
                 want,
                 "{registry} {access:?}"
             );

@@ -1168,23 +1168,34 @@ fn connection_hint(
     message: &str,
     client_certificate: bool,
 ) -> String {
+    let pass_client_certificate =
+        format!("pass --registry-client-cert={registry}=/path/to/client.crt,/path/to/client.key");
     if plain_http {
         format!("; check that a registry listens at http://{registry}")
     } else if is_client_certificate_refusal(message) {
         if client_certificate {
             format!(
-                "; {registry} refused the client certificate of --registry-client-cert={registry}=…: check that its CA is one {registry} trusts and that it has not expired"
+                "; {registry} refused the client certificate of --registry-client-cert={registry}=…: check that it is signed by a CA {registry} trusts and has not expired"
             )
         } else {
-            format!(
-                "; {registry} asks for a TLS client certificate: pass --registry-client-cert={registry}=/path/to/client.crt,/path/to/client.key"
-            )
+            format!("; {registry} asks for a TLS client certificate: {pass_client_certificate}")
         }
+    } else if is_closed_after_handshake(message) && !client_certificate {
+        // Under TLS 1.3 a server that wants a client certificate refuses
+        // it after the client has finished its handshake; the alert
+        // saying so can lose the race with the request, which then only
+        // sees the connection closed.
+        format!("; if {registry} requires a TLS client certificate, {pass_client_certificate}")
     } else {
         format!(
             "; if {registry} serves plain HTTP pass --insecure-registry={registry}, for a self-signed certificate --registry-certificate={registry}=/path/to/ca.pem or --skip-tls-verify-registry={registry}"
         )
     }
+}
+
+/// hyper's words for a connection the server closed before any answer.
+fn is_closed_after_handshake(message: &str) -> bool {
+    message.contains("connection closed") || message.contains("connection reset")
 }
 
 /// Hashes a blob with the algorithm its digest names.
@@ -1273,6 +1284,30 @@ mod tests {
             connection_hint("reg.example", false, "connection refused", false),
             "; if reg.example serves plain HTTP pass --insecure-registry=reg.example, for a self-signed certificate --registry-certificate=reg.example=/path/to/ca.pem or --skip-tls-verify-registry=reg.example"
         );
+        let table = [
+            (
+                "connection error: received fatal alert: BadCertificate",
+                false,
+                "; reg.example asks for a TLS client certificate: pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                "connection error: received fatal alert: CertificateRequired",
+                true,
+                "; reg.example refused the client certificate of --registry-client-cert=reg.example=…: check that it is signed by a CA reg.example trusts and has not expired",
+            ),
+            (
+                "client error (Canceled): operation was canceled: connection closed",
+                false,
+                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
+            ),
+        ];
+        for (message, presented, want) in table {
+            assert_eq!(
+                connection_hint("reg.example", false, message, presented),
+                want,
+                "{message}"
+            );
+        }
     }
 
     fn assert_send<T: Send>(_: &T) {}

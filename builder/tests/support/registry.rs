@@ -21,26 +21,43 @@ pub struct TestRegistry {
     child: Child,
     credentials: Option<(String, String)>,
     ca_certificate: Option<PathBuf>,
+    client_certificate: Option<ClientCertificate>,
+}
+
+/// A TLS client certificate and its key, PEM files signed by a test
+/// registry's CA (`openssl`, as the server's).
+#[derive(Clone, Debug)]
+pub struct ClientCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl TestRegistry {
     /// Starts an open registry (no authentication). Panics, naming the
     /// package to install, when the binary is missing.
     pub fn start() -> TestRegistry {
-        TestRegistry::launch(None, false)
+        TestRegistry::launch(None, Tls::None)
     }
 
     /// Starts an open registry serving HTTPS with a certificate for
     /// `127.0.0.1` and `localhost`, signed by a fresh test CA (see
     /// [`TestRegistry::ca_certificate`]). Needs the `openssl` command.
     pub fn start_tls() -> TestRegistry {
-        TestRegistry::launch(None, true)
+        TestRegistry::launch(None, Tls::Server)
+    }
+
+    /// [`TestRegistry::start_tls`], refusing every connection that does
+    /// not present a client certificate signed by its CA
+    /// (docker-registry's `http.tls.clientcas`); one such certificate is
+    /// made for the tests ([`TestRegistry::client_certificate`]).
+    pub fn start_mtls() -> TestRegistry {
+        TestRegistry::launch(None, Tls::ClientCertificates)
     }
 
     /// Starts a registry that requires HTTP basic authentication with
     /// this user and password (bcrypt htpasswd via apache2-utils).
     pub fn start_with_auth(user: &str, password: &str) -> TestRegistry {
-        TestRegistry::launch(Some((user.to_string(), password.to_string())), false)
+        TestRegistry::launch(Some((user.to_string(), password.to_string())), Tls::None)
     }
 
     /// `127.0.0.1:PORT`, the registry part of references.
@@ -58,6 +75,11 @@ impl TestRegistry {
     /// The PEM file of the CA that signed a TLS registry's certificate.
     pub fn ca_certificate(&self) -> Option<&Path> {
         self.ca_certificate.as_deref()
+    }
+
+    /// The client certificate a registry started with [`TestRegistry::start_mtls`] accepts.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.client_certificate.as_ref()
     }
 
     /// The registry's storage root (`docker/registry/v2/...` below it).
@@ -80,7 +102,8 @@ impl TestRegistry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn launch(credentials: Option<(String, String)>, tls: bool) -> TestRegistry {
+    fn launch(credentials: Option<(String, String)>, mode: Tls) -> TestRegistry {
+        let tls = mode != Tls::None;
         assert!(
             Path::new(REGISTRY_BINARY).is_file(),
             "{REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)"
@@ -100,7 +123,9 @@ impl TestRegistry {
                 )
             });
             let ca_certificate = tls.then(|| write_tls_files(dir.path()));
-            let tls_config = if tls {
+            let client_certificate = (mode == Tls::ClientCertificates)
+                .then(|| write_client_certificate(dir.path(), &dir.path().join("client")));
+            let mut tls_config = if tls {
                 format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     dir.path().join("cert.pem").display(),
@@ -109,6 +134,12 @@ impl TestRegistry {
             } else {
                 String::new()
             };
+            if client_certificate.is_some() {
+                tls_config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.path().join("ca.pem").display()
+                ));
+            }
             let config = format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n  accesslog:\n    disabled: true\n\
@@ -137,6 +168,7 @@ impl TestRegistry {
                 child,
                 credentials: credentials.clone(),
                 ca_certificate,
+                client_certificate,
             };
             if registry.wait_until_ready() {
                 return registry;
@@ -164,6 +196,13 @@ impl TestRegistry {
         }
         false
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    None,
+    Server,
+    ClientCertificates,
 }
 
 impl Drop for TestRegistry {
@@ -257,6 +296,69 @@ pub fn write_tls_files(dir: &Path) -> PathBuf {
         "server.ext",
     ]);
     dir.join("ca.pem")
+}
+
+/// Writes a client certificate (`CN=kiln test client`, clientAuth) and its
+/// key into `out` (created), signed by the CA [`write_tls_files`] wrote
+/// into `ca_dir`.
+pub fn write_client_certificate(ca_dir: &Path, out: &Path) -> ClientCertificate {
+    std::fs::create_dir_all(out).expect("creating the client certificate directory");
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(out)
+            .output()
+            .expect("running openssl (Debian package openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=kiln test client",
+    ]);
+    std::fs::write(
+        out.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("writing the client certificate extensions");
+    let ca = ca_dir.join("ca.pem");
+    let ca_key = ca_dir.join("ca.key");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        ca.to_str().expect("a UTF-8 temporary path"),
+        "-CAkey",
+        ca_key.to_str().expect("a UTF-8 temporary path"),
+        "-CAcreateserial",
+        "-CAserial",
+        "client.srl",
+        "-out",
+        "client.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+    ]);
+    ClientCertificate {
+        cert: out.join("client.crt"),
+        key: out.join("client.key"),
+    }
 }
 
 fn write_htpasswd(path: &Path, user: &str, password: &str) {

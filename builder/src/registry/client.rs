@@ -1193,9 +1193,19 @@ fn connection_hint(
     }
 }
 
-/// hyper's words for a connection the server closed before any answer.
+/// hyper's words for a connection the server closed before any answer
+/// (which of them depends on when the closing is noticed).
 fn is_closed_after_handshake(message: &str) -> bool {
-    message.contains("connection closed") || message.contains("connection reset")
+    [
+        "connection closed",
+        "channel closed",
+        "connection was not ready",
+        "connection reset",
+        "Connection reset",
+        "Broken pipe",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
 }
 
 /// Hashes a blob with the algorithm its digest names.
@@ -1297,6 +1307,16 @@ mod tests {
             ),
             (
                 "client error (Canceled): operation was canceled: connection closed",
+                false,
+                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                "client error (SendRequest): channel closed",
+                false,
+                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
+            ),
+            (
+                "client error (Canceled): operation was canceled: connection was not ready",
                 false,
                 "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
             ),

@@ -435,3 +435,87 @@ async fn an_unreachable_registry_says_where_it_looked() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn bearer_tokens_are_asked_per_scope_and_never_sent_to_storage() {
+    let server = TestRegistry::start();
+    let storage = FaultProxy::recording(server.host()).await;
+    let proxy = FaultProxy::bearer(server.host(), "kiln", "s3cret", Some(storage.host())).await;
+    let host = proxy.host().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), 11);
+    let target = reference(&format!("{host}/app:1"));
+
+    let config = tempfile::tempdir().unwrap();
+    write_docker_config(config.path(), &host, "kiln", "s3cret");
+    let registry = registry_with_config(config.path(), RegistryOptions::default());
+    let digest = push_image(&registry, &target, &img).await.unwrap();
+    let (bytes, _, fetched) = registry
+        .fetch_manifest_raw(&target, Access::Pull)
+        .await
+        .unwrap();
+    assert_eq!((bytes, fetched), (img.manifest.clone(), digest));
+    // The blob GET is redirected to the storage host, and followed there.
+    let dest = dir.path().join("layer-back");
+    let descriptor = serde_json::from_value(serde_json::json!({
+        "mediaType": fixtures::OCI_LAYER_GZIP, "digest": img.layer.digest, "size": img.layer.size,
+    }))
+    .unwrap();
+    registry
+        .fetch_blob_to_file(&target, &descriptor, &dest, Access::Pull)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), img.layer.bytes);
+
+    // One token per direction and scope, asked with the credentials; the
+    // registry gets only the token, the storage host nothing.
+    let seen = proxy.authorizations();
+    let tokens: Vec<&(String, Option<String>)> = seen
+        .iter()
+        .filter(|(r, _)| r.starts_with("GET /token"))
+        .collect();
+    let basic = Some("Basic a2lsbjpzM2NyZXQ=".to_string());
+    assert_eq!(
+        tokens,
+        [
+            &(
+                "GET /token?service=kiln-test&scope=repository%3Aapp%3Apull%2Cpush".to_string(),
+                basic.clone()
+            ),
+            &(
+                "GET /token?service=kiln-test&scope=repository%3Aapp%3Apull".to_string(),
+                basic.clone()
+            ),
+        ],
+        "{seen:?}"
+    );
+    let bearer = Some(format!("Bearer {}", proxy::BEARER_TOKEN));
+    for (request, authorization) in &seen {
+        if !request.starts_with("GET /token") {
+            assert!(
+                authorization.is_none() || authorization == &bearer,
+                "{request}: {authorization:?}"
+            );
+        }
+    }
+    assert_eq!(
+        storage.authorizations(),
+        [(format!("GET /v2/app/blobs/{}", img.layer.digest), None)]
+    );
+
+    // A refused token request is the registry refusing the credentials.
+    let bad = tempfile::tempdir().unwrap();
+    let bad_config = write_docker_config(bad.path(), &host, "kiln", "wrong");
+    let err = registry_with_config(bad.path(), RegistryOptions::default())
+        .fetch_manifest_raw(&target, Access::Pull)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "fetching manifest {target}: HTTP 401 Unauthorized (token request to http://{host}/token refused: HTTP 401 Unauthorized ({{\"details\":\"incorrect username or password\"}})); check the credentials for {host} in {}",
+            bad_config.display()
+        )
+    );
+}

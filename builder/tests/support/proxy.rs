@@ -23,7 +23,24 @@ struct State {
     remaining: Mutex<usize>,
     injected: AtomicUsize,
     requests: Mutex<Vec<String>>,
+    /// Every request with its Authorization header, if any.
+    authorizations: Mutex<Vec<(String, Option<String>)>>,
+    /// Set for [`FaultProxy::bearer`].
+    bearer: Option<Bearer>,
+    /// `127.0.0.1:PORT` of this proxy.
+    own_host: String,
 }
+
+/// A registry that wants tokens, as Docker Hub does: its token server is
+/// this proxy's `/token`, which gives [`BEARER_TOKEN`] for HTTP basic
+/// `user:password`; blob GETs may be redirected to another host.
+struct Bearer {
+    basic: String,
+    redirect_blobs_to: Option<String>,
+}
+
+/// The one token [`FaultProxy::bearer`] hands out and accepts.
+pub const BEARER_TOKEN: &str = "kiln-test-token";
 
 /// The proxy; stops accepting connections when dropped.
 pub struct FaultProxy {
@@ -45,11 +62,47 @@ impl FaultProxy {
         FaultProxy::launch(upstream, failures, Fault::Unavailable, matches).await
     }
 
+    /// A proxy that asks for Bearer tokens from its own `/token` (the
+    /// realm), which gives one for basic `user:password` and any scope;
+    /// requests with the token pass through, blob GETs are answered 307 to
+    /// `redirect_blobs_to` (another proxy, standing for the registry's
+    /// storage) when given.
+    pub async fn bearer(
+        upstream: &str,
+        user: &str,
+        password: &str,
+        redirect_blobs_to: Option<&str>,
+    ) -> FaultProxy {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        FaultProxy::launch_with(
+            upstream,
+            0,
+            Fault::Unavailable,
+            |_, _| false,
+            Some(Bearer {
+                basic: format!("Basic {basic}"),
+                redirect_blobs_to: redirect_blobs_to.map(str::to_string),
+            }),
+        )
+        .await
+    }
+
     async fn launch(
         upstream: &str,
         failures: usize,
         fault: Fault,
         matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> FaultProxy {
+        FaultProxy::launch_with(upstream, failures, fault, matches, None).await
+    }
+
+    async fn launch_with(
+        upstream: &str,
+        failures: usize,
+        fault: Fault,
+        matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+        bearer: Option<Bearer>,
     ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -65,6 +118,9 @@ impl FaultProxy {
             remaining: Mutex::new(failures),
             injected: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
+            authorizations: Mutex::new(Vec::new()),
+            bearer,
+            own_host: host.clone(),
         });
         let accept_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -117,6 +173,15 @@ impl FaultProxy {
     pub fn requests(&self) -> Vec<String> {
         self.state
             .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every request seen so far with its Authorization header.
+    pub fn authorizations(&self) -> Vec<(String, Option<String>)> {
+        self.state
+            .authorizations
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
@@ -186,6 +251,56 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
     let target = request_line.next().unwrap_or("").to_string();
     if let Ok(mut requests) = state.requests.lock() {
         requests.push(format!("{method} {target}"));
+    }
+    let authorization = header_value(&head_text, "authorization");
+    if let Ok(mut seen) = state.authorizations.lock() {
+        seen.push((format!("{method} {target}"), authorization.clone()));
+    }
+    if let Some(bearer) = &state.bearer {
+        let answer = if target.starts_with("/token") {
+            if authorization.as_deref() == Some(bearer.basic.as_str()) {
+                let body = format!(r#"{{"token":"{BEARER_TOKEN}","expires_in":300}}"#);
+                Some(("200 OK", String::new(), body))
+            } else {
+                Some((
+                    "401 Unauthorized",
+                    String::new(),
+                    r#"{"details":"incorrect username or password"}"#.to_string(),
+                ))
+            }
+        } else if authorization.as_deref() != Some(&format!("Bearer {BEARER_TOKEN}")) {
+            Some((
+                "401 Unauthorized",
+                format!(
+                    "WWW-Authenticate: Bearer realm=\"http://{}/token\",service=\"kiln-test\"\r\n",
+                    state.own_host
+                ),
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                    .to_string(),
+            ))
+        } else if let Some(storage) = bearer
+            .redirect_blobs_to
+            .as_ref()
+            .filter(|_| blob_get(&method, &target))
+        {
+            Some((
+                "307 Temporary Redirect",
+                format!("Location: http://{storage}{target}\r\n"),
+                String::new(),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, headers, body)) = answer {
+            discard_body(&mut client, &head_text, leftover).await;
+            let response = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.write_all(response.as_bytes()).await;
+            let _ = client.shutdown().await;
+            return;
+        }
     }
 
     let fail = (state.matches)(&method, &target)
@@ -264,6 +379,16 @@ async fn read_head(client: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// The value of the request head's header `name`, if present.
+fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
 }
 
 /// Reads the request body so that the client sees the 503, not a reset.

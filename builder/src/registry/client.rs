@@ -18,8 +18,13 @@ use sha2::Digest as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::auth::{Credentials, RegistryAuth};
-use super::distribution::{Endpoint, TransportError, expect, pull_scope, push_scope};
-use super::error::{Failure, RegistryError, classify, error_chain, is_client_certificate_refusal};
+use super::distribution::{
+    Endpoint, TransportError, asks_for_client_certificate, expect, pull_scope, push_scope,
+};
+use super::error::{
+    Failure, RegistryError, classify, error_chain, is_certificate_failure,
+    is_client_certificate_refusal,
+};
 use super::options::{Access, ClientCertificate, RegistryOptions};
 use super::retry::with_retries;
 use super::select::{
@@ -65,6 +70,8 @@ pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 #[derive(Clone)]
 struct Clients {
     endpoint: Arc<Endpoint>,
+    /// `host[:port]`.
+    registry: String,
     plain_http: bool,
     client_certificate: bool,
 }
@@ -274,10 +281,14 @@ impl Registry {
             &clients,
             "; check the image name and tag",
         );
-        let (bytes, digest) =
-            with_retries(self.inner.options.download_policy(), DOWNLOAD_FLAG, || {
-                self.get_manifest(&clients, reference, &auth, &op)
-            })
+        let (bytes, digest) = self
+            .explained(
+                &clients,
+                with_retries(self.inner.options.download_policy(), DOWNLOAD_FLAG, || {
+                    self.get_manifest(&clients, reference, &auth, &op)
+                })
+                .await,
+            )
             .await?;
         let media_type =
             manifest_media_type(&bytes).map_err(|found| RegistryError::UnsupportedMediaType {
@@ -406,18 +417,22 @@ impl Registry {
             &clients,
             "",
         );
-        with_retries(
-            self.inner.options.download_policy(),
-            DOWNLOAD_FLAG,
-            || async {
-                let result = self
-                    .download_to_file(&clients, &auth, image, &digest, size, dest, &op)
-                    .await;
-                if result.is_err() {
-                    let _ = tokio::fs::remove_file(dest).await;
-                }
-                result
-            },
+        self.explained(
+            &clients,
+            with_retries(
+                self.inner.options.download_policy(),
+                DOWNLOAD_FLAG,
+                || async {
+                    let result = self
+                        .download_to_file(&clients, &auth, image, &digest, size, dest, &op)
+                        .await;
+                    if result.is_err() {
+                        let _ = tokio::fs::remove_file(dest).await;
+                    }
+                    result
+                },
+            )
+            .await,
         )
         .await
     }
@@ -484,23 +499,27 @@ impl Registry {
             digest: &digest,
             size,
         };
-        with_retries(
-            self.inner.options.download_policy(),
-            DOWNLOAD_FLAG,
-            || async {
-                let mut bytes = Vec::new();
-                self.download(
-                    &clients,
-                    &auth,
-                    &blob,
-                    &mut bytes,
-                    Path::new("(memory)"),
-                    &op,
-                    None,
-                )
-                .await?;
-                Ok(bytes)
-            },
+        self.explained(
+            &clients,
+            with_retries(
+                self.inner.options.download_policy(),
+                DOWNLOAD_FLAG,
+                || async {
+                    let mut bytes = Vec::new();
+                    self.download(
+                        &clients,
+                        &auth,
+                        &blob,
+                        &mut bytes,
+                        Path::new("(memory)"),
+                        &op,
+                        None,
+                    )
+                    .await?;
+                    Ok(bytes)
+                },
+            )
+            .await,
         )
         .await
     }
@@ -606,10 +625,14 @@ impl Registry {
             &clients,
             "",
         );
-        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            self.present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
-                .await
-        })
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                self.present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
+                    .await
+            })
+            .await,
+        )
         .await
     }
 
@@ -783,36 +806,39 @@ impl Registry {
                 message: format!("{} is {on_disk} bytes, the blob is {size}", path.display()),
             });
         }
-        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            if self
-                .present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
-                .await?
-            {
-                return Ok(());
-            }
-            let file = tokio::fs::File::open(path).await.map_err(io_err)?;
-            let transfer = Transfer::start(Direction::Push, digest, size, &repository);
-            let bar = transfer.bar();
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK).inspect_ok(
-                move |chunk| {
-                    if let Some(bar) = &bar {
-                        bar.inc(chunk.len() as u64);
-                    }
-                },
-            );
-            self.upload(
-                &clients,
-                &auth,
-                target,
-                digest,
-                size,
-                reqwest::Body::wrap_stream(stream),
-            )
-            .await
-            .map_err(|e| self.fail(&op, e))?;
-            transfer.finish();
-            Ok(())
-        })
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                if self
+                    .present_or_mounted(&clients, &auth, target, digest, mount_from, &op)
+                    .await?
+                {
+                    return Ok(());
+                }
+                let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+                let transfer = Transfer::start(Direction::Push, digest, size, &repository);
+                let bar = transfer.bar();
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)
+                    .inspect_ok(move |chunk| {
+                        if let Some(bar) = &bar {
+                            bar.inc(chunk.len() as u64);
+                        }
+                    });
+                self.upload(
+                    &clients,
+                    &auth,
+                    target,
+                    digest,
+                    size,
+                    reqwest::Body::wrap_stream(stream),
+                )
+                .await
+                .map_err(|e| self.fail(&op, e))?;
+                transfer.finish();
+                Ok(())
+            })
+            .await,
+        )
         .await
     }
 
@@ -847,19 +873,23 @@ impl Registry {
             ),
         );
         let scopes = [push_scope(target.repository())];
-        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            let response = endpoint
-                .send(&auth, &scopes, Method::PUT, &url, |request| {
-                    request
-                        .header(header::CONTENT_TYPE, content_type.clone())
-                        .body(body.clone())
-                })
-                .await
-                .map_err(|e| self.fail(&op, e))?;
-            expect(response, &[StatusCode::CREATED])
-                .await
-                .map_err(|e| self.fail(&op, e))
-        })
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                let response = endpoint
+                    .send(&auth, &scopes, Method::PUT, &url, |request| {
+                        request
+                            .header(header::CONTENT_TYPE, content_type.clone())
+                            .body(body.clone())
+                    })
+                    .await
+                    .map_err(|e| self.fail(&op, e))?;
+                expect(response, &[StatusCode::CREATED])
+                    .await
+                    .map_err(|e| self.fail(&op, e))
+            })
+            .await,
+        )
         .await?;
         Ok(format!(
             "sha256:{}",
@@ -880,21 +910,25 @@ impl Registry {
             "",
         );
         let scopes = [push_scope(target.repository())];
-        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            let location = self
-                .start_upload(&clients, &auth, target)
-                .await
-                .map_err(|e| self.fail(&op, e))?;
-            // Cancelling is a courtesy: registries expire abandoned
-            // sessions. Only the registry's own sessions are cancelled.
-            if location.origin() == clients.endpoint.url("", "").origin() {
-                let _ = clients
-                    .endpoint
-                    .send(&auth, &scopes, Method::DELETE, &location, |r| r)
-                    .await;
-            }
-            Ok(())
-        })
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                let location = self
+                    .start_upload(&clients, &auth, target)
+                    .await
+                    .map_err(|e| self.fail(&op, e))?;
+                // Cancelling is a courtesy: registries expire abandoned
+                // sessions. Only the registry's own sessions are cancelled.
+                if location.origin() == clients.endpoint.url("", "").origin() {
+                    let _ = clients
+                        .endpoint
+                        .send(&auth, &scopes, Method::DELETE, &location, |r| r)
+                        .await;
+                }
+                Ok(())
+            })
+            .await,
+        )
         .await
     }
 
@@ -923,24 +957,28 @@ impl Registry {
             &clients,
             "",
         );
-        with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-            if !self
-                .blob_exists(&clients, &auth, target, &config_digest, &op)
-                .await?
-            {
-                self.upload(
-                    &clients,
-                    &auth,
-                    target,
-                    &config_digest,
-                    OCI_PROBE_CONFIG.len() as u64,
-                    reqwest::Body::from(OCI_PROBE_CONFIG),
-                )
-                .await
-                .map_err(|e| self.fail(&op, e))?;
-            }
-            Ok(())
-        })
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                if !self
+                    .blob_exists(&clients, &auth, target, &config_digest, &op)
+                    .await?
+                {
+                    self.upload(
+                        &clients,
+                        &auth,
+                        target,
+                        &config_digest,
+                        OCI_PROBE_CONFIG.len() as u64,
+                        reqwest::Body::from(OCI_PROBE_CONFIG),
+                    )
+                    .await
+                    .map_err(|e| self.fail(&op, e))?;
+                }
+                Ok(())
+            })
+            .await,
+        )
         .await?;
         let manifest = oci_probe_manifest(&config_digest);
         let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest)));
@@ -961,6 +999,49 @@ impl Registry {
             tracing::debug!("deleting the OCI probe manifest: {}", response.status());
         }
         Ok(())
+    }
+
+    /// A failed connection to a TLS registry that does not say why (under
+    /// TLS 1.3 a refused client certificate often reads as a closed
+    /// connection): asks the registry whether it wants a client
+    /// certificate, and when it does, says so instead.
+    async fn explained<T>(
+        &self,
+        clients: &Clients,
+        result: Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let Err(mut error) = result else {
+            return result;
+        };
+        if clients.plain_http || clients.client_certificate {
+            return Err(error);
+        }
+        let connection = match &mut error {
+            RegistryError::RetriesExhausted { last, .. } => last.as_mut(),
+            other => other,
+        };
+        let RegistryError::Connection {
+            message,
+            hint,
+            transient,
+            ..
+        } = connection
+        else {
+            return Err(error);
+        };
+        if is_certificate_failure(message) {
+            return Err(error);
+        }
+        let registry = clients.registry.clone();
+        let asked = tokio::task::spawn_blocking(move || asks_for_client_certificate(&registry))
+            .await
+            .ok()
+            .flatten();
+        if asked == Some(true) {
+            *hint = asks_for_client_certificate_hint(&clients.registry);
+            *transient = false;
+        }
+        Err(error)
     }
 
     fn op(
@@ -1075,6 +1156,7 @@ impl Registry {
             .map_err(|e| client_error(format!("{registry} is not a host[:port]: {e}")))?;
         Ok(Clients {
             endpoint: Arc::new(endpoint),
+            registry: registry.to_string(),
             plain_http: transport.plain_http,
             client_certificate: identity.is_some(),
         })
@@ -1160,6 +1242,13 @@ fn repository_of(reference: &Reference) -> String {
     format!("{}/{}", reference.registry(), reference.repository())
 }
 
+/// The advice for a registry that wants a client certificate and got none.
+fn asks_for_client_certificate_hint(registry: &str) -> String {
+    format!(
+        "; {registry} asks for a TLS client certificate: pass --registry-client-cert={registry}=/path/to/client.crt,/path/to/client.key"
+    )
+}
+
 /// What to try after a failed connection. `message` is the failure,
 /// `client_certificate` whether one was presented.
 fn connection_hint(
@@ -1168,8 +1257,6 @@ fn connection_hint(
     message: &str,
     client_certificate: bool,
 ) -> String {
-    let pass_client_certificate =
-        format!("pass --registry-client-cert={registry}=/path/to/client.crt,/path/to/client.key");
     if plain_http {
         format!("; check that a registry listens at http://{registry}")
     } else if is_client_certificate_refusal(message) {
@@ -1178,34 +1265,13 @@ fn connection_hint(
                 "; {registry} refused the client certificate of --registry-client-cert={registry}=…: check that it is signed by a CA {registry} trusts and has not expired"
             )
         } else {
-            format!("; {registry} asks for a TLS client certificate: {pass_client_certificate}")
+            asks_for_client_certificate_hint(registry)
         }
-    } else if is_closed_after_handshake(message) && !client_certificate {
-        // Under TLS 1.3 a server that wants a client certificate refuses
-        // it after the client has finished its handshake; the alert
-        // saying so can lose the race with the request, which then only
-        // sees the connection closed.
-        format!("; if {registry} requires a TLS client certificate, {pass_client_certificate}")
     } else {
         format!(
             "; if {registry} serves plain HTTP pass --insecure-registry={registry}, for a self-signed certificate --registry-certificate={registry}=/path/to/ca.pem or --skip-tls-verify-registry={registry}"
         )
     }
-}
-
-/// hyper's words for a connection the server closed before any answer
-/// (which of them depends on when the closing is noticed).
-fn is_closed_after_handshake(message: &str) -> bool {
-    [
-        "connection closed",
-        "channel closed",
-        "connection was not ready",
-        "connection reset",
-        "Connection reset",
-        "Broken pipe",
-    ]
-    .iter()
-    .any(|words| message.contains(words))
 }
 
 /// Hashes a blob with the algorithm its digest names.
@@ -1301,24 +1367,14 @@ mod tests {
                 "; reg.example asks for a TLS client certificate: pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
             ),
             (
+                "connection closed",
+                false,
+                "; if reg.example serves plain HTTP pass --insecure-registry=reg.example, for a self-signed certificate --registry-certificate=reg.example=/path/to/ca.pem or --skip-tls-verify-registry=reg.example",
+            ),
+            (
                 "connection error: received fatal alert: CertificateRequired",
                 true,
                 "; reg.example refused the client certificate of --registry-client-cert=reg.example=…: check that it is signed by a CA reg.example trusts and has not expired",
-            ),
-            (
-                "client error (Canceled): operation was canceled: connection closed",
-                false,
-                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
-            ),
-            (
-                "client error (SendRequest): channel closed",
-                false,
-                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
-            ),
-            (
-                "client error (Canceled): operation was canceled: connection was not ready",
-                false,
-                "; if reg.example requires a TLS client certificate, pass --registry-client-cert=reg.example=/path/to/client.crt,/path/to/client.key",
             ),
         ];
         for (message, presented, want) in table {

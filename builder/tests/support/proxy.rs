@@ -278,18 +278,18 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
                     .to_string(),
             ))
-        } else if let Some(storage) = bearer
-            .redirect_blobs_to
-            .as_ref()
-            .filter(|_| blob_get(&method, &target))
-        {
-            Some((
-                "307 Temporary Redirect",
-                format!("Location: http://{storage}{target}\r\n"),
-                String::new(),
-            ))
         } else {
-            None
+            bearer
+                .redirect_blobs_to
+                .as_ref()
+                .filter(|_| blob_get(&method, &target))
+                .map(|storage| {
+                    (
+                        "307 Temporary Redirect",
+                        format!("Location: http://{storage}{target}\r\n"),
+                        String::new(),
+                    )
+                })
         };
         if let Some((status, headers, body)) = answer {
             discard_body(&mut client, &head_text, leftover).await;

@@ -16,8 +16,10 @@
 //! (digests, sizes, bounds, progress, retries) is `client.rs`'s business.
 
 mod challenge;
+mod diagnose;
 
 pub(crate) use challenge::one_line;
+pub(crate) use diagnose::asks_for_client_certificate;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

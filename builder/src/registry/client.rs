@@ -20,6 +20,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::auth::{Credentials, RegistryAuth};
 use super::distribution::{
     Endpoint, TransportError, asks_for_client_certificate, expect, pull_scope, push_scope,
+    status_error,
 };
 use super::error::{
     Failure, RegistryError, classify, error_chain, is_certificate_failure,
@@ -711,16 +712,7 @@ impl Registry {
         match response.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.fail(
-                op,
-                expect(response, &[])
-                    .await
-                    .err()
-                    .unwrap_or(TransportError::UnexpectedStatus {
-                        status: 0,
-                        expected: "200 OK or 404 Not Found",
-                    }),
-            )),
+            _ => Err(self.fail(op, status_error(response).await)),
         }
     }
 
@@ -919,7 +911,7 @@ impl Registry {
                     .map_err(|e| self.fail(&op, e))?;
                 // Cancelling is a courtesy: registries expire abandoned
                 // sessions. Only the registry's own sessions are cancelled.
-                if location.origin() == clients.endpoint.url("", "").origin() {
+                if clients.endpoint.is_own(&location) {
                     let _ = clients
                         .endpoint
                         .send(&auth, &scopes, Method::DELETE, &location, |r| r)

@@ -437,13 +437,11 @@ mod tests {
                 },
             ),
             (
-                TransportError::UnexpectedStatus {
-                    status: 202,
-                    expected: "201 Created",
+                TransportError::Location {
+                    location: "::".to_string(),
                 },
                 Failure::Protocol {
-                    message: "the registry answered HTTP 202 where the protocol says 201 Created"
-                        .to_string(),
+                    message: "the registry's upload location \"::\" is not a URL".to_string(),
                 },
             ),
         ];

@@ -71,8 +71,6 @@ pub(crate) enum TransportError {
     TokenTooLarge { realm: String, limit: usize },
     #[error("the registry's upload location {location:?} is not a URL")]
     Location { location: String },
-    #[error("the registry answered HTTP {status} where the protocol says {expected}")]
-    UnexpectedStatus { status: u16, expected: &'static str },
 }
 
 /// What the registry asked for, and the tokens it gave.
@@ -127,6 +125,11 @@ impl Endpoint {
         let mut url = self.base.clone();
         url.set_path(&format!("/v2/{repository}/{rest}"));
         url
+    }
+
+    /// Whether `url` is on the registry itself (same scheme, host, port).
+    pub(crate) fn is_own(&self, url: &url::Url) -> bool {
+        url.origin() == self.base.origin()
     }
 
     /// A `Location` the registry answered (relative or absolute), as a URL.
@@ -209,7 +212,7 @@ impl Endpoint {
         scopes: &[String],
         url: &url::Url,
     ) -> Option<HeaderValue> {
-        if url.origin() != self.base.origin() {
+        if !self.is_own(url) {
             return None;
         }
         if let RegistryAuth::Bearer(token) = auth {
@@ -320,11 +323,17 @@ pub(crate) async fn expect(
     if ok.contains(&response.status()) {
         return Ok(response);
     }
+    Err(status_error(response).await)
+}
+
+/// The failure an unwanted answer stands for: its status and the start of
+/// its body.
+pub(crate) async fn status_error(response: Response) -> TransportError {
     let status = response.status().as_u16();
-    Err(TransportError::Status {
+    TransportError::Status {
         status,
         body: error_body(response).await,
-    })
+    }
 }
 
 /// The first [`MAX_ERROR_BODY`] bytes of an error answer, as text; a body

@@ -175,7 +175,8 @@ impl fmt::Display for Compression {
 
 /// What is pushed and how (`--oci-mode`, `--compression`,
 /// `--compression-level`, `--publish-index`, `--legacy-manifest-list`,
-/// `--index-annotations`, `--reproducible`).
+/// `--index-annotations`, `--reproducible`,
+/// `--push-ignore-immutable-tag-errors`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -196,7 +197,10 @@ pub struct OutputSpec {
     /// Publish an image index of all platforms to every destination.
     #[serde(default = "default_true")]
     pub publish_index: bool,
-    /// Publish a Docker manifest list instead of an OCI index.
+    /// Publish a Docker manifest list instead of an OCI index. Overrides
+    /// `ociMode`: a manifest list can only list Docker manifests, so every
+    /// platform is built with Docker media types (`--oci-mode=docker`)
+    /// whatever `ociMode` says.
     #[serde(default, skip_serializing_if = "is_false")]
     pub legacy_manifest_list: bool,
     /// Annotations of the published index.
@@ -205,6 +209,13 @@ pub struct OutputSpec {
     /// Clamp timestamps for reproducible layers and configs.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reproducible: bool,
+    /// A push to an existing tag that the registry refuses because its
+    /// tags are immutable is not an error (kaniko's
+    /// `--push-ignore-immutable-tag-errors`): the tag keeps its image,
+    /// with a warning. Applies to every platform's builder and to the
+    /// index the operator publishes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub push_ignore_immutable_tag_errors: bool,
 }
 
 impl Default for OutputSpec {
@@ -217,6 +228,7 @@ impl Default for OutputSpec {
             legacy_manifest_list: false,
             index_annotations: BTreeMap::new(),
             reproducible: false,
+            push_ignore_immutable_tag_errors: false,
         }
     }
 }

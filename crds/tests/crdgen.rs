@@ -409,3 +409,39 @@ fn status_fields() {
         json!(["Pending", "Running", "Succeeded", "Failed"])
     );
 }
+
+#[test]
+fn output_docs_say_what_overrides_what() {
+    // BuildRequest carries the MultiArchBuild's build spec as it is.
+    for (kind, pointer) in [
+        (
+            "MultiArchBuild",
+            "/properties/spec/properties/output/properties",
+        ),
+        (
+            "BuildRequest",
+            "/properties/spec/properties/output/properties",
+        ),
+    ] {
+        let crd = crd(kind);
+        let output = at(schema(&crd), pointer);
+        let legacy = output["legacyManifestList"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            legacy.contains("Overrides\n`ociMode`")
+                && legacy.contains("built with Docker media types (`--oci-mode=docker`)"),
+            "{kind}: {legacy}"
+        );
+        let immutable = &output["pushIgnoreImmutableTagErrors"];
+        assert_eq!(immutable["type"], "boolean", "{kind}");
+        assert!(immutable.get("default").is_none(), "{kind}: {immutable}");
+        let text = immutable["description"].as_str().unwrap();
+        assert!(
+            text.contains("`--push-ignore-immutable-tag-errors`")
+                && text
+                    .contains("every platform's builder and to the\nindex the operator publishes"),
+            "{kind}: {text}"
+        );
+    }
+}

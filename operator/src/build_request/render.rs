@@ -229,6 +229,9 @@ pub fn builder_args(request: &BuildRequest) -> Vec<String> {
     if output.reproducible {
         args.push("--reproducible=true".into());
     }
+    if output.push_ignore_immutable_tag_errors {
+        args.push("--push-ignore-immutable-tag-errors=true".into());
+    }
     if let Some(retry) = &build.push_retry {
         if let Some(count) = retry.count {
             args.push(format!("--push-retry={count}"));
@@ -635,6 +638,33 @@ mod tests {
                 .filter(|a| a.starts_with("--oci-mode="))
                 .collect();
             assert_eq!(modes, [want], "{mode} legacy={legacy}");
+        }
+    }
+
+    #[test]
+    fn immutable_tag_errors_are_ignored_by_every_builder_on_request() {
+        // (pushIgnoreImmutableTagErrors, the builder's flag)
+        let table: [(Option<bool>, &[&str]); 3] = [
+            (None, &[]),
+            (Some(false), &[]),
+            (Some(true), &["--push-ignore-immutable-tag-errors=true"]),
+        ];
+        for (set, want) in table {
+            for platform in ["linux/amd64", "linux/arm64"] {
+                let mut request = build_request("b", platform, 0);
+                let mut output = serde_json::json!({ "ociMode": "oci" });
+                if let Some(set) = set {
+                    output["pushIgnoreImmutableTagErrors"] = set.into();
+                }
+                request.spec.build.output = serde_json::from_value(output).unwrap();
+                let args = builder_args(&request);
+                let flags: Vec<&str> = args
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| a.starts_with("--push-ignore-immutable-tag-errors"))
+                    .collect();
+                assert_eq!(flags, want, "{set:?} {platform}");
+            }
         }
     }
 

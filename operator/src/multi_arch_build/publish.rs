@@ -127,15 +127,15 @@ pub async fn publish(
         &annotations,
     )
     .map_err(|e| permanent(e.to_string()))?;
-    // The MultiArchBuild has no field for kaniko's
-    // --push-ignore-immutable-tag-errors: a refused tag fails the publish.
+    // kaniko's --push-ignore-immutable-tag-errors, for the index as for
+    // each platform's builder: an existing immutable tag keeps its image.
     publish_index(
         &registry,
         &spec.destinations,
         &entries,
         plan,
         &annotations,
-        false,
+        spec.output.push_ignore_immutable_tag_errors,
     )
     .await
     .map_err(|error| match &error {

@@ -66,8 +66,14 @@ pub enum K8sError {
 /// Runs `--driver=k8s`: uploads a local context, creates the
 /// MultiArchBuild, and follows it to the end unless `--detach`.
 pub async fn run_k8s(options: &BuildOptions) -> Result<K8sOutcome, K8sError> {
-    // Refuse what the cluster cannot do before reaching it.
+    // Refuse what the cluster cannot do before reaching it, and say what
+    // it will not do.
     submit::multi_arch_build(options, &options.context)?;
+    for flag in submit::dropped_flags(options) {
+        tracing::warn!(
+            "{flag} has no MultiArchBuild field: the cluster's builds run without it (--driver=local applies it)"
+        );
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(K8sError::Connect)?;

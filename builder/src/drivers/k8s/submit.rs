@@ -104,6 +104,83 @@ fn dockerfile_in_context(options: &BuildOptions) -> Result<String, SubmitError> 
         })
 }
 
+/// The flags set on this command line that a MultiArchBuild has no field
+/// for, so the cluster's builds run without them: `--driver=k8s` warns
+/// about each (the flags that cannot work at all are refused instead).
+/// `--isolation` is not listed: the cluster's builder pods choose theirs.
+pub fn dropped_flags(options: &BuildOptions) -> Vec<&'static str> {
+    use crate::cli::options::Emulation;
+    use crate::fs::snapshot::SnapshotMode;
+    let output = &options.output;
+    let multi = &options.multi_platform;
+    let cache = &options.cache;
+    let execution = &options.execution;
+    let registry = &options.registry;
+    let retry_defaults = crate::registry::RegistryOptions::default();
+    [
+        ("--annotation", !output.annotations.is_empty()),
+        (
+            "--skip-push-permission-check",
+            output.skip_push_permission_check,
+        ),
+        ("--skip-unused-stages", options.skip_unused_stages),
+        ("--emulation", multi.emulation != Emulation::Auto),
+        ("--platform-tags", multi.platform_tags),
+        ("--push-by-digest", multi.push_by_digest),
+        ("--digests-from", multi.digests_from.is_some()),
+        ("--cache-dir", cache.dir_given),
+        ("--cache-copy-layers", cache.copy_layers),
+        ("--cache-run-layers", !cache.run_layers),
+        ("--no-push-cache", !cache.push),
+        (
+            "--snapshot-mode",
+            execution.snapshot_mode != SnapshotMode::Full,
+        ),
+        ("--single-snapshot", execution.single_snapshot),
+        ("--ignore-path", !execution.ignore_paths.is_empty()),
+        ("--ignore-var-run", !execution.ignore_var_run),
+        ("--force", execution.force),
+        ("--cleanup", execution.cleanup),
+        ("--insecure", registry.insecure),
+        ("--insecure-pull", registry.insecure_pull),
+        (
+            "--insecure-registry",
+            !registry.insecure_registries.is_empty(),
+        ),
+        ("--skip-tls-verify", registry.skip_tls_verify),
+        ("--skip-tls-verify-pull", registry.skip_tls_verify_pull),
+        (
+            "--skip-tls-verify-registry",
+            !registry.skip_tls_verify_registries.is_empty(),
+        ),
+        (
+            "--registry-certificate",
+            !registry.registry_certificates.is_empty(),
+        ),
+        (
+            "--registry-client-cert",
+            !registry.registry_client_certs.is_empty(),
+        ),
+        ("--registry-mirror", !registry.registry_mirrors.is_empty()),
+        ("--registry-map", !registry.registry_maps.is_empty()),
+        (
+            "--skip-default-registry-fallback",
+            registry.skip_default_registry_fallback,
+        ),
+        (
+            "--image-download-retry",
+            registry.image_download_retry != retry_defaults.image_download_retry,
+        ),
+        (
+            "--credential-helpers",
+            !registry.credential_helpers.is_empty(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect()
+}
+
 /// The MultiArchBuild for `options`, building `context` (the uploaded
 /// artifact, or the options' own remote context).
 pub fn multi_arch_build(
@@ -177,6 +254,7 @@ pub fn multi_arch_build(
                 legacy_manifest_list: multi.legacy_manifest_list,
                 index_annotations: multi.index_annotations.clone(),
                 reproducible: output.reproducible,
+                push_ignore_immutable_tag_errors: output.push_ignore_immutable_tag_errors,
             },
             scheduling: SchedulingSpec {
                 require_native_nodes: multi.require_native_nodes,
@@ -267,6 +345,78 @@ mod tests {
         assert_eq!(
             context_repository(&o).unwrap(),
             "registry.example/team/app/context"
+        );
+    }
+
+    #[test]
+    fn immutable_tag_errors_are_ignored_in_the_cluster_on_request() {
+        // (flags, pushIgnoreImmutableTagErrors in the spec's JSON)
+        let table: [(&[&str], serde_json::Value); 4] = [
+            (&[], serde_json::Value::Null),
+            (&["--push-ignore-immutable-tag-errors"], true.into()),
+            (&["--push-ignore-immutable-tag-errors=true"], true.into()),
+            (
+                &["--push-ignore-immutable-tag-errors=false"],
+                serde_json::Value::Null,
+            ),
+        ];
+        for (flags, want) in table {
+            let mut args = vec!["--destination=registry.example/team/app:1"];
+            args.extend_from_slice(flags);
+            let o = options(&args);
+            let build = multi_arch_build(&o, "oci://registry.example/c@sha256:aa").unwrap();
+            assert_eq!(
+                build.spec.build.output.push_ignore_immutable_tag_errors,
+                want == true,
+                "{flags:?}"
+            );
+            let value = serde_json::to_value(&build.spec).unwrap();
+            assert_eq!(
+                value["output"]["pushIgnoreImmutableTagErrors"], want,
+                "{flags:?}"
+            );
+            assert!(!dropped_flags(&o).contains(&"--push-ignore-immutable-tag-errors"));
+        }
+    }
+
+    #[test]
+    fn flags_without_a_spec_field_are_named() {
+        let base = ["--destination=registry.example/team/app:1"];
+        assert_eq!(dropped_flags(&options(&base)), Vec::<&str>::new());
+        // Flags the spec carries are not named.
+        let carried = options(&[
+            "--destination=registry.example/team/app:1",
+            "--platform=linux/amd64,linux/arm64",
+            "--push-retry=3",
+            "--reproducible",
+            "--cache=true",
+            "--legacy-manifest-list",
+            "--push-ignore-immutable-tag-errors",
+        ]);
+        assert_eq!(dropped_flags(&carried), Vec::<&str>::new());
+        let dropped = options(&[
+            "--destination=registry.example/team/app:1",
+            "--annotation=a=b",
+            "--no-push-cache",
+            "--snapshot-mode=time",
+            "--insecure-registry=r.example",
+            "--registry-mirror=mirror.gcr.io",
+            "--registry-client-cert=r.example=/c.crt,/c.key",
+            "--image-download-retry=2",
+            "--skip-push-permission-check",
+        ]);
+        assert_eq!(
+            dropped_flags(&dropped),
+            [
+                "--annotation",
+                "--skip-push-permission-check",
+                "--no-push-cache",
+                "--snapshot-mode",
+                "--insecure-registry",
+                "--registry-client-cert",
+                "--registry-mirror",
+                "--image-download-retry",
+            ]
         );
     }
 

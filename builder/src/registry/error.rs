@@ -247,6 +247,19 @@ pub(crate) fn classify(err: &TransportError) -> Failure {
             status: *status,
             detail: detail_from_body(body),
         },
+        // A token server that is down or busy is retried as the registry
+        // would be.
+        TransportError::TokenRefused {
+            realm,
+            status,
+            body,
+        } if is_retryable_status(*status) => Failure::Status {
+            status: *status,
+            detail: format!(
+                " (token request to {realm} failed{})",
+                detail_from_body(body)
+            ),
+        },
         // The registry refused the credentials at its token server: to the
         // user, the same as the registry refusing them.
         TransportError::TokenRefused {
@@ -434,6 +447,17 @@ mod tests {
                 Failure::Status {
                     status: 401,
                     detail: r#" (token request to https://auth.example/token refused: HTTP 401 Unauthorized ({"details":"incorrect username or password"}))"#.to_string(),
+                },
+            ),
+            (
+                TransportError::TokenRefused {
+                    realm: "https://auth.example/token".to_string(),
+                    status: 503,
+                    body: String::new(),
+                },
+                Failure::Status {
+                    status: 503,
+                    detail: " (token request to https://auth.example/token failed)".to_string(),
                 },
             ),
             (

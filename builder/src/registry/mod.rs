@@ -38,6 +38,10 @@ pub use auth::{
     TakenDockerConfig, copy_docker_config, install_taken_docker_config, take_docker_config,
 };
 pub use client::{PulledImage, Registry, parse_reference};
+/// Public for the fuzz targets (`fuzz/fuzz_targets/challenge.rs`): what a
+/// registry's `WWW-Authenticate` header and its token server's answer are
+/// taken to mean.
+pub use distribution::challenge;
 pub use error::RegistryError;
 pub use oci_spec::distribution::Reference;
 pub use options::{Access, ClientCertificate, RegistryOptions};

@@ -8,17 +8,18 @@
 //! service="registry.example",scope="repository:app:pull"` (get a token
 //! from the realm for that service and scope, then send it). The header
 //! syntax is RFC 7235's, parsed by `http-auth`; this module only bounds it
-//! and picks what kiln needs.
+//! and picks what kiln needs. Public for the fuzz targets
+//! (`fuzz/fuzz_targets/challenge.rs`).
 
 use std::time::Duration;
 
 /// The most bytes of `WWW-Authenticate` values read: real ones are a few
 /// hundred bytes (a realm URL, a service name, a scope or two).
-pub(crate) const MAX_CHALLENGE_BYTES: usize = 8 * 1024;
+pub const MAX_CHALLENGE_BYTES: usize = 8 * 1024;
 
 /// The most bytes a token server's answer may have: real tokens (JWTs
 /// with a few scopes) are a few KiB.
-pub(crate) const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
 
 /// How long a token is used when the server does not say (the token
 /// specification's default).
@@ -30,7 +31,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
 /// The authentication a registry asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Challenge {
+pub enum Challenge {
     /// HTTP basic authentication with the user's credentials.
     Basic,
     /// A token from `realm`, asked for with `service` (echoed as given)
@@ -42,7 +43,7 @@ pub(crate) enum Challenge {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ChallengeError {
+pub enum ChallengeError {
     #[error(
         "its WWW-Authenticate header is {length} bytes long, more than the {MAX_CHALLENGE_BYTES} kiln reads"
     )]
@@ -62,7 +63,7 @@ pub(crate) enum ChallengeError {
 /// The challenge in a `401`'s `WWW-Authenticate` values (a response may
 /// carry several headers, each with several challenges): Bearer when
 /// offered, else Basic. `None` when there is no such header.
-pub(crate) fn parse_challenge<'a>(
+pub fn parse_challenge<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<Result<Challenge, ChallengeError>> {
     let values: Vec<&[u8]> = values.into_iter().collect();
@@ -125,7 +126,7 @@ fn parse_values(values: &[&[u8]]) -> Result<Challenge, ChallengeError> {
 
 /// The URL a token is asked for at: the realm with `service` and each
 /// scope (`repository:NAME:ACTIONS`) added to its query.
-pub(crate) fn token_url(realm: &url::Url, service: Option<&str>, scopes: &[String]) -> url::Url {
+pub fn token_url(realm: &url::Url, service: Option<&str>, scopes: &[String]) -> url::Url {
     let mut url = realm.clone();
     {
         let mut query = url.query_pairs_mut();
@@ -141,13 +142,13 @@ pub(crate) fn token_url(realm: &url::Url, service: Option<&str>, scopes: &[Strin
 
 /// A token server's answer: the token and how long to use it.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Token {
+pub struct Token {
     pub value: String,
     pub lifetime: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TokenError {
+pub enum TokenError {
     #[error("the token server's answer is not JSON with a token")]
     Json,
     #[error("the token server's answer has an empty token")]
@@ -165,7 +166,7 @@ struct TokenBody {
 
 /// Reads a token server's JSON answer: `token` (or OAuth2's
 /// `access_token`), used for `expires_in` seconds less a margin.
-pub(crate) fn parse_token(body: &[u8]) -> Result<Token, TokenError> {
+pub fn parse_token(body: &[u8]) -> Result<Token, TokenError> {
     let parsed: TokenBody = serde_json::from_slice(body).map_err(|_| TokenError::Json)?;
     let value = parsed
         .token
@@ -188,7 +189,7 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<Token, TokenError> {
 }
 
 /// Registry text in a message: one line, at most `limit` characters.
-pub(crate) fn one_line(text: &str, limit: usize) -> String {
+pub fn one_line(text: &str, limit: usize) -> String {
     let flat: String = text
         .trim()
         .chars()

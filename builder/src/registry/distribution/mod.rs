@@ -15,7 +15,7 @@
 //! The answers are handed back as they are; what they mean for a build
 //! (digests, sizes, bounds, progress, retries) is `client.rs`'s business.
 
-mod challenge;
+pub mod challenge;
 mod diagnose;
 
 pub(crate) use challenge::one_line;

@@ -31,6 +31,11 @@ pub enum SubmitError {
     Context(String),
     #[error("--compression=none is not available to cluster builds: use gzip or zstd")]
     Compression,
+    #[error("--{flag} cannot be used with --driver=k8s: {reason}")]
+    Unavailable {
+        flag: &'static str,
+        reason: &'static str,
+    },
     #[error(
         "--secret cannot be used with --driver=k8s: a MultiArchBuild carries no secrets, and their values must not be written into cluster objects; build with --driver=local, or drop the RUN --mount=type=secret"
     )]
@@ -194,6 +199,19 @@ pub fn multi_arch_build(
         .ok_or(SubmitError::NoDestination)?;
     if !options.secrets.is_empty() {
         return Err(SubmitError::Secrets);
+    }
+    // Both used to be dropped silently, so the cluster built and pushed.
+    if options.multi_platform.dry_run {
+        return Err(SubmitError::Unavailable {
+            flag: "dry-run",
+            reason: "a MultiArchBuild always builds; check the build with --driver=local --dry-run",
+        });
+    }
+    if output.no_push {
+        return Err(SubmitError::Unavailable {
+            flag: "no-push",
+            reason: "the cluster's builds push to the destinations, their only output; build with --driver=local",
+        });
     }
     for (flag, set) in [
         ("--tar-path", output.tar_path.is_some()),
@@ -471,6 +489,16 @@ mod tests {
         assert_eq!(
             multi_arch_build(&o, "x").unwrap_err(),
             SubmitError::NoDestination
+        );
+        let o = options(&["--destination=r.example/app:1", "--dry-run"]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err().to_string(),
+            "--dry-run cannot be used with --driver=k8s: a MultiArchBuild always builds; check the build with --driver=local --dry-run"
+        );
+        let o = options(&["--destination=r.example/app:1", "--no-push"]);
+        assert_eq!(
+            multi_arch_build(&o, "x").unwrap_err().to_string(),
+            "--no-push cannot be used with --driver=k8s: the cluster's builds push to the destinations, their only output; build with --driver=local"
         );
         let o = options(&[
             "--context=dir:///a",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A real linux/amd64 node for the e2e cluster (e2e/cluster/up.sh): kubelet
-# (built from the Go module proxy by scripts/tools.sh, cached by version),
-# Debian's containerd, runc and CNI plugins, joined to the cluster in
+# A real linux/amd64 node for the e2e cluster (e2e/cluster/up.sh): kubelet,
+# containerd and runc (built from the Go module proxy by scripts/tools.sh,
+# cached by version), Debian's CNI plugins, joined to the cluster in
 # CLUSTER_STATE. Images come from a registry of its own (Debian's
 # docker-registry, HTTPS with a certificate from the cluster CA, so kiln's
 # images trust it through their CA bundle as any private registry) listening
@@ -146,7 +146,11 @@ inside() {
     cat "/proc/sys/$file" >"$state/sysctl/${file//\//.}"
     mount --bind "$state/sysctl/${file//\//.}" "/proc/sys/$file"
   done
-  containerd --config "$state/containerd.toml" >"$state/logs/containerd.log" 2>&1 &
+  # containerd finds its shim (containerd-shim-runc-v2) on PATH.
+  local containerd_bin
+  containerd_bin=$(cat "$state/containerd-bin")
+  PATH="$containerd_bin:$PATH" "$containerd_bin/containerd" --config "$state/containerd.toml" \
+    >"$state/logs/containerd.log" 2>&1 &
   local containerd_pid=$!
   for _ in $(seq 100); do
     [ -S "$state/containerd.sock" ] && break
@@ -212,9 +216,13 @@ up() {
   [ -f "$pki/ca.key" ] || fail "$cluster is not an e2e cluster's state directory (no pki/ca.key)"
   local kubelet_bin kube_bin
   kubelet_bin=$("$repo/scripts/tools.sh" kubelet) || fail "building kubelet failed (scripts/tools.sh kubelet)"
+  local runtime_bin containerd_bin
+  containerd_bin=$("$repo/scripts/tools.sh" containerd) || fail "building containerd failed (scripts/tools.sh containerd)"
+  runtime_bin=$("$repo/scripts/tools.sh" runc) || fail "building runc failed (scripts/tools.sh runc)"
+  printf '%s\n' "$containerd_bin" >"$state/containerd-bin"
   kube_bin=$("$repo/scripts/tools.sh" kubernetes) || fail "building kubectl failed (scripts/tools.sh kubernetes)"
   local tool
-  for tool in containerd runc docker-registry gcc unshare ip iptables; do
+  for tool in docker-registry gcc unshare ip iptables; do
     command -v "$tool" >/dev/null || fail "$tool is not installed; run scripts/setup.sh"
   done
   for tool in bridge host-local loopback; do
@@ -406,14 +414,20 @@ ca = "$pki/ca.crt"
   capabilities = ["pull", "resolve"]
   ca = "$pki/ca.crt"
 TOML
+  # containerd 2's configuration (version 3). User namespaces for pods
+  # (hostUsers: false) work from containerd 2.0 and runc 1.2 on; kubelet
+  # 1.34 has them on by default.
   cat >"$state/containerd.toml" <<TOML
-version = 2
+version = 3
 root = "$state/containerd/root"
 state = "$state/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri"]
 
 [grpc]
   address = "$state/containerd.sock"
+
+[ttrpc]
+  address = "$state/containerd.sock.ttrpc"
 
 [metrics]
   address = ""
@@ -421,34 +435,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "$state/containerd/opt"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$registry/kiln-e2e/pause:1"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$registry/kiln-e2e/pause:1"
+
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$state/certs.d"
+
+# CRI pulls through the transfer service: it reads the registry's hosts.toml
+# from here.
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "$state/certs.d"
+
+[plugins."io.containerd.cri.v1.runtime"]
   # This machine's root lacks CAP_SYS_RESOURCE: without this every sandbox
   # fails ("can't get final child's PID from pipe: EOF").
   restrict_oom_score_adj = true
   disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
+  cdi_spec_dirs = []
 
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
 
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
 
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$(command -v runc)"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "$runtime_bin/runc"
         Root = "$state/runc"
         SystemdCgroup = false
 
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$state/cni"
     max_conf_num = 1
 
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$state/certs.d"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 TOML
   cat >"$state/cni/10-kiln-e2e.conflist" <<JSON
 {

@@ -21,9 +21,10 @@
 # - containerd, kubelet and every container run in one private mount and PID
 #   namespace (unshare --kill-child): killing it kills them all, and every
 #   mount they made (volumes, snapshots, network namespaces, the shadow
-#   files below) goes with it. Their files are in NODE_STATE; /run,
-#   /var/lib and /var/log are private tmpfs mounts inside, so no default
-#   path of theirs reaches this machine's disk.
+#   files below) goes with it. /run, /var/lib and /var/log are private
+#   tmpfs mounts inside, so no default path of theirs reaches this
+#   machine's disk; containerd's root and state and kubelet's root dir are
+#   there, their configuration, sockets and logs in NODE_STATE.
 # - kubelet sets vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
 #   kernel.panic_on_oops and kernel.keys.root_max{keys,bytes} unless they
 #   hold the values it wants, and the CNI bridge plugin may enable
@@ -146,6 +147,13 @@ inside() {
     cat "/proc/sys/$file" >"$state/sysctl/${file//\//.}"
     mount --bind "$state/sysctl/${file//\//.}" "/proc/sys/$file"
   done
+  # The kernel lets a user namespace (a pod with hostUsers: false) mount a
+  # proc of its own only where a proc is already fully visible to it: the
+  # shadow files above cover parts of /proc, so runc's mount of the
+  # container's /proc failed with EPERM. One more proc, with nothing
+  # mounted over it, is that fully visible one.
+  mkdir -p /run/kiln-visible-proc
+  mount -t proc -o nosuid,nodev,noexec proc /run/kiln-visible-proc
   # containerd finds its shim (containerd-shim-runc-v2) on PATH.
   local containerd_bin
   containerd_bin=$(cat "$state/containerd-bin")
@@ -162,7 +170,7 @@ inside() {
     --kubeconfig="$state/kubelet.kubeconfig" \
     --hostname-override="$(cat "$state/node-name")" \
     --node-ip="$(cat "$state/node-ip")" \
-    --root-dir="$state/kubelet" \
+    --root-dir=/var/lib/kubelet \
     --node-labels=kiln.dev/real-node=true \
     --v=2 >"$state/logs/kubelet.log" 2>&1 &
   local kubelet_pid=$!
@@ -419,8 +427,12 @@ TOML
   # 1.34 has them on by default.
   cat >"$state/containerd.toml" <<TOML
 version = 3
-root = "$state/containerd/root"
-state = "$state/containerd/state"
+# In the namespace's private tmpfs mounts (see inside()): gone with it, and
+# reachable by a pod's user namespace (runc makes the rootfs's parent mount
+# private from inside it, which fails with EACCES on a path through a
+# directory only root may search, as a test's temporary NODE_STATE is).
+root = "/var/lib/containerd"
+state = "/run/containerd"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri"]
 
 [grpc]
@@ -464,7 +476,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "$runtime_bin/runc"
-        Root = "$state/runc"
+        Root = "/run/runc"
         SystemdCgroup = false
 
   [plugins."io.containerd.cri.v1.runtime".cni]

@@ -16,9 +16,9 @@ packages=(
   curl              # readiness checks of the loopback registry
   golang-github-moby-patternmatcher-dev  # reference behaviour for .dockerignore
   etcd-server       # the e2e control plane's store (its apiserver is built from source)
-  containerd        # the e2e real node's container runtime (e2e/cluster/real-node.sh)
-  runc              # … and its OCI runtime
-  containernetworking-plugins  # … and its pod network (bridge, host-local, loopback)
+  libseccomp-dev    # the e2e real node's runc (built from the Go module proxy by scripts/tools.sh) links libseccomp
+  pkg-config        # … and finds it with pkg-config
+  containernetworking-plugins  # the e2e real node's pod network (bridge, host-local, loopback)
   gcc               # … compiles its pause program statically (and run_sandbox.rs its escape program)
   libc6-dev         # … against glibc's static libc.a
   iproute2          # … creates its bridge (ip)

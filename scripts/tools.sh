@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned deployment and test-cluster tools (helm, kustomize,
 # kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
-# as one "kubernetes" tool, and the real node's kubelet as "kubelet") with the Go toolchain into a cache
+# as one "kubernetes" tool, and the real node's kubelet, containerd and runc)
+# with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
 #   ${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}/<name>-<version>/bin
@@ -27,13 +28,23 @@ HELM_KUBE_MINOR=34
 # the module downloads are shared.
 KUBERNETES_VERSION=v1.34.2
 KWOK_VERSION=v0.7.0
+# The e2e real node's runtime: user namespaces for pods (hostUsers: false)
+# need containerd 2.0 and runc 1.2 or later; Debian 12 ships 1.6 and 1.1.
+CONTAINERD_VERSION=v2.4.2
+RUNC_VERSION=v1.5.3
 
 tools_dir=${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}
 
 # install <name> <version> <package> [go build flags...]
+# More packages of the same module go in KILN_TOOL_PACKAGES (space
+# separated, without the version), cgo in KILN_TOOL_CGO=1.
 install_tool() {
   local name=$1 version=$2 package=$3
   shift 3
+  local packages=("$package@$version") extra
+  for extra in ${KILN_TOOL_PACKAGES:-}; do
+    packages+=("$extra@$version")
+  done
   local dir="$tools_dir/$name-$version"
   if [ -x "$dir/bin/$name" ]; then
     printf '%s\n' "$dir/bin"
@@ -51,8 +62,8 @@ install_tool() {
   local tmp
   tmp=$(mktemp -d "$tools_dir/.$name-$version.XXXXXX")
   local start=$SECONDS
-  if ! GOBIN="$tmp/bin" GOFLAGS="${GOFLAGS:-} -trimpath" CGO_ENABLED=0 \
-    nice -n 10 go install "$@" "$package@$version" >&2; then
+  if ! GOBIN="$tmp/bin" GOFLAGS="${GOFLAGS:-} -trimpath" CGO_ENABLED="${KILN_TOOL_CGO:-0}" \
+    nice -n 10 go install "$@" "${packages[@]}" >&2; then
     rm -rf "$tmp"
     echo "tools: building $name $version failed" >&2
     return 1
@@ -221,8 +232,23 @@ install_one_locked() {
     # cache shares most packages with the control plane's build.
     install_kubernetes kubelet kubelet
     ;;
+  containerd)
+    # The real node's CRI runtime and its runc shim, stamped with the
+    # version kubelet reports in the node's nodeInfo (the operator's
+    # userNamespaces decision reads it).
+    local c=github.com/containerd/containerd/v2
+    KILN_TOOL_PACKAGES="$c/cmd/containerd-shim-runc-v2" \
+      install_tool containerd "$CONTAINERD_VERSION" "$c/cmd/containerd" \
+      -ldflags "-s -w -X $c/version.Version=$CONTAINERD_VERSION -X $c/version.Revision=$CONTAINERD_VERSION"
+    ;;
+  runc)
+    # cgo and libseccomp (scripts/setup.sh installs libseccomp-dev): runc
+    # without seccomp would refuse every RuntimeDefault pod.
+    KILN_TOOL_CGO=1 install_tool runc "$RUNC_VERSION" github.com/opencontainers/runc \
+      -tags seccomp -ldflags "-s -w"
+    ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc)" >&2
     return 2
     ;;
   esac

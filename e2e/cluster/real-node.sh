@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A real linux/amd64 node for the e2e cluster (e2e/cluster/up.sh): kubelet
-# (built from the Go module proxy by scripts/tools.sh, cached by version),
-# Debian's containerd, runc and CNI plugins, joined to the cluster in
+# A real linux/amd64 node for the e2e cluster (e2e/cluster/up.sh): kubelet,
+# containerd and runc (built from the Go module proxy by scripts/tools.sh,
+# cached by version), Debian's CNI plugins, joined to the cluster in
 # CLUSTER_STATE. Images come from a registry of its own (Debian's
 # docker-registry, HTTPS with a certificate from the cluster CA, so kiln's
 # images trust it through their CA bundle as any private registry) listening
@@ -21,9 +21,10 @@
 # - containerd, kubelet and every container run in one private mount and PID
 #   namespace (unshare --kill-child): killing it kills them all, and every
 #   mount they made (volumes, snapshots, network namespaces, the shadow
-#   files below) goes with it. Their files are in NODE_STATE; /run,
-#   /var/lib and /var/log are private tmpfs mounts inside, so no default
-#   path of theirs reaches this machine's disk.
+#   files below) goes with it. /run, /var/lib and /var/log are private
+#   tmpfs mounts inside, so no default path of theirs reaches this
+#   machine's disk; containerd's root and state and kubelet's root dir are
+#   there, their configuration, sockets and logs in NODE_STATE.
 # - kubelet sets vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
 #   kernel.panic_on_oops and kernel.keys.root_max{keys,bytes} unless they
 #   hold the values it wants, and the CNI bridge plugin may enable
@@ -146,7 +147,18 @@ inside() {
     cat "/proc/sys/$file" >"$state/sysctl/${file//\//.}"
     mount --bind "$state/sysctl/${file//\//.}" "/proc/sys/$file"
   done
-  containerd --config "$state/containerd.toml" >"$state/logs/containerd.log" 2>&1 &
+  # The kernel lets a user namespace (a pod with hostUsers: false) mount a
+  # proc of its own only where a proc is already fully visible to it: the
+  # shadow files above cover parts of /proc, so runc's mount of the
+  # container's /proc failed with EPERM. One more proc, with nothing
+  # mounted over it, is that fully visible one.
+  mkdir -p /run/kiln-visible-proc
+  mount -t proc -o nosuid,nodev,noexec proc /run/kiln-visible-proc
+  # containerd finds its shim (containerd-shim-runc-v2) on PATH.
+  local containerd_bin
+  containerd_bin=$(cat "$state/containerd-bin")
+  PATH="$containerd_bin:$PATH" "$containerd_bin/containerd" --config "$state/containerd.toml" \
+    >"$state/logs/containerd.log" 2>&1 &
   local containerd_pid=$!
   for _ in $(seq 100); do
     [ -S "$state/containerd.sock" ] && break
@@ -158,7 +170,7 @@ inside() {
     --kubeconfig="$state/kubelet.kubeconfig" \
     --hostname-override="$(cat "$state/node-name")" \
     --node-ip="$(cat "$state/node-ip")" \
-    --root-dir="$state/kubelet" \
+    --root-dir=/var/lib/kubelet \
     --node-labels=kiln.dev/real-node=true \
     --v=2 >"$state/logs/kubelet.log" 2>&1 &
   local kubelet_pid=$!
@@ -212,9 +224,13 @@ up() {
   [ -f "$pki/ca.key" ] || fail "$cluster is not an e2e cluster's state directory (no pki/ca.key)"
   local kubelet_bin kube_bin
   kubelet_bin=$("$repo/scripts/tools.sh" kubelet) || fail "building kubelet failed (scripts/tools.sh kubelet)"
+  local runtime_bin containerd_bin
+  containerd_bin=$("$repo/scripts/tools.sh" containerd) || fail "building containerd failed (scripts/tools.sh containerd)"
+  runtime_bin=$("$repo/scripts/tools.sh" runc) || fail "building runc failed (scripts/tools.sh runc)"
+  printf '%s\n' "$containerd_bin" >"$state/containerd-bin"
   kube_bin=$("$repo/scripts/tools.sh" kubernetes) || fail "building kubectl failed (scripts/tools.sh kubernetes)"
   local tool
-  for tool in containerd runc docker-registry gcc unshare ip iptables; do
+  for tool in docker-registry gcc unshare ip iptables; do
     command -v "$tool" >/dev/null || fail "$tool is not installed; run scripts/setup.sh"
   done
   for tool in bridge host-local loopback; do
@@ -406,14 +422,24 @@ ca = "$pki/ca.crt"
   capabilities = ["pull", "resolve"]
   ca = "$pki/ca.crt"
 TOML
+  # containerd 2's configuration (version 3). User namespaces for pods
+  # (hostUsers: false) work from containerd 2.0 and runc 1.2 on; kubelet
+  # 1.34 has them on by default.
   cat >"$state/containerd.toml" <<TOML
-version = 2
-root = "$state/containerd/root"
-state = "$state/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+version = 3
+# In the namespace's private tmpfs mounts (see inside()): gone with it, and
+# reachable by a pod's user namespace (runc makes the rootfs's parent mount
+# private from inside it, which fails with EACCES on a path through a
+# directory only root may search, as a test's temporary NODE_STATE is).
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri"]
 
 [grpc]
   address = "$state/containerd.sock"
+
+[ttrpc]
+  address = "$state/containerd.sock.ttrpc"
 
 [metrics]
   address = ""
@@ -421,34 +447,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "$state/containerd/opt"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$registry/kiln-e2e/pause:1"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$registry/kiln-e2e/pause:1"
+
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$state/certs.d"
+
+# CRI pulls through the transfer service: it reads the registry's hosts.toml
+# from here.
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "$state/certs.d"
+
+[plugins."io.containerd.cri.v1.runtime"]
   # This machine's root lacks CAP_SYS_RESOURCE: without this every sandbox
   # fails ("can't get final child's PID from pipe: EOF").
   restrict_oom_score_adj = true
   disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
+  cdi_spec_dirs = []
 
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
 
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
 
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$(command -v runc)"
-        Root = "$state/runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "$runtime_bin/runc"
+        Root = "/run/runc"
         SystemdCgroup = false
 
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$state/cni"
     max_conf_num = 1
 
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$state/certs.d"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 TOML
   cat >"$state/cni/10-kiln-e2e.conflist" <<JSON
 {

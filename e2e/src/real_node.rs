@@ -179,11 +179,75 @@ impl RealNode {
         &self.report
     }
 
+    /// Stops the node's kubelet (SIGSTOP) until the returned guard is
+    /// dropped (SIGCONT): its containers keep running, but the node stops
+    /// renewing its lease and the control plane marks it NotReady after
+    /// its grace period, as when a node loses its network.
+    pub fn pause_kubelet(&self) -> std::io::Result<PausedKubelet> {
+        let config = format!(
+            "--config={}",
+            self.report.state_dir.join("kubelet.yaml").display()
+        );
+        let mut found = None;
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = entry?;
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+            let is_kubelet = args
+                .next()
+                .is_some_and(|program| program.ends_with("/kubelet"));
+            if is_kubelet && args.any(|arg| arg == config) {
+                found = Some(pid);
+                break;
+            }
+        }
+        let pid = found.ok_or_else(|| {
+            std::io::Error::other(format!("no kubelet of node {} is running", self.name()))
+        })?;
+        signal(pid, "STOP")?;
+        Ok(PausedKubelet { pid })
+    }
+
     /// Stops the node and waits until `down` is done.
     pub fn stop(&mut self) {
         if let Some(supervisor) = self.supervisor.take() {
             stop_supervisor(supervisor, "the real node's real-node.sh");
         }
+    }
+}
+
+/// A kubelet stopped by [`RealNode::pause_kubelet`]; continued on drop.
+#[must_use = "the kubelet continues when this is dropped"]
+pub struct PausedKubelet {
+    pid: u32,
+}
+
+impl Drop for PausedKubelet {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, "CONT");
+    }
+}
+
+fn signal(pid: u32, name: &str) -> std::io::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "kill -{name} {pid}: {status}"
+        )))
     }
 }
 

@@ -37,11 +37,11 @@ use kiln_builder::drivers::k8s::upload::{LocalContext, upload_context};
 use kiln_builder::registry::{Registry, RegistryOptions};
 use kiln_crds::{BuildRequest, MultiArchBuild, Phase};
 use kiln_e2e::binaries::{profile_dir_of, workspace_binary};
-use kiln_e2e::cluster::{Cluster, wait_for};
+use kiln_e2e::cluster::{Cluster, is_node_ready, wait_for};
 use kiln_e2e::real_node::RealNode;
 use kiln_e2e::runner::{Runner, RunnerConfig};
 use kiln_operator::build_request::render;
-use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::api::{Api, EvictParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -288,8 +288,19 @@ async fn the_builder_image_builds_in_place_on_the_real_node_and_the_helm_install
         work.path(),
     )
     .await;
+    builders_run_in_a_user_namespace(&cluster, &node, &uploader, &base, work.path()).await;
     an_oom_killed_builder_is_recorded_and_retried(&cluster, &node, &uploader, &base, work.path())
         .await;
+    builders_lost_on_the_real_node_are_retried_elsewhere(
+        &cluster,
+        &node,
+        &kiln,
+        &uploader,
+        &base,
+        &work.path().join("ca-certificates.crt"),
+        work.path(),
+    )
+    .await;
     // From here the operator pins amd64 builders to an amd64 node; the
     // only one left that runs pods is the real node.
     let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
@@ -526,6 +537,286 @@ async fn an_unpullable_builder_image_is_named_on_the_build(
     );
     assert!(status.index.is_none());
     builds.delete("pull", &Default::default()).await.unwrap();
+}
+
+/// Issue 11's `hostUsers: false`, run for real: the chart's operator gives
+/// a builder pod on the real node (containerd 2, runc 1.5, Linux ≥ 6.3) a
+/// user namespace of its own (`userNamespaces: auto`), and a RUN step of
+/// that builder records the user mapping it runs under into the image:
+/// root in the builder is an unprivileged user on the node.
+async fn builders_run_in_a_user_namespace(
+    cluster: &Cluster,
+    node: &RealNode,
+    uploader: &Registry,
+    base: &str,
+    work: &Path,
+) {
+    let registry = node.registry();
+    let source = work.join("userns");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(
+        source.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox cat /proc/self/uid_map > /uid_map\"]\n"
+        ),
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/userns-context"),
+        LocalContext::Dir(&source),
+    )
+    .await
+    .unwrap();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "userns").await.unwrap();
+    let mut build = sample_build(
+        "userns",
+        &["linux/amd64"],
+        &context,
+        registry,
+        "kiln-e2e/userns",
+    );
+    build.spec.build.scheduling.user_namespaces = kiln_crds::UserNamespaces::Auto;
+    build
+        .spec
+        .build
+        .scheduling
+        .node_selector
+        .insert("kiln.dev/real-node".to_owned(), "true".to_owned());
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let build = wait_end(&builds, "userns", Duration::from_secs(240)).await;
+    let status = build.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{status:#?}");
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let [job] = jobs.items.as_slice() else {
+        panic!("one builder Job: {jobs:?}")
+    };
+    let pod = job.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(pod.host_users, Some(false));
+
+    // What the RUN step saw: uid 0 inside maps to a non-zero uid outside,
+    // in a range that does not cover the host's ids.
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let (phase, log) = run_to_completion(
+        &pods,
+        serde_json::json!({
+            "metadata": { "name": "read-uid-map" },
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": { "kubernetes.io/hostname": node.name() },
+                "containers": [{
+                    "name": "main",
+                    "image": format!("{registry}/kiln-e2e/userns:1"),
+                    "args": ["cat", "/uid_map"],
+                }],
+            }
+        }),
+    )
+    .await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    let mappings: Vec<Vec<u64>> = log
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .map(|field| field.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let [mapping] = mappings.as_slice() else {
+        panic!("one uid mapping: {log:?}")
+    };
+    let [inside, outside, count] = mapping.as_slice() else {
+        panic!("a uid mapping has three fields: {log:?}")
+    };
+    assert_eq!(*inside, 0, "{log:?}");
+    assert!(
+        *outside >= 65536,
+        "root in the builder is a host user: {log:?}"
+    );
+    assert!(*count <= 65536 * 65536, "{log:?}");
+}
+
+/// How a builder pod on the real node is lost mid-build.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// The Eviction API (what `kubectl drain` uses): the pod gets a
+    /// `DisruptionTarget` condition and is deleted.
+    Eviction,
+    /// The node's kubelet stops answering (stopped with SIGSTOP): the node
+    /// lifecycle controller marks the node NotReady after its grace
+    /// period, while the builder container keeps running.
+    NodeNotReady,
+}
+
+/// Issue 11's failure cases on the real node: a builder pod evicted, and a
+/// builder whose node goes NotReady, each in the middle of its RUN step.
+/// The operator abandons the attempt (its Job deleted), records the
+/// disruption and retries off the real node, on a kwok amd64 node where
+/// the pod runner plays the builder image; the build succeeds and its index
+/// is published once. The first attempt's RUN waits 15 minutes (only in
+/// attempt 1's pod, told by its hostname: `<build>-linux-amd64-g1-1-…`),
+/// so nothing but the loss ends it.
+async fn builders_lost_on_the_real_node_are_retried_elsewhere(
+    cluster: &Cluster,
+    node: &RealNode,
+    kiln: &Path,
+    uploader: &Registry,
+    base: &str,
+    ca_bundle: &Path,
+    work: &Path,
+) {
+    let registry = node.registry();
+    let client = cluster.client().await.unwrap();
+    let namespace = cluster.create_namespace(&client, "lost").await.unwrap();
+    let builder = format!("{registry}/kiln-e2e/kiln-builder");
+    let runner = Runner::start(
+        cluster,
+        RunnerConfig::default()
+            .with_program(&builder, kiln, &["/kiln/executor", "/kaniko/executor"])
+            .with_replaced_arg(&builder, "--isolation=inplace", "--isolation=chroot")
+            .with_env(&builder, "SSL_CERT_FILE", &ca_bundle.display().to_string())
+            .in_namespace(&namespace),
+    )
+    .await
+    .unwrap();
+    let source = work.join("lost");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(
+        source.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"case $(/bin/busybox hostname) in *-g1-1-*) /bin/busybox sleep 900;; esac; echo built > /built\"]\n"
+        ),
+    )
+    .unwrap();
+    let context = upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/lost-context"),
+        LocalContext::Dir(&source),
+    )
+    .await
+    .unwrap();
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+    let kwok_amd64 = ["kiln-e2e-amd64-1", "kiln-e2e-amd64-2"];
+    let cordon = |unschedulable: bool| {
+        let nodes = nodes.clone();
+        async move {
+            for name in kwok_amd64 {
+                nodes
+                    .patch(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            serde_json::json!({"spec": {"unschedulable": unschedulable}}),
+                        ),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
+    let requests = Api::<BuildRequest>::namespaced(client.clone(), &namespace);
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+    for (name, loss) in [
+        ("evicted", Loss::Eviction),
+        ("notready", Loss::NodeNotReady),
+    ] {
+        // Attempt 1 can only go to the real node.
+        cordon(true).await;
+        let build = sample_build(
+            name,
+            &["linux/amd64"],
+            &context,
+            registry,
+            &format!("kiln-e2e/{name}"),
+        );
+        builds.create(&PostParams::default(), &build).await.unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        let first_pod = loop {
+            let list = pods.list(&Default::default()).await.unwrap();
+            let running = list.items.iter().find(|pod| {
+                let on_real_node =
+                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.name());
+                on_real_node && phase(Some(pod)).as_deref() == Some("Running")
+            });
+            if let Some(pod) = running {
+                break pod.metadata.name.clone().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: no builder pod running on the real node: {:#?}",
+                list.items.iter().map(|p| &p.status).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert!(
+            first_pod.starts_with(&format!("{name}-linux-amd64-g1-1-")),
+            "{first_pod}"
+        );
+        // Let kiln reach the RUN step (pulling the base takes a moment).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cordon(false).await;
+        let paused = match loss {
+            Loss::Eviction => {
+                pods.evict(&first_pod, &EvictParams::default())
+                    .await
+                    .unwrap();
+                None
+            }
+            Loss::NodeNotReady => Some(node.pause_kubelet().unwrap()),
+        };
+        let build = wait_end(&builds, name, Duration::from_secs(300)).await;
+        drop(paused);
+        let status = build.status.unwrap();
+        assert_eq!(status.phase, Some(Phase::Succeeded), "{name}: {status:#?}");
+        let [entry] = status.platforms.as_slice() else {
+            panic!("{name}: one platform: {status:#?}")
+        };
+        let request = requests
+            .get(entry.build_request.as_deref().unwrap())
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(request.attempts, Some(2), "{name}: {request:#?}");
+        let [disruption] = request.disruptions.as_slice() else {
+            panic!("{name}: one disruption: {request:#?}")
+        };
+        assert_eq!(disruption.attempt, 1, "{name}: {disruption:?}");
+        assert_eq!(disruption.node.as_deref(), Some(node.name()), "{name}");
+        assert!(disruption.node_avoided, "{name}: {disruption:?}");
+        let expected_reason = match loss {
+            Loss::Eviction => "EvictionByEvictionAPI",
+            Loss::NodeNotReady => "NodeNotReady",
+        };
+        assert_eq!(disruption.reason, expected_reason, "{name}: {disruption:?}");
+        let retried_on = request.node_name.clone().unwrap();
+        assert!(
+            kwok_amd64.contains(&retried_on.as_str()),
+            "{name}: attempt 2 ran on {retried_on}"
+        );
+        let second_pod = request.pod_name.clone().unwrap();
+        assert!(
+            runner.log(&namespace, &second_pod).is_some(),
+            "{name}: the runner ran {second_pod}"
+        );
+        assert!(status.index.is_some(), "{name}: {status:#?}");
+        // The real node is back before the next case (the kubelet resumed).
+        wait_for(
+            nodes.clone(),
+            node.name(),
+            is_node_ready(),
+            Duration::from_secs(120),
+            &format!("{name}: the real node Ready again"),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 /// A builder whose RUN step needs more memory than its limit: the kernel
@@ -835,7 +1126,8 @@ async fn helm_installed_operator_builds_the_sample(
     assert_eq!(nodes, [Some(node.name().to_owned())]);
 
     // The Job the operator made, which just built on the real node: locked
-    // down, and with host users (`auto` on containerd 1.6).
+    // down, and in a user namespace of its own (`auto` on containerd 2 and
+    // runc 1.5).
     let request = &requests.items[0];
     let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
         .list(&Default::default())
@@ -849,29 +1141,31 @@ async fn helm_installed_operator_builds_the_sample(
         pod.containers[0].security_context,
         Some(render::builder_security_context())
     );
-    assert_eq!(pod.host_users, None);
+    assert_eq!(pod.host_users, Some(false));
     let userns = kiln_crds::condition::find(
         &request.status.as_ref().unwrap().conditions,
         kiln_crds::condition::USER_NAMESPACES,
     )
     .unwrap();
-    assert_eq!(userns.status, kiln_crds::ConditionStatus::False);
-    assert_eq!(userns.reason.as_deref(), Some("HostUsers"));
-    let message = userns.message.clone().unwrap();
-    assert!(
-        message.contains(&format!("node {}: containerd 1.6", node.name())),
-        "{message}"
-    );
+    assert_eq!(userns.status, kiln_crds::ConditionStatus::True);
+    assert_eq!(userns.reason.as_deref(), Some("HostUsersFalse"));
 
-    // `required` on this node (containerd 1.6): refused, saying why and
-    // what to do, and no builder Job.
-    let required = real_node_sample_build(
+    // `required` where the builder may also land on the kwok amd64 nodes
+    // (whose runtime is not containerd): refused, saying why and what to
+    // do, and no builder Job.
+    let mut required = real_node_sample_build(
         "required",
         build_context,
         vec![format!("{registry}/kiln-e2e/required:1")],
         None,
         kiln_crds::UserNamespaces::Required,
     );
+    required
+        .spec
+        .build
+        .scheduling
+        .node_selector
+        .remove("kiln.dev/real-node");
     let builds = Api::<MultiArchBuild>::namespaced(client.clone(), &namespace);
     builds
         .create(&PostParams::default(), &required)
@@ -912,7 +1206,15 @@ async fn helm_installed_operator_builds_the_sample(
         message.starts_with("userNamespaces is required, but not every node the builder pods of linux/amd64 may run on supports user namespaces: "),
         "{message}"
     );
-    assert!(message.contains("containerd 1.6"), "{message}");
+    assert!(
+        message.contains("node kiln-e2e-amd64-1: ")
+            && message.contains("kiln recognises containerd 2.0 or later"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&format!("node {}:", node.name())),
+        "the real node supports user namespaces: {message}"
+    );
     assert!(
         message.ends_with("or set userNamespaces: auto"),
         "{message}"

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::BuildError;
 use super::stage::BuildScope;
 use super::state::{BlobSource, LayerRecord, StageImage};
-use crate::cache::{CachedStep, KeyInputs, PlatformCache, StepToStore, cache_key};
+use crate::cache::{CachedStep, InstructionForm, KeyInputs, PlatformCache, StepToStore, cache_key};
 use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::HashingWriter;
@@ -16,12 +16,10 @@ use crate::platform::Platform;
 use crate::registry::Access;
 
 /// The key of `instruction` applied on top of `image`: its parent is the
-/// key before it. The text is the instruction as written plus its parsed
-/// form, which carries what the text leaves out (here-document bodies,
-/// `--mount`s); the variables it expands are inputs through `vars`. The
-/// layer compression is part of it too: a zstd layer from another build
-/// must not end up in a build that writes gzip (Docker manifests cannot
-/// carry zstd).
+/// key before it. The instruction enters as its [`InstructionForm`] (the
+/// text as written and every parsed field, here-document bodies and
+/// `--mount`s included, and the layer compression); the variables it
+/// expands are inputs through `vars`.
 pub fn step_key(
     scope: &BuildScope<'_>,
     platform: &Platform,
@@ -30,15 +28,12 @@ pub fn step_key(
     vars: &StageVars,
     files: &[(String, String)],
 ) -> String {
-    let text = format!(
-        "{}\n{:?}\nlayers: {:?}",
-        instruction.text, instruction.kind, scope.compression
-    );
+    let form = InstructionForm::of(instruction, scope.compression);
     let args = vars.run_args();
     cache_key(&KeyInputs {
         platform,
         parent: &image.cache_key,
-        instruction: &text,
+        instruction: &form,
         args: &args,
         env: vars.env(),
         files,

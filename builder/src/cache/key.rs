@@ -2,6 +2,7 @@
 //! instruction produces. Two builds that compute the same key may share
 //! the layer; anything that could change the layer must be an input.
 
+use super::InstructionForm;
 use crate::image::sha256_digest;
 use crate::platform::Platform;
 
@@ -14,10 +15,10 @@ pub struct KeyInputs<'a> {
     /// The key of the instruction before this one in the stage, or for the
     /// first instruction what the stage starts from (see [`base_key`]).
     pub parent: &'a str,
-    /// The instruction as written, with the variables its own arguments
-    /// use already expanded where kiln expands them (COPY/ADD); a RUN's
-    /// shell expands at run time from `env` and `args`, which are inputs.
-    pub instruction: &'a str,
+    /// The instruction, field by field under stable tags (see
+    /// [`InstructionForm`]); the variables it expands are inputs through
+    /// `args` and `env` (a RUN's shell expands them at run time).
+    pub instruction: &'a InstructionForm,
     /// The build arguments the instruction sees, as `(name, value)`.
     pub args: &'a [(String, String)],
     /// The environment the instruction sees, as `(name, value)`.
@@ -31,15 +32,24 @@ pub struct KeyInputs<'a> {
 /// The key as `sha256:<hex>`.
 ///
 /// Every field is written with its length in front, so no two different
-/// inputs serialise to the same bytes (`"ab" + "c"` vs `"a" + "bc"`). The
-/// order of `args`, `env` and `files` counts: it is the order the
+/// inputs serialise to the same bytes (`"ab" + "c"` vs `"a" + "bc"`); the
+/// instruction's tagged fields and each list are preceded by their count.
+/// The order of `args`, `env` and `files` counts: it is the order the
 /// instruction sees them in.
 pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
     let mut bytes = Vec::with_capacity(256);
-    field(&mut bytes, b"kiln-cache-key-v1");
+    // v2: the instruction as tagged fields instead of the model's Debug
+    // text; v1 keys are never looked up again.
+    field(&mut bytes, b"kiln-cache-key-v2");
     field(&mut bytes, inputs.platform.to_string().as_bytes());
     field(&mut bytes, inputs.parent.as_bytes());
-    field(&mut bytes, inputs.instruction.as_bytes());
+    let instruction = inputs.instruction.fields();
+    field(&mut bytes, b"instruction");
+    field(&mut bytes, instruction.len().to_string().as_bytes());
+    for (tag, value) in instruction {
+        field(&mut bytes, tag.as_bytes());
+        field(&mut bytes, value.as_bytes());
+    }
     for (tag, pairs) in [
         ("args", inputs.args),
         ("env", inputs.env),
@@ -119,10 +129,16 @@ mod tests {
     fn key_of(case: &Case) -> String {
         let platform: Platform = case.platform.parse().unwrap();
         let (args, env, files) = (pairs(case.args), pairs(case.env), pairs(case.files));
+        let dockerfile =
+            crate::dockerfile::parse(&format!("FROM scratch\n{}\n", case.instruction)).unwrap();
+        let instruction = InstructionForm::of(
+            &dockerfile.stages[0].instructions[0],
+            crate::image::Compression::Gzip,
+        );
         cache_key(&KeyInputs {
             platform: &platform,
             parent: case.parent,
-            instruction: case.instruction,
+            instruction: &instruction,
             args: &args,
             env: &env,
             files: &files,
@@ -137,7 +153,7 @@ mod tests {
         // be a deliberate act.
         assert_eq!(
             key_of(&REFERENCE),
-            "sha256:e95053576ce004be20d664e60eca9094e2594ba1ae3a3dcb5ae6e2cd6309c3b7"
+            "sha256:25bcf872551e4c35a7a683a56cc8001cfc02c3a068bd6944f4f01738d034d30f"
         );
         assert_eq!(key_of(&REFERENCE), key_of(&REFERENCE));
     }

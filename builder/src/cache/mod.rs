@@ -11,6 +11,7 @@
 //! pushes the result in the background. The pure parts ([`key`], [`repo`],
 //! [`ttl`]) are table-tested; [`LayerCache`] is the I/O around them.
 
+pub mod instruction_form;
 pub mod key;
 pub mod remote;
 pub mod repo;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+pub use instruction_form::InstructionForm;
 pub use key::{BaseOf, KeyInputs, base_key, cache_key};
 pub use remote::{CachedStep, Lookup, StepToStore};
 pub use repo::{RepoError, cache_repository, check_suffix};

@@ -1,12 +1,19 @@
 //! What every reconcile shares: the API client, the event recorder, the
-//! metrics and the operator's configuration.
+//! metrics, the reflector stores the controllers read the cluster from, the
+//! per-object error backoff and the operator's configuration.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use kiln_crds::{BuildRequest, MultiArchBuild};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::watcher;
 use tracing::warn;
 
 use crate::build_request::render::BuilderSettings;
@@ -18,13 +25,24 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub builder: BuilderSettings,
+    /// What the watches have seen: reconciles read the cluster from here,
+    /// never by listing.
+    pub stores: Stores,
+    /// Consecutive failed reconciles per object, for [`error_backoff`].
+    pub build_failures: Failures<MultiArchBuild>,
+    pub request_failures: Failures<BuildRequest>,
     /// Requeue interval of a build that is running, as a safety net behind
     /// the watches.
     pub resync: Duration,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, builder: BuilderSettings) -> Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        builder: BuilderSettings,
+        stores: Stores,
+    ) -> Context {
         let reporter = Reporter {
             controller: "kiln-operator".into(),
             instance: std::env::var("KILN_POD_NAME").ok(),
@@ -34,8 +52,178 @@ impl Context {
             client,
             metrics,
             builder,
+            stores,
+            build_failures: Failures::default(),
+            request_failures: Failures::default(),
             resync: Duration::from_secs(300),
         }
+    }
+}
+
+/// The reflector stores of everything the controllers read. Each is filled
+/// by the watch that also triggers the controller (see `run.rs`), and an
+/// object reaches its store before the event it triggers is reconciled.
+#[derive(Clone)]
+pub struct Stores {
+    pub builds: Store<MultiArchBuild>,
+    pub requests: Store<BuildRequest>,
+    /// Jobs of every BuildRequest.
+    pub jobs: Store<Job>,
+    /// Builder pods only (the label selector of `run.rs`).
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    /// Which stores hold their watch's first complete list.
+    pub listed: Arc<Listed>,
+}
+
+/// Which stores hold a complete list, as a bit set of [`Listed::BUILDS`]
+/// and the others, set by the watch streams when the reflector has applied
+/// a list's end (see `run.rs`). kube's `Store::wait_until_ready` wakes only
+/// the last of several concurrent waiters (its oneshot receiver keeps one
+/// waker) and the controllers already wait on their main stores, so
+/// reconciles wait on this instead: any number may.
+pub struct Listed(tokio::sync::watch::Sender<u8>);
+
+impl Listed {
+    pub const BUILDS: u8 = 1;
+    pub const REQUESTS: u8 = 2;
+    pub const JOBS: u8 = 4;
+    pub const PODS: u8 = 8;
+    pub const NODES: u8 = 16;
+    /// What the BuildRequest controller reads.
+    pub const FOR_REQUESTS: u8 = Self::REQUESTS | Self::JOBS | Self::PODS | Self::NODES;
+    /// What the MultiArchBuild controller reads.
+    pub const FOR_BUILDS: u8 = Self::BUILDS | Self::REQUESTS;
+
+    /// The stores in `which` hold a complete list.
+    pub fn mark(&self, which: u8) {
+        self.0.send_if_modified(|listed| {
+            let before = *listed;
+            *listed |= which;
+            *listed != before
+        });
+    }
+
+    /// Waits until every store in `which` holds a complete list.
+    pub async fn wait(&self, which: u8) {
+        let mut listed = self.0.subscribe();
+        // The sender lives in self, so the wait cannot fail.
+        let _ = listed.wait_for(|listed| listed & which == which).await;
+    }
+
+    /// A stream step marking `which` when an event is the end of a list
+    /// (put after the reflector, which applied it to the store first).
+    pub fn on_listed<K, E>(
+        self: Arc<Self>,
+        which: u8,
+    ) -> impl FnMut(&Result<watcher::Event<K>, E>) + use<K, E> {
+        move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                self.mark(which);
+            }
+        }
+    }
+}
+
+/// The writing ends of [`Stores`], for the reflectors.
+pub struct Writers {
+    pub builds: Writer<MultiArchBuild>,
+    pub requests: Writer<BuildRequest>,
+    pub jobs: Writer<Job>,
+    pub pods: Writer<Pod>,
+    pub nodes: Writer<Node>,
+}
+
+impl Stores {
+    pub fn new() -> (Stores, Writers) {
+        let (builds, builds_writer) = reflector::store();
+        let (requests, requests_writer) = reflector::store();
+        let (jobs, jobs_writer) = reflector::store();
+        let (pods, pods_writer) = reflector::store();
+        let (nodes, nodes_writer) = reflector::store();
+        (
+            Stores {
+                builds,
+                requests,
+                jobs,
+                pods,
+                nodes,
+                listed: Arc::new(Listed(tokio::sync::watch::Sender::new(0))),
+            },
+            Writers {
+                builds: builds_writer,
+                requests: requests_writer,
+                jobs: jobs_writer,
+                pods: pods_writer,
+                nodes: nodes_writer,
+            },
+        )
+    }
+}
+
+/// The first delay after a failed reconcile.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// The longest delay: an object that keeps failing is still retried.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The requeue delay after the `failures`-th consecutive failed reconcile
+/// (1-based): one second, doubling, at most five minutes.
+pub fn error_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_FIRST
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
+}
+
+/// Consecutive failed reconciles of each object of kind `K`. An entry is
+/// dropped when the object reconciles cleanly or goes away.
+pub struct Failures<K: kube::Resource>(Mutex<HashMap<ObjectRef<K>, u32>>)
+where
+    K::DynamicType: Eq + Hash;
+
+impl<K: kube::Resource> Default for Failures<K>
+where
+    K::DynamicType: Eq + Hash,
+{
+    fn default() -> Self {
+        Failures(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K> Failures<K>
+where
+    K: kube::Resource + reflector::Lookup<DynamicType = <K as kube::Resource>::DynamicType> + Clone,
+    <K as kube::Resource>::DynamicType: Eq + Hash + Clone + Default,
+{
+    /// Counts a failed reconcile of `object` and returns the delay before
+    /// the next. Entries of objects no longer in `store` are dropped.
+    pub fn failed(&self, object: &K, store: &Store<K>) -> Duration {
+        let key = ObjectRef::from_obj(object);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|k, _| k == &key || store.get(k).is_some());
+        let failures = map.entry(key).or_insert(0);
+        *failures = failures.saturating_add(1);
+        error_backoff(*failures)
+    }
+
+    /// A reconcile of `object` succeeded: its next failure starts over.
+    pub fn succeeded(&self, object: &K) {
+        let key = ObjectRef::from_obj(object);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    /// Consecutive failures of `object` so far.
+    pub fn count(&self, object: &K) -> u32 {
+        let key = ObjectRef::from_obj(object);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -83,4 +271,77 @@ pub enum Error {
     },
     #[error("publishing the index: {0}")]
     Publish(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_objects::build_request;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        let seconds: Vec<u64> = (1..=12).map(|n| error_backoff(n).as_secs()).collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(error_backoff(u32::MAX), BACKOFF_MAX);
+        assert_eq!(error_backoff(0), BACKOFF_FIRST);
+    }
+
+    #[test]
+    fn failures_are_counted_per_object_reset_on_success_and_dropped_when_gone() {
+        let (store, mut writer) = reflector::store::<BuildRequest>();
+        let a = build_request("a", "linux/amd64", 0);
+        let b = build_request("b", "linux/arm64", 0);
+        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+        writer.apply_watcher_event(&watcher::Event::Apply(b.clone()));
+        let failures = Failures::<BuildRequest>::default();
+        let delays: Vec<u64> = (0..4)
+            .map(|_| failures.failed(&a, &store).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(failures.failed(&b, &store), Duration::from_secs(1));
+        failures.succeeded(&a);
+        assert_eq!(failures.count(&a), 0);
+        assert_eq!(failures.failed(&a, &store), Duration::from_secs(1));
+        // b is deleted: its entry goes with the next failure of another.
+        writer.apply_watcher_event(&watcher::Event::Delete(b.clone()));
+        failures.failed(&a, &store);
+        assert_eq!(failures.count(&b), 0);
+        assert_eq!(failures.count(&a), 2);
+    }
+}
+
+#[cfg(test)]
+mod listed_tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    /// Many waiters, all woken (kube's wait_until_ready wakes only the last).
+    #[tokio::test]
+    async fn every_waiter_is_woken_when_its_stores_are_listed() {
+        let (stores, _writers) = Stores::new();
+        let listed = &stores.listed;
+        let waiters: Vec<_> = (0..4)
+            .map(|i| {
+                let listed = Arc::clone(listed);
+                let which = if i % 2 == 0 {
+                    Listed::FOR_BUILDS
+                } else {
+                    Listed::FOR_REQUESTS
+                };
+                tokio::spawn(async move { listed.wait(which).await })
+            })
+            .collect();
+        listed.mark(Listed::BUILDS | Listed::REQUESTS);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let done: Vec<bool> = waiters.iter().map(|w| w.is_finished()).collect();
+        assert_eq!(done, [true, false, true, false]);
+        listed.mark(Listed::JOBS | Listed::PODS | Listed::NODES);
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("woken")
+                .expect("joined");
+        }
+    }
 }

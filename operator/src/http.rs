@@ -92,7 +92,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             ready: false.into(),
         };
-        health.metrics.set_in_flight("ns/a", true);
+        health.metrics.builds_in_flight.set(1);
         assert_eq!(
             get(&health, "/healthz", false).await,
             (StatusCode::OK, "ok".into())

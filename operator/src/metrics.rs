@@ -1,7 +1,9 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::OnceLock;
+
+use kiln_crds::{MultiArchBuild, Phase};
+use kube::runtime::reflector::Store;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,7 +43,8 @@ pub struct Metrics {
     pub reconcile_seconds: Family<ControllerLabels, Histogram>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub builds_in_flight: Gauge,
-    in_flight: Mutex<BTreeSet<String>>,
+    /// The MultiArchBuilds the gauge counts, set once the controllers run.
+    builds_store: OnceLock<Store<MultiArchBuild>>,
     pub registry: Registry,
 }
 
@@ -95,29 +98,25 @@ impl Default for Metrics {
             reconcile_seconds,
             reconcile_errors,
             builds_in_flight,
-            in_flight: Mutex::new(BTreeSet::new()),
+            builds_store: OnceLock::new(),
             registry,
         }
     }
 }
 
 impl Metrics {
-    /// Records whether the build `key` (namespace/name) is in flight.
-    pub fn set_in_flight(&self, key: &str, in_flight: bool) {
-        let mut set = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if in_flight {
-            set.insert(key.to_owned());
-        } else {
-            set.remove(key);
-        }
-        self.builds_in_flight.set(set.len() as i64);
+    /// Counts `builds_in_flight` from `store` from now on (a second call
+    /// keeps the first store).
+    pub fn count_in_flight_from(&self, store: Store<MultiArchBuild>) {
+        let _ = self.builds_store.set(store);
     }
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        if let Some(store) = self.builds_store.get() {
+            self.builds_in_flight
+                .set(in_flight(store.state().iter().map(|b| &**b)));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -133,16 +132,69 @@ impl Metrics {
     }
 }
 
+/// How many of `builds` are neither succeeded nor failed. A deleted build
+/// is not among them: it left the store with its watch's delete event.
+pub fn in_flight<'a>(builds: impl IntoIterator<Item = &'a MultiArchBuild>) -> i64 {
+    let running = builds
+        .into_iter()
+        .filter(|b| {
+            !b.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(Phase::is_terminal)
+        })
+        .count();
+    i64::try_from(running).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_objects::multi_arch_build;
+    use kiln_crds::MultiArchBuildStatus;
+    use kube::runtime::{reflector, watcher};
+
+    fn with_phase(name: &str, phase: Option<Phase>) -> MultiArchBuild {
+        let mut build = multi_arch_build(name, &["linux/amd64", "linux/arm64"], 1);
+        build.status = phase.map(|phase| MultiArchBuildStatus {
+            phase: Some(phase),
+            ..MultiArchBuildStatus::default()
+        });
+        build
+    }
+
+    #[test]
+    fn in_flight_counts_the_store_and_forgets_a_build_deleted_mid_flight() {
+        let (store, mut writer) = reflector::store::<MultiArchBuild>();
+        let metrics = Metrics::default();
+        metrics.count_in_flight_from(store);
+        for build in [
+            with_phase("new", None),
+            with_phase("building", Some(Phase::Building)),
+            with_phase("done", Some(Phase::Succeeded)),
+            with_phase("broken", Some(Phase::Failed)),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(build));
+        }
+        assert!(metrics.encode().contains("kiln_builds_in_flight 2\n"));
+        // Deleted while building: the watch's delete takes it out.
+        writer.apply_watcher_event(&watcher::Event::Delete(with_phase(
+            "building",
+            Some(Phase::Building),
+        )));
+        assert!(metrics.encode().contains("kiln_builds_in_flight 1\n"));
+        writer.apply_watcher_event(&watcher::Event::Apply(with_phase(
+            "new",
+            Some(Phase::Succeeded),
+        )));
+        assert!(metrics.encode().contains("kiln_builds_in_flight 0\n"));
+    }
 
     #[test]
     fn exposition_names_every_metric() {
         let metrics = Metrics::default();
-        metrics.set_in_flight("ns/a", true);
-        metrics.set_in_flight("ns/b", true);
-        metrics.set_in_flight("ns/a", false);
+        metrics.builds_in_flight.set(1);
         metrics
             .builds
             .get_or_create(&ResultLabels {

@@ -6,10 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kiln_crds::{BuildRequest, MultiArchBuild};
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -18,7 +20,7 @@ use tracing_subscriber::EnvFilter;
 use crate::build_request;
 use crate::build_request::render::BuilderSettings;
 use crate::config::{Args, LogFormat, bind_address};
-use crate::context::Context;
+use crate::context::{Context, Listed, Stores};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::multi_arch_build;
@@ -157,6 +159,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         leadership = Some(task);
     }
 
+    let (stores, writers) = Stores::new();
+    metrics.count_in_flight_from(stores.builds.clone());
     let ctx = Arc::new(Context::new(
         client.clone(),
         Arc::clone(&metrics),
@@ -165,6 +169,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             pull_policy: args.builder_image_pull_policy.clone(),
             job_ttl_seconds: args.job_ttl_seconds_after_finished,
         },
+        stores,
     ));
     health.ready.store(true, Ordering::Relaxed);
     let namespace = args.watch_namespace.as_str();
@@ -176,20 +181,62 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             namespace
         }
     );
+    // One BuildRequest watch for both controllers: the reflector applies
+    // each event to the store, then it is handed to each controller, so
+    // either finds in the store what woke it. (Not kube's shared streams:
+    // their subscriber stalls for good when an object is deleted between
+    // the broadcast and its read.)
+    let (for_builds_tx, for_builds) = futures::channel::mpsc::unbounded();
+    let (for_requests_tx, for_requests) = futures::channel::mpsc::unbounded();
+    let request_watch = watcher(
+        api::<BuildRequest>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|request| request.managed_fields_mut().clear())
+    .reflect(writers.requests)
+    .inspect(Arc::clone(&ctx.stores.listed).on_listed(Listed::REQUESTS))
+    .for_each(move |event| {
+        match event {
+            Ok(watcher::Event::Apply(request) | watcher::Event::InitApply(request)) => {
+                // A controller that stopped takes nothing more.
+                let _ = for_requests_tx.unbounded_send(Ok(request.clone()));
+                let _ = for_builds_tx.unbounded_send(Ok(request));
+            }
+            // A deleted request wakes its MultiArchBuild (as owns() does).
+            Ok(watcher::Event::Delete(request)) => {
+                let _ = for_builds_tx.unbounded_send(Ok(request));
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(e) => warn!("watching BuildRequests: {e}"),
+        }
+        futures::future::ready(())
+    });
     let builds = multi_arch_build::controller::run(
         Arc::clone(&ctx),
         api::<MultiArchBuild>(&client, namespace),
-        api::<BuildRequest>(&client, namespace),
+        writers.builds,
+        for_builds,
         stop.clone().cancelled_owned(),
     );
     let requests = build_request::controller::run(
         Arc::clone(&ctx),
-        api::<BuildRequest>(&client, namespace),
+        for_requests,
         api::<Job>(&client, namespace),
         api::<Pod>(&client, namespace),
+        build_request::controller::RequestWriters {
+            jobs: writers.jobs,
+            pods: writers.pods,
+            nodes: writers.nodes,
+        },
         stop.clone().cancelled_owned(),
     );
-    tokio::join!(builds, requests);
+    // The shared watch ends when the controllers have (it has no shutdown
+    // of its own).
+    tokio::select! {
+        _ = async { tokio::join!(builds, requests) } => {}
+        _ = request_watch => {}
+    }
 
     if let Some(task) = leadership {
         // Dropping the receiver made the lease task release the Lease.

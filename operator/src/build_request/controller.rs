@@ -3,7 +3,7 @@
 //! `Controller` driven by BuildRequests, the Jobs they own and Nodes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -12,10 +12,11 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{BuildRequest, BuildRequestStatus, PlatformPhase};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,7 +24,7 @@ use tracing::{info, warn};
 
 use super::decide::{Action, Observed, decide};
 use super::render::{self, FIELD_MANAGER};
-use crate::context::{Context, Error};
+use crate::context::{Context, Error, Listed};
 use crate::metrics::{ControllerLabels, PlatformLabels};
 use crate::names::BUILD_REQUEST_LABEL;
 use crate::nodes::{self, ARCH_LABEL, OS_LABEL};
@@ -40,25 +41,39 @@ fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, u
 }
 
 /// The nodes of `platform`'s os and arch, and `pod_node` (the node of the
-/// current attempt's pod) when it is not one of them and still exists.
+/// current attempt's pod) when it is not one of them and still exists, from
+/// the Node store. A pod's node the store does not hold is asked for by
+/// name before it is taken as gone: a store that has not seen a new node
+/// yet must not end the attempt running on it.
 async fn observe_nodes(
-    client: &kube::Client,
+    ctx: &Context,
     platform: &str,
     pod_node: Option<&str>,
 ) -> Result<Vec<Node>, Error> {
     let (os, arch) = nodes::os_arch(platform);
-    let api: Api<Node> = Api::all(client.clone());
-    let mut list = api
-        .list(&ListParams::default().labels(&format!("{OS_LABEL}={os},{ARCH_LABEL}={arch}")))
-        .await?
-        .items;
+    let mut list: Vec<Node> = ctx
+        .stores
+        .nodes
+        .state()
+        .iter()
+        .filter(|n| {
+            let labels = n.labels();
+            labels.get(OS_LABEL).map(String::as_str) == Some(os)
+                && labels.get(ARCH_LABEL).map(String::as_str) == Some(arch)
+        })
+        .map(|n| (**n).clone())
+        .collect();
     if let Some(name) = pod_node
         && !list
             .iter()
             .any(|n| n.metadata.name.as_deref() == Some(name))
-        && let Some(node) = api.get_opt(name).await?
     {
-        list.push(node);
+        let known = ctx.stores.nodes.get(&ObjectRef::new(name));
+        let node = match known {
+            Some(node) => Some((*node).clone()),
+            None => Api::<Node>::all(ctx.client.clone()).get_opt(name).await?,
+        };
+        list.extend(node);
     }
     Ok(list)
 }
@@ -123,8 +138,14 @@ fn operator_fields(
 
 /// Reconciles one BuildRequest.
 pub async fn reconcile(request: Arc<BuildRequest>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // Until every store has its first full list, an empty store would read
+    // as "no Jobs, no nodes".
+    ctx.stores.listed.wait(Listed::FOR_REQUESTS).await;
     let started = Instant::now();
     let result = reconcile_inner(&request, &ctx).await;
+    if result.is_ok() {
+        ctx.request_failures.succeeded(&request);
+    }
     ctx.metrics
         .reconcile_seconds
         .get_or_create(&ControllerLabels {
@@ -142,30 +163,41 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
     let uid = request.metadata.uid.clone().unwrap_or_default();
     let client = &ctx.client;
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), &namespace);
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let observed_status = request.status.clone().unwrap_or_default();
     let terminal = observed_status
         .phase
         .is_some_and(PlatformPhase::is_terminal);
 
-    let selector = format!(
-        "{BUILD_REQUEST_LABEL}={}",
-        render::labels(request, "builder")[BUILD_REQUEST_LABEL]
-    );
+    let request_label = render::labels(request, "builder")[BUILD_REQUEST_LABEL].clone();
+    // From the stores. The Job watch is one ordered stream, so the Job
+    // store is the cluster's Jobs as of some moment: a Job this operator
+    // deleted is gone from it only after the Jobs it created before that
+    // delete are in it, which is what decide's check for a Job of a later
+    // attempt relies on. A Job created but not yet seen is created again
+    // by its deterministic name, and the API's 409 ends that.
     let (jobs, pods) = if terminal {
         (Vec::new(), Vec::new())
     } else {
-        let jobs: Vec<Job> = jobs_api
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-            .into_iter()
-            .filter(|j| owned_by(&j.metadata, &uid))
+        let in_namespace = |n: Option<String>| n.as_deref() == Some(namespace.as_str());
+        let jobs: Vec<Job> = ctx
+            .stores
+            .jobs
+            .state()
+            .iter()
+            .filter(|j| in_namespace(j.namespace()) && owned_by(&j.metadata, &uid))
+            .map(|j| (**j).clone())
             .collect();
-        let pods = pods_api
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items;
+        let pods: Vec<Pod> = ctx
+            .stores
+            .pods
+            .state()
+            .iter()
+            .filter(|p| {
+                in_namespace(p.namespace())
+                    && p.labels().get(BUILD_REQUEST_LABEL) == Some(&request_label)
+            })
+            .map(|p| (**p).clone())
+            .collect();
         (jobs, pods)
     };
     // The nodes: before the first attempt, whether native ones exist and
@@ -185,7 +217,7 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                     .any(|r| r.name == job_name)
             })
             .find_map(|p| p.spec.as_ref()?.node_name.as_deref());
-        observe_nodes(client, &request.spec.platform, pod_node).await?
+        observe_nodes(ctx, &request.spec.platform, pod_node).await?
     } else {
         Vec::new()
     };
@@ -318,32 +350,66 @@ async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ct
 }
 
 fn error_policy(request: Arc<BuildRequest>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(buildrequest = %request.name_any(), "reconcile failed: {error}");
+    let delay = ctx.request_failures.failed(&request, &ctx.stores.requests);
+    warn!(buildrequest = %request.name_any(), "reconcile failed (next try in {delay:?}): {error}");
     ctx.metrics.reconcile_error(CONTROLLER);
-    Requeue::requeue(Duration::from_secs(5))
+    Requeue::requeue(delay)
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    requests: Api<BuildRequest>,
-    jobs: Api<Job>,
-    pods: Api<Pod>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let controller = Controller::new(requests, watcher::Config::default());
-    let store = controller.store();
-    let pod_store = store.clone();
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let builder_pods = watcher::Config::default().labels(&format!(
+/// The label selector of the builder pods and Jobs the operator watches.
+pub fn builder_selector() -> String {
+    format!(
         "app.kubernetes.io/component=builder,app.kubernetes.io/managed-by={}",
         crate::names::MANAGED_BY
-    ));
-    controller
-        .owns(jobs, watcher::Config::default())
+    )
+}
+
+/// Runs the controller until `shutdown` resolves. `requests` is the
+/// BuildRequest watch's events (its store is `ctx.stores.requests`); the Job, pod
+/// and Node watches fill the other stores through `writers`.
+pub async fn run(
+    ctx: Arc<Context>,
+    requests: impl futures::Stream<Item = Result<BuildRequest, watcher::Error>> + Send + 'static,
+    jobs: Api<Job>,
+    pods: Api<Pod>,
+    writers: RequestWriters,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let store = ctx.stores.requests.clone();
+    let pod_store = store.clone();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let builders = watcher::Config::default().labels(&builder_selector());
+    let listed = || Arc::clone(&ctx.stores.listed);
+    let jobs = watcher(jobs, builders.clone())
+        .default_backoff()
+        .modify(|job| job.managed_fields_mut().clear())
+        .reflect(writers.jobs)
+        .inspect(listed().on_listed(Listed::JOBS))
+        .touched_objects();
+    let pods = watcher(pods, builders)
+        .default_backoff()
+        .modify(|pod| pod.managed_fields_mut().clear())
+        .reflect(writers.pods)
+        .inspect(listed().on_listed(Listed::PODS))
+        .touched_objects();
+    let nodes = watcher(nodes, watcher::Config::default())
+        .default_backoff()
+        // What decide reads of a node: labels, spec, conditions, nodeInfo;
+        // not the image list, which is most of a node's size.
+        .modify(|node| {
+            node.managed_fields_mut().clear();
+            if let Some(status) = node.status.as_mut() {
+                status.images = None;
+            }
+        })
+        .reflect(writers.nodes)
+        .inspect(listed().on_listed(Listed::NODES))
+        .touched_objects();
+    Controller::for_stream(requests, store.clone())
+        .owns_stream(jobs)
         // A builder pod's changes the Job does not show: waiting on an
         // image pull, evicted, marked for disruption.
-        .watches(pods, builder_pods, move |pod: Pod| {
+        .watches_stream(pods, move |pod: Pod| {
             let label = pod.labels().get(BUILD_REQUEST_LABEL).cloned();
             let namespace = pod.namespace();
             pod_store
@@ -360,7 +426,7 @@ pub async fn run(
         // A node becoming Ready (or appearing) may unblock requests waiting
         // for native nodes of its architecture; a node going NotReady (or
         // away) ends the attempts running on it.
-        .watches(nodes, watcher::Config::default(), move |node: Node| {
+        .watches_stream(nodes, move |node: Node| {
             let arch = node.labels().get(ARCH_LABEL).cloned();
             let node_name = node.metadata.name.clone();
             store
@@ -387,6 +453,13 @@ pub async fn run(
         .await;
 }
 
+/// The stores the BuildRequest controller's own watches fill.
+pub struct RequestWriters {
+    pub jobs: Writer<Job>,
+    pub pods: Writer<Pod>,
+    pub nodes: Writer<Node>,
+}
+
 #[cfg(test)]
 mod tests {
     //! The reconcile's requests against a mocked API server (tower-test,
@@ -394,17 +467,52 @@ mod tests {
     //! requests and the e2e suite checks the behaviour on a real one.
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::context::Stores;
     use crate::metrics::Metrics;
     use crate::test_objects::build_request;
     use http::{Request, Response};
     use kube::client::Body;
+    use kube::runtime::watcher;
     use serde_json::{Value, json};
+    use std::time::Duration;
 
     type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-    fn context() -> (Arc<Context>, Handle) {
+    /// What the watches have seen when the reconcile runs.
+    #[derive(Default)]
+    struct Seen {
+        jobs: Vec<Value>,
+        pods: Vec<Value>,
+        nodes: Vec<Value>,
+    }
+
+    fn fill<K>(writer: &mut Writer<K>, objects: Vec<Value>)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned,
+    {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            let object: K = serde_json::from_value(object).unwrap();
+            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    fn context(request: &BuildRequest, seen: Seen) -> (Arc<Context>, Handle) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
+        let (stores, mut writers) = Stores::new();
+        fill(
+            &mut writers.requests,
+            vec![serde_json::to_value(request).unwrap()],
+        );
+        fill(&mut writers.builds, Vec::new());
+        fill(&mut writers.jobs, seen.jobs);
+        fill(&mut writers.pods, seen.pods);
+        fill(&mut writers.nodes, seen.nodes);
+        stores
+            .listed
+            .mark(Listed::FOR_BUILDS | Listed::FOR_REQUESTS);
         let ctx = Context::new(
             client,
             Arc::new(Metrics::default()),
@@ -413,6 +521,7 @@ mod tests {
                 pull_policy: "Never".into(),
                 job_ttl_seconds: 60,
             },
+            stores,
         );
         (Arc::new(ctx), handle)
     }
@@ -449,38 +558,29 @@ mod tests {
         (method, uri, body)
     }
 
-    fn list(kind: &str, items: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
-    }
-
     #[tokio::test]
     async fn a_new_request_gets_access_a_job_a_status_and_an_event() {
-        let (ctx, mut handle) = context();
         let request = Arc::new(build_request("app-linux-arm64-g1", "linux/arm64", 2));
-        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
-
-        let (method, uri, _) = answer(&mut handle, list("JobList", json!([]))).await;
-        assert_eq!(method, "GET");
-        assert!(
-            uri.starts_with("/apis/batch/v1/namespaces/ns/jobs?"),
-            "{uri}"
-        );
-        assert!(
-            uri.contains("labelSelector=kiln.dev%2Fbuild-request%3Dapp-linux-arm64-g1"),
-            "{uri}"
-        );
-        let (_, uri, _) = answer(&mut handle, list("PodList", json!([]))).await;
-        assert!(uri.starts_with("/api/v1/namespaces/ns/pods?"), "{uri}");
         let arm_node = json!({
             "metadata": {"name": "arm-1", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         });
-        let (_, uri, _) = answer(&mut handle, list("NodeList", json!([arm_node]))).await;
-        assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
-        assert!(
-            uri.contains("labelSelector=kubernetes.io%2Fos%3Dlinux%2Ckubernetes.io%2Farch%3Darm64"),
-            "{uri}"
+        // Not of the platform: must not count as a native node.
+        let amd_node = json!({
+            "metadata": {"name": "amd-1", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let (ctx, mut handle) = context(
+            &request,
+            Seen {
+                nodes: vec![arm_node, amd_node],
+                ..Seen::default()
+            },
         );
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+
+        // No LIST: Jobs, pods and nodes come from the stores; the first
+        // request is the status.
 
         // The status before the objects it describes (see reconcile_inner).
         let (method, uri, patch) =
@@ -557,12 +657,19 @@ mod tests {
 
     #[tokio::test]
     async fn without_native_nodes_nothing_is_created() {
-        let (ctx, mut handle) = context();
         let request = Arc::new(build_request("app-linux-s390x-g1", "linux/s390x", 2));
+        let amd_node = json!({
+            "metadata": {"name": "amd-1", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let (ctx, mut handle) = context(
+            &request,
+            Seen {
+                nodes: vec![amd_node],
+                ..Seen::default()
+            },
+        );
         let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
-        answer(&mut handle, list("JobList", json!([]))).await;
-        answer(&mut handle, list("PodList", json!([]))).await;
-        answer(&mut handle, list("NodeList", json!([]))).await;
         let (method, _, patch) =
             answer(&mut handle, serde_json::to_value(&*request).unwrap()).await;
         assert_eq!(
@@ -588,7 +695,6 @@ mod tests {
     /// abandoned attempt's Job deleted in the background.
     #[tokio::test]
     async fn an_attempt_whose_node_is_gone_is_abandoned_and_moved() {
-        let (ctx, mut handle) = context();
         let mut request = build_request("app-linux-amd64-g1", "linux/amd64", 0);
         request.status = Some(BuildRequestStatus {
             phase: Some(PlatformPhase::Running),
@@ -597,29 +703,45 @@ mod tests {
             ..BuildRequestStatus::default()
         });
         let request = Arc::new(request);
-        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
-
         let job = json!({
             "metadata": {"name": "app-linux-amd64-g1-1", "namespace": "ns", "uid": "uid-job-1",
                 "ownerReferences": [{"apiVersion": "kiln.dev/v1alpha1", "kind": "BuildRequest",
                     "name": "app-linux-amd64-g1", "uid": "uid-app-linux-amd64-g1"}]},
             "status": {"active": 1},
         });
-        answer(&mut handle, list("JobList", json!([job]))).await;
+        // Another request's attempt 2, in the same namespace: not this
+        // request's (it would make decide wait for a newer status).
+        let other_job = json!({
+            "metadata": {"name": "app-linux-amd64-g1-2", "namespace": "other", "uid": "uid-job-x",
+                "labels": {"kiln.dev/attempt": "2"},
+                "ownerReferences": [{"apiVersion": "kiln.dev/v1alpha1", "kind": "BuildRequest",
+                    "name": "app-linux-amd64-g1", "uid": "uid-other"}]},
+            "status": {"active": 1},
+        });
         let pod = json!({
             "metadata": {"name": "app-linux-amd64-g1-1-x", "namespace": "ns",
+                "labels": {"kiln.dev/build-request": "app-linux-amd64-g1"},
                 "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
                     "name": "app-linux-amd64-g1-1", "uid": "uid-job-1"}]},
             "spec": {"nodeName": "amd-1", "containers": [{"name": "kiln"}]},
             "status": {"phase": "Running"},
         });
-        answer(&mut handle, list("PodList", json!([pod]))).await;
         let other = json!({
             "metadata": {"name": "amd-2", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         });
-        let (_, uri, _) = answer(&mut handle, list("NodeList", json!([other]))).await;
-        assert!(uri.starts_with("/api/v1/nodes?"), "{uri}");
+        let (ctx, mut handle) = context(
+            &request,
+            Seen {
+                jobs: vec![job, other_job],
+                pods: vec![pod],
+                nodes: vec![other],
+            },
+        );
+        let reconciling = tokio::spawn(reconcile(Arc::clone(&request), Arc::clone(&ctx)));
+
+        // The pod's node is not in the store: asked for by name before it
+        // is taken as gone.
         let (method, uri, _) = answer_with(
             &mut handle,
             404,

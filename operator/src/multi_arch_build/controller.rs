@@ -9,16 +9,17 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{BuildRequest, IndexStatus, MultiArchBuild, MultiArchBuildStatus, Phase};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::decide::{Action, Observed, decide, publish_failed, published};
 use super::publish::{publish, write_docker_config};
 use crate::build_request::render::FIELD_MANAGER;
-use crate::context::{Context, Error};
+use crate::context::{Context, Error, Listed};
 use crate::metrics::{ControllerLabels, ResultLabels};
 use crate::names::{JOB_NAME_MAX, MULTI_ARCH_BUILD_LABEL, object_name};
 
@@ -26,8 +27,14 @@ const CONTROLLER: &str = "multiarchbuild";
 
 /// Reconciles one MultiArchBuild.
 pub async fn reconcile(build: Arc<MultiArchBuild>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // Until the stores have their first full list, an empty BuildRequest
+    // store would read as "no requests yet".
+    ctx.stores.listed.wait(Listed::FOR_BUILDS).await;
     let started = Instant::now();
     let result = reconcile_inner(&build, &ctx).await;
+    if result.is_ok() {
+        ctx.build_failures.succeeded(&build);
+    }
     ctx.metrics
         .reconcile_seconds
         .get_or_create(&ControllerLabels {
@@ -67,16 +74,21 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
     let builds: Api<MultiArchBuild> = Api::namespaced(client.clone(), &namespace);
     let requests_api: Api<BuildRequest> = Api::namespaced(client.clone(), &namespace);
 
-    let selector = format!(
-        "{MULTI_ARCH_BUILD_LABEL}={}",
-        object_name(&[&name], JOB_NAME_MAX)
-    );
-    let requests: Vec<BuildRequest> = requests_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
+    // From the BuildRequest store. It may lag behind a create: a request
+    // not there yet is created again under its deterministic name (409),
+    // and its watch event reconciles this build once it is there.
+    let label = object_name(&[&name], JOB_NAME_MAX);
+    let requests: Vec<BuildRequest> = ctx
+        .stores
+        .requests
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(namespace.as_str())
+                && r.labels().get(MULTI_ARCH_BUILD_LABEL) == Some(&label)
+                && r.owner_references().iter().any(|o| o.uid == uid)
+        })
+        .map(|r| (**r).clone())
         .collect();
 
     let now = Time(Timestamp::now());
@@ -167,7 +179,6 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
         apply_status(&builds, &name, &status).await?;
     }
     let terminal = status.phase.is_some_and(Phase::is_terminal);
-    ctx.metrics.set_in_flight(&key, !terminal);
     if status.phase != observed_status.phase
         || status.observed_generation != observed_status.observed_generation
     {
@@ -202,20 +213,30 @@ async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, 
 }
 
 fn error_policy(build: Arc<MultiArchBuild>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(multiarchbuild = %build.name_any(), "reconcile failed: {error}");
+    let delay = ctx.build_failures.failed(&build, &ctx.stores.builds);
+    warn!(multiarchbuild = %build.name_any(), "reconcile failed (next try in {delay:?}): {error}");
     ctx.metrics.reconcile_error(CONTROLLER);
-    Requeue::requeue(Duration::from_secs(5))
+    Requeue::requeue(delay)
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves. `requests` is the
+/// BuildRequest watch's events (its store is `ctx.stores.requests`); the
+/// MultiArchBuild watch fills `ctx.stores.builds` through `builds`.
 pub async fn run(
     ctx: Arc<Context>,
-    builds: Api<MultiArchBuild>,
-    requests: Api<BuildRequest>,
+    api: Api<MultiArchBuild>,
+    builds: Writer<MultiArchBuild>,
+    requests: impl futures::Stream<Item = Result<BuildRequest, watcher::Error>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    Controller::new(builds, watcher::Config::default())
-        .owns(requests, watcher::Config::default())
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|build| build.managed_fields_mut().clear())
+        .reflect(builds)
+        .inspect(Arc::clone(&ctx.stores.listed).on_listed(Listed::BUILDS))
+        .applied_objects();
+    Controller::for_stream(stream, ctx.stores.builds.clone())
+        .owns_stream(requests)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod multi_arch_build;
 pub mod names;
 pub mod nodes;
+pub mod requeue;
 mod run;
 #[cfg(test)]
 mod test_objects;

@@ -254,21 +254,18 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
     for action in &decision.actions {
         match action {
             Action::EnsureBuilderAccess => {
-                if request.spec.build.scheduling.service_account_name.is_none() {
-                    let (account, role, binding) = render::builder_access(request);
-                    create_once(
-                        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-                        &account,
-                    )
-                    .await?;
-                    create_once(&Api::<Role>::namespaced(client.clone(), &namespace), &role)
-                        .await?;
-                    create_once(
-                        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
-                        &binding,
-                    )
-                    .await?;
-                }
+                let (account, role, binding) = render::builder_access(request);
+                create_once(
+                    &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                    &account,
+                )
+                .await?;
+                create_once(&Api::<Role>::namespaced(client.clone(), &namespace), &role).await?;
+                create_once(
+                    &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+                    &binding,
+                )
+                .await?;
             }
             Action::CreateJob {
                 attempt,
@@ -286,24 +283,22 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                 info!(buildrequest = %name, "builder Job {job} abandoned and deleted");
             }
             Action::RevokeBuilderAccess => {
-                if request.spec.build.scheduling.service_account_name.is_none() {
-                    let access = crate::names::builder_access_name(&name);
-                    delete_if_present(
-                        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
-                        &access,
-                    )
-                    .await?;
-                    delete_if_present(
-                        &Api::<Role>::namespaced(client.clone(), &namespace),
-                        &access,
-                    )
-                    .await?;
-                    delete_if_present(
-                        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-                        &access,
-                    )
-                    .await?;
-                }
+                let access = crate::names::builder_access_name(&name);
+                delete_if_present(
+                    &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+                    &access,
+                )
+                .await?;
+                delete_if_present(
+                    &Api::<Role>::namespaced(client.clone(), &namespace),
+                    &access,
+                )
+                .await?;
+                delete_if_present(
+                    &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                    &access,
+                )
+                .await?;
             }
         }
     }
@@ -312,12 +307,7 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
         on_phase_change(request, &decision.status, ctx).await;
     }
 
-    Ok(match decision.status.phase {
-        Some(PlatformPhase::Running) => Requeue::requeue(ctx.resync),
-        // Waiting for nodes: the Node watch wakes it; the timer is a safety net.
-        Some(PlatformPhase::Pending) => Requeue::requeue(ctx.resync),
-        _ => Requeue::await_change(),
-    })
+    Ok(super::decide::requeue(&decision.status).action(ctx.resync))
 }
 
 async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ctx: &Context) {

@@ -34,6 +34,7 @@ use kiln_crds::{BuildRequest, BuildRequestStatus, Condition, Disruption, Platfor
 
 use crate::names;
 use crate::nodes;
+use crate::requeue::Requeue;
 use crate::user_namespaces;
 
 /// Attempts the nodes may end before the build fails: enough to ride out a
@@ -343,8 +344,38 @@ pub fn avoided_nodes(status: &BuildRequestStatus) -> Vec<String> {
     avoided
 }
 
-/// Decides the next step for one BuildRequest.
+/// Decides the next step for one BuildRequest. A request that names its
+/// own service account (`scheduling.serviceAccountName`) brings the
+/// builder's access with it: no access objects are made or removed.
 pub fn decide(observed: &Observed<'_>) -> Decision {
+    let mut decision = decide_steps(observed);
+    if observed
+        .request
+        .spec
+        .build
+        .scheduling
+        .service_account_name
+        .is_some()
+    {
+        decision
+            .actions
+            .retain(|a| !matches!(a, Action::EnsureBuilderAccess | Action::RevokeBuilderAccess));
+    }
+    decision
+}
+
+/// When to reconcile a request with `status` again without a watch event:
+/// a running build on the resync timer (behind the Job and pod watches),
+/// one waiting for nodes likewise (the Node watch wakes it), a finished
+/// one only on a change.
+pub fn requeue(status: &BuildRequestStatus) -> Requeue {
+    match status.phase {
+        Some(PlatformPhase::Running | PlatformPhase::Pending) => Requeue::Resync,
+        _ => Requeue::OnChange,
+    }
+}
+
+fn decide_steps(observed: &Observed<'_>) -> Decision {
     let request = observed.request;
     let name = request.metadata.name.clone().unwrap_or_default();
     let generation = request.metadata.generation.unwrap_or_default();
@@ -1800,6 +1831,73 @@ mod tests {
                 assert_eq!(ready.reason.as_deref(), Some("WaitingForUserNamespaces"));
                 assert_eq!(ready.message.as_deref(), Some(refused));
             }
+        }
+    }
+
+    /// A request with a service account of its own: the same steps, no
+    /// access objects made or removed.
+    #[test]
+    fn a_named_service_account_gets_no_access_objects() {
+        let mut own = build_request("app-linux-amd64-g1", "linux/amd64", 0);
+        own.spec.build.scheduling.service_account_name = Some("ci-builder".into());
+        let nodes = [node("amd-1", "amd64", true, false)];
+        let rows: [(&str, BuildRequest, Vec<Action>, Vec<Action>); 2] = [
+            (
+                "first attempt",
+                own.clone(),
+                vec![
+                    Action::EnsureBuilderAccess,
+                    Action::CreateJob {
+                        attempt: 1,
+                        avoid_nodes: vec![],
+                    },
+                ],
+                vec![Action::CreateJob {
+                    attempt: 1,
+                    avoid_nodes: vec![],
+                }],
+            ),
+            (
+                "finished",
+                with_status(own.clone(), |s| {
+                    s.phase = Some(PlatformPhase::Succeeded);
+                    s.attempts = Some(1);
+                }),
+                vec![Action::RevokeBuilderAccess],
+                vec![],
+            ),
+        ];
+        for (name, request, operator_made, named) in rows {
+            let mut default = request.clone();
+            default.spec.build.scheduling.service_account_name = None;
+            for (request, want) in [(&default, operator_made), (&request, named)] {
+                let decision = decide(&Observed {
+                    request,
+                    jobs: &[],
+                    pods: &[],
+                    nodes: &nodes,
+                    user_namespaces: None,
+                    now: time("2026-01-01T00:00:00Z"),
+                });
+                assert_eq!(decision.actions, want, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn requeue_table() {
+        for (phase, want) in [
+            (None, Requeue::OnChange),
+            (Some(PlatformPhase::Pending), Requeue::Resync),
+            (Some(PlatformPhase::Running), Requeue::Resync),
+            (Some(PlatformPhase::Succeeded), Requeue::OnChange),
+            (Some(PlatformPhase::Failed), Requeue::OnChange),
+        ] {
+            let status = BuildRequestStatus {
+                phase,
+                ..BuildRequestStatus::default()
+            };
+            assert_eq!(requeue(&status), want, "{phase:?}");
         }
     }
 }

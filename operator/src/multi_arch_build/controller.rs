@@ -3,7 +3,7 @@
 //! status under the operator's field manager.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::decide::{Action, Observed, decide, publish_failed, published};
+use super::decide::{Action, Observed, decide, publish_failed, published, requeue};
 use super::publish::{publish, write_docker_config};
 use crate::build_request::render::FIELD_MANAGER;
 use crate::context::{Context, Error, Listed};
@@ -100,7 +100,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
     });
     let observed_status = build.status.clone().unwrap_or_default();
     let mut status = decision.status;
-    let mut requeue = None;
+    let mut transient_failure = false;
 
     for action in decision.actions {
         match action {
@@ -159,9 +159,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
                     }
                     Err(failure) => {
                         warn!(multiarchbuild = %key, "publishing the index failed: {}", failure.message);
-                        if !failure.permanent {
-                            requeue = Some(Duration::from_secs(30));
-                        }
+                        transient_failure = !failure.permanent;
                         publish_failed(
                             status,
                             &failure.message,
@@ -178,17 +176,12 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
     if status != observed_status {
         apply_status(&builds, &name, &status).await?;
     }
-    let terminal = status.phase.is_some_and(Phase::is_terminal);
     if status.phase != observed_status.phase
         || status.observed_generation != observed_status.observed_generation
     {
         on_phase_change(build, &status, ctx).await;
     }
-    Ok(match requeue {
-        Some(after) => Requeue::requeue(after),
-        None if terminal => Requeue::await_change(),
-        None => Requeue::requeue(ctx.resync),
-    })
+    Ok(requeue(&status, transient_failure).action(ctx.resync))
 }
 
 async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, ctx: &Context) {

@@ -17,6 +17,8 @@ use kiln_crds::{
 };
 use kube::Resource;
 
+use crate::requeue::Requeue;
+
 use crate::names::{self, GENERATION_LABEL, JOB_NAME_MAX, MANAGED_BY, MULTI_ARCH_BUILD_LABEL};
 
 /// What the controller saw.
@@ -126,6 +128,23 @@ fn platform_status(platform: &str, request: Option<&BuildRequest>) -> PlatformSt
             condition::find(&status.conditions, READY).and_then(|c| c.last_transition_time.clone());
     }
     entry
+}
+
+/// How long after a transient failure to publish the index it is tried
+/// again (the registry may be restarting or rate-limiting).
+pub const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When to reconcile a build with `status` again without a watch event:
+/// after [`PUBLISH_RETRY`] when publishing failed transiently, only on a
+/// change once it is over, else on the resync timer.
+pub fn requeue(status: &MultiArchBuildStatus, transient_publish_failure: bool) -> Requeue {
+    if transient_publish_failure {
+        Requeue::After(PUBLISH_RETRY)
+    } else if status.phase.is_some_and(Phase::is_terminal) {
+        Requeue::OnChange
+    } else {
+        Requeue::Resync
+    }
 }
 
 /// Decides the next step for one MultiArchBuild.
@@ -844,5 +863,23 @@ mod tests {
         let d = decide_now(&build, &requests);
         assert_eq!(d.status.phase, Some(Phase::Succeeded));
         assert!(d.actions.is_empty());
+    }
+
+    #[test]
+    fn requeue_table() {
+        for (phase, transient, want) in [
+            (None, false, Requeue::Resync),
+            (Some(Phase::Building), false, Requeue::Resync),
+            (Some(Phase::Publishing), true, Requeue::After(PUBLISH_RETRY)),
+            (Some(Phase::Succeeded), false, Requeue::OnChange),
+            (Some(Phase::Failed), false, Requeue::OnChange),
+        ] {
+            let status = MultiArchBuildStatus {
+                phase,
+                ..MultiArchBuildStatus::default()
+            };
+            assert_eq!(requeue(&status, transient), want, "{phase:?} {transient}");
+        }
+        assert_eq!(PUBLISH_RETRY, std::time::Duration::from_secs(30));
     }
 }

@@ -10,8 +10,10 @@ pub mod upload;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use kiln_crds::{MultiArchBuild, Phase};
 use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use tracing::info;
 
 use crate::cli::BuildOptions;
@@ -113,6 +115,26 @@ pub async fn run_k8s(options: &BuildOptions) -> Result<K8sOutcome, K8sError> {
     follow_to_end(&api, &namespace, &name).await
 }
 
+/// How often the build is read when it cannot be watched.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Whether a watch error is the API refusing list or watch: a service
+/// account allowed only `create` and `get` on multiarchbuilds (the README's
+/// minimal Role for a CI Job).
+fn forbidden(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if status.code == 403
+    )
+}
+
+/// Follows the one MultiArchBuild `name` with a watch (a field selector on
+/// its name) until it ends. kube's watcher re-lists after a watch it could
+/// not resume; on a watch error the build is also read once by GET, so a
+/// phase reached while the watch was down is not missed. Where list or
+/// watch is forbidden, the build is read by GET every [`POLL`] instead.
 async fn follow_to_end(
     api: &Api<MultiArchBuild>,
     namespace: &str,
@@ -123,32 +145,54 @@ async fn follow_to_end(
         name: name.to_owned(),
         source,
     };
+    let vanished = || K8sError::Vanished {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    let read = || async {
+        match api.get_opt(name).await.map_err(follow_error)? {
+            Some(build) => Ok(build),
+            None => Err(vanished()),
+        }
+    };
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher(api.clone(), config).default_backoff());
+    let mut polling = false;
     let mut shown = follow::Shown::default();
+    // Whether the list that (re)starts the watch had the build.
+    let mut listed = false;
     let mut interrupts = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
-        let Some(build) = api.get_opt(name).await.map_err(follow_error)? else {
-            return Err(K8sError::Vanished {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            });
-        };
-        let status = build.status.clone().unwrap_or_default();
-        for line in shown.update(&status) {
-            say(&line);
-        }
-        match status.phase {
-            Some(Phase::Succeeded) => return Ok(K8sOutcome::Published(follow::published(&build))),
-            Some(Phase::Failed) => {
-                return Err(K8sError::Failed {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    message: follow::failure_message(&status),
-                });
-            }
-            _ => {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        let build = tokio::select! {
+            event = events.next(), if !polling => match event {
+                Some(Ok(watcher::Event::Apply(build) | watcher::Event::InitApply(build))) => {
+                    listed = true;
+                    build
+                }
+                Some(Ok(watcher::Event::Delete(_))) => return Err(vanished()),
+                Some(Ok(watcher::Event::Init)) => {
+                    listed = false;
+                    continue;
+                }
+                Some(Ok(watcher::Event::InitDone)) if listed => continue,
+                Some(Ok(watcher::Event::InitDone)) => return Err(vanished()),
+                // The re-list fallback: the watcher retries with backoff;
+                // meanwhile the build is read directly.
+                Some(Err(e)) => {
+                    if forbidden(&e) {
+                        tracing::debug!("may not watch MultiArchBuild {namespace}/{name} ({e}); reading it every {POLL:?}");
+                        polling = true;
+                    } else {
+                        tracing::debug!("watching MultiArchBuild {namespace}/{name}: {e}; reading it instead");
+                    }
+                    read().await?
+                }
+                None => {
+                    polling = true;
+                    read().await?
+                }
+            },
+            _ = tokio::time::sleep(POLL), if polling => read().await?,
             _ = &mut interrupts => {
                 interrupts.set(tokio::signal::ctrl_c());
                 match ask_to_cancel(namespace, name).await {
@@ -164,7 +208,23 @@ async fn follow_to_end(
                         return Ok(K8sOutcome::Detached { namespace: namespace.to_owned(), name: name.to_owned() });
                     }
                 }
+                continue;
             }
+        };
+        let status = build.status.clone().unwrap_or_default();
+        for line in shown.update(&status) {
+            say(&line);
+        }
+        match status.phase {
+            Some(Phase::Succeeded) => return Ok(K8sOutcome::Published(follow::published(&build))),
+            Some(Phase::Failed) => {
+                return Err(K8sError::Failed {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    message: follow::failure_message(&status),
+                });
+            }
+            _ => {}
         }
     }
 }
@@ -198,4 +258,34 @@ async fn ask_to_cancel(namespace: &str, name: &str) -> follow::Answer {
     .ok()
     .flatten();
     follow::answer(line.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(Status {
+            code,
+            ..Status::default()
+        }))
+    }
+
+    /// Only a refused list or watch turns following into polling; other
+    /// errors are retried by the watcher.
+    #[test]
+    fn forbidden_table() {
+        let rows = [
+            (watcher::Error::InitialListFailed(api_error(403)), true),
+            (watcher::Error::WatchStartFailed(api_error(403)), true),
+            (watcher::Error::InitialListFailed(api_error(500)), false),
+            (watcher::Error::WatchStartFailed(api_error(410)), false),
+            (watcher::Error::WatchFailed(api_error(403)), false),
+            (watcher::Error::NoResourceVersion, false),
+        ];
+        for (error, want) in rows {
+            assert_eq!(forbidden(&error), want, "{error}");
+        }
+    }
 }

@@ -13,11 +13,11 @@ use super::run_mounts;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use super::step_log::Step;
-use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
-use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
+use crate::options::{ExecutionOptions, Isolation};
 use crate::platform::Platform;
 use crate::run::{Network, RunSpec, run_in_chroot, run_in_place};
+use crate::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 
 /// Where a here-document script is written for the duration of its RUN.
 const SCRIPT_DIR: &str = "/.kiln-run";
@@ -131,7 +131,7 @@ pub async fn run_step(
         ))?;
     let scratch_path = scratch.path().to_path_buf();
     // With --log-format=json every output line is an object of its own.
-    let json = crate::cli::logging::json_lines();
+    let json = crate::progress::json_lines();
     let (step_platform, step_stage) = (step.platform.clone(), step.stage.to_string());
     let (number, total) = (step.number, step.total);
     let span = tracing::Span::current();

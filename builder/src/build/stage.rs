@@ -16,16 +16,16 @@ use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descript
 use super::step_log::{self, Step, StepEnd};
 use super::workdir_step::workdir_step;
 use crate::cache::{BaseOf, PlatformCache, base_key};
-use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
     self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
     Healthcheck, Instruction, InstructionKind, StageVars,
 };
-use crate::fs::snapshot::Snapshotter;
 use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
+use crate::options::Isolation;
 use crate::platform::Platform;
 use crate::registry::Access;
+use crate::snapshot::Snapshotter;
 
 /// What every stage of one build shares.
 pub struct BuildScope<'a> {
@@ -43,7 +43,7 @@ pub struct BuildScope<'a> {
     /// How RUN is isolated (`--isolation`).
     pub isolation: Isolation,
     /// How RUN's changes are found (`--snapshot-mode`).
-    pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
+    pub snapshot_mode: crate::snapshot::SnapshotMode,
     /// `--single-snapshot`: one layer per stage, taken at its end.
     pub single_snapshot: bool,
     /// Image paths snapshots never capture (`--ignore-path`, …).

@@ -9,10 +9,10 @@ use tracing::{debug, info, warn};
 
 use super::BuildError;
 use super::inplace::InPlaceRoot;
-use crate::fs::snapshot::Snapshotter;
 use crate::fs::{UnpackOptions, unpack_layer};
 use crate::image::{BlobStore, Descriptor, HashingWriter, ImageConfig, StoredLayer};
 use crate::registry::{Access, Reference, Registry};
+use crate::snapshot::Snapshotter;
 
 /// Where a layer's blob is.
 #[derive(Clone, Debug)]
@@ -305,19 +305,12 @@ fn apply_layer_with(blob: &Path, root: &Path, protected: Vec<PathBuf>) -> Result
 pub fn to_oci_descriptor(
     descriptor: &Descriptor,
 ) -> Result<oci_spec::image::Descriptor, BuildError> {
-    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| {
-        BuildError::Other(format!(
-            "descriptor {} is not valid OCI: {e}",
-            descriptor.digest
-        ))
-    })
+    crate::image::descriptor::to_oci(descriptor).map_err(|e| BuildError::Other(e.to_string()))
 }
 
 /// The registry client's descriptor as kiln's type.
 pub fn from_oci_descriptor(
     descriptor: &oci_spec::image::Descriptor,
 ) -> Result<Descriptor, BuildError> {
-    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| BuildError::Other(e.to_string()))
+    crate::image::descriptor::from_oci(descriptor).map_err(|e| BuildError::Other(e.to_string()))
 }

@@ -4,9 +4,9 @@
 //! `options` the build engine consumes, `logging` sets up stderr logs.
 
 pub mod args;
+pub mod choices;
 pub mod kaniko;
 pub mod logging;
-pub mod options;
 pub mod reference;
 pub mod validate;
 pub mod values;
@@ -15,9 +15,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+pub use crate::options::{self, BuildOptions};
 pub use args::Args;
 pub use logging::init_logging;
-pub use options::BuildOptions;
 pub use validate::{CliError, UNSUPPORTED};
 
 /// Entry point of the `kiln` binary.

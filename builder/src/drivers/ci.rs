@@ -13,8 +13,8 @@ use super::index::{
     self, IndexOutcome, IndexPlan, IndexPlanError, PublishError, VerifyError, plan_index,
 };
 use crate::build;
-use crate::cli::BuildOptions;
 use crate::image::{Descriptor, OciMode};
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 use crate::registry::{Reference, Registry, RegistryError};
 
@@ -192,7 +192,7 @@ mod tests {
         let args = <crate::cli::Args as clap::Parser>::try_parse_from(all).unwrap();
         let mut options = args.into_options_with_env(&|_| None).unwrap();
         options.platforms = crate::platform::parse_list("linux/amd64,linux/arm64").unwrap();
-        options.multi_platform.driver = crate::cli::options::Driver::Ci;
+        options.multi_platform.driver = crate::options::Driver::Ci;
         options.multi_platform.publish_index = true;
         options.multi_platform.digests_from = Some(std::path::PathBuf::from("/out"));
         options

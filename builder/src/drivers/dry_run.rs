@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 
 use crate::build::{BuildError, Session};
-use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 
 use super::preflight::{PushCheck, preflight, pushes_only_oci};

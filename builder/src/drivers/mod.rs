@@ -12,9 +12,9 @@ pub mod preflight;
 use std::sync::Arc;
 
 use crate::build::{self, BuildOutcome, Session};
-use crate::cli::BuildOptions;
-use crate::cli::options::Driver;
 use crate::image::Descriptor;
+use crate::options::BuildOptions;
+use crate::options::Driver;
 
 /// What a kiln invocation produced.
 #[derive(Debug, Clone)]

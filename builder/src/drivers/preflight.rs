@@ -8,10 +8,10 @@
 //! [`crate::registry::Registry::check_oci_support`] for how, and its limits).
 
 use crate::build::{BuildError, Session};
-use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::drivers::index::rejects_media_type;
 use crate::image::media::{Compression, OciMode};
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 use crate::registry::{RegistryError, parse_reference};
 

@@ -14,8 +14,8 @@ use kiln_crds::{MultiArchBuild, Phase};
 use kube::api::{Api, DeleteParams, PostParams};
 use tracing::info;
 
-use crate::cli::BuildOptions;
 use crate::context::ContextSource;
+use crate::options::BuildOptions;
 use crate::registry::Registry;
 
 /// What `--driver=k8s` ended with.
@@ -172,8 +172,8 @@ async fn follow_to_end(
 /// A line of the driver's progress: text on stderr, or with
 /// `--log-format=json` one more object of the log stream.
 fn say(line: &str) {
-    match crate::cli::logging::json_lines() {
-        true => tracing::info!(target: crate::cli::logging::STEP_TARGET, "{line}"),
+    match crate::progress::json_lines() {
+        true => tracing::info!(target: crate::progress::STEP_TARGET, "{line}"),
         false => eprintln!("{line}"),
     }
 }
@@ -181,9 +181,9 @@ fn say(line: &str) {
 async fn ask_to_cancel(namespace: &str, name: &str) -> follow::Answer {
     let question =
         format!("cancel MultiArchBuild {namespace}/{name} (deletes it and its builds)? [y/N]");
-    match crate::cli::logging::json_lines() {
+    match crate::progress::json_lines() {
         true => {
-            tracing::info!(target: crate::cli::logging::STEP_TARGET, prompt = true, "{question}")
+            tracing::info!(target: crate::progress::STEP_TARGET, prompt = true, "{question}")
         }
         false => eprint!("\n{question} "),
     }

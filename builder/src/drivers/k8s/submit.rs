@@ -11,9 +11,9 @@ use kiln_crds::{
 };
 use kube::api::ObjectMeta;
 
-use crate::cli::BuildOptions;
 use crate::context::{ContextError, ContextSource};
 use crate::image::{Compression, OciMode};
+use crate::options::BuildOptions;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
@@ -114,8 +114,8 @@ fn dockerfile_in_context(options: &BuildOptions) -> Result<String, SubmitError> 
 /// about each (the flags that cannot work at all are refused instead).
 /// `--isolation` is not listed: the cluster's builder pods choose theirs.
 pub fn dropped_flags(options: &BuildOptions) -> Vec<&'static str> {
-    use crate::cli::options::Emulation;
-    use crate::fs::snapshot::SnapshotMode;
+    use crate::options::Emulation;
+    use crate::snapshot::SnapshotMode;
     let output = &options.output;
     let multi = &options.multi_platform;
     let cache = &options.cache;

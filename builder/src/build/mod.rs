@@ -255,8 +255,7 @@ impl Session {
                     &options.output.destinations,
                     options.cache.arch_repo_suffix.as_deref(),
                     platform,
-                )
-                .map_err(|e| BuildError::Other(e.to_string()))?;
+                )?;
                 info!(
                     target: crate::progress::STEP_TARGET,
                     platform = %platform,

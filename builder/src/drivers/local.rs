@@ -75,9 +75,7 @@ pub fn foreign_runs(
     let mut found = Vec::new();
     for planned in &plan.stages {
         let stage_platform = match &planned.platform {
-            Some(text) => text
-                .parse::<Platform>()
-                .map_err(|e| BuildError::Other(e.to_string()))?,
+            Some(text) => text.parse::<Platform>().map_err(BuildError::from)?,
             None => platform.clone(),
         };
         if host.accepts(&stage_platform) {

@@ -56,9 +56,7 @@ async fn check_bases(
         for planned in &plan.stages {
             let stage = &session.dockerfile().stages[planned.index];
             let stage_platform = match &planned.platform {
-                Some(text) => text
-                    .parse::<Platform>()
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                Some(text) => text.parse::<Platform>().map_err(BuildError::from)?,
                 None => platform.clone(),
             };
             let base = match &planned.base {

@@ -234,8 +234,9 @@ fn the_top_level_modules_have_no_cycle() {
     );
 }
 
-#[test]
-fn clap_is_used_in_cli_only() {
+/// The files outside `cli/` (and `main.rs`) whose code mentions one of
+/// `words`.
+fn outside_cli_using(words: &[&str]) -> Vec<String> {
     let mut outside = Vec::new();
     for file in rust_files(&src()) {
         let relative = file.strip_prefix(src()).unwrap();
@@ -243,11 +244,25 @@ fn clap_is_used_in_cli_only() {
             continue;
         }
         let code = code_of(&std::fs::read_to_string(&file).unwrap());
-        if code.contains("clap::") || code.contains("#[value(") || code.contains("#[arg(") {
+        if words.iter().any(|word| code.contains(word)) {
             outside.push(relative.display().to_string());
         }
     }
+    outside
+}
+
+#[test]
+fn clap_is_used_in_cli_only() {
+    let outside = outside_cli_using(&["clap::", "#[value(", "#[arg("]);
     assert!(outside.is_empty(), "clap outside cli/: {outside:?}");
+}
+
+/// The library returns typed errors a caller can match on; only the
+/// command line collects them into `anyhow` to print.
+#[test]
+fn anyhow_is_used_in_cli_only() {
+    let outside = outside_cli_using(&["anyhow"]);
+    assert!(outside.is_empty(), "anyhow outside cli/: {outside:?}");
 }
 
 #[test]

@@ -88,18 +88,18 @@ fn check_options(options: &BuildOptions) -> Result<CiInputs<'_>, CiError> {
     })
 }
 
-/// Checks every child in `repo` and returns the index entries, in the
-/// order of `digests`; a failure names the digest file.
+/// Checks every child in every destination repository and returns the
+/// index entries; a failure names the digest file.
 async fn verify_children(
     registry: &Registry,
-    repo: &Reference,
+    repositories: &[Reference],
     digests: &[PlatformDigest],
 ) -> Result<Vec<(Descriptor, Platform)>, CiError> {
     let children: Vec<(Platform, String)> = digests
         .iter()
         .map(|d| (d.platform.clone(), d.digest.clone()))
         .collect();
-    index::verify_children(registry, repo, &children)
+    index::verify_in_every_repository(registry, repositories, &children)
         .await
         .map_err(|(i, error)| CiError::Child {
             file: digests[i].file_name(),
@@ -142,13 +142,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
 
     let registry = Registry::new(options.registry.clone())?;
     let repositories = index::destination_repositories(&options.output.destinations)?;
-    let mut children = Vec::new();
-    for (i, repo) in repositories.iter().enumerate() {
-        let verified = verify_children(&registry, repo, &found).await?;
-        if i == 0 {
-            children = verified;
-        }
-    }
+    let children = verify_children(&registry, &repositories, &found).await?;
 
     let plan: IndexPlan = plan_index(
         inputs.oci_mode,

@@ -334,6 +334,25 @@ pub async fn verify_children(
         .collect()
 }
 
+/// Checks every child in every destination repository (an index pushed to
+/// a repository must find its children there) and returns the entries of
+/// the first, which name the children for the index. The error is the
+/// first failure, with the child's position.
+pub async fn verify_in_every_repository(
+    registry: &Registry,
+    repositories: &[Reference],
+    children: &[(Platform, String)],
+) -> Result<Vec<(Descriptor, Platform)>, (usize, VerifyError)> {
+    let mut entries = Vec::new();
+    for (i, repo) in repositories.iter().enumerate() {
+        let verified = verify_children(registry, repo, children).await?;
+        if i == 0 {
+            entries = verified;
+        }
+    }
+    Ok(entries)
+}
+
 /// A registry that refuses a manifest for its media type answers 400
 /// (MANIFEST_INVALID, UNSUPPORTED) or 415. A 400 about missing children
 /// (MANIFEST_BLOB_UNKNOWN) is not about the media type.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln_builder::fs::snapshot::{SnapshotMode, Snapshotter};
+use kiln_builder::snapshot::{SnapshotMode, Snapshotter};
 
 const DIRS: usize = 100;
 const SUBDIRS: usize = 10;

@@ -11,10 +11,49 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::build::step_log::{human_duration, human_size};
+/// The target of the build's step lines (`build::step_log`) and blob
+/// lines (this module), whose fields repeat their message: text shows the
+/// message alone.
+pub const STEP_TARGET: &str = "kiln::step";
+
+/// Whether the process logs JSON objects, as the CLI installed it.
+static JSON_LINES: OnceLock<bool> = OnceLock::new();
+
+/// Records whether stderr is a stream of JSON objects; the logger's
+/// installer calls it once.
+pub fn set_json_lines(json: bool) {
+    let _ = JSON_LINES.set(json);
+}
+
+/// Whether stderr is a stream of JSON objects: then a RUN step's output
+/// and the final error are logged as events rather than written as text.
+pub fn json_lines() -> bool {
+    JSON_LINES.get() == Some(&true)
+}
+
+/// Seconds with one decimal, as buildx prints them: `0.0s`, `12.3s`.
+pub fn human_duration(elapsed: Duration) -> String {
+    format!("{:.1}s", elapsed.as_secs_f64())
+}
+
+/// Bytes in decimal units with one decimal above a kilobyte: `512 B`,
+/// `1.5 kB`, `23.4 MB`, `1.2 GB` (buildx's units).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
 
 /// `--progress`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum Progress {
     /// Bars when stderr is a terminal and the log is text, else plain.
     #[default]
@@ -136,7 +175,7 @@ impl Transfer {
             bar.finish_and_clear();
         }
         tracing::info!(
-            target: crate::cli::logging::STEP_TARGET,
+            target: STEP_TARGET,
             bytes = self.size,
             "{}",
             done_line(

@@ -22,10 +22,21 @@
 //! [`choose`] is a function of [`WorkRootFacts`]; [`WorkRootFacts::observe`]
 //! reads them from the environment.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::cli::options::{BUILDER_IMAGE_ENV, in_builder_image};
+/// Set to `1` in kiln's builder image. Inside it kiln behaves like kaniko's
+/// executor: the context defaults to `/workspace/` and RUN executes in place.
+pub const BUILDER_IMAGE_ENV: &str = "KILN_BUILDER_IMAGE";
+
+/// Whether the value of [`BUILDER_IMAGE_ENV`] says we run in the builder
+/// image. Only an explicit true value counts, so an empty or `0` leftover in
+/// a CI environment does not switch RUN to in-place execution on a host.
+pub fn in_builder_image(value: Option<&OsStr>) -> bool {
+    value
+        .and_then(OsStr::to_str)
+        .is_some_and(|v| matches!(v, "1" | "true" | "TRUE" | "True"))
+}
 
 /// Names the work root explicitly (the operator may set it on builder
 /// containers).

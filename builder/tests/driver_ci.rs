@@ -41,7 +41,7 @@ fn ci_options(
     let parsed = <kiln_builder::cli::Args as clap::Parser>::try_parse_from(all).unwrap();
     let mut options = parsed.into_options_with_env(&|_| None).unwrap();
     options.platforms = kiln_builder::platform::parse_list(platforms).unwrap();
-    options.multi_platform.driver = kiln_builder::cli::options::Driver::Ci;
+    options.multi_platform.driver = kiln_builder::options::Driver::Ci;
     options.multi_platform.publish_index = true;
     options.multi_platform.digests_from = Some(digests_from.to_path_buf());
     options.multi_platform.index_annotations = annotations

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use kiln_builder::fs::snapshot::{SnapshotMode, Snapshotter};
 use kiln_builder::fs::{UnpackOptions, unpack_layer};
 use kiln_builder::image::{Compression, LayerPlan, Timestamps};
+use kiln_builder::snapshot::{SnapshotMode, Snapshotter};
 use proptest::prelude::*;
 
 /// The entries of the layer `plan` gives, one line each, in tar order.
@@ -917,7 +917,7 @@ fn trees_as_deep_as_the_limit_snapshot_on_a_small_stack() {
     // level of a tree this deep would need, is enough.
     // (std's create_dir_all recurses: the tree is made on this thread.)
     let dir = tempfile::tempdir().unwrap();
-    let bottom = nest(dir.path(), kiln_builder::fs::snapshot::MAX_DEPTH);
+    let bottom = nest(dir.path(), kiln_builder::snapshot::MAX_DEPTH);
     let root = dir.path().to_path_buf();
     std::thread::Builder::new()
         .stack_size(128 << 10)
@@ -944,7 +944,7 @@ fn a_tree_deeper_than_the_limit_is_a_clear_error_not_a_crash() {
             assert!(
                 err.contains(&format!(
                     "more than {} directories deep",
-                    kiln_builder::fs::snapshot::MAX_DEPTH
+                    kiln_builder::snapshot::MAX_DEPTH
                 )),
                 "{err}"
             );

@@ -539,6 +539,28 @@ async fn an_unpullable_builder_image_is_named_on_the_build(
     builds.delete("pull", &Default::default()).await.unwrap();
 }
 
+/// A context holding only `dockerfile`, uploaded to the node's registry
+/// as `kiln --driver=k8s` uploads one (`<registry>/kiln-e2e/<name>-context`);
+/// its `oci://` reference.
+async fn dockerfile_context(
+    uploader: &Registry,
+    registry: &str,
+    work: &Path,
+    name: &str,
+    dockerfile: &str,
+) -> String {
+    let source = work.join(name);
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("Dockerfile"), dockerfile).unwrap();
+    upload_context(
+        uploader,
+        &format!("{registry}/kiln-e2e/{name}-context"),
+        LocalContext::Dir(&source),
+    )
+    .await
+    .unwrap()
+}
+
 /// Issue 11's `hostUsers: false`, run for real: the chart's operator gives
 /// a builder pod on the real node (containerd 2, runc 1.5, Linux ≥ 6.3) a
 /// user namespace of its own (`userNamespaces: auto`), and a RUN step of
@@ -552,22 +574,16 @@ async fn builders_run_in_a_user_namespace(
     work: &Path,
 ) {
     let registry = node.registry();
-    let source = work.join("userns");
-    std::fs::create_dir_all(&source).unwrap();
-    std::fs::write(
-        source.join("Dockerfile"),
-        format!(
+    let context = dockerfile_context(
+        uploader,
+        registry,
+        work,
+        "userns",
+        &format!(
             "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox cat /proc/self/uid_map > /uid_map\"]\n"
         ),
     )
-    .unwrap();
-    let context = upload_context(
-        uploader,
-        &format!("{registry}/kiln-e2e/userns-context"),
-        LocalContext::Dir(&source),
-    )
-    .await
-    .unwrap();
+    .await;
     let client = cluster.client().await.unwrap();
     let namespace = cluster.create_namespace(&client, "userns").await.unwrap();
     let mut build = sample_build(
@@ -684,22 +700,16 @@ async fn builders_lost_on_the_real_node_are_retried_elsewhere(
     )
     .await
     .unwrap();
-    let source = work.join("lost");
-    std::fs::create_dir_all(&source).unwrap();
-    std::fs::write(
-        source.join("Dockerfile"),
-        format!(
+    let context = dockerfile_context(
+        uploader,
+        registry,
+        work,
+        "lost",
+        &format!(
             "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"case $(/bin/busybox hostname) in *-g1-1-*) /bin/busybox sleep 900;; esac; echo built > /built\"]\n"
         ),
     )
-    .unwrap();
-    let context = upload_context(
-        uploader,
-        &format!("{registry}/kiln-e2e/lost-context"),
-        LocalContext::Dir(&source),
-    )
-    .await
-    .unwrap();
+    .await;
     let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
     let kwok_amd64 = ["kiln-e2e-amd64-1", "kiln-e2e-amd64-2"];
     let cordon = |unschedulable: bool| {
@@ -831,23 +841,17 @@ async fn an_oom_killed_builder_is_recorded_and_retried(
     work: &Path,
 ) {
     let registry = node.registry();
-    let source = work.join("oom");
-    std::fs::create_dir_all(&source).unwrap();
     // The shell keeps the whole substitution in memory: 512 MB of it.
-    std::fs::write(
-        source.join("Dockerfile"),
-        format!(
+    let context = dockerfile_context(
+        uploader,
+        registry,
+        work,
+        "oom",
+        &format!(
             "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"x=$(/bin/busybox head -c 536870912 /dev/zero | /bin/busybox tr '\\\\0' a); echo ${{#x}}\"]\n"
         ),
     )
-    .unwrap();
-    let context = upload_context(
-        uploader,
-        &format!("{registry}/kiln-e2e/oom-context"),
-        LocalContext::Dir(&source),
-    )
-    .await
-    .unwrap();
+    .await;
     let client = cluster.client().await.unwrap();
     let namespace = cluster.create_namespace(&client, "oom").await.unwrap();
     let mut build = sample_build("oom", &["linux/amd64"], &context, registry, "kiln-e2e/oom");

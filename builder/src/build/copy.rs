@@ -84,8 +84,7 @@ pub fn plan_copy(
         });
     }
     let mut placements =
-        copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+        copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)?;
     for placement in &mut placements {
         placement.dest = through_image_links(image_root, &placement.dest, placement.is_dir)?;
     }

@@ -21,12 +21,14 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
-    /// An instruction failed; `line` is its line in the Dockerfile.
-    #[error("Dockerfile:{line}: {instruction}: {message}")]
+    /// An instruction failed; `line` is its line in the Dockerfile. The
+    /// cause is kept as it is (its own source chain included), not as text.
+    #[error("Dockerfile:{line}: {instruction}: {source}")]
     Instruction {
         line: usize,
         instruction: String,
-        message: String,
+        #[source]
+        source: Box<BuildError>,
     },
     /// A RUN's command exited with `code` (128 + N for signal N). Its
     /// output was streamed to the log as it ran, so it is not repeated.
@@ -63,6 +65,35 @@ pub enum BuildError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     WorkRoot(#[from] crate::work_root::WorkRootError),
+    #[error(transparent)]
+    Platform(#[from] crate::platform::PlatformError),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    /// A `--from` (COPY, RUN --mount) that names no stage or image.
+    #[error(transparent)]
+    From(#[from] crate::dockerfile::Problem),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    MountSpec(#[from] crate::run::mount_spec::MountSpecError),
+    #[error(transparent)]
+    Secret(#[from] crate::run::secret::SecretError),
+    #[error(transparent)]
+    Destination(#[from] super::copy_dest::DestError),
+    #[error(transparent)]
+    CacheRepository(#[from] crate::cache::RepoError),
+    #[error(transparent)]
+    Descriptor(#[from] crate::image::descriptor::ConversionError),
+    /// A task of the build (a RUN, a cache lock) ended without an answer:
+    /// it panicked or was cancelled.
+    #[error("{what} failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -88,6 +119,7 @@ impl BuildError {
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             BuildError::RunFailed { code, .. } => Some(*code),
+            BuildError::Instruction { source, .. } => source.exit_code(),
             BuildError::Platforms { code, .. } => *code,
             _ => None,
         }
@@ -102,8 +134,67 @@ impl BuildError {
     }
 }
 
-impl From<ExpandError> for BuildError {
-    fn from(error: ExpandError) -> BuildError {
-        BuildError::Other(error.to_string())
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn denied() -> BuildError {
+        BuildError::Io {
+            what: "reading",
+            path: PathBuf::from("/ctx/a"),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        }
+    }
+
+    #[test]
+    fn an_instructions_error_keeps_its_cause() {
+        let error = BuildError::Instruction {
+            line: 3,
+            instruction: "COPY a /b".into(),
+            source: Box::new(denied()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "Dockerfile:3: COPY a /b: reading /ctx/a: denied"
+        );
+        // The chain goes down to the io::Error, which a caller can inspect
+        // (its kind), instead of ending in text.
+        let cause = error.source().expect("the instruction's cause");
+        let inner = cause
+            .downcast_ref::<Box<BuildError>>()
+            .expect("the cause, boxed");
+        assert!(matches!(**inner, BuildError::Io { .. }));
+        let io = cause.source().expect("the io error");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn a_wrapped_run_failure_keeps_its_exit_code() {
+        let error = BuildError::Instruction {
+            line: 7,
+            instruction: "RUN make".into(),
+            source: Box::new(BuildError::RunFailed {
+                line: 7,
+                instruction: "RUN make".into(),
+                code: 42,
+            }),
+        };
+        assert_eq!(error.exit_code(), Some(42));
+        assert_eq!(
+            BuildError::Instruction {
+                line: 1,
+                instruction: "COPY a b".into(),
+                source: Box::new(denied()),
+            }
+            .exit_code(),
+            None
+        );
     }
 }

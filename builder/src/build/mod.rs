@@ -32,19 +32,18 @@ use tracing::{info, warn};
 pub use error::BuildError;
 use outputs::publish;
 pub use outputs::{
-    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, repository, suffixed_tag,
-    write_digest_files,
+    BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, suffixed_tag, write_digest_files,
 };
 use stage::{BuildScope, build_stage};
 pub use state::to_oci_descriptor;
 use state::{Blobs, StageImage};
 
 use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
-use crate::cli::BuildOptions;
-use crate::cli::options::Isolation;
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
 use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
 use crate::image::{BlobStore, Timestamps};
+use crate::options::BuildOptions;
+use crate::options::Isolation;
 use crate::platform::Platform;
 use crate::registry::{Access, Registry, parse_reference};
 
@@ -256,10 +255,9 @@ impl Session {
                     &options.output.destinations,
                     options.cache.arch_repo_suffix.as_deref(),
                     platform,
-                )
-                .map_err(|e| BuildError::Other(e.to_string()))?;
+                )?;
                 info!(
-                    target: crate::cli::logging::STEP_TARGET,
+                    target: crate::progress::STEP_TARGET,
                     platform = %platform,
                     "[{platform}] layer cache in {repository}"
                 );
@@ -276,7 +274,7 @@ impl Session {
             })
             .collect();
         info!(
-            target: crate::cli::logging::STEP_TARGET,
+            target: crate::progress::STEP_TARGET,
             platform = %platform,
             stages = plan.stages.len(),
             "[{platform}] building {}: stage{} {}",
@@ -365,7 +363,7 @@ impl Session {
             cache: cache_counts,
             elapsed: image.started.elapsed(),
         };
-        info!(target: crate::cli::logging::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
+        info!(target: crate::progress::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
     }
 }

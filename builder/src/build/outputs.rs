@@ -9,12 +9,13 @@ use tracing::{info, warn};
 
 use super::BuildError;
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage};
-use crate::cli::BuildOptions;
-use crate::cli::options::OutputOptions;
 use crate::image::{
     Blob, Descriptor, ImageConfig, ManifestFormat, OciLayout, OciMode, manifest_blob,
     media::convert_layer_media_type, write_docker_archive,
 };
+use crate::options::BuildOptions;
+use crate::options::OutputOptions;
+use crate::registry::names::{repository, tag_of};
 use crate::registry::{Reference, RegistryError, parse_reference};
 
 /// What kiln produced, as reported to the user (and later to a
@@ -368,25 +369,6 @@ async fn push_blobs(
         )
         .await?;
     Ok(())
-}
-
-/// `registry/repo:tag` → `registry/repo`; a digest reference keeps only
-/// the name, too.
-pub fn repository(name: &str) -> String {
-    let without_digest = name.split('@').next().unwrap_or(name);
-    match without_digest.rfind(':') {
-        Some(colon) if !without_digest[colon..].contains('/') => {
-            without_digest[..colon].to_string()
-        }
-        _ => without_digest.to_string(),
-    }
-}
-
-pub fn tag_of(name: &str) -> Option<String> {
-    let without_digest = name.split('@').next().unwrap_or(name);
-    let colon = without_digest.rfind(':')?;
-    let tag = &without_digest[colon + 1..];
-    (!tag.contains('/')).then(|| tag.to_string())
 }
 
 /// Where kaniko's digest-file flags ask the digest to be written.

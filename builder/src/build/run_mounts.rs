@@ -60,8 +60,7 @@ pub fn parse_run_mounts(
         .map(|raw| {
             let spec = parse_mount(raw, &mut |value: &str| {
                 vars.expand(value).map_err(|e| e.to_string())
-            })
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+            })?;
             Ok(ParsedMount {
                 raw: raw.clone(),
                 spec,
@@ -118,7 +117,7 @@ pub fn check_required_secrets(
                             return Err(BuildError::Instruction {
                                 line: instruction.line,
                                 instruction: instruction.text.clone(),
-                                message: not_supplied(&mount.raw, &secret.id).to_string(),
+                                source: Box::new(not_supplied(&mount.raw, &secret.id)),
                             });
                         }
                     }
@@ -285,9 +284,7 @@ pub async fn resolve(
                     info!(id = %secret.id, "optional secret not supplied; RUN runs without it");
                     continue;
                 };
-                let value = source
-                    .read(&|name| std::env::var(name).ok())
-                    .map_err(|e| BuildError::Other(e.to_string()))?;
+                let value = source.read(&|name| std::env::var(name).ok())?;
                 if let Some(target) = target {
                     let dir = secret_dir(scope, &mut resolved)?;
                     let file = dir.path().join("secret");
@@ -573,7 +570,10 @@ async fn lock_instance(
         Err(BuildError::Other("no free cache instance".to_string()))
     })
     .await
-    .map_err(|e| BuildError::Other(format!("the cache lock task failed: {e}")))?
+    .map_err(|source| BuildError::Task {
+        what: "the cache lock task",
+        source,
+    })?
 }
 
 /// Makes a new cache directory, seeded from `seed` (a host path and the

@@ -13,11 +13,11 @@ use super::run_mounts;
 use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use super::step_log::Step;
-use crate::cli::options::{ExecutionOptions, Isolation};
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
-use crate::fs::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
+use crate::options::{ExecutionOptions, Isolation};
 use crate::platform::Platform;
 use crate::run::{Network, RunSpec, run_in_chroot, run_in_place};
+use crate::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 
 /// Where a here-document script is written for the duration of its RUN.
 const SCRIPT_DIR: &str = "/.kiln-run";
@@ -84,10 +84,7 @@ pub async fn run_step(
     let mut snapshotter = match (scope.single_snapshot, image.snapshotter.take()) {
         (true, _) => None,
         (false, Some(snapshotter)) => Some(snapshotter),
-        (false, None) => Some(
-            Snapshotter::new(&rootfs, &scope.never_captured)
-                .map_err(|e| BuildError::Other(e.to_string()))?,
-        ),
+        (false, None) => Some(Snapshotter::new(&rootfs, &scope.never_captured)?),
     };
 
     let config = &image.config.config;
@@ -131,7 +128,7 @@ pub async fn run_step(
         ))?;
     let scratch_path = scratch.path().to_path_buf();
     // With --log-format=json every output line is an object of its own.
-    let json = crate::cli::logging::json_lines();
+    let json = crate::progress::json_lines();
     let (step_platform, step_stage) = (step.platform.clone(), step.stage.to_string());
     let (number, total) = (step.number, step.total);
     let span = tracing::Span::current();
@@ -163,12 +160,15 @@ pub async fn run_step(
         result
     })
     .await
-    .map_err(|e| BuildError::Other(format!("the RUN task failed: {e}")))?;
+    .map_err(|source| BuildError::Task {
+        what: "the RUN task",
+        source,
+    })?;
     drop(resolved);
     if let Some(path) = &script_file {
         remove_script(path)?;
     }
-    let output = result.map_err(|e| BuildError::Other(e.to_string()))?;
+    let output = result?;
     if output.status != 0 {
         // The output went to the log as it came; the error does not
         // repeat it.
@@ -188,9 +188,7 @@ pub async fn run_step(
             .add_history(scope.created(), &instruction.text, None, None);
         return Ok(());
     };
-    let plan = snapshotter
-        .take(scope.snapshot_mode)
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let plan = snapshotter.take(scope.snapshot_mode)?;
     image.snapshotter = Some(snapshotter);
     let layer = commit_layer(scope, image, plan, &instruction.text)?;
     if let (Some(cache), Some(key)) = (cache, key) {

@@ -16,16 +16,16 @@ use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descript
 use super::step_log::{self, Step, StepEnd};
 use super::workdir_step::workdir_step;
 use crate::cache::{BaseOf, PlatformCache, base_key};
-use crate::cli::options::Isolation;
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
     self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
     Healthcheck, Instruction, InstructionKind, StageVars,
 };
-use crate::fs::snapshot::Snapshotter;
 use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
+use crate::options::Isolation;
 use crate::platform::Platform;
 use crate::registry::Access;
+use crate::snapshot::Snapshotter;
 
 /// What every stage of one build shares.
 pub struct BuildScope<'a> {
@@ -43,7 +43,7 @@ pub struct BuildScope<'a> {
     /// How RUN is isolated (`--isolation`).
     pub isolation: Isolation,
     /// How RUN's changes are found (`--snapshot-mode`).
-    pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
+    pub snapshot_mode: crate::snapshot::SnapshotMode,
     /// `--single-snapshot`: one layer per stage, taken at its end.
     pub single_snapshot: bool,
     /// Image paths snapshots never capture (`--ignore-path`, …).
@@ -94,7 +94,7 @@ async fn run_stage(
             .map_err(|e| BuildError::Instruction {
                 line: stage.line,
                 instruction: "FROM".to_string(),
-                message: e.to_string(),
+                source: Box::new(e.into()),
             })?,
         None => scope.target_platform.clone(),
     };
@@ -158,8 +158,7 @@ async fn run_stage(
     let mut single = None;
     if scope.single_snapshot {
         let root = scope.blobs.stage_root(&mut image).await?;
-        let baseline = Snapshotter::new(&root, &scope.never_captured)
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let baseline = Snapshotter::new(&root, &scope.never_captured)?;
         single = Some(baseline);
     }
     let total = 1 + instructions.len();
@@ -202,9 +201,7 @@ async fn run_stage(
         step.finished(end, started.elapsed());
     }
     if let Some(snapshotter) = &mut single {
-        let plan = snapshotter
-            .take(scope.snapshot_mode)
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let plan = snapshotter.take(scope.snapshot_mode)?;
         commit_layer(
             scope,
             &mut image,
@@ -246,7 +243,7 @@ fn at_line(instruction: &Instruction, error: BuildError) -> BuildError {
         other => BuildError::Instruction {
             line: instruction.line,
             instruction: instruction.text.clone(),
-            message: other.to_string(),
+            source: Box::new(other),
         },
     }
 }
@@ -505,8 +502,7 @@ async fn copy_instruction(
         None => None,
         Some(from) => {
             let from = vars.expand(from)?;
-            let found = dockerfile::resolve_from(scope.dockerfile, stage_index, &from)
-                .map_err(|p| BuildError::Other(p.to_string()))?;
+            let found = dockerfile::resolve_from(scope.dockerfile, stage_index, &from)?;
             Some((from, found))
         }
     };

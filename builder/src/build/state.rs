@@ -9,10 +9,10 @@ use tracing::{debug, info, warn};
 
 use super::BuildError;
 use super::inplace::InPlaceRoot;
-use crate::fs::snapshot::Snapshotter;
 use crate::fs::{UnpackOptions, unpack_layer};
 use crate::image::{BlobStore, Descriptor, HashingWriter, ImageConfig, StoredLayer};
 use crate::registry::{Access, Reference, Registry};
+use crate::snapshot::Snapshotter;
 
 /// Where a layer's blob is.
 #[derive(Clone, Debug)]
@@ -119,7 +119,11 @@ impl Blobs<'_> {
             .map_err(BuildError::io("creating a file in", &tmp_dir))?
             .into_temp_path()
             .keep()
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+            .map_err(|e| BuildError::Io {
+                what: "keeping the temporary file",
+                path: e.path.to_path_buf(),
+                source: e.error,
+            })?;
         let descriptor = to_oci_descriptor(&layer.descriptor)?;
         debug!(%digest, from = %source, "downloading layer");
         self.registry
@@ -272,7 +276,11 @@ fn keep_in_cache_dir(kept: &BlobStore, stored: &Path, digest: &str) {
             .map_err(BuildError::io("creating a file in", &tmp_dir))?
             .into_temp_path();
         std::fs::copy(stored, &tmp).map_err(BuildError::io("copying into", &tmp))?;
-        let tmp = tmp.keep().map_err(|e| BuildError::Other(e.to_string()))?;
+        let tmp = tmp.keep().map_err(|e| BuildError::Io {
+            what: "keeping the temporary file",
+            path: e.path.to_path_buf(),
+            source: e.error,
+        })?;
         kept.put_file(&tmp, digest)?;
         Ok(())
     };
@@ -305,19 +313,12 @@ fn apply_layer_with(blob: &Path, root: &Path, protected: Vec<PathBuf>) -> Result
 pub fn to_oci_descriptor(
     descriptor: &Descriptor,
 ) -> Result<oci_spec::image::Descriptor, BuildError> {
-    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| {
-        BuildError::Other(format!(
-            "descriptor {} is not valid OCI: {e}",
-            descriptor.digest
-        ))
-    })
+    Ok(crate::image::descriptor::to_oci(descriptor)?)
 }
 
 /// The registry client's descriptor as kiln's type.
 pub fn from_oci_descriptor(
     descriptor: &oci_spec::image::Descriptor,
 ) -> Result<Descriptor, BuildError> {
-    let json = serde_json::to_value(descriptor).map_err(|e| BuildError::Other(e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| BuildError::Other(e.to_string()))
+    Ok(crate::image::descriptor::from_oci(descriptor)?)
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::cli::logging::STEP_TARGET;
 use crate::platform::Platform;
+use crate::progress::STEP_TARGET;
+pub use crate::progress::{human_duration, human_size};
 
 /// A stage as the Dockerfile names it: `FROM golang AS build` is `build`,
 /// an unnamed stage its index.
@@ -126,27 +127,6 @@ pub fn end_text(end: StepEnd, elapsed: Duration) -> String {
         text.push_str(&format!(", layer {}", human_size(bytes)));
     }
     text
-}
-
-/// Seconds with one decimal, as buildx prints them: `0.0s`, `12.3s`.
-pub fn human_duration(elapsed: Duration) -> String {
-    format!("{:.1}s", elapsed.as_secs_f64())
-}
-
-/// Bytes in decimal units with one decimal above a kilobyte: `512 B`,
-/// `1.5 kB`, `23.4 MB`, `1.2 GB` (buildx's units).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// The closing line of one platform's image.

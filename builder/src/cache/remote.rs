@@ -86,7 +86,7 @@ pub async fn lookup(
     let manifest = parse_manifest(&bytes, Some(&media_type)).map_err(|e| invalid(e.to_string()))?;
     let source = tagged.clone_with_digest(digest);
     let config_descriptor =
-        crate::build::to_oci_descriptor(&manifest.config).map_err(|e| invalid(e.to_string()))?;
+        crate::image::descriptor::to_oci(&manifest.config).map_err(|e| invalid(e.to_string()))?;
     let config_bytes = registry
         .fetch_blob_bytes(&source, &config_descriptor, Access::Push)
         .await

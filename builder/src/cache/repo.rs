@@ -54,7 +54,7 @@ pub fn cache_repository(
         Some(repo) => repo.trim_end_matches('/').to_string(),
         None => {
             let first = destinations.first().ok_or(RepoError::NoRepository)?;
-            format!("{}/cache", crate::build::repository(first))
+            format!("{}/cache", crate::registry::names::repository(first))
         }
     };
     match arch_suffix {

@@ -12,11 +12,11 @@ use clap::{ArgAction, Parser};
 use serde::Serialize;
 
 use super::logging::{LogFormat, Verbosity};
-use super::options::{
+use super::values::{parse_bool, parse_duration};
+use crate::options::{
     BUILDER_IMAGE_ENV, Compression, Driver, Emulation, Isolation, OciMode, SnapshotMode,
     in_builder_image,
 };
-use super::values::{parse_bool, parse_duration};
 
 /// Environment variable that selects `--emulation` (kiln's builder Jobs set it).
 pub const EMULATION_ENV: &str = "KILN_EMULATION";

@@ -6,8 +6,6 @@
 //! JSON lines are one object each, and everything kiln writes to stderr
 //! during a build goes through them (see [`json_lines`]).
 
-use std::sync::OnceLock;
-
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -255,10 +253,7 @@ where
     }
 }
 
-/// The target of the build's step lines (`build::step_log`) and blob
-/// lines (`progress`), whose fields repeat their message: text shows the
-/// message alone.
-pub const STEP_TARGET: &str = "kiln::step";
+pub use crate::progress::STEP_TARGET;
 
 struct MessageOnly(String);
 
@@ -303,14 +298,7 @@ fn format_layer(format: LogFormat, timestamps: bool) -> Box<dyn Layer<Registry> 
     }
 }
 
-/// The format the process logger was installed with.
-static INSTALLED_FORMAT: OnceLock<LogFormat> = OnceLock::new();
-
-/// Whether stderr is a stream of JSON objects: then a RUN step's output
-/// and the final error are logged as events rather than written as text.
-pub fn json_lines() -> bool {
-    INSTALLED_FORMAT.get() == Some(&LogFormat::Json)
-}
+pub use crate::progress::json_lines;
 
 /// Installs the process-wide logger. Call once, before anything logs.
 pub fn init_logging(
@@ -326,7 +314,7 @@ pub fn init_logging(
         .with(filter)
         .try_init()
         .map_err(LoggingError::Install)?;
-    let _ = INSTALLED_FORMAT.set(format);
+    crate::progress::set_json_lines(format == LogFormat::Json);
     Ok(())
 }
 

@@ -4,9 +4,9 @@
 //! `options` the build engine consumes, `logging` sets up stderr logs.
 
 pub mod args;
+pub mod choices;
 pub mod kaniko;
 pub mod logging;
-pub mod options;
 pub mod reference;
 pub mod validate;
 pub mod values;
@@ -15,9 +15,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+pub use crate::options::{self, BuildOptions};
 pub use args::Args;
 pub use logging::init_logging;
-pub use options::BuildOptions;
 pub use validate::{CliError, UNSUPPORTED};
 
 /// Entry point of the `kiln` binary.
@@ -146,8 +146,19 @@ fn report(error: &anyhow::Error) -> ExitCode {
 fn exit_code_number(error: &anyhow::Error) -> u8 {
     error
         .chain()
-        .find_map(|cause| cause.downcast_ref::<crate::build::BuildError>())
-        .and_then(crate::build::BuildError::exit_code)
+        .find_map(|cause| {
+            // A driver's error forwards to its cause (transparent), so the
+            // build error inside it is not a link of the chain itself.
+            cause
+                .downcast_ref::<crate::drivers::DriverError>()
+                .map(crate::drivers::DriverError::exit_code)
+                .or_else(|| {
+                    cause
+                        .downcast_ref::<crate::build::BuildError>()
+                        .map(crate::build::BuildError::exit_code)
+                })
+        })
+        .flatten()
         .and_then(|c| u8::try_from(c).ok())
         .filter(|c| *c != 0)
         .unwrap_or(1)
@@ -181,7 +192,7 @@ pub async fn execute(options: BuildOptions) -> anyhow::Result<()> {
     use crate::drivers::{self, Outcome};
     let report_to = options.k8s.build_request.clone();
     let started = std::time::Instant::now();
-    let result = drivers::run(options).await;
+    let result = drivers::run(options).await.map_err(anyhow::Error::from);
     if let Some(target) = report_to {
         let reported = result.as_ref().map(Clone::clone).map_err(one_line);
         drivers::k8s::report::report(&target, &reported, started.elapsed()).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 
 use super::args::Args;
-use super::options::{
+use crate::options::{
     BuildOptions, CacheOptions, Compression, Driver, ExecutionOptions, K8sOptions,
     MultiPlatformOptions, OciMode, OutputOptions,
 };
@@ -537,7 +537,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::cli::logging::{LogFormat, Verbosity};
-    use crate::cli::options::{
+    use crate::options::{
         BUILDER_IMAGE_ENV, Driver, Emulation, Isolation, SnapshotMode, in_builder_image,
     };
 

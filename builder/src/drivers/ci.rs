@@ -13,8 +13,8 @@ use super::index::{
     self, IndexOutcome, IndexPlan, IndexPlanError, PublishError, VerifyError, plan_index,
 };
 use crate::build;
-use crate::cli::BuildOptions;
 use crate::image::{Descriptor, OciMode};
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 use crate::registry::{Reference, Registry, RegistryError};
 
@@ -88,18 +88,18 @@ fn check_options(options: &BuildOptions) -> Result<CiInputs<'_>, CiError> {
     })
 }
 
-/// Checks every child in `repo` and returns the index entries, in the
-/// order of `digests`; a failure names the digest file.
+/// Checks every child in every destination repository and returns the
+/// index entries; a failure names the digest file.
 async fn verify_children(
     registry: &Registry,
-    repo: &Reference,
+    repositories: &[Reference],
     digests: &[PlatformDigest],
 ) -> Result<Vec<(Descriptor, Platform)>, CiError> {
     let children: Vec<(Platform, String)> = digests
         .iter()
         .map(|d| (d.platform.clone(), d.digest.clone()))
         .collect();
-    index::verify_children(registry, repo, &children)
+    index::verify_in_every_repository(registry, repositories, &children)
         .await
         .map_err(|(i, error)| CiError::Child {
             file: digests[i].file_name(),
@@ -142,13 +142,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
 
     let registry = Registry::new(options.registry.clone())?;
     let repositories = index::destination_repositories(&options.output.destinations)?;
-    let mut children = Vec::new();
-    for (i, repo) in repositories.iter().enumerate() {
-        let verified = verify_children(&registry, repo, &found).await?;
-        if i == 0 {
-            children = verified;
-        }
-    }
+    let children = verify_children(&registry, &repositories, &found).await?;
 
     let plan: IndexPlan = plan_index(
         inputs.oci_mode,
@@ -192,7 +186,7 @@ mod tests {
         let args = <crate::cli::Args as clap::Parser>::try_parse_from(all).unwrap();
         let mut options = args.into_options_with_env(&|_| None).unwrap();
         options.platforms = crate::platform::parse_list("linux/amd64,linux/arm64").unwrap();
-        options.multi_platform.driver = crate::cli::options::Driver::Ci;
+        options.multi_platform.driver = crate::options::Driver::Ci;
         options.multi_platform.publish_index = true;
         options.multi_platform.digests_from = Some(std::path::PathBuf::from("/out"));
         options

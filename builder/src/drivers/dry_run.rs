@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 
 use crate::build::{BuildError, Session};
-use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 
 use super::preflight::{PushCheck, preflight, pushes_only_oci};
@@ -54,9 +54,7 @@ pub async fn dry_run(options: &BuildOptions) -> Result<String, BuildError> {
         for planned in &plan.stages {
             let stage = &session.dockerfile().stages[planned.index];
             let stage_platform = match &planned.platform {
-                Some(text) => text
-                    .parse::<Platform>()
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                Some(text) => text.parse::<Platform>().map_err(BuildError::from)?,
                 None => platform.clone(),
             };
             let base = match &planned.base {

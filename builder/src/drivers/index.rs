@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::image::media::{self, ManifestFormat, OciMode};
 use crate::image::{ConfigError, Descriptor, IndexError, ManifestError, index_blob, parse_config};
 use crate::platform::Platform;
+use crate::registry::names::repository_of;
 use crate::registry::{Access, Reference, Registry, RegistryError, parse_reference};
 
 /// The index to publish: its format, and whether a registry that refuses
@@ -134,7 +135,7 @@ pub enum PublishError {
 /// where the digest-file flags ask: the last step of both drivers.
 pub async fn publish_to_destinations(
     registry: &Registry,
-    options: &crate::cli::BuildOptions,
+    options: &crate::options::BuildOptions,
     children: &[(Descriptor, Platform)],
     plan: IndexPlan,
 ) -> Result<IndexOutcome, PublishError> {
@@ -213,11 +214,6 @@ pub fn plan_index(
         format: ManifestFormat::Docker,
         docker_fallback: false,
     })
-}
-
-/// `registry/repo` of a reference, for messages.
-fn repository_of(reference: &Reference) -> String {
-    format!("{}/{}", reference.registry(), reference.repository())
 }
 
 /// Checks that `digest` in `repo`'s repository is an image manifest (OCI
@@ -336,6 +332,25 @@ pub async fn verify_children(
         .await
         .into_iter()
         .collect()
+}
+
+/// Checks every child in every destination repository (an index pushed to
+/// a repository must find its children there) and returns the entries of
+/// the first, which name the children for the index. The error is the
+/// first failure, with the child's position.
+pub async fn verify_in_every_repository(
+    registry: &Registry,
+    repositories: &[Reference],
+    children: &[(Platform, String)],
+) -> Result<Vec<(Descriptor, Platform)>, (usize, VerifyError)> {
+    let mut entries = Vec::new();
+    for (i, repo) in repositories.iter().enumerate() {
+        let verified = verify_children(registry, repo, children).await?;
+        if i == 0 {
+            entries = verified;
+        }
+    }
+    Ok(entries)
 }
 
 /// A registry that refuses a manifest for its media type answers 400

@@ -15,9 +15,9 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::build::{BuildError, BuildOutcome, OutputPlan, PushMode, Session};
-use crate::cli::BuildOptions;
-use crate::cli::options::{Emulation, Isolation};
 use crate::dockerfile::InstructionKind;
+use crate::options::BuildOptions;
+use crate::options::{Emulation, Isolation};
 use crate::platform::Platform;
 use crate::run::emulation::{self, BINFMT_MISC_DIR_ENV, EmulationError, Interpreter};
 
@@ -75,9 +75,7 @@ pub fn foreign_runs(
     let mut found = Vec::new();
     for planned in &plan.stages {
         let stage_platform = match &planned.platform {
-            Some(text) => text
-                .parse::<Platform>()
-                .map_err(|e| BuildError::Other(e.to_string()))?,
+            Some(text) => text.parse::<Platform>().map_err(BuildError::from)?,
             None => platform.clone(),
         };
         if host.accepts(&stage_platform) {
@@ -281,7 +279,7 @@ async fn build_all(
     let emulated = Arc::new(emulated);
     let names: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
     info!(
-        target: crate::cli::logging::STEP_TARGET,
+        target: crate::progress::STEP_TARGET,
         platforms = names.len(),
         "building {} platforms: {}",
         names.len(),

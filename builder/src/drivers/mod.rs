@@ -11,10 +11,10 @@ pub mod preflight;
 
 use std::sync::Arc;
 
-use crate::build::{self, BuildOutcome, Session};
-use crate::cli::BuildOptions;
-use crate::cli::options::Driver;
+use crate::build::{self, BuildError, BuildOutcome, Session};
 use crate::image::Descriptor;
+use crate::options::BuildOptions;
+use crate::options::Driver;
 
 /// What a kiln invocation produced.
 #[derive(Debug, Clone)]
@@ -36,13 +36,39 @@ pub enum Outcome {
     Submitted(Vec<String>),
 }
 
+/// Why a driver did not produce its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Ci(#[from] ci::CiError),
+    #[error(transparent)]
+    K8s(#[from] k8s::K8sError),
+    #[error(transparent)]
+    IndexPlan(#[from] index::IndexPlanError),
+    #[error(transparent)]
+    Publish(#[from] index::PublishError),
+}
+
+impl DriverError {
+    /// The exit code kiln ends with: a failed RUN's own (see
+    /// [`BuildError::exit_code`]); `None` for kiln's own failures.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            DriverError::Build(error) => error.exit_code(),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `options` ask for more than a single-platform build.
 pub fn is_multi_platform(options: &BuildOptions) -> bool {
     options.platforms.len() > 1 || options.multi_platform.publish_index
 }
 
 /// Runs the build `options` describe with the driver they name.
-pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
+pub async fn run(options: BuildOptions) -> Result<Outcome, DriverError> {
     match options.multi_platform.driver {
         Driver::Ci => Ok(Outcome::Index(ci::run_ci(&options).await?)),
         Driver::K8s => Ok(match k8s::run_k8s(&options).await? {
@@ -61,7 +87,7 @@ pub async fn run(options: BuildOptions) -> anyhow::Result<Outcome> {
     }
 }
 
-async fn run_local(mut options: BuildOptions) -> anyhow::Result<Outcome> {
+async fn run_local(mut options: BuildOptions) -> Result<Outcome, DriverError> {
     // `--publish-index` with no platform named: a one-entry index of the
     // host's platform.
     if options.platforms.is_empty() {

@@ -8,10 +8,10 @@
 //! [`crate::registry::Registry::check_oci_support`] for how, and its limits).
 
 use crate::build::{BuildError, Session};
-use crate::cli::BuildOptions;
 use crate::dockerfile::Base;
 use crate::drivers::index::rejects_media_type;
 use crate::image::media::{Compression, OciMode};
+use crate::options::BuildOptions;
 use crate::platform::Platform;
 use crate::registry::{RegistryError, parse_reference};
 
@@ -56,9 +56,7 @@ async fn check_bases(
         for planned in &plan.stages {
             let stage = &session.dockerfile().stages[planned.index];
             let stage_platform = match &planned.platform {
-                Some(text) => text
-                    .parse::<Platform>()
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                Some(text) => text.parse::<Platform>().map_err(BuildError::from)?,
                 None => platform.clone(),
             };
             let base = match &planned.base {

@@ -18,8 +18,8 @@ use rustix::fs::{FileType, RawMode};
 
 use super::FsError;
 use super::in_root::{clean_image_path, resolve};
+use super::mounts::mount_points_below;
 use super::root_dir::{RootDir, missing};
-use super::snapshot::mount_points_below;
 
 /// Where the kernel lists this process's mounts.
 pub const MOUNT_TABLE: &str = "/proc/self/mountinfo";

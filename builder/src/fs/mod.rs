@@ -8,8 +8,8 @@
 mod error;
 pub mod in_root;
 pub mod inplace;
+pub mod mounts;
 pub mod root_dir;
-pub mod snapshot;
 pub mod unpack;
 pub mod users;
 pub mod whiteout;
@@ -19,7 +19,6 @@ pub use in_root::{
     EntryKind, clean_image_path, create_dir_all_in_root, entry_kind, entry_kind_nofollow,
     missing_dirs_in_root, resolve_in_root, resolve_in_root_nofollow,
 };
-pub use snapshot::{SnapshotError, SnapshotMode, Snapshotter};
 pub use unpack::{Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer};
 pub use users::{ExecUser, resolve_exec_user, resolve_user};
 

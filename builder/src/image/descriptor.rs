@@ -105,6 +105,36 @@ impl From<&DescriptorPlatform> for Platform {
     }
 }
 
+/// A descriptor that does not convert between kiln's type and the
+/// registry client's (OCI) one.
+#[derive(Debug, thiserror::Error)]
+#[error("descriptor {digest} is not valid OCI: {source}")]
+pub struct ConversionError {
+    pub digest: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// kiln's descriptor as the registry client's (OCI) type.
+pub fn to_oci(descriptor: &Descriptor) -> Result<oci_spec::image::Descriptor, ConversionError> {
+    serde_json::to_value(descriptor)
+        .and_then(serde_json::from_value)
+        .map_err(|source| ConversionError {
+            digest: descriptor.digest.clone(),
+            source,
+        })
+}
+
+/// The registry client's (OCI) descriptor as kiln's type.
+pub fn from_oci(descriptor: &oci_spec::image::Descriptor) -> Result<Descriptor, ConversionError> {
+    serde_json::to_value(descriptor)
+        .and_then(serde_json::from_value)
+        .map_err(|source| ConversionError {
+            digest: descriptor.digest().to_string(),
+            source,
+        })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

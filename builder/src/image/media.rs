@@ -45,7 +45,7 @@ pub enum MediaError {
 }
 
 /// `--oci-mode`: which family of media types to write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub enum OciMode {
     Oci,
     Docker,
@@ -63,14 +63,13 @@ pub enum ManifestFormat {
 }
 
 /// `--compression`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Compression {
     #[default]
     Gzip,
     Zstd,
     /// Uncompressed layers: not offered by `--compression`, used for the
     /// blobs of other tools' images.
-    #[value(skip)]
     None,
 }
 

@@ -26,6 +26,7 @@ use super::error::{
     Failure, RegistryError, classify, error_chain, is_certificate_failure,
     is_client_certificate_refusal,
 };
+use super::names::repository_of;
 use super::options::{Access, ClientCertificate, RegistryOptions};
 use super::retry::with_retries;
 use super::select::{
@@ -1227,11 +1228,6 @@ fn oci_probe_manifest(config_digest: &str) -> Vec<u8> {
         OCI_PROBE_CONFIG.len()
     )
     .into_bytes()
-}
-
-/// `127.0.0.1:5000/app`: a reference without tag or digest.
-fn repository_of(reference: &Reference) -> String {
-    format!("{}/{}", reference.registry(), reference.repository())
 }
 
 /// The advice for a registry that wants a client certificate and got none.

@@ -27,6 +27,7 @@ mod auth;
 mod client;
 mod distribution;
 mod error;
+pub mod names;
 pub(crate) use error::error_chain;
 mod options;
 mod retry;

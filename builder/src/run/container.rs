@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::cli::options::in_builder_image;
+use crate::work_root::{BUILDER_IMAGE_ENV, in_builder_image};
 
 /// What kiln can see of its surroundings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl ContainerFacts {
             containerenv: Path::new("/run/.containerenv").exists(),
             container_var: var("container").map(|v| v.to_string_lossy().into_owned()),
             kubernetes: var("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty()),
-            builder_image: in_builder_image(var(crate::cli::options::BUILDER_IMAGE_ENV).as_deref()),
+            builder_image: in_builder_image(var(BUILDER_IMAGE_ENV).as_deref()),
             cgroup: std::fs::read_to_string("/proc/self/cgroup").ok(),
         }
     }

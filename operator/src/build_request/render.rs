@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kiln_crds::{BuildRequest, TagMode};
+use kiln_builder::drivers::k8s::submit::builder_args;
+use kiln_crds::BuildRequest;
 use kube::Resource;
 
 use crate::names::{
@@ -165,100 +166,6 @@ pub struct BuilderSettings {
     pub pull_policy: String,
     /// `ttlSecondsAfterFinished` of builder Jobs.
     pub job_ttl_seconds: i32,
-}
-
-/// The `kiln` arguments of one BuildRequest: its spec as flags.
-pub fn builder_args(request: &BuildRequest) -> Vec<String> {
-    let spec = &request.spec;
-    let build = &spec.build;
-    let mut args = vec![
-        format!("--context={}", build.context),
-        format!("--dockerfile={}", build.dockerfile),
-    ];
-    if let Some(sub) = &build.context_sub_path {
-        args.push(format!("--context-sub-path={sub}"));
-    }
-    args.extend(
-        build
-            .destinations
-            .iter()
-            .map(|d| format!("--destination={d}")),
-    );
-    args.push(format!("--custom-platform={}", spec.platform));
-    match spec.tags {
-        TagMode::Destinations => {}
-        TagMode::None => args.push("--push-by-digest=true".into()),
-        TagMode::PlatformSuffixed => args.push("--platform-tags=true".into()),
-    }
-    args.extend(
-        build
-            .build_args
-            .iter()
-            .map(|(k, v)| format!("--build-arg={k}={v}")),
-    );
-    if let Some(target) = &build.target {
-        args.push(format!("--target={target}"));
-    }
-    args.extend(build.labels.iter().map(|(k, v)| format!("--label={k}={v}")));
-    if let Some(cache) = build.cache.as_ref().filter(|c| c.enabled) {
-        args.push("--cache=true".into());
-        if let Some(repo) = &cache.repo {
-            args.push(format!("--cache-repo={repo}"));
-        }
-        if let Some(ttl) = &cache.ttl {
-            args.push(format!("--cache-ttl={ttl}"));
-        }
-        if let Some(suffix) = &cache.arch_repo_suffix {
-            args.push(format!("--arch-cache-repo-suffix={suffix}"));
-        }
-    }
-    let output = &build.output;
-    // A Docker manifest list can list only Docker manifests: with
-    // legacyManifestList the platforms are built as such, as the CLI's
-    // local driver does (`kiln_builder::build::oci_mode`); under `auto` or
-    // `oci` they would be OCI manifests the index could not list.
-    if output.legacy_manifest_list {
-        args.push("--oci-mode=docker".into());
-    } else {
-        args.push(format!("--oci-mode={}", output.oci_mode));
-    }
-    args.push(format!("--compression={}", output.compression));
-    if let Some(level) = output.compression_level {
-        args.push(format!("--compression-level={level}"));
-    }
-    if output.reproducible {
-        args.push("--reproducible=true".into());
-    }
-    if output.push_ignore_immutable_tag_errors {
-        args.push("--push-ignore-immutable-tag-errors=true".into());
-    }
-    if let Some(retry) = &build.push_retry {
-        if let Some(count) = retry.count {
-            args.push(format!("--push-retry={count}"));
-        }
-        if let Some(delay) = &retry.initial_delay {
-            args.push(format!("--push-retry-initial-delay={}", millis(delay)));
-        }
-        if let Some(delay) = &retry.max_delay {
-            args.push(format!("--push-retry-max-delay={}", millis(delay)));
-        }
-    }
-    if !build.scheduling.require_native_nodes {
-        // Without native nodes the pod may land on any architecture: RUN of
-        // a foreign platform then needs qemu-user on that node.
-        args.push("--emulation=qemu".into());
-    }
-    args.push(format!(
-        "--build-request={}/{}",
-        request.metadata.namespace.as_deref().unwrap_or_default(),
-        request.metadata.name.as_deref().unwrap_or_default()
-    ));
-    args
-}
-
-/// kaniko's retry delays are milliseconds.
-fn millis(duration: &kube::core::Duration) -> u128 {
-    std::time::Duration::from(*duration).as_millis()
 }
 
 fn owner(request: &BuildRequest) -> OwnerReference {

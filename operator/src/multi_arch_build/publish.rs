@@ -8,7 +8,8 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
 use kiln_builder::drivers::index::{
-    self, IndexOutcome, destination_repositories, plan_index, publish_index, verify_children,
+    self, IndexOutcome, destination_repositories, plan_index, publish_index,
+    verify_in_every_repository,
 };
 use kiln_builder::image::OciMode;
 use kiln_builder::platform::Platform;
@@ -104,21 +105,15 @@ pub async fn publish(
     let registry = Registry::new(options).map_err(|e| permanent(e.to_string()))?;
     let repositories =
         destination_repositories(&spec.destinations).map_err(|e| permanent(e.to_string()))?;
-    let mut entries = Vec::new();
-    for (i, repo) in repositories.iter().enumerate() {
-        let verified = verify_children(&registry, repo, &parsed)
-            .await
-            .map_err(|(at, error)| {
-                let message = format!("{}: {error}", children[at].platform);
-                match error {
-                    index::VerifyError::Registry(ref e) if e.is_retryable() => transient(message),
-                    _ => permanent(message),
-                }
-            })?;
-        if i == 0 {
-            entries = verified;
-        }
-    }
+    let entries = verify_in_every_repository(&registry, &repositories, &parsed)
+        .await
+        .map_err(|(at, error)| {
+            let message = format!("{}: {error}", children[at].platform);
+            match error {
+                index::VerifyError::Registry(ref e) if e.is_retryable() => transient(message),
+                _ => permanent(message),
+            }
+        })?;
     let annotations: BTreeMap<String, String> = spec.output.index_annotations.clone();
     let plan = plan_index(
         oci_mode(spec.output.oci_mode),

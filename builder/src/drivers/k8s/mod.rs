@@ -16,8 +16,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::info;
 
-use crate::cli::BuildOptions;
 use crate::context::ContextSource;
+use crate::options::BuildOptions;
 use crate::registry::Registry;
 
 /// What `--driver=k8s` ended with.
@@ -232,8 +232,8 @@ async fn follow_to_end(
 /// A line of the driver's progress: text on stderr, or with
 /// `--log-format=json` one more object of the log stream.
 fn say(line: &str) {
-    match crate::cli::logging::json_lines() {
-        true => tracing::info!(target: crate::cli::logging::STEP_TARGET, "{line}"),
+    match crate::progress::json_lines() {
+        true => tracing::info!(target: crate::progress::STEP_TARGET, "{line}"),
         false => eprintln!("{line}"),
     }
 }
@@ -241,9 +241,9 @@ fn say(line: &str) {
 async fn ask_to_cancel(namespace: &str, name: &str) -> follow::Answer {
     let question =
         format!("cancel MultiArchBuild {namespace}/{name} (deletes it and its builds)? [y/N]");
-    match crate::cli::logging::json_lines() {
+    match crate::progress::json_lines() {
         true => {
-            tracing::info!(target: crate::cli::logging::STEP_TARGET, prompt = true, "{question}")
+            tracing::info!(target: crate::progress::STEP_TARGET, prompt = true, "{question}")
         }
         false => eprint!("\n{question} "),
     }

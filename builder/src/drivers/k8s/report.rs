@@ -117,7 +117,16 @@ pub async fn report(target: &str, result: &Result<Outcome, String>, elapsed: Dur
     }
 }
 
-async fn apply(target: &str, status: &BuildRequestStatus) -> anyhow::Result<()> {
+/// Why a report did not reach its BuildRequest.
+#[derive(Debug, thiserror::Error)]
+enum ReportError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+async fn apply(target: &str, status: &BuildRequestStatus) -> Result<(), ReportError> {
     let (namespace, name) = parse_target(target)?;
     let client = kube::Client::try_default().await?;
     let api: Api<BuildRequest> = Api::namespaced(client, &namespace);

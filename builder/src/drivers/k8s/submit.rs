@@ -1,19 +1,22 @@
-//! The MultiArchBuild a `kiln --driver=k8s` invocation stands for: its
-//! flags as the resource's spec. A pure function of the options, tested
-//! against the flags users pass.
+//! The one mapping between kiln's flags and a MultiArchBuild, both ways:
+//! the MultiArchBuild a `kiln --driver=k8s` invocation stands for (its
+//! flags as the resource's spec), and the flags each builder pod the
+//! operator starts gets from its BuildRequest's spec. Pure functions; a
+//! property test checks that flags → spec → builder flags gives back
+//! what the spec carries.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use kiln_crds::{
-    BuildSpec, CacheSpec, Compression as SpecCompression, MultiArchBuild, MultiArchBuildSpec,
-    OciMode as SpecOciMode, OutputSpec, PushRetrySpec, SchedulingSpec,
+    BuildRequest, BuildSpec, CacheSpec, Compression as SpecCompression, MultiArchBuild,
+    MultiArchBuildSpec, OciMode as SpecOciMode, OutputSpec, PushRetrySpec, SchedulingSpec, TagMode,
 };
 use kube::api::ObjectMeta;
 
-use crate::cli::BuildOptions;
 use crate::context::{ContextError, ContextSource};
 use crate::image::{Compression, OciMode};
+use crate::options::BuildOptions;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
@@ -114,8 +117,8 @@ fn dockerfile_in_context(options: &BuildOptions) -> Result<String, SubmitError> 
 /// about each (the flags that cannot work at all are refused instead).
 /// `--isolation` is not listed: the cluster's builder pods choose theirs.
 pub fn dropped_flags(options: &BuildOptions) -> Vec<&'static str> {
-    use crate::cli::options::Emulation;
-    use crate::fs::snapshot::SnapshotMode;
+    use crate::options::Emulation;
+    use crate::snapshot::SnapshotMode;
     let output = &options.output;
     let multi = &options.multi_platform;
     let cache = &options.cache;
@@ -300,6 +303,100 @@ pub fn multi_arch_build(
         spec,
         status: None,
     })
+}
+
+/// The `kiln` arguments of one BuildRequest: its spec as flags.
+pub fn builder_args(request: &BuildRequest) -> Vec<String> {
+    let spec = &request.spec;
+    let build = &spec.build;
+    let mut args = vec![
+        format!("--context={}", build.context),
+        format!("--dockerfile={}", build.dockerfile),
+    ];
+    if let Some(sub) = &build.context_sub_path {
+        args.push(format!("--context-sub-path={sub}"));
+    }
+    args.extend(
+        build
+            .destinations
+            .iter()
+            .map(|d| format!("--destination={d}")),
+    );
+    args.push(format!("--custom-platform={}", spec.platform));
+    match spec.tags {
+        TagMode::Destinations => {}
+        TagMode::None => args.push("--push-by-digest=true".into()),
+        TagMode::PlatformSuffixed => args.push("--platform-tags=true".into()),
+    }
+    args.extend(
+        build
+            .build_args
+            .iter()
+            .map(|(k, v)| format!("--build-arg={k}={v}")),
+    );
+    if let Some(target) = &build.target {
+        args.push(format!("--target={target}"));
+    }
+    args.extend(build.labels.iter().map(|(k, v)| format!("--label={k}={v}")));
+    if let Some(cache) = build.cache.as_ref().filter(|c| c.enabled) {
+        args.push("--cache=true".into());
+        if let Some(repo) = &cache.repo {
+            args.push(format!("--cache-repo={repo}"));
+        }
+        if let Some(ttl) = &cache.ttl {
+            args.push(format!("--cache-ttl={ttl}"));
+        }
+        if let Some(suffix) = &cache.arch_repo_suffix {
+            args.push(format!("--arch-cache-repo-suffix={suffix}"));
+        }
+    }
+    let output = &build.output;
+    // A Docker manifest list can list only Docker manifests: with
+    // legacyManifestList the platforms are built as such, as the CLI's
+    // local driver does (`kiln_builder::build::oci_mode`); under `auto` or
+    // `oci` they would be OCI manifests the index could not list.
+    if output.legacy_manifest_list {
+        args.push("--oci-mode=docker".into());
+    } else {
+        args.push(format!("--oci-mode={}", output.oci_mode));
+    }
+    args.push(format!("--compression={}", output.compression));
+    if let Some(level) = output.compression_level {
+        args.push(format!("--compression-level={level}"));
+    }
+    if output.reproducible {
+        args.push("--reproducible=true".into());
+    }
+    if output.push_ignore_immutable_tag_errors {
+        args.push("--push-ignore-immutable-tag-errors=true".into());
+    }
+    if let Some(retry) = &build.push_retry {
+        if let Some(count) = retry.count {
+            args.push(format!("--push-retry={count}"));
+        }
+        if let Some(delay) = &retry.initial_delay {
+            args.push(format!("--push-retry-initial-delay={}", millis(delay)));
+        }
+        if let Some(delay) = &retry.max_delay {
+            args.push(format!("--push-retry-max-delay={}", millis(delay)));
+        }
+    }
+    if !build.scheduling.require_native_nodes {
+        // Without native nodes the pod may land on any architecture: RUN of
+        // a foreign platform then needs qemu-user on that node.
+        args.push("--emulation=qemu".into());
+    }
+    args.push(format!(
+        "--build-request={}/{}",
+        request.metadata.namespace.as_deref().unwrap_or_default(),
+        request.metadata.name.as_deref().unwrap_or_default()
+    ));
+    args
+}
+
+/// kaniko's retry delays are milliseconds.
+fn millis(duration: &kube::core::Duration) -> u128 {
+    std::time::Duration::from(*duration).as_millis()
 }
 
 #[cfg(test)]
@@ -509,5 +606,177 @@ mod tests {
             multi_arch_build(&o, "x").unwrap_err().to_string(),
             "--secret cannot be used with --driver=k8s: a MultiArchBuild carries no secrets, and their values must not be written into cluster objects; build with --driver=local, or drop the RUN --mount=type=secret"
         );
+    }
+
+    mod round_trip {
+        //! flags → MultiArchBuild spec → a builder's flags (what the
+        //! operator gives each platform's pod) → options: everything the
+        //! spec carries comes back as it was given.
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const NAME: &str = "[a-z][a-z0-9_]{0,6}";
+        const VALUE: &str = "[a-zA-Z0-9 ./:=-]{0,12}";
+
+        fn flags() -> impl Strategy<Value = Vec<String>> {
+            (
+                (
+                    prop::collection::btree_map(NAME, VALUE, 0..3),
+                    proptest::option::of(NAME),
+                    prop::collection::btree_map(NAME, VALUE, 0..3),
+                    proptest::option::of("sub/[a-z]{1,4}"),
+                    prop::sample::subsequence(
+                        vec!["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"],
+                        1..4,
+                    ),
+                    prop::collection::vec("[a-z]{1,5}", 1..3),
+                ),
+                (
+                    any::<bool>(),
+                    proptest::option::of("cache/[a-z]{1,5}"),
+                    proptest::option::of(1u32..400),
+                    proptest::option::of(prop::sample::select(vec!["-${ARCH}", "-${OS}-${ARCH}"])),
+                ),
+                (
+                    prop::sample::select(vec!["oci", "docker", "auto"]),
+                    prop::sample::select(vec!["gzip", "zstd"]),
+                    proptest::option::of(1i32..9),
+                    any::<bool>(),
+                    any::<bool>(),
+                    any::<bool>(),
+                    any::<bool>(),
+                ),
+                (0u32..5, 1u64..5000, 5000u64..90000),
+            )
+                .prop_map(
+                    |(
+                        (build_args, target, labels, sub_path, platforms, tags),
+                        (cache, cache_repo, ttl_hours, suffix),
+                        (oci, compression, level, reproducible, immutable, legacy, native),
+                        (retries, initial, max),
+                    )| {
+                        // Docker manifests (and so manifest lists) cannot
+                        // carry zstd layers: kiln refuses the pair.
+                        let docker = legacy || oci == "docker";
+                        let compression = if docker { "gzip" } else { compression };
+                        let mut flags = vec![
+                            "--context=dir:///work/app".to_owned(),
+                            format!("--platform={}", platforms.join(",")),
+                            format!("--oci-mode={oci}"),
+                            format!("--compression={compression}"),
+                            format!("--reproducible={reproducible}"),
+                            format!("--push-ignore-immutable-tag-errors={immutable}"),
+                            format!("--legacy-manifest-list={legacy}"),
+                            format!("--require-native-nodes={native}"),
+                            format!("--push-retry={retries}"),
+                            format!("--push-retry-initial-delay={initial}"),
+                            format!("--push-retry-max-delay={max}"),
+                        ];
+                        if legacy {
+                            // A manifest list lists Docker manifests only.
+                            flags.retain(|f| !f.starts_with("--oci-mode"));
+                            flags.push("--oci-mode=docker".to_owned());
+                        }
+                        flags.extend(
+                            tags.iter()
+                                .map(|t| format!("--destination=registry.example/app:{t}")),
+                        );
+                        flags.extend(
+                            build_args
+                                .iter()
+                                .map(|(k, v)| format!("--build-arg={k}={v}")),
+                        );
+                        flags.extend(labels.iter().map(|(k, v)| format!("--label={k}={v}")));
+                        if let Some(target) = target {
+                            flags.push(format!("--target={target}"));
+                        }
+                        if let Some(sub) = sub_path {
+                            flags.push(format!("--context-sub-path={sub}"));
+                        }
+                        if let Some(level) = level {
+                            flags.push(format!("--compression-level={level}"));
+                        }
+                        if cache {
+                            flags.push("--cache=true".to_owned());
+                            if let Some(repo) = cache_repo {
+                                flags.push(format!("--cache-repo=registry.example/{repo}"));
+                            }
+                            if let Some(hours) = ttl_hours {
+                                flags.push(format!("--cache-ttl={hours}h"));
+                            }
+                            if let Some(suffix) = suffix {
+                                flags.push(format!("--arch-cache-repo-suffix={suffix}"));
+                            }
+                        }
+                        flags
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn what_the_spec_carries_reaches_every_builder(flags in flags()) {
+                let given: Vec<&str> = flags.iter().map(String::as_str).collect();
+                let options_given = options(&given);
+                let build = multi_arch_build(&options_given, "oci://registry.example/ctx@sha256:00").unwrap();
+                prop_assert_eq!(build.spec.platforms.len(), options_given.platforms.len());
+                for platform in &build.spec.platforms {
+                    let request = BuildRequest::new(
+                        "app-linux-amd64-g1",
+                        kiln_crds::BuildRequestSpec {
+                            platform: platform.clone(),
+                            build_generation: 1,
+                            tags: TagMode::None,
+                            build: build.spec.build.clone(),
+                        },
+                    );
+                    let args = builder_args(&request);
+                    let mut again: Vec<&str> = args.iter().map(String::as_str).collect();
+                    // What only a pod has: the BuildRequest to report to.
+                    again.retain(|a| !a.starts_with("--build-request="));
+                    let back = options(&again);
+                    let o = &options_given;
+                    prop_assert_eq!(&back.context, &build.spec.build.context);
+                    prop_assert_eq!(&back.dockerfile, &build.spec.build.dockerfile);
+                    prop_assert_eq!(&back.context_sub_path, &o.context_sub_path);
+                    prop_assert_eq!(&back.output.destinations, &o.output.destinations);
+                    prop_assert_eq!(
+                        back.platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        vec![platform.clone()]
+                    );
+                    prop_assert_eq!(&back.build_args, &o.build_args);
+                    prop_assert_eq!(&back.target, &o.target);
+                    prop_assert_eq!(&back.labels, &o.labels);
+                    prop_assert_eq!(back.cache.enabled, o.cache.enabled);
+                    if o.cache.enabled {
+                        prop_assert_eq!(&back.cache.repo, &o.cache.repo);
+                        prop_assert_eq!(back.cache.ttl, o.cache.ttl);
+                        prop_assert_eq!(&back.cache.arch_repo_suffix, &o.cache.arch_repo_suffix);
+                    }
+                    prop_assert_eq!(back.output.oci_mode, o.output.oci_mode);
+                    prop_assert_eq!(back.output.compression, o.output.compression);
+                    prop_assert_eq!(back.output.compression_level, o.output.compression_level);
+                    prop_assert_eq!(back.output.reproducible, o.output.reproducible);
+                    prop_assert_eq!(
+                        back.output.push_ignore_immutable_tag_errors,
+                        o.output.push_ignore_immutable_tag_errors
+                    );
+                    prop_assert_eq!(back.registry.push_retry, o.registry.push_retry);
+                    prop_assert_eq!(
+                        back.registry.push_retry_initial_delay,
+                        o.registry.push_retry_initial_delay
+                    );
+                    prop_assert_eq!(back.registry.push_retry_max_delay, o.registry.push_retry_max_delay);
+                    // Each builder pushes its platform by digest: the index
+                    // carries the tags.
+                    prop_assert!(back.multi_platform.push_by_digest);
+                    if !o.multi_platform.require_native_nodes {
+                        prop_assert_eq!(back.multi_platform.emulation, crate::options::Emulation::Qemu);
+                    }
+                }
+            }
+        }
     }
 }

@@ -111,8 +111,6 @@ mod probe;
 mod tree;
 pub use tree::MAX_DEPTH;
 
-pub(crate) use ignore::mount_points_below;
-
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -128,7 +126,7 @@ pub const DEFAULT_IGNORE_PATHS: [&str; 6] =
 
 /// How a snapshot decides that an entry changed (`--snapshot-mode`); see
 /// the module documentation for the exact rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum SnapshotMode {
     /// Metadata, plus a content fingerprint where metadata cannot decide.
     #[default]

@@ -650,7 +650,7 @@ pub(super) fn record_fingerprints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::snapshot::tree::Record;
+    use crate::snapshot::tree::Record;
 
     const FILE: u32 = 0o100_644;
     const RECORDED_AT: i64 = 1_700_000_000_000_000_000;

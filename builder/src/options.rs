@@ -1,31 +1,21 @@
-//! What the build engine consumes: the validated, typed form of the flags.
-//! Nothing here knows about clap's matches or the command line; a
-//! `BuildOptions` could as well come from a `BuildRequest` spec.
+//! What the build engine consumes: the validated, typed form of a build
+//! request. Nothing here knows about the command line (`cli/` builds these
+//! from flags, and gives the enums their flag spellings); a `BuildOptions`
+//! could as well come from a `BuildRequest` spec.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+
+pub use crate::work_root::{BUILDER_IMAGE_ENV, in_builder_image};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::fs::snapshot::SnapshotMode;
 pub use crate::image::{Compression, OciMode};
 use crate::platform::Platform;
-
-/// Set to `1` in kiln's builder image. Inside it kiln behaves like kaniko's
-/// executor: the context defaults to `/workspace/` and RUN executes in place.
-pub const BUILDER_IMAGE_ENV: &str = "KILN_BUILDER_IMAGE";
-
-/// Whether the value of [`BUILDER_IMAGE_ENV`] says we run in the builder
-/// image. Only an explicit true value counts, so an empty or `0` leftover in
-/// a CI environment does not switch RUN to in-place execution on a host.
-pub fn in_builder_image(value: Option<&OsStr>) -> bool {
-    value
-        .and_then(OsStr::to_str)
-        .is_some_and(|v| matches!(v, "1" | "true" | "TRUE" | "True"))
-}
+pub use crate::snapshot::SnapshotMode;
 
 /// Where the platforms of a build are built (`--driver`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum Driver {
     #[default]
     Local,
@@ -34,7 +24,7 @@ pub enum Driver {
 }
 
 /// How RUN executes code for a foreign architecture (`--emulation`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum Emulation {
     /// The qemu-user interpreter binfmt_misc has registered, if any, with a
     /// warning; refused without one.
@@ -47,12 +37,11 @@ pub enum Emulation {
 }
 
 /// How RUN is isolated from the machine kiln runs on (`--isolation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Isolation {
     // The stage's root filesystem is a work directory RUN runs in, in a
     // sandbox (namespaces, pivot_root, capabilities, seccomp). Spelled
     // `sandbox`; `chroot`, its name before it was one, is still accepted.
-    #[value(name = "sandbox", alias = "chroot")]
     Chroot,
     // kaniko's model: the image is unpacked over the container's own `/`.
     Inplace,

@@ -263,14 +263,68 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("{0} has no namespace")]
     NoNamespace(String),
-    #[error("registry secret {namespace}/{name}: {message}")]
+    #[error("registry secret {namespace}/{name}: {problem}")]
     RegistrySecret {
         namespace: String,
         name: String,
-        message: String,
+        #[source]
+        problem: SecretProblem,
     },
-    #[error("publishing the index: {0}")]
-    Publish(String),
+    /// The temporary directory the registry credentials are written to
+    /// for publishing.
+    #[error("creating a directory for the registry credentials: {0}")]
+    CredentialsDir(#[source] std::io::Error),
+}
+
+/// What is wrong with a build's registry Secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretProblem {
+    #[error("{0}")]
+    Read(#[source] kube::Error),
+    #[error("has no .dockerconfigjson key: create it with kubectl create secret docker-registry")]
+    NoDockerConfig,
+    #[error("writing it for the registry client: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The `reason` label of `kiln_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kubernetes_api",
+            Error::NoNamespace(_) => "no_namespace",
+            Error::RegistrySecret { .. } => "registry_secret",
+            Error::CredentialsDir(_) => "credentials_dir",
+        }
+    }
+
+    /// Whether trying again can succeed without anyone's help: the API
+    /// server busy or unreachable, a conflict, a Secret not created yet.
+    /// A refusal (forbidden, invalid), an object without a namespace or a
+    /// Secret without a docker config needs someone to act.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kube(error) => kube_transient(error),
+            Error::NoNamespace(_) => false,
+            Error::RegistrySecret { problem, .. } => match problem {
+                // A Secret applied after its build is found on a later try.
+                SecretProblem::Read(kube::Error::Api(status)) if status.code == 404 => true,
+                SecretProblem::Read(error) => kube_transient(error),
+                SecretProblem::NoDockerConfig => false,
+                SecretProblem::Write(_) => true,
+            },
+            Error::CredentialsDir(_) => true,
+        }
+    }
+}
+
+/// Whether the API server's answer (or its absence) may change on its own.
+fn kube_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500..=599),
+        // No answer at all: connection, TLS, timeouts.
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -343,5 +397,89 @@ mod listed_tests {
                 .expect("woken")
                 .expect("joined");
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("refused", "Reason")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    fn secret(problem: SecretProblem) -> Error {
+        Error::RegistrySecret {
+            namespace: "ns".into(),
+            name: "creds".into(),
+            problem,
+        }
+    }
+
+    #[test]
+    fn errors_say_whether_trying_again_can_help() {
+        let table: [(&str, Error, &str, bool); 10] = [
+            (
+                "api server busy",
+                Error::Kube(api(503)),
+                "kubernetes_api",
+                true,
+            ),
+            ("throttled", Error::Kube(api(429)), "kubernetes_api", true),
+            ("conflict", Error::Kube(api(409)), "kubernetes_api", true),
+            ("forbidden", Error::Kube(api(403)), "kubernetes_api", false),
+            ("invalid", Error::Kube(api(422)), "kubernetes_api", false),
+            (
+                "no namespace",
+                Error::NoNamespace("b".into()),
+                "no_namespace",
+                false,
+            ),
+            (
+                "secret not created yet",
+                secret(SecretProblem::Read(api(404))),
+                "registry_secret",
+                true,
+            ),
+            (
+                "secret forbidden",
+                secret(SecretProblem::Read(api(403))),
+                "registry_secret",
+                false,
+            ),
+            (
+                "secret without docker config",
+                secret(SecretProblem::NoDockerConfig),
+                "registry_secret",
+                false,
+            ),
+            (
+                "no directory for the credentials",
+                Error::CredentialsDir(std::io::Error::other("disk full")),
+                "credentials_dir",
+                true,
+            ),
+        ];
+        for (name, error, label, transient) in table {
+            assert_eq!(error.metric_label(), label, "{name}");
+            assert_eq!(error.is_transient(), transient, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_secret_problem_keeps_its_cause() {
+        let error = secret(SecretProblem::Read(api(403)));
+        let text = error.to_string();
+        assert!(
+            text.starts_with("registry secret ns/creds: ") && text.contains("refused"),
+            "{text}"
+        );
+        let cause = std::error::Error::source(&error).unwrap();
+        assert!(cause.downcast_ref::<SecretProblem>().is_some());
     }
 }

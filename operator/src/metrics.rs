@@ -35,13 +35,24 @@ fn seconds_histogram(start: f64) -> Histogram {
     Histogram::new(exponential_buckets(start, 2.0, 14))
 }
 
+/// Labels of a failed reconcile: the controller and what failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `multiarchbuild` or `buildrequest`.
+    pub controller: String,
+    /// [`crate::context::Error::metric_label`].
+    pub reason: String,
+    /// `true` when trying again can succeed without anyone's help.
+    pub transient: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     pub builds: Family<ResultLabels, Counter>,
     pub platform_build_seconds: Family<PlatformLabels, Histogram>,
     pub index_publish_seconds: Histogram,
     pub reconcile_seconds: Family<ControllerLabels, Histogram>,
-    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub builds_in_flight: Gauge,
     /// The MultiArchBuilds the gauge counts, set once the controllers run.
     builds_store: OnceLock<Store<MultiArchBuild>>,
@@ -57,7 +68,7 @@ impl Default for Metrics {
         let reconcile_seconds = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             seconds_histogram(0.001)
         });
-        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let builds_in_flight = Gauge::default();
 
         let mut registry = Registry::with_prefix("kiln");
@@ -123,10 +134,12 @@ impl Metrics {
         out
     }
 
-    pub fn reconcile_error(&self, controller: &str) {
+    pub fn reconcile_error(&self, controller: &str, error: &crate::context::Error) {
         self.reconcile_errors
-            .get_or_create(&ControllerLabels {
+            .get_or_create(&ErrorLabels {
                 controller: controller.to_owned(),
+                reason: error.metric_label().to_owned(),
+                transient: error.is_transient().to_string(),
             })
             .inc();
     }
@@ -201,7 +214,10 @@ mod tests {
                 result: "succeeded".into(),
             })
             .inc();
-        metrics.reconcile_error("buildrequest");
+        metrics.reconcile_error(
+            "buildrequest",
+            &crate::context::Error::NoNamespace("app-linux-arm64-g1".into()),
+        );
         metrics
             .platform_build_seconds
             .get_or_create(&PlatformLabels {
@@ -220,7 +236,7 @@ mod tests {
         for line in [
             "kiln_builds_in_flight 1",
             "kiln_builds_total{result=\"succeeded\"} 1",
-            "kiln_reconcile_errors_total{controller=\"buildrequest\"} 1",
+            "kiln_reconcile_errors_total{controller=\"buildrequest\",reason=\"no_namespace\",transient=\"false\"} 1",
             "# TYPE kiln_index_publish_duration_seconds histogram",
             "kiln_platform_build_duration_seconds_count{platform=\"linux/arm64\",result=\"succeeded\"} 1",
             "kiln_index_publish_duration_seconds_count 1",

@@ -342,7 +342,7 @@ async fn on_phase_change(request: &BuildRequest, status: &BuildRequestStatus, ct
 fn error_policy(request: Arc<BuildRequest>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.request_failures.failed(&request, &ctx.stores.requests);
     warn!(buildrequest = %request.name_any(), "reconcile failed (next try in {delay:?}): {error}");
-    ctx.metrics.reconcile_error(CONTROLLER);
+    ctx.metrics.reconcile_error(CONTROLLER, error);
     Requeue::requeue(delay)
 }
 

@@ -131,7 +131,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
                     apply_status(&builds, &name, &status).await?;
                 }
                 let started = Instant::now();
-                let config_dir = tempfile::tempdir().map_err(|e| Error::Publish(e.to_string()))?;
+                let config_dir = tempfile::tempdir().map_err(Error::CredentialsDir)?;
                 write_docker_config(client, build, config_dir.path()).await?;
                 let docker_config = build
                     .spec
@@ -208,7 +208,7 @@ async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, 
 fn error_policy(build: Arc<MultiArchBuild>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.build_failures.failed(&build, &ctx.stores.builds);
     warn!(multiarchbuild = %build.name_any(), "reconcile failed (next try in {delay:?}): {error}");
-    ctx.metrics.reconcile_error(CONTROLLER);
+    ctx.metrics.reconcile_error(CONTROLLER, error);
     Requeue::requeue(delay)
 }
 

@@ -18,7 +18,7 @@ use kiln_crds::MultiArchBuild;
 use kube::Api;
 
 use super::decide::Child;
-use crate::context::Error;
+use crate::context::{Error, SecretProblem};
 
 /// Why publishing failed, and whether trying again could help.
 #[derive(Debug)]
@@ -47,23 +47,21 @@ pub async fn write_docker_config(
         return Ok(());
     };
     let namespace = build.metadata.namespace.clone().unwrap_or_default();
-    let failure = |message: String| Error::RegistrySecret {
+    let failure = |problem: SecretProblem| Error::RegistrySecret {
         namespace: namespace.clone(),
         name: secret_ref.name.clone(),
-        message,
+        problem,
     };
     let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
         .get(&secret_ref.name)
         .await
-        .map_err(|e| failure(e.to_string()))?;
+        .map_err(|e| failure(SecretProblem::Read(e)))?;
     let config = secret
         .data
         .as_ref()
         .and_then(|d| d.get(".dockerconfigjson"))
-        .ok_or_else(|| {
-            failure("has no .dockerconfigjson key: create it with kubectl create secret docker-registry".into())
-        })?;
-    std::fs::write(dir.join("config.json"), &config.0).map_err(|e| failure(e.to_string()))
+        .ok_or_else(|| failure(SecretProblem::NoDockerConfig))?;
+    std::fs::write(dir.join("config.json"), &config.0).map_err(|e| failure(SecretProblem::Write(e)))
 }
 
 /// Verifies `children` and publishes their index for `build`.

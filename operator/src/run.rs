@@ -129,7 +129,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_identity(&identity)
             .with_duration(args.leader_election_lease_duration)
             .with_grace(args.leader_election_lease_duration / 3)
-            .with_field_manager("kiln-operator")
+            // One field manager per replica, as the library's default is:
+            // taking a free Lease is a server-side apply of holderIdentity,
+            // and only a different manager makes the second of two
+            // replicas racing for it get a conflict. With one shared
+            // manager both applies succeeded and both replicas led.
+            .with_field_manager(format!("kiln-operator-{identity}"))
             .build()
             .await
             .context("setting up leader election")?;

@@ -313,13 +313,7 @@ impl Registry {
         op: &Op,
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let endpoint = &clients.endpoint;
-        let url = endpoint.url(
-            reference.repository(),
-            &format!(
-                "manifests/{}",
-                reference.digest().or(reference.tag()).unwrap_or("latest")
-            ),
-        );
+        let url = manifest_url(endpoint, reference);
         let scopes = [pull_scope(reference.repository())];
         let accept = ACCEPTED_MANIFESTS.join(", ");
         let mut response = endpoint
@@ -858,13 +852,7 @@ impl Registry {
             })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
         let endpoint = &clients.endpoint;
-        let url = endpoint.url(
-            target.repository(),
-            &format!(
-                "manifests/{}",
-                target.digest().or(target.tag()).unwrap_or("latest")
-            ),
-        );
+        let url = manifest_url(endpoint, target);
         let scopes = [push_scope(target.repository())];
         self.explained(
             &clients,
@@ -1228,6 +1216,13 @@ fn oci_probe_manifest(config_digest: &str) -> Vec<u8> {
         OCI_PROBE_CONFIG.len()
     )
     .into_bytes()
+}
+
+/// Where `reference`'s manifest is: by digest when it has one, else by tag
+/// (`latest` when it names neither).
+fn manifest_url(endpoint: &Endpoint, reference: &Reference) -> url::Url {
+    let name = reference.digest().or(reference.tag()).unwrap_or("latest");
+    endpoint.url(reference.repository(), &format!("manifests/{name}"))
 }
 
 /// The advice for a registry that wants a client certificate and got none.

@@ -196,14 +196,23 @@ where
     <K as kube::Resource>::DynamicType: Eq + Hash + Clone + Default,
 {
     /// Counts a failed reconcile of `object` and returns the delay before
-    /// the next. Entries of objects no longer in `store` are dropped.
-    pub fn failed(&self, object: &K, store: &Store<K>) -> Duration {
+    /// the next: doubling from one second while the error is transient
+    /// (the API server busy, a Secret not there yet); the longest delay at
+    /// once when it is not, since only someone's change helps then — and
+    /// that change, an edit of the object or of what it names, is watched
+    /// and reconciled without waiting for the delay. Entries of objects no
+    /// longer in `store` are dropped.
+    pub fn failed(&self, object: &K, store: &Store<K>, error: &Error) -> Duration {
         let key = ObjectRef::from_obj(object);
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|k, _| k == &key || store.get(k).is_some());
         let failures = map.entry(key).or_insert(0);
         *failures = failures.saturating_add(1);
-        error_backoff(*failures)
+        if error.is_transient() {
+            error_backoff(*failures)
+        } else {
+            BACKOFF_MAX
+        }
     }
 
     /// A reconcile of `object` succeeded: its next failure starts over.
@@ -349,19 +358,50 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
         writer.apply_watcher_event(&watcher::Event::Apply(b.clone()));
         let failures = Failures::<BuildRequest>::default();
+        let busy = transient_error();
         let delays: Vec<u64> = (0..4)
-            .map(|_| failures.failed(&a, &store).as_secs())
+            .map(|_| failures.failed(&a, &store, &busy).as_secs())
             .collect();
         assert_eq!(delays, [1, 2, 4, 8]);
-        assert_eq!(failures.failed(&b, &store), Duration::from_secs(1));
+        assert_eq!(failures.failed(&b, &store, &busy), Duration::from_secs(1));
         failures.succeeded(&a);
         assert_eq!(failures.count(&a), 0);
-        assert_eq!(failures.failed(&a, &store), Duration::from_secs(1));
+        assert_eq!(failures.failed(&a, &store, &busy), Duration::from_secs(1));
         // b is deleted: its entry goes with the next failure of another.
         writer.apply_watcher_event(&watcher::Event::Delete(b.clone()));
-        failures.failed(&a, &store);
+        failures.failed(&a, &store, &busy);
         assert_eq!(failures.count(&b), 0);
         assert_eq!(failures.count(&a), 2);
+    }
+
+    fn transient_error() -> Error {
+        let error = Error::Kube(kube::Error::Api(
+            kube::core::Status::failure(
+                "the server is currently unable to handle the request",
+                "ServiceUnavailable",
+            )
+            .with_code(503)
+            .boxed(),
+        ));
+        assert!(error.is_transient());
+        error
+    }
+
+    #[test]
+    fn a_permanent_error_waits_the_longest_delay_from_the_first_failure() {
+        let (store, mut writer) = reflector::store::<BuildRequest>();
+        let a = build_request("a", "linux/amd64", 0);
+        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+        let failures = Failures::<BuildRequest>::default();
+        let forbidden = Error::NoNamespace("buildrequest a".into());
+        assert!(!forbidden.is_transient());
+        assert_eq!(failures.failed(&a, &store, &forbidden), BACKOFF_MAX);
+        assert_eq!(failures.failed(&a, &store, &forbidden), BACKOFF_MAX);
+        // A transient error after them still counts the earlier failures.
+        assert_eq!(
+            failures.failed(&a, &store, &transient_error()),
+            Duration::from_secs(4)
+        );
     }
 }
 

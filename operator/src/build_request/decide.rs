@@ -133,6 +133,20 @@ fn job_outcome(job: &Job) -> JobOutcome {
     JobOutcome::Running
 }
 
+/// How the attempt ended. The builder's pod having succeeded is enough:
+/// the Job (one pod, no retries) completes with it, but Kubernetes' Job
+/// controller says so only seconds later under load, and the index waits
+/// for every platform. A failure is still read from the Job, whose reason
+/// tells a deadline or a disruption from a failed build.
+fn attempt_outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
+    match job_outcome(job) {
+        JobOutcome::Running if pod.and_then(pod_phase) == Some("Succeeded") => {
+            JobOutcome::Succeeded
+        }
+        outcome => outcome,
+    }
+}
+
 fn owned_by(pod: &Pod, job: &Job) -> bool {
     let Some(uid) = job.metadata.uid.as_deref() else {
         return false;
@@ -578,7 +592,7 @@ fn decide_attempt(
         start_attempt,
     };
 
-    match job_outcome(job) {
+    match attempt_outcome(job, pod) {
         JobOutcome::Running => {
             let Some(pod) = pod else {
                 return Decision {
@@ -935,6 +949,15 @@ mod tests {
         request
     }
 
+    fn with_phase(mut pod: Pod, phase: &str) -> Pod {
+        pod.status.get_or_insert_default().phase = Some(phase.into());
+        pod
+    }
+
+    fn succeeded(pod: Pod) -> Pod {
+        with_phase(pod, "Succeeded")
+    }
+
     fn running(attempts: i32) -> impl FnOnce(&mut BuildRequestStatus) {
         move |s| {
             s.phase = Some(PlatformPhase::Running);
@@ -1039,6 +1062,44 @@ mod tests {
                 attempts: 1,
                 actions: vec![Action::RevokeBuilderAccess],
                 ready: ("Built", "attempt 1 pushed the image"),
+            },
+            Case {
+                name: "pod succeeded, job not yet complete: the attempt succeeded",
+                request: with_status(br.clone(), |s| {
+                    running(1)(s);
+                    s.digest = Some(DIGEST.into());
+                }),
+                jobs: vec![job("app-linux-arm64-g1-1", None)],
+                pods: vec![succeeded(pod(
+                    "app-linux-arm64-g1-1",
+                    "p1",
+                    Some("arm-node"),
+                    Some(DIGEST),
+                ))],
+                native_nodes: true,
+                phase: PlatformPhase::Succeeded,
+                attempts: 1,
+                actions: vec![Action::RevokeBuilderAccess],
+                ready: ("Built", "attempt 1 pushed the image"),
+            },
+            Case {
+                name: "pod failed, job not yet failed: wait for the job's reason",
+                request: with_status(br.clone(), running(1)),
+                jobs: vec![job("app-linux-arm64-g1-1", None)],
+                pods: vec![with_phase(
+                    pod(
+                        "app-linux-arm64-g1-1",
+                        "p1",
+                        Some("arm-node"),
+                        Some("RUN failed"),
+                    ),
+                    "Failed",
+                )],
+                native_nodes: true,
+                phase: PlatformPhase::Running,
+                attempts: 1,
+                actions: vec![],
+                ready: ("", ""),
             },
             Case {
                 name: "job complete, digest only in the termination message",
@@ -1514,15 +1575,20 @@ mod tests {
                 pulled: None,
             },
             Case {
-                name: "a finished pod on a node that went NotReady after is left to its Job",
+                name: "a pod that succeeded on a node that went NotReady after: built, not disrupted",
                 request: with_status(retries(0), running(1)),
                 jobs: vec![job(job1, None)],
-                pods: vec![pod_with(job1, "amd-1", None, serde_json::json!({"phase": "Succeeded"}))],
+                pods: vec![pod_with(job1, "amd-1", None, serde_json::json!({
+                    "phase": "Succeeded",
+                    "containerStatuses": [{"name": "kiln", "image": "kiln", "imageID": "",
+                        "ready": false, "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}],
+                }))],
                 nodes: amd1_down(),
-                phase: PlatformPhase::Running,
+                phase: PlatformPhase::Succeeded,
                 attempts: 1,
-                actions: vec![],
-                ready: ("", String::new()),
+                actions: vec![Action::RevokeBuilderAccess],
+                ready: ("Built", "attempt 1 pushed the image".into()),
                 disruptions: vec![],
                 pulled: None,
             },

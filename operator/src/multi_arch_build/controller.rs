@@ -44,6 +44,23 @@ pub async fn reconcile(build: Arc<MultiArchBuild>, ctx: Arc<Context>) -> Result<
     result
 }
 
+/// Creates `request`; one already there (a store lagging behind an earlier
+/// create) is fine.
+async fn create_request(
+    requests: &Api<BuildRequest>,
+    build: &str,
+    request: &BuildRequest,
+) -> Result<(), Error> {
+    match requests.create(&PostParams::default(), request).await {
+        Ok(_) => {
+            info!(multiarchbuild = %build, "created BuildRequest {}", request.name_any());
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn apply_status(
     api: &Api<MultiArchBuild>,
     name: &str,
@@ -101,6 +118,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
     let observed_status = build.status.clone().unwrap_or_default();
     let mut status = decision.status;
     let mut transient_failure = false;
+    let mut creates = Vec::new();
 
     for action in decision.actions {
         match action {
@@ -116,15 +134,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
                     Err(e) => return Err(e.into()),
                 }
             }
-            Action::Create(request) => {
-                match requests_api.create(&PostParams::default(), &request).await {
-                    Ok(_) => {
-                        info!(multiarchbuild = %key, "created BuildRequest {}", request.name_any())
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            Action::Create(request) => creates.push(request),
             Action::Publish(children) => {
                 // Say "Publishing" before the (possibly slow) registry work.
                 if status.phase != observed_status.phase {
@@ -173,6 +183,15 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
         }
     }
 
+    // Every platform's request at once: each Job waits for its own, and a
+    // round trip per platform would delay the last platform's build.
+    futures::future::try_join_all(
+        creates
+            .iter()
+            .map(|request| create_request(&requests_api, &key, request)),
+    )
+    .await?;
+
     if status != observed_status {
         apply_status(&builds, &name, &status).await?;
     }
@@ -206,7 +225,7 @@ async fn on_phase_change(build: &MultiArchBuild, status: &MultiArchBuildStatus, 
 }
 
 fn error_policy(build: Arc<MultiArchBuild>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    let delay = ctx.build_failures.failed(&build, &ctx.stores.builds);
+    let delay = ctx.build_failures.failed(&build, &ctx.stores.builds, error);
     warn!(multiarchbuild = %build.name_any(), "reconcile failed (next try in {delay:?}): {error}");
     ctx.metrics.reconcile_error(CONTROLLER, error);
     Requeue::requeue(delay)

@@ -6,9 +6,10 @@ use std::fs::File;
 use std::path::Path;
 
 use super::BuildError;
+use super::seam::{LayerClass, StepCache};
 use super::stage::BuildScope;
 use super::state::{BlobSource, LayerRecord, StageImage};
-use crate::cache::{CachedStep, InstructionForm, KeyInputs, PlatformCache, StepToStore, cache_key};
+use crate::cache::{CachedStep, InstructionForm, KeyInputs, StepToStore, cache_key};
 use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::HashingWriter;
@@ -82,17 +83,17 @@ pub async fn restore(
 
 /// The cache of RUN-like steps (RUN, WORKDIR): `--cache-run-layers`, and
 /// not with `--single-snapshot`, whose stage has one layer in the end.
-pub fn run_layer_cache<'a>(scope: &BuildScope<'a>) -> Option<&'a PlatformCache> {
+pub fn run_layer_cache<'a>(scope: &BuildScope<'a>) -> Option<&'a dyn StepCache> {
     scope
         .cache
-        .filter(|cache| cache.run_layers() && !scope.single_snapshot)
+        .filter(|cache| cache.caches(LayerClass::Run) && !scope.single_snapshot)
 }
 
 /// Looks `key` up in `cache` and, on a hit, puts the cached result into
 /// `image` ([`restore`]) with `key` as its cache key: true when it did.
 pub async fn restore_hit(
     scope: &BuildScope<'_>,
-    cache: Option<&PlatformCache>,
+    cache: Option<&dyn StepCache>,
     key: Option<&String>,
     platform: &Platform,
     image: &mut StageImage,
@@ -113,7 +114,7 @@ pub async fn restore_hit(
 /// Hands a missed instruction's result to the cache: the layer it just
 /// recorded as the last of `image` (when `wrote_layer`), or none.
 pub fn remember(
-    cache: &PlatformCache,
+    cache: &dyn StepCache,
     scope: &BuildScope<'_>,
     platform: &Platform,
     key: String,

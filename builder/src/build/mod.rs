@@ -15,8 +15,11 @@ mod inplace;
 mod outputs;
 mod run_mounts;
 mod run_step;
+mod seam;
 mod sources;
 mod stage;
+#[cfg(test)]
+mod stage_tests;
 mod state;
 pub(crate) mod step_log;
 mod workdir_step;
@@ -293,11 +296,13 @@ impl Session {
             compression: options.output.compression,
             compression_level: options.output.compression_level,
             now: self.now,
-            isolation: options.execution.isolation,
             single_snapshot: options.execution.single_snapshot,
             never_captured: self.never_captured.clone(),
             snapshot_mode: options.execution.snapshot_mode,
-            cache: cache.as_ref(),
+            cache: cache.as_ref().map(|cache| cache as &dyn seam::StepCache),
+            runner: Arc::new(seam::Kernel {
+                isolation: options.execution.isolation,
+            }),
             secrets: &options.secrets,
             run_cache_dir: &options.cache.dir,
         };
@@ -306,25 +311,7 @@ impl Session {
                 "--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache"
             );
         }
-        let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
-        for (position, planned) in plan.stages.iter().enumerate() {
-            let needed_later = plan.stages[position + 1..]
-                .iter()
-                .any(|later| later.depends_on.contains(&planned.index));
-            let image = build_stage(
-                &scope,
-                planned.index,
-                &planned.base,
-                planned.platform.as_deref(),
-                &mut built,
-                needed_later,
-            )
-            .await?;
-            built.insert(planned.index, image);
-        }
-        let mut image = built
-            .remove(&plan.target)
-            .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
+        let mut image = build_planned(&scope, &plan).await?;
         for (key, value) in &options.labels {
             image.config.set_label(key, value);
         }
@@ -366,6 +353,29 @@ impl Session {
         info!(target: crate::progress::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
     }
+}
+
+/// Builds the stages of `plan` in its order and returns the target's image.
+async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage, BuildError> {
+    let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+    for (position, planned) in plan.stages.iter().enumerate() {
+        let needed_later = plan.stages[position + 1..]
+            .iter()
+            .any(|later| later.depends_on.contains(&planned.index));
+        let image = build_stage(
+            scope,
+            planned.index,
+            &planned.base,
+            planned.platform.as_deref(),
+            &mut built,
+            needed_later,
+        )
+        .await?;
+        built.insert(planned.index, image);
+    }
+    built
+        .remove(&plan.target)
+        .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))
 }
 
 /// `--cache-dir`'s store of blobs: used when the flag was given, or with

@@ -14,9 +14,9 @@ use super::stage::{BuildScope, commit_layer};
 use super::state::StageImage;
 use super::step_log::Step;
 use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
-use crate::options::{ExecutionOptions, Isolation};
+use crate::options::ExecutionOptions;
 use crate::platform::Platform;
-use crate::run::{Network, RunSpec, run_in_chroot, run_in_place};
+use crate::run::{Network, RunSpec};
 use crate::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 
 /// Where a here-document script is written for the duration of its RUN.
@@ -117,7 +117,7 @@ pub async fn run_step(
     spec.secret_env = resolved.secret_env.clone();
 
     let root = rootfs.clone();
-    let isolation = scope.isolation;
+    let runner = std::sync::Arc::clone(&scope.runner);
     // In place: where the image's entries at mount targets wait.
     let scratch = tempfile::Builder::new()
         .prefix("run-")
@@ -152,10 +152,7 @@ pub async fn run_step(
             }
         };
         let mut log = |chunk: &[u8]| lines.push(chunk, emit);
-        let result = match isolation {
-            Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
-            Isolation::Inplace => run_in_place(&spec, &scratch_path, &mut log),
-        };
+        let result = runner.run(&root, &spec, &scratch_path, &mut log);
         lines.finish(emit);
         result
     })

@@ -11,18 +11,18 @@ use super::base_cache::pull_base_image;
 use super::cache_step::{remember, restore, source_digests, step_key};
 use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
 use super::run_step::run_step;
+use super::seam::{CommandRunner, LayerClass, StepCache};
 use super::sources::{AddSources, stage_add_sources};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
 use super::step_log::{self, Step, StepEnd};
 use super::workdir_step::workdir_step;
-use crate::cache::{BaseOf, PlatformCache, base_key};
+use crate::cache::{BaseOf, base_key};
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
     self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
     Healthcheck, Instruction, InstructionKind, StageVars,
 };
 use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
-use crate::options::Isolation;
 use crate::platform::Platform;
 use crate::registry::Access;
 use crate::snapshot::Snapshotter;
@@ -40,8 +40,6 @@ pub struct BuildScope<'a> {
     pub compression_level: Option<i32>,
     /// Build time, seconds since 1970, before timestamp rules.
     pub now: u64,
-    /// How RUN is isolated (`--isolation`).
-    pub isolation: Isolation,
     /// How RUN's changes are found (`--snapshot-mode`).
     pub snapshot_mode: crate::snapshot::SnapshotMode,
     /// `--single-snapshot`: one layer per stage, taken at its end.
@@ -49,7 +47,9 @@ pub struct BuildScope<'a> {
     /// Image paths snapshots never capture (`--ignore-path`, …).
     pub never_captured: Vec<PathBuf>,
     /// The layer cache, with `--cache`.
-    pub cache: Option<&'a PlatformCache>,
+    pub cache: Option<&'a dyn StepCache>,
+    /// What runs RUN's commands (`--isolation`).
+    pub runner: std::sync::Arc<dyn CommandRunner>,
     /// `--secret`s, for `RUN --mount=type=secret`.
     pub secrets: &'a [crate::run::secret::SecretSource],
     /// `--cache-dir`, under which `RUN --mount=type=cache` directories live.
@@ -549,7 +549,7 @@ async fn copy_instruction(
                 .collect(),
         };
         let key = step_key(scope, platform, image, instruction, vars, &files);
-        if cache.copy_layers()
+        if cache.caches(LayerClass::Copy)
             && !scope.single_snapshot
             && let Some(step) = cache.lookup(&key, platform, &instruction.text).await
         {
@@ -699,7 +699,7 @@ async fn copy_instruction(
     if let Some(cache) = scope.cache {
         match key_before {
             Some(key) => {
-                if cache.copy_layers() {
+                if cache.caches(LayerClass::Copy) {
                     remember(
                         cache,
                         scope,

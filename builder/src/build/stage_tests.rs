@@ -1,0 +1,641 @@
+//! Table-driven tests of the stage executor: whole Dockerfiles built from
+//! `scratch` against an in-memory layer cache ([`FakeCache`]) and a runner
+//! that records what RUN would run instead of running it ([`FakeRunner`]):
+//! no root, no network, no registry. These are mocks of what cannot run
+//! here (a registry, a chroot); `tests/build_cache.rs` covers the same
+//! behaviour against a real registry and real commands.
+//!
+//! Each build of a test shares the cache and the blob store with the
+//! builds before it, as two builds pushing to one cache repository do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use super::build_planned;
+use super::seam::{CommandRunner, LayerClass, StepCache};
+use super::stage::{BuildScope, build_stage};
+use super::state::{Blobs, RootFs, StageImage};
+use crate::cache::{
+    BaseOf, CachedStep, InstructionForm, KeyInputs, StepToStore, base_key, cache_key,
+};
+use crate::context::IgnoreRules;
+use crate::dockerfile::{self, Base, BuildVars};
+use crate::image::{BlobStore, Compression, ImageConfig, Timestamps};
+use crate::platform::Platform;
+use crate::registry::{Registry, RegistryOptions, parse_reference};
+use crate::run::{RunError, RunOutput, RunSpec};
+use crate::snapshot::SnapshotMode;
+
+/// The build time of every test build.
+const NOW: u64 = 1_700_000_000;
+
+fn platform() -> Platform {
+    "linux/amd64".parse().unwrap()
+}
+
+/// One lookup the executor made: which step, under which key, and whether
+/// the cache had it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Looked {
+    what: String,
+    key: String,
+    hit: bool,
+}
+
+/// The layer cache of a registry, in memory.
+struct FakeCache {
+    run_layers: bool,
+    copy_layers: bool,
+    entries: Mutex<BTreeMap<String, CachedStep>>,
+    lookups: Mutex<Vec<Looked>>,
+    hits: AtomicU64,
+}
+
+impl FakeCache {
+    fn new(run_layers: bool, copy_layers: bool) -> FakeCache {
+        FakeCache {
+            run_layers,
+            copy_layers,
+            entries: Mutex::new(BTreeMap::new()),
+            lookups: Mutex::new(Vec::new()),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn take_lookups(&self) -> Vec<Looked> {
+        std::mem::take(&mut *self.lookups.lock().unwrap())
+    }
+}
+
+impl StepCache for FakeCache {
+    fn caches(&self, class: LayerClass) -> bool {
+        match class {
+            LayerClass::Run => self.run_layers,
+            LayerClass::Copy => self.copy_layers,
+        }
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        key: &'a str,
+        _platform: &'a Platform,
+        what: &'a str,
+    ) -> BoxFuture<'a, Option<CachedStep>> {
+        let found = self.entries.lock().unwrap().get(key).cloned();
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::SeqCst);
+        }
+        self.lookups.lock().unwrap().push(Looked {
+            what: what.to_string(),
+            key: key.to_string(),
+            hit: found.is_some(),
+        });
+        Box::pin(async move { found })
+    }
+
+    fn store(&self, step: StepToStore) {
+        let cached = CachedStep {
+            // Never fetched: the layer is in the tests' shared blob store.
+            source: parse_reference("cache.invalid/fake@sha256:0000000000000000000000000000000000000000000000000000000000000000").unwrap(),
+            layer: step
+                .layer
+                .map(|(_, descriptor, diff_id)| (descriptor, diff_id)),
+            created_by: step.created_by,
+            comment: None,
+        };
+        self.entries.lock().unwrap().insert(step.key, cached);
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A command the runner was asked to run, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ran {
+    /// The last word of its argv (the shell form's command).
+    command: String,
+    workdir: String,
+}
+
+/// Records each command and writes one file into the root filesystem, named
+/// after the command and holding its working directory, so a RUN has a
+/// layer whose content says where it ran.
+#[derive(Default)]
+struct FakeRunner {
+    ran: Mutex<Vec<Ran>>,
+}
+
+impl FakeRunner {
+    fn take_ran(&self) -> Vec<Ran> {
+        std::mem::take(&mut *self.ran.lock().unwrap())
+    }
+}
+
+impl CommandRunner for FakeRunner {
+    fn run(
+        &self,
+        root: &Path,
+        spec: &RunSpec,
+        _scratch: &Path,
+        _log: &mut dyn FnMut(&[u8]),
+    ) -> Result<RunOutput, RunError> {
+        let command = spec.argv.last().cloned().unwrap_or_default();
+        self.ran.lock().unwrap().push(Ran {
+            command: command.clone(),
+            workdir: spec.workdir.clone(),
+        });
+        let name = command.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        std::fs::write(root.join(name), &spec.workdir).unwrap();
+        Ok(RunOutput {
+            status: 0,
+            output_tail: String::new(),
+            created_mount_points: Vec::new(),
+        })
+    }
+}
+
+/// What one build did.
+struct Built {
+    image: StageImage,
+    lookups: Vec<Looked>,
+    ran: Vec<Ran>,
+}
+
+impl Built {
+    fn lookups(&self) -> Vec<(&str, bool)> {
+        self.lookups
+            .iter()
+            .map(|l| (l.what.as_str(), l.hit))
+            .collect()
+    }
+
+    fn ran(&self) -> Vec<(&str, &str)> {
+        self.ran
+            .iter()
+            .map(|r| (r.command.as_str(), r.workdir.as_str()))
+            .collect()
+    }
+
+    fn layer_digests(&self) -> Vec<String> {
+        self.image
+            .layers
+            .iter()
+            .map(|l| l.descriptor.digest.clone())
+            .collect()
+    }
+
+    /// Each history entry's `created_by`, with `+layer` when it has one.
+    fn history(&self) -> Vec<String> {
+        self.image
+            .config
+            .history
+            .iter()
+            .map(|h| {
+                let text = h.created_by.clone().unwrap_or_default();
+                if h.empty_layer {
+                    text
+                } else {
+                    format!("{text} +layer")
+                }
+            })
+            .collect()
+    }
+}
+
+/// The cache, the blob store and the build context the builds of one test
+/// share.
+struct Harness {
+    dir: tempfile::TempDir,
+    work: PathBuf,
+    store: BlobStore,
+    registry: Registry,
+    cache: Option<FakeCache>,
+    runner: Arc<FakeRunner>,
+}
+
+impl Harness {
+    /// With `--cache`, run and copy layers cached.
+    fn new() -> Harness {
+        Harness::with_cache(Some(FakeCache::new(true, true)))
+    }
+
+    fn with_cache(cache: Option<FakeCache>) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["work", "context"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let store = BlobStore::open(&dir.path().join("blobs")).unwrap();
+        Harness {
+            work: dir.path().join("work"),
+            dir,
+            store,
+            registry: Registry::new(RegistryOptions::default()).unwrap(),
+            cache,
+            runner: Arc::default(),
+        }
+    }
+
+    fn context(&self) -> PathBuf {
+        self.dir.path().join("context")
+    }
+
+    fn write_context(&self, files: &[(&str, &str)]) {
+        for (path, content) in files {
+            std::fs::write(self.context().join(path), content).unwrap();
+        }
+    }
+
+    fn scope<'a>(
+        &'a self,
+        dockerfile: &'a dockerfile::Dockerfile,
+        vars: &'a BuildVars,
+        platform: &'a Platform,
+        ignore: &'a IgnoreRules,
+        context: &'a Path,
+        run_cache_dir: &'a Path,
+    ) -> BuildScope<'a> {
+        BuildScope {
+            dockerfile,
+            vars,
+            blobs: Blobs {
+                registry: &self.registry,
+                store: &self.store,
+                work_dir: &self.work,
+                cache_dir: None,
+                inplace: None,
+            },
+            context_root: context,
+            ignore,
+            target_platform: platform,
+            timestamps: Timestamps::from_options(false, None).unwrap(),
+            compression: Compression::Gzip,
+            compression_level: None,
+            now: NOW,
+            snapshot_mode: SnapshotMode::Full,
+            single_snapshot: false,
+            never_captured: Vec::new(),
+            cache: self.cache.as_ref().map(|c| c as &dyn StepCache),
+            runner: Arc::clone(&self.runner) as Arc<dyn CommandRunner>,
+            secrets: &[],
+            run_cache_dir,
+        }
+    }
+
+    /// Builds `text`'s last stage.
+    async fn build(&self, text: &str) -> Built {
+        self.build_on(text, None).await
+    }
+
+    /// Builds `text`'s last stage; with `base`, that image is stage 0 (the
+    /// Dockerfile's first stage is not built) and the last stage is built
+    /// on it.
+    async fn build_on(&self, text: &str, base: Option<StageImage>) -> Built {
+        let dockerfile = dockerfile::parse(text).unwrap();
+        let platform = platform();
+        let vars = BuildVars::new(
+            BTreeMap::new(),
+            &platform,
+            &platform,
+            &dockerfile.global_args,
+            dockerfile.escape,
+        )
+        .unwrap();
+        let (ignore, context) = (IgnoreRules::empty(), self.context());
+        let run_cache_dir = self.dir.path().join("run-cache");
+        let scope = self.scope(
+            &dockerfile,
+            &vars,
+            &platform,
+            &ignore,
+            &context,
+            &run_cache_dir,
+        );
+        let image = match base {
+            None => {
+                let plan = dockerfile::plan(&dockerfile, None, false, &vars).unwrap();
+                build_planned(&scope, &plan).await.unwrap()
+            }
+            Some(base) => {
+                let mut built = BTreeMap::from([(0, base)]);
+                let last = dockerfile.stages.len() - 1;
+                build_stage(&scope, last, &Base::Stage(0), None, &mut built, false)
+                    .await
+                    .unwrap()
+            }
+        };
+        Built {
+            image,
+            lookups: self
+                .cache
+                .as_ref()
+                .map(FakeCache::take_lookups)
+                .unwrap_or_default(),
+            ran: self.runner.take_ran(),
+        }
+    }
+}
+
+/// The environment every scratch stage starts with.
+const SCRATCH_ENV: &[(&str, &str)] = &[("PATH", crate::run::DEFAULT_PATH)];
+
+/// The key of `instruction` (one Dockerfile line) after `parent`, seeing
+/// `env`, reading `files`: computed here from the key's definition, not by
+/// the executor.
+fn key_after(
+    parent: &str,
+    instruction: &str,
+    env: &[(&str, &str)],
+    files: &[(&str, &str)],
+) -> String {
+    let parsed = dockerfile::parse(&format!("FROM scratch\n{instruction}\n")).unwrap();
+    let form = InstructionForm::of(&parsed.stages[0].instructions[0], Compression::Gzip);
+    let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    cache_key(&KeyInputs {
+        platform: &platform(),
+        parent,
+        instruction: &form,
+        args: &[],
+        env: &pairs(env),
+        files: &pairs(files),
+    })
+}
+
+/// The keys of `instructions` one after the other from `scratch`, every
+/// one seeing only the scratch environment and reading no files.
+fn chain(instructions: &[&str]) -> Vec<String> {
+    let mut parent = base_key(BaseOf::Scratch);
+    let mut keys = Vec::new();
+    for instruction in instructions {
+        parent = key_after(&parent, instruction, SCRATCH_ENV, &[]);
+        keys.push(parent.clone());
+    }
+    keys
+}
+
+/// Lookups in order: (step, hit).
+type StepLookups = &'static [(&'static str, bool)];
+
+/// A build after another, sharing its cache: which steps were looked up
+/// and hit, what ran and where.
+struct Row {
+    name: &'static str,
+    /// Context files before the first build.
+    context: &'static [(&'static str, &'static str)],
+    first: &'static str,
+    /// Context files changed before the second build.
+    changed: &'static [(&'static str, &'static str)],
+    second: &'static str,
+    /// The second build's lookups.
+    lookups: StepLookups,
+    /// What the second build ran: (command, working directory).
+    ran: &'static [(&'static str, &'static str)],
+}
+
+#[tokio::test]
+async fn hits_and_misses_along_the_key_chain() {
+    let table = [
+        Row {
+            name: "an identical rebuild hits every step and runs nothing",
+            context: &[],
+            first: "FROM scratch\nWORKDIR /a\nRUN one\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch\nWORKDIR /a\nRUN one\nRUN two\n",
+            lookups: &[("WORKDIR /a", true), ("RUN one", true), ("RUN two", true)],
+            ran: &[],
+        },
+        Row {
+            name: "a RUN in a different WORKDIR never hits the other's layer",
+            context: &[],
+            first: "FROM scratch\nWORKDIR /a\nRUN make\n",
+            changed: &[],
+            second: "FROM scratch\nWORKDIR /b\nRUN make\n",
+            lookups: &[("WORKDIR /b", false), ("RUN make", false)],
+            ran: &[("make", "/b")],
+        },
+        Row {
+            name: "WORKDIR / after WORKDIR /a: the RUN after it misses and runs in /",
+            context: &[],
+            first: "FROM scratch\nWORKDIR /a\nRUN make\n",
+            changed: &[],
+            second: "FROM scratch\nWORKDIR /a\nWORKDIR /\nRUN make\n",
+            lookups: &[("WORKDIR /a", true), ("RUN make", false)],
+            ran: &[("make", "/")],
+        },
+        Row {
+            name: "a changed early step invalidates every later key",
+            context: &[],
+            first: "FROM scratch\nRUN one\nRUN two\nRUN three\n",
+            changed: &[],
+            second: "FROM scratch\nRUN ONE\nRUN two\nRUN three\n",
+            lookups: &[("RUN ONE", false), ("RUN two", false), ("RUN three", false)],
+            ran: &[("ONE", "/"), ("two", "/"), ("three", "/")],
+        },
+        Row {
+            name: "a changed middle step: the steps before it hit, the ones after miss",
+            context: &[],
+            first: "FROM scratch\nRUN one\nRUN two\nRUN three\n",
+            changed: &[],
+            second: "FROM scratch\nRUN one\nRUN TWO\nRUN three\n",
+            lookups: &[("RUN one", true), ("RUN TWO", false), ("RUN three", false)],
+            ran: &[("TWO", "/"), ("three", "/")],
+        },
+        Row {
+            name: "a changed config-only step invalidates the steps after it",
+            context: &[],
+            first: "FROM scratch\nRUN one\nENV A=1\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch\nRUN one\nENV A=2\nRUN two\n",
+            lookups: &[("RUN one", true), ("RUN two", false)],
+            ran: &[("two", "/")],
+        },
+        Row {
+            name: "a changed file in the context invalidates its COPY and what follows",
+            context: &[("f", "1")],
+            first: "FROM scratch\nRUN one\nCOPY f /f\nRUN two\n",
+            changed: &[("f", "2")],
+            second: "FROM scratch\nRUN one\nCOPY f /f\nRUN two\n",
+            lookups: &[("RUN one", true), ("COPY f /f", false), ("RUN two", false)],
+            ran: &[("two", "/")],
+        },
+        Row {
+            name: "an unchanged context: COPY and what follows hit",
+            context: &[("f", "1")],
+            first: "FROM scratch\nCOPY f /f\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch\nCOPY f /f\nRUN two\n",
+            lookups: &[("COPY f /f", true), ("RUN two", true)],
+            ran: &[],
+        },
+    ];
+    for row in &table {
+        let harness = Harness::new();
+        harness.write_context(row.context);
+        harness.build(row.first).await;
+        harness.write_context(row.changed);
+        let second = harness.build(row.second).await;
+        assert_eq!(second.lookups(), row.lookups, "{}: lookups", row.name);
+        assert_eq!(second.ran(), row.ran, "{}: ran", row.name);
+    }
+}
+
+/// 67ae663: `WORKDIR /` creates nothing, but it is a link of the key
+/// chain like any config-only step.
+#[tokio::test]
+async fn workdir_slash_is_a_link_of_the_key_chain() {
+    let harness = Harness::new();
+    let built = harness
+        .build("FROM scratch\nWORKDIR /a\nWORKDIR /\nRUN make\n")
+        .await;
+    let keys = chain(&["WORKDIR /a", "WORKDIR /", "RUN make"]);
+    // WORKDIR / is never looked up (it makes no layer), but the RUN's key
+    // is chained on its key, not on WORKDIR /a's.
+    let looked: Vec<(&str, &str)> = built
+        .lookups
+        .iter()
+        .map(|l| (l.what.as_str(), l.key.as_str()))
+        .collect();
+    assert_eq!(
+        looked,
+        [
+            ("WORKDIR /a", keys[0].as_str()),
+            ("RUN make", keys[2].as_str())
+        ]
+    );
+    assert_ne!(keys[2], chain(&["WORKDIR /a", "RUN make"])[1]);
+    assert_eq!(built.image.cache_key, keys[2]);
+    assert_eq!(built.ran(), [("make", "/")]);
+}
+
+/// Config-only steps are never looked up and write no layer, but each is
+/// a link of the chain: the keys after them are chained on theirs, and
+/// each key sees the environment before its step.
+#[tokio::test]
+async fn config_only_steps_extend_the_chain_without_a_layer() {
+    let harness = Harness::new();
+    let built = harness
+        .build("FROM scratch\nENV A=1\nLABEL l=v\nRUN make\nUSER 7\n")
+        .await;
+    let scratch = base_key(BaseOf::Scratch);
+    let env_a = [SCRATCH_ENV[0], ("A", "1")];
+    let env = key_after(&scratch, "ENV A=1", SCRATCH_ENV, &[]);
+    let label = key_after(&env, "LABEL l=v", &env_a, &[]);
+    let run = key_after(&label, "RUN make", &env_a, &[]);
+    let user = key_after(&run, "USER 7", &env_a, &[]);
+    assert_eq!(
+        built.lookups,
+        [Looked {
+            what: "RUN make".to_string(),
+            key: run,
+            hit: false
+        }]
+    );
+    assert_eq!(built.image.cache_key, user);
+    assert_eq!(
+        built.history(),
+        ["ENV A=1", "LABEL l=v", "RUN make +layer", "USER 7"]
+    );
+    assert_eq!(built.image.layers.len(), 1);
+}
+
+/// A hit puts the cached layer and its history entry into the image and
+/// runs nothing: the image is the first build's.
+#[tokio::test]
+async fn a_hit_restores_the_layer_and_skips_execution() {
+    let harness = Harness::new();
+    harness.write_context(&[("f", "content")]);
+    let text = "FROM scratch\nWORKDIR /app\nCOPY f .\nRUN make\nENV A=1\n";
+    let first = harness.build(text).await;
+    assert_eq!(first.ran(), [("make", "/app")]);
+    assert_eq!(first.layer_digests().len(), 3);
+    let second = harness.build(text).await;
+    assert!(second.ran.is_empty(), "{:?}", second.ran);
+    assert!(second.lookups.iter().all(|l| l.hit), "{:?}", second.lookups);
+    assert_eq!(second.layer_digests(), first.layer_digests());
+    assert_eq!(second.history(), first.history());
+    assert_eq!(
+        second.history(),
+        [
+            "WORKDIR /app +layer",
+            "COPY f . +layer",
+            "RUN make +layer",
+            "ENV A=1"
+        ]
+    );
+    assert_eq!(second.image.cache_key, first.image.cache_key);
+}
+
+/// bd37278: an image without a WorkingDir, or with an empty one, works in
+/// `/`: RUN runs there and a relative COPY destination is under it.
+#[tokio::test]
+async fn a_missing_or_empty_working_dir_is_slash() {
+    for working_dir in [None, Some(String::new())] {
+        let harness = Harness::new();
+        harness.write_context(&[("f", "content")]);
+        let mut config = ImageConfig::scratch(&platform());
+        config.config.working_dir = working_dir.clone();
+        let base = StageImage {
+            config,
+            layers: Vec::new(),
+            rootfs: None,
+            snapshotter: None,
+            cache_key: base_key(BaseOf::Scratch),
+        };
+        let built = harness
+            .build_on(
+                "FROM scratch AS base\nFROM base\nCOPY f copied\nRUN make\n",
+                Some(base),
+            )
+            .await;
+        assert_eq!(built.ran(), [("make", "/")], "{working_dir:?}");
+        let Some(RootFs::Dir(root)) = &built.image.rootfs else {
+            panic!("the root filesystem was not kept")
+        };
+        let root = root.path();
+        assert_eq!(
+            std::fs::read_to_string(root.join("copied")).unwrap(),
+            "content",
+            "{working_dir:?}"
+        );
+    }
+}
+
+/// Without `--cache` nothing is looked up and every step runs; with the
+/// cache but without `--cache-run-layers`, RUN and WORKDIR are never looked
+/// up (COPY still is).
+#[tokio::test]
+async fn cache_settings_decide_which_steps_are_looked_up() {
+    let text = "FROM scratch\nWORKDIR /a\nCOPY f /f\nRUN make\n";
+    let table: [(&str, Option<FakeCache>, StepLookups); 3] = [
+        ("no cache", None, &[]),
+        (
+            "copy layers only",
+            Some(FakeCache::new(false, true)),
+            &[("COPY f /f", true)],
+        ),
+        (
+            "run layers only",
+            Some(FakeCache::new(true, false)),
+            &[("WORKDIR /a", true), ("RUN make", true)],
+        ),
+    ];
+    for (name, cache, lookups) in table {
+        let harness = Harness::with_cache(cache);
+        harness.write_context(&[("f", "content")]);
+        harness.build(text).await;
+        let second = harness.build(text).await;
+        assert_eq!(second.lookups(), lookups, "{name}");
+    }
+}

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::Path;
 
 use super::BuildError;
-use super::seam::{LayerClass, StepCache};
+use super::seam::StepCache;
 use super::stage::BuildScope;
 use super::state::{BlobSource, LayerRecord, StageImage};
 use crate::cache::{CachedStep, InstructionForm, KeyInputs, StepToStore, cache_key};
@@ -79,36 +79,6 @@ pub async fn restore(
         }
     }
     Ok(())
-}
-
-/// The cache of RUN-like steps (RUN, WORKDIR): `--cache-run-layers`, and
-/// not with `--single-snapshot`, whose stage has one layer in the end.
-pub fn run_layer_cache<'a>(scope: &BuildScope<'a>) -> Option<&'a dyn StepCache> {
-    scope
-        .cache
-        .filter(|cache| cache.caches(LayerClass::Run) && !scope.single_snapshot)
-}
-
-/// Looks `key` up in `cache` and, on a hit, puts the cached result into
-/// `image` ([`restore`]) with `key` as its cache key: true when it did.
-pub async fn restore_hit(
-    scope: &BuildScope<'_>,
-    cache: Option<&dyn StepCache>,
-    key: Option<&String>,
-    platform: &Platform,
-    image: &mut StageImage,
-    instruction: &Instruction,
-    keep_rootfs: bool,
-) -> Result<bool, BuildError> {
-    let (Some(cache), Some(key)) = (cache, key) else {
-        return Ok(false);
-    };
-    let Some(step) = cache.lookup(key, platform, &instruction.text).await else {
-        return Ok(false);
-    };
-    restore(scope, image, step, keep_rootfs).await?;
-    image.cache_key = key.clone();
-    Ok(true)
 }
 
 /// Hands a missed instruction's result to the cache: the layer it just

@@ -9,7 +9,9 @@ pub mod copy_dest;
 
 mod base_cache;
 mod cache_step;
+mod config_step;
 mod copy;
+mod copy_step;
 mod error;
 mod inplace;
 mod outputs;
@@ -21,6 +23,7 @@ mod stage;
 #[cfg(test)]
 mod stage_tests;
 mod state;
+mod step;
 pub(crate) mod step_log;
 mod workdir_step;
 

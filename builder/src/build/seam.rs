@@ -39,9 +39,6 @@ pub trait StepCache: Send + Sync {
 
     /// Keeps a missed step's result for later builds.
     fn store(&self, step: StepToStore);
-
-    /// Lookups answered from the cache so far.
-    fn hits(&self) -> u64;
 }
 
 impl StepCache for PlatformCache {
@@ -63,10 +60,6 @@ impl StepCache for PlatformCache {
 
     fn store(&self, step: StepToStore) {
         PlatformCache::store(self, step)
-    }
-
-    fn hits(&self) -> u64 {
-        PlatformCache::hits(self)
     }
 }
 

@@ -161,6 +161,12 @@ async fn run_stage(
         single = Some(baseline);
     }
     let total = 1 + instructions.len();
+    let mut stage = StageContext {
+        scope,
+        index,
+        platform: &stage_platform,
+        built,
+    };
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.
@@ -176,12 +182,6 @@ async fn run_stage(
         step.started(&instruction.text);
         let started = std::time::Instant::now();
         let layers_before = image.layers.len();
-        let mut stage = StageContext {
-            scope,
-            index,
-            platform: &stage_platform,
-            built: &mut *built,
-        };
         let context = StepContext {
             instruction,
             keep_rootfs,

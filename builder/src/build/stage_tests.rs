@@ -209,6 +209,8 @@ struct Harness {
     registry: Registry,
     cache: Option<FakeCache>,
     runner: Arc<FakeRunner>,
+    /// `--single-snapshot`.
+    single_snapshot: bool,
 }
 
 impl Harness {
@@ -230,6 +232,7 @@ impl Harness {
             registry: Registry::new(RegistryOptions::default()).unwrap(),
             cache,
             runner: Arc::default(),
+            single_snapshot: false,
         }
     }
 
@@ -239,7 +242,11 @@ impl Harness {
 
     fn write_context(&self, files: &[(&str, &str)]) {
         for (path, content) in files {
-            std::fs::write(self.context().join(path), content).unwrap();
+            let path = self.context().join(path);
+            std::fs::write(&path, content).unwrap();
+            // Whatever the umask: modes are part of keys and layers.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
 
@@ -265,12 +272,14 @@ impl Harness {
             context_root: context,
             ignore,
             target_platform: platform,
-            timestamps: Timestamps::from_options(false, None).unwrap(),
+            // --reproducible: layers of planned files are the same bytes
+            // on every machine.
+            timestamps: Timestamps::Zero,
             compression: Compression::Gzip,
             compression_level: None,
             now: NOW,
             snapshot_mode: SnapshotMode::Full,
-            single_snapshot: false,
+            single_snapshot: self.single_snapshot,
             never_captured: Vec::new(),
             cache: self.cache.as_ref().map(|c| c as &dyn StepCache),
             runner: Arc::clone(&self.runner) as Arc<dyn CommandRunner>,
@@ -628,4 +637,88 @@ async fn cache_settings_decide_which_steps_are_looked_up() {
         let second = harness.build(text).await;
         assert_eq!(second.lookups(), lookups, "{name}");
     }
+}
+
+/// `--single-snapshot`: nothing is looked up or stored, every step runs
+/// and writes into the root filesystem, and the stage's one layer is taken
+/// at its end; the key chain goes on as without it (a later build or
+/// stage depends on it).
+#[tokio::test]
+async fn single_snapshot_runs_every_step_and_keeps_the_chain() {
+    let mut harness = Harness::new();
+    harness.single_snapshot = true;
+    harness.write_context(&[("f", "content")]);
+    let text = "FROM scratch\nWORKDIR /app\nCOPY f .\nRUN make\nENV A=1\n";
+    harness.build(text).await;
+    let built = harness.build(text).await;
+    assert!(built.lookups.is_empty(), "{:?}", built.lookups);
+    assert_eq!(built.ran(), [("make", "/app")]);
+    assert_eq!(
+        built.history(),
+        [
+            "WORKDIR /app",
+            "COPY f .",
+            "RUN make",
+            "ENV A=1",
+            "single snapshot of the stage (--single-snapshot) +layer"
+        ]
+    );
+    let file = format!("file 644 {}", crate::image::sha256_digest(b"content"));
+    let workdir = key_after(&base_key(BaseOf::Scratch), "WORKDIR /app", SCRATCH_ENV, &[]);
+    let copy = key_after(&workdir, "COPY f .", SCRATCH_ENV, &[("f", &file)]);
+    let run = key_after(&copy, "RUN make", SCRATCH_ENV, &[]);
+    let env = key_after(&run, "ENV A=1", SCRATCH_ENV, &[]);
+    assert_eq!(built.image.cache_key, env);
+    let Some(RootFs::Dir(root)) = &built.image.rootfs else {
+        panic!("the root filesystem was not kept")
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("app/f")).unwrap(),
+        "content"
+    );
+}
+
+/// Every kind of step through the executor, against values taken from the
+/// executor before it became one pipeline: the keys, the planned layers
+/// (COPY, ADD, here-documents, WORKDIR as root and as a USER) and the
+/// history are the same bytes. (RUN's layer holds a file the test wrote,
+/// owned by whoever runs it: only its presence is checked.)
+#[tokio::test]
+async fn keys_layers_and_history_are_unchanged() {
+    let harness = Harness::new();
+    harness.write_context(&[("f", "content"), ("g", "other")]);
+    let text = "FROM scratch\nARG V=1\nWORKDIR /app\nCOPY f .\nCOPY <<EOF /etc/motd\nhello $V\nEOF\nADD g /added/\nENV A=$V\nRUN make\nUSER 1:2\nWORKDIR sub\nLABEL l=v\n";
+    let built = harness.build(text).await;
+    assert_eq!(built.ran(), [("make", "/app")]);
+    let mut digests = built.layer_digests();
+    assert_eq!(digests.len(), 6);
+    digests.remove(4);
+    assert_eq!(
+        digests,
+        [
+            "sha256:0ee5c5278fa3744cfd8797e7efacc0ca506e22d90e51ab1280812014aae20da9",
+            "sha256:310024e802d291ce5010be47b9668865e3558788508b3cccff0bf73f1e413671",
+            "sha256:d09f19a1d6f9fe384fc57420977b32deb7e8baa6200cda2225b694b5ddbc620c",
+            "sha256:cbbcc1f2957dd7251c75b00337f2f4369291b0ca9098533dfca3bb11b3897aa2",
+            "sha256:5cc59f1145740266ce4062f60151b5e4b42549dd9105d2ff182ea0f79fd8e32c",
+        ]
+    );
+    assert_eq!(
+        built.history(),
+        [
+            "WORKDIR /app +layer",
+            "COPY f . +layer",
+            "COPY <<EOF /etc/motd +layer",
+            "ADD g /added/ +layer",
+            "ENV A=$V",
+            "RUN make +layer",
+            "USER 1:2",
+            "WORKDIR sub +layer",
+            "LABEL l=v"
+        ]
+    );
+    assert_eq!(
+        built.image.cache_key,
+        "sha256:28a08dc36687afceb2fc92b5125af53136e36327639d94bdf1202b58e8ea77ac"
+    );
 }

@@ -29,7 +29,7 @@ pub fn step_key(
     vars: &StageVars,
     files: &[(String, String)],
 ) -> String {
-    let form = InstructionForm::of(instruction, scope.compression);
+    let form = InstructionForm::of(instruction, scope.layers.compression);
     let args = vars.run_args();
     cache_key(&KeyInputs {
         platform,

@@ -125,7 +125,7 @@ impl<'s> CopyStep<'s> {
             None => {
                 let patterns = self.context_patterns(vars)?;
                 let scope = stage.scope;
-                source_digests(scope.context_root, scope.ignore, &patterns)?
+                source_digests(scope.context.root, scope.context.ignore, &patterns)?
             }
             Some(FromSource::Stage { name, index }) => {
                 let source = stage.built.get(index).ok_or_else(|| not_built(name))?;
@@ -178,7 +178,7 @@ impl<'s> CopyStep<'s> {
         let empty_rules = IgnoreRules::empty();
         let (source_root, rules) = match &from_root {
             Some(root) => (root.as_path(), &empty_rules),
-            None => (scope.context_root, scope.ignore),
+            None => (scope.context.root, scope.context.ignore),
         };
         let AddSources {
             plain,

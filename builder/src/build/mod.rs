@@ -40,7 +40,7 @@ use outputs::publish;
 pub use outputs::{
     BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, suffixed_tag, write_digest_files,
 };
-use stage::{BuildScope, build_stage};
+use stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
 pub use state::to_oci_descriptor;
 use state::{Blobs, StageImage};
 
@@ -292,24 +292,32 @@ impl Session {
             dockerfile: &self.dockerfile,
             vars: &vars,
             blobs: self.blobs(),
-            context_root: &self.context.root,
-            ignore: &self.ignore,
+            context: ContextFiles {
+                root: &self.context.root,
+                ignore: &self.ignore,
+            },
             target_platform: platform,
-            timestamps: self.timestamps,
-            compression: options.output.compression,
-            compression_level: options.output.compression_level,
+            layers: LayerFormat {
+                compression: options.output.compression,
+                level: options.output.compression_level,
+                timestamps: self.timestamps,
+            },
             now: self.now,
-            single_snapshot: options.execution.single_snapshot,
-            never_captured: self.never_captured.clone(),
-            snapshot_mode: options.execution.snapshot_mode,
+            snapshots: SnapshotRules {
+                mode: options.execution.snapshot_mode,
+                one_per_stage: options.execution.single_snapshot,
+                never_captured: self.never_captured.clone(),
+            },
             cache: cache.as_ref().map(|cache| cache as &dyn seam::StepCache),
-            runner: Arc::new(seam::Kernel {
-                isolation: options.execution.isolation,
-            }),
-            secrets: &options.secrets,
-            run_cache_dir: &options.cache.dir,
+            run: RunSetup {
+                runner: Arc::new(seam::Kernel {
+                    isolation: options.execution.isolation,
+                }),
+                secrets: &options.secrets,
+                cache_dir: &options.cache.dir,
+            },
         };
-        if scope.cache.is_some() && scope.single_snapshot {
+        if scope.cache.is_some() && scope.snapshots.one_per_stage {
             warn!(
                 "--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache"
             );

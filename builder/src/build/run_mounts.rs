@@ -149,9 +149,10 @@ pub async fn key_files(
         match resolve_from(stage, bind.from.as_deref())? {
             None => {
                 // Said as a mount's error, not as COPY's.
-                source_in(scope.context_root, &bind.source, &mount.raw, None)?;
+                source_in(scope.context.root, &bind.source, &mount.raw, None)?;
                 let pattern = context_pattern(&bind.source);
-                for (path, digest) in source_digests(scope.context_root, scope.ignore, &[pattern])?
+                for (path, digest) in
+                    source_digests(scope.context.root, scope.context.ignore, &[pattern])?
                 {
                     files.push((format!("(mount {n}) {path}"), digest));
                 }
@@ -264,7 +265,7 @@ pub async fn resolve(
                 });
             }
             MountSpec::Secret(secret) => {
-                let Some(source) = find_secret(scope.secrets, &secret.id) else {
+                let Some(source) = find_secret(scope.run.secrets, &secret.id) else {
                     if secret.required {
                         return Err(not_supplied(&mount.raw, &secret.id));
                     }
@@ -349,7 +350,10 @@ async fn bind_root(
 ) -> Result<(PathBuf, IgnoreRules), BuildError> {
     let scope = stage.scope;
     match resolve_from(stage, from)? {
-        None => Ok((scope.context_root.to_path_buf(), scope.ignore.clone())),
+        None => Ok((
+            scope.context.root.to_path_buf(),
+            scope.context.ignore.clone(),
+        )),
         Some(FromRef::Stage(index)) => {
             let image = stage
                 .built
@@ -478,7 +482,8 @@ async fn cache_dir(
 ) -> Result<(PathBuf, fs::File), BuildError> {
     let base = stage
         .scope
-        .run_cache_dir
+        .run
+        .cache_dir
         .join(CACHE_MOUNTS_DIR)
         .join(platform_dir_name(stage.platform));
     fs::create_dir_all(&base).map_err(BuildError::io(

@@ -82,10 +82,10 @@ impl<'s> RunStep<'s> {
         let scope = stage.scope;
         let rootfs = scope.blobs.stage_root(image).await?;
         // With --single-snapshot the stage takes one snapshot at its end.
-        let mut snapshotter = match (scope.single_snapshot, image.snapshotter.take()) {
+        let mut snapshotter = match (scope.snapshots.one_per_stage, image.snapshotter.take()) {
             (true, _) => None,
             (false, Some(snapshotter)) => Some(snapshotter),
-            (false, None) => Some(Snapshotter::new(&rootfs, &scope.never_captured)?),
+            (false, None) => Some(Snapshotter::new(&rootfs, &scope.snapshots.never_captured)?),
         };
 
         let config = &image.config.config;
@@ -117,7 +117,7 @@ impl<'s> RunStep<'s> {
         spec.secret_env = resolved.secret_env.clone();
 
         let root = rootfs.clone();
-        let runner = std::sync::Arc::clone(&scope.runner);
+        let runner = std::sync::Arc::clone(&scope.run.runner);
         // In place: where the image's entries at mount targets wait.
         let scratch = tempfile::Builder::new()
             .prefix("run-")
@@ -180,7 +180,7 @@ impl<'s> RunStep<'s> {
         let Some(mut snapshotter) = snapshotter.take() else {
             return Ok(Executed::InRoot);
         };
-        let plan = snapshotter.take(scope.snapshot_mode)?;
+        let plan = snapshotter.take(scope.snapshots.mode)?;
         image.snapshotter = Some(snapshotter);
         Ok(Executed::Snapshot(plan))
     }

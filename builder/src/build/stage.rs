@@ -21,44 +21,77 @@ use crate::context::IgnoreRules;
 use crate::dockerfile::{
     self, Base, BuildVars, Dockerfile, Instruction, InstructionKind, StageVars,
 };
-use crate::image::{Compression, ImageConfig, Timestamps, parse_config};
+use crate::image::{Compression, ImageConfig, Layer, LayerPlan, Timestamps, parse_config};
 use crate::platform::Platform;
 use crate::registry::Access;
 use crate::snapshot::Snapshotter;
 
-/// What every stage of one build shares.
+/// What every stage of one build (one platform) shares.
 pub struct BuildScope<'a> {
     pub dockerfile: &'a Dockerfile,
     pub vars: &'a BuildVars,
-    pub blobs: Blobs<'a>,
-    pub context_root: &'a Path,
-    pub ignore: &'a IgnoreRules,
     pub target_platform: &'a Platform,
-    pub timestamps: Timestamps,
-    pub compression: Compression,
-    pub compression_level: Option<i32>,
     /// Build time, seconds since 1970, before timestamp rules.
     pub now: u64,
-    /// How RUN's changes are found (`--snapshot-mode`).
-    pub snapshot_mode: crate::snapshot::SnapshotMode,
-    /// `--single-snapshot`: one layer per stage, taken at its end.
-    pub single_snapshot: bool,
-    /// Image paths snapshots never capture (`--ignore-path`, …).
-    pub never_captured: Vec<PathBuf>,
+    pub blobs: Blobs<'a>,
+    /// The build context COPY, ADD and bind mounts read.
+    pub context: ContextFiles<'a>,
+    pub layers: LayerFormat,
+    pub snapshots: SnapshotRules,
     /// The layer cache, with `--cache`.
     pub cache: Option<&'a dyn StepCache>,
-    /// What runs RUN's commands (`--isolation`).
+    pub run: RunSetup<'a>,
+}
+
+impl BuildScope<'_> {
+    /// The time history entries are dated.
+    pub(super) fn created(&self) -> u64 {
+        self.layers.timestamps.created(self.now)
+    }
+}
+
+/// The build context, as COPY and ADD see it.
+#[derive(Clone, Copy)]
+pub struct ContextFiles<'a> {
+    pub root: &'a Path,
+    /// `.dockerignore`.
+    pub ignore: &'a IgnoreRules,
+}
+
+/// How layers are written (`--compression`, `--compression-level`,
+/// `--reproducible`, `SOURCE_DATE_EPOCH`).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerFormat {
+    pub compression: Compression,
+    pub level: Option<i32>,
+    pub timestamps: Timestamps,
+}
+
+impl LayerFormat {
+    /// Writes `plan` as a layer blob in `dir`.
+    pub(super) fn write(self, plan: LayerPlan, dir: &Path) -> Result<Layer, BuildError> {
+        Ok(plan.write_layer(dir, self.compression, self.level, self.timestamps)?)
+    }
+}
+
+/// How the changes of RUN are found.
+pub struct SnapshotRules {
+    /// `--snapshot-mode`.
+    pub mode: crate::snapshot::SnapshotMode,
+    /// `--single-snapshot`: one layer per stage, taken at its end.
+    pub one_per_stage: bool,
+    /// Image paths snapshots never capture (`--ignore-path`, …).
+    pub never_captured: Vec<PathBuf>,
+}
+
+/// What RUN needs besides the stage's root filesystem.
+pub struct RunSetup<'a> {
+    /// What runs the commands (`--isolation`).
     pub runner: std::sync::Arc<dyn CommandRunner>,
     /// `--secret`s, for `RUN --mount=type=secret`.
     pub secrets: &'a [crate::run::secret::SecretSource],
     /// `--cache-dir`, under which `RUN --mount=type=cache` directories live.
-    pub run_cache_dir: &'a Path,
-}
-
-impl BuildScope<'_> {
-    pub(super) fn created(&self) -> u64 {
-        self.timestamps.created(self.now)
-    }
+    pub cache_dir: &'a Path,
 }
 
 /// Builds stage `index` given the stages built before it.
@@ -155,9 +188,9 @@ async fn run_stage(
     // --single-snapshot: one layer for the whole stage, from a baseline of
     // the base's files taken before any instruction.
     let mut single = None;
-    if scope.single_snapshot {
+    if scope.snapshots.one_per_stage {
         let root = scope.blobs.stage_root(&mut image).await?;
-        let baseline = Snapshotter::new(&root, &scope.never_captured)?;
+        let baseline = Snapshotter::new(&root, &scope.snapshots.never_captured)?;
         single = Some(baseline);
     }
     let total = 1 + instructions.len();
@@ -200,7 +233,7 @@ async fn run_stage(
         step.finished(end, started.elapsed());
     }
     if let Some(snapshotter) = &mut single {
-        let plan = snapshotter.take(scope.snapshot_mode)?;
+        let plan = snapshotter.take(scope.snapshots.mode)?;
         commit_layer(
             scope,
             &mut image,

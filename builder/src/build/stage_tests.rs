@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 
 use super::build_planned;
 use super::seam::{CommandRunner, LayerClass, StepCache};
-use super::stage::{BuildScope, build_stage};
+use super::stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
 use super::state::{Blobs, RootFs, StageImage};
 use crate::cache::{
     BaseOf, CachedStep, InstructionForm, KeyInputs, StepToStore, base_key, cache_key,
@@ -262,6 +262,8 @@ impl Harness {
         BuildScope {
             dockerfile,
             vars,
+            target_platform: platform,
+            now: NOW,
             blobs: Blobs {
                 registry: &self.registry,
                 store: &self.store,
@@ -269,22 +271,28 @@ impl Harness {
                 cache_dir: None,
                 inplace: None,
             },
-            context_root: context,
-            ignore,
-            target_platform: platform,
-            // --reproducible: layers of planned files are the same bytes
-            // on every machine.
-            timestamps: Timestamps::Zero,
-            compression: Compression::Gzip,
-            compression_level: None,
-            now: NOW,
-            snapshot_mode: SnapshotMode::Full,
-            single_snapshot: self.single_snapshot,
-            never_captured: Vec::new(),
+            context: ContextFiles {
+                root: context,
+                ignore,
+            },
+            layers: LayerFormat {
+                compression: Compression::Gzip,
+                level: None,
+                // --reproducible: layers of planned files are the same
+                // bytes on every machine.
+                timestamps: Timestamps::Zero,
+            },
+            snapshots: SnapshotRules {
+                mode: SnapshotMode::Full,
+                one_per_stage: self.single_snapshot,
+                never_captured: Vec::new(),
+            },
             cache: self.cache.as_ref().map(|c| c as &dyn StepCache),
-            runner: Arc::clone(&self.runner) as Arc<dyn CommandRunner>,
-            secrets: &[],
-            run_cache_dir,
+            run: RunSetup {
+                runner: Arc::clone(&self.runner) as Arc<dyn CommandRunner>,
+                secrets: &[],
+                cache_dir: run_cache_dir,
+            },
         }
     }
 

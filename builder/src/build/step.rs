@@ -165,7 +165,7 @@ pub async fn drive(
             CacheInputs::Layer { class, files } => PlannedKey::Layer {
                 key: key_of(stage, step, image, vars, &files),
                 // With --single-snapshot the stage has one layer in the end.
-                cache: Some(cache).filter(|c| c.caches(class) && !scope.single_snapshot),
+                cache: Some(cache).filter(|c| c.caches(class) && !scope.snapshots.one_per_stage),
             },
             CacheInputs::WrittenLayer => PlannedKey::FromWrittenLayer,
         }),
@@ -269,15 +269,12 @@ fn record(
             written.layer = commit_layer(scope, image, plan, text)?;
             written.diff_id = written.layer.as_ref().map(|l| l.diff_id.clone());
         }
-        Executed::Plan(planned) if scope.single_snapshot => {
+        Executed::Plan(planned) if scope.snapshots.one_per_stage => {
             // The stage's one snapshot captures these files; they only
             // need to be in the root filesystem now.
-            let layer = planned.plan.write_layer(
-                &scope.blobs.store.tmp_dir_created()?,
-                scope.compression,
-                scope.compression_level,
-                scope.timestamps,
-            )?;
+            let layer = scope
+                .layers
+                .write(planned.plan, &scope.blobs.store.tmp_dir_created()?)?;
             scope.blobs.apply(&layer.path, &planned.rootfs)?;
             std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
             written.diff_id = Some(layer.diff_id);
@@ -333,12 +330,9 @@ pub fn commit_layer(
         image.config.add_history(created, created_by, None, None);
         return Ok(None);
     };
-    let layer = plan.write_layer(
-        &scope.blobs.store.tmp_dir_created()?,
-        scope.compression,
-        scope.compression_level,
-        scope.timestamps,
-    )?;
+    let layer = scope
+        .layers
+        .write(plan, &scope.blobs.store.tmp_dir_created()?)?;
     let layer = scope.blobs.store.put_layer(layer)?;
     let descriptor = crate::image::Descriptor::new(
         crate::image::ManifestFormat::Oci.layer_media_type(layer.compression)?,

@@ -62,7 +62,7 @@ impl WorkdirStep {
             Some(user) if !user.is_empty() => crate::fs::resolve_user(&rootfs, user)?,
             _ => (0, 0),
         };
-        if scope.single_snapshot {
+        if scope.snapshots.one_per_stage {
             // The stage's one snapshot captures the directories.
             crate::fs::create_dir_all_in_root(&rootfs, &self.workdir, WORKDIR_MODE, uid, gid)?;
             return Ok(Executed::InRoot);

@@ -181,8 +181,10 @@ impl<'s> RunStep<'s> {
             return Ok(Executed::InRoot);
         };
         let plan = snapshotter.take(scope.snapshots.mode)?;
-        image.snapshotter = Some(snapshotter);
-        Ok(Executed::Snapshot(plan))
+        Ok(Executed::Snapshot {
+            plan,
+            baseline: snapshotter,
+        })
     }
 }
 

@@ -7,8 +7,9 @@
 //! computes the key, looks it up and restores a hit, or executes and
 //! commits the layer, hands it to the cache, extends the key chain and
 //! keeps the root filesystem current. A step never does any of that
-//! itself: the three WORKDIR/cache-key bugs so far were each a handler
-//! doing one of these steps its own way.
+//! itself: when each handler did, their copies drifted apart (WORKDIR /
+//! once returned early past the key update every other step made,
+//! 67ae663).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use super::workdir_step::WorkdirStep;
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::{Layer, LayerPlan};
 use crate::platform::Platform;
+use crate::snapshot::Snapshotter;
 
 /// One stage while it is built: what its steps share besides the build's
 /// [`BuildScope`].
@@ -76,8 +78,12 @@ pub enum Executed {
     /// the root filesystem.
     Plan(PlannedLayer),
     /// The root filesystem changed in place (RUN) and the stage's
-    /// snapshotter found these changes (`None`: nothing changed).
-    Snapshot(Option<LayerPlan>),
+    /// snapshotter found these changes (`None`: nothing changed); it now
+    /// holds the root filesystem as it is, the next RUN's baseline.
+    Snapshot {
+        plan: Option<LayerPlan>,
+        baseline: Snapshotter,
+    },
     /// The root filesystem changed in place and the stage's one snapshot
     /// takes it at its end (`--single-snapshot`).
     InRoot,
@@ -265,7 +271,8 @@ fn record(
             }
         }
         Executed::InRoot => image.config.add_history(scope.created(), text, None, None),
-        Executed::Snapshot(plan) => {
+        Executed::Snapshot { plan, baseline } => {
+            image.snapshotter = Some(baseline);
             written.layer = commit_layer(scope, image, plan, text)?;
             written.diff_id = written.layer.as_ref().map(|l| l.diff_id.clone());
         }

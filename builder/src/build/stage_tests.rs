@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use super::build_planned;
 use super::seam::{CommandRunner, LayerClass, StepCache};
 use super::stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
 use super::state::{Blobs, RootFs, StageImage};
+use super::{BuildError, build_planned};
 use crate::cache::{
     BaseOf, CachedStep, InstructionForm, KeyInputs, StepToStore, base_key, cache_key,
 };
@@ -113,11 +113,14 @@ struct Ran {
     /// The last word of its argv (the shell form's command).
     command: String,
     workdir: String,
+    /// The files in the root filesystem when it ran, sorted.
+    saw: Vec<String>,
 }
 
 /// Records each command and writes one file into the root filesystem, named
 /// after the command and holding its working directory, so a RUN has a
-/// layer whose content says where it ran.
+/// layer whose content says where it ran. A command `exit-N` fails with
+/// status N instead.
 #[derive(Default)]
 struct FakeRunner {
     ran: Mutex<Vec<Ran>>,
@@ -141,15 +144,41 @@ impl CommandRunner for FakeRunner {
         self.ran.lock().unwrap().push(Ran {
             command: command.clone(),
             workdir: spec.workdir.clone(),
+            saw: files_in(root),
         });
-        let name = command.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-        std::fs::write(root.join(name), &spec.workdir).unwrap();
+        let status = match command.strip_prefix("exit-") {
+            Some(code) => code.parse().unwrap(),
+            None => {
+                let name = command.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                std::fs::write(root.join(name), &spec.workdir).unwrap();
+                0
+            }
+        };
         Ok(RunOutput {
-            status: 0,
+            status,
             output_tail: String::new(),
             created_mount_points: Vec::new(),
         })
     }
+}
+
+/// The files below `root`, as paths relative to it, sorted.
+fn files_in(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let relative = path.strip_prefix(root).unwrap();
+                files.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 /// What one build did.
@@ -305,6 +334,15 @@ impl Harness {
     /// Dockerfile's first stage is not built) and the last stage is built
     /// on it.
     async fn build_on(&self, text: &str, base: Option<StageImage>) -> Built {
+        self.try_build_on(text, base).await.unwrap()
+    }
+
+    /// [`Harness::build_on`], failing as the build does.
+    async fn try_build_on(
+        &self,
+        text: &str,
+        base: Option<StageImage>,
+    ) -> Result<Built, BuildError> {
         let dockerfile = dockerfile::parse(text).unwrap();
         let platform = platform();
         let vars = BuildVars::new(
@@ -328,17 +366,15 @@ impl Harness {
         let image = match base {
             None => {
                 let plan = dockerfile::plan(&dockerfile, None, false, &vars).unwrap();
-                build_planned(&scope, &plan).await.unwrap()
+                build_planned(&scope, &plan).await?
             }
             Some(base) => {
                 let mut built = BTreeMap::from([(0, base)]);
                 let last = dockerfile.stages.len() - 1;
-                build_stage(&scope, last, &Base::Stage(0), None, &mut built, false)
-                    .await
-                    .unwrap()
+                build_stage(&scope, last, &Base::Stage(0), None, &mut built, false).await?
             }
         };
-        Built {
+        Ok(Built {
             image,
             lookups: self
                 .cache
@@ -346,7 +382,7 @@ impl Harness {
                 .map(FakeCache::take_lookups)
                 .unwrap_or_default(),
             ran: self.runner.take_ran(),
-        }
+        })
     }
 }
 
@@ -486,6 +522,52 @@ async fn hits_and_misses_along_the_key_chain() {
             second: "FROM scratch\nCOPY f /f\nRUN two\n",
             lookups: &[("COPY f /f", true), ("RUN two", true)],
             ran: &[],
+        },
+        Row {
+            name: "a changed earlier stage invalidates a COPY --from it and what follows",
+            context: &[],
+            first: "FROM scratch AS a\nENV X=1\nRUN one\nFROM scratch\nCOPY --from=a /one /x\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch AS a\nENV X=2\nRUN one\nFROM scratch\nCOPY --from=a /one /x\nRUN two\n",
+            lookups: &[
+                ("RUN one", false),
+                ("COPY --from=a /one /x", false),
+                ("RUN two", false),
+            ],
+            ran: &[("one", "/"), ("two", "/")],
+        },
+        Row {
+            name: "an unchanged earlier stage: a COPY --from it hits",
+            context: &[],
+            first: "FROM scratch AS a\nRUN one\nFROM scratch\nCOPY --from=a /one /x\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch AS a\nRUN one\nFROM scratch\nCOPY --from=a /one /x\nRUN two\n",
+            lookups: &[
+                ("RUN one", true),
+                ("COPY --from=a /one /x", true),
+                ("RUN two", true),
+            ],
+            ran: &[],
+        },
+        Row {
+            // USER, unlike ENV, is not in the RUN's key but through the
+            // chain: the stage's base key carries it.
+            name: "a stage FROM a changed stage misses from its first step",
+            context: &[],
+            first: "FROM scratch AS a\nUSER 1\nRUN one\nFROM a\nRUN two\n",
+            changed: &[],
+            second: "FROM scratch AS a\nUSER 2\nRUN one\nFROM a\nRUN two\n",
+            lookups: &[("RUN one", false), ("RUN two", false)],
+            ran: &[("one", "/"), ("two", "/")],
+        },
+        Row {
+            name: "a changed file a RUN binds from the context invalidates the RUN",
+            context: &[("f", "1")],
+            first: "FROM scratch\nRUN --mount=type=bind,source=f,target=/m build\n",
+            changed: &[("f", "2")],
+            second: "FROM scratch\nRUN --mount=type=bind,source=f,target=/m build\n",
+            lookups: &[("RUN --mount=type=bind,source=f,target=/m build", false)],
+            ran: &[("build", "/")],
         },
     ];
     // Every row is checked, and every failing one named.
@@ -741,4 +823,84 @@ async fn keys_layers_and_history_are_unchanged() {
         built.image.cache_key,
         "sha256:28a08dc36687afceb2fc92b5125af53136e36327639d94bdf1202b58e8ea77ac"
     );
+}
+
+/// A failed RUN fails the build with its exit code and line, and leaves
+/// nothing in the cache for itself: the steps before it are cached, and a
+/// rebuild runs it again.
+#[tokio::test]
+async fn a_failed_run_is_not_cached() {
+    let harness = Harness::new();
+    let text = "FROM scratch\nRUN one\nRUN exit-3\n";
+    let error = match harness.try_build_on(text, None).await {
+        Ok(_) => panic!("the build succeeded"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(
+            &error,
+            BuildError::RunFailed {
+                line: 3,
+                code: 3,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let cached: Vec<String> = harness
+        .cache
+        .as_ref()
+        .unwrap()
+        .entries
+        .lock()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(cached, chain(&["RUN one"]));
+    harness.runner.take_ran();
+    harness.cache.as_ref().unwrap().take_lookups();
+    assert!(harness.try_build_on(text, None).await.is_err());
+    let ran: Vec<String> = harness
+        .runner
+        .take_ran()
+        .into_iter()
+        .map(|r| r.command)
+        .collect();
+    assert_eq!(ran, ["exit-3"]);
+}
+
+/// The root filesystem a RUN sees holds every layer before it: a planned
+/// layer (COPY) applied after it is written, and a cached one applied when
+/// it is restored into a root filesystem already unpacked.
+#[tokio::test]
+async fn a_run_sees_the_layers_before_it() {
+    // Only COPY is cached: WORKDIR runs and unpacks the root filesystem
+    // before the COPY hits, so the hit is applied to it.
+    let harness = Harness::with_cache(Some(FakeCache::new(false, true)));
+    harness.write_context(&[("f", "content")]);
+    let text = "FROM scratch\nWORKDIR /w\nCOPY f .\nRUN look\n";
+    let first = harness.build(text).await;
+    assert_eq!(first.ran[0].saw, ["w/f"]);
+    let second = harness.build(text).await;
+    assert_eq!(second.lookups(), [("COPY f .", true)]);
+    assert_eq!(second.ran[0].saw, ["w/f"]);
+}
+
+/// The root filesystem is kept only while something reads it again: after
+/// the stage's last file step (and nothing built FROM it) it is dropped
+/// rather than brought up to date.
+#[tokio::test]
+async fn the_root_filesystem_is_dropped_after_the_last_file_step() {
+    let harness = Harness::new();
+    harness.write_context(&[("f", "content")]);
+    let last_copy = harness
+        .build("FROM scratch\nRUN one\nCOPY f /f\nENV A=1\n")
+        .await;
+    assert!(last_copy.image.rootfs.is_none());
+    let copy_then_run = harness.build("FROM scratch\nCOPY f /g\nRUN two\n").await;
+    let Some(RootFs::Dir(root)) = &copy_then_run.image.rootfs else {
+        panic!("the root filesystem was dropped before the RUN");
+    };
+    assert_eq!(files_in(root.path()), ["g", "two"]);
 }

@@ -67,13 +67,13 @@ impl ConfigStep<'_> {
                 return Ok(Executed::Config { history: false });
             }
             InstructionKind::Onbuild(trigger) => config.add_onbuild(&trigger.text),
+            // Never a ConfigStep: `stage::run_instruction` gives each of
+            // these its own step.
             InstructionKind::Workdir(_)
             | InstructionKind::Copy(_)
             | InstructionKind::Add(_)
             | InstructionKind::Run(_) => {
-                return Err(BuildError::Other(
-                    "a filesystem instruction was taken for a config-only one".to_string(),
-                ));
+                unreachable!("a filesystem instruction given to ConfigStep")
             }
         }
         Ok(Executed::Config { history: true })

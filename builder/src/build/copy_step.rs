@@ -2,7 +2,7 @@
 //! stage, an image), what the key reads from them, and the layer they
 //! plan. Choosing and placing the files is [`super::copy`]'s.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
@@ -38,6 +38,30 @@ enum FromSource {
     Stage { name: String, index: usize },
     /// An image, pulled (its files are unpacked only if the copy runs).
     Image(Box<StageImage>),
+}
+
+impl FromSource {
+    /// The root filesystem the sources are in, unpacked, and the image it
+    /// belongs to when nothing else holds it.
+    async fn unpack(
+        self,
+        stage: &mut StageContext<'_, '_>,
+    ) -> Result<(PathBuf, Option<Box<StageImage>>), BuildError> {
+        let blobs = &stage.scope.blobs;
+        match self {
+            FromSource::Stage { name, index } => {
+                let source = stage
+                    .built
+                    .get_mut(&index)
+                    .ok_or_else(|| not_built(&name))?;
+                Ok((blobs.rootfs(source).await?.to_path_buf(), None))
+            }
+            FromSource::Image(mut pulled) => {
+                let root = blobs.rootfs(&mut pulled).await?.to_path_buf();
+                Ok((root, Some(pulled)))
+            }
+        }
+    }
 }
 
 /// What a COPY/ADD's planned layer reads its files from, kept until the
@@ -161,16 +185,9 @@ impl<'s> CopyStep<'s> {
         } = self;
         let (from_root, from_image) = match from {
             None => (None, None),
-            Some(FromSource::Stage { name, index }) => {
-                let source = stage
-                    .built
-                    .get_mut(&index)
-                    .ok_or_else(|| not_built(&name))?;
-                (Some(scope.blobs.rootfs(source).await?.to_path_buf()), None)
-            }
-            Some(FromSource::Image(mut pulled)) => {
-                let root = scope.blobs.rootfs(&mut pulled).await?.to_path_buf();
-                (Some(root), Some(pulled))
+            Some(from) => {
+                let (root, image) = from.unpack(stage).await?;
+                (Some(root), image)
             }
         };
         let staging = staging_dir(scope)?;

@@ -288,10 +288,15 @@ impl Session {
             if stages.len() == 1 { "" } else { "s" },
             stages.join(", ")
         );
+        let bases = seam::RegistryBases {
+            registry: &self.registry,
+            kept: self.cache_dir.as_ref(),
+        };
         let scope = BuildScope {
             dockerfile: &self.dockerfile,
             vars: &vars,
             blobs: self.blobs(),
+            bases: &bases,
             context: ContextFiles {
                 root: &self.context.root,
                 ignore: &self.ignore,

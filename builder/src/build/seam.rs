@@ -1,18 +1,57 @@
-//! Where the stage executor reaches out of the process: the layer cache
-//! (a registry, [`StepCache`]) and the kernel (a RUN command,
-//! [`CommandRunner`]). Each is a narrow trait, so the executor's logic —
-//! which key a step gets, what a hit restores, what runs — is unit-tested
-//! with in-memory fakes, without root and without a network (youki's
-//! `Syscall` seam). The build uses [`PlatformCache`] and [`Kernel`].
+//! Where the stage executor reaches out of the process: the registry (base
+//! images, [`BaseImages`]; the layer cache, [`StepCache`]) and the kernel
+//! (a RUN command, [`CommandRunner`]). Each is a narrow trait, so the
+//! executor's logic — which key a step gets, what a hit restores, what
+//! runs — is unit-tested with in-memory fakes, without root and without a
+//! network (youki's `Syscall` seam). The build uses [`RegistryBases`],
+//! [`PlatformCache`] and [`Kernel`]; layers named by a pulled image or a
+//! cache hit are read through the blob store, which has them once fetched.
 
 use std::path::Path;
 
 use futures::future::BoxFuture;
 
+use super::BuildError;
+use super::base_cache::pull_base_image;
 use crate::cache::{CachedStep, PlatformCache, StepToStore};
+use crate::image::BlobStore;
 use crate::options::Isolation;
 use crate::platform::Platform;
+use crate::registry::{PulledImage, Registry};
 use crate::run::{RunError, RunOutput, RunSpec, run_in_chroot, run_in_place};
+
+/// Where base images come from: `FROM`, `COPY --from` and
+/// `RUN --mount=from=` naming an image.
+pub trait BaseImages: Send + Sync {
+    /// `reference` resolved for `platform`: its manifest and config.
+    fn pull<'a>(
+        &'a self,
+        reference: &'a str,
+        platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<PulledImage, BuildError>>;
+}
+
+/// The real source: the registry, through the bases `--cache-dir` keeps.
+pub struct RegistryBases<'a> {
+    pub registry: &'a Registry,
+    /// `--cache-dir`'s store.
+    pub kept: Option<&'a BlobStore>,
+}
+
+impl BaseImages for RegistryBases<'_> {
+    fn pull<'a>(
+        &'a self,
+        reference: &'a str,
+        platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<PulledImage, BuildError>> {
+        Box::pin(pull_base_image(
+            self.registry,
+            self.kept,
+            reference,
+            platform,
+        ))
+    }
+}
 
 /// Which of the cache's settings a step's layer falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use tracing::{Instrument, info_span};
 
 use super::BuildError;
-use super::base_cache::pull_base_image;
 use super::config_step::ConfigStep;
 use super::copy_step::CopyStep;
 use super::run_step::RunStep;
-use super::seam::{CommandRunner, StepCache};
+use super::seam::{BaseImages, CommandRunner, StepCache};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
 use super::step::{StageContext, StepContext, StepWork, commit_layer, drive};
 use super::step_log::{self, Step, StepEnd};
@@ -34,6 +33,7 @@ pub struct BuildScope<'a> {
     /// Build time, seconds since 1970, before timestamp rules.
     pub now: u64,
     pub blobs: Blobs<'a>,
+    pub bases: &'a dyn BaseImages,
     /// The build context COPY, ADD and bind mounts read.
     pub context: ContextFiles<'a>,
     pub layers: LayerFormat,
@@ -285,13 +285,7 @@ pub(super) async fn pull_base(
     reference: &str,
     platform: &Platform,
 ) -> Result<StageImage, BuildError> {
-    let pulled = pull_base_image(
-        scope.blobs.registry,
-        scope.blobs.cache_dir,
-        reference,
-        platform,
-    )
-    .await?;
+    let pulled = scope.bases.pull(reference, platform).await?;
     let config = parse_config(&pulled.config_bytes)?;
     let mut layers = Vec::with_capacity(pulled.manifest.layers().len());
     if pulled.manifest.layers().len() != config.rootfs.diff_ids.len() {

@@ -16,18 +16,20 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use super::seam::{CommandRunner, LayerClass, StepCache};
-use super::stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
+use super::seam::{BaseImages, CommandRunner, LayerClass, StepCache};
+use super::stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules};
 use super::state::{Blobs, RootFs, StageImage};
 use super::{BuildError, build_planned};
 use crate::cache::{
     BaseOf, CachedStep, InstructionForm, KeyInputs, StepToStore, base_key, cache_key,
 };
 use crate::context::IgnoreRules;
-use crate::dockerfile::{self, Base, BuildVars};
-use crate::image::{BlobStore, Compression, ImageConfig, Timestamps};
+use crate::dockerfile::{self, BuildVars};
+use crate::image::{
+    BlobStore, Compression, EntryKind, EntryMeta, LayerPlan, Timestamps, sha256_digest,
+};
 use crate::platform::Platform;
-use crate::registry::{Registry, RegistryOptions, parse_reference};
+use crate::registry::{PulledImage, Registry, RegistryOptions, parse_reference};
 use crate::run::{RunError, RunOutput, RunSpec};
 use crate::snapshot::SnapshotMode;
 
@@ -106,6 +108,34 @@ impl StepCache for FakeCache {
         self.entries.lock().unwrap().insert(step.key, cached);
     }
 }
+
+/// A registry's base images, in memory (see [`Harness::push_base`]).
+#[derive(Default)]
+struct FakeBases {
+    images: Mutex<BTreeMap<String, PulledImage>>,
+}
+
+impl FakeBases {
+    fn digest_of(&self, reference: &str) -> String {
+        self.images.lock().unwrap()[reference]
+            .manifest_digest
+            .clone()
+    }
+}
+
+impl BaseImages for FakeBases {
+    fn pull<'a>(
+        &'a self,
+        reference: &'a str,
+        _platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<PulledImage, BuildError>> {
+        let found = self.images.lock().unwrap().get(reference).cloned();
+        Box::pin(async move { Ok(found.expect("no such base image")) })
+    }
+}
+
+/// The PATH of the base images of [`Harness::push_base`].
+const BASE_PATH: &str = "/usr/bin:/bin";
 
 /// A command the runner was asked to run, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +268,7 @@ struct Harness {
     registry: Registry,
     cache: Option<FakeCache>,
     runner: Arc<FakeRunner>,
+    bases: FakeBases,
     /// `--single-snapshot`.
     single_snapshot: bool,
 }
@@ -261,8 +292,75 @@ impl Harness {
             registry: Registry::new(RegistryOptions::default()).unwrap(),
             cache,
             runner: Arc::default(),
+            bases: FakeBases::default(),
             single_snapshot: false,
         }
+    }
+
+    /// Puts an image under `reference` "in the registry": one layer of
+    /// `files` (mode 0644, root's), a config with `working_dir` and `PATH`.
+    /// Its blobs go into the shared store, where the build finds them.
+    fn push_base(&self, reference: &str, working_dir: Option<&str>, files: &[(&str, &str)]) {
+        let sources = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let mut plan = LayerPlan::new();
+        for (name, content) in files {
+            let source = sources.path().join(name.replace('/', "_"));
+            std::fs::write(&source, content).unwrap();
+            plan.push(
+                Path::new(name),
+                EntryKind::File { source },
+                EntryMeta::new(0o644, 0, 0, 0),
+            )
+            .unwrap();
+        }
+        let layer = plan
+            .write_layer(
+                &self.store.tmp_dir_created().unwrap(),
+                Compression::Gzip,
+                None,
+                Timestamps::Zero,
+            )
+            .unwrap();
+        let layer = self.store.put_layer(layer).unwrap();
+        let mut config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": { "Env": [format!("PATH={BASE_PATH}")] },
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+        });
+        if let Some(dir) = working_dir {
+            config["config"]["WorkingDir"] = dir.into();
+        }
+        let config_bytes = serde_json::to_vec(&config).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256_digest(&config_bytes),
+                "size": config_bytes.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": layer.digest,
+                "size": layer.size,
+            }],
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+        let reference_parsed = parse_reference(reference).unwrap();
+        let pulled = PulledImage {
+            reference: reference_parsed.clone(),
+            source: reference_parsed,
+            manifest_digest: sha256_digest(&manifest_bytes),
+            index_digest: None,
+            manifest: serde_json::from_slice(&manifest_bytes).unwrap(),
+            manifest_bytes,
+            manifest_media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+            config: serde_json::from_slice(&config_bytes).unwrap(),
+            config_bytes,
+        };
+        let mut images = self.bases.images.lock().unwrap();
+        images.insert(reference.to_string(), pulled);
     }
 
     fn context(&self) -> PathBuf {
@@ -293,6 +391,7 @@ impl Harness {
             vars,
             target_platform: platform,
             now: NOW,
+            bases: &self.bases,
             blobs: Blobs {
                 registry: &self.registry,
                 store: &self.store,
@@ -327,22 +426,11 @@ impl Harness {
 
     /// Builds `text`'s last stage.
     async fn build(&self, text: &str) -> Built {
-        self.build_on(text, None).await
+        self.try_build(text).await.unwrap()
     }
 
-    /// Builds `text`'s last stage; with `base`, that image is stage 0 (the
-    /// Dockerfile's first stage is not built) and the last stage is built
-    /// on it.
-    async fn build_on(&self, text: &str, base: Option<StageImage>) -> Built {
-        self.try_build_on(text, base).await.unwrap()
-    }
-
-    /// [`Harness::build_on`], failing as the build does.
-    async fn try_build_on(
-        &self,
-        text: &str,
-        base: Option<StageImage>,
-    ) -> Result<Built, BuildError> {
+    /// [`Harness::build`], failing as the build does.
+    async fn try_build(&self, text: &str) -> Result<Built, BuildError> {
         let dockerfile = dockerfile::parse(text).unwrap();
         let platform = platform();
         let vars = BuildVars::new(
@@ -363,17 +451,8 @@ impl Harness {
             &context,
             &run_cache_dir,
         );
-        let image = match base {
-            None => {
-                let plan = dockerfile::plan(&dockerfile, None, false, &vars).unwrap();
-                build_planned(&scope, &plan).await?
-            }
-            Some(base) => {
-                let mut built = BTreeMap::from([(0, base)]);
-                let last = dockerfile.stages.len() - 1;
-                build_stage(&scope, last, &Base::Stage(0), None, &mut built, false).await?
-            }
-        };
+        let plan = dockerfile::plan(&dockerfile, None, false, &vars).unwrap();
+        let image = build_planned(&scope, &plan).await?;
         Ok(Built {
             image,
             lookups: self
@@ -678,39 +757,59 @@ async fn a_hit_restores_the_layer_and_skips_execution() {
     assert_eq!(second.image.cache_key, first.image.cache_key);
 }
 
-/// bd37278: an image without a WorkingDir, or with an empty one, works in
-/// `/`: RUN runs there and a relative COPY destination is under it.
+/// bd37278: a base image without a WorkingDir, or with an empty one,
+/// works in `/`: RUN runs there (and sees the base's files) and a relative
+/// COPY destination is under it.
 #[tokio::test]
 async fn a_missing_or_empty_working_dir_is_slash() {
-    for working_dir in [None, Some(String::new())] {
+    for working_dir in [None, Some("")] {
         let harness = Harness::new();
         harness.write_context(&[("f", "content")]);
-        let mut config = ImageConfig::scratch(&platform());
-        config.config.working_dir = working_dir.clone();
-        let base = StageImage {
-            config,
-            layers: Vec::new(),
-            rootfs: None,
-            snapshotter: None,
-            cache_key: base_key(BaseOf::Scratch),
-        };
+        harness.push_base("base.invalid/base:1", working_dir, &[("etc/base", "b")]);
         let built = harness
-            .build_on(
-                "FROM scratch AS base\nFROM base\nCOPY f copied\nRUN make\n",
-                Some(base),
-            )
+            .build("FROM base.invalid/base:1\nCOPY f copied\nRUN make\n")
             .await;
         assert_eq!(built.ran(), [("make", "/")], "{working_dir:?}");
-        let Some(RootFs::Dir(root)) = &built.image.rootfs else {
-            panic!("the root filesystem was not kept")
-        };
-        let root = root.path();
-        assert_eq!(
-            std::fs::read_to_string(root.join("copied")).unwrap(),
-            "content",
-            "{working_dir:?}"
-        );
+        assert_eq!(built.ran[0].saw, ["copied", "etc/base"], "{working_dir:?}");
     }
+}
+
+/// A base image is the first link of the chain, by its manifest digest:
+/// another image under the same tag invalidates every key after it.
+#[tokio::test]
+async fn a_changed_base_image_invalidates_every_key() {
+    let harness = Harness::new();
+    let text = "FROM base.invalid/base:1\nRUN one\nUSER 1\nRUN two\n";
+    harness.push_base("base.invalid/base:1", None, &[("etc/base", "first")]);
+    harness.build(text).await;
+    let again = harness.build(text).await;
+    assert_eq!(again.lookups(), [("RUN one", true), ("RUN two", true)]);
+
+    harness.push_base("base.invalid/base:1", None, &[("etc/base", "second")]);
+    let changed = harness.build(text).await;
+    let env = [("PATH", BASE_PATH)];
+    let parent = base_key(BaseOf::Image {
+        manifest_digest: &harness.bases.digest_of("base.invalid/base:1"),
+    });
+    let one = key_after(&parent, "RUN one", &env, &[]);
+    let user = key_after(&one, "USER 1", &env, &[]);
+    let two = key_after(&user, "RUN two", &env, &[]);
+    assert_eq!(
+        changed.lookups,
+        [
+            Looked {
+                what: "RUN one".to_string(),
+                key: one,
+                hit: false
+            },
+            Looked {
+                what: "RUN two".to_string(),
+                key: two,
+                hit: false
+            },
+        ]
+    );
+    assert_eq!(changed.ran(), [("one", "/"), ("two", "/")]);
 }
 
 /// Without `--cache` nothing is looked up and every step runs; with the
@@ -832,7 +931,7 @@ async fn keys_layers_and_history_are_unchanged() {
 async fn a_failed_run_is_not_cached() {
     let harness = Harness::new();
     let text = "FROM scratch\nRUN one\nRUN exit-3\n";
-    let error = match harness.try_build_on(text, None).await {
+    let error = match harness.try_build(text).await {
         Ok(_) => panic!("the build succeeded"),
         Err(error) => error,
     };
@@ -860,7 +959,7 @@ async fn a_failed_run_is_not_cached() {
     assert_eq!(cached, chain(&["RUN one"]));
     harness.runner.take_ran();
     harness.cache.as_ref().unwrap().take_lookups();
-    assert!(harness.try_build_on(text, None).await.is_err());
+    assert!(harness.try_build(text).await.is_err());
     let ran: Vec<String> = harness
         .runner
         .take_ran()

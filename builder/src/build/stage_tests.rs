@@ -1006,3 +1006,67 @@ async fn the_root_filesystem_is_dropped_after_the_last_file_step() {
     };
     assert_eq!(files_in(root.path()), ["g", "two"]);
 }
+
+/// Serves `body` to every GET on loopback (until the test ends): ADD's
+/// URL sources without a network.
+fn serve(body: Arc<Mutex<String>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).unwrap();
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let body = body.lock().unwrap().clone();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+        }
+    });
+    port
+}
+
+/// An ADD of a URL is known only by downloading it: it is never looked up
+/// nor stored, and its key is taken from the layer it wrote — so the steps
+/// after it hit while the download is the same, and miss when it changes.
+#[tokio::test]
+async fn an_add_of_a_url_is_keyed_by_the_layer_it_wrote() {
+    let body = Arc::new(Mutex::new("one\n".to_string()));
+    let port = serve(Arc::clone(&body));
+    let harness = Harness::new();
+    let add = format!("ADD http://127.0.0.1:{port}/tool.txt /opt/");
+    let text = format!("FROM scratch\n{add}\nRUN one\n");
+
+    let first = harness.build(&text).await;
+    assert_eq!(first.lookups(), [("RUN one", false)]);
+    let diff_id = &first.image.config.rootfs.diff_ids[0];
+    let add_key = key_after(
+        &base_key(BaseOf::Scratch),
+        &add,
+        SCRATCH_ENV,
+        &[("(layer)", diff_id)],
+    );
+    assert_eq!(
+        first.lookups[0].key,
+        key_after(&add_key, "RUN one", SCRATCH_ENV, &[])
+    );
+
+    let same = harness.build(&text).await;
+    assert_eq!(same.lookups(), [("RUN one", true)]);
+    assert!(same.ran.is_empty(), "{:?}", same.ran);
+
+    *body.lock().unwrap() = "two\n".to_string();
+    let changed = harness.build(&text).await;
+    assert_eq!(changed.lookups(), [("RUN one", false)]);
+    assert_eq!(changed.ran(), [("one", "/")]);
+}

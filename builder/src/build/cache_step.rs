@@ -6,9 +6,10 @@ use std::fs::File;
 use std::path::Path;
 
 use super::BuildError;
+use super::seam::StepCache;
 use super::stage::BuildScope;
 use super::state::{BlobSource, LayerRecord, StageImage};
-use crate::cache::{CachedStep, InstructionForm, KeyInputs, PlatformCache, StepToStore, cache_key};
+use crate::cache::{CachedStep, InstructionForm, KeyInputs, StepToStore, cache_key};
 use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{Instruction, StageVars};
 use crate::image::HashingWriter;
@@ -28,7 +29,7 @@ pub fn step_key(
     vars: &StageVars,
     files: &[(String, String)],
 ) -> String {
-    let form = InstructionForm::of(instruction, scope.compression);
+    let form = InstructionForm::of(instruction, scope.layers.compression);
     let args = vars.run_args();
     cache_key(&KeyInputs {
         platform,
@@ -80,40 +81,10 @@ pub async fn restore(
     Ok(())
 }
 
-/// The cache of RUN-like steps (RUN, WORKDIR): `--cache-run-layers`, and
-/// not with `--single-snapshot`, whose stage has one layer in the end.
-pub fn run_layer_cache<'a>(scope: &BuildScope<'a>) -> Option<&'a PlatformCache> {
-    scope
-        .cache
-        .filter(|cache| cache.run_layers() && !scope.single_snapshot)
-}
-
-/// Looks `key` up in `cache` and, on a hit, puts the cached result into
-/// `image` ([`restore`]) with `key` as its cache key: true when it did.
-pub async fn restore_hit(
-    scope: &BuildScope<'_>,
-    cache: Option<&PlatformCache>,
-    key: Option<&String>,
-    platform: &Platform,
-    image: &mut StageImage,
-    instruction: &Instruction,
-    keep_rootfs: bool,
-) -> Result<bool, BuildError> {
-    let (Some(cache), Some(key)) = (cache, key) else {
-        return Ok(false);
-    };
-    let Some(step) = cache.lookup(key, platform, &instruction.text).await else {
-        return Ok(false);
-    };
-    restore(scope, image, step, keep_rootfs).await?;
-    image.cache_key = key.clone();
-    Ok(true)
-}
-
 /// Hands a missed instruction's result to the cache: the layer it just
 /// recorded as the last of `image` (when `wrote_layer`), or none.
 pub fn remember(
-    cache: &PlatformCache,
+    cache: &dyn StepCache,
     scope: &BuildScope<'_>,
     platform: &Platform,
     key: String,

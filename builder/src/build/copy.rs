@@ -40,19 +40,32 @@ pub struct Ownership {
     pub chmod: Option<u32>,
 }
 
-/// Plans the layer of one COPY/ADD. `image_root` is the stage's root
-/// filesystem, consulted for "is the destination a directory" and for
-/// parents that must be created. `now` is the mtime of created parents.
-#[allow(clippy::too_many_arguments)]
+/// Where a COPY/ADD puts its files.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyTarget<'a> {
+    /// The destination as written (expanded).
+    pub dest: &'a str,
+    /// What a relative `dest` is relative to.
+    pub workdir: &'a str,
+    /// The stage's root filesystem, consulted for "is the destination a
+    /// directory" and for parents that must be created.
+    pub image_root: &'a Path,
+}
+
+/// Plans the layer of one COPY/ADD. `now` is the mtime of created
+/// parents.
 pub fn plan_copy(
     instruction: &'static str,
     sources: &[SourceRoot<'_>],
-    dest: &str,
-    workdir: &str,
+    target: &CopyTarget<'_>,
     ownership: Ownership,
-    image_root: &Path,
     now: u64,
 ) -> Result<LayerPlan, BuildError> {
+    let CopyTarget {
+        dest,
+        workdir,
+        image_root,
+    } = *target;
     let mut matched: Vec<(usize, context::SourceMatch)> = Vec::new();
     let mut source_args = 0;
     for (index, source) in sources.iter().enumerate() {

@@ -9,15 +9,21 @@ pub mod copy_dest;
 
 mod base_cache;
 mod cache_step;
+mod config_step;
 mod copy;
+mod copy_step;
 mod error;
 mod inplace;
 mod outputs;
 mod run_mounts;
 mod run_step;
+mod seam;
 mod sources;
 mod stage;
+#[cfg(test)]
+mod stage_tests;
 mod state;
+mod step;
 pub(crate) mod step_log;
 mod workdir_step;
 
@@ -34,7 +40,7 @@ use outputs::publish;
 pub use outputs::{
     BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, suffixed_tag, write_digest_files,
 };
-use stage::{BuildScope, build_stage};
+use stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
 pub use state::to_oci_descriptor;
 use state::{Blobs, StageImage};
 
@@ -282,49 +288,46 @@ impl Session {
             if stages.len() == 1 { "" } else { "s" },
             stages.join(", ")
         );
+        let bases = seam::RegistryBases {
+            registry: &self.registry,
+            kept: self.cache_dir.as_ref(),
+        };
         let scope = BuildScope {
             dockerfile: &self.dockerfile,
             vars: &vars,
             blobs: self.blobs(),
-            context_root: &self.context.root,
-            ignore: &self.ignore,
+            bases: &bases,
+            context: ContextFiles {
+                root: &self.context.root,
+                ignore: &self.ignore,
+            },
             target_platform: platform,
-            timestamps: self.timestamps,
-            compression: options.output.compression,
-            compression_level: options.output.compression_level,
+            layers: LayerFormat {
+                compression: options.output.compression,
+                level: options.output.compression_level,
+                timestamps: self.timestamps,
+            },
             now: self.now,
-            isolation: options.execution.isolation,
-            single_snapshot: options.execution.single_snapshot,
-            never_captured: self.never_captured.clone(),
-            snapshot_mode: options.execution.snapshot_mode,
-            cache: cache.as_ref(),
-            secrets: &options.secrets,
-            run_cache_dir: &options.cache.dir,
+            snapshots: SnapshotRules {
+                mode: options.execution.snapshot_mode,
+                one_per_stage: options.execution.single_snapshot,
+                never_captured: self.never_captured.clone(),
+            },
+            cache: cache.as_ref().map(|cache| cache as &dyn seam::StepCache),
+            run: RunSetup {
+                runner: Arc::new(seam::Kernel {
+                    isolation: options.execution.isolation,
+                }),
+                secrets: &options.secrets,
+                cache_dir: &options.cache.dir,
+            },
         };
-        if scope.cache.is_some() && scope.single_snapshot {
+        if scope.cache.is_some() && scope.snapshots.one_per_stage {
             warn!(
                 "--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache"
             );
         }
-        let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
-        for (position, planned) in plan.stages.iter().enumerate() {
-            let needed_later = plan.stages[position + 1..]
-                .iter()
-                .any(|later| later.depends_on.contains(&planned.index));
-            let image = build_stage(
-                &scope,
-                planned.index,
-                &planned.base,
-                planned.platform.as_deref(),
-                &mut built,
-                needed_later,
-            )
-            .await?;
-            built.insert(planned.index, image);
-        }
-        let mut image = built
-            .remove(&plan.target)
-            .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
+        let mut image = build_planned(&scope, &plan).await?;
         for (key, value) in &options.labels {
             image.config.set_label(key, value);
         }
@@ -366,6 +369,29 @@ impl Session {
         info!(target: crate::progress::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
     }
+}
+
+/// Builds the stages of `plan` in its order and returns the target's image.
+async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage, BuildError> {
+    let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+    for (position, planned) in plan.stages.iter().enumerate() {
+        let needed_later = plan.stages[position + 1..]
+            .iter()
+            .any(|later| later.depends_on.contains(&planned.index));
+        let image = build_stage(
+            scope,
+            planned.index,
+            &planned.base,
+            planned.platform.as_deref(),
+            &mut built,
+            needed_later,
+        )
+        .await?;
+        built.insert(planned.index, image);
+    }
+    built
+        .remove(&plan.target)
+        .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))
 }
 
 /// `--cache-dir`'s store of blobs: used when the flag was given, or with

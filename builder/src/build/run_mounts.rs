@@ -18,7 +18,6 @@
 //!   the cache key and the log.
 //! - `tmpfs`: an empty tmpfs.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +28,7 @@ use super::BuildError;
 use super::cache_step::source_digests;
 use super::stage::{BuildScope, pull_base};
 use super::state::StageImage;
+use super::step::StageContext;
 use crate::context::{self, EntryKind, IgnoreRules};
 use crate::dockerfile::{
     self, Dockerfile, FromRef, InstructionKind, Plan, RunInstruction, StageVars,
@@ -133,13 +133,11 @@ pub fn check_required_secrets(
 /// for binds what is bound (context files by content, a stage by its key,
 /// an image by its digest). Never a secret's value, nor a cache's content.
 pub async fn key_files(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    built: &BTreeMap<usize, StageImage>,
+    stage: &StageContext<'_, '_>,
     mounts: &[ParsedMount],
     workdir: &str,
 ) -> Result<Vec<(String, String)>, BuildError> {
+    let scope = stage.scope;
     let mut files = Vec::new();
     for (n, mount) in mounts.iter().enumerate() {
         let mut spec = mount.spec.clone();
@@ -148,25 +146,27 @@ pub async fn key_files(
         let MountSpec::Bind(bind) = &spec else {
             continue;
         };
-        match resolve_from(scope, stage_index, bind.from.as_deref())? {
+        match resolve_from(stage, bind.from.as_deref())? {
             None => {
                 // Said as a mount's error, not as COPY's.
-                source_in(scope.context_root, &bind.source, &mount.raw, None)?;
+                source_in(scope.context.root, &bind.source, &mount.raw, None)?;
                 let pattern = context_pattern(&bind.source);
-                for (path, digest) in source_digests(scope.context_root, scope.ignore, &[pattern])?
+                for (path, digest) in
+                    source_digests(scope.context.root, scope.context.ignore, &[pattern])?
                 {
                     files.push((format!("(mount {n}) {path}"), digest));
                 }
             }
             Some(FromRef::Stage(index)) => {
-                let key = built
+                let key = stage
+                    .built
                     .get(&index)
                     .map(|image| image.cache_key.clone())
                     .ok_or_else(|| BuildError::Other(format!("stage {index} was not built")))?;
                 files.push((format!("(mount {n}) (stage)"), key));
             }
             Some(FromRef::Image(reference)) => {
-                let pulled = pull_base(scope, &reference, platform).await?;
+                let pulled = pull_base(scope, &reference, stage.platform).await?;
                 files.push((format!("(mount {n}) (image)"), pulled.cache_key));
             }
         }
@@ -191,15 +191,12 @@ pub struct ResolvedMounts {
 }
 
 /// Resolves `mounts` to host sources for a RUN whose WORKDIR is `workdir`.
-#[allow(clippy::too_many_arguments)]
 pub async fn resolve(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    built: &mut BTreeMap<usize, StageImage>,
+    stage: &mut StageContext<'_, '_>,
     mounts: &[ParsedMount],
     workdir: &str,
 ) -> Result<ResolvedMounts, BuildError> {
+    let scope = stage.scope;
     let mut resolved = ResolvedMounts::default();
     let mut targets: Vec<String> = Vec::new();
     for mount in mounts {
@@ -226,15 +223,7 @@ pub async fn resolve(
         match spec {
             MountSpec::Bind(bind) => {
                 let target = target.unwrap_or_default();
-                let (root, rules) = bind_root(
-                    scope,
-                    stage_index,
-                    platform,
-                    built,
-                    bind.from.as_deref(),
-                    &mut resolved,
-                )
-                .await?;
+                let (root, rules) = bind_root(stage, bind.from.as_deref(), &mut resolved).await?;
                 let source = source_in(&root, &bind.source, &mount.raw, bind.from.as_deref())?;
                 let is_dir = source.is_dir();
                 // A private copy when the command may write, or when
@@ -267,8 +256,7 @@ pub async fn resolve(
                 });
             }
             MountSpec::Cache(cache) => {
-                let (dir, lock) =
-                    cache_dir(scope, stage_index, platform, built, &cache, &mut resolved).await?;
+                let (dir, lock) = cache_dir(stage, &cache, &mut resolved).await?;
                 resolved._locks.push(lock);
                 resolved.mounts.push(RunMount {
                     target: target.unwrap_or_default(),
@@ -277,7 +265,7 @@ pub async fn resolve(
                 });
             }
             MountSpec::Secret(secret) => {
-                let Some(source) = find_secret(scope.secrets, &secret.id) else {
+                let Some(source) = find_secret(scope.run.secrets, &secret.id) else {
                     if secret.required {
                         return Err(not_supplied(&mount.raw, &secret.id));
                     }
@@ -343,12 +331,11 @@ fn context_pattern(source: &str) -> String {
 
 /// What `from` names, if anything (the context otherwise).
 fn resolve_from(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
+    stage: &StageContext<'_, '_>,
     from: Option<&str>,
 ) -> Result<Option<FromRef>, BuildError> {
     from.map(|from| {
-        dockerfile::resolve_from(scope.dockerfile, stage_index, from)
+        dockerfile::resolve_from(stage.scope.dockerfile, stage.index, from)
             .map_err(|p| BuildError::Other(p.to_string()))
     })
     .transpose()
@@ -357,24 +344,26 @@ fn resolve_from(
 /// The root a bind or seed reads from, with the ignore rules that apply
 /// to it (the context's `.dockerignore`; none for stages and images).
 async fn bind_root(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    built: &mut BTreeMap<usize, StageImage>,
+    stage: &mut StageContext<'_, '_>,
     from: Option<&str>,
     resolved: &mut ResolvedMounts,
 ) -> Result<(PathBuf, IgnoreRules), BuildError> {
-    match resolve_from(scope, stage_index, from)? {
-        None => Ok((scope.context_root.to_path_buf(), scope.ignore.clone())),
+    let scope = stage.scope;
+    match resolve_from(stage, from)? {
+        None => Ok((
+            scope.context.root.to_path_buf(),
+            scope.context.ignore.clone(),
+        )),
         Some(FromRef::Stage(index)) => {
-            let image = built
+            let image = stage
+                .built
                 .get_mut(&index)
                 .ok_or_else(|| BuildError::Other(format!("stage {index} was not built")))?;
             let root = scope.blobs.rootfs(image).await?.to_path_buf();
             Ok((root, IgnoreRules::empty()))
         }
         Some(FromRef::Image(reference)) => {
-            let mut image = pull_base(scope, &reference, platform).await?;
+            let mut image = pull_base(scope, &reference, stage.platform).await?;
             let root = scope.blobs.rootfs(&mut image).await?.to_path_buf();
             resolved._images.push(image);
             Ok((root, IgnoreRules::empty()))
@@ -487,17 +476,16 @@ fn write_secret(
 /// The directory of a cache mount for `platform`, created on first use,
 /// with the lock that its `sharing` asks for held.
 async fn cache_dir(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    built: &mut BTreeMap<usize, StageImage>,
+    stage: &mut StageContext<'_, '_>,
     cache: &crate::run::mount_spec::CacheMount,
     resolved: &mut ResolvedMounts,
 ) -> Result<(PathBuf, fs::File), BuildError> {
-    let base = scope
-        .run_cache_dir
+    let base = stage
+        .scope
+        .run
+        .cache_dir
         .join(CACHE_MOUNTS_DIR)
-        .join(platform_dir_name(platform));
+        .join(platform_dir_name(stage.platform));
     fs::create_dir_all(&base).map_err(BuildError::io(
         "creating the cache mount directory (pass a writable --cache-dir)",
         &base,
@@ -507,8 +495,7 @@ async fn cache_dir(
     if !dir.exists() {
         let seed = match &cache.from {
             Some(from) => {
-                let (root, _) =
-                    bind_root(scope, stage_index, platform, built, Some(from), resolved).await?;
+                let (root, _) = bind_root(stage, Some(from), resolved).await?;
                 let source = cache.source.as_deref().unwrap_or("/");
                 Some((
                     source_in(

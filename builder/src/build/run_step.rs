@@ -4,205 +4,188 @@
 //! own `/` (`run::run_in_place`), and what it changed is snapshotted into
 //! one layer.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::BuildError;
-use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
-use super::run_mounts;
-use super::stage::{BuildScope, commit_layer};
+use super::run_mounts::{self, ParsedMount};
+use super::seam::LayerClass;
 use super::state::StageImage;
+use super::step::{CacheInputs, Executed, StageContext, StepContext};
 use super::step_log::Step;
-use crate::dockerfile::{Instruction, RunInstruction, RunScript, StageVars};
-use crate::options::{ExecutionOptions, Isolation};
-use crate::platform::Platform;
-use crate::run::{Network, RunSpec, run_in_chroot, run_in_place};
+use crate::dockerfile::{RunInstruction, RunScript, StageVars};
+use crate::options::ExecutionOptions;
+use crate::run::{Network, RunSpec};
 use crate::snapshot::{DEFAULT_IGNORE_PATHS, Snapshotter};
 
 /// Where a here-document script is written for the duration of its RUN.
 const SCRIPT_DIR: &str = "/.kiln-run";
 
-#[allow(clippy::too_many_arguments)]
-pub async fn run_step(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    instruction: &Instruction,
-    run: &RunInstruction,
-    image: &mut StageImage,
-    vars: &StageVars,
-    built: &mut BTreeMap<usize, StageImage>,
-    keep_rootfs: bool,
-    step: &Step<'_>,
-) -> Result<(), BuildError> {
-    if let Some(security) = &run.security
-        && security != "sandbox"
-    {
-        return Err(BuildError::Other(format!(
-            "RUN --security={security} is not supported"
-        )));
-    }
-    let network = match run.network.as_deref() {
-        None | Some("default") | Some("host") => Network::Default,
-        Some("none") => Network::None,
-        Some(other) => {
+/// A RUN, its flags checked and its mounts parsed.
+pub struct RunStep<'s> {
+    run: &'s RunInstruction,
+    network: Network,
+    mounts: Vec<ParsedMount>,
+    /// The working directory it runs in.
+    workdir: String,
+}
+
+impl<'s> RunStep<'s> {
+    pub fn new(
+        run: &'s RunInstruction,
+        image: &StageImage,
+        vars: &StageVars,
+    ) -> Result<RunStep<'s>, BuildError> {
+        if let Some(security) = &run.security
+            && security != "sandbox"
+        {
             return Err(BuildError::Other(format!(
-                "RUN --network={other} is not supported (use default, host or none)"
+                "RUN --security={security} is not supported"
             )));
         }
-    };
-    let mounts = run_mounts::parse_run_mounts(run, vars)?;
-    let workdir = image.config.workdir();
-
-    // Looked up before anything is unpacked: a hit needs no files.
-    let key = match scope.cache {
-        Some(_) => {
-            let files =
-                run_mounts::key_files(scope, stage_index, platform, built, &mounts, &workdir)
-                    .await?;
-            Some(step_key(scope, platform, image, instruction, vars, &files))
-        }
-        None => None,
-    };
-    let cache = run_layer_cache(scope);
-    if restore_hit(
-        scope,
-        cache,
-        key.as_ref(),
-        platform,
-        image,
-        instruction,
-        keep_rootfs,
-    )
-    .await?
-    {
-        return Ok(());
-    }
-
-    let rootfs = scope.blobs.stage_root(image).await?;
-    // With --single-snapshot the stage takes one snapshot at its end.
-    let mut snapshotter = match (scope.single_snapshot, image.snapshotter.take()) {
-        (true, _) => None,
-        (false, Some(snapshotter)) => Some(snapshotter),
-        (false, None) => Some(Snapshotter::new(&rootfs, &scope.never_captured)?),
-    };
-
-    let config = &image.config.config;
-    let shell = config
-        .shell
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_default();
-    let mut script_file = None;
-    let mut spec = match run.script() {
-        RunScript::Exec(argv) => RunSpec::from_exec(argv),
-        RunScript::Shell(command) => RunSpec::from_shell(&shell, &command),
-        RunScript::File { name, content } => {
-            let path = write_script(&rootfs, &name, &content)?;
-            let in_image = format!("{SCRIPT_DIR}/{name}");
-            script_file = Some(path);
-            RunSpec::from_exec(vec![in_image])
-        }
-    };
-    let mut env = vars.env().to_vec();
-    env.extend(vars.run_args());
-    spec.env = env;
-    spec.user = config.user.clone().filter(|u| !u.is_empty());
-    spec.network = network;
-    // Held until the command is done: copies, secret files, cache locks.
-    let resolved =
-        run_mounts::resolve(scope, stage_index, platform, built, &mounts, &workdir).await?;
-    spec.workdir = workdir;
-    spec.mounts = resolved.mounts.clone();
-    spec.secret_env = resolved.secret_env.clone();
-
-    let root = rootfs.clone();
-    let isolation = scope.isolation;
-    // In place: where the image's entries at mount targets wait.
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(scope.blobs.work_dir)
-        .map_err(BuildError::io(
-            "creating a directory in",
-            scope.blobs.work_dir,
-        ))?;
-    let scratch_path = scratch.path().to_path_buf();
-    // With --log-format=json every output line is an object of its own.
-    let json = crate::progress::json_lines();
-    let (step_platform, step_stage) = (step.platform.clone(), step.stage.to_string());
-    let (number, total) = (step.number, step.total);
-    let span = tracing::Span::current();
-    let result = tokio::task::spawn_blocking(move || {
-        let _in_step = span.enter();
-        let step = Step {
-            platform: &step_platform,
-            stage: &step_stage,
-            number,
-            total,
-        };
-        let mut lines = OutputLines::default();
-        // The build's log is stderr; a failed write there is not the
-        // step's failure.
-        // Line by line: each goes out behind the step's label (text) or
-        // as an object of its own (JSON).
-        let emit = |line: &str| match json {
-            true => step.output(line),
-            false => {
-                let _ = crate::progress::write_stderr(step.output_text(line).as_bytes());
+        let network = match run.network.as_deref() {
+            None | Some("default") | Some("host") => Network::Default,
+            Some("none") => Network::None,
+            Some(other) => {
+                return Err(BuildError::Other(format!(
+                    "RUN --network={other} is not supported (use default, host or none)"
+                )));
             }
         };
-        let mut log = |chunk: &[u8]| lines.push(chunk, emit);
-        let result = match isolation {
-            Isolation::Chroot => run_in_chroot(&root, &spec, &mut log),
-            Isolation::Inplace => run_in_place(&spec, &scratch_path, &mut log),
-        };
-        lines.finish(emit);
-        result
-    })
-    .await
-    .map_err(|source| BuildError::Task {
-        what: "the RUN task",
-        source,
-    })?;
-    drop(resolved);
-    if let Some(path) = &script_file {
-        remove_script(path)?;
-    }
-    let output = result?;
-    if output.status != 0 {
-        // The output went to the log as it came; the error does not
-        // repeat it.
-        return Err(BuildError::RunFailed {
-            line: instruction.line,
-            instruction: instruction.text.clone(),
-            code: output.status,
-        });
+        Ok(RunStep {
+            run,
+            network,
+            mounts: run_mounts::parse_run_mounts(run, vars)?,
+            workdir: image.config.workdir(),
+        })
     }
 
-    if let Some(key) = &key {
-        image.cache_key = key.clone();
+    /// What its mounts bind (see [`run_mounts::key_files`]).
+    pub async fn cache_inputs(
+        &self,
+        stage: &StageContext<'_, '_>,
+    ) -> Result<CacheInputs, BuildError> {
+        Ok(CacheInputs::Layer {
+            class: LayerClass::Run,
+            files: run_mounts::key_files(stage, &self.mounts, &self.workdir).await?,
+        })
     }
-    let Some(mut snapshotter) = snapshotter.take() else {
-        image
-            .config
-            .add_history(scope.created(), &instruction.text, None, None);
-        return Ok(());
-    };
-    let plan = snapshotter.take(scope.snapshot_mode)?;
-    image.snapshotter = Some(snapshotter);
-    let layer = commit_layer(scope, image, plan, &instruction.text)?;
-    if let (Some(cache), Some(key)) = (cache, key) {
-        remember(
-            cache,
-            scope,
-            platform,
-            key,
-            image,
-            layer.as_ref(),
-            &instruction.text,
-        )?;
+
+    /// Runs the command in the stage's root filesystem and snapshots what
+    /// it changed.
+    pub async fn execute(
+        self,
+        stage: &mut StageContext<'_, '_>,
+        step: &StepContext<'_>,
+        image: &mut StageImage,
+        vars: &StageVars,
+    ) -> Result<Executed, BuildError> {
+        let scope = stage.scope;
+        let rootfs = scope.blobs.stage_root(image).await?;
+        // With --single-snapshot the stage takes one snapshot at its end.
+        let mut snapshotter = match (scope.snapshots.one_per_stage, image.snapshotter.take()) {
+            (true, _) => None,
+            (false, Some(snapshotter)) => Some(snapshotter),
+            (false, None) => Some(Snapshotter::new(&rootfs, &scope.snapshots.never_captured)?),
+        };
+
+        let config = &image.config.config;
+        let shell = config
+            .shell
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_default();
+        let mut script_file = None;
+        let mut spec = match self.run.script() {
+            RunScript::Exec(argv) => RunSpec::from_exec(argv),
+            RunScript::Shell(command) => RunSpec::from_shell(&shell, &command),
+            RunScript::File { name, content } => {
+                let path = write_script(&rootfs, &name, &content)?;
+                let in_image = format!("{SCRIPT_DIR}/{name}");
+                script_file = Some(path);
+                RunSpec::from_exec(vec![in_image])
+            }
+        };
+        let mut env = vars.env().to_vec();
+        env.extend(vars.run_args());
+        spec.env = env;
+        spec.user = config.user.clone().filter(|u| !u.is_empty());
+        spec.network = self.network;
+        // Held until the command is done: copies, secret files, cache locks.
+        let resolved = run_mounts::resolve(stage, &self.mounts, &self.workdir).await?;
+        spec.workdir = self.workdir;
+        spec.mounts = resolved.mounts.clone();
+        spec.secret_env = resolved.secret_env.clone();
+
+        let root = rootfs.clone();
+        let runner = std::sync::Arc::clone(&scope.run.runner);
+        // In place: where the image's entries at mount targets wait.
+        let scratch = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(scope.blobs.work_dir)
+            .map_err(BuildError::io(
+                "creating a directory in",
+                scope.blobs.work_dir,
+            ))?;
+        let scratch_path = scratch.path().to_path_buf();
+        // With --log-format=json every output line is an object of its own.
+        let json = crate::progress::json_lines();
+        let log = step.log;
+        let (step_platform, step_stage) = (log.platform.clone(), log.stage.to_string());
+        let (number, total) = (log.number, log.total);
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _in_step = span.enter();
+            let step = Step {
+                platform: &step_platform,
+                stage: &step_stage,
+                number,
+                total,
+            };
+            let mut lines = OutputLines::default();
+            // The build's log is stderr; a failed write there is not the
+            // step's failure.
+            // Line by line: each goes out behind the step's label (text) or
+            // as an object of its own (JSON).
+            let emit = |line: &str| match json {
+                true => step.output(line),
+                false => {
+                    let _ = crate::progress::write_stderr(step.output_text(line).as_bytes());
+                }
+            };
+            let mut log = |chunk: &[u8]| lines.push(chunk, emit);
+            let result = runner.run(&root, &spec, &scratch_path, &mut log);
+            lines.finish(emit);
+            result
+        })
+        .await
+        .map_err(|source| BuildError::Task {
+            what: "the RUN task",
+            source,
+        })?;
+        drop(resolved);
+        if let Some(path) = &script_file {
+            remove_script(path)?;
+        }
+        let output = result?;
+        if output.status != 0 {
+            // The output went to the log as it came; the error does not
+            // repeat it.
+            return Err(BuildError::RunFailed {
+                line: step.instruction.line,
+                instruction: step.instruction.text.clone(),
+                code: output.status,
+            });
+        }
+
+        let Some(mut snapshotter) = snapshotter.take() else {
+            return Ok(Executed::InRoot);
+        };
+        let plan = snapshotter.take(scope.snapshots.mode)?;
+        Ok(Executed::Snapshot {
+            plan,
+            baseline: snapshotter,
+        })
     }
-    Ok(())
 }
 
 /// A command's output cut into lines, for logging one event per line; a

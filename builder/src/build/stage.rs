@@ -4,62 +4,94 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
 use super::BuildError;
-use super::base_cache::pull_base_image;
-use super::cache_step::{remember, restore, source_digests, step_key};
-use super::copy::{Ownership, SourceRoot, parse_chmod, plan_copy};
-use super::run_step::run_step;
-use super::sources::{AddSources, stage_add_sources};
+use super::config_step::ConfigStep;
+use super::copy_step::CopyStep;
+use super::run_step::RunStep;
+use super::seam::{BaseImages, CommandRunner, StepCache};
 use super::state::{BlobSource, Blobs, LayerRecord, StageImage, from_oci_descriptor};
+use super::step::{StageContext, StepContext, StepWork, commit_layer, drive};
 use super::step_log::{self, Step, StepEnd};
-use super::workdir_step::workdir_step;
-use crate::cache::{BaseOf, PlatformCache, base_key};
+use super::workdir_step::WorkdirStep;
+use crate::cache::{BaseOf, base_key};
 use crate::context::IgnoreRules;
 use crate::dockerfile::{
-    self, Base, BuildVars, CommandForm, CopyInstruction, CopySource, Dockerfile, FromRef,
-    Healthcheck, Instruction, InstructionKind, StageVars,
+    self, Base, BuildVars, Dockerfile, Instruction, InstructionKind, StageVars,
 };
-use crate::image::{Compression, ImageConfig, LayerPlan, Timestamps, parse_config};
-use crate::options::Isolation;
+use crate::image::{Compression, ImageConfig, Layer, LayerPlan, Timestamps, parse_config};
 use crate::platform::Platform;
 use crate::registry::Access;
 use crate::snapshot::Snapshotter;
 
-/// What every stage of one build shares.
+/// What every stage of one build (one platform) shares.
 pub struct BuildScope<'a> {
     pub dockerfile: &'a Dockerfile,
     pub vars: &'a BuildVars,
-    pub blobs: Blobs<'a>,
-    pub context_root: &'a Path,
-    pub ignore: &'a IgnoreRules,
     pub target_platform: &'a Platform,
-    pub timestamps: Timestamps,
-    pub compression: Compression,
-    pub compression_level: Option<i32>,
     /// Build time, seconds since 1970, before timestamp rules.
     pub now: u64,
-    /// How RUN is isolated (`--isolation`).
-    pub isolation: Isolation,
-    /// How RUN's changes are found (`--snapshot-mode`).
-    pub snapshot_mode: crate::snapshot::SnapshotMode,
-    /// `--single-snapshot`: one layer per stage, taken at its end.
-    pub single_snapshot: bool,
-    /// Image paths snapshots never capture (`--ignore-path`, …).
-    pub never_captured: Vec<PathBuf>,
+    pub blobs: Blobs<'a>,
+    pub bases: &'a dyn BaseImages,
+    /// The build context COPY, ADD and bind mounts read.
+    pub context: ContextFiles<'a>,
+    pub layers: LayerFormat,
+    pub snapshots: SnapshotRules,
     /// The layer cache, with `--cache`.
-    pub cache: Option<&'a PlatformCache>,
-    /// `--secret`s, for `RUN --mount=type=secret`.
-    pub secrets: &'a [crate::run::secret::SecretSource],
-    /// `--cache-dir`, under which `RUN --mount=type=cache` directories live.
-    pub run_cache_dir: &'a Path,
+    pub cache: Option<&'a dyn StepCache>,
+    pub run: RunSetup<'a>,
 }
 
 impl BuildScope<'_> {
+    /// The time history entries are dated.
     pub(super) fn created(&self) -> u64 {
-        self.timestamps.created(self.now)
+        self.layers.timestamps.created(self.now)
     }
+}
+
+/// The build context, as COPY and ADD see it.
+#[derive(Clone, Copy)]
+pub struct ContextFiles<'a> {
+    pub root: &'a Path,
+    /// `.dockerignore`.
+    pub ignore: &'a IgnoreRules,
+}
+
+/// How layers are written (`--compression`, `--compression-level`,
+/// `--reproducible`, `SOURCE_DATE_EPOCH`).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerFormat {
+    pub compression: Compression,
+    pub level: Option<i32>,
+    pub timestamps: Timestamps,
+}
+
+impl LayerFormat {
+    /// Writes `plan` as a layer blob in `dir`.
+    pub(super) fn write(self, plan: LayerPlan, dir: &Path) -> Result<Layer, BuildError> {
+        Ok(plan.write_layer(dir, self.compression, self.level, self.timestamps)?)
+    }
+}
+
+/// How the changes of RUN are found.
+pub struct SnapshotRules {
+    /// `--snapshot-mode`.
+    pub mode: crate::snapshot::SnapshotMode,
+    /// `--single-snapshot`: one layer per stage, taken at its end.
+    pub one_per_stage: bool,
+    /// Image paths snapshots never capture (`--ignore-path`, …).
+    pub never_captured: Vec<PathBuf>,
+}
+
+/// What RUN needs besides the stage's root filesystem.
+pub struct RunSetup<'a> {
+    /// What runs the commands (`--isolation`).
+    pub runner: std::sync::Arc<dyn CommandRunner>,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    pub secrets: &'a [crate::run::secret::SecretSource],
+    /// `--cache-dir`, under which `RUN --mount=type=cache` directories live.
+    pub cache_dir: &'a Path,
 }
 
 /// Builds stage `index` given the stages built before it.
@@ -156,12 +188,18 @@ async fn run_stage(
     // --single-snapshot: one layer for the whole stage, from a baseline of
     // the base's files taken before any instruction.
     let mut single = None;
-    if scope.single_snapshot {
+    if scope.snapshots.one_per_stage {
         let root = scope.blobs.stage_root(&mut image).await?;
-        let baseline = Snapshotter::new(&root, &scope.never_captured)?;
+        let baseline = Snapshotter::new(&root, &scope.snapshots.never_captured)?;
         single = Some(baseline);
     }
     let total = 1 + instructions.len();
+    let mut stage = StageContext {
+        scope,
+        index,
+        platform: &stage_platform,
+        built,
+    };
     for (position, instruction) in instructions.iter().enumerate() {
         // The root filesystem must stay current only while something will
         // look at it again: a later COPY in this stage, or another stage.
@@ -176,24 +214,18 @@ async fn run_stage(
         };
         step.started(&instruction.text);
         let started = std::time::Instant::now();
-        let hits_before = scope.cache.map(|cache| cache.hits());
         let layers_before = image.layers.len();
-        run_instruction(
-            scope,
-            index,
-            &stage_platform,
+        let context = StepContext {
             instruction,
-            &mut image,
-            &mut vars,
-            built,
             keep_rootfs,
-            &step,
-        )
-        .instrument(step.span())
-        .await
-        .map_err(|error| at_line(instruction, error))?;
+            log: &step,
+        };
+        let cached = run_instruction(&mut stage, &context, &mut image, &mut vars)
+            .instrument(step.span())
+            .await
+            .map_err(|error| at_line(instruction, error))?;
         let end = StepEnd {
-            cached: scope.cache.map(|cache| cache.hits()) > hits_before,
+            cached,
             layer_bytes: (image.layers.len() > layers_before)
                 .then(|| image.layers.last().map(|l| l.descriptor.size))
                 .flatten(),
@@ -201,7 +233,7 @@ async fn run_stage(
         step.finished(end, started.elapsed());
     }
     if let Some(snapshotter) = &mut single {
-        let plan = snapshotter.take(scope.snapshot_mode)?;
+        let plan = snapshotter.take(scope.snapshots.mode)?;
         commit_layer(
             scope,
             &mut image,
@@ -253,13 +285,7 @@ pub(super) async fn pull_base(
     reference: &str,
     platform: &Platform,
 ) -> Result<StageImage, BuildError> {
-    let pulled = pull_base_image(
-        scope.blobs.registry,
-        scope.blobs.cache_dir,
-        reference,
-        platform,
-    )
-    .await?;
+    let pulled = scope.bases.pull(reference, platform).await?;
     let config = parse_config(&pulled.config_bytes)?;
     let mut layers = Vec::with_capacity(pulled.manifest.layers().len());
     if pulled.manifest.layers().len() != config.rootfs.diff_ids.len() {
@@ -286,520 +312,28 @@ pub(super) async fn pull_base(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Applies `instruction` to the stage: its kind's work, prepared here
+/// (flags checked, `--from` resolved), then [`drive`]n. True when the step
+/// came from the cache.
 async fn run_instruction(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    instruction: &Instruction,
+    stage: &mut StageContext<'_, '_>,
+    step: &StepContext<'_>,
     image: &mut StageImage,
     vars: &mut StageVars,
-    built: &mut BTreeMap<usize, StageImage>,
-    keep_rootfs: bool,
-    step: &Step<'_>,
-) -> Result<(), BuildError> {
-    let is_metadata = !writes_files(&instruction.kind);
-    // Metadata instructions are never cached (they cost nothing) but they
-    // are links of the key chain: what follows depends on them.
-    if scope.cache.is_some() && is_metadata {
-        image.cache_key = step_key(scope, platform, image, instruction, vars, &[]);
-    }
-    let config = &mut image.config;
-    let created = scope.created();
-    let mut record = true;
-    match &instruction.kind {
-        InstructionKind::Env(pairs) => {
-            for (key, value) in vars.apply_env(pairs)? {
-                config.set_env(&key, &value);
-            }
-        }
-        InstructionKind::Label(pairs) => {
-            for (key, value) in pairs {
-                config.set_label(&vars.expand(key)?, &vars.expand(value)?);
-            }
-        }
-        InstructionKind::Maintainer(author) => config.set_author(author),
-        InstructionKind::Expose(ports) => {
-            for port in ports {
-                for word in vars.expand_words(port)? {
-                    config.expose(&word)?;
-                }
-            }
-        }
-        InstructionKind::Volume(paths) => {
-            for path in paths {
-                config.add_volume(&vars.expand(path)?);
-            }
-        }
-        InstructionKind::User(user) => config.set_user(&vars.expand(user)?),
+) -> Result<bool, BuildError> {
+    let work = match &step.instruction.kind {
         InstructionKind::Workdir(dir) => {
             let dir = vars.expand(dir)?;
-            return workdir_step(scope, platform, instruction, &dir, image, vars, keep_rootfs)
-                .await;
+            StepWork::Workdir(WorkdirStep::set(image, &dir))
         }
-        InstructionKind::Cmd(form) => {
-            let shell = shell_of(config);
-            config.set_cmd(command_vector(form, &shell));
+        InstructionKind::Copy(copy) => {
+            StepWork::Copy(CopyStep::prepare(stage, copy, false, image, vars).await?)
         }
-        InstructionKind::Entrypoint(form) => {
-            let shell = shell_of(config);
-            config.set_entrypoint(command_vector(form, &shell));
+        InstructionKind::Add(copy) => {
+            StepWork::Copy(CopyStep::prepare(stage, copy, true, image, vars).await?)
         }
-        InstructionKind::Shell(shell) => config.set_shell(shell.clone()),
-        InstructionKind::StopSignal(signal) => config.set_stop_signal(&vars.expand(signal)?),
-        InstructionKind::Healthcheck(check) => {
-            let shell = shell_of(config);
-            config.set_healthcheck(healthcheck(check, &shell));
-        }
-        InstructionKind::Arg(decls) => {
-            vars.declare_args(decls)?;
-            // Docker records no history for ARG.
-            record = false;
-        }
-        InstructionKind::Onbuild(trigger) => config.add_onbuild(&trigger.text),
-        InstructionKind::Copy(copy) | InstructionKind::Add(copy) => {
-            let is_add = matches!(instruction.kind, InstructionKind::Add(_));
-            return copy_instruction(
-                scope,
-                stage_index,
-                platform,
-                instruction,
-                copy,
-                is_add,
-                image,
-                vars,
-                built,
-                keep_rootfs,
-            )
-            .await;
-        }
-        InstructionKind::Run(run) => {
-            return run_step(
-                scope,
-                stage_index,
-                platform,
-                instruction,
-                run,
-                image,
-                vars,
-                built,
-                keep_rootfs,
-                step,
-            )
-            .await;
-        }
-    }
-    if record {
-        image
-            .config
-            .add_history(created, &instruction.text, None, None);
-    }
-    Ok(())
-}
-
-/// The shell for shell-form commands: the stage's SHELL, else `/bin/sh -c`.
-fn shell_of(config: &ImageConfig) -> Vec<String> {
-    config
-        .config
-        .shell
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
-}
-
-fn command_vector(form: &CommandForm, shell: &[String]) -> Vec<String> {
-    match form {
-        CommandForm::Exec(args) => args.clone(),
-        CommandForm::Shell(command) => {
-            let mut args = shell.to_vec();
-            args.push(command.clone());
-            args
-        }
-    }
-}
-
-fn healthcheck(check: &Healthcheck, shell: &[String]) -> crate::image::config::Healthcheck {
-    let nanos = |d: &Option<std::time::Duration>| {
-        d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        InstructionKind::Run(run) => StepWork::Run(RunStep::new(run, image, vars)?),
+        kind => StepWork::Config(ConfigStep { kind }),
     };
-    match check {
-        Healthcheck::None => crate::image::config::Healthcheck {
-            test: vec!["NONE".to_string()],
-            ..Default::default()
-        },
-        Healthcheck::Check {
-            test,
-            interval,
-            timeout,
-            start_period,
-            start_interval,
-            retries,
-        } => {
-            let test = match test {
-                CommandForm::Exec(args) => {
-                    let mut v = vec!["CMD".to_string()];
-                    v.extend(args.iter().cloned());
-                    v
-                }
-                CommandForm::Shell(command) => {
-                    // Docker stores shell-form checks as CMD-SHELL and lets the
-                    // runtime pick the shell; the SHELL only matters to RUN.
-                    let _ = shell;
-                    vec!["CMD-SHELL".to_string(), command.clone()]
-                }
-            };
-            crate::image::config::Healthcheck {
-                test,
-                interval: nanos(interval),
-                timeout: nanos(timeout),
-                start_period: nanos(start_period),
-                start_interval: nanos(start_interval),
-                retries: retries.map(i64::from),
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn copy_instruction(
-    scope: &BuildScope<'_>,
-    stage_index: usize,
-    platform: &Platform,
-    instruction: &Instruction,
-    copy: &CopyInstruction,
-    is_add: bool,
-    image: &mut StageImage,
-    vars: &mut StageVars,
-    built: &mut BTreeMap<usize, StageImage>,
-    keep_rootfs: bool,
-) -> Result<(), BuildError> {
-    let name = if is_add { "ADD" } else { "COPY" };
-    let dest = vars.expand(&copy.dest)?;
-    let workdir = image.config.workdir();
-    let chmod = copy
-        .chmod
-        .as_deref()
-        .map(|c| {
-            vars.expand(c)
-                .map_err(BuildError::from)
-                .and_then(|c| parse_chmod(&c).map_err(BuildError::Other))
-        })
-        .transpose()?;
-    if !copy.exclude.is_empty() {
-        return Err(BuildError::Other(format!(
-            "{name} --exclude is not supported yet"
-        )));
-    }
-    if copy.parents {
-        return Err(BuildError::Other(format!(
-            "{name} --parents is not supported yet"
-        )));
-    }
-
-    // Where the sources are: the context, another stage, or an image
-    // (pulled now, unpacked only if the copy runs).
-    let from = match &copy.from {
-        None => None,
-        Some(from) => {
-            let from = vars.expand(from)?;
-            let found = dockerfile::resolve_from(scope.dockerfile, stage_index, &from)?;
-            Some((from, found))
-        }
-    };
-    let mut from_image: Option<StageImage> = match &from {
-        Some((_, FromRef::Image(reference))) => {
-            Some(pull_base(scope, reference, scope.target_platform).await?)
-        }
-        _ => None,
-    };
-
-    // The key is known before the copy when its sources are: files of the
-    // context (by content), another stage (by that stage's key) or an image
-    // (by its digest); here-documents are part of the instruction. URLs
-    // are only known by downloading them: then the key is taken after the
-    // copy, from the layer it wrote, and the layer is not cached.
-    let downloads = copy.sources.iter().any(|source| {
-        matches!(source, CopySource::Path(p) if p.starts_with("http://") || p.starts_with("https://"))
-    });
-    let mut key_before = None;
-    if let Some(cache) = scope.cache
-        && !downloads
-    {
-        let files = match &from {
-            None => {
-                let patterns = copy
-                    .sources
-                    .iter()
-                    .filter_map(|source| match source {
-                        CopySource::Path(pattern) => Some(vars.expand(pattern)),
-                        CopySource::Heredoc(_) => None,
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                source_digests(scope.context_root, scope.ignore, &patterns)?
-            }
-            Some((name, FromRef::Stage(source))) => {
-                let source_image = built
-                    .get(source)
-                    .ok_or_else(|| BuildError::Other(format!("stage {name} was not built")))?;
-                vec![("(stage)".to_string(), source_image.cache_key.clone())]
-            }
-            Some((_, FromRef::Image(_))) => from_image
-                .iter()
-                .map(|pulled| ("(image)".to_string(), pulled.cache_key.clone()))
-                .collect(),
-        };
-        let key = step_key(scope, platform, image, instruction, vars, &files);
-        if cache.copy_layers()
-            && !scope.single_snapshot
-            && let Some(step) = cache.lookup(&key, platform, &instruction.text).await
-        {
-            restore(scope, image, step, keep_rootfs).await?;
-            image.cache_key = key;
-            return Ok(());
-        }
-        key_before = Some(key);
-    }
-
-    // Sources from another stage or an image: that root filesystem.
-    let from_root: Option<PathBuf> = match &from {
-        None => None,
-        Some((name, FromRef::Stage(source))) => {
-            let source_image = built
-                .get_mut(source)
-                .ok_or_else(|| BuildError::Other(format!("stage {name} was not built")))?;
-            Some(scope.blobs.rootfs(source_image).await?.to_path_buf())
-        }
-        Some((name, FromRef::Image(_))) => {
-            let pulled = from_image
-                .as_mut()
-                .ok_or_else(|| BuildError::Other(format!("image {name} was not pulled")))?;
-            Some(scope.blobs.rootfs(pulled).await?.to_path_buf())
-        }
-    };
-
-    let empty_rules = IgnoreRules::empty();
-    let staging = tempfile::Builder::new()
-        .prefix("sources-")
-        .tempdir_in(scope.blobs.work_dir)
-        .map_err(BuildError::io(
-            "creating a staging directory in",
-            scope.blobs.work_dir,
-        ))?;
-    let mut context_patterns = Vec::new();
-    let mut staged_patterns = Vec::new();
-    for source in &copy.sources {
-        match source {
-            CopySource::Path(pattern) => context_patterns.push(vars.expand(pattern)?),
-            CopySource::Heredoc(doc) => {
-                let content = if doc.expand {
-                    vars.expand_heredoc(&doc.content)?
-                } else {
-                    doc.content.clone()
-                };
-                let path = staging.path().join(&doc.name);
-                std::fs::write(&path, content)
-                    .map_err(BuildError::io("writing here-document", &path))?;
-                set_mode(&path, 0o644)?;
-                staged_patterns.push(doc.name.clone());
-            }
-        }
-    }
-    let (source_root, rules) = match &from_root {
-        Some(root) => (root.as_path(), &empty_rules),
-        None => (scope.context_root, scope.ignore),
-    };
-    let AddSources {
-        plain,
-        archives,
-        downloads,
-    } = if is_add {
-        stage_add_sources(
-            source_root,
-            rules,
-            context_patterns,
-            copy.checksum.as_deref(),
-            staging.path(),
-        )
-        .await?
-    } else {
-        AddSources {
-            plain: context_patterns,
-            archives: Vec::new(),
-            downloads: Vec::new(),
-        }
-    };
-    staged_patterns.extend(downloads);
-
-    let rootfs = scope.blobs.stage_root(image).await?;
-    let chown = match &copy.chown {
-        Some(spec) => Some(crate::fs::resolve_user(&rootfs, &vars.expand(spec)?)?),
-        None => None,
-    };
-    let ownership = Ownership { chown, chmod };
-    let mut roots = Vec::new();
-    if !plain.is_empty() {
-        roots.push(SourceRoot {
-            root: source_root,
-            rules,
-            patterns: plain,
-            as_directory: false,
-            keep_owner: from_root.is_some(),
-        });
-    }
-    if !staged_patterns.is_empty() {
-        roots.push(SourceRoot {
-            root: staging.path(),
-            rules: &empty_rules,
-            patterns: staged_patterns,
-            as_directory: false,
-            keep_owner: false,
-        });
-    }
-    for archive in &archives {
-        roots.push(SourceRoot {
-            root: archive.as_path(),
-            rules: &empty_rules,
-            patterns: vec![".".to_string()],
-            as_directory: true,
-            keep_owner: true,
-        });
-    }
-    let plan = plan_copy(name, &roots, &dest, &workdir, ownership, &rootfs, scope.now)?;
-    if plan.is_empty() {
-        warn!("{name} copied nothing; no layer written");
-    }
-    if scope.single_snapshot {
-        // The stage's one snapshot captures these files; they only need to
-        // be in the root filesystem now.
-        let layer = plan.write_layer(
-            &scope.blobs.store.tmp_dir_created()?,
-            scope.compression,
-            scope.compression_level,
-            scope.timestamps,
-        )?;
-        scope.blobs.apply(&layer.path, &rootfs)?;
-        image.cache_key = match key_before {
-            Some(key) => key,
-            None => after_the_fact_key(
-                scope,
-                platform,
-                image,
-                instruction,
-                vars,
-                Some(&layer.diff_id),
-            ),
-        };
-        std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
-        image
-            .config
-            .add_history(scope.created(), &instruction.text, None, None);
-        return Ok(());
-    }
-    let layer = commit_layer(scope, image, Some(plan), &instruction.text)?;
-    if let Some(cache) = scope.cache {
-        match key_before {
-            Some(key) => {
-                if cache.copy_layers() {
-                    remember(
-                        cache,
-                        scope,
-                        platform,
-                        key.clone(),
-                        image,
-                        layer.as_ref(),
-                        &instruction.text,
-                    )?;
-                }
-                image.cache_key = key;
-            }
-            None => {
-                let diff_id = layer.as_ref().map(|l| l.diff_id.as_str());
-                image.cache_key =
-                    after_the_fact_key(scope, platform, image, instruction, vars, diff_id);
-            }
-        }
-    }
-    if let Some(layer) = layer {
-        layer_written(scope, image, &layer, &rootfs, keep_rootfs)?;
-    }
-    Ok(())
-}
-
-/// After a step wrote `layer` as a plan (COPY, ADD, WORKDIR) rather than by
-/// changing `rootfs`: the layer is applied to the root filesystem while
-/// something will read it again, which is dropped otherwise rather than
-/// kept stale. Either way the snapshot baseline no longer matches it.
-pub(super) fn layer_written(
-    scope: &BuildScope<'_>,
-    image: &mut StageImage,
-    layer: &crate::image::Layer,
-    rootfs: &Path,
-    keep_rootfs: bool,
-) -> Result<(), BuildError> {
-    image.snapshotter = None;
-    if keep_rootfs {
-        scope.blobs.apply(&layer.path, rootfs)?;
-    } else {
-        image.rootfs = None;
-    }
-    Ok(())
-}
-
-/// The key of a COPY/ADD whose sources were only known by copying them:
-/// the layer it wrote stands for the files (no layer: nothing copied).
-fn after_the_fact_key(
-    scope: &BuildScope<'_>,
-    platform: &Platform,
-    image: &StageImage,
-    instruction: &Instruction,
-    vars: &StageVars,
-    diff_id: Option<&str>,
-) -> String {
-    let files = [(
-        "(layer)".to_string(),
-        diff_id.unwrap_or("(none)").to_string(),
-    )];
-    step_key(scope, platform, image, instruction, vars, &files)
-}
-
-/// Writes `plan` as the instruction's layer, stores it and records it in
-/// the image (layer list, history with its diffID). No plan, or an empty
-/// one, records a history entry without a layer: no empty layers.
-pub(super) fn commit_layer(
-    scope: &BuildScope<'_>,
-    image: &mut StageImage,
-    plan: Option<LayerPlan>,
-    created_by: &str,
-) -> Result<Option<crate::image::Layer>, BuildError> {
-    let created = scope.created();
-    let Some(plan) = plan.filter(|p| !p.is_empty()) else {
-        image.config.add_history(created, created_by, None, None);
-        return Ok(None);
-    };
-    let layer = plan.write_layer(
-        &scope.blobs.store.tmp_dir_created()?,
-        scope.compression,
-        scope.compression_level,
-        scope.timestamps,
-    )?;
-    let layer = scope.blobs.store.put_layer(layer)?;
-    let descriptor = crate::image::Descriptor::new(
-        crate::image::ManifestFormat::Oci.layer_media_type(layer.compression)?,
-        &layer.digest,
-        layer.size,
-    );
-    image
-        .config
-        .add_history(created, created_by, None, Some(&layer.diff_id));
-    image.layers.push(LayerRecord {
-        descriptor,
-        source: BlobSource::Local,
-    });
-    Ok(Some(layer))
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(BuildError::io("setting mode of", path))
+    drive(work, stage, step, image, vars).await
 }

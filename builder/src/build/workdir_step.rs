@@ -10,90 +10,70 @@
 use std::path::Path;
 
 use super::BuildError;
-use super::cache_step::{remember, restore_hit, run_layer_cache, step_key};
-use super::stage::{BuildScope, commit_layer, layer_written};
+use super::seam::LayerClass;
+use super::stage::BuildScope;
 use super::state::StageImage;
-use crate::dockerfile::{Instruction, StageVars};
+use super::step::{CacheInputs, Executed, PlannedLayer};
 use crate::image::{EntryKind, EntryMeta, LayerPlan};
-use crate::platform::Platform;
 
 /// Mode of the directories WORKDIR creates.
 const WORKDIR_MODE: u32 = 0o755;
 
-pub async fn workdir_step(
-    scope: &BuildScope<'_>,
-    platform: &Platform,
-    instruction: &Instruction,
-    dir: &str,
-    image: &mut StageImage,
-    vars: &StageVars,
-    keep_rootfs: bool,
-) -> Result<(), BuildError> {
-    image.config.set_workdir(dir);
-    let workdir = image.config.workdir();
-    let key = scope
-        .cache
-        .map(|_| step_key(scope, platform, image, instruction, vars, &[]));
-    if workdir == "/" {
-        // Nothing to create, but later steps' keys depend on it.
-        if let Some(key) = key {
-            image.cache_key = key;
+/// A WORKDIR, its directory already set in the config.
+pub struct WorkdirStep {
+    /// The working directory it sets, absolute.
+    workdir: String,
+}
+
+impl WorkdirStep {
+    /// Sets the working directory `dir` (expanded; relative to the current
+    /// one) in `image`'s config, hit or miss.
+    pub fn set(image: &mut StageImage, dir: &str) -> WorkdirStep {
+        image.config.set_workdir(dir);
+        WorkdirStep {
+            workdir: image.config.workdir(),
         }
-        image
-            .config
-            .add_history(scope.created(), &instruction.text, None, None);
-        return Ok(());
     }
 
-    let cache = run_layer_cache(scope);
-    if restore_hit(
-        scope,
-        cache,
-        key.as_ref(),
-        platform,
-        image,
-        instruction,
-        keep_rootfs,
-    )
-    .await?
-    {
-        return Ok(());
+    /// `/` always exists: nothing to create, nothing to cache, but later
+    /// steps' keys depend on it like on any config change.
+    pub fn cache_inputs(&self) -> CacheInputs {
+        if self.workdir == "/" {
+            CacheInputs::Link
+        } else {
+            CacheInputs::Layer {
+                class: LayerClass::Run,
+                files: Vec::new(),
+            }
+        }
     }
 
-    let rootfs = scope.blobs.stage_root(image).await?;
-    let (uid, gid) = match image.config.config.user.as_deref() {
-        Some(user) if !user.is_empty() => crate::fs::resolve_user(&rootfs, user)?,
-        _ => (0, 0),
-    };
-    if let Some(key) = &key {
-        image.cache_key = key.clone();
+    /// Plans the missing directories, owned by the stage's USER.
+    pub async fn execute(
+        self,
+        scope: &BuildScope<'_>,
+        image: &mut StageImage,
+    ) -> Result<Executed, BuildError> {
+        if self.workdir == "/" {
+            return Ok(Executed::Config { history: true });
+        }
+        let rootfs = scope.blobs.stage_root(image).await?;
+        let (uid, gid) = match image.config.config.user.as_deref() {
+            Some(user) if !user.is_empty() => crate::fs::resolve_user(&rootfs, user)?,
+            _ => (0, 0),
+        };
+        if scope.snapshots.one_per_stage {
+            // The stage's one snapshot captures the directories.
+            crate::fs::create_dir_all_in_root(&rootfs, &self.workdir, WORKDIR_MODE, uid, gid)?;
+            return Ok(Executed::InRoot);
+        }
+        let plan = missing_dirs_plan(&rootfs, &self.workdir, uid, gid, scope.now)?;
+        Ok(Executed::Plan(PlannedLayer {
+            plan,
+            rootfs,
+            sources: None,
+        }))
     }
-    if scope.single_snapshot {
-        // The stage's one snapshot captures the directories.
-        crate::fs::create_dir_all_in_root(&rootfs, &workdir, WORKDIR_MODE, uid, gid)?;
-        image
-            .config
-            .add_history(scope.created(), &instruction.text, None, None);
-        return Ok(());
-    }
-
-    let plan = missing_dirs_plan(&rootfs, &workdir, uid, gid, scope.now)?;
-    let layer = commit_layer(scope, image, Some(plan), &instruction.text)?;
-    if let (Some(cache), Some(key)) = (cache, key) {
-        remember(
-            cache,
-            scope,
-            platform,
-            key,
-            image,
-            layer.as_ref(),
-            &instruction.text,
-        )?;
-    }
-    if let Some(layer) = layer {
-        layer_written(scope, image, &layer, &rootfs, keep_rootfs)?;
-    }
-    Ok(())
 }
 
 /// The directories of `workdir` missing in `rootfs`, as layer entries. The

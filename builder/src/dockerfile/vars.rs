@@ -80,7 +80,12 @@ impl Shared {
         inherit_global: bool,
         mark_used: bool,
     ) -> Result<Option<String>, ExpandError> {
-        if let Some(value) = self.platform_value(&decl.name) {
+        // The automatic platform value fills a declaration without a
+        // default; a default the Dockerfile gives (`ARG TARGETARCH=x86_64`)
+        // stands, as in BuildKit.
+        if decl.default.is_none()
+            && let Some(value) = self.platform_value(&decl.name)
+        {
             return Ok(Some(value));
         }
         if let Some(value) = self.build_args.get(&decl.name) {
@@ -101,6 +106,19 @@ impl Shared {
             None
         })
     }
+}
+
+/// `decl` with its name expanded in `scope`: `ARG ${name}=value` declares
+/// the variable `$name` names, as in BuildKit.
+fn expand_name(
+    decl: &ArgDecl,
+    escape: char,
+    scope: &dyn Fn(&str) -> Option<String>,
+) -> Result<ArgDecl, ExpandError> {
+    Ok(ArgDecl {
+        name: expand(&decl.name, escape, scope)?,
+        default: decl.default.clone(),
+    })
 }
 
 fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
@@ -148,11 +166,13 @@ impl BuildVars {
             used: Mutex::new(BTreeSet::new()),
         };
         for decl in global_args {
-            let value = {
+            let (name, value) = {
                 let scope = |name: &str| shared.global_value(name);
-                shared.resolve(decl, &scope, false, true)?
+                let decl = expand_name(decl, escape, &scope)?;
+                let value = shared.resolve(&decl, &scope, false, true)?;
+                (decl.name, value)
             };
-            shared.global.push((decl.name.clone(), value));
+            shared.global.push((name, value));
         }
         Ok(BuildVars {
             shared: Arc::new(shared),
@@ -259,12 +279,14 @@ impl StageVars {
     ) -> Result<Vec<(String, Option<String>)>, ExpandError> {
         let mut resolved = Vec::new();
         for decl in decls {
-            let value = {
+            let (name, value) = {
                 let scope = |name: &str| self.lookup(name);
-                self.shared.resolve(decl, &scope, true, !self.planning)?
+                let decl = expand_name(decl, self.shared.escape, &scope)?;
+                let value = self.shared.resolve(&decl, &scope, true, !self.planning)?;
+                (decl.name, value)
             };
-            self.args.push((decl.name.clone(), value.clone()));
-            resolved.push((decl.name.clone(), value));
+            self.args.push((name.clone(), value.clone()));
+            resolved.push((name, value));
         }
         Ok(resolved)
     }
@@ -577,6 +599,56 @@ mod tests {
             let word = "$BUILDPLATFORM|$BUILDOS|$BUILDARCH|$BUILDVARIANT";
             assert_eq!(v.expand_global(word).as_deref(), Ok(*want), "{platform}");
         }
+    }
+
+    #[test]
+    fn an_explicit_default_of_a_platform_arg_stands() {
+        let v = vars(&[], &[decl("TARGETOS", Some("plan9"))]);
+        assert_eq!(v.expand_global("$TARGETOS").as_deref(), Ok("plan9"));
+        let mut st = v.stage(&[]);
+        let got = st.declare_args(&[
+            decl("TARGETARCH", Some("x86_64")),
+            decl("TARGETVARIANT", None),
+            decl("BUILDARCH", Some("$TARGETARCH-build")),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                (s("TARGETARCH"), Some(s("x86_64"))),
+                (s("TARGETVARIANT"), Some(s("v7"))),
+                (s("BUILDARCH"), Some(s("x86_64-build"))),
+            ])
+        );
+        // A --build-arg still overrides the default.
+        let v = vars(&[("TARGETARCH", "cli")], &[]);
+        let mut st = v.stage(&[]);
+        let got = st.declare_args(&[decl("TARGETARCH", Some("x86_64"))]);
+        assert_eq!(got, Ok(vec![(s("TARGETARCH"), Some(s("cli")))]));
+    }
+
+    #[test]
+    fn an_arg_name_is_expanded() {
+        let v = vars(
+            &[("built", "from-cli")],
+            &[decl("NAME", Some("flavour")), decl("${NAME}", Some("mint"))],
+        );
+        assert_eq!(v.expand_global("$flavour").as_deref(), Ok("mint"));
+        let mut st = v.stage(&[]);
+        let got = st.declare_args(&[
+            decl("KEY", Some("built")),
+            decl("$KEY", Some("default")),
+            decl("${KEY}_too", Some("x")),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                (s("KEY"), Some(s("built"))),
+                (s("built"), Some(s("from-cli"))),
+                (s("built_too"), Some(s("x"))),
+            ])
+        );
+        assert_eq!(st.expand("$built|$built_too").as_deref(), Ok("from-cli|x"));
+        assert_eq!(v.unused_build_args(), Vec::<String>::new());
     }
 
     #[test]

@@ -145,10 +145,7 @@ async fn run_stage(
     let started = std::time::Instant::now();
     let mut image = match base {
         Base::Scratch => {
-            let mut config = ImageConfig::scratch(&stage_platform);
-            // Docker (BuildKit's empty image) and buildah start a scratch
-            // stage with the default PATH; the image's users expect it.
-            config.set_env("PATH", crate::run::DEFAULT_PATH);
+            let config = ImageConfig::scratch(&stage_platform);
             StageImage {
                 config,
                 layers: Vec::new(),
@@ -166,6 +163,12 @@ async fn run_stage(
                 .await?
         }
     };
+    // BuildKit gives every stage whose base sets no PATH (scratch, or an
+    // image built without one) the default PATH; the image's users and
+    // its RUN steps expect one.
+    if image.config.env("PATH").is_none() {
+        image.config.set_env("PATH", crate::run::DEFAULT_PATH);
+    }
     image.config.begin_stage();
     let from_end = StepEnd {
         cached: false,

@@ -301,6 +301,20 @@ impl Harness {
     /// `files` (mode 0644, root's), a config with `working_dir` and `PATH`.
     /// Its blobs go into the shared store, where the build finds them.
     fn push_base(&self, reference: &str, working_dir: Option<&str>, files: &[(&str, &str)]) {
+        let mut config = serde_json::json!({ "Env": [format!("PATH={BASE_PATH}")] });
+        if let Some(dir) = working_dir {
+            config["WorkingDir"] = dir.into();
+        }
+        self.push_base_with_config(reference, config, files);
+    }
+
+    /// A base image whose config's `config` object is `config`.
+    fn push_base_with_config(
+        &self,
+        reference: &str,
+        config: serde_json::Value,
+        files: &[(&str, &str)],
+    ) {
         let sources = tempfile::tempdir_in(self.dir.path()).unwrap();
         let mut plan = LayerPlan::new();
         for (name, content) in files {
@@ -322,15 +336,12 @@ impl Harness {
             )
             .unwrap();
         let layer = self.store.put_layer(layer).unwrap();
-        let mut config = serde_json::json!({
+        let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": { "Env": [format!("PATH={BASE_PATH}")] },
+            "config": config,
             "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
         });
-        if let Some(dir) = working_dir {
-            config["config"]["WorkingDir"] = dir.into();
-        }
         let config_bytes = serde_json::to_vec(&config).unwrap();
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -771,6 +782,38 @@ async fn a_missing_or_empty_working_dir_is_slash() {
             .await;
         assert_eq!(built.ran(), [("make", "/")], "{working_dir:?}");
         assert_eq!(built.ran[0].saw, ["copied", "etc/base"], "{working_dir:?}");
+    }
+}
+
+/// A stage whose base sets no PATH gets the default one, as BuildKit gives
+/// it; RUN sees it, and so does the image. A PATH of the base stays.
+#[tokio::test]
+async fn a_base_without_path_gets_the_default_path() {
+    let default_path = format!("PATH={}", crate::run::DEFAULT_PATH);
+    let table: [(&str, serde_json::Value, Vec<String>); 4] = [
+        ("no Env", serde_json::json!({}), vec![default_path.clone()]),
+        (
+            "Env without PATH",
+            serde_json::json!({ "Env": ["HOME=/h"] }),
+            vec!["HOME=/h".to_string(), default_path.clone()],
+        ),
+        (
+            "its own PATH",
+            serde_json::json!({ "Env": ["PATH=/opt/bin"] }),
+            vec!["PATH=/opt/bin".to_string()],
+        ),
+        ("scratch", serde_json::Value::Null, vec![default_path.clone()]),
+    ];
+    for (name, config, want) in table {
+        let harness = Harness::new();
+        let from = if config.is_null() {
+            "scratch"
+        } else {
+            harness.push_base_with_config("base.invalid/base:1", config, &[("etc/base", "b")]);
+            "base.invalid/base:1"
+        };
+        let built = harness.build(&format!("FROM {from}\nRUN make\n")).await;
+        assert_eq!(built.image.config.config.env, want, "{name}");
     }
 }
 

@@ -152,14 +152,13 @@ pub fn chown_ids(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), Fs
         IdOrName::Id(uid) => (uid, uid),
         IdOrName::Name(name) => {
             let users = parse_passwd(passwd);
-            let entry = find_user(&users, name)?;
-            (entry.uid, entry.gid)
+            find_user_or_root(&users, name)?.map_or((0, 0), |entry| (entry.uid, entry.gid))
         }
     };
     let gid = match parsed.group {
         None => primary_gid,
         Some(IdOrName::Id(gid)) => gid,
-        Some(IdOrName::Name(name)) => find_group(&parse_group(group), name)?.gid,
+        Some(IdOrName::Name(name)) => group_id(&parse_group(group), name)?,
     };
     Ok((uid, gid))
 }
@@ -169,13 +168,13 @@ pub fn exec_user(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, FsEr
     let parsed = parse_user_spec(spec)?;
     let users = parse_passwd(passwd);
     let entry = match parsed.user {
-        IdOrName::Name(name) => Some(find_user(&users, name)?),
+        IdOrName::Name(name) => find_user_or_root(&users, name)?,
         IdOrName::Id(uid) => users.iter().find(|u| u.uid == uid),
     };
     let uid = match (parsed.user, entry) {
         (_, Some(entry)) => entry.uid,
         (IdOrName::Id(uid), None) => uid,
-        // find_user returned an entry or an error for names.
+        // find_user_or_root returned an entry, or nothing for root.
         (IdOrName::Name(_), None) => 0,
     };
     let home = entry
@@ -186,7 +185,7 @@ pub fn exec_user(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, FsEr
     let groups = parse_group(group);
     let (gid, additional_gids) = match parsed.group {
         Some(IdOrName::Id(gid)) => (gid, Vec::new()),
-        Some(IdOrName::Name(name)) => (find_group(&groups, name)?.gid, Vec::new()),
+        Some(IdOrName::Name(name)) => (group_id(&groups, name)?, Vec::new()),
         None => {
             let gid = entry.map(|e| e.gid).unwrap_or(0);
             let mut additional = Vec::new();
@@ -246,6 +245,29 @@ fn find_user<'a>(users: &'a [PasswdEntry], name: &str) -> Result<&'a PasswdEntry
         .ok_or_else(|| FsError::UserNotFound {
             user: name.to_string(),
         })
+}
+
+/// `name`'s passwd entry; for `root` without one (an image with no
+/// `/etc/passwd`, or one that does not list root), none: root is uid 0 and
+/// gid 0 everywhere, and Docker and BuildKit fall back to 0:0 for it.
+fn find_user_or_root<'a>(
+    users: &'a [PasswdEntry],
+    name: &str,
+) -> Result<Option<&'a PasswdEntry>, FsError> {
+    match find_user(users, name) {
+        Ok(entry) => Ok(Some(entry)),
+        Err(_) if name == "root" => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The gid of group `name`; `root` is 0 without a group file entry too.
+fn group_id(groups: &[GroupEntry], name: &str) -> Result<u32, FsError> {
+    match find_group(groups, name) {
+        Ok(entry) => Ok(entry.gid),
+        Err(_) if name == "root" => Ok(0),
+        Err(error) => Err(error),
+    }
 }
 
 fn find_group<'a>(groups: &'a [GroupEntry], name: &str) -> Result<&'a GroupEntry, FsError> {
@@ -425,6 +447,44 @@ bad:x:oops:
         assert_eq!(
             exec_user("ghost", PASSWD, GROUP).map_err(|e| e.to_string()),
             Err("unable to find user ghost: no matching entries in passwd file".to_string())
+        );
+    }
+
+    #[test]
+    fn root_and_numeric_ids_need_no_passwd_file() {
+        let user = |uid, gid, additional: &[u32]| ExecUser {
+            uid,
+            gid,
+            additional_gids: additional.to_vec(),
+            home: "/".to_string(),
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let empty_root = dir.path();
+        for (spec, want) in [
+            ("root", user(0, 0, &[0])),
+            ("root:root", user(0, 0, &[0])),
+            ("0", user(0, 0, &[0])),
+            ("1000", user(1000, 0, &[0])),
+            ("1000:1000", user(1000, 1000, &[1000])),
+            ("1000:root", user(1000, 0, &[0])),
+        ] {
+            assert_eq!(
+                resolve_exec_user(empty_root, spec).ok(),
+                Some(want),
+                "USER {spec}"
+            );
+        }
+        for (spec, want) in [("root", (0, 0)), ("root:root", (0, 0)), ("7", (7, 7))] {
+            assert_eq!(resolve_user(empty_root, spec).ok(), Some(want), "--chown {spec}");
+        }
+        // Any other name still needs its entry, in runc's words.
+        assert_eq!(
+            resolve_exec_user(empty_root, "app").map_err(|e| e.to_string()),
+            Err("unable to find user app: no matching entries in passwd file".to_string())
+        );
+        assert_eq!(
+            resolve_user(empty_root, "0:wheel").map_err(|e| e.to_string()),
+            Err("unable to find group wheel: no matching entries in group file".to_string())
         );
     }
 

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::BuildError;
+use super::chmod::Chmod;
 use super::copy_dest::{self, MatchedSource};
 use crate::context::{self, EntryKind as SourceKind, IgnoreRules};
 use crate::fs::{self as rootfs_fs, EntryKind as ImageKind};
@@ -33,11 +34,12 @@ pub struct SourceRoot<'a> {
 
 /// How copied entries are owned and moded.
 #[derive(Clone, Copy, Debug)]
-pub struct Ownership {
+pub struct Ownership<'a> {
     /// `--chown`: every entry, created parents included.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod`: permission bits for every copied entry.
-    pub chmod: Option<u32>,
+    /// `--chmod`: every copied entry's permission bits, and those of the
+    /// parents the copy creates (as BuildKit 0.21 and later give them).
+    pub chmod: Option<&'a Chmod>,
 }
 
 /// Where a COPY/ADD puts its files.
@@ -58,7 +60,7 @@ pub fn plan_copy(
     instruction: &'static str,
     sources: &[SourceRoot<'_>],
     target: &CopyTarget<'_>,
-    ownership: Ownership,
+    ownership: Ownership<'_>,
     now: u64,
 ) -> Result<LayerPlan, BuildError> {
     let CopyTarget {
@@ -150,10 +152,19 @@ fn followed(root: &Path, rel: &Path) -> Result<std::fs::Metadata, BuildError> {
     std::fs::metadata(&resolved).map_err(BuildError::io("reading", resolved))
 }
 
+/// What an entry is, as far as `--chmod` cares: links keep their mode,
+/// and `X` makes directories searchable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MetaKind {
+    Link,
+    Dir,
+    Other,
+}
+
 struct Planner<'a> {
     plan: LayerPlan,
     image_root: &'a Path,
-    ownership: Ownership,
+    ownership: Ownership<'a>,
     now: u64,
     /// Directories this layer creates, so each is written once.
     created: HashSet<String>,
@@ -179,11 +190,11 @@ impl Planner<'_> {
         mode: u32,
         (uid, gid): (u32, u32),
         mtime: i64,
-        is_link: bool,
+        kind: MetaKind,
     ) -> EntryMeta {
         let (uid, gid) = self.owner(Some((source, uid, gid)));
         let mode = match self.ownership.chmod {
-            Some(chmod) if !is_link => chmod,
+            Some(chmod) if kind != MetaKind::Link => chmod.apply(mode, kind == MetaKind::Dir),
             _ => mode & 0o7777,
         };
         EntryMeta::new(mode, uid, gid, u64::try_from(mtime).unwrap_or(0))
@@ -208,7 +219,11 @@ impl Planner<'_> {
                 continue;
             }
             let (uid, gid) = self.owner(None);
-            let meta = EntryMeta::new(0o755, uid, gid, self.now);
+            let mode = self
+                .ownership
+                .chmod
+                .map_or(0o755, |chmod| chmod.apply(0o755, true));
+            let meta = EntryMeta::new(mode, uid, gid, self.now);
             self.plan.push(Path::new(&prefix), EntryKind::Dir, meta)?;
             self.created.insert(prefix.clone());
         }
@@ -230,7 +245,7 @@ impl Planner<'_> {
             meta.mode(),
             (meta.uid(), meta.gid()),
             meta.mtime(),
-            false,
+            MetaKind::Other,
         );
         let kind = if meta.is_file() {
             EntryKind::File { source: resolved }
@@ -281,13 +296,16 @@ impl Planner<'_> {
                 .strip_prefix(&prefix)
                 .unwrap_or(&entry.rel_path);
             let target = Path::new(dest).join(inner);
-            let is_link = entry.kind == SourceKind::Symlink;
             let meta = self.meta(
                 source,
                 entry.mode,
                 (entry.uid, entry.gid),
                 entry.mtime,
-                is_link,
+                match entry.kind {
+                    SourceKind::Symlink => MetaKind::Link,
+                    SourceKind::Dir => MetaKind::Dir,
+                    _ => MetaKind::Other,
+                },
             );
             let kind = match entry.kind {
                 SourceKind::Dir => {
@@ -353,31 +371,74 @@ fn special_kind(meta: &std::fs::Metadata) -> Option<EntryKind> {
     None
 }
 
-/// Parses `--chmod`: octal permission bits (`755`, `0644`).
-pub fn parse_chmod(value: &str) -> Result<u32, String> {
-    u32::from_str_radix(value.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| {
-            format!("invalid --chmod value {value:?}: expected octal permission bits such as 755")
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `--chmod` in both spellings: symbolic clauses change each entry's
+    /// own bits (`X` by its kind), links keep theirs, and the parents the
+    /// copy creates get the mode too (a directory's), as in BuildKit.
     #[test]
-    fn chmod_values() {
-        assert_eq!(parse_chmod("755"), Ok(0o755));
-        assert_eq!(parse_chmod("0644"), Ok(0o644));
-        assert_eq!(parse_chmod("4755"), Ok(0o4755));
-        assert_eq!(
-            parse_chmod("u+x").unwrap_err(),
-            "invalid --chmod value \"u+x\": expected octal permission bits such as 755"
-        );
-        assert!(parse_chmod("17777").is_err());
-        assert!(parse_chmod("9").is_err());
+    fn chmod_applies_to_entries_and_created_parents() {
+        use std::os::unix::fs::PermissionsExt;
+        let (Ok(context), Ok(image)) = (tempfile::tempdir(), tempfile::tempdir()) else {
+            panic!("temporary directories")
+        };
+        let set = |path: &str, mode: u32| {
+            let path = context.path().join(path);
+            assert!(std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).is_ok());
+        };
+        assert!(std::fs::create_dir(context.path().join("d")).is_ok());
+        assert!(std::fs::write(context.path().join("d/tool"), "#!/bin/sh\n").is_ok());
+        assert!(std::fs::write(context.path().join("d/data"), "x").is_ok());
+        assert!(std::os::unix::fs::symlink("data", context.path().join("d/link")).is_ok());
+        set("d", 0o700);
+        set("d/tool", 0o700);
+        set("d/data", 0o600);
+        let rules = IgnoreRules::empty();
+        let plan = |chmod: &Chmod| {
+            let sources = [SourceRoot {
+                root: context.path(),
+                rules: &rules,
+                patterns: vec!["d".to_string()],
+                as_directory: false,
+                keep_owner: false,
+            }];
+            let target = CopyTarget {
+                dest: "/new/parent/",
+                workdir: "/",
+                image_root: image.path(),
+            };
+            let ownership = Ownership {
+                chown: None,
+                chmod: Some(chmod),
+            };
+            match plan_copy("COPY", &sources, &target, ownership, 0) {
+                Ok(plan) => plan.entry_modes(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let symbolic = Chmod::parse("u=rwX,go=rX").unwrap_or_else(|e| panic!("{e}"));
+        let mut got = plan(&symbolic);
+        got.sort();
+        let want: Vec<(String, u32)> = vec![
+            ("new".into(), 0o755),
+            ("new/parent".into(), 0o755),
+            ("new/parent/data".into(), 0o644),
+            ("new/parent/link".into(), 0o777),
+            ("new/parent/tool".into(), 0o755),
+        ];
+        assert_eq!(got, want);
+        let mut got = plan(&Chmod::Bits(0o640));
+        got.sort();
+        let want: Vec<(String, u32)> = vec![
+            ("new".into(), 0o640),
+            ("new/parent".into(), 0o640),
+            ("new/parent/data".into(), 0o640),
+            ("new/parent/link".into(), 0o777),
+            ("new/parent/tool".into(), 0o640),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

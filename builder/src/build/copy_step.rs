@@ -8,7 +8,8 @@ use tracing::warn;
 
 use super::BuildError;
 use super::cache_step::source_digests;
-use super::copy::{CopyTarget, Ownership, SourceRoot, parse_chmod, plan_copy};
+use super::chmod::Chmod;
+use super::copy::{CopyTarget, Ownership, SourceRoot, plan_copy};
 use super::seam::LayerClass;
 use super::sources::{AddSources, stage_add_sources};
 use super::stage::{BuildScope, pull_base};
@@ -27,7 +28,7 @@ pub struct CopyStep<'s> {
     dest: String,
     /// The working directory a relative destination is in.
     workdir: String,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     /// Where the sources are when not in the context.
     from: Option<FromSource>,
 }
@@ -91,7 +92,7 @@ impl<'s> CopyStep<'s> {
             .map(|c| {
                 vars.expand(c)
                     .map_err(BuildError::from)
-                    .and_then(|c| parse_chmod(&c).map_err(BuildError::Other))
+                    .and_then(|c| Chmod::parse(&c).map_err(BuildError::from))
             })
             .transpose()?;
         if !copy.exclude.is_empty() {
@@ -258,7 +259,16 @@ impl<'s> CopyStep<'s> {
             workdir: &workdir,
             image_root: &rootfs,
         };
-        let plan = plan_copy(name, &roots, &target, Ownership { chown, chmod }, scope.now)?;
+        let plan = plan_copy(
+            name,
+            &roots,
+            &target,
+            Ownership {
+                chown,
+                chmod: chmod.as_ref(),
+            },
+            scope.now,
+        )?;
         if plan.is_empty() {
             warn!("{name} copied nothing; no layer written");
         }

@@ -83,6 +83,8 @@ pub enum BuildError {
     #[error(transparent)]
     Destination(#[from] super::copy_dest::DestError),
     #[error(transparent)]
+    Chmod(#[from] super::chmod::ChmodError),
+    #[error(transparent)]
     CacheRepository(#[from] crate::cache::RepoError),
     #[error(transparent)]
     Descriptor(#[from] crate::image::descriptor::ConversionError),

@@ -9,6 +9,7 @@ pub mod copy_dest;
 
 mod base_cache;
 mod cache_step;
+mod chmod;
 mod config_step;
 mod copy;
 mod copy_step;

@@ -802,7 +802,11 @@ async fn a_base_without_path_gets_the_default_path() {
             serde_json::json!({ "Env": ["PATH=/opt/bin"] }),
             vec!["PATH=/opt/bin".to_string()],
         ),
-        ("scratch", serde_json::Value::Null, vec![default_path.clone()]),
+        (
+            "scratch",
+            serde_json::Value::Null,
+            vec![default_path.clone()],
+        ),
     ];
     for (name, config, want) in table {
         let harness = Harness::new();

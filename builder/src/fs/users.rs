@@ -475,7 +475,11 @@ bad:x:oops:
             );
         }
         for (spec, want) in [("root", (0, 0)), ("root:root", (0, 0)), ("7", (7, 7))] {
-            assert_eq!(resolve_user(empty_root, spec).ok(), Some(want), "--chown {spec}");
+            assert_eq!(
+                resolve_user(empty_root, spec).ok(),
+                Some(want),
+                "--chown {spec}"
+            );
         }
         // Any other name still needs its entry, in runc's words.
         assert_eq!(

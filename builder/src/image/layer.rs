@@ -777,6 +777,15 @@ impl LayerPlan {
         }
     }
 
+    /// Each planned entry's name and permission bits, in plan order.
+    #[cfg(test)]
+    pub(crate) fn entry_modes(&self) -> Vec<(String, u32)> {
+        self.entries
+            .iter()
+            .map(|e| (String::from_utf8_lossy(&e.name).into_owned(), e.meta.mode))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

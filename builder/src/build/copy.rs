@@ -30,6 +30,10 @@ pub struct SourceRoot<'a> {
     /// another stage or image, and ADD's unpacked archives (their owners
     /// are the archive's, as in Docker). Context files become root's.
     pub keep_owner: bool,
+    /// The patterns name here-documents: each is copied on its own, as
+    /// BuildKit does, so several of them never make the destination a
+    /// directory (`COPY <<A <<B /out` writes `/out`, the last one winning).
+    pub here_documents: bool,
 }
 
 /// How copied entries are owned and moded.
@@ -71,7 +75,9 @@ pub fn plan_copy(
     let mut matched: Vec<(usize, context::SourceMatch)> = Vec::new();
     let mut source_args = 0;
     for (index, source) in sources.iter().enumerate() {
-        source_args += source.patterns.len();
+        if !source.here_documents {
+            source_args += source.patterns.len();
+        }
         for found in context::resolve_sources(source.root, &source.patterns, source.rules)? {
             matched.push((index, found));
         }
@@ -98,8 +104,38 @@ pub fn plan_copy(
             is_dir,
         });
     }
-    let mut placements =
-        copy_dest::place(instruction, &kinds, source_args, dest, workdir, dest_is_dir)?;
+    let is_heredoc = |i: usize| sources[matched[i].0].here_documents;
+    let counted: Vec<MatchedSource> = (0..kinds.len())
+        .filter(|&i| !is_heredoc(i))
+        .map(|i| kinds[i].clone())
+        .collect();
+    let mut counted_placements = copy_dest::place(
+        instruction,
+        &counted,
+        source_args,
+        dest,
+        workdir,
+        dest_is_dir,
+    )?
+    .into_iter();
+    let mut placements = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        let placement = if is_heredoc(i) {
+            copy_dest::place(
+                instruction,
+                std::slice::from_ref(kind),
+                1,
+                dest,
+                workdir,
+                dest_is_dir,
+            )?
+            .pop()
+        } else {
+            counted_placements.next()
+        };
+        // place() gives one placement per source.
+        placements.extend(placement);
+    }
     for placement in &mut placements {
         placement.dest = through_image_links(image_root, &placement.dest, placement.is_dir)?;
     }
@@ -111,6 +147,7 @@ pub fn plan_copy(
         now,
         created: HashSet::new(),
         links: HashMap::new(),
+        planned: HashMap::new(),
     };
     for ((index, found), placement) in matched.iter().zip(&placements) {
         let source = &sources[*index];
@@ -171,9 +208,40 @@ struct Planner<'a> {
     /// First destination of each (device, inode) with several links: later
     /// ones become hard links to it, as in the source tree.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Every path planned so far, and whether it is a directory: sources
+    /// that land on one path replace each other, the last one winning, as
+    /// in Docker (`COPY ba* /d/` with a directory `bam/` holding `bat` and
+    /// a file `bat`).
+    planned: HashMap<String, bool>,
 }
 
 impl Planner<'_> {
+    /// Plans `kind` at `path`, replacing what an earlier source planned
+    /// there: a directory over a directory merges with it (its metadata
+    /// wins), anything else removes the earlier entry and what it held.
+    fn put(&mut self, path: &Path, kind: EntryKind, meta: EntryMeta) -> Result<(), BuildError> {
+        let key = path.to_string_lossy().trim_end_matches('/').to_string();
+        let is_dir = matches!(kind, EntryKind::Dir);
+        if let Some(was_dir) = self.planned.get(&key).copied() {
+            let with_children = !(was_dir && is_dir);
+            self.plan.remove(Path::new(&key), with_children)?;
+            if with_children {
+                let below = format!("{key}/");
+                let replaced = |p: &str| p == key || p.starts_with(&below);
+                self.planned.retain(|p, _| !replaced(p));
+                self.created.retain(|p| !replaced(p));
+                self.links
+                    .retain(|_, first| !replaced(first.to_string_lossy().trim_end_matches('/')));
+            }
+        }
+        if is_dir {
+            self.created.insert(key.clone());
+        }
+        self.planned.insert(key, is_dir);
+        self.plan.push(path, kind, meta)?;
+        Ok(())
+    }
+
     /// The owner of a copied entry; `source` is `None` for directories
     /// the copy creates on the way to its destination.
     fn owner(&self, source: Option<(&SourceRoot<'_>, u32, u32)>) -> (u64, u64) {
@@ -224,7 +292,7 @@ impl Planner<'_> {
                 .chmod
                 .map_or(0o755, |chmod| chmod.apply(0o755, true));
             let meta = EntryMeta::new(mode, uid, gid, self.now);
-            self.plan.push(Path::new(&prefix), EntryKind::Dir, meta)?;
+            self.put(Path::new(&prefix), EntryKind::Dir, meta)?;
             self.created.insert(prefix.clone());
         }
         Ok(())
@@ -263,7 +331,7 @@ impl Planner<'_> {
                 }
             }
         };
-        self.plan.push(Path::new(dest), kind, entry)?;
+        self.put(Path::new(dest), kind, entry)?;
         Ok(())
     }
 
@@ -344,7 +412,7 @@ impl Planner<'_> {
                     }
                 }
             };
-            self.plan.push(&target, kind, meta)?;
+            self.put(&target, kind, meta)?;
         }
         Ok(())
     }
@@ -403,6 +471,7 @@ mod tests {
                 patterns: vec!["d".to_string()],
                 as_directory: false,
                 keep_owner: false,
+                here_documents: false,
             }];
             let target = CopyTarget {
                 dest: "/new/parent/",
@@ -439,6 +508,90 @@ mod tests {
             ("new/parent/tool".into(), 0o640),
         ];
         assert_eq!(got, want);
+    }
+
+    /// Sources that land on one path: the later one wins, as in Docker —
+    /// a file over a file, a file over a directory (its contents go), a
+    /// directory over a file; here-documents are copied one by one, so
+    /// several never need a directory destination.
+    #[test]
+    fn the_last_source_on_a_path_wins() {
+        use std::os::unix::fs::PermissionsExt;
+        let (Ok(context), Ok(image)) = (tempfile::tempdir(), tempfile::tempdir()) else {
+            panic!("temporary directories")
+        };
+        let write = |path: &str, mode: u32| {
+            let path = context.path().join(path);
+            if let Some(parent) = path.parent() {
+                assert!(std::fs::create_dir_all(parent).is_ok());
+            }
+            assert!(std::fs::write(&path, path.to_string_lossy().as_bytes()).is_ok());
+            assert!(std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).is_ok());
+        };
+        write("bam/bat", 0o600);
+        write("bat", 0o640);
+        write("first/x", 0o604);
+        write("second/x/inner", 0o606);
+        write("third/x", 0o607);
+        write("A", 0o611);
+        write("B", 0o612);
+        let rules = IgnoreRules::empty();
+        let plan = |roots: &[(&[&str], bool)], dest: &str| {
+            let sources: Vec<SourceRoot<'_>> = roots
+                .iter()
+                .map(|(patterns, here_documents)| SourceRoot {
+                    root: context.path(),
+                    rules: &rules,
+                    patterns: patterns.iter().map(|p| p.to_string()).collect(),
+                    as_directory: false,
+                    keep_owner: false,
+                    here_documents: *here_documents,
+                })
+                .collect();
+            let target = CopyTarget {
+                dest,
+                workdir: "/",
+                image_root: image.path(),
+            };
+            let ownership = Ownership {
+                chown: None,
+                chmod: None,
+            };
+            match plan_copy("COPY", &sources, &target, ownership, 0) {
+                Ok(plan) => {
+                    let mut modes = plan.entry_modes();
+                    modes.sort();
+                    modes
+                }
+                Err(e) => panic!("{dest}: {e}"),
+            }
+        };
+        let named = |entries: &[(&str, u32)]| -> Vec<(String, u32)> {
+            entries.iter().map(|(n, m)| (n.to_string(), *m)).collect()
+        };
+        // `bam/`'s bat, then the file bat (matches in name order).
+        assert_eq!(
+            plan(&[(&["ba*"], false)], "/d/"),
+            named(&[("d", 0o755), ("d/bat", 0o640)])
+        );
+        // A file x, a directory x holding inner, a file x again.
+        assert_eq!(
+            plan(&[(&["first/", "second/"], false)], "/d/"),
+            named(&[("d", 0o755), ("d/x", 0o755), ("d/x/inner", 0o606)])
+        );
+        assert_eq!(
+            plan(&[(&["first/", "second/", "third/"], false)], "/d/"),
+            named(&[("d", 0o755), ("d/x", 0o607)])
+        );
+        // COPY <<A <<B /out: /out is the last here-document.
+        assert_eq!(
+            plan(&[(&["A", "B"], true)], "/out"),
+            named(&[("out", 0o612)])
+        );
+        assert_eq!(
+            plan(&[(&["A", "B"], true)], "/out/"),
+            named(&[("out", 0o755), ("out/A", 0o611), ("out/B", 0o612)])
+        );
     }
 
     #[test]

@@ -234,6 +234,7 @@ impl<'s> CopyStep<'s> {
                 as_directory: false,
                 // Files of another stage or image keep their owners.
                 keep_owner: from_root.is_some(),
+                here_documents: false,
             });
         }
         if !staged.in_staging.is_empty() {
@@ -243,6 +244,17 @@ impl<'s> CopyStep<'s> {
                 patterns: staged.in_staging,
                 as_directory: false,
                 keep_owner: false,
+                here_documents: false,
+            });
+        }
+        if !staged.heredocs.is_empty() {
+            roots.push(SourceRoot {
+                root: staging.path(),
+                rules: &empty_rules,
+                patterns: staged.heredocs,
+                as_directory: false,
+                keep_owner: false,
+                here_documents: true,
             });
         }
         for archive in &archives {
@@ -252,6 +264,7 @@ impl<'s> CopyStep<'s> {
                 patterns: vec![".".to_string()],
                 as_directory: true,
                 keep_owner: true,
+                here_documents: false,
             });
         }
         let target = CopyTarget {
@@ -297,11 +310,13 @@ impl<'s> CopyStep<'s> {
     }
 }
 
-/// A COPY/ADD's sources sorted: patterns named in the source root, and
-/// names of files written into the staging directory (here-documents).
+/// A COPY/ADD's sources sorted: patterns named in the source root, names
+/// of files written into the staging directory (downloads), and the
+/// here-documents written there.
 struct StagedSources {
     named: Vec<String>,
     in_staging: Vec<String>,
+    heredocs: Vec<String>,
 }
 
 impl StagedSources {
@@ -315,6 +330,7 @@ impl StagedSources {
         let mut sources = StagedSources {
             named: Vec::new(),
             in_staging: Vec::new(),
+            heredocs: Vec::new(),
         };
         for source in &copy.sources {
             match source {
@@ -329,7 +345,7 @@ impl StagedSources {
                     std::fs::write(&path, content)
                         .map_err(BuildError::io("writing here-document", &path))?;
                     set_mode(&path, 0o644)?;
-                    sources.in_staging.push(doc.name.clone());
+                    sources.heredocs.push(doc.name.clone());
                 }
             }
         }

@@ -811,6 +811,21 @@ impl LayerPlan {
         Ok(())
     }
 
+    /// Removes the entry named `path`, and with `with_children` every entry
+    /// below it: what a later entry at the same path replaces (COPY's
+    /// sources that land on one destination, the last one winning).
+    pub fn remove(&mut self, path: &Path, with_children: bool) -> Result<(), LayerError> {
+        let name = entry_name(path, false)?;
+        self.entries.retain(|entry| {
+            let below = with_children
+                && entry.name.len() > name.len()
+                && entry.name.starts_with(&name)
+                && entry.name[name.len()] == b'/';
+            entry.name != name && !below
+        });
+        Ok(())
+    }
+
     /// Sorts, checks for duplicates, and makes every hard link point at an
     /// entry written before it: when a link sorts before the file it
     /// names, the link becomes the file and the file a link to it.

@@ -142,6 +142,33 @@ async fn cache_mount_persists_between_builds_and_is_in_no_layer() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "run\nrun\n");
 }
 
+/// As in BuildKit: the default id is the target cleaned (`/x/` and `/x`
+/// are one cache), and an existing cache takes each mount's owner and mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_mount_ids_are_clean_targets_and_owner_and_mode_hold_on_every_use() {
+    let (registry, fixtures) = setup().await;
+    let cache_dir = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM {base}\n\
+         RUN --mount=type=cache,target=/x/ echo one > /x/note\n\
+         RUN --mount=type=cache,target=/x,mode=0700,uid=2,gid=3 \
+         cat /x/note > /seen && stat -c '%a %u %g' /x > /owner\n",
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let image = format!("{}/cache-mount-ids:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        format!("--cache-dir={}", cache_dir.path().display()),
+    ])
+    .await;
+    assert_success(&output);
+    let layers = layers(&image);
+    assert_eq!(file(&layers, "seen"), "one\n");
+    assert_eq!(file(&layers, "owner"), "700 2 3\n");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_mounts_are_separate_per_platform() {
     let arm64: kiln_builder::platform::Platform = "linux/arm64".parse().unwrap();

@@ -510,6 +510,10 @@ async fn cache_dir(
             None => None,
         };
         create_cache_dir(&base, &dir, seed, cache.mode, cache.uid, cache.gid)?;
+    } else {
+        // The mount's owner and mode hold on every use, as in BuildKit, not
+        // only for the RUN that created the cache.
+        set_cache_owner_and_mode(&dir, cache.mode, cache.uid, cache.gid)?;
     }
     Ok((dir, lock))
 }
@@ -584,11 +588,15 @@ fn create_cache_dir(
         }
         _ => fs::create_dir(&new).map_err(BuildError::io("creating", &new))?,
     }
-    std::os::unix::fs::chown(&new, Some(uid), Some(gid))
-        .map_err(BuildError::io("setting the owner of", &new))?;
-    fs::set_permissions(&new, fs::Permissions::from_mode(mode))
-        .map_err(BuildError::io("setting mode of", &new))?;
+    set_cache_owner_and_mode(&new, mode, uid, gid)?;
     fs::rename(&new, dir).map_err(BuildError::io("creating the cache mount", dir))
+}
+
+fn set_cache_owner_and_mode(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), BuildError> {
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(BuildError::io("setting the owner of", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .map_err(BuildError::io("setting mode of", dir))
 }
 
 /// `os-arch[-variant]`: one folder per platform.

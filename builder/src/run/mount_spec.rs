@@ -328,10 +328,12 @@ impl Fields {
             Kind::Cache => {
                 let target = need_target(target)?;
                 MountSpec::Cache(CacheMount {
+                    // BuildKit's default id is the target cleaned: `/x/` and
+                    // `/x` are one cache.
                     id: self
                         .id
                         .filter(|id| !id.is_empty())
-                        .unwrap_or_else(|| target.clone()),
+                        .unwrap_or_else(|| clean_target(&target)),
                     target,
                     sharing: self.sharing.unwrap_or_default(),
                     from: self.from.filter(|f| !f.is_empty()),
@@ -477,6 +479,20 @@ pub(crate) fn unquote(field: &str) -> &str {
         .unwrap_or(field)
 }
 
+/// `target` cleaned lexically (`//`, `.`, `..` and trailing slashes), as
+/// Go's `path.Clean`; a relative target stays relative.
+fn clean_target(target: &str) -> String {
+    let cleaned = crate::image::config::join_image_path("/", target);
+    if target.starts_with('/') {
+        cleaned
+    } else {
+        match cleaned.trim_start_matches('/') {
+            "" => ".".to_string(),
+            relative => relative.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -551,6 +567,19 @@ mod tests {
             (
                 "type=cache,target=$DIR",
                 MountSpec::Cache(cache("/root/.cache", "/root/.cache")),
+            ),
+            // The default id is the target cleaned, as path.Clean does.
+            (
+                "type=cache,target=/x/",
+                MountSpec::Cache(cache("/x", "/x/")),
+            ),
+            (
+                "type=cache,target=//var/./cache/../lib//",
+                MountSpec::Cache(cache("/var/lib", "//var/./cache/../lib//")),
+            ),
+            (
+                "type=cache,target=rel/dir/",
+                MountSpec::Cache(cache("rel/dir", "rel/dir/")),
             ),
             (
                 "type=cache,id=go,target=/go/pkg,sharing=locked,mode=0700,uid=1000,gid=100,ro",

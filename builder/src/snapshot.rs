@@ -109,6 +109,9 @@ mod diff;
 mod ignore;
 mod probe;
 mod tree;
+/// The extended attributes layers carry, as snapshots read them: COPY
+/// --from reads the same ones from the stage or image it copies.
+pub(crate) use probe::read_xattrs;
 pub use tree::MAX_DEPTH;
 
 use std::collections::HashMap;

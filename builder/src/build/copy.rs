@@ -308,13 +308,14 @@ impl Planner<'_> {
         let resolved = rootfs_fs::resolve_in_root(source.root, &rel.to_string_lossy())?;
         let meta =
             std::fs::symlink_metadata(&resolved).map_err(BuildError::io("reading", &resolved))?;
-        let entry = self.meta(
+        let mut entry = self.meta(
             source,
             meta.mode(),
             (meta.uid(), meta.gid()),
             meta.mtime(),
             MetaKind::Other,
         );
+        entry.xattrs = source_xattrs(source, &resolved)?;
         let kind = if meta.is_file() {
             EntryKind::File { source: resolved }
         } else if meta.file_type().is_symlink() {
@@ -364,7 +365,7 @@ impl Planner<'_> {
                 .strip_prefix(&prefix)
                 .unwrap_or(&entry.rel_path);
             let target = Path::new(dest).join(inner);
-            let meta = self.meta(
+            let mut meta = self.meta(
                 source,
                 entry.mode,
                 (entry.uid, entry.gid),
@@ -375,6 +376,9 @@ impl Planner<'_> {
                     _ => MetaKind::Other,
                 },
             );
+            if entry.kind != SourceKind::Symlink {
+                meta.xattrs = source_xattrs(source, &source.root.join(&entry.rel_path))?;
+            }
             let kind = match entry.kind {
                 SourceKind::Dir => {
                     self.created.insert(target.to_string_lossy().into_owned());
@@ -416,6 +420,20 @@ impl Planner<'_> {
         }
         Ok(())
     }
+}
+
+/// The extended attributes a copied entry keeps: those of files from
+/// another stage or image (a binary's `security.capability`, `user.*`), as
+/// BuildKit copies them; context files are the build's input, not an
+/// image's, and get none.
+fn source_xattrs(
+    source: &SourceRoot<'_>,
+    host: &Path,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, BuildError> {
+    if !source.keep_owner {
+        return Ok(Default::default());
+    }
+    Ok(crate::snapshot::read_xattrs(host)?)
 }
 
 /// A FIFO or a device node is copied as what it is, as Docker does, and
@@ -591,6 +609,85 @@ mod tests {
         assert_eq!(
             plan(&[(&["A", "B"], true)], "/out/"),
             named(&[("out", 0o755), ("out/A", 0o611), ("out/B", 0o612)])
+        );
+    }
+
+    /// Files of another stage or image keep `security.capability` and
+    /// `user.*` (a ping binary copied from a build stage still works);
+    /// context files get none.
+    #[test]
+    fn files_from_a_stage_keep_their_extended_attributes() {
+        use std::collections::BTreeMap;
+        let (Ok(stage), Ok(image)) = (tempfile::tempdir(), tempfile::tempdir()) else {
+            panic!("temporary directories")
+        };
+        assert!(std::fs::create_dir(stage.path().join("bin")).is_ok());
+        assert!(std::fs::write(stage.path().join("bin/ping"), "elf").is_ok());
+        let cap = [
+            1u8, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        for (name, value) in [("security.capability", &cap[..]), ("user.origin", b"stage")] {
+            let set = rustix::fs::lsetxattr(
+                stage.path().join("bin/ping"),
+                name,
+                value,
+                rustix::fs::XattrFlags::empty(),
+            );
+            assert!(set.is_ok(), "{name}: {set:?}");
+        }
+        let rules = IgnoreRules::empty();
+        let plan = |pattern: &str, keep_owner: bool| {
+            let sources = [SourceRoot {
+                root: stage.path(),
+                rules: &rules,
+                patterns: vec![pattern.to_string()],
+                as_directory: false,
+                keep_owner,
+                here_documents: false,
+            }];
+            let target = CopyTarget {
+                dest: "/usr/",
+                workdir: "/",
+                image_root: image.path(),
+            };
+            let ownership = Ownership {
+                chown: None,
+                chmod: None,
+            };
+            match plan_copy("COPY", &sources, &target, ownership, 0) {
+                Ok(plan) => {
+                    let mut xattrs = plan.entry_xattrs();
+                    xattrs.sort();
+                    xattrs
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let kept = BTreeMap::from([
+            ("security.capability".to_string(), cap.to_vec()),
+            ("user.origin".to_string(), b"stage".to_vec()),
+        ]);
+        // COPY --from=stage /bin /usr/ (a directory) and /bin/ping (a file).
+        assert_eq!(
+            plan("bin", true),
+            [
+                ("usr".to_string(), BTreeMap::new()),
+                ("usr/ping".to_string(), kept.clone()),
+            ]
+        );
+        assert_eq!(
+            plan("bin/ping", true),
+            [
+                ("usr".to_string(), BTreeMap::new()),
+                ("usr/ping".to_string(), kept),
+            ]
+        );
+        assert_eq!(
+            plan("bin/ping", false),
+            [
+                ("usr".to_string(), BTreeMap::new()),
+                ("usr/ping".to_string(), BTreeMap::new()),
+            ]
         );
     }
 

@@ -786,6 +786,20 @@ impl LayerPlan {
             .collect()
     }
 
+    /// Each planned entry's name and extended attributes, in plan order.
+    #[cfg(test)]
+    pub(crate) fn entry_xattrs(&self) -> Vec<(String, BTreeMap<String, Vec<u8>>)> {
+        self.entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.name).into_owned(),
+                    e.meta.xattrs.clone(),
+                )
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -96,7 +96,7 @@ pub(super) fn captured_xattr(name: &[u8]) -> bool {
 
 /// The captured extended attributes of `host` (never following a
 /// symlink). Filesystems without extended attributes have none.
-pub(super) fn read_xattrs(host: &Path) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {
+pub(crate) fn read_xattrs(host: &Path) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {
     let mut found = BTreeMap::new();
     let errno_error = |op: &'static str| {
         move |errno: Errno| SnapshotError::Io {

@@ -10,7 +10,7 @@
 //! its Jobs exist (p50/p99/max), the time from each build's last simulated
 //! result until its index is published (the MultiArchBuild Succeeded, which
 //! the operator writes after the push; also counted from the moment its
-//! last Job was seen complete, which leaves out the Job controller), the
+//! last BuildRequest was seen Succeeded, the operator's own share), the
 //! operator's API requests per build (from kube-client's debug log, one
 //! `http.status_code` line per request) and its peak RSS (VmHWM).
 //!
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kiln_crds::{BuildRequest, MultiArchBuild, Phase};
+use kiln_crds::{BuildRequest, MultiArchBuild, Phase, PlatformPhase};
 use kiln_e2e::cluster::Cluster;
 use kiln_operator::names::BUILD_REQUEST_LABEL;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -98,7 +98,7 @@ struct Results {
     jobs_after_create: Vec<Duration>,
     all_jobs: Duration,
     index_after_result: Vec<Duration>,
-    index_after_job: Vec<Duration>,
+    index_after_request: Vec<Duration>,
     requests: usize,
     peak_rss_kib: u64,
 }
@@ -254,17 +254,6 @@ fn label_of<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a String
     meta.labels.as_ref().and_then(|labels| labels.get(key))
 }
 
-fn job_complete(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Complete" && c.status == "True")
-        })
-}
-
 async fn measure(
     cluster: &Cluster,
     client: &kube::Client,
@@ -279,7 +268,13 @@ async fn measure(
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut operator = Operator::start(cluster, binary, &namespace, dir.path().join("log"));
+    // KILN_BENCH_LOG_DIR keeps the operator's log (its requests, one line
+    // each) for a breakdown.
+    let log = match std::env::var_os("KILN_BENCH_LOG_DIR") {
+        Some(kept) => PathBuf::from(kept).join(format!("{label}.log")),
+        None => dir.path().join("log"),
+    };
+    let mut operator = Operator::start(cluster, binary, &namespace, log);
     // The operator lists and watches before it acts; builds created
     // earlier are found by that first list, so only a start-up time is
     // waited out here, not measured.
@@ -291,7 +286,7 @@ async fn measure(
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
 
     let jobs_seen: Seen = Arc::default();
-    let jobs_complete: Seen = Arc::default();
+    let requests_built: Seen = Arc::default();
     let published: Seen = Arc::default();
     // BuildRequest name → (pod name, container name, architecture).
     let pods_of: Arc<Mutex<HashMap<String, (String, String, String)>>> = Arc::default();
@@ -299,11 +294,15 @@ async fn measure(
         watch_first_seen(jobs.clone(), jobs_seen.clone(), |job: &Job| {
             job.metadata.name.clone()
         }),
-        watch_first_seen(jobs.clone(), jobs_complete.clone(), |job: &Job| {
-            job_complete(job)
-                .then(|| job.metadata.name.clone())
-                .flatten()
-        }),
+        watch_first_seen(
+            requests.clone(),
+            requests_built.clone(),
+            |request: &BuildRequest| {
+                (request.status.as_ref().and_then(|s| s.phase) == Some(PlatformPhase::Succeeded))
+                    .then(|| request.metadata.name.clone())
+                    .flatten()
+            },
+        ),
         watch_first_seen(builds.clone(), published.clone(), |build| {
             (build.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded))
                 .then(|| build.metadata.name.clone())
@@ -367,7 +366,7 @@ async fn measure(
     let job_count = || jobs_seen.lock().unwrap().len();
     wait_until(&format!("{} Jobs", 2 * n), || job_count() >= 2 * n).await;
     let all_jobs = first_create.elapsed();
-    // A build's Jobs are named after its BuildRequests, `b<i>-linux-<arch>-…`.
+    // Jobs and BuildRequests are named after their build, `b<i>-linux-<arch>-…`.
     let per_build = |seen: &HashMap<String, Instant>| -> HashMap<String, Instant> {
         let mut last: HashMap<String, Instant> = HashMap::new();
         for (job, at) in seen {
@@ -434,12 +433,12 @@ async fn measure(
     })
     .await;
     let published = published.lock().unwrap().clone();
-    let complete_by_build = per_build(&jobs_complete.lock().unwrap());
+    let built_by_build = per_build(&requests_built.lock().unwrap());
     let index_after_result = results_in
         .iter()
         .map(|(name, at)| published[name].saturating_duration_since(*at))
         .collect();
-    let index_after_job = complete_by_build
+    let index_after_request = built_by_build
         .iter()
         .map(|(name, at)| published[name].saturating_duration_since(*at))
         .collect();
@@ -459,7 +458,7 @@ async fn measure(
         jobs_after_create,
         all_jobs,
         index_after_result,
-        index_after_job,
+        index_after_request,
         requests: requests_made,
         peak_rss_kib,
     }
@@ -551,8 +550,8 @@ fn report(results: &Results) {
         summary(&results.index_after_result)
     );
     println!(
-        "    … after its last Job was seen complete: {}",
-        summary(&results.index_after_job)
+        "    … after its last BuildRequest was seen Succeeded: {}",
+        summary(&results.index_after_request)
     );
     println!(
         "  API requests: {} ({:.1} per build, start-up included)",

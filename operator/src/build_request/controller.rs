@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kiln_crds::{BuildRequest, BuildRequestStatus, PlatformPhase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::Store;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -26,7 +27,7 @@ use super::decide::{Action, Observed, decide};
 use super::render::{self, FIELD_MANAGER};
 use crate::context::{Context, Error, Listed};
 use crate::metrics::{ControllerLabels, PlatformLabels};
-use crate::names::BUILD_REQUEST_LABEL;
+use crate::names::{self, BUILD_REQUEST_LABEL, JOB_NAME_MAX};
 use crate::nodes::{self, ARCH_LABEL, OS_LABEL};
 use crate::user_namespaces;
 
@@ -98,6 +99,28 @@ where
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes the builder's RoleBinding, Role and ServiceAccount, in that
+/// order (the binding first, so no moment leaves a bound token with a
+/// role).
+async fn revoke_builder_access(
+    client: &kube::Client,
+    namespace: &str,
+    request: &str,
+) -> Result<(), Error> {
+    let access = crate::names::builder_access_name(request);
+    delete_if_present(
+        &Api::<RoleBinding>::namespaced(client.clone(), namespace),
+        &access,
+    )
+    .await?;
+    delete_if_present(&Api::<Role>::namespaced(client.clone(), namespace), &access).await?;
+    delete_if_present(
+        &Api::<ServiceAccount>::namespaced(client.clone(), namespace),
+        &access,
+    )
+    .await
 }
 
 async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
@@ -233,7 +256,16 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
         now: Time(Timestamp::now()),
     });
 
-    // The status first: a reconcile that reads this request before the
+    // Revoking comes before the terminal status that goes with it: a
+    // terminal status then says the access is gone, and decide leaves
+    // finished requests alone. A revoke that fails leaves the status
+    // as it was, and the next reconcile revokes again.
+    let revoke = decision.actions.contains(&Action::RevokeBuilderAccess);
+    if revoke {
+        revoke_builder_access(client, &namespace, &name).await?;
+    }
+
+    // The status next: a reconcile that reads this request before the
     // new status reaches the cache finds the Jobs made after it and waits
     // (see decide), rather than acting on the older status.
     if decision.status != observed_status {
@@ -283,24 +315,8 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
                 delete_if_present(&jobs_api, job).await?;
                 info!(buildrequest = %name, "builder Job {job} abandoned and deleted");
             }
-            Action::RevokeBuilderAccess => {
-                let access = crate::names::builder_access_name(&name);
-                delete_if_present(
-                    &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
-                    &access,
-                )
-                .await?;
-                delete_if_present(
-                    &Api::<Role>::namespaced(client.clone(), &namespace),
-                    &access,
-                )
-                .await?;
-                delete_if_present(
-                    &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-                    &access,
-                )
-                .await?;
-            }
+            // Done before the status, above.
+            Action::RevokeBuilderAccess => {}
         }
     }
 
@@ -349,6 +365,77 @@ fn error_policy(request: Arc<BuildRequest>, error: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(delay)
 }
 
+/// A builder Job as the store keeps it: what decide reads (its metadata and
+/// status), not its pod template, which is most of its size and is the
+/// operator's own rendering anyway. At 500 builds the stores were the
+/// larger part of the operator's memory.
+pub fn trim_job(job: &mut Job) {
+    job.managed_fields_mut().clear();
+    job.spec = None;
+}
+
+/// A builder pod as the store keeps it: metadata, status, the node it is
+/// on, and each container's name, image and resources (for pull failures
+/// and OOM messages); not its arguments, environment, volumes or security
+/// context.
+pub fn trim_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    if let Some(spec) = pod.spec.as_mut() {
+        let keep = |container: &Container| Container {
+            name: container.name.clone(),
+            image: container.image.clone(),
+            resources: container.resources.clone(),
+            ..Container::default()
+        };
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            containers: spec.containers.iter().map(keep).collect(),
+            init_containers: spec
+                .init_containers
+                .as_ref()
+                .map(|containers| containers.iter().map(keep).collect()),
+            ..PodSpec::default()
+        };
+    }
+}
+
+/// The BuildRequest a builder pod's change concerns: its Job's owner,
+/// found through the Job store in two lookups (a scan of every request per
+/// pod event was quadratic in the number of builds). A pod whose Job is
+/// not in the store yet is matched by its label.
+fn request_of_pod(
+    pod: &Pod,
+    jobs: &Store<Job>,
+    requests: &Store<BuildRequest>,
+) -> Vec<ObjectRef<BuildRequest>> {
+    let Some(namespace) = pod.namespace() else {
+        return Vec::new();
+    };
+    let owner = |refs: &[OwnerReference], kind: &str| {
+        refs.iter().find(|r| r.kind == kind).map(|r| r.name.clone())
+    };
+    let job = owner(pod.owner_references(), "Job")
+        .and_then(|job| jobs.get(&ObjectRef::new(&job).within(&namespace)));
+    if let Some(request) = job.and_then(|job| owner(job.owner_references(), "BuildRequest")) {
+        return vec![ObjectRef::new(&request).within(&namespace)];
+    }
+    let Some(label) = pod.labels().get(BUILD_REQUEST_LABEL) else {
+        return Vec::new();
+    };
+    requests
+        .state()
+        .into_iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(namespace.as_str())
+                && r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| names::object_name(&[name], JOB_NAME_MAX) == *label)
+        })
+        .map(|r| ObjectRef::from_obj(&*r))
+        .collect()
+}
+
 /// The label selector of the builder pods and Jobs the operator watches.
 pub fn builder_selector() -> String {
     format!(
@@ -370,18 +457,19 @@ pub async fn run(
 ) {
     let store = ctx.stores.requests.clone();
     let pod_store = store.clone();
+    let job_store = ctx.stores.jobs.clone();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let builders = watcher::Config::default().labels(&builder_selector());
     let listed = || Arc::clone(&ctx.stores.listed);
     let jobs = watcher(jobs, builders.clone())
         .default_backoff()
-        .modify(|job| job.managed_fields_mut().clear())
+        .modify(trim_job)
         .reflect(writers.jobs)
         .inspect(listed().on_listed(Listed::JOBS))
         .touched_objects();
     let pods = watcher(pods, builders)
         .default_backoff()
-        .modify(|pod| pod.managed_fields_mut().clear())
+        .modify(trim_pod)
         .reflect(writers.pods)
         .inspect(listed().on_listed(Listed::PODS))
         .touched_objects();
@@ -403,18 +491,7 @@ pub async fn run(
         // A builder pod's changes the Job does not show: waiting on an
         // image pull, evicted, marked for disruption.
         .watches_stream(pods, move |pod: Pod| {
-            let label = pod.labels().get(BUILD_REQUEST_LABEL).cloned();
-            let namespace = pod.namespace();
-            pod_store
-                .state()
-                .into_iter()
-                .filter(|r| {
-                    r.namespace() == namespace
-                        && label.as_deref()
-                            == Some(render::labels(r, "builder")[BUILD_REQUEST_LABEL].as_str())
-                })
-                .map(|r| ObjectRef::from_obj(&*r))
-                .collect::<Vec<_>>()
+            request_of_pod(&pod, &job_store, &pod_store)
         })
         // A node becoming Ready (or appearing) may unblock requests waiting
         // for native nodes of its architecture; a node going NotReady (or
@@ -426,7 +503,9 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|r| {
-                    let status = r.status.clone().unwrap_or_default();
+                    let Some(status) = r.status.as_ref() else {
+                        return false;
+                    };
                     match status.phase {
                         Some(PlatformPhase::Pending) => {
                             arch.as_deref() == Some(nodes::os_arch(&r.spec.platform).1)
@@ -779,5 +858,52 @@ mod tests {
         // Running before and after: no phase event.
         let requeue = reconciling.await.unwrap().unwrap();
         assert_eq!(requeue, Requeue::requeue(ctx.resync));
+    }
+
+    #[test]
+    fn a_pod_event_finds_its_request_through_its_job_or_its_label() {
+        use kube::runtime::reflector;
+        let (jobs, mut job_writer) = reflector::store::<Job>();
+        let (requests, mut request_writer) = reflector::store::<BuildRequest>();
+        let request = crate::test_objects::build_request("app-linux-arm64-g1", "linux/arm64", 0);
+        request_writer.apply_watcher_event(&watcher::Event::Apply(request.clone()));
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {
+                "name": "app-linux-arm64-g1-1", "namespace": "ns",
+                "ownerReferences": [{"apiVersion": "kiln.dev/v1alpha1", "kind": "BuildRequest",
+                    "name": "app-linux-arm64-g1", "uid": "uid-app-linux-arm64-g1",
+                    "controller": true}],
+            },
+        }))
+        .unwrap();
+        let pod = |job: &str, label: Option<&str>| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {
+                    "name": "p", "namespace": "ns",
+                    "labels": label.map(|l| json!({BUILD_REQUEST_LABEL: l})).unwrap_or(json!({})),
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                        "name": job, "uid": "u", "controller": true}],
+                },
+            }))
+            .unwrap()
+        };
+        let want = vec![ObjectRef::<BuildRequest>::new("app-linux-arm64-g1").within("ns")];
+        // The Job not stored yet: the label.
+        let labelled = pod("app-linux-arm64-g1-1", Some("app-linux-arm64-g1"));
+        assert_eq!(request_of_pod(&labelled, &jobs, &requests), want);
+        assert_eq!(
+            request_of_pod(&pod("app-linux-arm64-g1-1", None), &jobs, &requests),
+            vec![]
+        );
+        // Stored: its owner, whatever the label says.
+        job_writer.apply_watcher_event(&watcher::Event::Apply(job));
+        assert_eq!(
+            request_of_pod(
+                &pod("app-linux-arm64-g1-1", Some("stale")),
+                &jobs,
+                &requests
+            ),
+            want
+        );
     }
 }

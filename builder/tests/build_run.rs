@@ -258,21 +258,29 @@ async fn copy_from_a_stage_that_ran_commands() {
     let dockerfile = format!(
         "FROM {base} AS build\nCOPY src.txt /src/\nRUN cat /src/src.txt /src/src.txt > /src/built.txt\n\
          FROM {base} AS unused\nRUN exit 1\n\
+         FROM registry.invalid/never/pulled:1 AS unresolved\nRUN exit 1\n\
          FROM scratch\nCOPY --from=build /src/built.txt /app/built.txt\n",
         base = fixtures.index
     );
     let ctx = context(&dockerfile, &[("src.txt", "x\n")]);
     let image = format!("{}/stages:1", registry.host());
-    let output = kiln(&[
-        context_arg(ctx.path()),
-        format!("--destination={image}"),
-        "--skip-unused-stages".to_string(),
-    ])
-    .await;
+    // Stages the target does not need are neither built nor pulled, as in
+    // BuildKit: kiln's default.
+    let output = kiln(&[context_arg(ctx.path()), format!("--destination={image}")]).await;
     assert_success(&output);
     let layers = layers(&image);
     assert_eq!(layers.len(), 1);
     assert_eq!(layers[0]["app/built.txt"].4, "x\nx\n");
+    // kaniko's default builds every stage: the unused one fails.
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--skip-unused-stages=false".to_string(),
+    ])
+    .await;
+    assert!(!output.status.success(), "every stage was built");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("exit 1"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,13 +112,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
 
-    /// Build only the stages the target stage depends on, instead of every stage before it.
+    /// Build only the stages the target stage depends on (the default, as BuildKit does);
+    /// `--skip-unused-stages=false` builds every stage before the target, as kaniko does by
+    /// default.
     #[arg(
         long,
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
-        default_value = "false",
+        default_value = "true",
         default_missing_value = "true",
         action = ArgAction::Set,
         value_parser = parse_bool,

@@ -110,7 +110,12 @@ pub const KANIKO_FLAGS: &[(&str, InKiln)] = &[
     ),
     ("ignore-var-run", InKiln::Same),
     ("label", InKiln::Same),
-    ("skip-unused-stages", InKiln::Same),
+    (
+        "skip-unused-stages",
+        InKiln::Meaning(
+            "on by default, as in BuildKit: --skip-unused-stages=false builds every stage, kaniko's default",
+        ),
+    ),
     (
         "use-new-run",
         InKiln::Ignored(

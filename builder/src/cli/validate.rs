@@ -574,7 +574,7 @@ pub(crate) mod tests {
             dockerfile: "Dockerfile".to_string(),
             build_args: BTreeMap::new(),
             target: None,
-            skip_unused_stages: false,
+            skip_unused_stages: true,
             labels: BTreeMap::new(),
             secrets: vec![],
             platforms: vec![],
@@ -770,11 +770,11 @@ pub(crate) mod tests {
                     "kiln",
                     "--no-push",
                     "--target=build",
-                    "--skip-unused-stages",
+                    "--skip-unused-stages=false",
                 ],
                 |o| {
                     o.target = Some("build".into());
-                    o.skip_unused_stages = true;
+                    o.skip_unused_stages = false;
                 },
             ),
             (

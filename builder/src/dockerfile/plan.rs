@@ -51,9 +51,10 @@ pub struct Plan {
 }
 
 /// Plans the build of `target` (by name; default: the last stage).
-/// With `skip_unused`, only the target and what it depends on are built
-/// (BuildKit's behaviour, kaniko's `--skip-unused-stages`); without it,
-/// every stage up to the target is built, as kaniko does by default.
+/// With `skip_unused` (kiln's default, BuildKit's behaviour), only the
+/// target and what it depends on are built; without it
+/// (`--skip-unused-stages=false`), every stage up to the target is, as
+/// kaniko does by default.
 pub fn plan(
     df: &Dockerfile,
     target: Option<&str>,

@@ -131,7 +131,7 @@ pub fn dropped_flags(options: &BuildOptions) -> Vec<&'static str> {
             "--skip-push-permission-check",
             output.skip_push_permission_check,
         ),
-        ("--skip-unused-stages", options.skip_unused_stages),
+        ("--skip-unused-stages", !options.skip_unused_stages),
         ("--emulation", multi.emulation != Emulation::Auto),
         ("--platform-tags", multi.platform_tags),
         ("--push-by-digest", multi.push_by_digest),

@@ -31,6 +31,9 @@ pub struct Context {
     /// Consecutive failed reconciles per object, for [`error_backoff`].
     pub build_failures: Failures<MultiArchBuild>,
     pub request_failures: Failures<BuildRequest>,
+    /// Status writes of this operator not yet seen by the stores.
+    pub build_writes: OwnWrites<MultiArchBuild>,
+    pub request_writes: OwnWrites<BuildRequest>,
     /// Requeue interval of a build that is running, as a safety net behind
     /// the watches.
     pub resync: Duration,
@@ -55,6 +58,8 @@ impl Context {
             stores,
             build_failures: Failures::default(),
             request_failures: Failures::default(),
+            build_writes: OwnWrites::default(),
+            request_writes: OwnWrites::default(),
             resync: Duration::from_secs(300),
         }
     }
@@ -236,6 +241,68 @@ where
     }
 }
 
+/// The versions of objects this operator wrote over, until the stores
+/// catch up: a reconcile that reads the version it replaced would decide
+/// from a status it already changed — creating again what it just created
+/// (answered 409) and recording its phase change twice. Skipping it is
+/// safe, because the write's own watch event triggers the next reconcile.
+pub struct OwnWrites<K: kube::Resource>(Mutex<HashMap<ObjectRef<K>, String>>)
+where
+    K::DynamicType: Eq + Hash;
+
+impl<K: kube::Resource> Default for OwnWrites<K>
+where
+    K::DynamicType: Eq + Hash,
+{
+    fn default() -> Self {
+        OwnWrites(Mutex::new(HashMap::new()))
+    }
+}
+
+/// Past this many remembered writes, entries of objects no longer in the
+/// store are dropped (a deleted object's newer version never comes).
+const OWN_WRITES_PRUNE: usize = 1024;
+
+impl<K> OwnWrites<K>
+where
+    K: kube::Resource + reflector::Lookup<DynamicType = <K as kube::Resource>::DynamicType> + Clone,
+    <K as kube::Resource>::DynamicType: Eq + Hash + Clone + Default,
+{
+    /// `read` is the object as the reconcile read it, `written` the API's
+    /// answer to its write. A write that changed nothing made no new
+    /// version, and no event will come for it: nothing is remembered.
+    pub fn wrote(&self, read: &K, written: &K, store: &Store<K>) {
+        let (Some(before), Some(after)) = (
+            read.meta().resource_version.as_ref(),
+            written.meta().resource_version.as_ref(),
+        ) else {
+            return;
+        };
+        if before == after {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= OWN_WRITES_PRUNE {
+            map.retain(|key, _| store.get(key).is_some());
+        }
+        map.insert(ObjectRef::from_obj(read), before.clone());
+    }
+
+    /// Whether `object` is a version this operator has written over.
+    pub fn is_stale(&self, object: &K) -> bool {
+        let key = ObjectRef::from_obj(object);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(&key) {
+            Some(replaced) if object.meta().resource_version.as_ref() == Some(replaced) => true,
+            Some(_) => {
+                map.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 impl Context {
     /// Records a phase change as an Event on `object` (a Warning when the
     /// build failed). An Event that cannot be written is logged, never an
@@ -385,6 +452,29 @@ mod tests {
         ));
         assert!(error.is_transient());
         error
+    }
+
+    #[test]
+    fn a_version_this_operator_wrote_over_is_stale_until_the_next_one() {
+        let (store, _writer) = reflector::store::<BuildRequest>();
+        let writes = OwnWrites::<BuildRequest>::default();
+        let version = |rv: &str| {
+            let mut request = build_request("a", "linux/amd64", 0);
+            request.metadata.resource_version = Some(rv.into());
+            request
+        };
+        assert!(!writes.is_stale(&version("1")));
+        writes.wrote(&version("1"), &version("2"), &store);
+        assert!(
+            writes.is_stale(&version("1")),
+            "the store has not caught up"
+        );
+        assert!(writes.is_stale(&version("1")), "still not");
+        assert!(!writes.is_stale(&version("2")), "the write's own version");
+        assert!(!writes.is_stale(&version("1")), "forgotten once caught up");
+        // A write that changed nothing makes no event: never stale.
+        writes.wrote(&version("5"), &version("5"), &store);
+        assert!(!writes.is_stale(&version("5")));
     }
 
     #[test]

@@ -179,6 +179,9 @@ pub async fn reconcile(request: Arc<BuildRequest>, ctx: Arc<Context>) -> Result<
 }
 
 async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeue, Error> {
+    if ctx.request_writes.is_stale(request) {
+        return Ok(Requeue::await_change());
+    }
     let name = request.name_any();
     let namespace = request
         .namespace()
@@ -274,13 +277,15 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
             "kind": BuildRequest::kind(&()),
             "status": operator_fields(&decision.status, &observed_status),
         });
-        Api::<BuildRequest>::namespaced(client.clone(), &namespace)
+        let written = Api::<BuildRequest>::namespaced(client.clone(), &namespace)
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await?;
+        ctx.request_writes
+            .wrote(request, &written, &ctx.stores.requests);
     }
 
     for action in &decision.actions {

@@ -61,26 +61,35 @@ async fn create_request(
     }
 }
 
+/// Applies `status` to `build` (as the reconcile read it), remembering the
+/// write so a reconcile of the replaced version is skipped.
 async fn apply_status(
     api: &Api<MultiArchBuild>,
-    name: &str,
+    build: &MultiArchBuild,
     status: &MultiArchBuildStatus,
+    ctx: &Context,
 ) -> Result<(), Error> {
+    let name = build.name_any();
     let patch = serde_json::json!({
         "apiVersion": MultiArchBuild::api_version(&()),
         "kind": MultiArchBuild::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.build_writes.wrote(build, &written, &ctx.stores.builds);
     Ok(())
 }
 
 async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeue, Error> {
+    if ctx.build_writes.is_stale(build) {
+        return Ok(Requeue::await_change());
+    }
     let name = build.name_any();
     let namespace = build
         .namespace()
@@ -138,7 +147,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
             Action::Publish(children) => {
                 // Say "Publishing" before the (possibly slow) registry work.
                 if status.phase != observed_status.phase {
-                    apply_status(&builds, &name, &status).await?;
+                    apply_status(&builds, build, &status, ctx).await?;
                 }
                 let started = Instant::now();
                 let config_dir = tempfile::tempdir().map_err(Error::CredentialsDir)?;
@@ -193,7 +202,7 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
     .await?;
 
     if status != observed_status {
-        apply_status(&builds, &name, &status).await?;
+        apply_status(&builds, build, &status, ctx).await?;
     }
     if status.phase != observed_status.phase
         || status.observed_generation != observed_status.observed_generation

@@ -889,3 +889,22 @@ fn every_case_directory_has_a_test() {
         listed.len()
     );
 }
+
+#[test]
+fn cache_counts_are_read_from_kiln_logs() {
+    let cases = [
+        (
+            "[linux/amd64] image sha256:abc: 3 layers, 2.1 MB compressed, 2 cache hits, 1 cache misses, 4.2s\n",
+            Some("2 cache hits, 1 cache misses"),
+        ),
+        (
+            "step 1\npushed 127.0.0.1:5000/a:1 (12 cache hits, 0 cache misses)\n",
+            Some("12 cache hits, 0 cache misses"),
+        ),
+        ("pushed 127.0.0.1:5000/a:1\n", None),
+        ("0 cache misses only", None),
+    ];
+    for (log, want) in cases {
+        assert_eq!(cache_counts(log), want, "{log}");
+    }
+}

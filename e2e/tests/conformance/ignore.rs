@@ -39,3 +39,44 @@ pub fn without_buildkit_artefacts(mut tree: Tree, kiln: &Tree) -> Tree {
     }
     tree
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::rootfs::Node;
+    use super::*;
+
+    fn dir(mode: u32, uid: u64) -> Node {
+        Node {
+            kind: Kind::Dir,
+            mode,
+            uid,
+            gid: 0,
+            size: 0,
+            content: None,
+            link: None,
+            device: None,
+            xattrs: Default::default(),
+            hardlinks: Vec::new(),
+            preview: None,
+        }
+    }
+
+    #[test]
+    fn only_buildkits_bare_mount_points_are_left_out() {
+        let mut buildkit = Tree::new();
+        buildkit.insert("dev".into(), dir(0o755, 0));
+        buildkit.insert("proc".into(), dir(0o555, 0));
+        buildkit.insert("sys".into(), dir(0o755, 1000));
+        buildkit.insert("dev/null".into(), dir(0o755, 0));
+        buildkit.insert("run".into(), dir(0o755, 0));
+        let kiln = Tree::new();
+        let left: Vec<String> = without_buildkit_artefacts(buildkit.clone(), &kiln)
+            .into_keys()
+            .collect();
+        assert_eq!(left, ["dev/null", "proc", "run", "sys"]);
+        // Where kiln has the path too, both sides are compared.
+        let mut kiln = Tree::new();
+        kiln.insert("dev".into(), dir(0o700, 0));
+        assert!(without_buildkit_artefacts(buildkit, &kiln).contains_key("dev"));
+    }
+}

@@ -19,8 +19,8 @@
 # check-deploy needs). Progress goes to stderr.
 # Needs Go >= 1.24 (what these versions declare; BuildKit's module asks for
 # 1.26, which go fetches as its toolchain when older) and the Go module
-# proxy; a cold helm build takes a few minutes, a cold buildkit build about
-# three, a cold kubernetes build far longer (all four binaries share one
+# proxy; a cold helm build takes a few minutes, a cold buildkit build two and
+# a half, a cold kubernetes build far longer (all four binaries share one
 # build, run under `nice`).
 set -euo pipefail
 

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   docker-registry   # the OCI registry the tests and the demo run on loopback
   skopeo            # independent reader of what kiln pushes and writes
-  buildah           # the reference builder of the conformance suite
+  buildah           # the second reference builder of the conformance suite (BuildKit, the first, comes from scripts/tools.sh)
   busybox-static    # content of the test base images
   qemu-user-static  # RUN for arm64 and others under --emulation=qemu (scripts/binfmt.sh)
   apache2-utils     # htpasswd, for the authenticated-registry tests
@@ -92,6 +92,17 @@ if [ ! -x "$arm64_dir/busybox" ] || [ "$(cat "$arm64_dir/host-version" 2>/dev/nu
   # without its version files.
   mv -T "$work/result" "$arm64_dir"
   echo "setup: arm64 busybox $(cat "$arm64_dir/version") cached in $arm64_dir" >&2
+fi
+
+# The conformance suite's first reference, BuildKit, and the runc it runs
+# RUN with (e2e/conformance/README.md): built from the Go module proxy once
+# and cached by version (scripts/tools.sh), so a test run finds them in
+# milliseconds. Without Go here the test builds them itself, or says why
+# it cannot.
+if command -v go >/dev/null 2>&1; then
+  "$(dirname "$0")/tools.sh" buildkit runc >/dev/null
+else
+  echo "setup: WARNING: go is not installed; e2e/tests/conformance.rs needs it to build BuildKit and runc" >&2
 fi
 
 # skopeo and buildah, run as root, keep a blob-info cache in

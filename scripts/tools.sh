@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the pinned deployment and test-cluster tools (helm, kustomize,
 # kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
-# as one "kubernetes" tool, and the real node's kubelet, containerd and runc)
+# as one "kubernetes" tool, the real node's kubelet, containerd and runc, and
+# the conformance suite's reference builder, buildkitd and buildctl as one
+# "buildkit" tool)
 # with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
@@ -15,9 +17,11 @@
 #
 # Arguments name the tools to install (default: helm and kustomize, what
 # check-deploy needs). Progress goes to stderr.
-# Needs Go >= 1.24 (what these versions declare) and the Go module proxy; a
-# cold helm build takes a few minutes, a cold kubernetes build far longer
-# (all four binaries share one build, run under `nice`).
+# Needs Go >= 1.24 (what these versions declare; BuildKit's module asks for
+# 1.26, which go fetches as its toolchain when older) and the Go module
+# proxy; a cold helm build takes a few minutes, a cold buildkit build two and
+# a half, a cold kubernetes build far longer (all four binaries share one
+# build, run under `nice`).
 set -euo pipefail
 
 HELM_VERSION=v3.19.5
@@ -32,6 +36,9 @@ KWOK_VERSION=v0.7.0
 # need containerd 2.0 and runc 1.2 or later; Debian 12 ships 1.6 and 1.1.
 CONTAINERD_VERSION=v2.4.2
 RUNC_VERSION=v1.5.3
+# The conformance suite's first reference (e2e/conformance/README.md): the
+# builder behind `docker build`. It runs its RUN steps with the runc above.
+BUILDKIT_VERSION=v0.35.0
 
 tools_dir=${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}
 
@@ -188,6 +195,67 @@ build_kubernetes() {
   )
 }
 
+# BuildKit is not `go install`able either: its go.mod has an `exclude`
+# block, which `go install pkg@version` refuses. Its module is downloaded
+# from the proxy, copied to a writable directory (the module cache is
+# read-only) and built there with its own go.mod and go.sum.
+# install_buildkit: buildkitd and buildctl $BUILDKIT_VERSION into
+# $tools_dir/buildkit-<version>.
+install_buildkit() {
+  local version=$BUILDKIT_VERSION
+  local dir="$tools_dir/buildkit-$version"
+  if [ -x "$dir/bin/buildkitd" ] && [ -x "$dir/bin/buildctl" ]; then
+    printf '%s\n' "$dir/bin"
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || {
+    echo "tools: go is not installed; it is needed to build buildkit $version" >&2
+    return 1
+  }
+  echo "tools: building buildkit $version (buildkitd, buildctl) from the Go module proxy" >&2
+  mkdir -p "$tools_dir"
+  local tmp
+  tmp=$(mktemp -d "$tools_dir/.buildkit-$version.XXXXXX")
+  local start=$SECONDS
+  if ! build_buildkit "$version" "$tmp" >&2; then
+    chmod -R u+w "$tmp" 2>/dev/null || true
+    rm -rf "$tmp"
+    echo "tools: building buildkit $version failed" >&2
+    return 1
+  fi
+  chmod -R u+w "$tmp/src"
+  rm -rf "$tmp/src"
+  if ! mv -T "$tmp" "$dir" 2>/dev/null; then
+    rm -rf "$tmp"
+  fi
+  echo "tools: buildkit $version built in $((SECONDS - start))s into $dir/bin" >&2
+  printf '%s\n' "$dir/bin"
+}
+
+# build_buildkit <version> <out dir>
+build_buildkit() {
+  local version=$1 out=$2
+  local module
+  module=$(cd "$out" && go mod download -json "github.com/moby/buildkit@$version" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$module" ] && [ -f "$module/go.mod" ] || {
+    echo "tools: could not download github.com/moby/buildkit@$version from the Go module proxy" >&2
+    return 1
+  }
+  cp -R "$module" "$out/src"
+  chmod -R u+w "$out/src"
+  mkdir -p "$out/bin"
+  # Stamped as BuildKit's own Dockerfile does, so `buildkitd --version`
+  # and the workers' records say which release this is.
+  local v=github.com/moby/buildkit/version
+  (
+    cd "$out/src"
+    CGO_ENABLED=0 nice -n 10 go build -trimpath \
+      -ldflags "-s -w -X $v.Version=$version -X $v.Package=github.com/moby/buildkit" \
+      -o "$out/bin/" ./cmd/buildkitd ./cmd/buildctl
+  )
+}
+
 install_one() {
   # Two test binaries starting clusters at once on a cold cache would build
   # the same tool twice over on a machine with few cores: the second waits
@@ -247,8 +315,11 @@ install_one_locked() {
     KILN_TOOL_CGO=1 install_tool runc "$RUNC_VERSION" github.com/opencontainers/runc \
       -tags seccomp -ldflags "-s -w"
     ;;
+  buildkit)
+    install_buildkit
+    ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit)" >&2
     return 2
     ;;
   esac

@@ -1,12 +1,17 @@
 //! Conformance suite: every case in `e2e/conformance/<case>/` is built by
-//! kiln and by Debian's buildah from the same busybox base in one loopback
-//! registry, both images are read back with skopeo, and their root
-//! filesystems (all layers applied, whiteouts honoured) and config fields
-//! must be equal. See `e2e/conformance/README.md` for the cases, the
-//! ignore list and the known differences.
+//! kiln, by BuildKit (the first reference: what `docker build` runs) and by
+//! Debian's buildah (the second opinion) from the same busybox base in one
+//! loopback registry; the images are read back with skopeo, and kiln's
+//! root filesystem (all layers applied, whiteouts honoured) and config
+//! fields must equal each reference's but for the differences the case
+//! lists for it. kiln also builds every case again from a warm `--cache`,
+//! which must give the same image. See `e2e/conformance/README.md` for the
+//! cases, the ignore list and the known differences.
 //!
-//! Needs root (RUN isolation of both tools), buildah, skopeo and
-//! docker-registry, as `scripts/setup.sh` installs them. Run some cases only with
+//! Needs root (RUN isolation of all three), buildah, skopeo and
+//! docker-registry, as `scripts/setup.sh` installs them, and Go for the
+//! first build of BuildKit and runc (`scripts/tools.sh buildkit runc`,
+//! cached by version). Run some cases only with
 //! `KILN_CONFORMANCE_CASES=copy_wildcards,volume cargo test -p kiln-e2e --test conformance`.
 
 // A test fails by panicking with a message, as the builder's tests do.
@@ -22,6 +27,8 @@ mod fixtures;
 #[allow(dead_code)]
 mod registry;
 
+#[path = "conformance/buildkit.rs"]
+mod buildkit;
 #[path = "conformance/config.rs"]
 mod config;
 #[path = "conformance/ignore.rs"]
@@ -65,12 +72,21 @@ struct Case {
     /// `Dockerfile`: the same steps in a syntax buildah 1.28 lacks
     /// (heredocs). Explained in the README.
     buildah_dockerfile: Option<&'static str>,
+    /// A Dockerfile of the case's directory that BuildKit builds instead of
+    /// `Dockerfile`, which it refuses with `buildkit_refuses`: the same
+    /// steps in a form BuildKit accepts. Explained in the README.
+    buildkit_dockerfile: Option<&'static str>,
+    /// The error BuildKit gives for the case's `Dockerfile` (checked: a
+    /// BuildKit that accepts it fails the case).
+    buildkit_refuses: Option<&'static str>,
     /// Extra flags for `buildah build` (explained in the README).
     buildah_flags: &'static [&'static str],
-    /// Known differences (config fields, `/paths`), each explained in the
-    /// README: the case passes only when exactly these differ, so a fix on
-    /// either side shows up.
-    differs_in: &'static [&'static str],
+    /// Known differences from BuildKit (config fields, `/paths`), each
+    /// explained in the README: the case passes only when exactly these
+    /// differ, so a fix on either side shows up.
+    buildkit_differs_in: &'static [&'static str],
+    /// Known differences from buildah, the same way.
+    buildah_differs_in: &'static [&'static str],
     /// Secrets `(id, content)`, written to files outside the context and
     /// given to both tools as `--secret id=<id>,src=<file>`.
     secrets: &'static [(&'static str, &'static str)],
@@ -86,8 +102,11 @@ const PLAIN: Case = Case {
     build_args: &[],
     target: None,
     buildah_dockerfile: None,
+    buildkit_dockerfile: None,
+    buildkit_refuses: None,
     buildah_flags: &[],
-    differs_in: &[],
+    buildkit_differs_in: &[],
+    buildah_differs_in: &[],
     secrets: &[],
     cache_mounts: false,
 };
@@ -135,7 +154,7 @@ const CASES: &[(&str, Case)] = &[
     (
         "copy_chmod",
         Case {
-            differs_in: &["/modes"],
+            buildah_differs_in: &["/modes", "/modes/dir"],
             ..PLAIN
         },
     ),
@@ -143,7 +162,17 @@ const CASES: &[(&str, Case)] = &[
     ("copy_dest_slash", PLAIN),
     ("copy_dir_contents", PLAIN),
     ("copy_env_dest", PLAIN),
-    ("copy_from_image", PLAIN),
+    (
+        "copy_from_image",
+        Case {
+            buildkit_dockerfile: Some("Dockerfile.buildkit"),
+            buildah_differs_in: &["WorkingDir"],
+            buildkit_refuses: Some(
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+            ),
+            ..PLAIN
+        },
+    ),
     ("copy_from_stage", PLAIN),
     ("copy_into_symlinked_dir", PLAIN),
     ("copy_json_form", PLAIN),
@@ -159,7 +188,7 @@ const CASES: &[(&str, Case)] = &[
     (
         "expose_protocol_case",
         Case {
-            differs_in: &["ExposedPorts"],
+            buildah_differs_in: &["ExposedPorts"],
             ..PLAIN
         },
     ),
@@ -167,7 +196,8 @@ const CASES: &[(&str, Case)] = &[
     (
         "hardlinks_to_base",
         Case {
-            differs_in: &["/bin/bb", "/bin/busybox"],
+            buildkit_differs_in: &["/bin/bb", "/bin/busybox", "/etc/passwd", "/etc/passwd-link"],
+            buildah_differs_in: &["/bin/bb", "/bin/busybox"],
             ..PLAIN
         },
     ),
@@ -222,7 +252,7 @@ const CASES: &[(&str, Case)] = &[
         "run_mount_cache_bind",
         Case {
             cache_mounts: true,
-            differs_in: &["/var", "/var/cache"],
+            buildah_differs_in: &["/var", "/var/cache"],
             ..PLAIN
         },
     ),
@@ -230,16 +260,22 @@ const CASES: &[(&str, Case)] = &[
         "run_mount_secret",
         Case {
             secrets: &[("token", "conformance-secret-value\n")],
-            differs_in: &["/run/secrets"],
+            buildah_differs_in: &["/run/secrets"],
             ..PLAIN
         },
     ),
     ("run_special_modes", PLAIN),
-    ("scratch_final", PLAIN),
+    (
+        "scratch_final",
+        Case {
+            buildah_differs_in: &["WorkingDir"],
+            ..PLAIN
+        },
+    ),
     (
         "shell",
         Case {
-            differs_in: &["Cmd"],
+            buildah_differs_in: &["Cmd"],
             ..PLAIN
         },
     ),
@@ -250,7 +286,7 @@ const CASES: &[(&str, Case)] = &[
     (
         "volume",
         Case {
-            differs_in: &["/logs", "/more"],
+            buildah_differs_in: &["/logs", "/more"],
             ..PLAIN
         },
     ),
@@ -265,6 +301,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("run_create_remove"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -273,6 +310,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("whiteout_base_files"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -281,6 +319,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("copy_from_stage"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -289,6 +328,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("symlinks_run"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -297,6 +337,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("hardlinks_run"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -305,6 +346,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("run_env_and_args"),
             platform: Some("linux/arm64"),
+            buildkit_differs_in: &["variant"],
             build_args: &["GIVEN=from-the-command-line"],
             ..PLAIN
         },
@@ -315,15 +357,87 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
 }
 
-/// Builds case `name` with both tools from `base` and compares the
-/// images; the error is the readable report of every difference.
-fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, String> {
+/// What every case is built from and with.
+struct Suite<'a> {
+    registry: &'a str,
+    /// The base image reference, given as the build argument `BASE`.
+    base: &'a str,
+    buildkit: &'a buildkit::BuildKit,
+}
+
+/// One side of a comparison: a name for reports and what is compared.
+struct Side<'a> {
+    name: &'a str,
+    tree: &'a rootfs::Tree,
+    config: &'a serde_json::Value,
+}
+
+/// The paths and fields in which `kiln` differs from `reference`, as
+/// (item, readable lines); `env` says whether `Env`'s order counts.
+fn differences(reference: &Side, kiln: &Side, env: config::EnvOrder) -> Vec<(String, String)> {
+    let names = (reference.name, kiln.name);
+    let mut found = config::diff(
+        names,
+        &config::summary(reference.config, env),
+        &config::summary(kiln.config, env),
+    );
+    found.extend(rootfs::diff(names, reference.tree, kiln.tree));
+    found
+}
+
+/// Checks that exactly the `known` items differ; the error is the report
+/// of every difference found.
+fn expect_differences(
+    reference: &Side,
+    kiln: &Side,
+    env: config::EnvOrder,
+    known: &[&str],
+) -> Result<(), String> {
+    let found = differences(reference, kiln, env);
+    let mut items: Vec<&str> = found.iter().map(|(item, _)| item.as_str()).collect();
+    items.sort_unstable();
+    let mut known = known.to_vec();
+    known.sort_unstable();
+    if items == known {
+        return Ok(());
+    }
+    let lines: Vec<&str> = found.iter().map(|(_, line)| line.as_str()).collect();
+    let mut report = format!(
+        "{}'s image differs from {}'s\n{}",
+        kiln.name,
+        reference.name,
+        lines.join("\n")
+    );
+    if !known.is_empty() {
+        report.push_str(&format!(
+            "\nthe documented known differences are exactly: {}",
+            known.join(", ")
+        ));
+    }
+    Err(report)
+}
+
+/// How long each tool took for a case, and what kiln's warm build logged.
+struct Timings {
+    kiln: std::time::Duration,
+    kiln_cache: std::time::Duration,
+    warm_log: String,
+    buildkit: std::time::Duration,
+    buildah: std::time::Duration,
+}
+
+/// Builds case `name` with kiln, BuildKit and buildah from `base` and
+/// compares kiln's image with each reference, and kiln's uncached image
+/// with its image from a warm cache; the error is the readable report of
+/// every unexpected difference.
+fn check(name: &str, case: Case, suite: &Suite) -> Result<String, String> {
     let started = Instant::now();
+    let registry = suite.registry;
     let context = cases_dir().join(case.dir.unwrap_or(name));
     if !context.join("Dockerfile").is_file() {
         return Err(format!("{} has no Dockerfile", context.display()));
     }
-    let mut build_args = vec![format!("BASE={base}")];
+    let mut build_args = vec![format!("BASE={}", suite.base)];
     build_args.extend(case.build_args.iter().map(|a| a.to_string()));
     let private = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut secrets = Vec::new();
@@ -345,58 +459,118 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
     }
 
     let kiln_image = format!("{registry}/kiln/{name}:1");
+    let kiln_other_image = format!("{registry}/kiln-cache-check/{name}:1");
+    let buildkit_image = format!("{registry}/buildkit/{name}:1");
     let buildah_image = format!("{registry}/buildah/{name}:1");
-    let (kiln, buildah) = std::thread::scope(|scope| {
+    let timed = |build: &dyn Fn() -> Result<(), String>| {
+        let started = Instant::now();
+        build().map(|()| started.elapsed())
+    };
+    let (kiln, buildkit, buildah) = std::thread::scope(|scope| {
         let kiln = scope.spawn(|| {
             let started = Instant::now();
-            kiln_build(
-                name,
-                case,
-                &context,
-                &build_args,
-                &kiln_flags,
-                registry,
-                &kiln_image,
-            )
-            .map(|()| started.elapsed())
+            let kiln_args = (
+                context.as_path(),
+                build_args.as_slice(),
+                kiln_flags.as_slice(),
+            );
+            kiln_build(name, case, kiln_args, registry, &kiln_image)?;
+            let kiln_time = started.elapsed();
+            let started = Instant::now();
+            let warm_log = kiln_cache_check(name, case, kiln_args, registry, &kiln_other_image)?;
+            Ok::<_, String>((kiln_time, started.elapsed(), warm_log))
+        });
+        let buildkit = scope.spawn(|| {
+            timed(&|| {
+                if let Some(error) = case.buildkit_refuses {
+                    match suite.buildkit.build(
+                        &context,
+                        None,
+                        &build_args,
+                        case.target,
+                        case.platform,
+                        &secrets,
+                        &buildkit_image,
+                    ) {
+                        Err(report) if report.contains(error) => {}
+                        Err(report) => {
+                            return Err(format!(
+                                "the Dockerfile did not fail with \"{error}\":\n{report}"
+                            ));
+                        }
+                        Ok(()) => {
+                            return Err(format!(
+                                "the Dockerfile was built; it used to fail with \"{error}\""
+                            ));
+                        }
+                    }
+                }
+                suite.buildkit.build(
+                    &context,
+                    case.buildkit_dockerfile,
+                    &build_args,
+                    case.target,
+                    case.platform,
+                    &secrets,
+                    &buildkit_image,
+                )
+            })
         });
         let buildah = scope.spawn(|| {
-            let started = Instant::now();
-            tools::buildah_build(
-                &context,
-                case.buildah_dockerfile,
-                &build_args,
-                case.target,
-                case.platform,
-                &buildah_flags,
-                &buildah_image,
-            )
-            .map(|()| started.elapsed())
+            timed(&|| {
+                tools::buildah_build(
+                    &context,
+                    case.buildah_dockerfile,
+                    &build_args,
+                    case.target,
+                    case.platform,
+                    &buildah_flags,
+                    &buildah_image,
+                )
+            })
         });
         (
             kiln.join().expect("the kiln build thread"),
+            buildkit.join().expect("the BuildKit build thread"),
             buildah.join().expect("the buildah build thread"),
         )
     });
-    let (kiln_time, buildah_time) = match (kiln, buildah) {
-        (Ok(kiln), Ok(buildah)) => (kiln, buildah),
-        (kiln, buildah) => {
-            let failures: Vec<String> = [("kiln", kiln.err()), ("buildah", buildah.err())]
-                .into_iter()
-                .filter_map(|(tool, error)| error.map(|e| format!("{tool}: {e}")))
-                .collect();
+    let timings = match (kiln, buildkit, buildah) {
+        (Ok((kiln, kiln_cache, warm_log)), Ok(buildkit), Ok(buildah)) => Timings {
+            kiln,
+            kiln_cache,
+            warm_log,
+            buildkit,
+            buildah,
+        },
+        (kiln, buildkit, buildah) => {
+            let failures: Vec<String> = [
+                ("kiln", kiln.err()),
+                ("BuildKit", buildkit.err()),
+                ("buildah", buildah.err()),
+            ]
+            .into_iter()
+            .filter_map(|(tool, error)| error.map(|e| format!("{tool}: {e}")))
+            .collect();
             return Err(failures.join("\n"));
         }
     };
 
     let kiln = tools::read_image(&kiln_image)?;
+    let kiln_other = tools::read_image(&kiln_other_image)?;
+    let buildkit = tools::read_image(&buildkit_image)?;
     let buildah = tools::read_image(&buildah_image)?;
-    // Both sides equal but built for the wrong platform would prove little.
+    // All sides equal but built for the wrong platform would prove little.
     let architecture = case
         .platform
         .and_then(|p| p.split('/').nth(1))
         .unwrap_or("amd64");
-    for (tool, image) in [("kiln", &kiln), ("buildah", &buildah)] {
+    for (tool, image) in [
+        ("kiln", &kiln),
+        ("kiln (cache check)", &kiln_other),
+        ("BuildKit", &buildkit),
+        ("buildah", &buildah),
+    ] {
         if image.config["architecture"] != architecture {
             return Err(format!(
                 "{tool} built for architecture {}, not {architecture}",
@@ -404,81 +578,124 @@ fn check(name: &str, case: Case, registry: &str, base: &str) -> Result<String, S
             ));
         }
     }
-    let filesystem = rootfs::diff(
-        &ignore::without_artefacts(buildah.tree),
-        &ignore::without_artefacts(kiln.tree),
-    );
-    let configuration = config::diff(
-        &config::summary(&buildah.config),
-        &config::summary(&kiln.config),
-    );
-    let differing: Vec<&str> = configuration
-        .iter()
-        .chain(&filesystem)
-        .map(|(item, _)| item.as_str())
-        .collect();
-    let mut known: Vec<&str> = case.differs_in.to_vec();
-    known.sort_unstable();
-    let mut found = differing.clone();
-    found.sort_unstable();
-    if found != known {
-        let mut report = Vec::new();
-        if !filesystem.is_empty() {
-            let lines: Vec<&str> = filesystem.iter().map(|(_, l)| l.as_str()).collect();
-            report.push(format!("root filesystem:\n{}", lines.join("\n")));
-        }
-        if !configuration.is_empty() {
-            let lines: Vec<&str> = configuration.iter().map(|(_, l)| l.as_str()).collect();
-            report.push(format!("config:\n{}", lines.join("\n")));
-        }
-        if !known.is_empty() {
-            report.push(format!(
-                "the documented known differences are exactly: {}",
-                known.join(", ")
-            ));
-        }
-        return Err(format!(
-            "kiln's image differs from buildah's\n{}",
-            report.join("\n")
-        ));
-    }
-    let verdict = if known.is_empty() {
-        "equal".to_string()
+    let kiln_side = Side {
+        name: "kiln",
+        tree: &kiln.tree,
+        config: &kiln.config,
+    };
+    let mut failures = Vec::new();
+    // The cache never changes the result: exactly the same image.
+    let (cached, uncached) = if case.cache.is_some() {
+        ("kiln", "kiln without cache")
     } else {
-        format!("equal but for the known {}", known.join(", "))
+        ("kiln from a warm cache", "kiln")
+    };
+    let other_side = Side {
+        name: if case.cache.is_some() {
+            uncached
+        } else {
+            cached
+        },
+        tree: &kiln_other.tree,
+        config: &kiln_other.config,
+    };
+    let (reference, compared) = if case.cache.is_some() {
+        (&other_side, &kiln_side)
+    } else {
+        (&kiln_side, &other_side)
+    };
+    if let Err(report) = expect_differences(reference, compared, config::EnvOrder::Kept, &[]) {
+        failures.push(format!("the cache changed the result: {report}"));
+    }
+    let buildkit_tree = ignore::without_buildkit_artefacts(buildkit.tree.clone(), &kiln.tree);
+    let buildkit_side = Side {
+        name: "BuildKit",
+        tree: &buildkit_tree,
+        config: &buildkit.config,
+    };
+    if let Err(report) = expect_differences(
+        &buildkit_side,
+        &kiln_side,
+        config::EnvOrder::Kept,
+        case.buildkit_differs_in,
+    ) {
+        failures.push(report);
+    }
+    let buildah_tree = ignore::without_buildah_artefacts(buildah.tree.clone());
+    let kiln_tree = ignore::without_buildah_artefacts(kiln.tree.clone());
+    if let Err(report) = expect_differences(
+        &Side {
+            name: "buildah",
+            tree: &buildah_tree,
+            config: &buildah.config,
+        },
+        &Side {
+            name: "kiln",
+            tree: &kiln_tree,
+            config: &kiln.config,
+        },
+        config::EnvOrder::Ignored,
+        case.buildah_differs_in,
+    ) {
+        failures.push(report);
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("\n"));
+    }
+    let verdict = |known: &[&str]| {
+        if known.is_empty() {
+            "identical".to_string()
+        } else {
+            format!("identical but for {}", known.join(", "))
+        }
     };
     Ok(format!(
-        "{verdict}; kiln {:.1}s ({} layers), buildah {:.1}s ({} layers), {:.1}s in all",
-        kiln_time.as_secs_f64(),
+        "BuildKit: {}; buildah: {}; cache: same image ({}); \
+         kiln {:.1}s ({} layers) + {:.1}s cache check, BuildKit {:.1}s ({} layers), \
+         buildah {:.1}s ({} layers), {:.1}s in all",
+        verdict(case.buildkit_differs_in),
+        verdict(case.buildah_differs_in),
+        if case.cache.is_some() {
+            "as a build without cache"
+        } else {
+            cache_counts(&timings.warm_log).unwrap_or("no cache counts logged")
+        },
+        timings.kiln.as_secs_f64(),
         kiln.layers,
-        buildah_time.as_secs_f64(),
+        timings.kiln_cache.as_secs_f64(),
+        timings.buildkit.as_secs_f64(),
+        buildkit.layers,
+        timings.buildah.as_secs_f64(),
         buildah.layers,
         started.elapsed().as_secs_f64()
     ))
 }
+
+/// `N cache hits, M cache misses` from a kiln log (its last mention).
+fn cache_counts(log: &str) -> Option<&str> {
+    let end = log.rfind(" cache misses")? + " cache misses".len();
+    let hits = log[..end].rfind(" cache hits")?;
+    let start = log[..hits].rfind(|c: char| !c.is_ascii_digit())? + 1;
+    Some(&log[start..end])
+}
+
+/// kiln's arguments for one case: context, build arguments, flags.
+type KilnArgs<'a> = (&'a Path, &'a [String], &'a [String]);
 
 /// kiln's side of a case: one build, or with `cache` a warm-up build and
 /// the compared one, which must log the expected hits and misses.
 fn kiln_build(
     name: &str,
     case: Case,
-    context: &Path,
-    build_args: &[String],
-    case_flags: &[String],
+    (context, build_args, case_flags): KilnArgs,
     registry: &str,
     destination: &str,
 ) -> Result<(), String> {
-    let mut flags = case_flags.to_vec();
-    if let Some(target) = case.target {
-        flags.push(format!("--target={target}"));
-    }
-    if let Some(platform) = case.platform {
-        flags.push(format!("--custom-platform={platform}"));
-        flags.push("--emulation=qemu".to_string());
-    }
+    let flags = kiln_flags(case, case_flags);
     let Some(warm) = case.cache else {
         return tools::kiln_build(context, build_args, &flags, destination).map(|_| ());
     };
+    let mut flags = flags;
     flags.push("--cache=true".to_string());
     flags.push(format!("--cache-repo={registry}/cache/{name}"));
     let mut warmup_args = build_args[..1].to_vec();
@@ -495,6 +712,53 @@ fn kiln_build(
             warm.expect
         ))
     }
+}
+
+/// The other half of the cache check (issue 17, item 4): for a case built
+/// without cache, a warm-up build with `--cache` and a build from the warm
+/// cache, which must hit every step; for a `cache` case (whose compared
+/// build is from a warm cache), a build without cache. Pushes the image to
+/// compare with the case's kiln image to `destination`; returns the log of
+/// the build from a warm cache.
+fn kiln_cache_check(
+    name: &str,
+    case: Case,
+    (context, build_args, case_flags): KilnArgs,
+    registry: &str,
+    destination: &str,
+) -> Result<String, String> {
+    let mut flags = kiln_flags(case, case_flags);
+    if case.cache.is_some() {
+        tools::kiln_build(context, build_args, &flags, destination)
+            .map_err(|e| format!("the build without cache: {e}"))?;
+        return Ok(String::new());
+    }
+    flags.push("--cache=true".to_string());
+    flags.push(format!("--cache-repo={registry}/cache-check/{name}"));
+    let warmup = format!("{registry}/kiln-cache-warmup/{name}:1");
+    tools::kiln_build(context, build_args, &flags, &warmup)
+        .map_err(|e| format!("the cache warm-up build: {e}"))?;
+    let log = tools::kiln_build(context, build_args, &flags, destination)
+        .map_err(|e| format!("the build from a warm cache: {e}"))?;
+    match cache_counts(&log) {
+        Some(counts) if counts.ends_with(" 0 cache misses") => Ok(log),
+        _ => Err(format!(
+            "the build from a warm cache did not hit every step:\n{log}"
+        )),
+    }
+}
+
+/// kiln's flags for `case`: the case's own, its target and platform.
+fn kiln_flags(case: Case, case_flags: &[String]) -> Vec<String> {
+    let mut flags = case_flags.to_vec();
+    if let Some(target) = case.target {
+        flags.push(format!("--target={target}"));
+    }
+    if let Some(platform) = case.platform {
+        flags.push(format!("--custom-platform={platform}"));
+        flags.push("--emulation=qemu".to_string());
+    }
+    flags
 }
 
 /// The cases to run: all, or those named in `KILN_CONFORMANCE_CASES`
@@ -515,11 +779,12 @@ fn selected_cases() -> Vec<(&'static str, Case)> {
         .collect()
 }
 
-/// One registry and one fixture push for the whole suite; cases run on
-/// a few worker threads (`KILN_CONFORMANCE_JOBS`, default: the number of
-/// CPUs), each building with kiln and buildah at once.
+/// One registry, one fixture push and one buildkitd for the whole suite;
+/// cases run on a few worker threads (`KILN_CONFORMANCE_JOBS`, default:
+/// the number of CPUs), each building with kiln, BuildKit and buildah at
+/// once.
 #[test]
-fn kiln_and_buildah_build_the_same_images() {
+fn kiln_builds_what_buildkit_and_buildah_build() {
     let started = Instant::now();
     let registry = registry::TestRegistry::start();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime for the fixture push");
@@ -529,6 +794,14 @@ fn kiln_and_buildah_build_the_same_images() {
         "conformance: registry and fixtures ready after {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // Started from this thread, which outlives every case: the daemon is
+    // told to stop when the thread that started it ends.
+    let mut buildkit = buildkit::BuildKit::start(registry.host());
+    eprintln!(
+        "conformance: buildkitd ({} snapshotter) ready after {:.1}s",
+        buildkit.snapshotter,
+        started.elapsed().as_secs_f64()
+    );
     // Built before the workers start, so no case's time includes cargo.
     tools::kiln_binary();
     eprintln!(
@@ -536,6 +809,11 @@ fn kiln_and_buildah_build_the_same_images() {
         started.elapsed().as_secs_f64()
     );
 
+    let suite = Suite {
+        registry: registry.host(),
+        base: &fixtures.index,
+        buildkit: &buildkit,
+    };
     let queue = Mutex::new(selected_cases().into_iter());
     let jobs = std::env::var("KILN_CONFORMANCE_JOBS")
         .ok()
@@ -550,7 +828,7 @@ fn kiln_and_buildah_build_the_same_images() {
                 loop {
                     let next = queue.lock().expect("case queue").next();
                     let Some((name, case)) = next else { break };
-                    let outcome = check(name, case, registry.host(), &fixtures.index);
+                    let outcome = check(name, case, &suite);
                     *ran.lock().expect("case count") += 1;
                     match outcome {
                         Ok(summary) => eprintln!("case {name}: {summary}"),
@@ -566,6 +844,9 @@ fn kiln_and_buildah_build_the_same_images() {
             });
         }
     });
+    // Stopped (and checked to have left nothing behind) before the
+    // verdict, so a failing run cleans up the same way.
+    buildkit.stop();
     let failures = failures.into_inner().expect("failure list");
     let ran = ran.into_inner().expect("case count");
     eprintln!(
@@ -607,4 +888,23 @@ fn every_case_directory_has_a_test() {
         "the suite has {} cases, fewer than 40",
         listed.len()
     );
+}
+
+#[test]
+fn cache_counts_are_read_from_kiln_logs() {
+    let cases = [
+        (
+            "[linux/amd64] image sha256:abc: 3 layers, 2.1 MB compressed, 2 cache hits, 1 cache misses, 4.2s\n",
+            Some("2 cache hits, 1 cache misses"),
+        ),
+        (
+            "step 1\npushed 127.0.0.1:5000/a:1 (12 cache hits, 0 cache misses)\n",
+            Some("12 cache hits, 0 cache misses"),
+        ),
+        ("pushed 127.0.0.1:5000/a:1\n", None),
+        ("0 cache misses only", None),
+    ];
+    for (log, want) in cases {
+        assert_eq!(cache_counts(log), want, "{log}");
+    }
 }

@@ -7,7 +7,8 @@
 # hostile layer, a RUN step or a kubelet could change (an earlier unpacker
 # bug set /etc to 0700 and its mtime to a test's layer time), the modes of
 # the shared temporary directories (their contents change legitimately),
-# the kernel settings a kubelet sets on start, the host and domain names.
+# the kernel settings a kubelet sets on start, BuildKit's default state
+# directories and cgroups, the host and domain names.
 
 machine_state() {
   local dir
@@ -22,6 +23,15 @@ machine_state() {
   for key in vm/overcommit_memory kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys \
     kernel/keys/root_maxbytes net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables; do
     [ -r "/proc/sys/$key" ] && printf 'sysctl %s %s\n' "$key" "$(cat "/proc/sys/$key")"
+  done
+  # BuildKit's default state, config and runc directories, and the cgroups
+  # its RUN containers are made in: the conformance suite's buildkitd keeps
+  # all of these in its temporary directory and its own cgroup parent.
+  for dir in /var/lib/buildkit /etc/buildkit /run/buildkit /run/runc; do
+    [ -e "$dir" ] && printf 'exists %s\n' "$dir"
+  done
+  for dir in /sys/fs/cgroup/buildkit /sys/fs/cgroup/*/buildkit /sys/fs/cgroup/kiln-conformance-* /sys/fs/cgroup/*/kiln-conformance-*; do
+    [ -e "$dir" ] && printf 'cgroup %s\n' "$dir"
   done
   printf 'hostname %s\n' "$(cat /proc/sys/kernel/hostname)"
   printf 'domainname %s\n' "$(cat /proc/sys/kernel/domainname)"

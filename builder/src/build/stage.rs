@@ -145,7 +145,10 @@ async fn run_stage(
     let started = std::time::Instant::now();
     let mut image = match base {
         Base::Scratch => {
-            let config = ImageConfig::scratch(&stage_platform);
+            let mut config = ImageConfig::scratch(&stage_platform);
+            // BuildKit's empty image says WorkingDir "/" (the same meaning
+            // as none); an image FROM scratch carries it on.
+            config.config.working_dir = Some("/".to_string());
             StageImage {
                 config,
                 layers: Vec::new(),

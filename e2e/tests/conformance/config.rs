@@ -22,6 +22,15 @@ pub const RUNTIME_FIELDS: &[&str] = &[
 /// Top-level fields naming the platform.
 pub const PLATFORM_FIELDS: &[&str] = &["os", "architecture", "variant"];
 
+/// How a reference's config is read beside kiln's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EnvOrder {
+    /// `Env` in its order, as Docker (BuildKit) keeps it.
+    Kept,
+    /// `Env` as a set: buildah moves a redefined variable to the end.
+    Ignored,
+}
+
 /// The compared fields of `config` as (field, `field: value`), so two
 /// images compare (and diff) field by field.
 ///
@@ -29,7 +38,7 @@ pub const PLATFORM_FIELDS: &[&str] = &["os", "architecture", "variant"];
 /// same at run time (no ports, no labels, nothing to run, no triggers):
 /// buildah writes `"Entrypoint": []` and `"OnBuild": []` into every
 /// Docker-format config, kiln omits them.
-pub fn summary(config: &Value) -> Vec<(String, String)> {
+pub fn summary(config: &Value, env: EnvOrder) -> Vec<(String, String)> {
     let runtime = config.get("config").cloned().unwrap_or(Value::Null);
     let mut lines = Vec::new();
     for field in RUNTIME_FIELDS {
@@ -40,6 +49,7 @@ pub fn summary(config: &Value) -> Vec<(String, String)> {
         // buildah moves a redefined variable to the end, Docker and kiln
         // keep its place; a process's environment has no order.
         if *field == "Env"
+            && env == EnvOrder::Ignored
             && let Value::Array(variables) = &mut value
         {
             variables.sort_by_key(|v| v.as_str().unwrap_or_default().to_string());
@@ -78,13 +88,29 @@ fn without_zero_durations(value: Value) -> Value {
     }
 }
 
-/// The fields of two summaries that differ, with both sides' lines.
-pub fn diff(buildah: &[(String, String)], kiln: &[(String, String)]) -> Vec<(String, String)> {
-    buildah
+/// The fields of two summaries that differ, with both sides' lines;
+/// `names` are the two sides' names (reference first).
+pub fn diff(
+    names: (&str, &str),
+    reference: &[(String, String)],
+    kiln: &[(String, String)],
+) -> Vec<(String, String)> {
+    let (theirs, ours) = names;
+    let width = theirs.len().max(ours.len()) + 2;
+    reference
         .iter()
         .zip(kiln)
         .filter(|(b, k)| b != k)
-        .map(|((field, b), (_, k))| (field.clone(), format!("  buildah: {b}\n  kiln:    {k}")))
+        .map(|((field, b), (_, k))| {
+            (
+                field.clone(),
+                format!(
+                    "  {:width$}{b}\n  {:width$}{k}",
+                    format!("{theirs}:"),
+                    format!("{ours}:")
+                ),
+            )
+        })
         .collect()
 }
 
@@ -138,7 +164,11 @@ mod tests {
             ),
         ];
         for (buildah, kiln, same) in cases {
-            let differences = diff(&summary(&buildah), &summary(&kiln));
+            let differences = diff(
+                ("buildah", "kiln"),
+                &summary(&buildah, EnvOrder::Ignored),
+                &summary(&kiln, EnvOrder::Ignored),
+            );
             assert_eq!(
                 differences.is_empty(),
                 same,
@@ -148,11 +178,36 @@ mod tests {
     }
 
     #[test]
-    fn a_difference_names_both_sides() {
-        let buildah = summary(&json!({"config": {"User": "app"}}));
-        let kiln = summary(&json!({"config": {"User": "1000"}}));
+    fn env_order_counts_only_when_kept() {
+        let first = json!({"config": {"Env": ["A=1", "B=2"]}});
+        let second = json!({"config": {"Env": ["B=2", "A=1"]}});
+        let kept = diff(
+            ("buildkit", "kiln"),
+            &summary(&first, EnvOrder::Kept),
+            &summary(&second, EnvOrder::Kept),
+        );
         assert_eq!(
-            diff(&buildah, &kiln),
+            kept,
+            vec![(
+                "Env".to_string(),
+                "  buildkit: Env: [\"A=1\",\"B=2\"]\n  kiln:     Env: [\"B=2\",\"A=1\"]"
+                    .to_string()
+            )]
+        );
+        let ignored = diff(
+            ("buildah", "kiln"),
+            &summary(&first, EnvOrder::Ignored),
+            &summary(&second, EnvOrder::Ignored),
+        );
+        assert_eq!(ignored, vec![]);
+    }
+
+    #[test]
+    fn a_difference_names_both_sides() {
+        let buildah = summary(&json!({"config": {"User": "app"}}), EnvOrder::Ignored);
+        let kiln = summary(&json!({"config": {"User": "1000"}}), EnvOrder::Ignored);
+        assert_eq!(
+            diff(("buildah", "kiln"), &buildah, &kiln),
             vec![(
                 "User".to_string(),
                 "  buildah: User: \"app\"\n  kiln:    User: \"1000\"".to_string()

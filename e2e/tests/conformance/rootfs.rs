@@ -354,26 +354,32 @@ fn text_preview(bytes: &[u8]) -> Option<String> {
 
 /// Every difference between two trees as (`/path`, description), `only
 /// in` for what one side lacks.
-pub fn diff(buildah: &Tree, kiln: &Tree) -> Vec<(String, String)> {
+pub fn diff(names: (&str, &str), reference: &Tree, kiln: &Tree) -> Vec<(String, String)> {
+    let (theirs, ours) = names;
+    let width = theirs.len().max(ours.len()) + 2;
     let mut differences = Vec::new();
-    for (path, want) in buildah {
+    for (path, want) in reference {
         match kiln.get(path) {
             None => differences.push((
                 format!("/{path}"),
-                format!("  /{path}: only in buildah's image: {want}"),
+                format!("  /{path}: only in {theirs}'s image: {want}"),
             )),
             Some(got) if got.compared() != want.compared() => differences.push((
                 format!("/{path}"),
-                format!("  /{path}:\n    buildah: {want}\n    kiln:    {got}"),
+                format!(
+                    "  /{path}:\n    {:width$}{want}\n    {:width$}{got}",
+                    format!("{theirs}:"),
+                    format!("{ours}:")
+                ),
             )),
             Some(_) => {}
         }
     }
     for (path, got) in kiln {
-        if !buildah.contains_key(path) {
+        if !reference.contains_key(path) {
             differences.push((
                 format!("/{path}"),
-                format!("  /{path}: only in kiln's image: {got}"),
+                format!("  /{path}: only in {ours}'s image: {got}"),
             ));
         }
     }
@@ -600,7 +606,7 @@ mod tests {
         kiln.insert("extra".into(), node(Kind::Dir, 0o755));
         // The preview is for reading diffs, never a difference itself.
         kiln.get_mut("same").unwrap().preview = Some("x".into());
-        let lines: Vec<String> = diff(&buildah, &kiln)
+        let lines: Vec<String> = diff(("buildah", "kiln"), &buildah, &kiln)
             .into_iter()
             .map(|(path, line)| {
                 assert!(line.starts_with(&format!("  {path}:")), "{line}");

@@ -1,5 +1,6 @@
 //! The I/O around the comparison: building a case with kiln and with
-//! buildah, and reading an image back from the registry with skopeo.
+//! buildah (BuildKit: `buildkit.rs`), and reading an image back from the
+//! registry with skopeo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,7 +24,7 @@ fn describe(what: &str, output: &Output) -> String {
     )
 }
 
-fn run(what: &str, command: &mut Command) -> Result<Output, String> {
+pub fn run(what: &str, command: &mut Command) -> Result<Output, String> {
     let output = command
         .output()
         .map_err(|e| format!("{what}: could not start it: {e}"))?;
@@ -220,11 +221,16 @@ pub fn read_image(reference: &str) -> Result<Image, String> {
     };
     let manifest: serde_json::Value = serde_json::from_slice(&blob("manifest.json")?)
         .map_err(|e| format!("{reference}: manifest.json: {e}"))?;
-    let config_digest = manifest["config"]["digest"]
-        .as_str()
-        .ok_or_else(|| format!("{reference}: manifest without a config digest"))?;
-    let config: serde_json::Value = serde_json::from_slice(&blob(config_digest)?)
-        .map_err(|e| format!("{reference}: config {config_digest}: {e}"))?;
+    // The config exactly as the registry serves it: a copy that converts
+    // between Docker and OCI formats drops `Healthcheck` and `OnBuild`.
+    let raw_config = run(
+        &format!("skopeo inspect --config of {reference}"),
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--config", "--tls-verify=false"])
+            .arg(format!("docker://{reference}")),
+    )?;
+    let config: serde_json::Value = serde_json::from_slice(&raw_config.stdout)
+        .map_err(|e| format!("{reference}: its config: {e}"))?;
     let descriptors = manifest["layers"].as_array().cloned().unwrap_or_default();
     let mut layers: Vec<Box<dyn std::io::Read>> = Vec::new();
     for layer in &descriptors {

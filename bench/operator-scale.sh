@@ -29,4 +29,4 @@ done
 if ! $has_binary; then
   set -- "$@" "kiln=$repo/target/release/kiln-operator"
 fi
-exec "$bench" "$@"
+exec "$bench" --bench "$@"

@@ -168,6 +168,10 @@ impl Stores {
 
 /// The first delay after a failed reconcile.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// The shortest delay after an error that needs someone's change: the
+/// change is watched and reconciled at once anyway, and an error taken for
+/// permanent that was not is still retried within a minute.
+pub const BACKOFF_PERMANENT_FIRST: Duration = Duration::from_secs(30);
 /// The longest delay: an object that keeps failing is still retried.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -202,21 +206,22 @@ where
 {
     /// Counts a failed reconcile of `object` and returns the delay before
     /// the next: doubling from one second while the error is transient
-    /// (the API server busy, a Secret not there yet); the longest delay at
-    /// once when it is not, since only someone's change helps then — and
-    /// that change, an edit of the object or of what it names, is watched
-    /// and reconciled without waiting for the delay. Entries of objects no
-    /// longer in `store` are dropped.
+    /// (the API server busy, a Secret not there yet); from 30 seconds when
+    /// it is not, since only someone's change helps then — and that change,
+    /// an edit of the object or of what it names, is watched and reconciled
+    /// without waiting for the delay. Entries of objects no longer in
+    /// `store` are dropped.
     pub fn failed(&self, object: &K, store: &Store<K>, error: &Error) -> Duration {
         let key = ObjectRef::from_obj(object);
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|k, _| k == &key || store.get(k).is_some());
         let failures = map.entry(key).or_insert(0);
         *failures = failures.saturating_add(1);
+        let delay = error_backoff(*failures);
         if error.is_transient() {
-            error_backoff(*failures)
+            delay
         } else {
-            BACKOFF_MAX
+            delay.max(BACKOFF_PERMANENT_FIRST).min(BACKOFF_MAX)
         }
     }
 
@@ -478,19 +483,21 @@ mod tests {
     }
 
     #[test]
-    fn a_permanent_error_waits_the_longest_delay_from_the_first_failure() {
+    fn a_permanent_error_waits_thirty_seconds_or_more() {
         let (store, mut writer) = reflector::store::<BuildRequest>();
         let a = build_request("a", "linux/amd64", 0);
         writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
         let failures = Failures::<BuildRequest>::default();
         let forbidden = Error::NoNamespace("buildrequest a".into());
         assert!(!forbidden.is_transient());
-        assert_eq!(failures.failed(&a, &store, &forbidden), BACKOFF_MAX);
-        assert_eq!(failures.failed(&a, &store, &forbidden), BACKOFF_MAX);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| failures.failed(&a, &store, &forbidden).as_secs())
+            .collect();
+        assert_eq!(delays, [30, 30, 30, 30, 30, 32, 64, 128]);
         // A transient error after them still counts the earlier failures.
         assert_eq!(
             failures.failed(&a, &store, &transient_error()),
-            Duration::from_secs(4)
+            Duration::from_secs(256)
         );
     }
 }

@@ -291,19 +291,19 @@ async fn reconcile_inner(request: &BuildRequest, ctx: &Context) -> Result<Requeu
     for action in &decision.actions {
         match action {
             Action::EnsureBuilderAccess => {
-                // At once: the three are independent, and the Job waits for
-                // them (its pod is refused while its ServiceAccount is
-                // missing), so each round trip saved is a build started
-                // sooner.
+                // The ServiceAccount and the Role at once, then the binding
+                // of the two: the API server checks a new RoleBinding
+                // against its Role (an operator without the Role's
+                // permissions itself may bind only an existing Role, and is
+                // answered 404 before it exists). The Job waits for all
+                // three (its pod is refused while its ServiceAccount is
+                // missing), so each round trip saved starts a build sooner.
                 let (account, role, binding) = render::builder_access(request);
                 let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
                 let roles = Api::<Role>::namespaced(client.clone(), &namespace);
                 let bindings = Api::<RoleBinding>::namespaced(client.clone(), &namespace);
-                futures::try_join!(
-                    create_once(&accounts, &account),
-                    create_once(&roles, &role),
-                    create_once(&bindings, &binding),
-                )?;
+                futures::try_join!(create_once(&accounts, &account), create_once(&roles, &role),)?;
+                create_once(&bindings, &binding).await?;
             }
             Action::CreateJob {
                 attempt,

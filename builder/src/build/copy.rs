@@ -461,6 +461,36 @@ fn special_kind(meta: &std::fs::Metadata) -> Option<EntryKind> {
 mod tests {
     use super::*;
 
+    /// One COPY planned into the empty image root `image`: `roots` are
+    /// (patterns, keep_owner, here_documents) in `source`.
+    fn plan_in(
+        source: &Path,
+        image: &Path,
+        roots: &[(&[&str], bool, bool)],
+        dest: &str,
+        chmod: Option<&Chmod>,
+    ) -> LayerPlan {
+        let rules = IgnoreRules::empty();
+        let sources: Vec<SourceRoot<'_>> = roots
+            .iter()
+            .map(|(patterns, keep_owner, here_documents)| SourceRoot {
+                root: source,
+                rules: &rules,
+                patterns: patterns.iter().map(|p| p.to_string()).collect(),
+                as_directory: false,
+                keep_owner: *keep_owner,
+                here_documents: *here_documents,
+            })
+            .collect();
+        let target = CopyTarget {
+            dest,
+            workdir: "/",
+            image_root: image,
+        };
+        let ownership = Ownership { chown: None, chmod };
+        plan_copy("COPY", &sources, &target, ownership, 0).unwrap_or_else(|e| panic!("{dest}: {e}"))
+    }
+
     /// `--chmod` in both spellings: symbolic clauses change each entry's
     /// own bits (`X` by its kind), links keep theirs, and the parents the
     /// copy creates get the mode too (a directory's), as in BuildKit.
@@ -481,29 +511,15 @@ mod tests {
         set("d", 0o700);
         set("d/tool", 0o700);
         set("d/data", 0o600);
-        let rules = IgnoreRules::empty();
         let plan = |chmod: &Chmod| {
-            let sources = [SourceRoot {
-                root: context.path(),
-                rules: &rules,
-                patterns: vec!["d".to_string()],
-                as_directory: false,
-                keep_owner: false,
-                here_documents: false,
-            }];
-            let target = CopyTarget {
-                dest: "/new/parent/",
-                workdir: "/",
-                image_root: image.path(),
-            };
-            let ownership = Ownership {
-                chown: None,
-                chmod: Some(chmod),
-            };
-            match plan_copy("COPY", &sources, &target, ownership, 0) {
-                Ok(plan) => plan.entry_modes(),
-                Err(e) => panic!("{e}"),
-            }
+            plan_in(
+                context.path(),
+                image.path(),
+                &[(&["d"], false, false)],
+                "/new/parent/",
+                Some(chmod),
+            )
+            .entry_modes()
         };
         let symbolic = Chmod::parse("u=rwX,go=rX").unwrap_or_else(|e| panic!("{e}"));
         let mut got = plan(&symbolic);
@@ -553,36 +569,14 @@ mod tests {
         write("third/x", 0o607);
         write("A", 0o611);
         write("B", 0o612);
-        let rules = IgnoreRules::empty();
         let plan = |roots: &[(&[&str], bool)], dest: &str| {
-            let sources: Vec<SourceRoot<'_>> = roots
+            let roots: Vec<(&[&str], bool, bool)> = roots
                 .iter()
-                .map(|(patterns, here_documents)| SourceRoot {
-                    root: context.path(),
-                    rules: &rules,
-                    patterns: patterns.iter().map(|p| p.to_string()).collect(),
-                    as_directory: false,
-                    keep_owner: false,
-                    here_documents: *here_documents,
-                })
+                .map(|(patterns, here)| (*patterns, false, *here))
                 .collect();
-            let target = CopyTarget {
-                dest,
-                workdir: "/",
-                image_root: image.path(),
-            };
-            let ownership = Ownership {
-                chown: None,
-                chmod: None,
-            };
-            match plan_copy("COPY", &sources, &target, ownership, 0) {
-                Ok(plan) => {
-                    let mut modes = plan.entry_modes();
-                    modes.sort();
-                    modes
-                }
-                Err(e) => panic!("{dest}: {e}"),
-            }
+            let mut modes = plan_in(context.path(), image.path(), &roots, dest, None).entry_modes();
+            modes.sort();
+            modes
         };
         let named = |entries: &[(&str, u32)]| -> Vec<(String, u32)> {
             entries.iter().map(|(n, m)| (n.to_string(), *m)).collect()
@@ -635,33 +629,17 @@ mod tests {
             );
             assert!(set.is_ok(), "{name}: {set:?}");
         }
-        let rules = IgnoreRules::empty();
         let plan = |pattern: &str, keep_owner: bool| {
-            let sources = [SourceRoot {
-                root: stage.path(),
-                rules: &rules,
-                patterns: vec![pattern.to_string()],
-                as_directory: false,
-                keep_owner,
-                here_documents: false,
-            }];
-            let target = CopyTarget {
-                dest: "/usr/",
-                workdir: "/",
-                image_root: image.path(),
-            };
-            let ownership = Ownership {
-                chown: None,
-                chmod: None,
-            };
-            match plan_copy("COPY", &sources, &target, ownership, 0) {
-                Ok(plan) => {
-                    let mut xattrs = plan.entry_xattrs();
-                    xattrs.sort();
-                    xattrs
-                }
-                Err(e) => panic!("{e}"),
-            }
+            let mut xattrs = plan_in(
+                stage.path(),
+                image.path(),
+                &[(&[pattern], keep_owner, false)],
+                "/usr/",
+                None,
+            )
+            .entry_xattrs();
+            xattrs.sort();
+            xattrs
         };
         let kept = BTreeMap::from([
             ("security.capability".to_string(), cap.to_vec()),

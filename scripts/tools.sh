@@ -98,21 +98,18 @@ kube_version_ldflags() {
   printf '%s' "$flags"
 }
 
-# k8s.io/kubernetes is not `go install`able: its go.mod points every
-# k8s.io/* staging module at a directory inside its own repository and
-# requires them at v0.0.0. A throw-away wrapper module requires it and
-# replaces each staging module with the published v0.<minor>.<patch> of the
-# same release, then builds the commands from the module cache.
-# install_kubernetes <tool name> <command names...>: the commands of
-# k8s.io/kubernetes $KUBERNETES_VERSION into $tools_dir/<tool name>-<version>.
-install_kubernetes() {
-  local name=$1
-  shift
-  local version=$KUBERNETES_VERSION
+# install_from_source <name> <version> <build function> <binaries...>: for
+# what `go install` cannot build. Runs `<build function> <version> <out dir>
+# <binaries...>` (which writes <out dir>/bin and may leave sources in
+# <out dir>/src) in a private directory and renames it to
+# $tools_dir/<name>-<version>, as install_tool does, so an interrupted or
+# concurrent build never leaves a half-written tool behind.
+install_from_source() {
+  local name=$1 version=$2 build=$3
+  shift 3
   local dir="$tools_dir/$name-$version"
-  local binaries=("$@")
   local complete=1 b
-  for b in "${binaries[@]}"; do
+  for b in "$@"; do
     [ -x "$dir/bin/$b" ] || complete=0
   done
   if [ $complete -eq 1 ]; then
@@ -123,22 +120,38 @@ install_kubernetes() {
     echo "tools: go is not installed; it is needed to build $name $version" >&2
     return 1
   }
-  echo "tools: building $name $version (${binaries[*]}) from the Go module proxy" >&2
+  echo "tools: building $name $version ($*) from the Go module proxy" >&2
   mkdir -p "$tools_dir"
   local tmp
   tmp=$(mktemp -d "$tools_dir/.$name-$version.XXXXXX")
   local start=$SECONDS
-  if ! build_kubernetes "$version" "$tmp" "${binaries[@]}" >&2; then
+  if ! "$build" "$version" "$tmp" "$@" >&2; then
+    # Copies of module sources are read-only.
+    chmod -R u+w "$tmp" 2>/dev/null || true
     rm -rf "$tmp"
     echo "tools: building $name $version failed" >&2
     return 1
   fi
+  chmod -R u+w "$tmp/src" 2>/dev/null || true
   rm -rf "$tmp/src"
   if ! mv -T "$tmp" "$dir" 2>/dev/null; then
     rm -rf "$tmp"
   fi
   echo "tools: $name $version built in $((SECONDS - start))s into $dir/bin" >&2
   printf '%s\n' "$dir/bin"
+}
+
+# k8s.io/kubernetes is not `go install`able: its go.mod points every
+# k8s.io/* staging module at a directory inside its own repository and
+# requires them at v0.0.0. A throw-away wrapper module requires it and
+# replaces each staging module with the published v0.<minor>.<patch> of the
+# same release, then builds the commands from the module cache.
+# install_kubernetes <tool name> <command names...>: the commands of
+# k8s.io/kubernetes $KUBERNETES_VERSION into $tools_dir/<tool name>-<version>.
+install_kubernetes() {
+  local name=$1
+  shift
+  install_from_source "$name" "$KUBERNETES_VERSION" build_kubernetes "$@"
 }
 
 # build_kubernetes <version> <out dir> <command names...>
@@ -202,34 +215,7 @@ build_kubernetes() {
 # install_buildkit: buildkitd and buildctl $BUILDKIT_VERSION into
 # $tools_dir/buildkit-<version>.
 install_buildkit() {
-  local version=$BUILDKIT_VERSION
-  local dir="$tools_dir/buildkit-$version"
-  if [ -x "$dir/bin/buildkitd" ] && [ -x "$dir/bin/buildctl" ]; then
-    printf '%s\n' "$dir/bin"
-    return 0
-  fi
-  command -v go >/dev/null 2>&1 || {
-    echo "tools: go is not installed; it is needed to build buildkit $version" >&2
-    return 1
-  }
-  echo "tools: building buildkit $version (buildkitd, buildctl) from the Go module proxy" >&2
-  mkdir -p "$tools_dir"
-  local tmp
-  tmp=$(mktemp -d "$tools_dir/.buildkit-$version.XXXXXX")
-  local start=$SECONDS
-  if ! build_buildkit "$version" "$tmp" >&2; then
-    chmod -R u+w "$tmp" 2>/dev/null || true
-    rm -rf "$tmp"
-    echo "tools: building buildkit $version failed" >&2
-    return 1
-  fi
-  chmod -R u+w "$tmp/src"
-  rm -rf "$tmp/src"
-  if ! mv -T "$tmp" "$dir" 2>/dev/null; then
-    rm -rf "$tmp"
-  fi
-  echo "tools: buildkit $version built in $((SECONDS - start))s into $dir/bin" >&2
-  printf '%s\n' "$dir/bin"
+  install_from_source buildkit "$BUILDKIT_VERSION" build_buildkit buildkitd buildctl
 }
 
 # build_buildkit <version> <out dir>

@@ -193,6 +193,9 @@ CMD run --fast
     }
 }
 
+/// `linux/arm64` picks the base index's `arm64/v8` entry and writes no
+/// variant, as BuildKit (containerd's normaliser) does; `linux/arm64/v8`
+/// spelled out keeps it.
 #[tokio::test(flavor = "multi_thread")]
 async fn builds_the_arm64_entry_of_the_base_index() {
     let (registry, fixtures) = setup().await;
@@ -200,27 +203,36 @@ async fn builds_the_arm64_entry_of_the_base_index() {
         &format!("FROM {}\nCOPY a.txt /a.txt\n", fixtures.index),
         &[("a.txt", "a")],
     );
-    let image = format!("{}/arm:latest", registry.host());
-    let output = kiln_with_config(
-        &args(
-            ctx.path(),
-            &[
-                &format!("--destination={image}"),
-                "--custom-platform=linux/arm64",
-            ],
-        ),
-        None,
-    )
-    .await;
-    assert_success(&output);
-    let config = config(&image);
-    assert_eq!(config["architecture"], "arm64");
-    assert_eq!(config["variant"], "v8");
-    let manifest = raw_manifest(&image);
-    assert_eq!(
-        manifest["layers"][0]["digest"],
-        fixtures.arm64.layer_digest.as_str()
-    );
+    for (platform, tag, variant) in [
+        ("linux/arm64", "plain", None),
+        ("linux/arm64/v8", "explicit", Some("v8")),
+    ] {
+        let image = format!("{}/arm:{tag}", registry.host());
+        let output = kiln_with_config(
+            &args(
+                ctx.path(),
+                &[
+                    &format!("--destination={image}"),
+                    &format!("--custom-platform={platform}"),
+                ],
+            ),
+            None,
+        )
+        .await;
+        assert_success(&output);
+        let config = config(&image);
+        assert_eq!(config["architecture"], "arm64");
+        assert_eq!(
+            config.get("variant").and_then(|v| v.as_str()),
+            variant,
+            "{platform}: {config}"
+        );
+        let manifest = raw_manifest(&image);
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            fixtures.arm64.layer_digest.as_str()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,7 +94,7 @@ fn expected_index(
         .map(|c| {
             let platform = match c.platform.as_str() {
                 "linux/amd64" => r#"{"architecture":"amd64","os":"linux"}"#,
-                _ => r#"{"architecture":"arm64","os":"linux","variant":"v8"}"#,
+                _ => r#"{"architecture":"arm64","os":"linux"}"#,
             };
             format!(
                 r#"{{"mediaType":"{}","digest":"{}","size":{},"platform":{platform}}}"#,
@@ -414,7 +414,7 @@ async fn auto_falls_back_to_a_docker_list_where_oci_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "registry doesn't support OCI media types: pushing manifest to {}/busybox:refused: HTTP 400 Bad Request (MANIFEST_INVALID: manifest invalid); use --oci-mode=docker --legacy-manifest-list=true, and rebuild the OCI platform images (linux/amd64, linux/arm64/v8) with --oci-mode=docker",
+            "registry doesn't support OCI media types: pushing manifest to {}/busybox:refused: HTTP 400 Bad Request (MANIFEST_INVALID: manifest invalid); use --oci-mode=docker --legacy-manifest-list=true, and rebuild the OCI platform images (linux/amd64, linux/arm64) with --oci-mode=docker",
             proxy.host
         )
     );
@@ -463,7 +463,7 @@ async fn refusals_name_the_file_and_publish_nothing() {
             ],
             None,
             false,
-            format!("linux-arm64.digest: manifest {amd64} is for linux/amd64, not linux/arm64/v8"),
+            format!("linux-arm64.digest: manifest {amd64} is for linux/amd64, not linux/arm64"),
         ),
         (
             vec![("linux-amd64.digest", amd64.clone())],
@@ -498,7 +498,7 @@ async fn refusals_name_the_file_and_publish_nothing() {
             None,
             false,
             format!(
-                "linux-arm64.digest: manifest {d} for linux/arm64/v8 is not in {host}/busybox; push each platform's image to {host}/busybox before publishing the index (fetching manifest {host}/busybox@{d}: HTTP 404 Not Found (MANIFEST_UNKNOWN: manifest unknown); check the image name and tag)",
+                "linux-arm64.digest: manifest {d} for linux/arm64 is not in {host}/busybox; push each platform's image to {host}/busybox before publishing the index (fetching manifest {host}/busybox@{d}: HTTP 404 Not Found (MANIFEST_UNKNOWN: manifest unknown); check the image name and tag)",
                 d = fx.docker_arm64.manifest_digest
             ),
         ),
@@ -574,7 +574,7 @@ async fn kiln_binary_reports_ci_refusals() {
         (
             vec!["--publish-index=true"],
             format!(
-                "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64/v8\n",
+                "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64\n",
                 fx.amd64.manifest_digest
             ),
         ),
@@ -582,7 +582,7 @@ async fn kiln_binary_reports_ci_refusals() {
         (
             vec![],
             format!(
-                "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64/v8\n",
+                "error: linux-arm64.digest: manifest {} is for linux/amd64, not linux/arm64\n",
                 fx.amd64.manifest_digest
             ),
         ),
@@ -665,7 +665,7 @@ fn seed_ci_flow() {
                     "mediaType": fixtures::OCI_MANIFEST,
                     "digest": arm64,
                     "size": sizes[1],
-                    "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+                    "platform": {"architecture": "arm64", "os": "linux"},
                 },
             ],
             "annotations": {

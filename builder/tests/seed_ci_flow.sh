@@ -80,7 +80,7 @@ media_type=$(jq -r .mediaType <<<"$raw")
   fail "index media type is $media_type"
 
 children=$(jq -r '[.manifests[] | .platform.os + "/" + .platform.architecture + (if .platform.variant then "/" + .platform.variant else "" end) + "=" + .digest] | join(" ")' <<<"$raw")
-want="linux/amd64=$(cat "$DIGESTS_DIR/linux-amd64.digest") linux/arm64/v8=$(cat "$DIGESTS_DIR/linux-arm64.digest")"
+want="linux/amd64=$(cat "$DIGESTS_DIR/linux-amd64.digest") linux/arm64=$(cat "$DIGESTS_DIR/linux-arm64.digest")"
 [ "$children" = "$want" ] || fail "index children are '$children', want '$want'"
 
 [ "$(jq -r '.annotations["org.opencontainers.image.revision"]' <<<"$raw")" = "$SHA" ] ||

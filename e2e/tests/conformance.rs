@@ -301,7 +301,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("run_create_remove"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -310,7 +310,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("whiteout_base_files"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -319,7 +319,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("copy_from_stage"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -328,7 +328,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("symlinks_run"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -337,7 +337,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("hardlinks_run"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             ..PLAIN
         },
     ),
@@ -346,7 +346,7 @@ const CASES: &[(&str, Case)] = &[
         Case {
             dir: Some("run_env_and_args"),
             platform: Some("linux/arm64"),
-            buildkit_differs_in: &["variant"],
+            buildah_differs_in: &["variant"],
             build_args: &["GIVEN=from-the-command-line"],
             ..PLAIN
         },

@@ -929,7 +929,7 @@ async fn kiln_driver_k8s_uploads_the_context_follows_the_build_and_prints_the_in
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     for line in [
         "[linux/amd64] Succeeded",
-        "[linux/arm64/v8] Succeeded",
+        "[linux/arm64] Succeeded",
         "MultiArchBuild Succeeded",
     ] {
         assert!(

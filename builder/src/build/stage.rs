@@ -161,9 +161,14 @@ async fn run_stage(
             BuildError::Other(format!("stage {parent} was not built before stage {index}"))
         })?,
         Base::Image(reference) => {
-            pull_base(scope, reference, &stage_platform)
+            let mut image = pull_base(scope, reference, &stage_platform)
                 .instrument(from_step.span())
-                .await?
+                .await?;
+            // The image is built for the stage's platform as the user
+            // spelled it, not for the base entry's: `linux/arm64` from an
+            // `arm64/v8` base writes no variant, as BuildKit does.
+            image.config.set_platform(&stage_platform);
+            image
         }
     };
     // BuildKit gives every stage whose base sets no PATH (scratch, or an

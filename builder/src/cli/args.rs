@@ -237,7 +237,7 @@ pub struct PlatformArgs {
 
     /// Push an image index (or Docker manifest list) referring to every platform's image to each
     /// --destination. Default: true when more than one platform is built, and with --driver=ci;
-    /// false pushes each platform under its own tag (`app:1.2.3-linux-arm64-v8`) instead.
+    /// false pushes each platform under its own tag (`app:1.2.3-linux-arm64`) instead.
     #[arg(
         long,
         value_name = "BOOL",
@@ -294,7 +294,7 @@ pub struct PlatformArgs {
     pub emulation: Emulation,
 
     /// Also push each platform's image under a tag with the platform appended, e.g.
-    /// `app:1.2.3-linux-arm64-v8`.
+    /// `app:1.2.3-linux-arm64`.
     #[arg(
         long,
         value_name = "BOOL",

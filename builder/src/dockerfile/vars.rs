@@ -124,8 +124,9 @@ fn expand_name(
 fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
     let mut args = Vec::new();
     for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
-        // kiln keeps arm64 as arm64/v8; BuildKit presents it without the
-        // variant, and Dockerfiles match on `linux/arm64`.
+        // An explicit `linux/arm64/v8` keeps its variant in the image, but
+        // BuildKit presents it without one here, and Dockerfiles match on
+        // `linux/arm64`.
         let variant = match platform.variant.as_deref() {
             Some("v8") if platform.architecture == "arm64" => "",
             Some(variant) => variant,

@@ -228,6 +228,14 @@ const CASES: &[(&str, Case)] = &[
         },
     ),
     ("onbuild", PLAIN),
+    (
+        "onbuild_copy_from_stage",
+        Case {
+            buildah_dockerfile: Some("Dockerfile.buildah"),
+            buildah_flags: &["--skip-unused-stages=false"],
+            ..PLAIN
+        },
+    ),
     ("replace_dir_with_file", PLAIN),
     ("replace_file_with_dir", PLAIN),
     ("run_as_user", PLAIN),

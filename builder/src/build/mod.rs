@@ -41,13 +41,15 @@ use outputs::publish;
 pub use outputs::{
     BuildOutcome, DigestFiles, OutputPlan, PushMode, oci_mode, suffixed_tag, write_digest_files,
 };
-use stage::{BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, build_stage};
+use stage::{
+    BuildScope, ContextFiles, LayerFormat, RunSetup, SnapshotRules, finish_stage, open_stage,
+};
 pub use state::to_oci_descriptor;
 use state::{Blobs, StageImage};
 
 use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
-use crate::dockerfile::{self, BuildVars, Dockerfile, Plan};
+use crate::dockerfile::{self, BuildVars, Dockerfile, Plan, PlannedStage};
 use crate::image::{BlobStore, Timestamps};
 use crate::options::BuildOptions;
 use crate::options::Isolation;
@@ -375,24 +377,76 @@ impl Session {
 /// Builds the stages of `plan` in its order and returns the target's image.
 async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage, BuildError> {
     let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+    let mut opening = Vec::new();
     for (position, planned) in plan.stages.iter().enumerate() {
+        // Built already for an ONBUILD trigger of an earlier stage.
+        if built.contains_key(&planned.index) {
+            continue;
+        }
         let needed_later = plan.stages[position + 1..]
             .iter()
             .any(|later| later.depends_on.contains(&planned.index));
-        let image = build_stage(
-            scope,
-            planned.index,
-            &planned.base,
-            planned.platform.as_deref(),
-            &mut built,
-            needed_later,
-        )
-        .await?;
-        built.insert(planned.index, image);
+        build_with_trigger_sources(scope, planned, &mut built, &mut opening, needed_later).await?;
     }
     built
         .remove(&plan.target)
         .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))
+}
+
+/// Builds `planned` into `built`. Its base's ONBUILD triggers may copy
+/// from stages of this Dockerfile that the plan left out (it cannot see
+/// them before the base is pulled, as BuildKit cannot): those are built
+/// first, between the stage's FROM and its instructions. `opening` holds
+/// the stages being built, so a trigger reading from one of them is a
+/// cycle rather than endless recursion.
+fn build_with_trigger_sources<'a>(
+    scope: &'a BuildScope<'a>,
+    planned: &'a PlannedStage,
+    built: &'a mut BTreeMap<usize, StageImage>,
+    opening: &'a mut Vec<usize>,
+    needed_later: bool,
+) -> futures::future::BoxFuture<'a, Result<(), BuildError>> {
+    Box::pin(async move {
+        let opened = open_stage(
+            scope,
+            planned.index,
+            &planned.base,
+            planned.platform.as_deref(),
+            built,
+        )
+        .await?;
+        let sources = dockerfile::trigger_dependencies(
+            scope.dockerfile,
+            planned.index,
+            &opened.triggers,
+            scope.vars,
+        )?;
+        let missing: Vec<usize> = sources
+            .into_iter()
+            .filter(|source| !built.contains_key(source))
+            .collect();
+        if !missing.is_empty() {
+            opening.push(planned.index);
+            for extra in dockerfile::plan_stages(scope.dockerfile, &missing, scope.vars)? {
+                if built.contains_key(&extra.index) {
+                    continue;
+                }
+                if opening.contains(&extra.index) {
+                    let stage = &scope.dockerfile.stages[extra.index];
+                    return Err(dockerfile::DockerfileError::at(
+                        stage.line,
+                        dockerfile::Problem::Cycle(stage.display_name()),
+                    )
+                    .into());
+                }
+                build_with_trigger_sources(scope, &extra, built, opening, true).await?;
+            }
+            opening.pop();
+        }
+        let image = finish_stage(scope, opened, built, needed_later).await?;
+        built.insert(planned.index, image);
+        Ok(())
+    })
 }
 
 /// `--cache-dir`'s store of blobs: used when the flag was given, or with

@@ -94,32 +94,59 @@ pub struct RunSetup<'a> {
     pub cache_dir: &'a Path,
 }
 
-/// Builds stage `index` given the stages built before it.
-pub async fn build_stage(
-    scope: &BuildScope<'_>,
+/// A stage whose base is resolved and whose instructions are known (the
+/// base's ONBUILD triggers first): what remains is to run them.
+pub struct OpenedStage<'d> {
+    index: usize,
+    image: StageImage,
+    vars: StageVars,
+    platform: Platform,
+    name: String,
+    /// The base's triggers, parsed; they read from `--from` stages the
+    /// plan could not know of.
+    pub triggers: Vec<Instruction>,
+    own: &'d [Instruction],
+}
+
+/// Resolves the base of stage `index` given the stages built before it
+/// (FROM, step 1 of the stage).
+pub async fn open_stage<'d>(
+    scope: &BuildScope<'d>,
     index: usize,
     base: &Base,
     platform: Option<&str>,
-    built: &mut BTreeMap<usize, StageImage>,
-    needed_later: bool,
-) -> Result<StageImage, BuildError> {
+    built: &BTreeMap<usize, StageImage>,
+) -> Result<OpenedStage<'d>, BuildError> {
     let stage = &scope.dockerfile.stages[index];
     let name = step_log::stage_name(stage.name.as_deref(), index);
     let span = info_span!("stage", platform = %scope.target_platform, stage = %name);
-    run_stage(scope, index, base, platform, built, needed_later)
+    resolve_stage_base(scope, index, base, platform, built)
         .instrument(span)
         .await
 }
 
-async fn run_stage(
+/// Runs the instructions of an opened stage and returns its image.
+pub async fn finish_stage(
     scope: &BuildScope<'_>,
-    index: usize,
-    base: &Base,
-    platform: Option<&str>,
+    opened: OpenedStage<'_>,
     built: &mut BTreeMap<usize, StageImage>,
     needed_later: bool,
 ) -> Result<StageImage, BuildError> {
-    let stage = &scope.dockerfile.stages[index];
+    let span = info_span!("stage", platform = %scope.target_platform, stage = %opened.name);
+    run_instructions(scope, opened, built, needed_later)
+        .instrument(span)
+        .await
+}
+
+async fn resolve_stage_base<'d>(
+    scope: &BuildScope<'d>,
+    index: usize,
+    base: &Base,
+    platform: Option<&str>,
+    built: &BTreeMap<usize, StageImage>,
+) -> Result<OpenedStage<'d>, BuildError> {
+    let dockerfile: &'d Dockerfile = scope.dockerfile;
+    let stage = &dockerfile.stages[index];
     let stage_platform = match platform {
         Some(text) => text
             .parse::<Platform>()
@@ -184,16 +211,42 @@ async fn run_stage(
     };
     from_step.finished(from_end, started.elapsed());
 
-    let mut vars = scope.vars.stage(&image.config.config.env);
-    let triggers = image.config.take_onbuild();
-    let mut instructions: Vec<Instruction> =
-        Vec::with_capacity(triggers.len() + stage.instructions.len());
-    for trigger in &triggers {
-        let mut parsed = dockerfile::parse_instruction(trigger, scope.dockerfile.escape)?;
+    let vars = scope.vars.stage(&image.config.config.env);
+    let mut triggers = Vec::new();
+    for trigger in image.config.take_onbuild() {
+        let mut parsed = dockerfile::parse_instruction(&trigger, dockerfile.escape)?;
         parsed.line = stage.line;
-        instructions.push(parsed);
+        triggers.push(parsed);
     }
-    instructions.extend(stage.instructions.iter().cloned());
+    Ok(OpenedStage {
+        index,
+        image,
+        vars,
+        platform: stage_platform,
+        name: stage_name,
+        triggers,
+        own: &stage.instructions,
+    })
+}
+
+async fn run_instructions(
+    scope: &BuildScope<'_>,
+    opened: OpenedStage<'_>,
+    built: &mut BTreeMap<usize, StageImage>,
+    needed_later: bool,
+) -> Result<StageImage, BuildError> {
+    let OpenedStage {
+        index,
+        mut image,
+        mut vars,
+        platform: stage_platform,
+        name: stage_name,
+        triggers,
+        own,
+    } = opened;
+    // The base's triggers run first, as if written after FROM.
+    let mut instructions = triggers;
+    instructions.extend(own.iter().cloned());
 
     let last_fs_instruction = instructions.iter().rposition(|i| writes_files(&i.kind));
     // --single-snapshot: one layer for the whole stage, from a baseline of

@@ -442,6 +442,12 @@ impl Harness {
 
     /// [`Harness::build`], failing as the build does.
     async fn try_build(&self, text: &str) -> Result<Built, BuildError> {
+        self.try_build_planned(text, false).await
+    }
+
+    /// [`Harness::try_build`] of only the stages the last one needs
+    /// (`skip_unused`, kiln's default) or of every stage (kaniko's).
+    async fn try_build_planned(&self, text: &str, skip_unused: bool) -> Result<Built, BuildError> {
         let dockerfile = dockerfile::parse(text).unwrap();
         let platform = platform();
         let vars = BuildVars::new(
@@ -462,7 +468,7 @@ impl Harness {
             &context,
             &run_cache_dir,
         );
-        let plan = dockerfile::plan(&dockerfile, None, false, &vars).unwrap();
+        let plan = dockerfile::plan(&dockerfile, None, skip_unused, &vars).unwrap();
         let image = build_planned(&scope, &plan).await?;
         Ok(Built {
             image,
@@ -1116,4 +1122,58 @@ async fn an_add_of_a_url_is_keyed_by_the_layer_it_wrote() {
     let changed = harness.build(&text).await;
     assert_eq!(changed.lookups(), [("RUN one", false)]);
     assert_eq!(changed.ran(), [("one", "/")]);
+}
+
+/// A base whose ONBUILD trigger copies from a stage of the Dockerfile
+/// being built: planning cannot see that dependency (the trigger is known
+/// once the base is pulled), so the stage is built between the FROM and
+/// the triggers, also when the plan left it out as unused. The unused
+/// stage that cannot build shows the others were still skipped.
+#[tokio::test]
+async fn an_onbuild_copy_from_a_stage_builds_that_stage() {
+    let harness = Harness::new();
+    harness.write_context(&[("f", "asset")]);
+    harness.push_base_with_config(
+        "base.invalid/onbuild:1",
+        serde_json::json!({
+            "Env": [format!("PATH={BASE_PATH}")],
+            "OnBuild": ["COPY --from=assets /a /from-assets"],
+        }),
+        &[("etc/base", "b")],
+    );
+    let text = "FROM scratch AS assets\nCOPY f /a\n\
+                FROM scratch AS unused\nCOPY missing /x\n\
+                FROM base.invalid/onbuild:1\nRUN look\n";
+    let built = harness.try_build_planned(text, true).await.unwrap();
+    assert_eq!(built.ran(), [("look", "/")]);
+    assert_eq!(built.ran[0].saw, ["etc/base", "from-assets"]);
+
+    // Every stage planned (kaniko's default): `unused` fails as before.
+    let Err(err) = harness.try_build_planned(text, false).await else {
+        panic!("the unused stage was built without its file");
+    };
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+/// Two stages whose bases' triggers copy from each other cannot be built:
+/// a cycle, named, rather than endless recursion.
+#[tokio::test]
+async fn onbuild_triggers_copying_from_each_other_are_a_cycle() {
+    let harness = Harness::new();
+    for (reference, from) in [("base.invalid/a:1", "b"), ("base.invalid/b:1", "a")] {
+        harness.push_base_with_config(
+            reference,
+            serde_json::json!({ "OnBuild": [format!("COPY --from={from} /x /x")] }),
+            &[("x", "x")],
+        );
+    }
+    let text = "FROM base.invalid/a:1 AS a\nFROM base.invalid/b:1 AS b\nFROM a\n";
+    let Err(err) = harness.try_build_planned(text, true).await else {
+        panic!("a cycle of triggers was built");
+    };
+    assert!(
+        err.to_string()
+            .contains("circular dependency detected on stage: a"),
+        "{err}"
+    );
 }

@@ -35,5 +35,8 @@ pub use error::{DockerfileError, Problem};
 pub use expand::{ExpandError, expand, expand_heredoc, expand_words};
 pub use model::*;
 pub use parse::{parse, parse_instruction};
-pub use plan::{Base, FromRef, Plan, PlannedStage, mount_from, plan, resolve_base, resolve_from};
+pub use plan::{
+    Base, FromRef, Plan, PlannedStage, mount_from, plan, plan_stages, resolve_base, resolve_from,
+    trigger_dependencies,
+};
 pub use vars::{BuildVars, StageVars};

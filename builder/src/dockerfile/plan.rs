@@ -9,7 +9,7 @@
 //! Docker.
 
 use super::error::{DockerfileError, Problem};
-use super::model::{Dockerfile, InstructionKind, Stage};
+use super::model::{Dockerfile, Instruction, InstructionKind, Stage};
 use super::vars::BuildVars;
 use crate::run::mount_spec::{csv_fields, unquote};
 
@@ -62,24 +62,12 @@ pub fn plan(
     vars: &BuildVars,
 ) -> Result<Plan, DockerfileError> {
     let target = find_target(df, target)?;
-    let mut analysed = Vec::with_capacity(df.stages.len());
-    for stage in &df.stages {
-        analysed.push(analyse(df, stage, vars)?);
-    }
     let roots: Vec<usize> = if skip_unused {
         vec![target]
     } else {
         (0..=target).collect()
     };
-    let mut state = vec![Visit::New; df.stages.len()];
-    let mut order = Vec::new();
-    for root in roots {
-        visit(df, &analysed, root, &mut state, &mut order)?;
-    }
-    let stages = order
-        .into_iter()
-        .filter_map(|index| analysed.get(index).cloned())
-        .collect();
+    let stages = plan_stages(df, &roots, vars)?;
     Ok(Plan { target, stages })
 }
 
@@ -178,8 +166,39 @@ fn analyse(
         depends_on.push(i);
     }
     let mut images = Vec::new();
+    for from in uses_of_other_images(df, index, &stage.instructions, vars)? {
+        match from {
+            FromRef::Stage(i) => depends_on.push(i),
+            FromRef::Image(image) => {
+                if !images.contains(&image) {
+                    images.push(image);
+                }
+            }
+        }
+    }
+    depends_on.sort_unstable();
+    depends_on.dedup();
+    Ok(PlannedStage {
+        index,
+        base,
+        platform,
+        depends_on,
+        images,
+    })
+}
+
+/// What `instructions` of stage `current` read from other stages or
+/// images (`COPY --from`, `RUN --mount=from=`), in order, with the
+/// stage's ARG and ENV values applied as planning knows them.
+fn uses_of_other_images(
+    df: &Dockerfile,
+    current: usize,
+    instructions: &[Instruction],
+    vars: &BuildVars,
+) -> Result<Vec<FromRef>, DockerfileError> {
+    let mut uses = Vec::new();
     let mut scope = vars.planning_stage();
-    for instruction in &stage.instructions {
+    for instruction in instructions {
         let at = |problem: Problem| DockerfileError::at(instruction.line, problem);
         let raw_froms: Vec<&str> = match &instruction.kind {
             InstructionKind::Arg(decls) => {
@@ -196,25 +215,53 @@ fn analyse(
         };
         for raw in raw_froms {
             let value = scope.expand(raw).map_err(|e| at(e.into()))?;
-            match resolve_from(df, index, &value).map_err(at)? {
-                FromRef::Stage(i) => depends_on.push(i),
-                FromRef::Image(image) => {
-                    if !images.contains(&image) {
-                        images.push(image);
-                    }
-                }
-            }
+            uses.push(resolve_from(df, current, &value).map_err(at)?);
         }
     }
-    depends_on.sort_unstable();
-    depends_on.dedup();
-    Ok(PlannedStage {
-        index,
-        base,
-        platform,
-        depends_on,
-        images,
-    })
+    Ok(uses)
+}
+
+/// The stages the base's ONBUILD `triggers` of stage `current` read from
+/// (`ONBUILD COPY --from=<stage>`), which planning could not see: they are
+/// known only once the base is pulled.
+pub fn trigger_dependencies(
+    df: &Dockerfile,
+    current: usize,
+    triggers: &[Instruction],
+    vars: &BuildVars,
+) -> Result<Vec<usize>, DockerfileError> {
+    let mut stages: Vec<usize> = uses_of_other_images(df, current, triggers, vars)?
+        .into_iter()
+        .filter_map(|from| match from {
+            FromRef::Stage(index) => Some(index),
+            FromRef::Image(_) => None,
+        })
+        .collect();
+    stages.sort_unstable();
+    stages.dedup();
+    Ok(stages)
+}
+
+/// The stages `roots` need, each after its dependencies: the plan of a
+/// build whose targets are `roots`.
+pub fn plan_stages(
+    df: &Dockerfile,
+    roots: &[usize],
+    vars: &BuildVars,
+) -> Result<Vec<PlannedStage>, DockerfileError> {
+    let mut analysed = Vec::with_capacity(df.stages.len());
+    for stage in &df.stages {
+        analysed.push(analyse(df, stage, vars)?);
+    }
+    let mut state = vec![Visit::New; df.stages.len()];
+    let mut order = Vec::new();
+    for &root in roots {
+        visit(df, &analysed, root, &mut state, &mut order)?;
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|index| analysed.get(index).cloned())
+        .collect())
 }
 
 /// The `from=` field of a raw `--mount` value (comma-separated

@@ -14,7 +14,9 @@
 #     role and service account that exist;
 #   - the chart with default values and config/default install the same
 #     objects (same names, same rules, same pod spec, same CRDs);
-#   - the samples are valid against the CRDs' schemas.
+#   - the samples are valid against the CRDs' schemas;
+#   - the Argo CD health script the chart README shows is the one the chart
+#     ships (charts/kiln/argocd/, which the e2e suite runs under gopher-lua).
 #
 # Exits non-zero on any problem. Tools come from scripts/tools.sh (cached
 # outside the repository; a warm run takes a few seconds).
@@ -484,6 +486,24 @@ chart_crds = crds(helm_default)
 if set(chart_crds) != {"multiarchbuilds.kiln.dev", "buildrequests.kiln.dev"}:
     problem("helm default", f"CRDs are {sorted(chart_crds)}")
 check_samples("config/samples", samples, chart_crds)
+
+# The README's copy of the Argo CD health check (indented under the
+# argocd-cm key) must be the shipped file, the one the e2e suite tests.
+readme = open("charts/kiln/README.md").read().splitlines()
+key = "resource.customizations.health.kiln.dev_MultiArchBuild: |"
+starts = [i for i, line in enumerate(readme) if line.strip() == key]
+if len(starts) != 1:
+    problem("charts/kiln/README.md", f"shows the Argo CD health check {len(starts)} times, not once")
+else:
+    indent = " " * (len(readme[starts[0]]) - len(readme[starts[0]].lstrip()) + 2)
+    shown = []
+    for line in readme[starts[0] + 1:]:
+        if line and not line.startswith(indent):
+            break
+        shown.append(line[len(indent):])
+    shipped = open("charts/kiln/argocd/multiarchbuild-health.lua").read().rstrip("\n").splitlines()
+    if [l.rstrip() for l in shown] != [l.rstrip() for l in shipped]:
+        problem("charts/kiln/README.md", "its Argo CD health check differs from charts/kiln/argocd/multiarchbuild-health.lua")
 
 if problems:
     print(f"check-deploy: {len(problems)} problem(s):", file=sys.stderr)

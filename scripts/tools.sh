@@ -3,7 +3,7 @@
 # kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
 # as one "kubernetes" tool, the real node's kubelet, containerd and runc, and
 # the conformance suite's reference builder, buildkitd and buildctl as one
-# "buildkit" tool)
+# "buildkit" tool, and the e2e suite's kstatus/Argo CD health checker)
 # with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
@@ -242,6 +242,23 @@ build_buildkit() {
   )
 }
 
+# The e2e suite's health checker (e2e/tools/health-check): kstatus and
+# gopher-lua on live MultiArchBuilds. Its version is a hash of its sources,
+# so an edit rebuilds it and an unchanged checkout takes the cached binary.
+install_health_check() {
+  local src version
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/e2e/tools/health-check"
+  version=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
+  KILN_HEALTH_CHECK_SRC=$src install_from_source health-check "$version" build_health_check health-check
+}
+
+# build_health_check <version> <out dir>
+build_health_check() {
+  local out=$2
+  cp -R "$KILN_HEALTH_CHECK_SRC" "$out/src"
+  (cd "$out/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "-s -w" -o "$out/bin/health-check" .)
+}
+
 install_one() {
   # Two test binaries starting clusters at once on a cold cache would build
   # the same tool twice over on a machine with few cores: the second waits
@@ -304,8 +321,11 @@ install_one_locked() {
   buildkit)
     install_buildkit
     ;;
+  health-check)
+    install_health_check
+    ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit health-check)" >&2
     return 2
     ;;
   esac

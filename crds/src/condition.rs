@@ -27,6 +27,15 @@ pub const INDEX_PUBLISHED: &str = "IndexPublished";
 /// BuildRequest whose builder pod waits on a pull, and on its MultiArchBuild.
 pub const BUILDER_IMAGE_PULLED: &str = "BuilderImagePulled";
 
+/// kstatus' "abnormal-true" condition: `True` while the resource is still
+/// moving towards its goal (Flux and `kubectl wait`-style tools report it
+/// InProgress); absent once it got there or stalled.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus' other "abnormal-true" condition: `True` when the resource will
+/// not reach its goal without a change to its spec (kstatus: Failed);
+/// absent otherwise.
+pub const STALLED: &str = "Stalled";
+
 /// Status of a condition, as in `metav1.ConditionStatus`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionStatus {
@@ -63,8 +72,9 @@ impl From<bool> for ConditionStatus {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Condition type: `Ready`, `NativeNodesAvailable`, `PlatformsBuilt`,
-    /// `IndexPublished`, `BuilderImagePulled`, or another CamelCase name.
+    /// Condition type: `Ready`, `Reconciling`, `Stalled`,
+    /// `NativeNodesAvailable`, `PlatformsBuilt`, `IndexPublished`,
+    /// `BuilderImagePulled`, or another CamelCase name.
     #[serde(rename = "type")]
     #[schemars(length(min = 1, max = 316))]
     pub type_: String,
@@ -144,6 +154,13 @@ pub fn set(conditions: &mut Vec<Condition>, mut new: Condition) -> bool {
             true
         }
     }
+}
+
+/// Removes the condition of type `type_`. Returns whether it was there.
+pub fn remove(conditions: &mut Vec<Condition>, type_: &str) -> bool {
+    let before = conditions.len();
+    conditions.retain(|c| c.type_ != type_);
+    conditions.len() != before
 }
 
 #[cfg(test)]

@@ -75,7 +75,9 @@ pub struct MultiArchBuildStatus {
     /// Pending, Building, Publishing, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// `Ready`, `NativeNodesAvailable`, `PlatformsBuilt`, `IndexPublished`.
+    /// `Ready`, `NativeNodesAvailable`, `PlatformsBuilt`, `IndexPublished`,
+    /// and kstatus' `Reconciling` (while building or publishing) and
+    /// `Stalled` (failed until the spec changes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend(
         "x-kubernetes-list-type" = "map",

@@ -303,6 +303,16 @@ async fn a_missing_architecture_waits_for_a_native_node() {
         "{waiting:?}\noperator log:\n{}",
         tail(&env.operator.log(), 40)
     );
+    // GitOps tools see a build waiting, with the operator's words.
+    let pending = serde_json::to_value(env.builds().get("riscv64").await.unwrap()).unwrap();
+    let health = support::health(&pending);
+    assert_eq!(
+        health.statuses(),
+        ("InProgress", "Progressing"),
+        "{health:?}"
+    );
+    assert_eq!(health.kstatus_message, message, "{health:?}");
+    assert_eq!(health.argocd_message, message, "{health:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         env.jobs()
@@ -330,6 +340,22 @@ async fn a_missing_architecture_waits_for_a_native_node() {
         .await
         .unwrap();
     let done = env.wait_phase("riscv64", Phase::Succeeded).await;
+    let mut live = serde_json::to_value(&done).unwrap();
+    let health = support::health(&live);
+    assert_eq!(health.statuses(), ("Current", "Healthy"), "{health:?}");
+    assert!(
+        health.argocd_message.starts_with("index ")
+            && health.argocd_message.ends_with(" published"),
+        "{health:?}"
+    );
+    // A spec change the operator has not acted on yet: no longer current.
+    live["metadata"]["generation"] = (done.metadata.generation.unwrap() + 1).into();
+    let health = support::health(&live);
+    assert_eq!(
+        health.statuses(),
+        ("InProgress", "Progressing"),
+        "{health:?}"
+    );
     let entry = &done.status.unwrap().platforms[0];
     let config = env.image_config(entry);
     assert_eq!(config["architecture"], "riscv64");
@@ -552,6 +578,7 @@ async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
     build.spec.build.retries = 1;
     env.create(&build).await;
     let failed = env.wait_phase("broken", Phase::Failed).await;
+    let live = serde_json::to_value(&failed).unwrap();
     let status = failed.status.unwrap();
     let entry = &status.platforms[0];
     assert_eq!(entry.attempts, Some(2), "one retry");
@@ -566,6 +593,10 @@ async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
         "the builder's message: {message}"
     );
     assert!(message.ends_with("; no index published"), "{message}");
+    let health = support::health(&live);
+    assert_eq!(health.statuses(), ("Failed", "Degraded"), "{health:?}");
+    assert_eq!(health.kstatus_message, message, "{health:?}");
+    assert_eq!(health.argocd_message, message, "{health:?}");
     let jobs = env.jobs().list(&ListParams::default()).await.unwrap();
     let mut names: Vec<_> = jobs
         .items

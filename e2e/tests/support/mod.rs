@@ -31,6 +31,71 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The bin directory of a tool `scripts/tools.sh` builds (pinned, cached
+/// by version: milliseconds once built).
+pub fn tool_dir(name: &str) -> PathBuf {
+    let output = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/tools.sh"))
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/tools.sh {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// How GitOps tools see a MultiArchBuild: Flux's kstatus and the chart's
+/// Argo CD health script, each status with its message.
+#[derive(Debug, serde::Deserialize)]
+pub struct Health {
+    pub kstatus: String,
+    #[serde(rename = "kstatusMessage")]
+    pub kstatus_message: String,
+    pub argocd: String,
+    #[serde(rename = "argocdMessage")]
+    pub argocd_message: String,
+}
+
+impl Health {
+    /// `(kstatus, Argo CD)`, for assertions.
+    pub fn statuses(&self) -> (&str, &str) {
+        (&self.kstatus, &self.argocd)
+    }
+}
+
+/// [`Health`] of `build` as it is (a live object, or one changed by the
+/// test), from `e2e/tools/health-check`: kstatus of
+/// `sigs.k8s.io/cli-utils` and the script under gopher-lua, as Flux and
+/// Argo CD run them.
+pub fn health(build: &serde_json::Value) -> Health {
+    use std::io::Write;
+    let checker = tool_dir("health-check").join("health-check");
+    let script = repo_root().join("charts/kiln/argocd/multiarchbuild-health.lua");
+    let mut child = std::process::Command::new(checker)
+        .arg(format!("--lua={}", script.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(build.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "health-check: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Applies `config/crd` server-side and waits until both are established.
 pub async fn install_crds(client: &Client) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());

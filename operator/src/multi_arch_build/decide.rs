@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kiln_crds::condition::{
     self, BUILDER_IMAGE_PULLED, INDEX_PUBLISHED, NATIVE_NODES_AVAILABLE, PLATFORMS_BUILT, READY,
+    RECONCILING, STALLED,
 };
 use kiln_crds::{
     BuildRequest, BuildRequestSpec, Condition, ConditionStatus, IndexStatus, MultiArchBuild,
@@ -149,6 +150,55 @@ pub fn requeue(status: &MultiArchBuildStatus, transient_publish_failure: bool) -
 
 /// Decides the next step for one MultiArchBuild.
 pub fn decide(observed: &Observed<'_>) -> Decision {
+    let mut decision = decide_phase(observed);
+    if observed.build.metadata.deletion_timestamp.is_none() {
+        kstatus_conditions(
+            &mut decision.status,
+            &observed.now,
+            generation(observed.build),
+        );
+    }
+    decision
+}
+
+/// kstatus' view of the phase (Flux's health checks, `kstatus`-based
+/// waits): `Reconciling` while the build moves on (pending, building,
+/// publishing, retrying a publish), `Stalled` once it failed for good (only
+/// a spec change starts it again), neither once it succeeded. Both carry
+/// `Ready`'s reason and message, so each tool shows the same words.
+fn kstatus_conditions(status: &mut MultiArchBuildStatus, now: &Time, generation: i64) {
+    let Some(ready) = condition::find(&status.conditions, READY).cloned() else {
+        return;
+    };
+    let reason = ready.reason.unwrap_or_default();
+    let message = ready.message.unwrap_or_default();
+    match status.phase {
+        Some(Phase::Succeeded) => {
+            condition::remove(&mut status.conditions, RECONCILING);
+            condition::remove(&mut status.conditions, STALLED);
+        }
+        Some(Phase::Failed) => {
+            condition::remove(&mut status.conditions, RECONCILING);
+            set(
+                status,
+                Condition::new(STALLED, true, reason, message),
+                now,
+                generation,
+            );
+        }
+        _ => {
+            condition::remove(&mut status.conditions, STALLED);
+            set(
+                status,
+                Condition::new(RECONCILING, true, reason, message),
+                now,
+                generation,
+            );
+        }
+    }
+}
+
+fn decide_phase(observed: &Observed<'_>) -> Decision {
     let build = observed.build;
     let generation = generation(build);
     let now = &observed.now;
@@ -404,6 +454,7 @@ pub fn published(
         now,
         generation,
     );
+    kstatus_conditions(&mut status, now, generation);
     status
 }
 
@@ -449,6 +500,7 @@ pub fn publish_failed(
             generation,
         );
     }
+    kstatus_conditions(&mut status, now, generation);
     status
 }
 
@@ -781,6 +833,69 @@ mod tests {
             find(&fail.conditions, READY).unwrap().message.as_deref(),
             Some("publishing the index failed: linux/arm64: config says amd64")
         );
+    }
+
+    /// kstatus' abnormal-true conditions along a build's life: what Flux
+    /// reads as InProgress (`Reconciling`), Failed (`Stalled`) or Current
+    /// (neither), each with `Ready`'s reason and message.
+    #[test]
+    fn reconciling_and_stalled_follow_the_phase() {
+        fn kstatus(status: &MultiArchBuildStatus) -> (Option<String>, Option<String>) {
+            let reason = |type_| {
+                find(&status.conditions, type_).map(|c| {
+                    assert_eq!(c.status, ConditionStatus::True, "{type_} is abnormal-true");
+                    let ready = find(&status.conditions, READY).unwrap();
+                    assert_eq!(c.message, ready.message, "{type_} repeats Ready");
+                    c.reason.clone().unwrap()
+                })
+            };
+            (reason(RECONCILING), reason(STALLED))
+        }
+        let some = |r: &str| Some(r.to_string());
+        let now = time("2026-01-01T00:11:00Z");
+        let build = multi_arch_build("app", &PLATFORMS, 1);
+
+        let pending = decide_now(&build, &[]).status;
+        assert_eq!(kstatus(&pending), (some("Pending"), None));
+        let started = [
+            request(&build, "linux/amd64", running),
+            request(&build, "linux/arm64", running),
+        ];
+        let building = decide_now(&build, &started).status;
+        assert_eq!(kstatus(&building), (some("Building"), None));
+        let built = [
+            request(&build, "linux/amd64", succeeded(AMD)),
+            request(&build, "linux/arm64", succeeded(ARM)),
+        ];
+        let publishing = decide_now(&build, &built).status;
+        assert_eq!(kstatus(&publishing), (some("Publishing"), None));
+        let retrying = publish_failed(publishing.clone(), "registry down", false, &now, 1);
+        assert_eq!(kstatus(&retrying), (some("Publishing"), None));
+        let index = IndexStatus {
+            digest: Some("sha256:cc".into()),
+            media_type: None,
+            reference: Some("registry.example/app@sha256:cc".into()),
+        };
+        let done = published(retrying, index, &now, 1);
+        assert_eq!(kstatus(&done), (None, None));
+        let refused = publish_failed(publishing, "config says amd64", true, &now, 1);
+        assert_eq!(kstatus(&refused), (None, some("PublishFailed")));
+
+        let broken = [
+            request(&build, "linux/amd64", running),
+            request(&build, "linux/arm64", |s| {
+                s.phase = Some(PlatformPhase::Failed);
+                s.message = Some("exit 3".into());
+            }),
+        ];
+        let failed = decide_now(&build, &broken).status;
+        assert_eq!(kstatus(&failed), (None, some("PlatformFailed")));
+
+        // A new generation of a failed build reconciles again.
+        let mut changed = multi_arch_build("app", &["linux/amd64"], 2);
+        changed.status = Some(failed);
+        let again = decide_now(&changed, &broken).status;
+        assert_eq!(kstatus(&again), (some("Pending"), None));
     }
 
     #[test]

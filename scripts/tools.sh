@@ -3,7 +3,7 @@
 # kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
 # as one "kubernetes" tool, the real node's kubelet, containerd and runc, and
 # the conformance suite's reference builder, buildkitd and buildctl as one
-# "buildkit" tool, and the e2e suite's kstatus/Argo CD health checker)
+# "buildkit" tool, and the test suites' own Go tools, e2e/tools)
 # with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
@@ -242,21 +242,24 @@ build_buildkit() {
   )
 }
 
-# The e2e suite's health checker (e2e/tools/health-check): kstatus and
-# gopher-lua on live MultiArchBuilds. Its version is a hash of its sources,
-# so an edit rebuilds it and an unchanged checkout takes the cached binary.
-install_health_check() {
+# The test suites' own Go tools (e2e/tools: health-check runs kstatus and
+# gopher-lua on live MultiArchBuilds; oci-registry is a loopback registry
+# with the OCI 1.1 referrers API). Their version is a hash of their sources,
+# so an edit rebuilds them and an unchanged checkout takes the cached ones.
+install_e2e_tools() {
   local src version
-  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/e2e/tools/health-check"
-  version=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
-  KILN_HEALTH_CHECK_SRC=$src install_from_source health-check "$version" build_health_check health-check
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/e2e/tools"
+  version=$(cd "$src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 |
+    LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  KILN_E2E_TOOLS_SRC=$src install_from_source e2e-tools "$version" build_e2e_tools health-check oci-registry
 }
 
-# build_health_check <version> <out dir>
-build_health_check() {
+# build_e2e_tools <version> <out dir>
+build_e2e_tools() {
   local out=$2
-  cp -R "$KILN_HEALTH_CHECK_SRC" "$out/src"
-  (cd "$out/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "-s -w" -o "$out/bin/health-check" .)
+  cp -R "$KILN_E2E_TOOLS_SRC" "$out/src"
+  mkdir -p "$out/bin"
+  (cd "$out/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "-s -w" -o "$out/bin/" ./health-check ./oci-registry)
 }
 
 install_one() {
@@ -321,11 +324,11 @@ install_one_locked() {
   buildkit)
     install_buildkit
     ;;
-  health-check)
-    install_health_check
+  e2e-tools)
+    install_e2e_tools
     ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit health-check)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit e2e-tools)" >&2
     return 2
     ;;
   esac

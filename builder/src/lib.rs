@@ -7,6 +7,7 @@
 //! `cli` maps kaniko's flags onto that; `drivers` coordinates platforms;
 //! `work_root` says where kiln's own temporary files go.
 
+pub mod attest;
 pub mod build;
 pub mod cache;
 pub mod cli;

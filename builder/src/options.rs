@@ -133,6 +133,8 @@ pub struct OutputOptions {
     pub skip_push_permission_check: bool,
     /// `--push-ignore-immutable-tag-errors`.
     pub push_ignore_immutable_tag_errors: bool,
+    /// `--provenance`: attach SLSA provenance to each pushed platform image.
+    pub provenance: Option<crate::attest::ProvenanceMode>,
 }
 
 /// How several platforms are built and published together.

@@ -173,6 +173,28 @@ impl fmt::Display for Compression {
     }
 }
 
+/// SLSA provenance attached to each platform image (`--provenance`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvenanceMode {
+    /// Base images, Dockerfile and context digests, target, platform,
+    /// builder and times.
+    Min,
+    /// `min` plus the build arguments' values (not of names that look like
+    /// secrets).
+    Max,
+}
+
+impl ProvenanceMode {
+    /// The wire and flag form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::Max => "max",
+        }
+    }
+}
+
 /// What is pushed and how (`--oci-mode`, `--compression`,
 /// `--compression-level`, `--publish-index`, `--legacy-manifest-list`,
 /// `--index-annotations`, `--reproducible`,
@@ -216,6 +238,10 @@ pub struct OutputSpec {
     /// index the operator publishes.
     #[serde(default, skip_serializing_if = "is_false")]
     pub push_ignore_immutable_tag_errors: bool,
+    /// Attach SLSA provenance v1 to each platform image as an OCI referrer
+    /// (`min` or `max`); none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceMode>,
 }
 
 impl Default for OutputSpec {
@@ -229,6 +255,7 @@ impl Default for OutputSpec {
             index_annotations: BTreeMap::new(),
             reproducible: false,
             push_ignore_immutable_tag_errors: false,
+            provenance: None,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Session {
     context: BuildContext,
     dockerfile: Dockerfile,
     dockerfile_path: PathBuf,
+    /// `sha256:…` of the Dockerfile's bytes, for provenance.
+    dockerfile_digest: String,
     ignore: IgnoreRules,
     timestamps: Timestamps,
     now: u64,
@@ -89,6 +91,17 @@ pub struct BuiltImage {
     cache: Option<PlatformCache>,
     platform: Platform,
     started: std::time::Instant,
+    /// When the build of this platform started, seconds since 1970.
+    started_at: u64,
+    /// The images its stages were built from, as resolved.
+    bases: Vec<crate::attest::ResolvedBase>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Session {
@@ -123,16 +136,14 @@ impl Session {
                 path: dockerfile_path.clone(),
                 source,
             })?;
+        let dockerfile_digest = crate::image::sha256_digest(text.as_bytes());
         let dockerfile = dockerfile::parse(&text)?;
         let ignore = load_ignore_rules(&context.root, &dockerfile_path)?;
         let timestamps = Timestamps::from_options(
             options.output.reproducible,
             std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
         )?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_now();
         let cache = options.cache.enabled.then(|| {
             Arc::new(LayerCache::new(
                 registry.clone(),
@@ -184,6 +195,7 @@ impl Session {
             context,
             dockerfile,
             dockerfile_path,
+            dockerfile_digest,
             ignore,
             timestamps,
             now,
@@ -255,6 +267,7 @@ impl Session {
         platform: &Platform,
     ) -> Result<BuiltImage, BuildError> {
         let started = std::time::Instant::now();
+        let started_at = unix_now();
         let (vars, plan) = self.plan(options, platform)?;
         run_mounts::check_required_secrets(&self.dockerfile, &plan, &vars, &options.secrets)?;
         let cache = match &self.cache {
@@ -294,6 +307,7 @@ impl Session {
         let bases = seam::RegistryBases {
             registry: &self.registry,
             kept: self.cache_dir.as_ref(),
+            resolved: std::sync::Mutex::new(Vec::new()),
         };
         let scope = BuildScope {
             dockerfile: &self.dockerfile,
@@ -343,6 +357,8 @@ impl Session {
             cache,
             platform: platform.clone(),
             started,
+            started_at,
+            bases: bases.resolved(),
         })
     }
 
@@ -353,6 +369,9 @@ impl Session {
         plan: &OutputPlan<'_>,
     ) -> Result<BuildOutcome, BuildError> {
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
+        if let Some((mode, options)) = plan.provenance.filter(|_| plan.push) {
+            self.attach_provenance(image, &outcome, mode, options).await;
+        }
         let mut cache_counts = None;
         if let Some(cache) = &image.cache {
             let CacheCounts { hits, misses } = cache.finish().await;
@@ -371,6 +390,91 @@ impl Session {
         };
         info!(target: crate::progress::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
+    }
+}
+
+impl Session {
+    /// Attaches SLSA provenance to the image in every repository it was
+    /// pushed to. A registry that refuses it gets a warning naming it: the
+    /// image is published either way.
+    async fn attach_provenance(
+        &self,
+        image: &BuiltImage,
+        outcome: &BuildOutcome,
+        mode: crate::attest::ProvenanceMode,
+        options: &BuildOptions,
+    ) {
+        use crate::attest::provenance;
+        let source = ContextSource::parse(&options.context).ok();
+        let context = match &source {
+            // A download URL's query may be a signature (pre-signed S3).
+            Some(ContextSource::Http { url }) => crate::context::redact_url(url)
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let context_digest = match &source {
+            Some(ContextSource::Oci { reference }) => reference
+                .rsplit_once('@')
+                .map(|(_, digest)| digest.to_string()),
+            _ => None,
+        };
+        let platform = image.platform.to_string();
+        let finished = unix_now();
+        for pushed in &outcome.pushed {
+            let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
+            let facts = crate::attest::BuildFacts {
+                mode,
+                repository,
+                digest: &outcome.digest,
+                dockerfile: &options.dockerfile,
+                dockerfile_digest: &self.dockerfile_digest,
+                target: options.target.as_deref(),
+                platform: &platform,
+                context: &context,
+                context_digest: context_digest.as_deref(),
+                build_args: &options.build_args,
+                bases: &image.bases,
+                started: image.started_at,
+                finished,
+            };
+            let attachment = crate::attest::Attachment {
+                artifact_type: provenance::STATEMENT_MEDIA_TYPE.to_string(),
+                bytes: provenance::statement(&facts),
+                annotations: std::collections::BTreeMap::from([(
+                    "in-toto.io/predicate-type".to_string(),
+                    provenance::PREDICATE_TYPE.to_string(),
+                )]),
+            };
+            let subject = crate::attest::Subject {
+                repository,
+                descriptor: crate::image::Descriptor::new(
+                    &outcome.media_type,
+                    &outcome.digest,
+                    outcome.size,
+                ),
+            };
+            match crate::attest::attach(&self.registry, &subject, &attachment, self.work.path())
+                .await
+            {
+                Ok(attached) => info!(
+                    "attached SLSA provenance ({}) {} ({})",
+                    mode.as_str(),
+                    attached.reference,
+                    match attached.listing {
+                        crate::attest::Listing::ReferrersApi => "referrers API",
+                        crate::attest::Listing::TagSchema =>
+                            "tag schema: the registry has no referrers API",
+                    }
+                ),
+                Err(error) => warn!(
+                    "{repository}: the SLSA provenance was not attached ({error}); the image is published without it"
+                ),
+            }
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct OutputPlan<'a> {
     pub digest_files: DigestFiles<'a>,
     /// `--push-ignore-immutable-tag-errors`.
     pub ignore_immutable_tags: bool,
+    /// `--provenance`, with the options the statement records.
+    pub provenance: Option<(crate::attest::ProvenanceMode, &'a BuildOptions)>,
 }
 
 impl<'a> OutputPlan<'a> {
@@ -75,6 +77,7 @@ impl<'a> OutputPlan<'a> {
             oci_layout_path: output.oci_layout_path.as_deref(),
             digest_files: DigestFiles::from_output(output),
             ignore_immutable_tags: output.push_ignore_immutable_tag_errors,
+            provenance: output.provenance.map(|mode| (mode, options)),
         }
     }
 

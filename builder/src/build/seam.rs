@@ -36,6 +36,18 @@ pub struct RegistryBases<'a> {
     pub registry: &'a Registry,
     /// `--cache-dir`'s store.
     pub kept: Option<&'a BlobStore>,
+    /// Every image pulled, as resolved: the provenance's dependencies.
+    pub resolved: std::sync::Mutex<Vec<crate::attest::ResolvedBase>>,
+}
+
+impl RegistryBases<'_> {
+    /// The images pulled so far, each once, in the order first pulled.
+    pub fn resolved(&self) -> Vec<crate::attest::ResolvedBase> {
+        self.resolved
+            .lock()
+            .map(|resolved| resolved.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl BaseImages for RegistryBases<'_> {
@@ -44,12 +56,19 @@ impl BaseImages for RegistryBases<'_> {
         reference: &'a str,
         platform: &'a Platform,
     ) -> BoxFuture<'a, Result<PulledImage, BuildError>> {
-        Box::pin(pull_base_image(
-            self.registry,
-            self.kept,
-            reference,
-            platform,
-        ))
+        Box::pin(async move {
+            let pulled = pull_base_image(self.registry, self.kept, reference, platform).await?;
+            let base = crate::attest::ResolvedBase {
+                reference: reference.to_string(),
+                digest: pulled.manifest_digest.clone(),
+            };
+            if let Ok(mut resolved) = self.resolved.lock()
+                && !resolved.contains(&base)
+            {
+                resolved.push(base);
+            }
+            Ok(pulled)
+        })
     }
 }
 

@@ -210,6 +210,13 @@ pub struct OutputArgs {
     /// `org.opencontainers.image.source=https://github.com/org/app`. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     pub annotation: Vec<String>,
+
+    /// Attach SLSA provenance v1 (an in-toto statement) to each pushed platform image as an OCI
+    /// referrer: min (base images, Dockerfile and context digests, target, platform, builder) or
+    /// max (min plus build-argument values; names that look like secrets are recorded without
+    /// their values). Also spelled mode=min, mode=max, true (min) and false (none, the default).
+    #[arg(long, value_name = "MODE")]
+    pub provenance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

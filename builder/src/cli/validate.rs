@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::attest::ProvenanceMode;
 use crate::registry::{ClientCertificate, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,8 +89,20 @@ pub enum CliError {
         image_format: &'static str,
         oci_mode: &'static str,
     },
+    #[error("invalid --provenance \"{0}\": expected min, max, mode=min, mode=max, true or false")]
+    Provenance(String),
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// `--provenance` as buildx spells it.
+fn provenance_mode(given: Option<&str>) -> Result<Option<ProvenanceMode>, CliError> {
+    match given.map(str::trim) {
+        None | Some("false") => Ok(None),
+        Some("min" | "mode=min" | "true") => Ok(Some(ProvenanceMode::Min)),
+        Some("max" | "mode=max") => Ok(Some(ProvenanceMode::Max)),
+        Some(other) => Err(CliError::Provenance(other.to_string())),
+    }
 }
 
 impl Args {
@@ -115,6 +128,7 @@ impl Args {
             .map(|spec| crate::run::secret::parse_secret_flag(spec))
             .collect::<Result<Vec<_>, _>>()?;
         let annotations = key_values("annotation", &self.output.annotation)?;
+        let provenance = provenance_mode(self.output.provenance.as_deref())?;
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
         let certificates: Vec<(String, PathBuf)> =
             key_values("registry-certificate", &self.registry.registry_certificate)?
@@ -215,6 +229,7 @@ impl Args {
                 annotations,
                 skip_push_permission_check: kaniko.skip_push_permission_check,
                 push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
+                provenance,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -596,6 +611,7 @@ pub(crate) mod tests {
                 annotations: BTreeMap::new(),
                 skip_push_permission_check: false,
                 push_ignore_immutable_tag_errors: false,
+                provenance: None,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,
@@ -1496,6 +1512,8 @@ pub(crate) mod tests {
              skip-push-permission-check image-format kaniko-dir use-new-run compressed-caching \
              push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \
              force-build-metadata credential-helpers materialize pre-cleanup preserve-context",
+            // Beyond DESIGN.md's table: issue 15's supply-chain documents.
+            "provenance",
         ];
         let command = Args::command();
         let mut count = 0;

@@ -98,6 +98,16 @@ pub struct PulledImage {
     pub config: ImageConfiguration,
 }
 
+/// A manifest the registry stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedManifest {
+    /// `sha256:…` of the bytes pushed.
+    pub digest: String,
+    /// The registry answered `OCI-Subject`: it indexed the manifest's
+    /// `subject` for its referrers API.
+    pub subject_indexed: bool,
+}
+
 /// Parses an image reference, making Docker Hub names canonical.
 pub fn parse_reference(text: &str) -> Result<Reference, RegistryError> {
     text.trim()
@@ -837,6 +847,27 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String, RegistryError> {
+        Ok(self.put_manifest(target, bytes, media_type).await?.digest)
+    }
+
+    /// [`Registry::push_manifest_raw`] of a manifest with a `subject`, and
+    /// whether the registry says it indexed it for the referrers API (its
+    /// `OCI-Subject` answer, OCI distribution 1.1).
+    pub async fn push_referrer_manifest(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<PushedManifest, RegistryError> {
+        self.put_manifest(target, bytes, media_type).await
+    }
+
+    async fn put_manifest(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<PushedManifest, RegistryError> {
         let clients = self.clients(target, Access::Push)?;
         let auth = self.auth_for(target).await?;
         let op = self.op(
@@ -854,28 +885,91 @@ impl Registry {
         let endpoint = &clients.endpoint;
         let url = manifest_url(endpoint, target);
         let scopes = [push_scope(target.repository())];
+        let subject_indexed = self
+            .explained(
+                &clients,
+                with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                    let response = endpoint
+                        .send(&auth, &scopes, Method::PUT, &url, |request| {
+                            request
+                                .header(header::CONTENT_TYPE, content_type.clone())
+                                .body(body.clone())
+                        })
+                        .await
+                        .map_err(|e| self.fail(&op, e))?;
+                    let response = expect(response, &[StatusCode::CREATED])
+                        .await
+                        .map_err(|e| self.fail(&op, e))?;
+                    Ok(response.headers().contains_key("OCI-Subject"))
+                })
+                .await,
+            )
+            .await?;
+        Ok(PushedManifest {
+            digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
+            subject_indexed,
+        })
+    }
+
+    /// The referrers of `subject` (a manifest digest) in `repository`'s
+    /// repository, as the registry's referrers API lists them (an OCI image
+    /// index), or `None` when the registry has no such API (it answers 404,
+    /// OCI distribution 1.1's signal to use the tag schema instead).
+    pub async fn fetch_referrers(
+        &self,
+        repository: &Reference,
+        subject: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let clients = self.clients(repository, Access::Pull)?;
+        let auth = self.auth_for(repository).await?;
+        let op = self.op(
+            format!("listing the referrers of {subject} in {repository}"),
+            repository,
+            &clients,
+            "",
+        );
+        let endpoint = &clients.endpoint;
+        let url = endpoint.url(repository.repository(), &format!("referrers/{subject}"));
+        let scopes = [pull_scope(repository.repository())];
         self.explained(
             &clients,
-            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
-                let response = endpoint
-                    .send(&auth, &scopes, Method::PUT, &url, |request| {
-                        request
-                            .header(header::CONTENT_TYPE, content_type.clone())
-                            .body(body.clone())
-                    })
-                    .await
-                    .map_err(|e| self.fail(&op, e))?;
-                expect(response, &[StatusCode::CREATED])
-                    .await
-                    .map_err(|e| self.fail(&op, e))
-            })
+            with_retries(
+                self.inner.options.download_policy(),
+                DOWNLOAD_FLAG,
+                || async {
+                    let response = endpoint
+                        .send(&auth, &scopes, Method::GET, &url, |request| {
+                            request.header(header::ACCEPT, crate::image::media::OCI_INDEX)
+                        })
+                        .await
+                        .map_err(|e| self.fail(&op, e))?;
+                    if response.status() == StatusCode::NOT_FOUND {
+                        return Ok(None);
+                    }
+                    let mut response = expect(response, &[StatusCode::OK])
+                        .await
+                        .map_err(|e| self.fail(&op, e))?;
+                    let mut body = Vec::new();
+                    while let Some(chunk) = response
+                        .chunk()
+                        .await
+                        .map_err(|e| self.fail(&op, TransportError::Request(e)))?
+                    {
+                        if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                            return Err(RegistryError::TooLarge {
+                                what: "referrers index",
+                                reference: repository.whole(),
+                                limit: MAX_MANIFEST_BYTES as u64,
+                            });
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(Some(body))
+                },
+            )
             .await,
         )
-        .await?;
-        Ok(format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(bytes))
-        ))
+        .await
     }
 
     /// Checks that `target` accepts pushes with the configured credentials

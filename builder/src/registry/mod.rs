@@ -38,7 +38,7 @@ pub mod select;
 pub use auth::{
     TakenDockerConfig, copy_docker_config, install_taken_docker_config, take_docker_config,
 };
-pub use client::{PulledImage, Registry, parse_reference};
+pub use client::{PulledImage, PushedManifest, Registry, parse_reference};
 /// Public for the fuzz targets (`fuzz/fuzz_targets/challenge.rs`): what a
 /// registry's `WWW-Authenticate` header and its token server's answer are
 /// taken to mean.

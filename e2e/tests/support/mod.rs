@@ -72,7 +72,7 @@ impl Health {
 /// Argo CD run them.
 pub fn health(build: &serde_json::Value) -> Health {
     use std::io::Write;
-    let checker = tool_dir("health-check").join("health-check");
+    let checker = tool_dir("e2e-tools").join("health-check");
     let script = repo_root().join("charts/kiln/argocd/multiarchbuild-health.lua");
     let mut child = std::process::Command::new(checker)
         .arg(format!("--lua={}", script.display()))

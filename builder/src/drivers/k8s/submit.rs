@@ -276,6 +276,10 @@ pub fn multi_arch_build(
                 index_annotations: multi.index_annotations.clone(),
                 reproducible: output.reproducible,
                 push_ignore_immutable_tag_errors: output.push_ignore_immutable_tag_errors,
+                provenance: output.provenance.map(|mode| match mode {
+                    crate::attest::ProvenanceMode::Min => kiln_crds::spec::ProvenanceMode::Min,
+                    crate::attest::ProvenanceMode::Max => kiln_crds::spec::ProvenanceMode::Max,
+                }),
             },
             scheduling: SchedulingSpec {
                 require_native_nodes: multi.require_native_nodes,
@@ -369,6 +373,9 @@ pub fn builder_args(request: &BuildRequest) -> Vec<String> {
     }
     if output.push_ignore_immutable_tag_errors {
         args.push("--push-ignore-immutable-tag-errors=true".into());
+    }
+    if let Some(mode) = output.provenance {
+        args.push(format!("--provenance={}", mode.as_str()));
     }
     if let Some(retry) = &build.push_retry {
         if let Some(count) = retry.count {
@@ -647,14 +654,19 @@ mod tests {
                     any::<bool>(),
                     any::<bool>(),
                 ),
-                (0u32..5, 1u64..5000, 5000u64..90000),
+                (
+                    0u32..5,
+                    1u64..5000,
+                    5000u64..90000,
+                    prop::sample::select(vec!["false", "min", "max", "mode=max", "true"]),
+                ),
             )
                 .prop_map(
                     |(
                         (build_args, target, labels, sub_path, platforms, tags),
                         (cache, cache_repo, ttl_hours, suffix),
                         (oci, compression, level, reproducible, immutable, legacy, native),
-                        (retries, initial, max),
+                        (retries, initial, max, provenance),
                     )| {
                         // Docker manifests (and so manifest lists) cannot
                         // carry zstd layers: kiln refuses the pair.
@@ -672,6 +684,7 @@ mod tests {
                             format!("--push-retry={retries}"),
                             format!("--push-retry-initial-delay={initial}"),
                             format!("--push-retry-max-delay={max}"),
+                            format!("--provenance={provenance}"),
                         ];
                         if legacy {
                             // A manifest list lists Docker manifests only.
@@ -763,6 +776,7 @@ mod tests {
                         back.output.push_ignore_immutable_tag_errors,
                         o.output.push_ignore_immutable_tag_errors
                     );
+                    prop_assert_eq!(back.output.provenance, o.output.provenance);
                     prop_assert_eq!(back.registry.push_retry, o.registry.push_retry);
                     prop_assert_eq!(
                         back.registry.push_retry_initial_delay,

@@ -1,8 +1,9 @@
-module kiln.dev/e2e/health-check
+module kiln.dev/e2e/tools
 
 go 1.26.0
 
 require (
+	github.com/google/go-containerregistry v0.22.1
 	github.com/yuin/gopher-lua v1.1.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/cli-utils v0.37.2

@@ -1,0 +1,299 @@
+//! `--provenance`: the SLSA provenance kiln attaches to what it pushes, read
+//! back from real registries — Debian's docker-registry 2.8, which has no
+//! referrers API (so the tag schema's `sha256-<hex>` index), and a registry
+//! with the OCI 1.1 referrers API (go-containerregistry's, built by
+//! `scripts/tools.sh e2e-tools`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use support::TestRegistry;
+use support::fixtures;
+use support::kiln::{assert_success, context, context_arg, kiln, skopeo, stderr};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A loopback registry with the referrers API; stopped when dropped.
+struct ReferrersRegistry {
+    host: String,
+    _child: tokio::process::Child,
+}
+
+impl ReferrersRegistry {
+    async fn start() -> ReferrersRegistry {
+        let tools = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/tools.sh"))
+            .arg("e2e-tools")
+            .output()
+            .unwrap();
+        assert!(
+            tools.status.success(),
+            "scripts/tools.sh e2e-tools: {}",
+            String::from_utf8_lossy(&tools.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8_lossy(&tools.stdout).trim()).join("oci-registry");
+        let mut child = tokio::process::Command::new(bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let host = BufReader::new(stdout)
+            .lines()
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap();
+        ReferrersRegistry {
+            host,
+            _child: child,
+        }
+    }
+}
+
+async fn get(url: &str, accept: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+async fn get_json(url: &str, accept: &str) -> Value {
+    let (status, body) = get(url, accept).await;
+    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The manifest digest of `reference`, as the registry stores it.
+fn manifest_digest(reference: &str) -> String {
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    kiln_builder::image::sha256_digest(&raw)
+}
+
+/// The statement an artifact manifest of `repository` carries.
+async fn statement_of(host: &str, repository: &str, artifact: &str) -> (Value, String) {
+    let manifest = get_json(
+        &format!("http://{host}/v2/{repository}/manifests/{artifact}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .await;
+    assert_eq!(manifest["artifactType"], IN_TOTO, "{manifest}");
+    assert_eq!(manifest["layers"][0]["mediaType"], IN_TOTO, "{manifest}");
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let (status, bytes) = get(
+        &format!("http://{host}/v2/{repository}/blobs/{layer}"),
+        "*/*",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(bytes).unwrap();
+    (manifest, text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provenance_goes_to_the_tag_schema_where_the_registry_has_no_referrers_api() {
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("npmrc");
+    std::fs::write(&secret_file, "SECRET-FILE-CONTENT-4711").unwrap();
+    let ctx = context(
+        &format!(
+            "FROM {}\nARG VERSION\nARG NPM_TOKEN\nRUN --mount=type=secret,id=npm test -s /run/secrets/npm && echo $VERSION > /version\n",
+            fixtures.index
+        ),
+        &[],
+    );
+    let image = format!("{}/app:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--custom-platform=linux/amd64".into(),
+        "--provenance=max".into(),
+        "--build-arg=VERSION=1.2.3".into(),
+        "--build-arg=NPM_TOKEN=tok-VALUE-0815".into(),
+        format!("--secret=id=npm,src={}", secret_file.display()),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    assert!(
+        log.contains("tag schema: the registry has no referrers API"),
+        "{log}"
+    );
+
+    let digest = manifest_digest(&image);
+    let fallback = format!("{}/app:{}", registry.host(), digest.replacen(':', "-", 1));
+    let index: Value = serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{fallback}"),
+    ]))
+    .unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["artifactType"], IN_TOTO);
+    assert_eq!(
+        entries[0]["annotations"]["in-toto.io/predicate-type"],
+        SLSA_V1
+    );
+    let artifact = entries[0]["digest"].as_str().unwrap();
+    let (manifest, text) = statement_of(registry.host(), "app", artifact).await;
+    assert_eq!(manifest["subject"]["digest"], digest.as_str());
+
+    for leaked in ["SECRET-FILE-CONTENT-4711", "tok-VALUE-0815"] {
+        assert!(!text.contains(leaked), "{leaked} in the provenance: {text}");
+    }
+    let statement: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(statement["predicateType"], SLSA_V1);
+    assert_eq!(
+        statement["subject"][0]["name"],
+        format!("{}/app", registry.host())
+    );
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["externalParameters"]["platform"], "linux/amd64");
+    assert_eq!(
+        definition["externalParameters"]["buildArgs"]["VERSION"],
+        "1.2.3"
+    );
+    assert!(definition["externalParameters"]["buildArgs"]["NPM_TOKEN"].is_string());
+    let dockerfile = std::fs::read(ctx.path().join("Dockerfile")).unwrap();
+    let dependencies = definition["resolvedDependencies"].as_array().unwrap();
+    assert_eq!(
+        dependencies[0]["digest"]["sha256"],
+        kiln_builder::image::sha256_digest(&dockerfile).trim_start_matches("sha256:")
+    );
+    let base = dependencies
+        .iter()
+        .find(|d| d["uri"] == format!("pkg:docker/{}", fixtures.index))
+        .unwrap_or_else(|| panic!("the base is a dependency: {statement}"));
+    assert_eq!(
+        base["digest"]["sha256"],
+        fixtures.amd64.manifest_digest.trim_start_matches("sha256:")
+    );
+
+    // Two reproducible builds give the same image: the tag schema's index
+    // keeps the referrer already listed and adds the second build's (a
+    // different statement: another mode).
+    let reproducible = format!("{}/app:2", registry.host());
+    for mode in ["min", "max"] {
+        let output = kiln(&[
+            context_arg(ctx.path()),
+            format!("--destination={reproducible}"),
+            "--custom-platform=linux/amd64".into(),
+            format!("--provenance={mode}"),
+            format!("--secret=id=npm,src={}", secret_file.display()),
+            "--reproducible".into(),
+        ])
+        .await;
+        assert_success(&output);
+    }
+    let digest = manifest_digest(&reproducible);
+    let fallback = format!("{}/app:{}", registry.host(), digest.replacen(':', "-", 1));
+    let index: Value = serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{fallback}"),
+    ]))
+    .unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provenance_goes_through_the_referrers_api_where_the_registry_has_one() {
+    let registry = ReferrersRegistry::start().await;
+    let fixtures = fixtures::push_busybox_index(&registry.host).await;
+    let ctx = context(
+        &format!("FROM {}\nCOPY a.txt /a.txt\n", fixtures.index),
+        &[("a.txt", "a")],
+    );
+    let image = format!("{}/app:1", registry.host);
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--custom-platform=linux/amd64".into(),
+        "--provenance=min".into(),
+        "--build-arg=VERSION=9.9".into(),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    assert!(log.contains("(referrers API)"), "{log}");
+
+    let digest = manifest_digest(&image);
+    let referrers = get_json(
+        &format!("http://{}/v2/app/referrers/{digest}", registry.host),
+        "application/vnd.oci.image.index.v1+json",
+    )
+    .await;
+    let entries = referrers["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{referrers}");
+    assert_eq!(
+        entries[0]["annotations"]["in-toto.io/predicate-type"],
+        SLSA_V1
+    );
+    let (manifest, text) = statement_of(
+        &registry.host,
+        "app",
+        entries[0]["digest"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(manifest["subject"]["digest"], digest.as_str());
+    let statement: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        statement["predicate"]["buildDefinition"]["externalParameters"]
+            .get("buildArgs")
+            .is_none(),
+        "min records no build-argument values: {statement}"
+    );
+    // No tag schema where the API is there.
+    let tags = get_json(&format!("http://{}/v2/app/tags/list", registry.host), "*/*").await;
+    assert_eq!(tags["tags"], serde_json::json!(["1"]), "{tags}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_provenance_mode_is_refused_before_building() {
+    let ctx = context("FROM scratch\n", &[]);
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        "--no-push".into(),
+        "--provenance=full".into(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "invalid --provenance \"full\": expected min, max, mode=min, mode=max, true or false"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -39,6 +39,10 @@ RUNC_VERSION=v1.5.3
 # The conformance suite's first reference (e2e/conformance/README.md): the
 # builder behind `docker build`. It runs its RUN steps with the runc above.
 BUILDKIT_VERSION=v0.35.0
+# Clients that check what kiln attaches to images (issue 15): cosign
+# verifies signatures and attestations, oras lists referrers.
+COSIGN_VERSION=v2.6.5
+ORAS_VERSION=v1.3.6
 
 tools_dir=${KILN_TOOLS_DIR:-$HOME/.cache/kiln/tools}
 
@@ -327,8 +331,16 @@ install_one_locked() {
   e2e-tools)
     install_e2e_tools
     ;;
+  cosign)
+    install_tool cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign \
+      -ldflags "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
+    ;;
+  oras)
+    install_tool oras "$ORAS_VERSION" oras.land/oras/cmd/oras \
+      -ldflags "-s -w -X oras.land/oras/internal/version.Version=${ORAS_VERSION#v}"
+    ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit e2e-tools)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit e2e-tools cosign oras)" >&2
     return 2
     ;;
   esac

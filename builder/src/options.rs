@@ -135,6 +135,8 @@ pub struct OutputOptions {
     pub push_ignore_immutable_tag_errors: bool,
     /// `--provenance`: attach SLSA provenance to each pushed platform image.
     pub provenance: Option<crate::attest::ProvenanceMode>,
+    /// `--sign-key`: a cosign private key to sign what is pushed with.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// How several platforms are built and published together.

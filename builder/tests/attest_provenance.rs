@@ -4,6 +4,9 @@
 //! with the OCI 1.1 referrers API (go-containerregistry's, built by
 //! `scripts/tools.sh e2e-tools`).
 
+// A test fails by panicking with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

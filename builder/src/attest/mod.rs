@@ -5,6 +5,7 @@
 
 pub mod provenance;
 pub mod referrers;
+pub mod sign;
 
 pub use provenance::{BuildFacts, ProvenanceMode, ResolvedBase};
 pub use referrers::{AttachError, Attached, Attachment, Listing, Subject, attach};

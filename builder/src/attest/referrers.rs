@@ -14,7 +14,6 @@
 //! `unknown/unknown` entries, which clients pulling by platform must skip).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -69,12 +68,6 @@ pub struct Attached {
 pub enum AttachError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("writing the {what} for {repository}: {source}")]
-    Io {
-        what: &'static str,
-        repository: String,
-        source: std::io::Error,
-    },
     #[error("the referrers index {tag} in {repository} is not an OCI index: {reason}")]
     BadReferrersIndex {
         repository: String,
@@ -125,19 +118,15 @@ pub fn fallback_tag(digest: &str) -> String {
 
 /// Pushes `attachment` as a referrer of `subject`: its blobs, the artifact
 /// manifest by digest, and, where the registry has no referrers API, the
-/// tag schema's index. `work_dir` holds the blobs while they upload.
+/// tag schema's index.
 pub async fn attach(
     registry: &Registry,
     subject: &Subject<'_>,
     attachment: &Attachment,
-    work_dir: &Path,
 ) -> Result<Attached, AttachError> {
     let repository = parse_reference(subject.repository)?;
-    for (what, bytes) in [
-        ("empty config", EMPTY_CONFIG),
-        ("attached document", attachment.bytes.as_slice()),
-    ] {
-        push_small_blob(registry, subject.repository, what, bytes, work_dir).await?;
+    for bytes in [EMPTY_CONFIG, attachment.bytes.as_slice()] {
+        registry.push_blob_bytes(&repository, bytes).await?;
     }
     let manifest = artifact_manifest(&subject.descriptor, attachment);
     let digest = sha256_digest(&manifest);
@@ -171,33 +160,6 @@ pub async fn attach(
         reference,
         listing: Listing::TagSchema,
     })
-}
-
-async fn push_small_blob(
-    registry: &Registry,
-    repository: &str,
-    what: &'static str,
-    bytes: &[u8],
-    work_dir: &Path,
-) -> Result<(), AttachError> {
-    let io = |source| AttachError::Io {
-        what,
-        repository: repository.to_string(),
-        source,
-    };
-    let file = tempfile::NamedTempFile::new_in(work_dir).map_err(io)?;
-    std::fs::write(file.path(), bytes).map_err(io)?;
-    let target = parse_reference(repository)?;
-    registry
-        .push_blob_from_file(
-            &target,
-            &sha256_digest(bytes),
-            bytes.len() as u64,
-            file.path(),
-            None,
-        )
-        .await?;
-    Ok(())
 }
 
 /// Adds `entry` to the `sha256-<subject hex>` index (made when missing),

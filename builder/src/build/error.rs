@@ -47,6 +47,9 @@ pub enum BuildError {
     Platforms { message: String, code: Option<i32> },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// `--sign-key`: the key, or a signature kiln could not push.
+    #[error(transparent)]
+    Sign(#[from] crate::attest::sign::SignError),
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error(transparent)]

@@ -74,6 +74,8 @@ pub struct Session {
     cache: Option<Arc<LayerCache>>,
     /// `--cache-dir`'s blob store.
     cache_dir: Option<BlobStore>,
+    /// `--sign-key`, opened.
+    signer: Option<crate::attest::sign::Signer>,
     /// With `--isolation=inplace`: the container's `/`.
     inplace: Option<inplace::InPlaceRoot>,
     /// Image paths snapshots never capture.
@@ -125,6 +127,8 @@ impl Session {
             .map_err(BuildError::io("creating a work directory in", &work_parent))?;
         let _interruptible = crate::run::interrupt::directory(work.path());
         let store = BlobStore::open(&work.path().join("blobs"))?;
+        // A key that cannot be opened stops the build before any work.
+        let signer = load_signer(options)?;
         let context = fetch_context(options, &registry, work.path()).await?;
         let dockerfile_path = options.dockerfile_path(&context.root, |p| p.exists());
         let text = crate::context::read_build_file(&context.root, &dockerfile_path)
@@ -201,6 +205,7 @@ impl Session {
             now,
             cache,
             cache_dir,
+            signer,
             inplace,
             never_captured,
             _interruptible,
@@ -210,6 +215,11 @@ impl Session {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// `--sign-key`, opened.
+    pub fn signer(&self) -> Option<&crate::attest::sign::Signer> {
+        self.signer.as_ref()
     }
 
     pub fn dockerfile(&self) -> &Dockerfile {
@@ -369,8 +379,9 @@ impl Session {
         plan: &OutputPlan<'_>,
     ) -> Result<BuildOutcome, BuildError> {
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
-        if let Some((mode, options)) = plan.provenance.filter(|_| plan.push) {
-            self.attach_provenance(image, &outcome, mode, options).await;
+        if plan.push {
+            self.attest_and_sign(image, &outcome, plan.provenance)
+                .await?;
         }
         let mut cache_counts = None;
         if let Some(cache) = &image.cache {
@@ -394,16 +405,67 @@ impl Session {
 }
 
 impl Session {
-    /// Attaches SLSA provenance to the image in every repository it was
-    /// pushed to. A registry that refuses it gets a warning naming it: the
-    /// image is published either way.
+    /// In every repository the image was pushed to: its SLSA provenance
+    /// attached as a referrer (`--provenance`; a registry that refuses it
+    /// gets a warning naming it, the image is published either way), and
+    /// with `--sign-key` its cosign signature and the provenance signed as
+    /// an attestation (failures of these are errors: a user who asked for
+    /// signed images must not get unsigned ones silently).
+    async fn attest_and_sign(
+        &self,
+        image: &BuiltImage,
+        outcome: &BuildOutcome,
+        provenance: Option<(crate::attest::ProvenanceMode, &BuildOptions)>,
+    ) -> Result<(), BuildError> {
+        for pushed in &outcome.pushed {
+            let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
+            let statement = match provenance {
+                Some((mode, options)) => Some(
+                    self.attach_provenance(image, outcome, repository, mode, options)
+                        .await,
+                ),
+                None => None,
+            };
+            let Some(signer) = &self.signer else {
+                continue;
+            };
+            let signature = crate::attest::sign::push_signature(
+                &self.registry,
+                signer,
+                repository,
+                &outcome.digest,
+            )
+            .await?;
+            info!("signed {repository}@{} ({signature})", outcome.digest);
+            if let Some(statement) = statement {
+                let attestation = crate::attest::sign::push_attestation(
+                    &self.registry,
+                    signer,
+                    repository,
+                    &outcome.digest,
+                    &statement,
+                    crate::attest::provenance::PREDICATE_TYPE,
+                )
+                .await?;
+                info!(
+                    "signed the SLSA provenance of {repository}@{} ({attestation})",
+                    outcome.digest
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches SLSA provenance to the image in `repository` and returns the
+    /// statement. A registry that refuses it gets a warning naming it.
     async fn attach_provenance(
         &self,
         image: &BuiltImage,
         outcome: &BuildOutcome,
+        repository: &str,
         mode: crate::attest::ProvenanceMode,
         options: &BuildOptions,
-    ) {
+    ) -> Vec<u8> {
         use crate::attest::provenance;
         let source = ContextSource::parse(&options.context).ok();
         let context = match &source {
@@ -424,8 +486,7 @@ impl Session {
         };
         let platform = image.platform.to_string();
         let finished = unix_now();
-        for pushed in &outcome.pushed {
-            let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
+        {
             let facts = crate::attest::BuildFacts {
                 mode,
                 repository,
@@ -441,9 +502,10 @@ impl Session {
                 started: image.started_at,
                 finished,
             };
+            let statement = provenance::statement(&facts);
             let attachment = crate::attest::Attachment {
                 artifact_type: provenance::STATEMENT_MEDIA_TYPE.to_string(),
-                bytes: provenance::statement(&facts),
+                bytes: statement.clone(),
                 annotations: std::collections::BTreeMap::from([(
                     "in-toto.io/predicate-type".to_string(),
                     provenance::PREDICATE_TYPE.to_string(),
@@ -457,9 +519,7 @@ impl Session {
                     outcome.size,
                 ),
             };
-            match crate::attest::attach(&self.registry, &subject, &attachment, self.work.path())
-                .await
-            {
+            match crate::attest::attach(&self.registry, &subject, &attachment).await {
                 Ok(attached) => info!(
                     "attached SLSA provenance ({}) {} ({})",
                     mode.as_str(),
@@ -474,6 +534,7 @@ impl Session {
                     "{repository}: the SLSA provenance was not attached ({error}); the image is published without it"
                 ),
             }
+            statement
         }
     }
 }
@@ -551,6 +612,18 @@ fn build_with_trigger_sources<'a>(
         built.insert(planned.index, image);
         Ok(())
     })
+}
+
+/// Opens `--sign-key` with `COSIGN_PASSWORD` (empty when unset, as cosign
+/// takes it).
+pub fn load_signer(
+    options: &BuildOptions,
+) -> Result<Option<crate::attest::sign::Signer>, crate::attest::sign::SignError> {
+    let Some(path) = &options.output.sign_key else {
+        return Ok(None);
+    };
+    let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+    crate::attest::sign::Signer::load(path, password.as_bytes()).map(Some)
 }
 
 /// `--cache-dir`'s store of blobs: used when the flag was given, or with

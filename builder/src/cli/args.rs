@@ -217,6 +217,13 @@ pub struct OutputArgs {
     /// their values). Also spelled mode=min, mode=max, true (min) and false (none, the default).
     #[arg(long, value_name = "MODE")]
     pub provenance: Option<String>,
+
+    /// Sign every pushed platform image and the index in cosign's format with this cosign private
+    /// key (`cosign generate-key-pair`; its password from COSIGN_PASSWORD), so `cosign verify --key
+    /// cosign.pub` accepts them; with --provenance the statements are also pushed signed, for
+    /// `cosign verify-attestation`. A key that cannot be opened stops kiln before it builds.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

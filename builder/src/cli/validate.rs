@@ -91,6 +91,10 @@ pub enum CliError {
     },
     #[error("invalid --provenance \"{0}\": expected min, max, mode=min, mode=max, true or false")]
     Provenance(String),
+    #[error(
+        "--sign-key is not supported with --driver=k8s yet: builder pods cannot be given the key; sign with --driver=local or --driver=ci"
+    )]
+    SignKeyWithK8s,
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -129,6 +133,9 @@ impl Args {
             .collect::<Result<Vec<_>, _>>()?;
         let annotations = key_values("annotation", &self.output.annotation)?;
         let provenance = provenance_mode(self.output.provenance.as_deref())?;
+        if self.output.sign_key.is_some() && self.platforms.driver == Driver::K8s {
+            return Err(CliError::SignKeyWithK8s);
+        }
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
         let certificates: Vec<(String, PathBuf)> =
             key_values("registry-certificate", &self.registry.registry_certificate)?
@@ -230,6 +237,7 @@ impl Args {
                 skip_push_permission_check: kaniko.skip_push_permission_check,
                 push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
                 provenance,
+                sign_key: output.sign_key,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -612,6 +620,7 @@ pub(crate) mod tests {
                 skip_push_permission_check: false,
                 push_ignore_immutable_tag_errors: false,
                 provenance: None,
+                sign_key: None,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,
@@ -1226,6 +1235,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn provenance_modes_and_the_sign_key_are_checked() {
+        for (given, want) in [
+            ("--provenance=min", Ok(Some(ProvenanceMode::Min))),
+            ("--provenance=mode=max", Ok(Some(ProvenanceMode::Max))),
+            ("--provenance=true", Ok(Some(ProvenanceMode::Min))),
+            ("--provenance=false", Ok(None)),
+            (
+                "--provenance=full",
+                Err("invalid --provenance \"full\": expected min, max, mode=min, mode=max, true or false".to_string()),
+            ),
+        ] {
+            let got = validate(&["kiln", "--no-push", given]).map(|o| o.output.provenance);
+            assert_eq!(got, want, "{given}");
+        }
+        assert_eq!(
+            validate(&[
+                "kiln",
+                "--driver=k8s",
+                "--destination=r.example/a",
+                "--sign-key=k"
+            ])
+            .map(|_| ()),
+            Err(CliError::SignKeyWithK8s.to_string())
+        );
+    }
+
+    #[test]
     fn publish_index_defaults_to_true_for_several_platforms_and_the_ci_driver() {
         // (flags, publish_index)
         let table: &[(&[&str], bool)] = &[
@@ -1513,7 +1549,7 @@ pub(crate) mod tests {
              push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \
              force-build-metadata credential-helpers materialize pre-cleanup preserve-context",
             // Beyond DESIGN.md's table: issue 15's supply-chain documents.
-            "provenance",
+            "provenance sign-key",
         ];
         let command = Args::command();
         let mut count = 0;

@@ -115,6 +115,8 @@ async fn verify_children(
 /// and nothing is pushed or written; the outcome then has no references.
 pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
     let inputs = check_options(options)?;
+    // A key that cannot be opened stops the driver before it reads anything.
+    let signer = crate::build::load_signer(options).map_err(index::PublishError::from)?;
     let multi = &options.multi_platform;
     for (flag, set) in [
         ("--tar-path", options.output.tar_path.is_some()),
@@ -171,7 +173,9 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
         });
     }
 
-    let outcome = index::publish_to_destinations(&registry, options, &children, plan).await?;
+    let outcome =
+        index::publish_to_destinations(&registry, options, &children, plan, signer.as_ref())
+            .await?;
     Ok(outcome)
 }
 

@@ -129,15 +129,19 @@ pub enum PublishError {
     },
     #[error(transparent)]
     DigestFiles(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Sign(#[from] crate::attest::sign::SignError),
 }
 
-/// Publishes the index to every `--destination` and writes its digest
-/// where the digest-file flags ask: the last step of both drivers.
+/// Publishes the index to every `--destination`, signs it there with
+/// `signer` (`--sign-key`), and writes its digest where the digest-file
+/// flags ask: the last step of both drivers.
 pub async fn publish_to_destinations(
     registry: &Registry,
     options: &crate::options::BuildOptions,
     children: &[(Descriptor, Platform)],
     plan: IndexPlan,
+    signer: Option<&crate::attest::sign::Signer>,
 ) -> Result<IndexOutcome, PublishError> {
     let output = &options.output;
     let outcome = publish_index(
@@ -149,6 +153,17 @@ pub async fn publish_to_destinations(
         output.push_ignore_immutable_tag_errors,
     )
     .await?;
+    if let Some(signer) = signer {
+        for reference in &outcome.references {
+            let repository = reference
+                .split_once('@')
+                .map_or(reference.as_str(), |(r, _)| r);
+            let signature =
+                crate::attest::sign::push_signature(registry, signer, repository, &outcome.digest)
+                    .await?;
+            info!("signed index {reference} ({signature})");
+        }
+    }
     crate::build::write_digest_files(
         &output.destinations,
         crate::build::DigestFiles::from_output(output),

@@ -122,8 +122,14 @@ async fn run_local(mut options: BuildOptions) -> Result<Outcome, DriverError> {
         &children,
         &multi.index_annotations,
     )?;
-    let outcome =
-        index::publish_to_destinations(session.registry(), &options, &children, plan).await?;
+    let outcome = index::publish_to_destinations(
+        session.registry(),
+        &options,
+        &children,
+        plan,
+        session.signer(),
+    )
+    .await?;
     Ok(Outcome::Platforms {
         platforms,
         index: Some(outcome),

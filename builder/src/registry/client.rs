@@ -839,6 +839,51 @@ impl Registry {
         .await
     }
 
+    /// Makes a small blob held in memory (a config, a signature payload, an
+    /// attached document) present in `target`'s repository and returns its
+    /// digest. Retried `--push-retry` times.
+    pub async fn push_blob_bytes(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+    ) -> Result<String, RegistryError> {
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let clients = self.clients(target, Access::Push)?;
+        let auth = self.auth_for(target).await?;
+        let repository = repository_of(target);
+        let op = self.op(
+            format!("pushing blob {digest} to {repository}"),
+            target,
+            &clients,
+            "",
+        );
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.explained(
+            &clients,
+            with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
+                if self
+                    .present_or_mounted(&clients, &auth, target, &digest, None, &op)
+                    .await?
+                {
+                    return Ok(());
+                }
+                self.upload(
+                    &clients,
+                    &auth,
+                    target,
+                    &digest,
+                    body.len() as u64,
+                    reqwest::Body::from(body.clone()),
+                )
+                .await
+                .map_err(|e| self.fail(&op, e))
+            })
+            .await,
+        )
+        .await?;
+        Ok(digest)
+    }
+
     /// Pushes manifest (or index) bytes exactly as given and returns their
     /// digest, `sha256:…`. Retried `--push-retry` times.
     pub async fn push_manifest_raw(

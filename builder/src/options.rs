@@ -136,7 +136,18 @@ pub struct OutputOptions {
     /// `--provenance`: attach SLSA provenance to each pushed platform image.
     pub provenance: Option<crate::attest::ProvenanceMode>,
     /// `--sign-key`: a cosign private key to sign what is pushed with.
-    pub sign_key: Option<PathBuf>,
+    pub sign_key: Option<SignKey>,
+}
+
+/// Where `--sign-key` is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignKey {
+    /// A cosign private key file, opened with `COSIGN_PASSWORD`.
+    File(PathBuf),
+    /// `k8s://<name>`: a Secret of the build's namespace holding
+    /// `cosign.key` and `cosign.password`, which the operator reads
+    /// (`--driver=k8s`).
+    Secret(String),
 }
 
 /// How several platforms are built and published together.

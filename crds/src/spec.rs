@@ -242,6 +242,19 @@ pub struct OutputSpec {
     /// (`min` or `max`); none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<ProvenanceMode>,
+    /// Sign the published index and every platform image in cosign's
+    /// format; the operator signs, builder pods never see the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningSpec>,
+}
+
+/// A cosign key pair in a Secret of the build's namespace, with the keys
+/// `cosign.key` and `cosign.password`, as `cosign generate-key-pair
+/// k8s://<namespace>/<name>` creates it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSpec {
+    pub key_secret_ref: SecretRef,
 }
 
 impl Default for OutputSpec {
@@ -256,6 +269,7 @@ impl Default for OutputSpec {
             reproducible: false,
             push_ignore_immutable_tag_errors: false,
             provenance: None,
+            signing: None,
         }
     }
 }

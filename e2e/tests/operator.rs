@@ -616,6 +616,129 @@ async fn a_failing_run_is_retried_then_fails_the_build_without_an_index() {
     assert!(!index.status.success(), "no index is pushed");
 }
 
+/// A cosign key pair made by cosign with `password`, stored as
+/// `cosign generate-key-pair k8s://…` stores it; returns the public key.
+async fn signing_secret(env: &Env, name: &str, password: &str, dir: &std::path::Path) -> PathBuf {
+    let cosign = support::tool_dir("cosign").join("cosign");
+    let output = std::process::Command::new(cosign)
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(dir.join("cosign"))
+        .env("COSIGN_PASSWORD", password)
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "stringData": {
+            "cosign.key": read("cosign.key"),
+            "cosign.pub": read("cosign.pub"),
+            "cosign.password": password,
+        },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    dir.join("cosign.pub")
+}
+
+/// `spec.build.output.signing`: the operator signs the index and the
+/// platform image with the Secret's key (builder pods never see it), and
+/// cosign verifies both; a Secret whose password does not open its key
+/// fails the build with that message.
+#[tokio::test]
+async fn the_operator_signs_what_it_publishes_with_the_key_in_a_secret() {
+    let env = setup("operator-sign").await;
+    let keys = tempfile::tempdir().unwrap();
+    let public = signing_secret(&env, "cosign-key", "e2e-password", keys.path()).await;
+    let context = env.context("FROM scratch\nCOPY hello.txt /hello.txt\n");
+    let mut build = env.single("signed", "linux/amd64", context.path()).await;
+    build.spec.build.output.signing = Some(kiln_crds::spec::SigningSpec {
+        key_secret_ref: kiln_crds::spec::SecretRef {
+            name: "cosign-key".into(),
+        },
+    });
+    env.create(&build).await;
+    let done = env.wait_phase("signed", Phase::Succeeded).await;
+    let status = done.status.unwrap();
+    let index = status.index.unwrap().reference.unwrap();
+    let child = format!(
+        "{}/hello@{}",
+        env.registry_host,
+        status.platforms[0].digest.clone().unwrap()
+    );
+    let cosign = support::tool_dir("cosign").join("cosign");
+    for reference in [&index, &child] {
+        let verified = std::process::Command::new(&cosign)
+            .args([
+                "verify",
+                "--insecure-ignore-tlog=true",
+                "--allow-http-registry=true",
+            ])
+            .arg(format!("--key={}", public.display()))
+            .arg(reference)
+            .env("HOME", keys.path())
+            .output()
+            .unwrap();
+        assert!(
+            verified.status.success(),
+            "cosign verify {reference}: {}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+    // No builder pod was given the key: the Jobs' pods name no cosign Secret.
+    let jobs = env.jobs().list(&ListParams::default()).await.unwrap();
+    let specs = serde_json::to_string(&jobs.items).unwrap();
+    assert!(
+        !specs.contains("cosign-key"),
+        "a builder Job refers to the key"
+    );
+
+    // A password that does not open the key fails the build, saying so.
+    let other = tempfile::tempdir().unwrap();
+    signing_secret(&env, "wrong-password", "right", other.path()).await;
+    let secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace);
+    secrets
+        .patch(
+            "wrong-password",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"cosign.password": "wrong"}})),
+        )
+        .await
+        .unwrap();
+    let mut broken = env
+        .single("badly-signed", "linux/amd64", context.path())
+        .await;
+    broken.spec.build.destinations = vec![format!("{}/badly:1", env.registry_host)];
+    broken.spec.build.output.signing = Some(kiln_crds::spec::SigningSpec {
+        key_secret_ref: kiln_crds::spec::SecretRef {
+            name: "wrong-password".into(),
+        },
+    });
+    env.create(&broken).await;
+    let failed = env.wait_phase("badly-signed", Phase::Failed).await;
+    let ready = kiln_crds::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        ready.contains(&format!(
+            "the signing key in Secret {}/wrong-password cannot be opened with this password: its cosign.password does not open its cosign.key",
+            env.namespace
+        )),
+        "{ready}"
+    );
+}
+
 #[tokio::test]
 async fn deleting_a_build_mid_way_removes_its_requests_jobs_and_pods() {
     let env = setup("operator-delete").await;

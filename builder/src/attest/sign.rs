@@ -59,10 +59,8 @@ pub enum SignError {
     },
     #[error("the signing key {path} is not a cosign private key: {reason}")]
     NotCosignKey { path: String, reason: String },
-    #[error(
-        "the signing key {path} cannot be opened with this password: set COSIGN_PASSWORD to the key's password"
-    )]
-    WrongPassword { path: String },
+    #[error("the signing key {path} cannot be opened with this password: {advice}")]
+    WrongPassword { path: String, advice: &'static str },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("the {what} in {repository} is not an image kiln can add a signature to: {reason}")]
@@ -136,6 +134,26 @@ impl Signer {
             KeyError::Format(reason) => not_key(reason),
             KeyError::Password => SignError::WrongPassword {
                 path: shown.clone(),
+                advice: "set COSIGN_PASSWORD to the key's password",
+            },
+        })
+    }
+
+    /// Opens a cosign private key held in a Secret (`cosign.key`, with its
+    /// `cosign.password`); `secret` names it in errors.
+    pub fn from_secret(key: &[u8], password: &[u8], secret: &str) -> Result<Signer, SignError> {
+        let what = format!("in Secret {secret}");
+        if key.len() as u64 > MAX_KEY_FILE {
+            return Err(SignError::NotCosignKey {
+                path: what,
+                reason: format!("{} bytes, more than a key file holds", key.len()),
+            });
+        }
+        Signer::from_pem(key, password).map_err(|error| match error {
+            KeyError::Format(reason) => SignError::NotCosignKey { path: what, reason },
+            KeyError::Password => SignError::WrongPassword {
+                path: what,
+                advice: "its cosign.password does not open its cosign.key",
             },
         })
     }

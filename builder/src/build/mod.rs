@@ -619,7 +619,7 @@ fn build_with_trigger_sources<'a>(
 pub fn load_signer(
     options: &BuildOptions,
 ) -> Result<Option<crate::attest::sign::Signer>, crate::attest::sign::SignError> {
-    let Some(path) = &options.output.sign_key else {
+    let Some(crate::options::SignKey::File(path)) = &options.output.sign_key else {
         return Ok(None);
     };
     let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();

@@ -221,9 +221,12 @@ pub struct OutputArgs {
     /// Sign every pushed platform image and the index in cosign's format with this cosign private
     /// key (`cosign generate-key-pair`; its password from COSIGN_PASSWORD), so `cosign verify --key
     /// cosign.pub` accepts them; with --provenance the statements are also pushed signed, for
-    /// `cosign verify-attestation`. A key that cannot be opened stops kiln before it builds.
-    #[arg(long, value_name = "FILE")]
-    pub sign_key: Option<PathBuf>,
+    /// `cosign verify-attestation`. A key that cannot be opened stops kiln before it builds. With
+    /// --driver=k8s: `k8s://<secret>`, a Secret of the build's namespace with cosign.key and
+    /// cosign.password (`cosign generate-key-pair k8s://<namespace>/<secret>`) that the operator
+    /// signs with.
+    #[arg(long, value_name = "FILE|k8s://SECRET")]
+    pub sign_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

@@ -13,7 +13,7 @@ use clap::{CommandFactory, FromArgMatches};
 use super::args::Args;
 use crate::options::{
     BuildOptions, CacheOptions, Compression, Driver, ExecutionOptions, K8sOptions,
-    MultiPlatformOptions, OciMode, OutputOptions,
+    MultiPlatformOptions, OciMode, OutputOptions, SignKey,
 };
 use crate::platform::{self, Platform, PlatformError};
 
@@ -92,11 +92,32 @@ pub enum CliError {
     #[error("invalid --provenance \"{0}\": expected min, max, mode=min, mode=max, true or false")]
     Provenance(String),
     #[error(
-        "--sign-key is not supported with --driver=k8s yet: builder pods cannot be given the key; sign with --driver=local or --driver=ci"
+        "--driver=k8s signs with a key the operator reads from a Secret, never with a file: pass --sign-key=k8s://<secret> (made by cosign generate-key-pair k8s://<namespace>/<secret>)"
     )]
-    SignKeyWithK8s,
+    SignKeyFileWithK8s,
+    #[error(
+        "--sign-key=k8s://… names a Secret the operator reads, for --driver=k8s; with --driver=local or ci give a cosign key file"
+    )]
+    SignKeySecretWithoutK8s,
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// `--sign-key`: a file, or with `--driver=k8s` a Secret (`k8s://name`;
+/// cosign's `k8s://namespace/name` is taken, the namespace being the
+/// build's).
+fn sign_key(given: Option<&str>, driver: Driver) -> Result<Option<SignKey>, CliError> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    match (given.strip_prefix("k8s://"), driver) {
+        (Some(secret), Driver::K8s) => Ok(Some(SignKey::Secret(
+            secret.rsplit('/').next().unwrap_or(secret).to_string(),
+        ))),
+        (Some(_), _) => Err(CliError::SignKeySecretWithoutK8s),
+        (None, Driver::K8s) => Err(CliError::SignKeyFileWithK8s),
+        (None, _) => Ok(Some(SignKey::File(PathBuf::from(given)))),
+    }
 }
 
 /// `--provenance` as buildx spells it.
@@ -133,9 +154,7 @@ impl Args {
             .collect::<Result<Vec<_>, _>>()?;
         let annotations = key_values("annotation", &self.output.annotation)?;
         let provenance = provenance_mode(self.output.provenance.as_deref())?;
-        if self.output.sign_key.is_some() && self.platforms.driver == Driver::K8s {
-            return Err(CliError::SignKeyWithK8s);
-        }
+        let sign_key = sign_key(self.output.sign_key.as_deref(), self.platforms.driver)?;
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
         let certificates: Vec<(String, PathBuf)> =
             key_values("registry-certificate", &self.registry.registry_certificate)?
@@ -237,7 +256,7 @@ impl Args {
                 skip_push_permission_check: kaniko.skip_push_permission_check,
                 push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
                 provenance,
-                sign_key: output.sign_key,
+                sign_key,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -1249,15 +1268,24 @@ pub(crate) mod tests {
             let got = validate(&["kiln", "--no-push", given]).map(|o| o.output.provenance);
             assert_eq!(got, want, "{given}");
         }
+        let sign_key = |driver: &str, key: &str| {
+            validate(&["kiln", driver, "--destination=r.example/a", key]).map(|o| o.output.sign_key)
+        };
         assert_eq!(
-            validate(&[
-                "kiln",
-                "--driver=k8s",
-                "--destination=r.example/a",
-                "--sign-key=k"
-            ])
-            .map(|_| ()),
-            Err(CliError::SignKeyWithK8s.to_string())
+            sign_key("--driver=local", "--sign-key=cosign.key"),
+            Ok(Some(SignKey::File("cosign.key".into())))
+        );
+        assert_eq!(
+            sign_key("--driver=k8s", "--sign-key=k8s://team/cosign"),
+            Ok(Some(SignKey::Secret("cosign".into())))
+        );
+        assert_eq!(
+            sign_key("--driver=k8s", "--sign-key=cosign.key"),
+            Err(CliError::SignKeyFileWithK8s.to_string())
+        );
+        assert_eq!(
+            sign_key("--driver=ci", "--sign-key=k8s://cosign"),
+            Err(CliError::SignKeySecretWithoutK8s.to_string())
         );
     }
 

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::decide::{Action, Observed, decide, publish_failed, published, requeue};
-use super::publish::{publish, write_docker_config};
+use super::publish::{load_signer, publish, write_docker_config};
 use crate::build_request::render::FIELD_MANAGER;
 use crate::context::{Context, Error, Listed};
 use crate::metrics::{ControllerLabels, ResultLabels};
@@ -158,7 +158,10 @@ async fn reconcile_inner(build: &MultiArchBuild, ctx: &Context) -> Result<Requeu
                     .registry_secret_ref
                     .as_ref()
                     .map(|_| config_dir.path());
-                let result = publish(build, &children, docker_config).await;
+                let result = match load_signer(client, build).await {
+                    Ok(signer) => publish(build, &children, docker_config, signer.as_ref()).await,
+                    Err(failure) => Err(failure),
+                };
                 ctx.metrics
                     .index_publish_seconds
                     .observe(started.elapsed().as_secs_f64());

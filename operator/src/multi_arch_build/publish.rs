@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
+use kiln_builder::attest::sign::{SignError, Signer, push_signature};
 use kiln_builder::drivers::index::{
     self, IndexOutcome, destination_repositories, plan_index, publish_index,
     verify_in_every_repository,
 };
 use kiln_builder::image::OciMode;
 use kiln_builder::platform::Platform;
+use kiln_builder::registry::names::repository_of;
 use kiln_builder::registry::{Registry, RegistryOptions};
 use kiln_crds::MultiArchBuild;
 use kube::Api;
@@ -64,11 +66,61 @@ pub async fn write_docker_config(
     std::fs::write(dir.join("config.json"), &config.0).map_err(|e| failure(SecretProblem::Write(e)))
 }
 
-/// Verifies `children` and publishes their index for `build`.
+/// The key `spec.build.output.signing` names: `cosign.key` and
+/// `cosign.password` of a Secret in the build's namespace. A Secret not
+/// there yet (or an API server not answering) is tried again; a Secret
+/// without the keys, or a key its password does not open, fails the build.
+pub async fn load_signer(
+    client: &kube::Client,
+    build: &MultiArchBuild,
+) -> Result<Option<Signer>, PublishFailure> {
+    let Some(signing) = &build.spec.build.output.signing else {
+        return Ok(None);
+    };
+    let namespace = build.metadata.namespace.clone().unwrap_or_default();
+    let name = &signing.key_secret_ref.name;
+    let shown = format!("{namespace}/{name}");
+    let secret = match Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get(name)
+        .await
+    {
+        Ok(secret) => secret,
+        Err(error) => {
+            let not_found = matches!(&error, kube::Error::Api(s) if s.code == 404);
+            return Err(PublishFailure {
+                message: format!("reading the signing key Secret {shown}: {error}"),
+                permanent: !not_found
+                    && matches!(&error, kube::Error::Api(s) if s.code < 500 && s.code != 429),
+            });
+        }
+    };
+    let data = secret.data.unwrap_or_default();
+    let field = |key: &str| {
+        data.get(key).map(|v| v.0.clone()).ok_or_else(|| PublishFailure {
+            message: format!(
+                "the signing key Secret {shown} has no {key}: make it with cosign generate-key-pair k8s://{shown}"
+            ),
+            permanent: true,
+        })
+    };
+    let key = field("cosign.key")?;
+    let password = field("cosign.password")?;
+    Signer::from_secret(&key, &password, &shown)
+        .map(Some)
+        .map_err(|error| PublishFailure {
+            message: error.to_string(),
+            permanent: true,
+        })
+}
+
+/// Verifies `children` and publishes their index for `build`, then, with
+/// `signer`, signs the index and every child in every destination
+/// repository (in cosign's format).
 pub async fn publish(
     build: &MultiArchBuild,
     children: &[Child],
     docker_config_dir: Option<&Path>,
+    signer: Option<&Signer>,
 ) -> Result<IndexOutcome, PublishFailure> {
     let spec = &build.spec.build;
     let transient = |message: String| PublishFailure {
@@ -122,7 +174,7 @@ pub async fn publish(
     .map_err(|e| permanent(e.to_string()))?;
     // kaniko's --push-ignore-immutable-tag-errors, for the index as for
     // each platform's builder: an existing immutable tag keeps its image.
-    publish_index(
+    let outcome = publish_index(
         &registry,
         &spec.destinations,
         &entries,
@@ -134,5 +186,20 @@ pub async fn publish(
     .map_err(|error| match &error {
         index::PublishError::Registry(e) if e.is_retryable() => transient(error.to_string()),
         _ => permanent(error.to_string()),
-    })
+    })?;
+    if let Some(signer) = signer {
+        let signing_failed = |error: SignError| match &error {
+            SignError::Registry(e) if e.is_retryable() => transient(format!("signing: {error}")),
+            _ => permanent(format!("signing: {error}")),
+        };
+        for repository in &repositories {
+            let name = repository_of(repository);
+            for digest in std::iter::once(&outcome.digest).chain(parsed.iter().map(|(_, d)| d)) {
+                push_signature(&registry, signer, &name, digest)
+                    .await
+                    .map_err(signing_failed)?;
+            }
+        }
+    }
+    Ok(outcome)
 }

@@ -280,6 +280,15 @@ pub fn multi_arch_build(
                     crate::attest::ProvenanceMode::Min => kiln_crds::spec::ProvenanceMode::Min,
                     crate::attest::ProvenanceMode::Max => kiln_crds::spec::ProvenanceMode::Max,
                 }),
+                // The operator signs; builder pods never get the key.
+                signing: match &output.sign_key {
+                    Some(crate::options::SignKey::Secret(name)) => {
+                        Some(kiln_crds::spec::SigningSpec {
+                            key_secret_ref: kiln_crds::spec::SecretRef { name: name.clone() },
+                        })
+                    }
+                    _ => None,
+                },
             },
             scheduling: SchedulingSpec {
                 require_native_nodes: multi.require_native_nodes,
@@ -659,6 +668,7 @@ mod tests {
                     1u64..5000,
                     5000u64..90000,
                     prop::sample::select(vec!["false", "min", "max", "mode=max", "true"]),
+                    any::<bool>(),
                 ),
             )
                 .prop_map(
@@ -666,7 +676,7 @@ mod tests {
                         (build_args, target, labels, sub_path, platforms, tags),
                         (cache, cache_repo, ttl_hours, suffix),
                         (oci, compression, level, reproducible, immutable, legacy, native),
-                        (retries, initial, max, provenance),
+                        (retries, initial, max, provenance, signed),
                     )| {
                         // Docker manifests (and so manifest lists) cannot
                         // carry zstd layers: kiln refuses the pair.
@@ -686,6 +696,9 @@ mod tests {
                             format!("--push-retry-max-delay={max}"),
                             format!("--provenance={provenance}"),
                         ];
+                        if signed {
+                            flags.push("--sign-key=k8s://cosign-key".to_owned());
+                        }
                         if legacy {
                             // A manifest list lists Docker manifests only.
                             flags.retain(|f| !f.starts_with("--oci-mode"));
@@ -731,9 +744,25 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(200))]
             #[test]
             fn what_the_spec_carries_reaches_every_builder(flags in flags()) {
-                let given: Vec<&str> = flags.iter().map(String::as_str).collect();
-                let options_given = options(&given);
+                // `k8s://` keys are for --driver=k8s, which these options
+                // are parsed without: the key is set as that driver's
+                // validation leaves it.
+                let signed = flags.iter().any(|f| f.starts_with("--sign-key="));
+                let given: Vec<&str> = flags
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| !f.starts_with("--sign-key="))
+                    .collect();
+                let mut options_given = options(&given);
+                if signed {
+                    options_given.output.sign_key =
+                        Some(crate::options::SignKey::Secret("cosign-key".into()));
+                }
                 let build = multi_arch_build(&options_given, "oci://registry.example/ctx@sha256:00").unwrap();
+                prop_assert_eq!(
+                    build.spec.build.output.signing.as_ref().map(|s| s.key_secret_ref.name.as_str()),
+                    options_given.output.sign_key.as_ref().map(|_| "cosign-key")
+                );
                 prop_assert_eq!(build.spec.platforms.len(), options_given.platforms.len());
                 for platform in &build.spec.platforms {
                     let request = BuildRequest::new(
@@ -777,6 +806,10 @@ mod tests {
                         o.output.push_ignore_immutable_tag_errors
                     );
                     prop_assert_eq!(back.output.provenance, o.output.provenance);
+                    // The signing key stays with the operator: no builder
+                    // argument names it.
+                    prop_assert!(back.output.sign_key.is_none());
+                    prop_assert!(!args.iter().any(|a| a.contains("sign-key")));
                     prop_assert_eq!(back.registry.push_retry, o.registry.push_retry);
                     prop_assert_eq!(
                         back.registry.push_retry_initial_delay,

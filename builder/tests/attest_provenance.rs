@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::TestRegistry;
 use support::fixtures;
 use support::kiln::{assert_success, context, context_arg, kiln, skopeo, stderr};
+use support::{FaultProxy, TestRegistry};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const IN_TOTO: &str = "application/vnd.in-toto+json";
@@ -299,4 +299,64 @@ async fn a_bad_provenance_mode_is_refused_before_building() {
         "{}",
         stderr(&output)
     );
+}
+
+/// A registry that refuses the artifact manifest: a warning naming it, the
+/// image published all the same, and the statement kept in the OCI layout
+/// the build writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_provenance_is_a_warning_and_lands_in_the_oci_layout() {
+    let registry = TestRegistry::start();
+    let fixtures = fixtures::push_busybox_index(registry.host()).await;
+    // The image goes by tag; the artifact manifest by digest.
+    let proxy = FaultProxy::denying(registry.host(), |method, path| {
+        method == "PUT" && path.contains("/manifests/sha256:")
+    })
+    .await;
+    let ctx = context(
+        &format!("FROM {}\nCOPY a.txt /a.txt\n", fixtures.index),
+        &[("a.txt", "a")],
+    );
+    let layout = tempfile::tempdir().unwrap();
+    let image = format!("{}/app:1", proxy.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--custom-platform=linux/amd64".into(),
+        "--provenance=min".into(),
+        format!("--oci-layout-path={}", layout.path().display()),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    assert!(
+        log.contains(&format!(
+            "{}/app: the SLSA provenance was not attached",
+            proxy.host()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("the image is published without it"), "{log}");
+    assert!(
+        log.contains("wrote the SLSA provenance to the OCI layout"),
+        "{log}"
+    );
+    let digest = manifest_digest(&format!("{}/app:1", registry.host()));
+
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    assert_eq!(manifests[0]["digest"], digest.as_str(), "the image first");
+    let artifact = manifests[1]["digest"].as_str().unwrap();
+    let blob = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::read(layout.path().join("blobs/sha256").join(hex)).unwrap()
+    };
+    let manifest: Value = serde_json::from_slice(&blob(artifact)).unwrap();
+    assert_eq!(manifest["artifactType"], IN_TOTO);
+    assert_eq!(manifest["subject"]["digest"], digest.as_str());
+    let statement: Value =
+        serde_json::from_slice(&blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(statement["predicateType"], SLSA_V1);
 }

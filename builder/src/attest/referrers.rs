@@ -110,6 +110,27 @@ pub fn artifact_manifest(subject: &Descriptor, attachment: &Attachment) -> Vec<u
     serde_json::to_vec(&manifest).unwrap_or_default()
 }
 
+/// Writes `attachment` about `subject` into an OCI layout as the artifact
+/// manifest a registry would have got (listed in `index.json`, no tag):
+/// where a registry refused it, the document is not lost. Returns the
+/// artifact manifest's digest.
+pub fn write_to_layout(
+    layout: &crate::image::OciLayout,
+    subject: &Descriptor,
+    attachment: &Attachment,
+) -> Result<String, crate::image::LayoutError> {
+    use crate::image::Blob;
+    layout.put_blob(&Blob::new(EMPTY_CONFIG_MEDIA_TYPE, EMPTY_CONFIG.to_vec()))?;
+    layout.put_blob(&Blob::new(
+        &attachment.artifact_type,
+        attachment.bytes.clone(),
+    ))?;
+    let manifest = Blob::new(OCI_MANIFEST, artifact_manifest(subject, attachment));
+    layout.put_blob(&manifest)?;
+    layout.add_to_index(&manifest, None)?;
+    Ok(manifest.digest)
+}
+
 /// The tag of the tag schema's referrers index for `digest`
 /// (`sha256:abc…` → `sha256-abc…`).
 pub fn fallback_tag(digest: &str) -> String {

@@ -380,7 +380,7 @@ impl Session {
     ) -> Result<BuildOutcome, BuildError> {
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
         if plan.push {
-            self.attest_and_sign(image, &outcome, plan.provenance)
+            self.attest_and_sign(image, &outcome, plan.provenance, plan.oci_layout_path)
                 .await?;
         }
         let mut cache_counts = None;
@@ -416,12 +416,13 @@ impl Session {
         image: &BuiltImage,
         outcome: &BuildOutcome,
         provenance: Option<(crate::attest::ProvenanceMode, &BuildOptions)>,
+        oci_layout: Option<&std::path::Path>,
     ) -> Result<(), BuildError> {
         for pushed in &outcome.pushed {
             let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
             let statement = match provenance {
                 Some((mode, options)) => Some(
-                    self.attach_provenance(image, outcome, repository, mode, options)
+                    self.attach_provenance(image, outcome, repository, mode, options, oci_layout)
                         .await,
                 ),
                 None => None,
@@ -465,6 +466,7 @@ impl Session {
         repository: &str,
         mode: crate::attest::ProvenanceMode,
         options: &BuildOptions,
+        oci_layout: Option<&std::path::Path>,
     ) -> Vec<u8> {
         use crate::attest::provenance;
         let source = ContextSource::parse(&options.context).ok();
@@ -530,9 +532,33 @@ impl Session {
                             "tag schema: the registry has no referrers API",
                     }
                 ),
-                Err(error) => warn!(
-                    "{repository}: the SLSA provenance was not attached ({error}); the image is published without it"
-                ),
+                Err(error) => {
+                    warn!(
+                        "{repository}: the SLSA provenance was not attached ({error}); the image is published without it"
+                    );
+                    // --oci-layout-path holds the image: the document goes
+                    // next to it rather than nowhere.
+                    if let Some(path) = oci_layout {
+                        let written =
+                            crate::image::OciLayout::open_or_create(path).and_then(|layout| {
+                                crate::attest::referrers::write_to_layout(
+                                    &layout,
+                                    &subject.descriptor,
+                                    &attachment,
+                                )
+                            });
+                        match written {
+                            Ok(digest) => info!(
+                                "wrote the SLSA provenance to the OCI layout {} ({digest})",
+                                path.display()
+                            ),
+                            Err(error) => warn!(
+                                "writing the SLSA provenance to the OCI layout {}: {error}",
+                                path.display()
+                            ),
+                        }
+                    }
+                }
             }
             statement
         }

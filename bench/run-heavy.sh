@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: a RUN-heavy Dockerfile (bench/run-heavy/Dockerfile, 12 RUNs) on
-# a Debian bookworm minbase image made with debootstrap, built and pushed to
+# a Debian bookworm minbase image made with mmdebstrap, built and pushed to
 # a registry on loopback by
 #   kiln --cache                                    (--isolation=chroot)
 #   buildah bud --layers --isolation chroot && buildah push   (overlay driver)
@@ -18,8 +18,9 @@
 #   KILN_BENCH_RUNS    measured runs per case; the median is reported (default 3)
 #   KILN_BENCH_RSS_MB  kiln's peak RSS limit in MiB (default 64)
 #   TMPDIR             scratch space: $TMPDIR/kiln-bench-run (default /tmp)
-# The Debian base (debootstrap --variant=minbase bookworm, from the mirror in
-# apt's sources) is made once and kept in ~/.cache/kiln/bench.
+# The Debian base (mmdebstrap --variant=minbase bookworm, from the mirror in
+# apt's sources) is made once by scripts/debian-base.sh and kept in
+# ~/.cache/kiln/debian.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,7 +29,6 @@ target=${KILN_BENCH_TARGET:-/work/target-bench}
 runs=${KILN_BENCH_RUNS:-3}
 rss_limit_mb=${KILN_BENCH_RSS_MB:-64}
 work=${TMPDIR:-/tmp}/kiln-bench-run
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/kiln/bench
 suite=bookworm
 
 # shellcheck source=lib.sh
@@ -36,7 +36,7 @@ suite=bookworm
 # shellcheck source=../scripts/lib/registry.sh
 . "$repo/scripts/lib/registry.sh"
 
-ensure_packages time debootstrap buildah skopeo docker-registry tar gzip
+ensure_packages time mmdebstrap buildah skopeo docker-registry tar gzip
 build_kiln
 # Keep the measured binary where a rebuild during the run cannot change it.
 mkdir -p "$work"
@@ -44,24 +44,8 @@ cp "$kiln" "$work/kiln"
 kiln=$work/kiln
 
 # --- the Debian base -------------------------------------------------------
-# Made once: debootstrap's minbase, without the downloaded packages and apt
-# lists an image would not carry, as one tarball.
-base_tar=$cache/debian-$suite-minbase.tar
-if [[ ! -f $base_tar ]]; then
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    log "making the $suite minbase base with debootstrap from $mirror (once)"
-    mkdir -p "$cache"
-    rm -rf "$cache/rootfs.tmp"
-    debootstrap --variant=minbase "$suite" "$cache/rootfs.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
-        { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
-    rm -rf "$cache/rootfs.tmp"/var/cache/apt/archives/*.deb "$cache/rootfs.tmp"/var/lib/apt/lists/*
-    # Device nodes belong to the runtime's /dev, not to an image.
-    find "$cache/rootfs.tmp/dev" -mindepth 1 -delete
-    tar --numeric-owner --xattrs -C "$cache/rootfs.tmp" -cf "$base_tar.tmp" .
-    mv "$base_tar.tmp" "$base_tar"
-    rm -rf "$cache/rootfs.tmp"
-fi
+# Made once by scripts/debian-base.sh (mmdebstrap minbase, cached).
+base_tar=$("$repo/scripts/debian-base.sh")
 
 start_registry
 base_ref=$REGISTRY/bench/debian:$suite-minbase

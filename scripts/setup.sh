@@ -24,6 +24,7 @@ packages=(
   iproute2          # … creates its bridge (ip)
   iptables          # the real-node test checks no rule is left behind (iptables-save)
   g++               # libFuzzer, which fuzz/run.sh builds for the fuzz targets
+  mmdebstrap        # a Debian root filesystem for the SBOM tests (scripts/debian-base.sh)
 )
 
 missing=()

@@ -135,6 +135,8 @@ pub struct OutputOptions {
     pub push_ignore_immutable_tag_errors: bool,
     /// `--provenance`: attach SLSA provenance to each pushed platform image.
     pub provenance: Option<crate::attest::ProvenanceMode>,
+    /// `--sbom`: attach an SPDX SBOM to each pushed platform image.
+    pub sbom: bool,
     /// `--sign-key`: a cosign private key to sign what is pushed with.
     pub sign_key: Option<SignKey>,
 }

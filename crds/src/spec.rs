@@ -242,6 +242,9 @@ pub struct OutputSpec {
     /// (`min` or `max`); none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<ProvenanceMode>,
+    /// Attach an SPDX 2.3 SBOM to each platform image as an OCI referrer.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sbom: bool,
     /// Sign the published index and every platform image in cosign's
     /// format; the operator signs, builder pods never see the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +272,7 @@ impl Default for OutputSpec {
             reproducible: false,
             push_ignore_immutable_tag_errors: false,
             provenance: None,
+            sbom: false,
             signing: None,
         }
     }

@@ -218,6 +218,21 @@ pub struct OutputArgs {
     #[arg(long, value_name = "MODE")]
     pub provenance: Option<String>,
 
+    /// Attach an SBOM (SPDX 2.3 JSON) of each pushed platform image as an OCI referrer: the OS
+    /// packages of its dpkg, apk and rpm databases and the Python, npm, Go and Rust (cargo
+    /// auditable) packages found in its files, read from the layers without running anything.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_bool,
+    )]
+    pub sbom: bool,
+
     /// Sign every pushed platform image and the index in cosign's format with this cosign private
     /// key (`cosign generate-key-pair`; its password from COSIGN_PASSWORD), so `cosign verify --key
     /// cosign.pub` accepts them; with --provenance the statements are also pushed signed, for

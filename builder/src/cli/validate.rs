@@ -256,6 +256,7 @@ impl Args {
                 skip_push_permission_check: kaniko.skip_push_permission_check,
                 push_ignore_immutable_tag_errors: kaniko.push_ignore_immutable_tag_errors,
                 provenance,
+                sbom: output.sbom,
                 sign_key,
             },
             multi_platform: MultiPlatformOptions {
@@ -639,6 +640,7 @@ pub(crate) mod tests {
                 skip_push_permission_check: false,
                 push_ignore_immutable_tag_errors: false,
                 provenance: None,
+                sbom: false,
                 sign_key: None,
             },
             multi_platform: MultiPlatformOptions {
@@ -1577,7 +1579,7 @@ pub(crate) mod tests {
              push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \
              force-build-metadata credential-helpers materialize pre-cleanup preserve-context",
             // Beyond DESIGN.md's table: issue 15's supply-chain documents.
-            "provenance sign-key",
+            "provenance sbom sign-key",
         ];
         let command = Args::command();
         let mut count = 0;

@@ -280,6 +280,7 @@ pub fn multi_arch_build(
                     crate::attest::ProvenanceMode::Min => kiln_crds::spec::ProvenanceMode::Min,
                     crate::attest::ProvenanceMode::Max => kiln_crds::spec::ProvenanceMode::Max,
                 }),
+                sbom: output.sbom,
                 // The operator signs; builder pods never get the key.
                 signing: match &output.sign_key {
                     Some(crate::options::SignKey::Secret(name)) => {
@@ -385,6 +386,9 @@ pub fn builder_args(request: &BuildRequest) -> Vec<String> {
     }
     if let Some(mode) = output.provenance {
         args.push(format!("--provenance={}", mode.as_str()));
+    }
+    if output.sbom {
+        args.push("--sbom=true".into());
     }
     if let Some(retry) = &build.push_retry {
         if let Some(count) = retry.count {
@@ -669,6 +673,7 @@ mod tests {
                     5000u64..90000,
                     prop::sample::select(vec!["false", "min", "max", "mode=max", "true"]),
                     any::<bool>(),
+                    any::<bool>(),
                 ),
             )
                 .prop_map(
@@ -676,7 +681,7 @@ mod tests {
                         (build_args, target, labels, sub_path, platforms, tags),
                         (cache, cache_repo, ttl_hours, suffix),
                         (oci, compression, level, reproducible, immutable, legacy, native),
-                        (retries, initial, max, provenance, signed),
+                        (retries, initial, max, provenance, signed, sbom),
                     )| {
                         // Docker manifests (and so manifest lists) cannot
                         // carry zstd layers: kiln refuses the pair.
@@ -695,6 +700,7 @@ mod tests {
                             format!("--push-retry-initial-delay={initial}"),
                             format!("--push-retry-max-delay={max}"),
                             format!("--provenance={provenance}"),
+                            format!("--sbom={sbom}"),
                         ];
                         if signed {
                             flags.push("--sign-key=k8s://cosign-key".to_owned());
@@ -806,6 +812,7 @@ mod tests {
                         o.output.push_ignore_immutable_tag_errors
                     );
                     prop_assert_eq!(back.output.provenance, o.output.provenance);
+                    prop_assert_eq!(back.output.sbom, o.output.sbom);
                     // The signing key stays with the operator: no builder
                     // argument names it.
                     prop_assert!(back.output.sign_key.is_none());

@@ -748,7 +748,7 @@ mod tests {
     fn platform_folders() {
         let name = |p: &str| platform_dir_name(&p.parse().unwrap());
         assert_eq!(name("linux/amd64"), "linux-amd64");
-        assert_eq!(name("linux/arm64"), "linux-arm64-v8");
+        assert_eq!(name("linux/arm64"), "linux-arm64");
         assert_eq!(name("linux/arm/v7"), "linux-arm-v7");
     }
 

@@ -179,7 +179,7 @@ mod tests {
             number: 2,
             total: 5,
         };
-        assert_eq!(step.to_string(), "[linux/arm64/v8 build 2/5]");
+        assert_eq!(step.to_string(), "[linux/arm64 build 2/5]");
     }
 
     #[test]

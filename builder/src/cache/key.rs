@@ -41,7 +41,10 @@ pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
     // v2: the instruction as tagged fields instead of the model's Debug
     // text; v1 keys are never looked up again.
     field(&mut bytes, b"kiln-cache-key-v2");
-    field(&mut bytes, inputs.platform.to_string().as_bytes());
+    field(
+        &mut bytes,
+        inputs.platform.canonical().to_string().as_bytes(),
+    );
     field(&mut bytes, inputs.parent.as_bytes());
     let instruction = inputs.instruction.fields();
     field(&mut bytes, b"instruction");
@@ -237,7 +240,7 @@ mod tests {
 
     #[test]
     fn equal_platforms_give_equal_keys() {
-        // arm64 is normalised to arm64/v8 when parsed: one platform, one key.
+        // linux/arm64 and linux/arm64/v8 are one platform: one key.
         let a = Case {
             platform: "linux/arm64",
             ..REFERENCE

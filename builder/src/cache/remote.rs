@@ -142,7 +142,7 @@ fn decide(
     };
     // The key holds the platform already; this guards against a cache
     // image written by something else under the same tag.
-    if found.to_string() != platform.to_string() {
+    if !found.same_as(platform) {
         return Err(format!(
             "it was built for {found}, not {platform}; delete the tag from the cache repository"
         ));
@@ -311,7 +311,8 @@ mod tests {
         let config: serde_json::Value = serde_json::from_slice(&config.bytes).unwrap();
         assert_eq!(config["created"], "2023-11-14T22:13:20Z");
         assert_eq!(config["architecture"], "arm64");
-        assert_eq!(config["variant"], "v8");
+        // arm64's baseline variant is written nowhere, as in BuildKit.
+        assert_eq!(config.get("variant"), None);
         assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!([DIFF_ID]));
         assert_eq!(config["history"][0]["created_by"], "RUN make");
         let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
@@ -330,7 +331,7 @@ mod tests {
         let with_layer = step(true);
         let Decision::Hit {
             layer, created_by, ..
-        } = round_trip(&with_layer, "linux/arm64/v8", NOW + 60).unwrap()
+        } = round_trip(&with_layer, "linux/arm64", NOW + 60).unwrap()
         else {
             panic!("expected a hit");
         };
@@ -353,7 +354,7 @@ mod tests {
         );
         assert_eq!(
             round_trip(&with_layer, "linux/amd64", NOW).unwrap_err(),
-            "it was built for linux/arm64/v8, not linux/amd64; delete the tag from the cache repository"
+            "it was built for linux/arm64, not linux/amd64; delete the tag from the cache repository"
         );
     }
 

@@ -350,7 +350,10 @@ impl Args {
                 return Err(CliError::CustomPlatformList(value.clone()));
             }
             match &chosen {
-                Some((first, first_value, first_list)) if *first_list != list => {
+                Some((first, first_value, first_list))
+                    if first_list.len() != list.len()
+                        || first_list.iter().zip(&list).any(|(a, b)| !a.same_as(b)) =>
+                {
                     return Err(CliError::PlatformConflict {
                         first,
                         first_value: first_value.to_string(),
@@ -853,7 +856,7 @@ pub(crate) mod tests {
             ),
             (
                 &["kiln", "--no-push", "--custom-platform=linux/aarch64"],
-                |o| o.platforms = platforms(&["linux/arm64/v8"]),
+                |o| o.platforms = platforms(&["linux/arm64"]),
             ),
             (&["kiln", "--no-push", "--platform", "linux/amd64"], |o| {
                 o.platforms = platforms(&["linux/amd64"])
@@ -1044,7 +1047,7 @@ pub(crate) mod tests {
                     "--no-push",
                     "--multi-platform=linux/arm64,linux/aarch64",
                 ],
-                "duplicate platform linux/arm64/v8 in the platform list",
+                "duplicate platform linux/arm64 in the platform list",
             ),
             (
                 &["kiln", "--no-push", "--platform="],

@@ -140,14 +140,14 @@ pub fn match_digest_files(
             path: path_of(name).display().to_string(),
             reason,
         })?;
-        if let Some((_, first, _)) = found.iter().find(|(p, _, _)| *p == platform) {
+        if let Some((_, first, _)) = found.iter().find(|(p, _, _)| p.same_as(&platform)) {
             return Err(DigestsError::Duplicate {
                 first: path_of(first).display().to_string(),
                 second: path_of(name).display().to_string(),
                 platform: typed_form(&platform),
             });
         }
-        if !platforms.contains(&platform) {
+        if !platforms.iter().any(|p| p.same_as(&platform)) {
             return Err(DigestsError::Unexpected {
                 path: path_of(name).display().to_string(),
                 platform: typed_form(&platform),
@@ -160,7 +160,8 @@ pub fn match_digest_files(
     platforms
         .iter()
         .map(|platform| {
-            let Some((_, name, content)) = found.iter().find(|(p, _, _)| p == platform) else {
+            let Some((_, name, content)) = found.iter().find(|(p, _, _)| p.same_as(platform))
+            else {
                 return Err(DigestsError::Missing {
                     platform: typed_form(platform),
                     dir: dir.display().to_string(),
@@ -270,7 +271,7 @@ mod tests {
                 ],
                 vec![
                     ("linux/amd64", A, "/out/linux-amd64.digest"),
-                    ("linux/arm64/v8", B, "/out/linux-arm64.digest"),
+                    ("linux/arm64", B, "/out/linux-arm64.digest"),
                 ],
             ),
             // The listing order does not matter; the platform order does.
@@ -278,7 +279,7 @@ mod tests {
                 "linux/arm64,linux/amd64",
                 vec![("linux-amd64.digest", A), ("linux-arm64.digest", B)],
                 vec![
-                    ("linux/arm64/v8", B, "/out/linux-arm64.digest"),
+                    ("linux/arm64", B, "/out/linux-arm64.digest"),
                     ("linux/amd64", A, "/out/linux-amd64.digest"),
                 ],
             ),
@@ -292,7 +293,7 @@ mod tests {
             (
                 "linux/arm64",
                 vec![("linux-arm64-v8.digest", B)],
-                vec![("linux/arm64/v8", B, "/out/linux-arm64-v8.digest")],
+                vec![("linux/arm64", B, "/out/linux-arm64-v8.digest")],
             ),
             (
                 "linux/arm/v7,linux/s390x",
@@ -474,11 +475,11 @@ mod tests {
     fn file_names_and_platforms() {
         let table = [
             ("linux-amd64.digest", Some(Ok("linux/amd64"))),
-            ("linux-arm64.digest", Some(Ok("linux/arm64/v8"))),
+            ("linux-arm64.digest", Some(Ok("linux/arm64"))),
             ("linux-arm64-v8.digest", Some(Ok("linux/arm64/v8"))),
             ("linux-arm-v7.digest", Some(Ok("linux/arm/v7"))),
             ("linux-arm.digest", Some(Ok("linux/arm/v7"))),
-            ("linux-aarch64.digest", Some(Ok("linux/arm64/v8"))),
+            ("linux-aarch64.digest", Some(Ok("linux/arm64"))),
             ("windows-amd64.digest", Some(Ok("windows/amd64"))),
             (
                 "linux.digest",
@@ -496,7 +497,7 @@ mod tests {
         let expected = [
             ("linux/amd64", "linux-amd64.digest"),
             ("linux/arm64", "linux-arm64.digest"),
-            ("linux/arm64/v8", "linux-arm64.digest"),
+            ("linux/arm64", "linux-arm64.digest"),
             ("linux/arm64/v9", "linux-arm64-v9.digest"),
             ("linux/arm/v7", "linux-arm-v7.digest"),
             ("linux/arm/v6", "linux-arm-v6.digest"),

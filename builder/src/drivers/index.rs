@@ -580,7 +580,7 @@ mod tests {
                 (docker, oci),
                 &none,
                 Err(
-                    "--legacy-manifest-list asks for a Docker manifest list, but the image for linux/arm64/v8 (sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb) is an OCI image manifest, which a Docker manifest list cannot list without mislabelling it; rebuild that platform with --oci-mode=docker, or publish an OCI index (--oci-mode=oci without --legacy-manifest-list)",
+                    "--legacy-manifest-list asks for a Docker manifest list, but the image for linux/arm64 (sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb) is an OCI image manifest, which a Docker manifest list cannot list without mislabelling it; rebuild that platform with --oci-mode=docker, or publish an OCI index (--oci-mode=oci without --legacy-manifest-list)",
                 ),
             ),
             (
@@ -616,7 +616,7 @@ mod tests {
                 (oci, media::OCI_INDEX),
                 &none,
                 Err(
-                    "the image for linux/arm64/v8 (sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb) has media type application/vnd.oci.image.index.v1+json, which is not an image manifest an index can list",
+                    "the image for linux/arm64 (sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb) has media type application/vnd.oci.image.index.v1+json, which is not an image manifest an index can list",
                 ),
             ),
         ];
@@ -672,12 +672,12 @@ mod tests {
             (
                 children(media::DOCKER_MANIFEST, media::OCI_MANIFEST),
                 &none,
-                ", and rebuild the OCI platform images (linux/arm64/v8) with --oci-mode=docker",
+                ", and rebuild the OCI platform images (linux/arm64) with --oci-mode=docker",
             ),
             (
                 children(media::OCI_MANIFEST, media::OCI_MANIFEST),
                 &notes,
-                ", and rebuild the OCI platform images (linux/amd64, linux/arm64/v8) with --oci-mode=docker, and drop --index-annotations (a Docker manifest list has none)",
+                ", and rebuild the OCI platform images (linux/amd64, linux/arm64) with --oci-mode=docker, and drop --index-annotations (a Docker manifest list has none)",
             ),
         ];
         for (children, annotations, want) in table {

@@ -438,8 +438,8 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "linux/arm64/v8 cannot be built on this {} machine: Dockerfile:3 `RUN make` runs \
-                 code for linux/arm64/v8. Build it on native nodes with --driver=k8s, or emulate \
+                "linux/arm64 cannot be built on this {} machine: Dockerfile:3 `RUN make` runs \
+                 code for linux/arm64. Build it on native nodes with --driver=k8s, or emulate \
                  it with --emulation=qemu",
                 Platform::host()
             )
@@ -479,7 +479,7 @@ mod tests {
                 },
             ])
         );
-        assert_eq!(lookups, ["linux/arm64/v8", "linux/s390x"]);
+        assert_eq!(lookups, ["linux/arm64", "linux/s390x"]);
     }
 
     #[test]
@@ -562,7 +562,7 @@ mod tests {
         };
         assert_eq!(
             emulation_warning(&e),
-            "[linux/arm64/v8] RUN for linux/arm64/v8 executes under qemu-user emulation \
+            "[linux/arm64] RUN for linux/arm64 executes under qemu-user emulation \
              (qemu-aarch64), typically 5 to 20 times slower than native; build on native nodes \
              with --driver=k8s, or refuse emulation with --emulation=none"
         );

@@ -584,7 +584,7 @@ mod tests {
         c.add_history(0, "COPY app /app # buildkit", None, Some("sha256:aa"));
         c.add_history(0, "ENTRYPOINT [\"/app\"]", Some("kiln"), None);
         let want = concat!(
-            r#"{"created":"1970-01-01T00:00:00Z","author":"me","architecture":"arm64","os":"linux","variant":"v8","#,
+            r#"{"created":"1970-01-01T00:00:00Z","author":"me","architecture":"arm64","os":"linux","#,
             r#""config":{"ExposedPorts":{"80/tcp":{}},"Env":["PATH=/bin"],"Entrypoint":["/app"],"Volumes":{"/data":{}},"#,
             r#""Labels":{"a":"1","b":"2"},"ArgsEscaped":true,"Healthcheck":{"Test":["CMD","true"],"Interval":30000000000},"#,
             r#""OnBuild":["RUN true"],"Shell":["/bin/sh","-c"]},"#,

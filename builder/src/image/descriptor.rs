@@ -154,7 +154,7 @@ mod tests {
         )));
         assert_eq!(
             serde_json::to_string(&d).unwrap(),
-            r#"{"mediaType":"application/x","digest":"sha256:ab","size":3,"annotations":{"a":"2","z":"1"},"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}"#
+            r#"{"mediaType":"application/x","digest":"sha256:ab","size":3,"annotations":{"a":"2","z":"1"},"platform":{"architecture":"arm64","os":"linux"}}"#
         );
     }
 
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(parsed.os_version.as_deref(), Some("x"));
         assert_eq!(
             Platform::from(&parsed),
-            Platform::new("linux", "arm64", Some("v8"))
+            Platform::new("linux", "arm64", None)
         );
     }
 }

@@ -157,14 +157,14 @@ mod tests {
         let want = concat!(
             r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":["#,
             r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":500,"platform":{"architecture":"amd64","os":"linux"}},"#,
-            r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":501,"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}],"#,
+            r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":501,"platform":{"architecture":"arm64","os":"linux"}}],"#,
             r#""annotations":{"org.opencontainers.image.licenses":"Apache-2.0","org.opencontainers.image.source":"https://github.com/org/repo"}}"#
         );
         assert_eq!(String::from_utf8(blob.bytes.clone()).unwrap(), want);
         assert_eq!(blob.digest, sha256_digest(want.as_bytes()));
         assert_eq!(
             blob.digest,
-            "sha256:f887e6698a0490847fa4888c41698ade00ea4f56d2d78f8e32dd285e709cdb26"
+            "sha256:bc424ae3dc18139a1cbc54b79f7d9e1c923657725890269514fc0992b936b7f1"
         );
         assert_eq!(blob.media_type, media::OCI_INDEX);
     }
@@ -180,7 +180,7 @@ mod tests {
         let want = concat!(
             r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":["#,
             r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":500,"platform":{"architecture":"amd64","os":"linux"}},"#,
-            r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":501,"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}]}"#
+            r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":501,"platform":{"architecture":"arm64","os":"linux"}}]}"#
         );
         assert_eq!(String::from_utf8(bytes).unwrap(), want);
     }

@@ -3,8 +3,8 @@
 //!
 //! Normalisation follows containerd so that what users type and what
 //! registries store compare equal: `x86_64` is `amd64`, `aarch64` is
-//! `arm64`, and architectures that always carry a variant in image indexes
-//! get it filled in (`arm64` → `arm64/v8`, `arm` → `arm/v7`).
+//! `arm64`, `arm` gets its `v7`, and arm64's baseline `v8` is written
+//! nowhere unless spelled out (`linux/arm64/v8`), as BuildKit writes it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,7 +57,7 @@ impl Platform {
         if self.os != candidate.os || self.architecture != candidate.architecture {
             return false;
         }
-        match (&self.variant, &candidate.variant) {
+        match (self.effective_variant(), candidate.effective_variant()) {
             (None, None) => true,
             (Some(want), Some(have)) => variant_rank(have) <= variant_rank(want),
             // amd64 images rarely carry a variant; a missing one means the
@@ -67,16 +67,41 @@ impl Platform {
         }
     }
 
+    /// The variant, with arm64's baseline `v8` where none is written (as
+    /// containerd writes none for it).
+    fn effective_variant(&self) -> Option<&str> {
+        match (self.architecture.as_str(), self.variant.as_deref()) {
+            ("arm64", None) => Some("v8"),
+            (_, variant) => variant,
+        }
+    }
+
+    /// Whether the two name the same platform: `linux/arm64` and
+    /// `linux/arm64/v8` do.
+    pub fn same_as(&self, other: &Platform) -> bool {
+        self.canonical() == other.canonical()
+    }
+
+    /// One spelling per platform, for keys and comparisons: arm64 without
+    /// its baseline variant.
+    pub fn canonical(&self) -> Platform {
+        let mut platform = self.clone();
+        if platform.architecture == "arm64" && platform.variant.as_deref() == Some("v8") {
+            platform.variant = None;
+        }
+        platform
+    }
+
     /// How well `candidate` fits, higher is better, `None` when it does not
     /// run here. Used to pick the best entry of an image index.
     pub fn match_score(&self, candidate: &Platform) -> Option<u32> {
         if !self.accepts(candidate) {
             return None;
         }
-        if self.variant == candidate.variant {
+        if self.effective_variant() == candidate.effective_variant() {
             return Some(u32::MAX);
         }
-        Some(candidate.variant.as_deref().map(variant_rank).unwrap_or(0))
+        Some(candidate.effective_variant().map(variant_rank).unwrap_or(0))
     }
 }
 
@@ -111,10 +136,12 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
                 variant
             },
         ),
+        // v8 is arm64's baseline: containerd (and so BuildKit) writes no
+        // variant for it. `linux/arm64/v8` spelled out keeps it (FromStr).
         "aarch64" | "arm64" => (
             "arm64",
             match variant.as_str() {
-                "" | "8" | "v8" | "v8.0" => "v8".to_string(),
+                "" | "8" | "v8" | "v8.0" => String::new(),
                 other if other.starts_with('v') => other.to_string(),
                 other => format!("v{other}"),
             },
@@ -149,7 +176,15 @@ impl FromStr for Platform {
         }
         match parts.as_slice() {
             [os, arch] => Ok(Platform::new(os, arch, None)),
-            [os, arch, variant] => Ok(Platform::new(os, arch, Some(variant))),
+            [os, arch, variant] => {
+                let mut platform = Platform::new(os, arch, Some(variant));
+                // As containerd's parser: a variant given for arm64 stays,
+                // even the baseline's.
+                if platform.architecture == "arm64" && platform.variant.is_none() {
+                    platform.variant = Some("v8".to_string());
+                }
+                Ok(platform)
+            }
             _ => Err(bad()),
         }
     }
@@ -172,7 +207,7 @@ pub fn parse_list(text: &str) -> Result<Vec<Platform>, PlatformError> {
     let mut platforms: Vec<Platform> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let platform: Platform = entry.parse()?;
-        if platforms.contains(&platform) {
+        if platforms.iter().any(|p| p.same_as(&platform)) {
             return Err(PlatformError::Duplicate(platform.to_string()));
         }
         platforms.push(platform);
@@ -194,8 +229,8 @@ mod tests {
             ("linux/x86_64", "linux/amd64"),
             ("linux/amd64/v1", "linux/amd64"),
             ("linux/amd64/v3", "linux/amd64/v3"),
-            ("linux/arm64", "linux/arm64/v8"),
-            ("linux/aarch64", "linux/arm64/v8"),
+            ("linux/arm64", "linux/arm64"),
+            ("linux/aarch64", "linux/arm64"),
             ("linux/arm64/v8", "linux/arm64/v8"),
             ("linux/arm64/8", "linux/arm64/v8"),
             ("linux/arm", "linux/arm/v7"),
@@ -238,7 +273,7 @@ mod tests {
     fn lists_keep_order_and_reject_duplicates() {
         let list = parse_list("linux/amd64, linux/arm64,linux/arm/v7").unwrap();
         let names: Vec<String> = list.iter().map(Platform::to_string).collect();
-        assert_eq!(names, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]);
+        assert_eq!(names, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
 
         assert_eq!(
             parse_list("linux/arm64,linux/aarch64/v8")

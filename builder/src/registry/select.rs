@@ -152,7 +152,7 @@ mod tests {
         let table = [
             ("linux/amd64", Some(0)),
             ("linux/arm64", Some(3)),
-            ("linux/arm64/v8", Some(3)),
+            ("linux/arm64", Some(3)),
             ("linux/arm/v7", Some(2)),
             ("linux/arm/v6", Some(1)),
             ("linux/s390x", None),
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn arm64_entries_without_variant_match() {
         let idx = index(&[("linux", "arm64", None)]);
-        let platform: Platform = "linux/arm64/v8".parse().unwrap();
+        let platform: Platform = "linux/arm64".parse().unwrap();
         assert_eq!(
             select_entry(&idx, &platform).unwrap().digest().to_string(),
             format!("sha256:{:064x}", 0)
@@ -187,7 +187,7 @@ mod tests {
         ]);
         let platform: Platform = "linux/s390x".parse().unwrap();
         let available = select_entry(&idx, &platform).unwrap_err();
-        assert_eq!(list_platforms(&available), "linux/amd64, linux/arm64/v8");
+        assert_eq!(list_platforms(&available), "linux/amd64, linux/arm64");
         assert_eq!(list_platforms(&[]), "none");
     }
 
@@ -234,9 +234,6 @@ mod tests {
             r#"{"architecture":"aarch64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
         )
         .unwrap();
-        assert_eq!(
-            config_platform(&config).unwrap().to_string(),
-            "linux/arm64/v8"
-        );
+        assert_eq!(config_platform(&config).unwrap().to_string(), "linux/arm64");
     }
 }

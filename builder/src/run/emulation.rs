@@ -652,7 +652,7 @@ mod tests {
             err.to_string(),
             format!(
                 "binfmt_misc is not mounted at {d}, so no qemu-user interpreter can run \
-                 linux/arm64/v8 code: install qemu-user-static, mount binfmt_misc (`mount -t \
+                 linux/arm64 code: install qemu-user-static, mount binfmt_misc (`mount -t \
                  binfmt_misc binfmt_misc {d}`) and register qemu-aarch64 with the F flag \
                  (scripts/binfmt.sh does both), or build on native nodes with --driver=k8s",
                 d = dir.path().display()
@@ -673,7 +673,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "no qemu-user interpreter for linux/arm64/v8 is registered in binfmt_misc ({d} \
+                "no qemu-user interpreter for linux/arm64 is registered in binfmt_misc ({d} \
                  has no entry for ELF machine 183): install qemu-user-static and register \
                  qemu-aarch64 with the F flag (Debian: write the line of \
                  /usr/lib/binfmt.d/qemu-aarch64.conf to {d}/register; scripts/binfmt.sh does \
@@ -690,7 +690,7 @@ mod tests {
         let err = find_interpreter(dir.path(), &arm64).unwrap_err();
         assert!(
             err.to_string().starts_with(&format!(
-                "binfmt_misc entry {}/qemu-aarch64 runs linux/arm64/v8 code with \
+                "binfmt_misc entry {}/qemu-aarch64 runs linux/arm64 code with \
                  /usr/libexec/qemu-binfmt/aarch64-binfmt-P, but without the F (fix-binary) flag",
                 dir.path().display()
             )),

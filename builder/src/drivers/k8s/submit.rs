@@ -436,7 +436,7 @@ mod tests {
         let value = serde_json::to_value(&build.spec).unwrap();
         assert_eq!(
             value["platforms"],
-            serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+            serde_json::json!(["linux/amd64", "linux/arm64"])
         );
         assert_eq!(
             value["context"],

@@ -108,19 +108,6 @@ impl Shared {
     }
 }
 
-/// `decl` with its name expanded in `scope`: `ARG ${name}=value` declares
-/// the variable `$name` names, as in BuildKit.
-fn expand_name(
-    decl: &ArgDecl,
-    escape: char,
-    scope: &dyn Fn(&str) -> Option<String>,
-) -> Result<ArgDecl, ExpandError> {
-    Ok(ArgDecl {
-        name: expand(&decl.name, escape, scope)?,
-        default: decl.default.clone(),
-    })
-}
-
 fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
     let mut args = Vec::new();
     for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
@@ -165,14 +152,15 @@ impl BuildVars {
             platform_args,
             used: Mutex::new(BTreeSet::new()),
         };
+        // An ARG's name is taken as written, never expanded: BuildKit
+        // expands only the default (buildMetaArgs, dispatchArg), so
+        // `ARG ${name}=value` declares a variable named `${name}`.
         for decl in global_args {
-            let (name, value) = {
+            let value = {
                 let scope = |name: &str| shared.global_value(name);
-                let decl = expand_name(decl, escape, &scope)?;
-                let value = shared.resolve(&decl, &scope, false, true)?;
-                (decl.name, value)
+                shared.resolve(decl, &scope, false, true)?
             };
-            shared.global.push((name, value));
+            shared.global.push((decl.name.clone(), value));
         }
         Ok(BuildVars {
             shared: Arc::new(shared),
@@ -278,15 +266,14 @@ impl StageVars {
         decls: &[ArgDecl],
     ) -> Result<Vec<(String, Option<String>)>, ExpandError> {
         let mut resolved = Vec::new();
+        // The name as written, as in BuildKit (see `BuildVars::new`).
         for decl in decls {
-            let (name, value) = {
+            let value = {
                 let scope = |name: &str| self.lookup(name);
-                let decl = expand_name(decl, self.shared.escape, &scope)?;
-                let value = self.shared.resolve(&decl, &scope, true, !self.planning)?;
-                (decl.name, value)
+                self.shared.resolve(decl, &scope, true, !self.planning)?
             };
-            self.args.push((name.clone(), value.clone()));
-            resolved.push((name, value));
+            self.args.push((decl.name.clone(), value.clone()));
+            resolved.push((decl.name.clone(), value));
         }
         Ok(resolved)
     }
@@ -626,29 +613,35 @@ mod tests {
         assert_eq!(got, Ok(vec![(s("TARGETARCH"), Some(s("cli")))]));
     }
 
+    /// BuildKit v0.35 expands an ARG's default but never its name
+    /// (`dispatch` leaves ARG out of word expansion; `buildMetaArgs` and
+    /// `dispatchArg` expand only the value): `ARG ${NAME}=mint` declares a
+    /// variable literally named `${NAME}`, which no `$flavour` reaches and
+    /// no `--build-arg flavour=…` sets. kaniko's Dockerfile_test_scratch
+    /// (`ARG ${src}=context/bar/${baz}`) in the conformance suite.
     #[test]
-    fn an_arg_name_is_expanded() {
+    fn an_arg_name_is_not_expanded() {
         let v = vars(
             &[("built", "from-cli")],
             &[decl("NAME", Some("flavour")), decl("${NAME}", Some("mint"))],
         );
-        assert_eq!(v.expand_global("$flavour").as_deref(), Ok("mint"));
+        assert_eq!(v.expand_global("[$flavour]").as_deref(), Ok("[]"));
         let mut st = v.stage(&[]);
         let got = st.declare_args(&[
             decl("KEY", Some("built")),
-            decl("$KEY", Some("default")),
+            decl("$KEY", Some("default-$KEY")),
             decl("${KEY}_too", Some("x")),
         ]);
         assert_eq!(
             got,
             Ok(vec![
                 (s("KEY"), Some(s("built"))),
-                (s("built"), Some(s("from-cli"))),
-                (s("built_too"), Some(s("x"))),
+                (s("$KEY"), Some(s("default-built"))),
+                (s("${KEY}_too"), Some(s("x"))),
             ])
         );
-        assert_eq!(st.expand("$built|$built_too").as_deref(), Ok("from-cli|x"));
-        assert_eq!(v.unused_build_args(), Vec::<String>::new());
+        assert_eq!(st.expand("[$built|$built_too]").as_deref(), Ok("[|]"));
+        assert_eq!(v.unused_build_args(), vec![s("built")]);
     }
 
     #[test]

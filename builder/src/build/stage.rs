@@ -155,6 +155,7 @@ async fn run_stage(
                 rootfs: None,
                 snapshotter: None,
                 cache_key: base_key(BaseOf::Scratch),
+                args: Vec::new(),
             }
         }
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
@@ -179,7 +180,9 @@ async fn run_stage(
     };
     from_step.finished(from_end, started.elapsed());
 
-    let mut vars = scope.vars.stage(&image.config.config.env);
+    let mut vars = scope
+        .vars
+        .stage_inheriting(&image.config.config.env, &image.args);
     let triggers = image.config.take_onbuild();
     let mut instructions: Vec<Instruction> =
         Vec::with_capacity(triggers.len() + stage.instructions.len());
@@ -247,6 +250,7 @@ async fn run_stage(
             "single snapshot of the stage (--single-snapshot)",
         )?;
     }
+    image.args = vars.args().to_vec();
     Ok(image)
 }
 
@@ -315,6 +319,7 @@ pub(super) async fn pull_base(
         cache_key: base_key(BaseOf::Image {
             manifest_digest: &pulled.manifest_digest,
         }),
+        args: Vec::new(),
     })
 }
 

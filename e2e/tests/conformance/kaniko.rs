@@ -358,13 +358,7 @@ pub const CASES: &[(&str, Case)] = &[
             ..SHARED
         },
     ),
-    (
-        "Dockerfile_test_multistage_args_issue_1911",
-        Case {
-            buildkit_differs_in: &["/B.txt", "/C.txt", "/D.txt"],
-            ..SHARED
-        },
-    ),
+    ("Dockerfile_test_multistage_args_issue_1911", SHARED),
     ("Dockerfile_test_mv_add", SHARED),
     (
         "Dockerfile_test_onbuild",

@@ -1100,8 +1100,13 @@ fn kiln_builds_what_buildkit_and_buildah_build() {
     });
     // Stopped (and checked to have left nothing behind) before the
     // verdict, so a failing run cleans up the same way.
+    let stopping = Instant::now();
     buildkit.stop();
     drop(http);
+    eprintln!(
+        "conformance: buildkitd and the HTTP server stopped in {:.1}s",
+        stopping.elapsed().as_secs_f64()
+    );
     let failures = failures.into_inner().expect("failure list");
     let ran = ran.into_inner().expect("case count");
     for (corpus, count) in &ran {

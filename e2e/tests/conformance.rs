@@ -8,6 +8,11 @@
 //! which must give the same image. See `e2e/conformance/README.md` for the
 //! cases, the ignore list and the known differences.
 //!
+//! The same test builds a second corpus, kaniko's own integration
+//! Dockerfiles adapted to run offline (`e2e/conformance-kaniko`, listed in
+//! `conformance/kaniko.rs`), with kiln and BuildKit only, its URLs served
+//! by a loopback HTTP server (`conformance/http.rs`); see its README.
+//!
 //! Needs root (RUN isolation of all three), buildah, skopeo and
 //! docker-registry, as `scripts/setup.sh` installs them, and Go for the
 //! first build of BuildKit and runc (`scripts/tools.sh buildkit runc`,

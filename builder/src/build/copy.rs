@@ -73,14 +73,16 @@ pub fn plan_copy(
         image_root,
     } = *target;
     let mut matched: Vec<(usize, context::SourceMatch)> = Vec::new();
+    // The source arguments that matched something: an empty wildcard
+    // beside other sources counts for nothing (BuildKit copies the others).
     let mut source_args = 0;
     for (index, source) in sources.iter().enumerate() {
+        let (found, matched_patterns) =
+            context::resolve_sources_counted(source.root, &source.patterns, source.rules)?;
         if !source.here_documents {
-            source_args += source.patterns.len();
+            source_args += matched_patterns;
         }
-        for found in context::resolve_sources(source.root, &source.patterns, source.rules)? {
-            matched.push((index, found));
-        }
+        matched.extend(found.into_iter().map(|found| (index, found)));
     }
 
     let (dest_abs, _) = copy_dest::absolute_dest(dest, workdir);
@@ -542,6 +544,51 @@ mod tests {
             ("new/parent/tool".into(), 0o640),
         ];
         assert_eq!(got, want);
+    }
+
+    /// kaniko's `COPY context/bar/doesnotexist* context/foo hello`: a
+    /// wildcard that matches nothing beside a source that matches is no
+    /// error and no second source, so the file is copied *as* `/hello`
+    /// (BuildKit's image); alone, it still fails with Docker's words.
+    #[test]
+    fn an_empty_wildcard_beside_a_file_is_no_second_source() {
+        use std::os::unix::fs::PermissionsExt;
+        let (Ok(context), Ok(image)) = (tempfile::tempdir(), tempfile::tempdir()) else {
+            panic!("temporary directories")
+        };
+        let foo = context.path().join("foo");
+        assert!(std::fs::write(&foo, "foo\n").is_ok());
+        assert!(std::fs::set_permissions(&foo, std::fs::Permissions::from_mode(0o644)).is_ok());
+        let plan = plan_in(
+            context.path(),
+            image.path(),
+            &[(&["doesnotexist*", "foo"], false, false)],
+            "hello",
+            None,
+        );
+        assert_eq!(plan.entry_modes(), vec![("hello".to_string(), 0o644)]);
+        let rules = IgnoreRules::empty();
+        let alone = [SourceRoot {
+            root: context.path(),
+            rules: &rules,
+            patterns: vec!["doesnotexist*".to_string()],
+            as_directory: false,
+            keep_owner: false,
+            here_documents: false,
+        }];
+        let target = CopyTarget {
+            dest: "hello",
+            workdir: "/",
+            image_root: image.path(),
+        };
+        let ownership = Ownership {
+            chown: None,
+            chmod: None,
+        };
+        match plan_copy("COPY", &alone, &target, ownership, 0) {
+            Err(e) => assert_eq!(e.to_string(), "COPY failed: no source files were specified"),
+            Ok(_) => panic!("a COPY whose only source matches nothing was planned"),
+        }
     }
 
     /// Sources that land on one path: the later one wins, as in Docker —

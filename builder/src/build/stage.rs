@@ -182,6 +182,7 @@ async fn resolve_stage_base<'d>(
                 rootfs: None,
                 snapshotter: None,
                 cache_key: base_key(BaseOf::Scratch),
+                args: Vec::new(),
             }
         }
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
@@ -211,7 +212,9 @@ async fn resolve_stage_base<'d>(
     };
     from_step.finished(from_end, started.elapsed());
 
-    let vars = scope.vars.stage(&image.config.config.env);
+    let vars = scope
+        .vars
+        .stage_inheriting(&image.config.config.env, &image.args);
     let mut triggers = Vec::new();
     for trigger in image.config.take_onbuild() {
         let mut parsed = dockerfile::parse_instruction(&trigger, dockerfile.escape)?;
@@ -305,6 +308,7 @@ async fn run_instructions(
             "single snapshot of the stage (--single-snapshot)",
         )?;
     }
+    image.args = vars.args().to_vec();
     Ok(image)
 }
 
@@ -373,6 +377,7 @@ pub(super) async fn pull_base(
         cache_key: base_key(BaseOf::Image {
             manifest_digest: &pulled.manifest_digest,
         }),
+        args: Vec::new(),
     })
 }
 

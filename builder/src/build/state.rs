@@ -47,6 +47,9 @@ pub struct StageImage {
     /// The layer cache's key of the last instruction applied, or what the
     /// stage started from: the parent of the next instruction's key.
     pub cache_key: String,
+    /// The ARGs the stage declared, with their values: a stage `FROM` it
+    /// starts with them, as in BuildKit. None for an image or scratch.
+    pub args: Vec<(String, Option<String>)>,
 }
 
 impl StageImage {
@@ -61,6 +64,7 @@ impl StageImage {
             cache_key: crate::cache::base_key(crate::cache::BaseOf::Stage {
                 last_key: &self.cache_key,
             }),
+            args: self.args.clone(),
         }
     }
 }

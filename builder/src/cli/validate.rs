@@ -1618,7 +1618,7 @@ pub(crate) mod tests {
             .filter(|a| a.get_value_names().is_some_and(|names| names == ["BOOL"]))
             .filter_map(|a| a.get_long())
             .collect();
-        assert_eq!(booleans.len(), 32, "{booleans:?}");
+        assert_eq!(booleans.len(), 33, "{booleans:?}");
         for flag in booleans {
             let table = [
                 (format!("--{flag}"), true),

@@ -25,7 +25,9 @@ pub use archive::unpack_context_archive;
 pub use dockerignore::{IgnoreRules, load_ignore_rules};
 pub use file::{MAX_CONTEXT_FILE, excerpt, read_build_file};
 pub(crate) use http::download;
-pub use select::{EntryKind, SourceMatch, Walk, WalkEntry, resolve_sources, walk};
+pub use select::{
+    EntryKind, SourceMatch, Walk, WalkEntry, resolve_sources, resolve_sources_counted, walk,
+};
 pub use source::{
     BuildContext, ContextSource, FetchOptions, GitCredentials, GitSource, redact_url,
 };

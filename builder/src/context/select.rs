@@ -57,13 +57,29 @@ pub struct SourceMatch {
 
 /// Expands COPY/ADD `patterns` against `root`. Each pattern's matches are
 /// sorted by path and appended in pattern order; ignored paths are left
-/// out. A pattern that names nothing is an error with Docker's wording.
+/// out. A literal path that names nothing is an error with Docker's
+/// wording; a wildcard that matches nothing is one only when no other
+/// source matched either (BuildKit copies the other sources, as in
+/// kaniko's `COPY context/bar/doesnotexist* context/foo hello`).
 pub fn resolve_sources(
     root: &Path,
     patterns: &[String],
     rules: &IgnoreRules,
 ) -> Result<Vec<SourceMatch>, ContextError> {
+    resolve_sources_counted(root, patterns, rules).map(|(all, _)| all)
+}
+
+/// [`resolve_sources`], and how many of the patterns matched something:
+/// the sources Docker's destination rules count (an empty wildcard beside
+/// `COPY nothing* a.txt /dest` is no second source).
+pub fn resolve_sources_counted(
+    root: &Path,
+    patterns: &[String],
+    rules: &IgnoreRules,
+) -> Result<(Vec<SourceMatch>, usize), ContextError> {
     let mut all = Vec::new();
+    let mut matched_patterns = 0;
+    let mut empty_wildcard = None;
     for pattern in patterns {
         let cleaned = clean_in_root(pattern);
         if cleaned == "." {
@@ -71,6 +87,7 @@ pub fn resolve_sources(
                 rel_path: PathBuf::from("."),
                 kind: EntryKind::Dir,
             });
+            matched_patterns += 1;
             continue;
         }
         let wildcard = has_wildcards(&cleaned);
@@ -83,12 +100,11 @@ pub fn resolve_sources(
             !rules.is_excluded(&rel) || (m.kind == EntryKind::Dir && !rules.can_skip_dir(&rel))
         });
         if matches.is_empty() {
-            return Err(match wildcard {
-                true => ContextError::NoSourceFiles {
-                    pattern: pattern.clone(),
-                },
-                false => ContextError::SourceNotFound { path: cleaned },
-            });
+            if !wildcard {
+                return Err(ContextError::SourceNotFound { path: cleaned });
+            }
+            empty_wildcard.get_or_insert_with(|| pattern.clone());
+            continue;
         }
         matches.sort_by(|a, b| {
             a.rel_path
@@ -97,8 +113,12 @@ pub fn resolve_sources(
                 .cmp(b.rel_path.as_os_str().as_bytes())
         });
         all.extend(matches);
+        matched_patterns += 1;
     }
-    Ok(all)
+    match empty_wildcard {
+        Some(pattern) if all.is_empty() => Err(ContextError::NoSourceFiles { pattern }),
+        _ => Ok((all, matched_patterns)),
+    }
 }
 
 fn resolve_literal(root: &Path, cleaned: &str) -> Result<Option<SourceMatch>, ContextError> {
@@ -498,6 +518,17 @@ mod tests {
             (
                 &["nothing*"],
                 "error: COPY failed: no source files were specified",
+            ),
+            (
+                &["nothing*", "*.md"],
+                "error: COPY failed: no source files were specified",
+            ),
+            // Another source matched: the empty wildcard adds nothing.
+            (&["nothing*", "a.txt"], "a.txt:File"),
+            (&["a.txt", "nothing*", "dir"], "a.txt:File dir:Dir"),
+            (
+                &["nothing*", "missing"],
+                "error: COPY failed: file not found in build context or excluded by .dockerignore: stat missing: file does not exist",
             ),
             (&["node_modules"], "node_modules:Dir"),
             (

@@ -108,19 +108,6 @@ impl Shared {
     }
 }
 
-/// `decl` with its name expanded in `scope`: `ARG ${name}=value` declares
-/// the variable `$name` names, as in BuildKit.
-fn expand_name(
-    decl: &ArgDecl,
-    escape: char,
-    scope: &dyn Fn(&str) -> Option<String>,
-) -> Result<ArgDecl, ExpandError> {
-    Ok(ArgDecl {
-        name: expand(&decl.name, escape, scope)?,
-        default: decl.default.clone(),
-    })
-}
-
 fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
     let mut args = Vec::new();
     for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
@@ -166,14 +153,15 @@ impl BuildVars {
             platform_args,
             used: Mutex::new(BTreeSet::new()),
         };
+        // An ARG's name is taken as written, never expanded: BuildKit
+        // expands only the default (buildMetaArgs, dispatchArg), so
+        // `ARG ${name}=value` declares a variable named `${name}`.
         for decl in global_args {
-            let (name, value) = {
+            let value = {
                 let scope = |name: &str| shared.global_value(name);
-                let decl = expand_name(decl, escape, &scope)?;
-                let value = shared.resolve(&decl, &scope, false, true)?;
-                (decl.name, value)
+                shared.resolve(decl, &scope, false, true)?
             };
-            shared.global.push((name, value));
+            shared.global.push((decl.name.clone(), value));
         }
         Ok(BuildVars {
             shared: Arc::new(shared),
@@ -193,10 +181,23 @@ impl BuildVars {
     /// A fresh scope for a stage whose base image config has `base_env`
     /// (`KEY=VALUE` entries, as in an OCI config's `Env`).
     pub fn stage(&self, base_env: &[String]) -> StageVars {
+        self.stage_inheriting(base_env, &[])
+    }
+
+    /// A scope for a stage `FROM` another stage of the build, which starts
+    /// with the ARGs that stage declared (`parent_args`, its
+    /// [`StageVars::args`]) as BuildKit's does: its dispatch state copies
+    /// the base stage's build args, and their values are in the state's
+    /// environment (kaniko's issue 1911).
+    pub fn stage_inheriting(
+        &self,
+        base_env: &[String],
+        parent_args: &[(String, Option<String>)],
+    ) -> StageVars {
         let mut vars = StageVars {
             shared: Arc::clone(&self.shared),
             env: Vec::new(),
-            args: Vec::new(),
+            args: parent_args.to_vec(),
             planning: false,
         };
         for entry in base_env {
@@ -260,6 +261,21 @@ impl StageVars {
         expand(word, self.shared.escape, &|name| self.lookup(name))
     }
 
+    /// The ARGs the stage declared so far (its parent stage's first), with
+    /// their values: what a stage `FROM` this one starts with.
+    pub fn args(&self) -> &[(String, Option<String>)] {
+        &self.args
+    }
+
+    /// The value of the latest declaration of ARG `name`, if it has one.
+    fn arg_value(&self, name: &str) -> Option<String> {
+        self.args
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
     /// Expands a `COPY <<EOF` body whose delimiter was not quoted: quotes
     /// stay as written (see [`super::expand_heredoc`]).
     pub fn expand_heredoc(&self, content: &str) -> Result<String, ExpandError> {
@@ -279,15 +295,18 @@ impl StageVars {
         decls: &[ArgDecl],
     ) -> Result<Vec<(String, Option<String>)>, ExpandError> {
         let mut resolved = Vec::new();
+        // The name as written, as in BuildKit (see `BuildVars::new`).
         for decl in decls {
-            let (name, value) = {
+            let value = {
                 let scope = |name: &str| self.lookup(name);
-                let decl = expand_name(decl, self.shared.escape, &scope)?;
-                let value = self.shared.resolve(&decl, &scope, true, !self.planning)?;
-                (decl.name, value)
+                self.shared.resolve(decl, &scope, true, !self.planning)?
             };
-            self.args.push((name.clone(), value.clone()));
-            resolved.push((name, value));
+            // A bare `ARG NAME` that finds no value keeps the one the stage
+            // already has (an earlier ARG, or its parent stage's): BuildKit
+            // then leaves the variable in the state's environment as it is.
+            let value = value.or_else(|| self.arg_value(&decl.name));
+            self.args.push((decl.name.clone(), value.clone()));
+            resolved.push((decl.name.clone(), value));
         }
         Ok(resolved)
     }
@@ -627,29 +646,72 @@ mod tests {
         assert_eq!(got, Ok(vec![(s("TARGETARCH"), Some(s("cli")))]));
     }
 
+    /// BuildKit v0.35 expands an ARG's default but never its name
+    /// (`dispatch` leaves ARG out of word expansion; `buildMetaArgs` and
+    /// `dispatchArg` expand only the value): `ARG ${NAME}=mint` declares a
+    /// variable literally named `${NAME}`, which no `$flavour` reaches and
+    /// no `--build-arg flavour=…` sets. kaniko's Dockerfile_test_scratch
+    /// (`ARG ${src}=context/bar/${baz}`) in the conformance suite.
     #[test]
-    fn an_arg_name_is_expanded() {
+    fn an_arg_name_is_not_expanded() {
         let v = vars(
             &[("built", "from-cli")],
             &[decl("NAME", Some("flavour")), decl("${NAME}", Some("mint"))],
         );
-        assert_eq!(v.expand_global("$flavour").as_deref(), Ok("mint"));
+        assert_eq!(v.expand_global("[$flavour]").as_deref(), Ok("[]"));
         let mut st = v.stage(&[]);
         let got = st.declare_args(&[
             decl("KEY", Some("built")),
-            decl("$KEY", Some("default")),
+            decl("$KEY", Some("default-$KEY")),
             decl("${KEY}_too", Some("x")),
         ]);
         assert_eq!(
             got,
             Ok(vec![
                 (s("KEY"), Some(s("built"))),
-                (s("built"), Some(s("from-cli"))),
-                (s("built_too"), Some(s("x"))),
+                (s("$KEY"), Some(s("default-built"))),
+                (s("${KEY}_too"), Some(s("x"))),
             ])
         );
-        assert_eq!(st.expand("$built|$built_too").as_deref(), Ok("from-cli|x"));
-        assert_eq!(v.unused_build_args(), Vec::<String>::new());
+        assert_eq!(st.expand("[$built|$built_too]").as_deref(), Ok("[|]"));
+        assert_eq!(v.unused_build_args(), vec![s("built")]);
+    }
+
+    /// kaniko's issue 1911 as BuildKit builds it: a stage FROM another
+    /// stage sees the ARGs that stage declared, a default may use them,
+    /// and a bare `ARG NAME` keeps the value it finds (in one stage too).
+    #[test]
+    fn a_stage_from_a_stage_inherits_its_args() {
+        let v = vars(&[], &[decl("OTHER", Some("fix"))]);
+        let mut base = v.stage(&[]);
+        assert!(base.declare_args(&[decl("NAME", Some("base"))]).is_ok());
+        let mut dev = v.stage_inheriting(&[], base.args());
+        assert_eq!(dev.expand("$NAME").as_deref(), Ok("base"));
+        assert_eq!(
+            dev.declare_args(&[decl("NAME", Some("$NAME-dev"))]),
+            Ok(vec![(s("NAME"), Some(s("base-dev")))])
+        );
+        let mut custom = v.stage_inheriting(&[], dev.args());
+        assert_eq!(
+            custom.declare_args(&[decl("NAME", None), decl("OTHER", None)]),
+            Ok(vec![
+                (s("NAME"), Some(s("base-dev"))),
+                (s("OTHER"), Some(s("fix")))
+            ])
+        );
+        assert_eq!(custom.expand("$NAME $OTHER").as_deref(), Ok("base-dev fix"));
+        assert_eq!(
+            custom.run_args(),
+            vec![(s("NAME"), s("base-dev")), (s("OTHER"), s("fix"))]
+        );
+        // A stage FROM an image starts with none.
+        assert_eq!(v.stage(&[]).expand("[$NAME]").as_deref(), Ok("[]"));
+        let mut one = v.stage(&[]);
+        assert!(
+            one.declare_args(&[decl("A", Some("1")), decl("A", None)])
+                .is_ok()
+        );
+        assert_eq!(one.expand("$A").as_deref(), Ok("1"));
     }
 
     #[test]

@@ -230,14 +230,15 @@ impl BuildKit {
         ))
     }
 
-    /// Builds `context` (its `Dockerfile`, or `dockerfile` in it) with the
-    /// Dockerfile frontend and pushes the image to `destination` in the
-    /// plain-HTTP registry.
+    /// Builds `context` with the Dockerfile frontend and `dockerfile`
+    /// (anywhere: BuildKit reads it, and a `<name>.dockerignore` beside
+    /// it, from its directory) and pushes the image to `destination` in
+    /// the plain-HTTP registry.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         &self,
         context: &Path,
-        dockerfile: Option<&str>,
+        dockerfile: &Path,
         build_args: &[String],
         target: Option<&str>,
         platform: Option<&str>,
@@ -245,14 +246,18 @@ impl BuildKit {
         destination: &str,
     ) -> Result<(), String> {
         let context = context.display().to_string();
+        let (Some(dockerfile_dir), Some(filename)) = (dockerfile.parent(), dockerfile.file_name())
+        else {
+            return Err(format!("{} names no file", dockerfile.display()));
+        };
         let mut command = Command::new(&self.buildctl);
         command
             .arg("--addr")
             .arg(self.address())
             .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
             .arg(format!("--local=context={context}"))
-            .arg(format!("--local=dockerfile={context}"))
-            .args(dockerfile.map(|f| format!("--opt=filename={f}")))
+            .arg(format!("--local=dockerfile={}", dockerfile_dir.display()))
+            .arg(format!("--opt=filename={}", filename.to_string_lossy()))
             .args(build_args.iter().map(|a| format!("--opt=build-arg:{a}")))
             .args(target.map(|t| format!("--opt=target={t}")))
             .args(platform.map(|p| format!("--opt=platform={p}")))

@@ -54,7 +54,9 @@ mod tests {
 
     #[test]
     fn package_json_forms() {
-        let cases: [(&str, Option<(&str, &str, Option<&str>)>); 5] = [
+        // (name, version, license) of the package found.
+        type Found<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+        let cases: [(&str, Found<'_>); 5] = [
             (
                 r#"{"name":"@babel/core","version":"7.23.9","license":"MIT","dependencies":{"a":"1"}}"#,
                 Some(("@babel/core", "7.23.9", Some("MIT"))),

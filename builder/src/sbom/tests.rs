@@ -705,3 +705,34 @@ fn large_files_are_streamed_not_buffered() {
     assert_eq!(sbom.stats.binaries, 1);
     assert_eq!(std::fs::read_dir(work).unwrap().count(), 0);
 }
+
+/// A manual check on real layers: `KILN_SBOM_LAYERS=a.tar.gz:b.tar cargo
+/// test -p kiln-builder --lib sbom::tests::real_layers -- --ignored
+/// --nocapture` prints the purls, the skipped files and the time taken.
+#[test]
+#[ignore = "reads layers named by KILN_SBOM_LAYERS"]
+fn real_layers() {
+    let Some(list) = std::env::var_os("KILN_SBOM_LAYERS") else {
+        return;
+    };
+    let layers: Vec<LayerFile> = std::env::split_paths(&list)
+        .map(|path| LayerFile {
+            path,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let sbom = generate(&layers, &subject(), &SbomOptions::new(dir.path(), 0)).unwrap();
+    let elapsed = started.elapsed();
+    for package in &sbom.packages {
+        println!("{}", package.purl.as_deref().unwrap_or("<none>"));
+    }
+    for skip in &sbom.skipped {
+        println!(
+            "skipped /{} (layer {}): {}",
+            skip.path, skip.layer, skip.reason
+        );
+    }
+    println!("{:?} in {elapsed:?}", sbom.stats);
+}

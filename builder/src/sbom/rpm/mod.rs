@@ -8,6 +8,12 @@
 //! make the query fail but cannot make it write or run its own functions.
 //! `Packages` must be a table (a view could compute forever).
 //!
+//! rpm checkpoints its write-ahead log when it closes the database, so
+//! the `rpmdb.sqlite-wal` an image ships is empty (rpm 4.18 leaves a
+//! 0-byte one) and is not read. Checked against a database written by
+//! rpm 4.18 (`rpm --initdb`, `rpm -i --justdb`): NAME, EPOCH, VERSION,
+//! RELEASE and ARCH as `rpm -qa` prints them.
+//!
 //! Not read: the Berkeley DB `Packages` of RHEL <= 8 and SUSE's `Packages.db`
 //! (ndb); the SBOM lists those files as skipped.
 

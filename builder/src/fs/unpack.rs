@@ -134,6 +134,8 @@ fn layer_error(source: io::Error) -> FsError {
     FsError::Layer { source }
 }
 
+/// The tar stream of a layer blob, decompressed as its first bytes say
+/// (shared with the SBOM walk, which reads layers the same way).
 pub(crate) fn decompress<'a>(mut reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, FsError> {
     let mut head = [0u8; 4];
     let mut len = 0;

@@ -231,9 +231,7 @@ impl Walker {
         if kind.is_dir() {
             // A directory merges with the one below; it only hides a lower
             // non-directory at the same path.
-            if self.lower.0.contains_key(path) {
-                self.lower.0.remove(path);
-            }
+            self.lower.0.remove(path);
             return Ok(());
         }
         self.lower.remove_tree(path);

@@ -708,7 +708,9 @@ fn large_files_are_streamed_not_buffered() {
 
 /// A manual check on real layers: `KILN_SBOM_LAYERS=a.tar.gz:b.tar cargo
 /// test -p kiln-builder --lib sbom::tests::real_layers -- --ignored
-/// --nocapture` prints the purls, the skipped files and the time taken.
+/// --nocapture` prints the purls, the skipped files and the time taken,
+/// and writes the document to `KILN_SBOM_OUT` when set (to check it with
+/// an SPDX validator such as `pyspdxtools -i`).
 #[test]
 #[ignore = "reads layers named by KILN_SBOM_LAYERS"]
 fn real_layers() {
@@ -735,4 +737,7 @@ fn real_layers() {
         );
     }
     println!("{:?} in {elapsed:?}", sbom.stats);
+    if let Some(out) = std::env::var_os("KILN_SBOM_OUT") {
+        std::fs::write(out, &sbom.document).unwrap();
+    }
 }

@@ -19,7 +19,8 @@ cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(unpack context_tar manifest dockerignore dockerfile challenge cosign_key)
+[ ${#targets[@]} -gt 0 ] || targets=(unpack context_tar manifest dockerignore dockerfile challenge cosign_key
+  sbom_dpkg sbom_apk sbom_rpm_header sbom_python sbom_node sbom_binary sbom_layer)
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${KILN_FUZZ_TARGET_DIR:-$HOME/.cache/kiln/fuzz-target}

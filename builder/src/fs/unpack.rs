@@ -134,7 +134,9 @@ fn layer_error(source: io::Error) -> FsError {
     FsError::Layer { source }
 }
 
-fn decompress<'a>(mut reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, FsError> {
+/// The tar stream of a layer blob, decompressed as its first bytes say
+/// (shared with the SBOM walk, which reads layers the same way).
+pub(crate) fn decompress<'a>(mut reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, FsError> {
     let mut head = [0u8; 4];
     let mut len = 0;
     // A pipe may hand out fewer bytes than asked for.

@@ -68,6 +68,7 @@ impl ReferrersRegistry {
 }
 
 async fn get(url: &str, accept: &str) -> (u16, Vec<u8>) {
+    kiln_builder::tls::install_crypto_provider();
     let response = reqwest::Client::new()
         .get(url)
         .header("Accept", accept)

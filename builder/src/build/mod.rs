@@ -7,6 +7,7 @@
 
 pub mod copy_dest;
 
+mod attest;
 mod base_cache;
 mod cache_step;
 mod chmod;
@@ -380,8 +381,7 @@ impl Session {
     ) -> Result<BuildOutcome, BuildError> {
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
         if plan.push {
-            self.attest_and_sign(image, &outcome, plan.provenance, plan.oci_layout_path)
-                .await?;
+            self.attest_and_sign(image, &outcome, plan).await?;
         }
         let mut cache_counts = None;
         if let Some(cache) = &image.cache {
@@ -401,167 +401,6 @@ impl Session {
         };
         info!(target: crate::progress::STEP_TARGET, platform = %image.platform, digest = %outcome.digest, "{summary}");
         Ok(outcome)
-    }
-}
-
-impl Session {
-    /// In every repository the image was pushed to: its SLSA provenance
-    /// attached as a referrer (`--provenance`; a registry that refuses it
-    /// gets a warning naming it, the image is published either way), and
-    /// with `--sign-key` its cosign signature and the provenance signed as
-    /// an attestation (failures of these are errors: a user who asked for
-    /// signed images must not get unsigned ones silently).
-    async fn attest_and_sign(
-        &self,
-        image: &BuiltImage,
-        outcome: &BuildOutcome,
-        provenance: Option<(crate::attest::ProvenanceMode, &BuildOptions)>,
-        oci_layout: Option<&std::path::Path>,
-    ) -> Result<(), BuildError> {
-        for pushed in &outcome.pushed {
-            let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
-            let statement = match provenance {
-                Some((mode, options)) => Some(
-                    self.attach_provenance(image, outcome, repository, mode, options, oci_layout)
-                        .await,
-                ),
-                None => None,
-            };
-            let Some(signer) = &self.signer else {
-                continue;
-            };
-            let signature = crate::attest::sign::push_signature(
-                &self.registry,
-                signer,
-                repository,
-                &outcome.digest,
-            )
-            .await?;
-            info!("signed {repository}@{} ({signature})", outcome.digest);
-            if let Some(statement) = statement {
-                let attestation = crate::attest::sign::push_attestation(
-                    &self.registry,
-                    signer,
-                    repository,
-                    &outcome.digest,
-                    &statement,
-                    crate::attest::provenance::PREDICATE_TYPE,
-                )
-                .await?;
-                info!(
-                    "signed the SLSA provenance of {repository}@{} ({attestation})",
-                    outcome.digest
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Attaches SLSA provenance to the image in `repository` and returns the
-    /// statement. A registry that refuses it gets a warning naming it.
-    async fn attach_provenance(
-        &self,
-        image: &BuiltImage,
-        outcome: &BuildOutcome,
-        repository: &str,
-        mode: crate::attest::ProvenanceMode,
-        options: &BuildOptions,
-        oci_layout: Option<&std::path::Path>,
-    ) -> Vec<u8> {
-        use crate::attest::provenance;
-        let source = ContextSource::parse(&options.context).ok();
-        let context = match &source {
-            // A download URL's query may be a signature (pre-signed S3).
-            Some(ContextSource::Http { url }) => crate::context::redact_url(url)
-                .split(['?', '#'])
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        let context_digest = match &source {
-            Some(ContextSource::Oci { reference }) => reference
-                .rsplit_once('@')
-                .map(|(_, digest)| digest.to_string()),
-            _ => None,
-        };
-        let platform = image.platform.to_string();
-        let finished = unix_now();
-        {
-            let facts = crate::attest::BuildFacts {
-                mode,
-                repository,
-                digest: &outcome.digest,
-                dockerfile: &options.dockerfile,
-                dockerfile_digest: &self.dockerfile_digest,
-                target: options.target.as_deref(),
-                platform: &platform,
-                context: &context,
-                context_digest: context_digest.as_deref(),
-                build_args: &options.build_args,
-                bases: &image.bases,
-                started: image.started_at,
-                finished,
-            };
-            let statement = provenance::statement(&facts);
-            let attachment = crate::attest::Attachment {
-                artifact_type: provenance::STATEMENT_MEDIA_TYPE.to_string(),
-                bytes: statement.clone(),
-                annotations: std::collections::BTreeMap::from([(
-                    "in-toto.io/predicate-type".to_string(),
-                    provenance::PREDICATE_TYPE.to_string(),
-                )]),
-            };
-            let subject = crate::attest::Subject {
-                repository,
-                descriptor: crate::image::Descriptor::new(
-                    &outcome.media_type,
-                    &outcome.digest,
-                    outcome.size,
-                ),
-            };
-            match crate::attest::attach(&self.registry, &subject, &attachment).await {
-                Ok(attached) => info!(
-                    "attached SLSA provenance ({}) {} ({})",
-                    mode.as_str(),
-                    attached.reference,
-                    match attached.listing {
-                        crate::attest::Listing::ReferrersApi => "referrers API",
-                        crate::attest::Listing::TagSchema =>
-                            "tag schema: the registry has no referrers API",
-                    }
-                ),
-                Err(error) => {
-                    warn!(
-                        "{repository}: the SLSA provenance was not attached ({error}); the image is published without it"
-                    );
-                    // --oci-layout-path holds the image: the document goes
-                    // next to it rather than nowhere.
-                    if let Some(path) = oci_layout {
-                        let written =
-                            crate::image::OciLayout::open_or_create(path).and_then(|layout| {
-                                crate::attest::referrers::write_to_layout(
-                                    &layout,
-                                    &subject.descriptor,
-                                    &attachment,
-                                )
-                            });
-                        match written {
-                            Ok(digest) => info!(
-                                "wrote the SLSA provenance to the OCI layout {} ({digest})",
-                                path.display()
-                            ),
-                            Err(error) => warn!(
-                                "writing the SLSA provenance to the OCI layout {}: {error}",
-                                path.display()
-                            ),
-                        }
-                    }
-                }
-            }
-            statement
-        }
     }
 }
 

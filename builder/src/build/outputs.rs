@@ -61,6 +61,8 @@ pub struct OutputPlan<'a> {
     pub ignore_immutable_tags: bool,
     /// `--provenance`, with the options the statement records.
     pub provenance: Option<(crate::attest::ProvenanceMode, &'a BuildOptions)>,
+    /// `--sbom`.
+    pub sbom: bool,
 }
 
 impl<'a> OutputPlan<'a> {
@@ -78,6 +80,7 @@ impl<'a> OutputPlan<'a> {
             digest_files: DigestFiles::from_output(output),
             ignore_immutable_tags: output.push_ignore_immutable_tag_errors,
             provenance: output.provenance.map(|mode| (mode, options)),
+            sbom: output.sbom,
         }
     }
 

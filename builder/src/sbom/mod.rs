@@ -174,7 +174,7 @@ pub fn generate(
 ) -> Result<Sbom, SbomError> {
     let scan = layers::scan_layers(layers, &options.work_dir)?;
     let packages = package::finish(scan.packages, scan.os_release.as_ref());
-    let document = spdx::document(&packages, subject, options)?;
+    let document = spdx::document(&packages, &scan.skipped, subject, options)?;
     Ok(Sbom {
         document,
         media_type: SPDX_JSON_MEDIA_TYPE,

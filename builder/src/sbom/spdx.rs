@@ -46,6 +46,10 @@ pub struct Document {
 pub struct CreationInfo {
     pub created: String,
     pub creators: Vec<String>,
+    /// The package files that could not be read, so a reader knows the
+    /// list may be incomplete and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -98,10 +102,28 @@ pub struct ExtractedLicense {
 /// serialised.
 pub fn document(
     packages: &[Package],
+    skipped: &[super::Skipped],
     subject: &Subject,
     options: &SbomOptions,
 ) -> Result<Vec<u8>, SbomError> {
-    let document = build(packages, subject, options);
+    let mut document = build(packages, subject, options);
+    if !skipped.is_empty() {
+        let files: Vec<String> = skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} (layer {}): {}",
+                    super::display_path(&s.path),
+                    s.layer,
+                    s.reason
+                )
+            })
+            .collect();
+        document.creation_info.comment = Some(format!(
+            "package files not read, their packages are missing from this document: {}",
+            files.join("; ")
+        ));
+    }
     serde_json::to_vec_pretty(&document).map_err(|source| SbomError::Serialize {
         reference: subject.reference.clone(),
         source,
@@ -178,6 +200,7 @@ pub fn build(packages: &[Package], subject: &Subject, options: &SbomOptions) -> 
         creation_info: CreationInfo {
             created: format_rfc3339(options.created),
             creators: vec![format!("Tool: {}", options.creator)],
+            comment: None,
         },
         packages: spdx_packages,
         relationships,
@@ -363,7 +386,7 @@ mod tests {
             created: 1_700_000_000,
             creator: "kiln-test".into(),
         };
-        let bytes = document(&[bash, six], &subject(), &options).unwrap();
+        let bytes = document(&[bash, six], &[], &subject(), &options).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let want = serde_json::json!({
             "spdxVersion": "SPDX-2.3",

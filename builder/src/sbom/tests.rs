@@ -636,6 +636,20 @@ fn corrupt_package_files_are_skipped_with_the_reason() {
             assert_eq!(*got, want);
         }
     }
+    // The document itself says which files it could not read.
+    let document: serde_json::Value = serde_json::from_slice(&sbom.document).unwrap();
+    let comment = document["creationInfo"]["comment"].as_str().unwrap();
+    assert!(
+        comment
+            .starts_with("package files not read, their packages are missing from this document: "),
+        "{comment}"
+    );
+    for (path, _, _) in &reasons {
+        assert!(
+            comment.contains(&format!("/{path} (layer 0): ")),
+            "{path}: {comment}"
+        );
+    }
 }
 
 #[test]

@@ -140,15 +140,14 @@ impl<'s> CopyStep<'s> {
         stage: &StageContext<'_, '_>,
         vars: &StageVars,
     ) -> Result<CacheInputs, BuildError> {
-        let downloads = self.copy.sources.iter().any(|source| {
-            matches!(source, CopySource::Path(p) if p.starts_with("http://") || p.starts_with("https://"))
-        });
-        if downloads {
-            return Ok(CacheInputs::WrittenLayer);
-        }
         let files = match &self.from {
             None => {
+                // A URL may come from an ARG (`ADD ${MIRROR}/tool.tgz`):
+                // told after expansion, as the copy itself tells it.
                 let patterns = self.context_patterns(vars)?;
+                if patterns.iter().any(|p| super::sources::is_url(p)) {
+                    return Ok(CacheInputs::WrittenLayer);
+                }
                 let scope = stage.scope;
                 source_digests(scope.context.root, scope.context.ignore, &patterns)?
             }

@@ -75,7 +75,7 @@ pub async fn stage_add_sources(
     Ok(sources)
 }
 
-fn is_url(source: &str) -> bool {
+pub(super) fn is_url(source: &str) -> bool {
     source.starts_with("https://") || source.starts_with("http://")
 }
 
@@ -191,7 +191,7 @@ async fn download(url: &str, checksum: Option<&str>, staging: &Path) -> Result<S
         .unwrap_or("download")
         .to_string();
     let path = staging.join(&name);
-    context::download(url, None, &path).await?;
+    let last_modified = context::download(url, None, &path).await?;
     if let Some(expected) = checksum {
         let bytes_digest = {
             let mut file = File::open(&path).map_err(BuildError::io("reading", &path))?;
@@ -210,6 +210,16 @@ async fn download(url: &str, checksum: Option<&str>, staging: &Path) -> Result<S
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(BuildError::io("setting mode of", &path))?;
     }
+    // The file's time is the server's Last-Modified, as Docker sets it, and
+    // the epoch when there is none, so the same download gives the same
+    // layer: the steps after it are keyed by that layer, and a download time
+    // would make every later step miss the cache.
+    let modified = last_modified.unwrap_or(std::time::UNIX_EPOCH);
+    File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_times(std::fs::FileTimes::new().set_modified(modified)))
+        .map_err(BuildError::io("setting the time of", &path))?;
     Ok(name)
 }
 

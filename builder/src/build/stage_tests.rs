@@ -1124,6 +1124,25 @@ async fn an_add_of_a_url_is_keyed_by_the_layer_it_wrote() {
     assert_eq!(changed.ran(), [("one", "/")]);
 }
 
+/// A URL named through an ARG is a download too, told after expansion: the
+/// cache does not look for it in the context (the conformance suite's
+/// kaniko cases failed with "file not found in build context" under
+/// `--cache` before).
+#[tokio::test]
+async fn an_add_of_a_url_from_an_arg_is_downloaded_under_the_cache() {
+    let body = Arc::new(Mutex::new("one\n".to_string()));
+    let port = serve(Arc::clone(&body));
+    let harness = Harness::new();
+    let text = format!(
+        "FROM scratch\nARG SERVER=http://127.0.0.1:{port}\nADD ${{SERVER}}/tool.txt /opt/\nRUN one\n"
+    );
+    let first = harness.build(&text).await;
+    assert_eq!(first.lookups(), [("RUN one", false)]);
+    assert_eq!(first.ran[0].saw, ["opt/tool.txt"]);
+    let same = harness.build(&text).await;
+    assert_eq!(same.lookups(), [("RUN one", true)]);
+}
+
 /// A base whose ONBUILD trigger copies from a stage of the Dockerfile
 /// being built: planning cannot see that dependency (the trigger is known
 /// once the base is pulled), so the stage is built between the FROM and

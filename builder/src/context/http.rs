@@ -7,13 +7,14 @@ use tokio::io::AsyncWriteExt;
 use super::ContextError;
 use super::source::redact_url;
 
-/// Streams `url` into `dest`. `ca_file` adds PEM certificates to the
-/// trusted roots (how a self-signed server is reached).
+/// Streams `url` into `dest` and returns the server's `Last-Modified`, if
+/// it sent one that parses. `ca_file` adds PEM certificates to the trusted
+/// roots (how a self-signed server is reached).
 pub(crate) async fn download(
     url: &str,
     ca_file: Option<&Path>,
     dest: &Path,
-) -> Result<(), ContextError> {
+) -> Result<Option<std::time::SystemTime>, ContextError> {
     let shown = redact_url(url);
     let failed = |message: String| ContextError::Http {
         url: shown.clone(),
@@ -41,6 +42,11 @@ pub(crate) async fn download(
             status: status.as_u16(),
         });
     }
+    let last_modified = response
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| httpdate::parse_http_date(value).ok());
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| ContextError::io("creating", dest, e))?;
@@ -52,7 +58,7 @@ pub(crate) async fn download(
     file.flush()
         .await
         .map_err(|e| ContextError::io("writing", dest, e))?;
-    Ok(())
+    Ok(last_modified)
 }
 
 /// A reqwest error with its causes (the TLS or connection detail is in

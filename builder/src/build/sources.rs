@@ -38,13 +38,23 @@ pub async fn stage_add_sources(
             "ADD --checksum is only supported for http(s) sources".to_string(),
         ));
     }
+    let several = patterns.len() > 1;
+    let mut empty_wildcard = None;
     for pattern in patterns {
         if is_url(&pattern) {
             let name = download(&pattern, checksum, staging).await?;
             sources.downloads.push(name);
             continue;
         }
-        let matches = context::resolve_sources(root, std::slice::from_ref(&pattern), rules)?;
+        let matches = match context::resolve_sources(root, std::slice::from_ref(&pattern), rules) {
+            // A wildcard matching nothing beside other sources is no source
+            // (BuildKit copies the others), as for COPY.
+            Err(error @ context::ContextError::NoSourceFiles { .. }) if several => {
+                empty_wildcard.get_or_insert(error);
+                continue;
+            }
+            matches => matches?,
+        };
         let mut archives = Vec::new();
         let mut others = Vec::new();
         for found in matches {
@@ -72,7 +82,16 @@ pub async fn stage_add_sources(
             .plain
             .extend(others.iter().map(|p| escape_pattern(&p.to_string_lossy())));
     }
-    Ok(sources)
+    match empty_wildcard {
+        Some(error)
+            if sources.plain.is_empty()
+                && sources.archives.is_empty()
+                && sources.downloads.is_empty() =>
+        {
+            Err(error.into())
+        }
+        _ => Ok(sources),
+    }
 }
 
 pub(super) fn is_url(source: &str) -> bool {

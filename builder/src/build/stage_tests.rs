@@ -1143,6 +1143,23 @@ async fn an_add_of_a_url_from_an_arg_is_downloaded_under_the_cache() {
     assert_eq!(same.lookups(), [("RUN one", true)]);
 }
 
+/// ADD as COPY: a wildcard matching nothing beside a file is no second
+/// source (the file is copied *as* the destination, as BuildKit does);
+/// alone, it is still an error.
+#[tokio::test]
+async fn an_add_with_an_empty_wildcard_beside_a_file_copies_the_file() {
+    let harness = Harness::new();
+    harness.write_context(&[("f", "content")]);
+    let built = harness
+        .build("FROM scratch\nADD nothing* f /out\nRUN look\n")
+        .await;
+    assert_eq!(built.ran[0].saw, ["out"]);
+    let Err(alone) = harness.try_build("FROM scratch\nADD nothing* /out\n").await else {
+        panic!("an ADD of nothing was built");
+    };
+    assert!(alone.to_string().contains("nothing*"), "{alone}");
+}
+
 /// A base whose ONBUILD trigger copies from a stage of the Dockerfile
 /// being built: planning cannot see that dependency (the trigger is known
 /// once the base is pulled), so the stage is built between the FROM and

@@ -96,6 +96,18 @@ fn manifest_digest(reference: &str) -> String {
     kiln_builder::image::sha256_digest(&raw)
 }
 
+/// The tag schema's index of the referrers of `digest` in `repository`.
+fn fallback_index(host: &str, repository: &str, digest: &str) -> Value {
+    let tag = digest.replacen(':', "-", 1);
+    serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/{repository}:{tag}"),
+    ]))
+    .unwrap()
+}
+
 /// The statement an artifact manifest of `repository` carries.
 async fn statement_of(host: &str, repository: &str, artifact: &str) -> (Value, String) {
     let manifest = get_json(
@@ -149,14 +161,7 @@ async fn provenance_goes_to_the_tag_schema_where_the_registry_has_no_referrers_a
     );
 
     let digest = manifest_digest(&image);
-    let fallback = format!("{}/app:{}", registry.host(), digest.replacen(':', "-", 1));
-    let index: Value = serde_json::from_slice(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{fallback}"),
-    ]))
-    .unwrap();
+    let index = fallback_index(registry.host(), "app", &digest);
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{index}");
     assert_eq!(entries[0]["artifactType"], IN_TOTO);
@@ -220,14 +225,7 @@ async fn provenance_goes_to_the_tag_schema_where_the_registry_has_no_referrers_a
         assert_success(&output);
     }
     let digest = manifest_digest(&reproducible);
-    let fallback = format!("{}/app:{}", registry.host(), digest.replacen(':', "-", 1));
-    let index: Value = serde_json::from_slice(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{fallback}"),
-    ]))
-    .unwrap();
+    let index = fallback_index(registry.host(), "app", &digest);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
 

@@ -395,6 +395,9 @@ struct InitCommand {
     workdir: PathBuf,
 }
 
+/// How long a pod waits for a ConfigMap or Secret its volumes name.
+const MISSING_OBJECT_WAIT: Duration = Duration::from_secs(120);
+
 async fn run_pod(shared: &Shared, pod: &Pod, arch: &str, mut stopped: watch::Receiver<bool>) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -402,7 +405,22 @@ async fn run_pod(shared: &Shared, pod: &Pod, arch: &str, mut stopped: watch::Rec
     let pods = Api::<Pod>::namespaced(shared.client.clone(), &namespace);
     let start_time = now();
 
-    let prepared = match prepare(shared, pod, arch).await {
+    // As the kubelet does, a pod whose volumes name a ConfigMap or Secret
+    // not there yet waits for it rather than failing: a new namespace's
+    // `kube-root-ca.crt` appears only once the controller manager has
+    // published it, which takes seconds on a loaded machine.
+    let waiting_since = std::time::Instant::now();
+    let prepared = loop {
+        match prepare(shared, pod, arch).await {
+            Err(PodError::Plan(PlanError::MissingObject { .. }))
+                if waiting_since.elapsed() < MISSING_OBJECT_WAIT && !*stopped.borrow() =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            result => break result,
+        }
+    };
+    let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
             tracing::warn!(%error, namespace, name, "the runner cannot run this pod");

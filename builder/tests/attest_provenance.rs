@@ -9,24 +9,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
 use support::fixtures;
 use support::kiln::{assert_success, context, context_arg, kiln, skopeo, stderr};
+use support::tools::{self, http_get};
 use support::{FaultProxy, TestRegistry};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// A loopback registry with the referrers API; stopped when dropped.
 struct ReferrersRegistry {
@@ -36,17 +29,7 @@ struct ReferrersRegistry {
 
 impl ReferrersRegistry {
     async fn start() -> ReferrersRegistry {
-        let tools = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/tools.sh"))
-            .arg("e2e-tools")
-            .output()
-            .unwrap();
-        assert!(
-            tools.status.success(),
-            "scripts/tools.sh e2e-tools: {}",
-            String::from_utf8_lossy(&tools.stderr)
-        );
-        let bin = PathBuf::from(String::from_utf8_lossy(&tools.stdout).trim()).join("oci-registry");
+        let bin = tools::tool_dir("e2e-tools").join("oci-registry");
         let mut child = tokio::process::Command::new(bin)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -67,20 +50,8 @@ impl ReferrersRegistry {
     }
 }
 
-async fn get(url: &str, accept: &str) -> (u16, Vec<u8>) {
-    kiln_builder::tls::install_crypto_provider();
-    let response = reqwest::Client::new()
-        .get(url)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap().to_vec())
-}
-
 async fn get_json(url: &str, accept: &str) -> Value {
-    let (status, body) = get(url, accept).await;
+    let (status, body) = http_get(url, accept).await;
     assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).unwrap()
 }
@@ -118,7 +89,7 @@ async fn statement_of(host: &str, repository: &str, artifact: &str) -> (Value, S
     assert_eq!(manifest["artifactType"], IN_TOTO, "{manifest}");
     assert_eq!(manifest["layers"][0]["mediaType"], IN_TOTO, "{manifest}");
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    let (status, bytes) = get(
+    let (status, bytes) = http_get(
         &format!("http://{host}/v2/{repository}/blobs/{layer}"),
         "*/*",
     )

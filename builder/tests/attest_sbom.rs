@@ -11,46 +11,18 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::TestRegistry;
 use support::kiln::{assert_success, context_arg, kiln_with_env, skopeo, stderr};
+use support::tools::{self, http_get};
 
 const SPDX: &str = "application/spdx+json";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// What a script of the repository prints on stdout (a path).
-fn script(name: &str, args: &[&str]) -> PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts").join(name))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "scripts/{name}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-}
-
 async fn get(url: &str, accept: &str) -> Vec<u8> {
-    kiln_builder::tls::install_crypto_provider();
-    let response = reqwest::Client::new()
-        .get(url)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "GET {url}");
-    response.bytes().await.unwrap().to_vec()
+    let (status, body) = http_get(url, accept).await;
+    assert_eq!(status, 200, "GET {url}");
+    body
 }
 
 fn raw(reference: &str) -> Vec<u8> {
@@ -111,9 +83,8 @@ fn unescape(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sbom_of_a_debian_image_lists_what_dpkg_query_reports() {
-    let base_tar = script("debian-base.sh", &[]);
-    let cosign_dir = script("tools.sh", &["cosign"]);
-    let cosign = cosign_dir.join("cosign");
+    let base_tar = tools::script_output("debian-base.sh", &[]);
+    let cosign = tools::tool_dir("cosign").join("cosign");
     let registry = TestRegistry::start();
     let home = tempfile::tempdir().unwrap();
     let password = std::ffi::OsStr::new("kiln-sbom-test");
@@ -141,17 +112,8 @@ async fn the_sbom_of_a_debian_image_lists_what_dpkg_query_reports() {
     .await;
     assert_success(&output);
 
-    // cosign's key pair.
-    let keys = home.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let generated = std::process::Command::new(&cosign)
-        .args(["generate-key-pair", "--output-key-prefix"])
-        .arg(keys.join("cosign"))
-        .env("COSIGN_PASSWORD", password)
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{generated:?}");
+    let (key, public) =
+        tools::cosign_key_pair(home.path(), &home.path().join("keys"), "kiln-sbom-test");
 
     // The image: what dpkg-query sees inside it, in its last layer.
     let ctx = tempfile::tempdir().unwrap();
@@ -169,7 +131,7 @@ async fn the_sbom_of_a_debian_image_lists_what_dpkg_query_reports() {
             format!("--destination={image}"),
             "--custom-platform=linux/amd64".into(),
             "--sbom".into(),
-            format!("--sign-key={}", keys.join("cosign.key").display()),
+            format!("--sign-key={}", key.display()),
         ],
         None,
         &[("COSIGN_PASSWORD", password)],
@@ -254,7 +216,7 @@ async fn the_sbom_of_a_debian_image_lists_what_dpkg_query_reports() {
             "--insecure-ignore-tlog=true",
             "--allow-http-registry=true",
         ])
-        .arg(format!("--key={}", keys.join("cosign.pub").display()))
+        .arg(format!("--key={}", public.display()))
         .arg(format!("{}/app@{digest}", registry.host()))
         .env("HOME", home.path())
         .output()

@@ -11,35 +11,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
 use support::TestRegistry;
+use support::tools;
+
+/// The password of the test key pairs.
+const PASSWORD: &str = "kiln-test-password";
 use support::fixtures;
 use support::kiln::{assert_success, context, context_arg, kiln_with_env, skopeo, stderr};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The binary `name` of the pinned tool `name` (`scripts/tools.sh`).
-fn tool(name: &str) -> PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/tools.sh"))
-        .arg(name)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "scripts/tools.sh {name}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join(name)
-}
 
 /// A client run with `home` as its HOME and an empty docker config.
 fn client(binary: &Path, home: &Path, args: &[&str]) -> Output {
@@ -47,7 +29,7 @@ fn client(binary: &Path, home: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("HOME", home)
         .env("DOCKER_CONFIG", home.join(".docker"))
-        .env("COSIGN_PASSWORD", "kiln-test-password")
+        .env("COSIGN_PASSWORD", PASSWORD)
         .env_remove("SIGSTORE_ROOT_FILE")
         .output()
         .unwrap()
@@ -60,22 +42,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// A cosign key pair made by cosign in `dir`: (private key, public key).
-fn key_pair(cosign: &Path, home: &Path, dir: &Path) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let prefix = dir.join("cosign");
-    let output = client(
-        cosign,
-        home,
-        &[
-            "generate-key-pair",
-            &format!("--output-key-prefix={}", prefix.display()),
-        ],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    (dir.join("cosign.key"), dir.join("cosign.pub"))
 }
 
 fn verify(cosign: &Path, home: &Path, public: &Path, reference: &str) -> Output {
@@ -94,10 +60,12 @@ fn verify(cosign: &Path, home: &Path, public: &Path, reference: &str) -> Output 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cosign_verifies_what_kiln_signs_and_oras_lists_the_provenance() {
-    let (cosign, oras) = (tool("cosign"), tool("oras"));
+    let cosign = tools::tool_dir("cosign").join("cosign");
+    let oras = tools::tool_dir("oras").join("oras");
     let home = tempfile::tempdir().unwrap();
-    let (key, public) = key_pair(&cosign, home.path(), &home.path().join("keys"));
-    let (_, other_public) = key_pair(&cosign, home.path(), &home.path().join("other"));
+    let (key, public) = tools::cosign_key_pair(home.path(), &home.path().join("keys"), PASSWORD);
+    let (_, other_public) =
+        tools::cosign_key_pair(home.path(), &home.path().join("other"), PASSWORD);
 
     let registry = TestRegistry::start();
     let fixtures = fixtures::push_busybox_index(registry.host()).await;
@@ -217,9 +185,8 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_that_cannot_be_opened_stops_kiln_before_it_builds() {
-    let cosign = tool("cosign");
     let home = tempfile::tempdir().unwrap();
-    let (key, _) = key_pair(&cosign, home.path(), &home.path().join("keys"));
+    let (key, _) = tools::cosign_key_pair(home.path(), &home.path().join("keys"), PASSWORD);
     let registry = TestRegistry::start();
     let fixtures = fixtures::push_busybox_index(registry.host()).await;
     let ctx = context(&format!("FROM {}\n", fixtures.index), &[]);

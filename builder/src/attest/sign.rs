@@ -26,7 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::{Nonce, XSalsa20Poly1305};
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -160,8 +160,10 @@ impl Signer {
 
     fn from_pem(text: &[u8], password: &[u8]) -> Result<Signer, KeyError> {
         let sealed = SealedKey::parse(text).map_err(KeyError::Format)?;
+        let params = scrypt::Params::new(sealed.log_n, sealed.r, sealed.p)
+            .map_err(|e| KeyError::Format(format!("scrypt parameters: {e}")))?;
         let mut secret = [0u8; 32];
-        scrypt::scrypt(password, &sealed.salt, &sealed.params, &mut secret)
+        scrypt::scrypt(password, &sealed.salt, &params, &mut secret)
             .map_err(|e| KeyError::Format(format!("scrypt: {e}")))?;
         let cipher = XSalsa20Poly1305::new(&secret.into());
         let pkcs8 = cipher
@@ -183,11 +185,6 @@ impl Signer {
             .map(|signature| signature.as_ref().to_vec())
             .unwrap_or_default()
     }
-
-    /// The public key, uncompressed SEC1 point.
-    pub fn public_key(&self) -> &[u8] {
-        self.key.public_key().as_ref()
-    }
 }
 
 enum KeyError {
@@ -200,7 +197,6 @@ enum KeyError {
 /// derivation runs.
 #[derive(Debug)]
 pub struct SealedKey {
-    pub params: scrypt::Params,
     pub log_n: u8,
     pub r: u32,
     pub p: u32,
@@ -245,8 +241,8 @@ impl SealedKey {
                     && (1..=MAX_P).contains(&p)
             })
             .ok_or_else(|| format!("scrypt N={n} r={r} p={p} is out of bounds"))?;
-        let params =
-            scrypt::Params::new(log_n, r, p).map_err(|e| format!("scrypt parameters: {e}"))?;
+        // Checked here, used when the key is opened.
+        scrypt::Params::new(log_n, r, p).map_err(|e| format!("scrypt parameters: {e}"))?;
         let decode =
             |what: &str, value: &str| BASE64.decode(value).map_err(|e| format!("its {what}: {e}"));
         let salt = decode("salt", &sealed.kdf.salt)?;
@@ -256,7 +252,6 @@ impl SealedKey {
             return Err(format!("a {}-byte nonce, not 24", nonce.len()));
         }
         Ok(SealedKey {
-            params,
             log_n,
             r,
             p,

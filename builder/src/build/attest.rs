@@ -48,8 +48,7 @@ impl Session {
             false => None,
         };
         let subject = Descriptor::new(&outcome.media_type, &outcome.digest, outcome.size);
-        for pushed in &outcome.pushed {
-            let repository = pushed.split_once('@').map_or(pushed.as_str(), |(r, _)| r);
+        for repository in attest::repositories_of(&outcome.pushed) {
             let mut documents = Vec::new();
             if let Some((mode, options)) = plan.provenance {
                 documents.push(self.provenance(image, outcome, repository, mode, options));

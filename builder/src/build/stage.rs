@@ -102,6 +102,8 @@ pub struct OpenedStage<'d> {
     vars: StageVars,
     platform: Platform,
     name: String,
+    /// The stage's tracing span, entered again to run its instructions.
+    span: tracing::Span,
     /// The base's triggers, parsed; they read from `--from` stages the
     /// plan could not know of.
     pub triggers: Vec<Instruction>,
@@ -120,7 +122,7 @@ pub async fn open_stage<'d>(
     let stage = &scope.dockerfile.stages[index];
     let name = step_log::stage_name(stage.name.as_deref(), index);
     let span = info_span!("stage", platform = %scope.target_platform, stage = %name);
-    resolve_stage_base(scope, index, base, platform, built)
+    resolve_stage_base(scope, index, base, platform, built, name, span.clone())
         .instrument(span)
         .await
 }
@@ -132,7 +134,7 @@ pub async fn finish_stage(
     built: &mut BTreeMap<usize, StageImage>,
     needed_later: bool,
 ) -> Result<StageImage, BuildError> {
-    let span = info_span!("stage", platform = %scope.target_platform, stage = %opened.name);
+    let span = opened.span.clone();
     run_instructions(scope, opened, built, needed_later)
         .instrument(span)
         .await
@@ -144,6 +146,8 @@ async fn resolve_stage_base<'d>(
     base: &Base,
     platform: Option<&str>,
     built: &BTreeMap<usize, StageImage>,
+    stage_name: String,
+    span: tracing::Span,
 ) -> Result<OpenedStage<'d>, BuildError> {
     let dockerfile: &'d Dockerfile = scope.dockerfile;
     let stage = &dockerfile.stages[index];
@@ -157,7 +161,6 @@ async fn resolve_stage_base<'d>(
             })?,
         None => scope.target_platform.clone(),
     };
-    let stage_name = step_log::stage_name(stage.name.as_deref(), index);
     // FROM is step 1. The base's ONBUILD triggers, known once it is
     // resolved, run before the stage's own instructions and are counted
     // with them from then on.
@@ -227,6 +230,7 @@ async fn resolve_stage_base<'d>(
         vars,
         platform: stage_platform,
         name: stage_name,
+        span,
         triggers,
         own: &stage.instructions,
     })
@@ -244,6 +248,7 @@ async fn run_instructions(
         mut vars,
         platform: stage_platform,
         name: stage_name,
+        span: _,
         triggers,
         own,
     } = opened;

@@ -154,14 +154,11 @@ pub async fn publish_to_destinations(
     )
     .await?;
     if let Some(signer) = signer {
-        for reference in &outcome.references {
-            let repository = reference
-                .split_once('@')
-                .map_or(reference.as_str(), |(r, _)| r);
+        for repository in crate::attest::repositories_of(&outcome.references) {
             let signature =
                 crate::attest::sign::push_signature(registry, signer, repository, &outcome.digest)
                     .await?;
-            info!("signed index {reference} ({signature})");
+            info!("signed index {repository}@{} ({signature})", outcome.digest);
         }
     }
     crate::build::write_digest_files(

@@ -30,6 +30,7 @@ pub mod fixtures;
 pub mod kiln;
 pub mod proxy;
 pub mod registry;
+pub mod tools;
 
 #[allow(unused_imports)]
 pub use proxy::FaultProxy;

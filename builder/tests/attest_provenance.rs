@@ -330,3 +330,61 @@ async fn a_refused_provenance_is_a_warning_and_lands_in_the_oci_layout() {
         serde_json::from_slice(&blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
     assert_eq!(statement["predicateType"], SLSA_V1);
 }
+
+/// A context directory in a git repository: the provenance names the
+/// commit (SLSA's `gitCommit`) and says that files not committed are not
+/// covered by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_context_in_git_records_its_commit() {
+    let registry = TestRegistry::start();
+    let ctx = context("FROM scratch\nCOPY Dockerfile /\n", &[]);
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(ctx.path())
+            .env("GIT_AUTHOR_NAME", "kiln")
+            .env("GIT_AUTHOR_EMAIL", "kiln@example.invalid")
+            .env("GIT_COMMITTER_NAME", "kiln")
+            .env("GIT_COMMITTER_EMAIL", "kiln@example.invalid")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", ctx.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    let head = git(&["rev-parse", "HEAD"]);
+
+    let image = format!("{}/git:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--custom-platform=linux/amd64".into(),
+        "--provenance=min".into(),
+    ])
+    .await;
+    assert_success(&output);
+    let digest = manifest_digest(&image);
+    let index = fallback_index(registry.host(), "git", &digest);
+    let artifact = index["manifests"][0]["digest"].as_str().unwrap();
+    let (_, text) = statement_of(registry.host(), "git", artifact).await;
+    let statement: Value = serde_json::from_str(&text).unwrap();
+    let dependencies = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let context = dependencies
+        .iter()
+        .find(|d| d["digest"]["gitCommit"].is_string())
+        .unwrap_or_else(|| panic!("no commit among the dependencies: {statement}"));
+    assert_eq!(context["digest"]["gitCommit"], head.as_str());
+    assert!(
+        context["annotations"]["kiln.dev/context"]
+            .as_str()
+            .unwrap()
+            .contains("not committed"),
+        "{context}"
+    );
+}

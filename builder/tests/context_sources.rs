@@ -196,21 +196,27 @@ async fn git_contexts_from_git_daemon() {
     let opts = options(&temps);
     let repo = format!("git://127.0.0.1:{port}/app.git");
 
-    // Default branch, branch, tag, full ref, commit ids, kaniko's ref#commit.
-    let cases: Vec<(String, &str)> = vec![
-        (repo.clone(), "v2\n"),
-        (format!("{repo}#main"), "v2\n"),
-        (format!("{repo}#v1"), "v1\n"),
-        (format!("{repo}#refs/heads/main"), "v2\n"),
-        (format!("{repo}#refs/tags/v1"), "v1\n"),
-        (format!("{repo}#{first}"), "v1\n"),
-        (format!("{repo}#{second}"), "v2\n"),
-        (format!("{repo}#refs/heads/main#{first}"), "v1\n"),
-        (format!("git=git://127.0.0.1:{port}/app.git#v1"), "v1\n"),
+    // Default branch, branch, tag, full ref, commit ids, kaniko's ref#commit;
+    // each context knows the commit it is (the provenance records it).
+    let cases: Vec<(String, &str, &str)> = vec![
+        (repo.clone(), "v2\n", &second),
+        (format!("{repo}#main"), "v2\n", &second),
+        (format!("{repo}#v1"), "v1\n", &first),
+        (format!("{repo}#refs/heads/main"), "v2\n", &second),
+        (format!("{repo}#refs/tags/v1"), "v1\n", &first),
+        (format!("{repo}#{first}"), "v1\n", &first),
+        (format!("{repo}#{second}"), "v2\n", &second),
+        (format!("{repo}#refs/heads/main#{first}"), "v1\n", &first),
+        (
+            format!("git=git://127.0.0.1:{port}/app.git#v1"),
+            "v1\n",
+            &first,
+        ),
     ];
-    for (value, version) in &cases {
+    for (value, version, commit) in &cases {
         let ctx = fetch(value, None, &opts).await;
         assert_eq!(read(&ctx.root, "app/version.txt"), *version, "{value}");
+        assert_eq!(ctx.revision.as_deref(), Some(*commit), "{value}");
         assert!(!ctx.root.join(".git").exists(), "{value} kept .git");
         assert!(
             ctx.root.starts_with(&temps),
@@ -579,5 +585,40 @@ async fn local_directories() {
     assert_eq!(
         missing,
         "context directory /nonexistent/ctx does not exist or is not a directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_context_knows_the_commit_of_the_repository_it_is_in() {
+    require("git");
+    let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = base.path().join("work");
+    std::fs::create_dir_all(work.join("app")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(work.join("app/Dockerfile"), "FROM scratch\n").unwrap_or_else(|e| panic!("{e}"));
+    let opts = options(base.path());
+    let dir = format!("dir://{}", work.join("app").display());
+
+    // Not a repository yet: no commit (unless the temporary directory is
+    // itself inside a repository on this machine, whose HEAD it then is).
+    let enclosing = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&work)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(fetch(&dir, None, &opts).await.revision, enclosing);
+
+    run(&work, "git", &["init", "-q", "-b", "main"]);
+    // A repository without commits has no HEAD commit either.
+    assert_eq!(fetch(&dir, None, &opts).await.revision, None);
+    run(&work, "git", &["add", "."]);
+    run(&work, "git", &["commit", "-q", "-m", "first"]);
+    let head = run(&work, "git", &["rev-parse", "HEAD"]);
+    // The context is a sub-directory of the repository; discovery goes up.
+    assert_eq!(
+        fetch(&dir, None, &opts).await.revision.as_deref(),
+        Some(head.as_str())
     );
 }

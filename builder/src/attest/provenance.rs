@@ -64,8 +64,12 @@ pub struct BuildFacts<'a> {
     pub platform: &'a str,
     /// The context's source, already without credentials.
     pub context: &'a str,
-    /// The context's digest or commit, where its source names one.
+    /// The context's digest (`sha256:…`) or commit (`gitCommit:<hex>`),
+    /// where kiln knows one.
     pub context_digest: Option<&'a str>,
+    /// The context is a local directory: its commit is the HEAD of the
+    /// repository it is in, and files not committed may differ from it.
+    pub context_is_worktree: bool,
     pub build_args: &'a BTreeMap<String, String>,
     pub bases: &'a [ResolvedBase],
     /// Seconds since 1970.
@@ -130,7 +134,13 @@ pub fn statement(facts: &BuildFacts<'_>) -> Vec<u8> {
         "digest": digest_set(facts.dockerfile_digest),
     })];
     if let Some(digest) = facts.context_digest {
-        dependencies.push(json!({ "uri": facts.context, "digest": digest_set(digest) }));
+        let mut context = json!({ "uri": facts.context, "digest": digest_set(digest) });
+        if facts.context_is_worktree {
+            context["annotations"] = json!({
+                "kiln.dev/context": "the HEAD commit of the git repository the local context directory is in; changes not committed are not recorded",
+            });
+        }
+        dependencies.push(context);
     }
     for base in facts.bases {
         dependencies.push(json!({
@@ -187,6 +197,7 @@ mod tests {
             platform: "linux/arm64",
             context: "https://git.example/app.git#main",
             context_digest: None,
+            context_is_worktree: false,
             build_args: args,
             bases,
             started: 0,
@@ -227,6 +238,32 @@ mod tests {
         assert_eq!(
             max["predicate"]["buildDefinition"]["externalParameters"]["buildArgs"]["VERSION"],
             "1.2"
+        );
+    }
+
+    #[test]
+    fn a_context_commit_is_a_resolved_dependency() {
+        let args = BTreeMap::new();
+        let mut git = facts(ProvenanceMode::Min, &args, &[]);
+        git.context_digest = Some("gitCommit:0123456789abcdef0123456789abcdef01234567");
+        let recorded: Value = serde_json::from_slice(&statement(&git)).unwrap();
+        let deps = &recorded["predicate"]["buildDefinition"]["resolvedDependencies"];
+        assert_eq!(deps[1]["uri"], "https://git.example/app.git#main");
+        assert_eq!(
+            deps[1]["digest"]["gitCommit"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+        assert!(deps[1].get("annotations").is_none());
+
+        git.context = "dir:///src/app";
+        git.context_is_worktree = true;
+        let recorded: Value = serde_json::from_slice(&statement(&git)).unwrap();
+        let deps = &recorded["predicate"]["buildDefinition"]["resolvedDependencies"];
+        assert!(
+            deps[1]["annotations"]["kiln.dev/context"]
+                .as_str()
+                .unwrap()
+                .contains("not committed")
         );
     }
 

@@ -183,8 +183,10 @@ impl Session {
             Some(ContextSource::Oci { reference }) => reference
                 .rsplit_once('@')
                 .map(|(_, digest)| digest.to_string()),
-            _ => None,
+            // SLSA's digest-set name for a commit id.
+            _ => (self.context.revision.as_ref()).map(|commit| format!("gitCommit:{commit}")),
         };
+        let context_uncommitted_possible = matches!(source, Some(ContextSource::Dir { .. }));
         let platform = image.platform.to_string();
         let statement = provenance::statement(&attest::BuildFacts {
             mode,
@@ -196,6 +198,7 @@ impl Session {
             platform: &platform,
             context: &context,
             context_digest: context_digest.as_deref(),
+            context_is_worktree: context_uncommitted_possible,
             build_args: &options.build_args,
             bases: &image.bases,
             started: image.started_at,

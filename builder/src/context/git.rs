@@ -42,12 +42,13 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How often the size of `.git` is measured during a fetch.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Checks `source` out into the empty directory `dest`.
+/// Checks `source` out into the empty directory `dest`, and returns the
+/// id (hex) of the commit checked out: what the provenance records.
 pub(super) async fn checkout(
     source: &GitSource,
     options: &FetchOptions,
     dest: &Path,
-) -> Result<(), ContextError> {
+) -> Result<String, ContextError> {
     // GitSource's fields are public: re-check what parse() already refuses.
     for value in [&source.reference, &source.commit].into_iter().flatten() {
         if value.starts_with('-') {
@@ -88,7 +89,7 @@ pub(super) async fn checkout(
             ))
         }
     };
-    result.map_err(|message| ContextError::Git {
+    let commit = result.map_err(|message| ContextError::Git {
         operation: "fetch".to_string(),
         url: redact_url(&url),
         stderr: message,
@@ -97,7 +98,7 @@ pub(super) async fn checkout(
         let dot_git = dest.join(".git");
         std::fs::remove_dir_all(&dot_git).map_err(|e| ContextError::io("removing", dot_git, e))?;
     }
-    Ok(())
+    Ok(commit)
 }
 
 /// kaniko fetches `git://` contexts over `GIT_PULL_METHOD` when it is set.
@@ -148,8 +149,9 @@ struct Fetch {
 }
 
 impl Fetch {
-    /// Fetches and checks out; errors are messages for [`ContextError::Git`].
-    fn run(&self, interrupt: &Arc<AtomicBool>) -> Result<(), String> {
+    /// Fetches and checks out, and returns the commit checked out; errors
+    /// are messages for [`ContextError::Git`].
+    fn run(&self, interrupt: &Arc<AtomicBool>) -> Result<String, String> {
         fn want(reference: &Option<String>) -> Want<'_> {
             match reference.as_deref() {
                 None => Want::Head,
@@ -163,7 +165,7 @@ impl Fetch {
             }
             (Some(reference), None) if is_commit_id(reference) => {
                 match self.clone(Want::Commit(reference), true, None, interrupt) {
-                    Ok(()) => Ok(()),
+                    Ok(commit) => Ok(commit),
                     // Servers without allowReachableSHA1InWant refuse a
                     // commit id; all branches and tags contain it if it
                     // exists at all.
@@ -180,14 +182,15 @@ impl Fetch {
     }
 
     /// One clone into `dest`: `want`, depth 1 if `shallow`, then HEAD
-    /// detached at `detach` if given, then the checkout.
+    /// detached at `detach` if given, then the checkout. Returns HEAD's
+    /// commit id.
     fn clone(
         &self,
         want: Want<'_>,
         shallow: bool,
         detach: Option<&str>,
         interrupt: &Arc<AtomicBool>,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let mut prepare = gix::clone::PrepareFetch::new(
             self.url.as_str(),
             &self.dest,
@@ -240,10 +243,17 @@ impl Fetch {
             detach_head(checkout.repo(), commit)?;
         }
         check_tree(checkout.repo(), self.limits)?;
+        let commit = checkout
+            .repo()
+            .head_id()
+            .map_err(|e| format!("reading HEAD: {}", error_chain(&e)))?
+            .detach()
+            .to_hex()
+            .to_string();
         checkout
             .main_worktree(gix::progress::Discard, interrupt)
             .map_err(|e| error_chain(&e))?;
-        Ok(())
+        Ok(commit)
     }
 
     /// An empty `dest` again after a failed attempt (gix removes what it
@@ -319,6 +329,16 @@ fn http_options(
         backend: Some(Arc::new(std::sync::Mutex::new(backend))),
         ..Default::default()
     }
+}
+
+/// The HEAD commit (hex) of the git repository `dir` is in, if any: a
+/// local context's revision for the provenance. Read with no git
+/// configuration of the machine or the user (`isolated`), like the fetch;
+/// a directory in no repository, or a repository without commits, has none.
+pub(super) fn head_of_repository_around(dir: &Path) -> Option<String> {
+    let repo = gix::discover_opts(dir, Default::default(), gix::open::Options::isolated()).ok()?;
+    let id = repo.head_id().ok()?;
+    Some(id.detach().to_hex().to_string())
 }
 
 /// Points HEAD at `commit` (detached), which must have been fetched.

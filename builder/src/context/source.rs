@@ -184,6 +184,10 @@ impl FetchOptions {
 pub struct BuildContext {
     /// The context directory, `--context-sub-path` already applied.
     pub root: PathBuf,
+    /// The git commit (hex) the context is, where kiln can tell: the
+    /// commit a git context checked out, or the HEAD of the repository a
+    /// local directory is in. The provenance records it.
+    pub revision: Option<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -196,8 +200,10 @@ impl BuildContext {
             .ok_or_else(|| ContextError::MissingContextDir {
                 path: path.to_path_buf(),
             })?;
+        let root = apply_sub_path(&root, sub_path)?;
         Ok(BuildContext {
-            root: apply_sub_path(&root, sub_path)?,
+            revision: super::git::head_of_repository_around(&root),
+            root,
             _temp: None,
         })
     }
@@ -240,6 +246,7 @@ impl BuildContext {
         };
         Ok(BuildContext {
             root,
+            revision: None,
             _temp: Some(temp),
         })
     }
@@ -348,8 +355,10 @@ impl ContextSource {
             }
             ContextSource::Git(git) => {
                 let temp = options.temp_dir()?;
-                super::git::checkout(git, options, temp.path()).await?;
-                BuildContext::in_temp(temp, git.subdir.as_deref(), sub_path)
+                let commit = super::git::checkout(git, options, temp.path()).await?;
+                let mut context = BuildContext::in_temp(temp, git.subdir.as_deref(), sub_path)?;
+                context.revision = Some(commit);
+                Ok(context)
             }
             ContextSource::Oci { reference } => Err(ContextError::OciNotFetchedHere {
                 reference: reference.clone(),

@@ -139,6 +139,9 @@ pub struct OutputOptions {
     pub sbom: bool,
     /// `--sign-key`: a cosign private key to sign what is pushed with.
     pub sign_key: Option<SignKey>,
+    /// `--attest-layout`: whether the published index also lists the
+    /// documents as BuildKit does.
+    pub attest_layout: crate::attest::AttestLayout,
 }
 
 /// Where `--sign-key` is.

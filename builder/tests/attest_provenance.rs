@@ -250,6 +250,44 @@ async fn provenance_goes_through_the_referrers_api_where_the_registry_has_one() 
     // No tag schema where the API is there.
     let tags = get_json(&format!("http://{}/v2/app/tags/list", registry.host), "*/*").await;
     assert_eq!(tags["tags"], serde_json::json!(["1"]), "{tags}");
+
+    // BuildKit's layout finds the documents through the API too: a
+    // one-platform index with the image and its attestation manifest.
+    let indexed = format!("{}/app:bk", registry.host);
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={indexed}"),
+        "--custom-platform=linux/amd64".into(),
+        "--provenance=min".into(),
+        "--attest-layout=buildkit".into(),
+    ])
+    .await;
+    assert_success(&output);
+    let index = get_json(
+        &format!("http://{}/v2/app/manifests/bk", registry.host),
+        "application/vnd.oci.image.index.v1+json",
+    )
+    .await;
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    assert_eq!(entries[0]["platform"]["architecture"], "amd64", "{index}");
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.digest"], entries[0]["digest"],
+        "{index}"
+    );
+    let attestation = get_json(
+        &format!(
+            "http://{}/v2/app/manifests/{}",
+            registry.host,
+            entries[1]["digest"].as_str().unwrap()
+        ),
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .await;
+    assert_eq!(
+        attestation["layers"][0]["annotations"]["in-toto.io/predicate-type"], SLSA_V1,
+        "{attestation}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,5 +424,142 @@ async fn a_local_context_in_git_records_its_commit() {
             .unwrap()
             .contains("not committed"),
         "{context}"
+    );
+}
+
+/// `--attest-layout=buildkit`: the index also lists, per platform, BuildKit's
+/// `unknown/unknown` attestation manifest holding the provenance and the
+/// SBOM as in-toto statements about that platform's image; clients that
+/// pull by platform still get the image. The ci driver's index job builds
+/// the same index from what the platform builds attached.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_buildkit_layout_lists_the_documents_in_the_index() {
+    let registry = TestRegistry::start();
+    let host = registry.host();
+    let ctx = context("FROM scratch\nCOPY Dockerfile /\n", &[]);
+    let image = format!("{host}/bk:1");
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--platform=linux/amd64,linux/arm64".into(),
+        "--provenance=min".into(),
+        "--sbom".into(),
+        "--attest-layout=buildkit".into(),
+    ])
+    .await;
+    assert_success(&output);
+
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{index}");
+    let images: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["platform"]["os"] == "linux")
+        .collect();
+    assert_eq!(images.len(), 2, "{index}");
+    for image_entry in &images {
+        let child = image_entry["digest"].as_str().unwrap();
+        let attestation = entries
+            .iter()
+            .find(|e| e["annotations"]["vnd.docker.reference.digest"] == child)
+            .unwrap_or_else(|| panic!("no attestation manifest for {child}: {index}"));
+        assert_eq!(
+            attestation["annotations"]["vnd.docker.reference.type"],
+            "attestation-manifest"
+        );
+        assert_eq!(
+            attestation["platform"],
+            serde_json::json!({"architecture": "unknown", "os": "unknown"})
+        );
+        let manifest = get_json(
+            &format!(
+                "http://{host}/v2/bk/manifests/{}",
+                attestation["digest"].as_str().unwrap()
+            ),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .await;
+        let layers = manifest["layers"].as_array().unwrap();
+        let mut predicate_types = Vec::new();
+        for layer in layers {
+            assert_eq!(layer["mediaType"], IN_TOTO, "{manifest}");
+            let (status, bytes) = http_get(
+                &format!(
+                    "http://{host}/v2/bk/blobs/{}",
+                    layer["digest"].as_str().unwrap()
+                ),
+                "*/*",
+            )
+            .await;
+            assert_eq!(status, 200);
+            let statement: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                statement["predicateType"],
+                layer["annotations"]["in-toto.io/predicate-type"]
+            );
+            assert_eq!(
+                statement["subject"][0]["digest"]["sha256"],
+                child.trim_start_matches("sha256:"),
+                "{statement}"
+            );
+            predicate_types.push(statement["predicateType"].as_str().unwrap().to_string());
+        }
+        predicate_types.sort();
+        assert_eq!(predicate_types, [SLSA_V1, "https://spdx.dev/Document"]);
+    }
+    // A client choosing by platform gets the image, not an attestation.
+    for arch in ["amd64", "arm64"] {
+        let chosen: Value = serde_json::from_slice(&skopeo(&[
+            "--override-os=linux",
+            &format!("--override-arch={arch}"),
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ]))
+        .unwrap();
+        assert_eq!(chosen["Architecture"], arch, "{chosen}");
+        assert_eq!(
+            chosen["Layers"].as_array().map(Vec::len),
+            Some(1),
+            "{chosen}"
+        );
+    }
+
+    // The ci driver's index job, from the digests alone: the same index.
+    let digests = tempfile::tempdir().unwrap();
+    for image_entry in &images {
+        let arch = image_entry["platform"]["architecture"].as_str().unwrap();
+        std::fs::write(
+            digests.path().join(format!("linux-{arch}.digest")),
+            image_entry["digest"].as_str().unwrap(),
+        )
+        .unwrap();
+    }
+    let ci_image = format!("{host}/bk:ci");
+    let output = kiln(&[
+        format!("--destination={ci_image}"),
+        "--platform=linux/amd64,linux/arm64".into(),
+        "--driver=ci".into(),
+        format!("--digests-from={}", digests.path().display()),
+        "--attest-layout=buildkit".into(),
+    ])
+    .await;
+    assert_success(&output);
+    let ci_raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{ci_image}"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&ci_raw),
+        String::from_utf8_lossy(&raw),
+        "the ci driver's index differs from the local driver's"
     );
 }

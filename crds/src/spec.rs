@@ -24,6 +24,12 @@ pub const OUTPUT_DOCKER_ZSTD_RULE: &str = "!(has(self.ociMode) && has(self.compr
 pub const OUTPUT_DOCKER_ZSTD_MESSAGE: &str =
     "compression zstd needs OCI media types: set ociMode to oci or auto, or compression to gzip";
 
+/// The CEL rule refusing `attestLayout: buildkit` where no OCI index is
+/// published (the CLI refuses the same flags).
+pub const OUTPUT_ATTEST_LAYOUT_RULE: &str = "!(has(self.attestLayout) && self.attestLayout == 'buildkit' && ((has(self.publishIndex) && !self.publishIndex) || (has(self.legacyManifestList) && self.legacyManifestList) || (has(self.ociMode) && self.ociMode == 'docker')))";
+/// Message of [`OUTPUT_ATTEST_LAYOUT_RULE`].
+pub const OUTPUT_ATTEST_LAYOUT_MESSAGE: &str = "attestLayout buildkit lists the attestations in an OCI image index: it needs publishIndex true, ociMode oci or auto, and no legacyManifestList";
+
 fn default_dockerfile() -> String {
     DEFAULT_DOCKERFILE.to_owned()
 }
@@ -205,6 +211,10 @@ impl ProvenanceMode {
     "rule": OUTPUT_DOCKER_ZSTD_RULE,
     "message": OUTPUT_DOCKER_ZSTD_MESSAGE,
     "reason": "FieldValueInvalid",
+}, {
+    "rule": OUTPUT_ATTEST_LAYOUT_RULE,
+    "message": OUTPUT_ATTEST_LAYOUT_MESSAGE,
+    "reason": "FieldValueInvalid",
 }]))]
 pub struct OutputSpec {
     /// `oci`, `docker` or `auto`.
@@ -249,6 +259,25 @@ pub struct OutputSpec {
     /// format; the operator signs, builder pods never see the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningSpec>,
+    /// Where the provenance and SBOM are listed: `referrers` (OCI 1.1
+    /// referrers of each platform image only) or `buildkit` (also as
+    /// BuildKit's `unknown/unknown` attestation manifests in the index the
+    /// operator publishes).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub attest_layout: AttestLayout,
+}
+
+/// `--attest-layout`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttestLayout {
+    #[default]
+    Referrers,
+    Buildkit,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A cosign key pair in a Secret of the build's namespace, with the keys
@@ -274,6 +303,7 @@ impl Default for OutputSpec {
             provenance: None,
             sbom: false,
             signing: None,
+            attest_layout: AttestLayout::Referrers,
         }
     }
 }

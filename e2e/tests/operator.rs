@@ -652,7 +652,8 @@ async fn signing_secret(env: &Env, name: &str, password: &str, dir: &std::path::
 /// `spec.build.output.signing`: the operator signs the index and the
 /// platform image with the Secret's key (builder pods never see it), and
 /// cosign verifies both; a Secret whose password does not open its key
-/// fails the build with that message.
+/// fails the build with that message. With `attestLayout: buildkit` the
+/// index it publishes also lists the provenance the builder pod attached.
 #[tokio::test]
 async fn the_operator_signs_what_it_publishes_with_the_key_in_a_secret() {
     let env = setup("operator-sign").await;
@@ -665,6 +666,8 @@ async fn the_operator_signs_what_it_publishes_with_the_key_in_a_secret() {
             name: "cosign-key".into(),
         },
     });
+    build.spec.build.output.provenance = Some(kiln_crds::spec::ProvenanceMode::Min);
+    build.spec.build.output.attest_layout = kiln_crds::spec::AttestLayout::Buildkit;
     env.create(&build).await;
     let done = env.wait_phase("signed", Phase::Succeeded).await;
     let status = done.status.unwrap();
@@ -674,6 +677,14 @@ async fn the_operator_signs_what_it_publishes_with_the_key_in_a_secret() {
         env.registry_host,
         status.platforms[0].digest.clone().unwrap()
     );
+    let listed = skopeo_raw(&index, &[]);
+    let entries = listed["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{listed}");
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.digest"], entries[0]["digest"],
+        "{listed}"
+    );
+    assert_eq!(entries[1]["platform"]["os"], "unknown", "{listed}");
     let cosign = support::tool_dir("cosign").join("cosign");
     for reference in [&index, &child] {
         let verified = std::process::Command::new(&cosign)

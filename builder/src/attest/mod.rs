@@ -4,12 +4,36 @@
 //! [`referrers`] for how a document reaches the registry, with the tag
 //! schema where a registry lacks the referrers API.
 
+pub mod buildkit_layout;
 pub mod provenance;
 pub mod referrers;
 pub mod sign;
 
 pub use provenance::{BuildFacts, ProvenanceMode, ResolvedBase};
 pub use referrers::{AttachError, Attached, Attachment, Listing, Subject, attach};
+
+/// `--attest-layout`: where the documents about a platform image are
+/// listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttestLayout {
+    /// As OCI 1.1 referrers of the image only; the index lists platform
+    /// images and nothing else.
+    #[default]
+    Referrers,
+    /// As referrers and, in the published index, as BuildKit's
+    /// `unknown/unknown` attestation manifests ([`buildkit_layout`]).
+    BuildKit,
+}
+
+impl AttestLayout {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestLayout::Referrers => "referrers",
+            AttestLayout::BuildKit => "buildkit",
+        }
+    }
+}
 
 /// The repositories of pushed references (`repo@sha256:…`), each once, in
 /// order: two tags of one repository get one signature and one referrer.

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::outputs::{BuildOutcome, OutputPlan};
@@ -23,8 +22,7 @@ use crate::image::Descriptor;
 use crate::options::BuildOptions;
 use crate::sbom;
 
-/// The in-toto predicate type of an SPDX document.
-const SPDX_PREDICATE_TYPE: &str = "https://spdx.dev/Document";
+use crate::attest::buildkit_layout::SPDX_PREDICATE_TYPE;
 
 /// One document for one repository, before it is attached.
 struct Document {
@@ -230,14 +228,8 @@ fn predicate_annotation(predicate_type: &str) -> BTreeMap<String, String> {
 fn spdx_document(sbom: &sbom::Sbom, repository: &str, digest: &str) -> Document {
     let predicate: serde_json::Value =
         serde_json::from_slice(&sbom.document).unwrap_or(serde_json::Value::Null);
-    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
-    let statement = serde_json::to_vec(&json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{ "name": repository, "digest": { algorithm: hex } }],
-        "predicateType": SPDX_PREDICATE_TYPE,
-        "predicate": predicate,
-    }))
-    .unwrap_or_default();
+    let statement =
+        attest::buildkit_layout::statement(repository, digest, SPDX_PREDICATE_TYPE, predicate);
     Document {
         what: "SBOM",
         attachment: Attachment {

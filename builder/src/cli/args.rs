@@ -242,6 +242,15 @@ pub struct OutputArgs {
     /// signs with.
     #[arg(long, value_name = "FILE|k8s://SECRET")]
     pub sign_key: Option<String>,
+
+    /// Where the --provenance and --sbom documents are listed: referrers (the default: as OCI 1.1
+    /// referrers of each platform image, which `oras discover` and cosign read; the index lists
+    /// only the platform images) or buildkit (also in the published index as BuildKit stores them,
+    /// one `unknown/unknown` attestation manifest per platform, for Docker's tools that read only
+    /// that layout; implies --publish-index, needs an OCI index). With --driver=ci the index job
+    /// collects what the platform jobs attached.
+    #[arg(long, value_name = "LAYOUT")]
+    pub attest_layout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::attest::ProvenanceMode;
+use crate::attest::{AttestLayout, ProvenanceMode};
 use crate::registry::{ClientCertificate, RegistryOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,6 +99,20 @@ pub enum CliError {
         "--sign-key=k8s://… names a Secret the operator reads, for --driver=k8s; with --driver=local or ci give a cosign key file"
     )]
     SignKeySecretWithoutK8s,
+    #[error("invalid --attest-layout \"{0}\": expected referrers or buildkit")]
+    AttestLayout(String),
+    #[error(
+        "--attest-layout=buildkit lists the attestations in the image index, which --publish-index=false does not publish; drop one of them"
+    )]
+    AttestLayoutWithoutIndex,
+    #[error(
+        "--attest-layout=buildkit needs an OCI index: a Docker manifest list ({0}) cannot carry BuildKit's attestation manifests; drop one of them"
+    )]
+    AttestLayoutDockerList(&'static str),
+    #[error(
+        "--attest-layout=buildkit lists the --provenance and --sbom documents in the index; ask for at least one of them"
+    )]
+    AttestLayoutWithoutDocuments,
     #[error("could not compare the flags with their defaults")]
     Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -117,6 +131,15 @@ fn sign_key(given: Option<&str>, driver: Driver) -> Result<Option<SignKey>, CliE
         (Some(_), _) => Err(CliError::SignKeySecretWithoutK8s),
         (None, Driver::K8s) => Err(CliError::SignKeyFileWithK8s),
         (None, _) => Ok(Some(SignKey::File(PathBuf::from(given)))),
+    }
+}
+
+/// `--attest-layout`.
+fn attest_layout(given: Option<&str>) -> Result<AttestLayout, CliError> {
+    match given.map(str::trim) {
+        None | Some("referrers") => Ok(AttestLayout::Referrers),
+        Some("buildkit") => Ok(AttestLayout::BuildKit),
+        Some(other) => Err(CliError::AttestLayout(other.to_string())),
     }
 }
 
@@ -155,6 +178,7 @@ impl Args {
         let annotations = key_values("annotation", &self.output.annotation)?;
         let provenance = provenance_mode(self.output.provenance.as_deref())?;
         let sign_key = sign_key(self.output.sign_key.as_deref(), self.platforms.driver)?;
+        let attest_layout = attest_layout(self.output.attest_layout.as_deref())?;
         let index_annotations = key_values("index-annotations", &self.platforms.index_annotations)?;
         let certificates: Vec<(String, PathBuf)> =
             key_values("registry-certificate", &self.registry.registry_certificate)?
@@ -168,6 +192,22 @@ impl Args {
         }
         if self.platforms.legacy_manifest_list && !index_annotations.is_empty() {
             return Err(CliError::IndexAnnotationsWithLegacy);
+        }
+        if attest_layout == AttestLayout::BuildKit {
+            if self.platforms.publish_index == Some(false) {
+                return Err(CliError::AttestLayoutWithoutIndex);
+            }
+            if self.platforms.legacy_manifest_list {
+                return Err(CliError::AttestLayoutDockerList("--legacy-manifest-list"));
+            }
+            if self.image_format()? == OciMode::Docker {
+                return Err(CliError::AttestLayoutDockerList("--oci-mode=docker"));
+            }
+            // The ci driver's index job collects what the platform jobs
+            // attached; every other build makes the documents itself.
+            if self.platforms.driver != Driver::Ci && provenance.is_none() && !self.output.sbom {
+                return Err(CliError::AttestLayoutWithoutDocuments);
+            }
         }
         let registry = &self.registry;
         if registry.push_retry_initial_delay > registry.push_retry_max_delay {
@@ -214,10 +254,11 @@ impl Args {
         let client_certificates = client_certificates(&self.kaniko.registry_client_cert)?;
         // Several platforms are one image: its index goes to the destination
         // unless asked otherwise; the ci driver's only product is an index.
-        let publish_index = self
-            .platforms
-            .publish_index
-            .unwrap_or(platforms.len() > 1 || self.platforms.driver == Driver::Ci);
+        let publish_index = self.platforms.publish_index.unwrap_or(
+            platforms.len() > 1
+                || self.platforms.driver == Driver::Ci
+                || attest_layout == AttestLayout::BuildKit,
+        );
 
         let Args {
             input,
@@ -258,6 +299,7 @@ impl Args {
                 provenance,
                 sbom: output.sbom,
                 sign_key,
+                attest_layout,
             },
             multi_platform: MultiPlatformOptions {
                 driver: multi.driver,
@@ -642,6 +684,7 @@ pub(crate) mod tests {
                 provenance: None,
                 sbom: false,
                 sign_key: None,
+                attest_layout: AttestLayout::Referrers,
             },
             multi_platform: MultiPlatformOptions {
                 driver: Driver::Local,
@@ -1292,6 +1335,78 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_buildkit_attestation_layout_needs_an_oci_index_and_documents() {
+        let layout = |flags: &[&str]| {
+            let mut argv = vec!["kiln", "--destination=r.example/a:1"];
+            argv.extend_from_slice(flags);
+            validate(&argv).map(|o| (o.output.attest_layout, o.multi_platform.publish_index))
+        };
+        assert_eq!(
+            layout(&["--provenance=min"]),
+            Ok((AttestLayout::Referrers, false))
+        );
+        // An index, even of one platform: that is where the entries go.
+        assert_eq!(
+            layout(&["--provenance=min", "--attest-layout=buildkit"]),
+            Ok((AttestLayout::BuildKit, true))
+        );
+        assert_eq!(
+            layout(&[
+                "--sbom",
+                "--attest-layout=buildkit",
+                "--platform=linux/amd64,linux/arm64"
+            ]),
+            Ok((AttestLayout::BuildKit, true))
+        );
+        // The ci driver's index job collects what the platform jobs attached.
+        assert_eq!(
+            layout(&[
+                "--driver=ci",
+                "--attest-layout=buildkit",
+                "--platform=linux/amd64",
+                "--digests-from=d"
+            ]),
+            Ok((AttestLayout::BuildKit, true))
+        );
+        for (flags, error) in [
+            (
+                &["--attest-layout=bk"][..],
+                CliError::AttestLayout("bk".into()),
+            ),
+            (
+                &["--attest-layout=buildkit"][..],
+                CliError::AttestLayoutWithoutDocuments,
+            ),
+            (
+                &[
+                    "--provenance=min",
+                    "--attest-layout=buildkit",
+                    "--publish-index=false",
+                ][..],
+                CliError::AttestLayoutWithoutIndex,
+            ),
+            (
+                &[
+                    "--provenance=min",
+                    "--attest-layout=buildkit",
+                    "--legacy-manifest-list",
+                ][..],
+                CliError::AttestLayoutDockerList("--legacy-manifest-list"),
+            ),
+            (
+                &[
+                    "--provenance=min",
+                    "--attest-layout=buildkit",
+                    "--oci-mode=docker",
+                ][..],
+                CliError::AttestLayoutDockerList("--oci-mode=docker"),
+            ),
+        ] {
+            assert_eq!(layout(flags), Err(error.to_string()), "{flags:?}");
+        }
+    }
+
+    #[test]
     fn publish_index_defaults_to_true_for_several_platforms_and_the_ci_driver() {
         // (flags, publish_index)
         let table: &[(&[&str], bool)] = &[
@@ -1579,7 +1694,7 @@ pub(crate) mod tests {
              push-ignore-immutable-tag-errors image-fs-extract-retry registry-client-cert \
              force-build-metadata credential-helpers materialize pre-cleanup preserve-context",
             // Beyond DESIGN.md's table: issue 15's supply-chain documents.
-            "provenance sbom sign-key",
+            "provenance sbom sign-key attest-layout",
         ];
         let command = Args::command();
         let mut count = 0;

@@ -13,8 +13,12 @@ use std::str::FromStr;
 
 use tracing::{info, warn};
 
+use crate::attest::AttestLayout;
+use crate::attest::buildkit_layout::{LayoutError, publish_attestation_manifests};
 use crate::image::media::{self, ManifestFormat, OciMode};
-use crate::image::{ConfigError, Descriptor, IndexError, ManifestError, index_blob, parse_config};
+use crate::image::{
+    ConfigError, Descriptor, IndexError, ManifestError, index_blob_with_attestations, parse_config,
+};
 use crate::platform::Platform;
 use crate::registry::names::repository_of;
 use crate::registry::{Access, Reference, Registry, RegistryError, parse_reference};
@@ -131,6 +135,8 @@ pub enum PublishError {
     DigestFiles(#[from] crate::build::BuildError),
     #[error(transparent)]
     Sign(#[from] crate::attest::sign::SignError),
+    #[error("--attest-layout=buildkit: {0}")]
+    AttestationManifests(#[from] LayoutError),
 }
 
 /// Publishes the index to every `--destination`, signs it there with
@@ -144,10 +150,18 @@ pub async fn publish_to_destinations(
     signer: Option<&crate::attest::sign::Signer>,
 ) -> Result<IndexOutcome, PublishError> {
     let output = &options.output;
+    let attestations = match output.attest_layout {
+        AttestLayout::Referrers => Vec::new(),
+        AttestLayout::BuildKit => {
+            let repositories = destination_repositories(&output.destinations)?;
+            publish_attestation_manifests(registry, &repositories, children).await?
+        }
+    };
     let outcome = publish_index(
         registry,
         &output.destinations,
         children,
+        &attestations,
         plan,
         &options.multi_platform.index_annotations,
         output.push_ignore_immutable_tag_errors,
@@ -395,6 +409,7 @@ pub async fn publish_index(
     registry: &Registry,
     destinations: &[String],
     children: &[(Descriptor, Platform)],
+    attestations: &[Descriptor],
     plan: IndexPlan,
     annotations: &BTreeMap<String, String>,
     ignore_immutable_tags: bool,
@@ -415,7 +430,7 @@ pub async fn publish_index(
     }
     let mut format = plan.format;
     'formats: loop {
-        let blob = index_blob(format, children, annotations)?;
+        let blob = index_blob_with_attestations(format, children, attestations, annotations)?;
         // The destinations whose tag now names this index.
         let mut pushed = Vec::with_capacity(targets.len());
         for (target, destination) in targets.iter().zip(destinations) {
@@ -443,7 +458,7 @@ pub async fn publish_index(
                     );
                 }
                 Err(error) if format == ManifestFormat::Oci && rejects_media_type(&error) => {
-                    if plan.docker_fallback {
+                    if plan.docker_fallback && attestations.is_empty() {
                         warn!(
                             "{} refused the OCI image index ({error}); publishing a Docker manifest list instead (--oci-mode=auto)",
                             target.resolve_registry()

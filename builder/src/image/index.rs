@@ -17,6 +17,10 @@ pub enum IndexError {
         "a Docker manifest list cannot carry annotations ({keys}); drop --index-annotations or --legacy-manifest-list"
     )]
     DockerAnnotations { keys: String },
+    #[error(
+        "a Docker manifest list cannot list BuildKit's attestation manifests (--attest-layout=buildkit); publish an OCI index (without --oci-mode=docker and --legacy-manifest-list), or keep the documents as referrers (--attest-layout=referrers)"
+    )]
+    DockerAttestations,
     #[error("an index needs at least one platform manifest")]
     Empty,
     #[error(
@@ -61,6 +65,22 @@ pub fn index_bytes(
     children: &[(Descriptor, Platform)],
     annotations: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, IndexError> {
+    index_bytes_with_attestations(format, children, &[], annotations)
+}
+
+/// [`index_bytes`] followed by BuildKit's attestation manifests
+/// (`--attest-layout=buildkit`), listed as given: their platform is
+/// `unknown/unknown` and their annotations name the image they describe,
+/// which only an OCI index can carry.
+pub fn index_bytes_with_attestations(
+    format: ManifestFormat,
+    children: &[(Descriptor, Platform)],
+    attestations: &[Descriptor],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, IndexError> {
+    if format == ManifestFormat::Docker && !attestations.is_empty() {
+        return Err(IndexError::DockerAttestations);
+    }
     if children.is_empty() {
         return Err(IndexError::Empty);
     }
@@ -87,6 +107,7 @@ pub fn index_bytes(
         entry.platform = Some(DescriptorPlatform::from(platform));
         manifests.push(entry);
     }
+    manifests.extend(attestations.iter().cloned());
     let json = IndexJson {
         schema_version: 2,
         media_type: Some(format.index_media_type().to_string()),
@@ -102,7 +123,17 @@ pub fn index_blob(
     children: &[(Descriptor, Platform)],
     annotations: &BTreeMap<String, String>,
 ) -> Result<Blob, IndexError> {
-    let bytes = index_bytes(format, children, annotations)?;
+    index_blob_with_attestations(format, children, &[], annotations)
+}
+
+/// [`index_bytes_with_attestations`] as a [`Blob`].
+pub fn index_blob_with_attestations(
+    format: ManifestFormat,
+    children: &[(Descriptor, Platform)],
+    attestations: &[Descriptor],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Blob, IndexError> {
+    let bytes = index_bytes_with_attestations(format, children, attestations, annotations)?;
     Ok(Blob::new(format.index_media_type(), bytes))
 }
 

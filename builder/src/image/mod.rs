@@ -22,7 +22,10 @@ pub use archive::{ArchiveError, write_docker_archive};
 pub use config::{ConfigError, ImageConfig, parse_config};
 pub use descriptor::{Blob, Descriptor, DescriptorPlatform};
 pub use digest::{DigestError, HashingWriter, digest_hex, sha256_digest};
-pub use index::{IndexError, index_blob, index_bytes, parse_index};
+pub use index::{
+    IndexError, index_blob, index_blob_with_attestations, index_bytes,
+    index_bytes_with_attestations, parse_index,
+};
 pub use layer::{
     Device, EntryKind, EntryMeta, Layer, LayerError, LayerPlan, LayerWriter, Timestamps,
 };

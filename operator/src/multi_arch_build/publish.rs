@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
+use kiln_builder::attest::buildkit_layout::{LayoutError, publish_attestation_manifests};
 use kiln_builder::attest::sign::{SignError, Signer, push_signature};
 use kiln_builder::drivers::index::{
     self, IndexOutcome, destination_repositories, plan_index, publish_index,
@@ -17,6 +18,7 @@ use kiln_builder::platform::Platform;
 use kiln_builder::registry::names::repository_of;
 use kiln_builder::registry::{Registry, RegistryOptions};
 use kiln_crds::MultiArchBuild;
+use kiln_crds::spec::AttestLayout;
 use kube::Api;
 
 use super::decide::Child;
@@ -172,12 +174,24 @@ pub async fn publish(
         &annotations,
     )
     .map_err(|e| permanent(e.to_string()))?;
+    let attestations = match spec.output.attest_layout {
+        AttestLayout::Referrers => Vec::new(),
+        AttestLayout::Buildkit => publish_attestation_manifests(&registry, &repositories, &entries)
+            .await
+            .map_err(|error| match &error {
+                LayoutError::Registry(e) if e.is_retryable() => {
+                    transient(format!("attestation manifests: {error}"))
+                }
+                _ => permanent(format!("attestation manifests: {error}")),
+            })?,
+    };
     // kaniko's --push-ignore-immutable-tag-errors, for the index as for
     // each platform's builder: an existing immutable tag keeps its image.
     let outcome = publish_index(
         &registry,
         &spec.destinations,
         &entries,
+        &attestations,
         plan,
         &annotations,
         spec.output.push_ignore_immutable_tag_errors,

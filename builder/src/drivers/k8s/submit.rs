@@ -290,6 +290,16 @@ pub fn multi_arch_build(
                     }
                     _ => None,
                 },
+                // The operator lists the documents when it publishes the
+                // index; builder pods attach them as referrers either way.
+                attest_layout: match output.attest_layout {
+                    crate::attest::AttestLayout::Referrers => {
+                        kiln_crds::spec::AttestLayout::Referrers
+                    }
+                    crate::attest::AttestLayout::BuildKit => {
+                        kiln_crds::spec::AttestLayout::Buildkit
+                    }
+                },
             },
             scheduling: SchedulingSpec {
                 require_native_nodes: multi.require_native_nodes,
@@ -705,6 +715,12 @@ mod tests {
                         if signed {
                             flags.push("--sign-key=k8s://cosign-key".to_owned());
                         }
+                        // BuildKit's layout needs an OCI index and a
+                        // document to list; `reproducible` picks it where
+                        // allowed, for variety without another input.
+                        if reproducible && !docker && (provenance != "false" || sbom) {
+                            flags.push("--attest-layout=buildkit".to_owned());
+                        }
                         if legacy {
                             // A manifest list lists Docker manifests only.
                             flags.retain(|f| !f.starts_with("--oci-mode"));
@@ -769,6 +785,10 @@ mod tests {
                     build.spec.build.output.signing.as_ref().map(|s| s.key_secret_ref.name.as_str()),
                     options_given.output.sign_key.as_ref().map(|_| "cosign-key")
                 );
+                prop_assert_eq!(
+                    build.spec.build.output.attest_layout == kiln_crds::spec::AttestLayout::Buildkit,
+                    options_given.output.attest_layout == crate::attest::AttestLayout::BuildKit
+                );
                 prop_assert_eq!(build.spec.platforms.len(), options_given.platforms.len());
                 for platform in &build.spec.platforms {
                     let request = BuildRequest::new(
@@ -817,6 +837,9 @@ mod tests {
                     // argument names it.
                     prop_assert!(back.output.sign_key.is_none());
                     prop_assert!(!args.iter().any(|a| a.contains("sign-key")));
+                    // The operator lists the documents in the index: builder
+                    // pods attach referrers whatever the layout.
+                    prop_assert!(!args.iter().any(|a| a.contains("attest-layout")));
                     prop_assert_eq!(back.registry.push_retry, o.registry.push_retry);
                     prop_assert_eq!(
                         back.registry.push_retry_initial_delay,

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use flate2::GzBuilder;
+use super::pgzip::ParallelGzip;
 use tar::{EntryType, Header};
 use tempfile::TempPath;
 
@@ -193,7 +193,7 @@ impl Layer {
 }
 
 enum Encoder {
-    Gzip(flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>),
+    Gzip(ParallelGzip<HashingWriter<BufWriter<File>>>),
     Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>),
     /// Uncompressed: the blob digest is the diffID, no second hash needed.
     Plain(BufWriter<File>),
@@ -210,7 +210,10 @@ impl Write for Encoder {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Encoder::Gzip(w) => w.flush(),
+            // A flush would end the current block early, making the blob
+            // depend on when it was called; everything is written at
+            // finish.
+            Encoder::Gzip(_) => Ok(()),
             Encoder::Zstd(w) => w.flush(),
             Encoder::Plain(w) => w.flush(),
         }
@@ -299,11 +302,13 @@ impl LayerWriter {
             source,
         };
         let encoder = match compression {
-            // No file name and mtime 0 in the gzip header: the blob depends
-            // on the content only.
-            Compression::Gzip => Encoder::Gzip(GzBuilder::new().mtime(0).write(
+            // Fixed-size blocks compressed on every core (as pigz does):
+            // the stream depends on the content and the level only, never
+            // on the number of threads; no name and mtime 0 in its header.
+            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(
                 HashingWriter::new(file),
                 flate2::Compression::new(level.unsigned_abs()),
+                gzip_workers(),
             )),
             Compression::Zstd => {
                 let mut encoder =
@@ -562,6 +567,14 @@ impl LayerWriter {
 
 /// Bytes of input per zstd worker job.
 const ZSTD_JOB_SIZE: u32 = 1 << 20;
+
+/// Compressor threads of a gzip layer: one per core, up to 8 (the output
+/// is the same for any count).
+fn gzip_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(8))
+        .unwrap_or(1)
+}
 
 fn zstd_workers() -> u32 {
     std::thread::available_parallelism()

@@ -16,6 +16,7 @@ pub mod layer;
 pub mod layout;
 pub mod manifest;
 pub mod media;
+pub mod pgzip;
 pub mod store;
 
 pub use archive::{ArchiveError, write_docker_archive};

@@ -330,6 +330,7 @@ impl Session {
                 ignore: &self.ignore,
             },
             target_platform: platform,
+            pushed_stages: plan.image_stages(),
             layers: LayerFormat {
                 compression: options.output.compression,
                 level: options.output.compression_level,

@@ -37,6 +37,10 @@ pub struct BuildScope<'a> {
     /// The build context COPY, ADD and bind mounts read.
     pub context: ContextFiles<'a>,
     pub layers: LayerFormat,
+    /// The stages whose layers end up in the build's image: the target
+    /// and the stages it is built `FROM`. Without a cache the others'
+    /// layers are never pushed, and are not compressed.
+    pub pushed_stages: Vec<usize>,
     pub snapshots: SnapshotRules,
     /// The layer cache, with `--cache`.
     pub cache: Option<&'a dyn StepCache>,
@@ -68,6 +72,19 @@ pub struct LayerFormat {
 }
 
 impl LayerFormat {
+    /// This format, or uncompressed for a layer that never leaves the
+    /// build (compressing it would be work nobody reads).
+    pub(super) fn for_layers_that_leave(self, leave: bool) -> LayerFormat {
+        match leave {
+            true => self,
+            false => LayerFormat {
+                compression: Compression::None,
+                level: None,
+                ..self
+            },
+        }
+    }
+
     /// Writes `plan` as a layer blob in `dir`.
     pub(super) fn write(self, plan: LayerPlan, dir: &Path) -> Result<Layer, BuildError> {
         Ok(plan.write_layer(dir, self.compression, self.level, self.timestamps)?)
@@ -186,6 +203,7 @@ async fn resolve_stage_base<'d>(
                 snapshotter: None,
                 cache_key: base_key(BaseOf::Scratch),
                 args: Vec::new(),
+                layers_leave_build: true,
             }
         }
         Base::Stage(parent) => built.get(parent).map(StageImage::fork).ok_or_else(|| {
@@ -209,6 +227,7 @@ async fn resolve_stage_base<'d>(
         image.config.set_env("PATH", crate::run::DEFAULT_PATH);
     }
     image.config.begin_stage();
+    image.layers_leave_build = scope.cache.is_some() || scope.pushed_stages.contains(&index);
     let from_end = StepEnd {
         cached: false,
         layer_bytes: None,
@@ -383,6 +402,7 @@ pub(super) async fn pull_base(
             manifest_digest: &pulled.manifest_digest,
         }),
         args: Vec::new(),
+        layers_leave_build: true,
     })
 }
 

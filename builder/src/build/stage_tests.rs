@@ -414,6 +414,7 @@ impl Harness {
                 root: context,
                 ignore,
             },
+            pushed_stages: Vec::new(),
             layers: LayerFormat {
                 compression: Compression::Gzip,
                 level: None,
@@ -469,6 +470,10 @@ impl Harness {
             &run_cache_dir,
         );
         let plan = dockerfile::plan(&dockerfile, None, skip_unused, &vars).unwrap();
+        let scope = BuildScope {
+            pushed_stages: plan.image_stages(),
+            ..scope
+        };
         let image = build_planned(&scope, &plan).await?;
         Ok(Built {
             image,
@@ -1212,4 +1217,52 @@ async fn onbuild_triggers_copying_from_each_other_are_a_cycle() {
             .contains("circular dependency detected on stage: a"),
         "{err}"
     );
+}
+
+/// Without a cache, only the layers of the stages the image is made of are
+/// compressed: a stage that is only copied from keeps plain tar (nobody
+/// reads its layers compressed); with a cache every stage's are, since
+/// they are stored there.
+#[tokio::test]
+async fn only_layers_that_leave_the_build_are_compressed() {
+    let text = "FROM scratch AS tools\nCOPY f /tool\nFROM scratch AS base\nCOPY f /base\nFROM base\nCOPY --from=tools /tool /tool\n";
+    // The blob store's files by their first bytes: gzip or plain tar.
+    fn kinds(store: &BlobStore) -> (usize, usize) {
+        let (mut gzip, mut tar) = (0, 0);
+        let mut dirs = vec![store.root().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                if bytes.starts_with(&[0x1f, 0x8b]) {
+                    gzip += 1;
+                } else if bytes.len() >= 262 && &bytes[257..262] == b"ustar" {
+                    tar += 1;
+                }
+            }
+        }
+        (gzip, tar)
+    }
+    // (with a cache, gzip blobs, plain tar blobs). The final stage's COPY
+    // --from writes the same layer as the tools stage's COPY (same file,
+    // path and zero times): compressed, the two are one blob.
+    for (cache, want) in [(false, (2, 1)), (true, (2, 0))] {
+        let harness = Harness::with_cache(cache.then(|| FakeCache::new(true, true)));
+        harness.write_context(&[("f", "content")]);
+        let built = harness.try_build_planned(text, true).await.unwrap();
+        assert!(
+            built
+                .image
+                .layers
+                .iter()
+                .all(|l| l.descriptor.media_type.ends_with("tar+gzip")),
+            "{:?}",
+            built.image.layers
+        );
+        assert_eq!(kinds(&harness.store), want, "cache: {cache}");
+    }
 }

@@ -50,6 +50,10 @@ pub struct StageImage {
     /// The ARGs the stage declared, with their values: a stage `FROM` it
     /// starts with them, as in BuildKit. None for an image or scratch.
     pub args: Vec<(String, Option<String>)>,
+    /// Whether the layers this stage writes may leave the build (pushed,
+    /// written to a file output, or stored in the cache) and so are
+    /// compressed; a stage only copied from keeps them as plain tar.
+    pub layers_leave_build: bool,
 }
 
 impl StageImage {
@@ -61,6 +65,7 @@ impl StageImage {
             layers: self.layers.clone(),
             rootfs: None,
             snapshotter: None,
+            layers_leave_build: true,
             cache_key: crate::cache::base_key(crate::cache::BaseOf::Stage {
                 last_key: &self.cache_key,
             }),

@@ -279,8 +279,10 @@ fn record(
         Executed::Plan(planned) if scope.snapshots.one_per_stage => {
             // The stage's one snapshot captures these files; they only
             // need to be in the root filesystem now.
+            // Written only to be applied: never compressed.
             let layer = scope
                 .layers
+                .for_layers_that_leave(false)
                 .write(planned.plan, &scope.blobs.store.tmp_dir_created()?)?;
             scope.blobs.apply(&layer.path, &planned.rootfs)?;
             std::fs::remove_file(&layer.path).map_err(BuildError::io("removing", &layer.path))?;
@@ -339,6 +341,7 @@ pub fn commit_layer(
     };
     let layer = scope
         .layers
+        .for_layers_that_leave(image.layers_leave_build)
         .write(plan, &scope.blobs.store.tmp_dir_created()?)?;
     let layer = scope.blobs.store.put_layer(layer)?;
     let descriptor = crate::image::Descriptor::new(

@@ -50,6 +50,29 @@ pub struct Plan {
     pub stages: Vec<PlannedStage>,
 }
 
+impl Plan {
+    /// The stages whose layers make up the result: the target and every
+    /// stage it is built `FROM`, target first. The others are only read
+    /// from (`COPY --from`, mounts).
+    pub fn image_stages(&self) -> Vec<usize> {
+        let mut chain = vec![self.target];
+        let mut current = self.target;
+        while let Some(Base::Stage(parent)) = self
+            .stages
+            .iter()
+            .find(|s| s.index == current)
+            .map(|s| &s.base)
+        {
+            if chain.contains(parent) {
+                break;
+            }
+            chain.push(*parent);
+            current = *parent;
+        }
+        chain
+    }
+}
+
 /// Plans the build of `target` (by name; default: the last stage).
 /// With `skip_unused` (kiln's default, BuildKit's behaviour), only the
 /// target and what it depends on are built; without it
@@ -345,6 +368,24 @@ mod tests {
         let df = parse(text).map_err(|e| e.to_string())?;
         let vars = vars_for(&df, args);
         plan(&df, target, skip_unused, &vars).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_image_is_made_of_the_target_and_the_stages_it_is_from() {
+        let text = "\
+FROM alpine AS base
+RUN true
+FROM base AS deps
+RUN true
+FROM golang AS builder
+COPY --from=deps / /
+FROM deps AS final
+COPY --from=builder /app /app
+";
+        let plan = plan_of(text, None, true, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.image_stages(), [3, 1, 0]);
+        let plan = plan_of(text, Some("builder"), true, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.image_stages(), [2]);
     }
 
     fn order(text: &str, target: Option<&str>, skip_unused: bool) -> Result<Vec<usize>, String> {

@@ -642,6 +642,39 @@ impl Registry {
         .await
     }
 
+    /// A failed blob upload whose blob is in the repository all the same
+    /// succeeded: two uploads of one blob at once (two platforms' equal
+    /// layers, two builds) can make a registry fail one of them (Docker's
+    /// registry 2.8 answers 500 to the loser of the commit) while the other
+    /// lands the same bytes under the same digest.
+    async fn landed_anyway(
+        &self,
+        uploaded: Result<(), RegistryError>,
+        clients: &Clients,
+        auth: &RegistryAuth,
+        target: &Reference,
+        digest: &str,
+        op: &Op,
+    ) -> Result<(), RegistryError> {
+        let Err(error) = uploaded else {
+            return Ok(());
+        };
+        let server_error = error.status().is_some_and(|status| status >= 500);
+        if server_error
+            && self
+                .blob_exists(clients, auth, target, digest, op)
+                .await
+                .unwrap_or(false)
+        {
+            tracing::debug!(
+                "{}: {error}; the blob is there (another upload landed it)",
+                op.text
+            );
+            return Ok(());
+        }
+        Err(error)
+    }
+
     async fn present_or_mounted(
         &self,
         clients: &Clients,
@@ -821,16 +854,19 @@ impl Registry {
                             bar.inc(chunk.len() as u64);
                         }
                     });
-                self.upload(
-                    &clients,
-                    &auth,
-                    target,
-                    digest,
-                    size,
-                    reqwest::Body::wrap_stream(stream),
-                )
-                .await
-                .map_err(|e| self.fail(&op, e))?;
+                let uploaded = self
+                    .upload(
+                        &clients,
+                        &auth,
+                        target,
+                        digest,
+                        size,
+                        reqwest::Body::wrap_stream(stream),
+                    )
+                    .await
+                    .map_err(|e| self.fail(&op, e));
+                self.landed_anyway(uploaded, &clients, &auth, target, digest, &op)
+                    .await?;
                 transfer.finish();
                 Ok(())
             })
@@ -867,16 +903,19 @@ impl Registry {
                 {
                     return Ok(());
                 }
-                self.upload(
-                    &clients,
-                    &auth,
-                    target,
-                    &digest,
-                    body.len() as u64,
-                    reqwest::Body::from(body.clone()),
-                )
-                .await
-                .map_err(|e| self.fail(&op, e))
+                let uploaded = self
+                    .upload(
+                        &clients,
+                        &auth,
+                        target,
+                        &digest,
+                        body.len() as u64,
+                        reqwest::Body::from(body.clone()),
+                    )
+                    .await
+                    .map_err(|e| self.fail(&op, e));
+                self.landed_anyway(uploaded, &clients, &auth, target, &digest, &op)
+                    .await
             })
             .await,
         )

@@ -193,7 +193,10 @@ pub struct OutputArgs {
     )]
     pub reproducible: bool,
 
-    /// Compression of the layers kiln creates. zstd needs --oci-mode=oci or auto.
+    /// Compression of the layers kiln pushes or caches, on every core (gzip in 128 KiB blocks as
+    /// pigz writes it, one ordinary gzip stream whose bytes do not depend on the core count). zstd
+    /// needs --oci-mode=oci or auto. Layers of stages that are only copied from are not compressed
+    /// unless --cache stores them.
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip)]
     pub compression: Compression,
 

@@ -214,6 +214,7 @@ cleanup() {
     rm -rf "$kaniko_root"
     stop_registry
     rm -rf "$work"
+    rmdir "$scratch" 2>/dev/null
     local left
     left=$(grep -F "$scratch" /proc/self/mountinfo)
     [[ -z $left ]] || echo "peers: WARNING: mounts left under $scratch:"$'\n'"$left" >&2
@@ -395,7 +396,7 @@ for w in "${workloads[@]}"; do
     done
 done
 
-declare -A cell_wall cell_cpu cell_rss missing
+declare -A cell_wall=() cell_cpu=() cell_rss=() missing=()
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$SECONDS
 for ((rep = 1; rep <= runs; rep++)); do

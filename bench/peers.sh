@@ -296,8 +296,21 @@ DOCKERFILE
             touch "$ctx.done"
         fi
         ;;
-    apt | npm)
+    apt)
         ctx=$here/real-world/$w
+        args=("BASE=$debian_ref" "MIRROR=$mirror")
+        ;;
+    npm)
+        # The build machine's own certificate authorities go into the
+        # image: where a TLS-intercepting proxy stands between this machine
+        # and registry.npmjs.org (as here), npm in the build must trust it.
+        ctx=$work/ctx-npm
+        cp -R "$here/real-world/npm" "$ctx"
+        mkdir -p "$ctx/local-ca"
+        if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+            cp /usr/local/share/ca-certificates/*.crt "$ctx/local-ca/"
+            log "npm: the build machine's local CAs go into the image: $(cd "$ctx/local-ca" && echo *.crt)"
+        fi
         args=("BASE=$debian_ref" "MIRROR=$mirror")
         ;;
     c-multistage)

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Writes a deterministic build context for bench/copy-context.sh.
+"""Writes a deterministic build context for bench/copy-context.sh and
+bench/peers.sh.
 
-Usage: gen-context.py DIR N
+Usage: gen-context.py DIR [N]
+
+N is the number of files, 100000 when not given (a smoke run takes a few
+thousand).
 
 DIR gets a Dockerfile (`FROM scratch` + `COPY . /data/`) and N files under
 tree/AAA/BB/, 100 files per leaf directory. File i is the same in every tree
@@ -18,6 +22,7 @@ import os
 import random
 import sys
 
+DEFAULT_FILES = 100_000
 FILES_PER_DIR = 100
 MIN_SIZE = 2 * 1024
 MAX_SIZE = 18 * 1024
@@ -36,10 +41,14 @@ def file_bytes(i: int) -> bytes:
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
-    root, count = sys.argv[1], int(sys.argv[2])
+    root = sys.argv[1]
+    count = int(sys.argv[2]) if len(sys.argv) == 3 else DEFAULT_FILES
+    if count < 1:
+        print("gen-context.py: N must be at least 1", file=sys.stderr)
+        return 2
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "Dockerfile"), "w") as f:
         f.write(DOCKERFILE)

@@ -2,7 +2,8 @@
 #   repo    the repository root
 #   work    the scripts' scratch directory
 #   target  the cargo target directory for kiln's release build
-# It defines log, ensure_packages, build_kiln (sets $kiln), measure and
+# It defines log, ensure_packages, build_kiln (sets $kiln), measure,
+# measure_tree, median and
 # mb (KiB -> MiB for reports).
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -93,3 +94,26 @@ measure() {
 
 # mb KIB: KiB as MiB with one decimal.
 mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+
+# measure_tree LOG CMD...: runs CMD once under tree-usage.py, its output in
+# LOG, and sets $measured to "wall_s cpu_s rss_kib": wall time, CPU time
+# and peak RSS of CMD's whole process tree, plus the processes whose pids
+# are in the array measure_daemons (and their descendants), such as a
+# build daemon the command is a client of (see tree-usage.py). Returns
+# CMD's status.
+measure_daemons=()
+measure_tree() {
+    local log=$1 t status=0 daemon_args=() pid
+    shift
+    for pid in "${measure_daemons[@]}"; do
+        daemon_args+=(--daemon "$pid")
+    done
+    t=$(mktemp)
+    python3 "$(dirname "${BASH_SOURCE[0]}")/tree-usage.py" "$t" "${daemon_args[@]}" -- "$@" >"$log" 2>&1 || status=$?
+    measured=$(cat "$t")
+    rm -f "$t"
+    return "$status"
+}
+
+# median NUMBER...: the median (the lower middle one of an even count).
+median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }

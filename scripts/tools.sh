@@ -3,7 +3,8 @@
 # kwok, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
 # as one "kubernetes" tool, the real node's kubelet, containerd and runc, and
 # the conformance suite's reference builder, buildkitd and buildctl as one
-# "buildkit" tool, and the test suites' own Go tools, e2e/tools)
+# "buildkit" tool, kaniko's executor as the "kaniko" tool for the
+# benchmarks, and the test suites' own Go tools, e2e/tools)
 # with the Go toolchain into a cache
 # outside the repository, one directory per tool and version:
 #
@@ -39,6 +40,9 @@ RUNC_VERSION=v1.5.3
 # The conformance suite's first reference (e2e/conformance/README.md): the
 # builder behind `docker build`. It runs its RUN steps with the runc above.
 BUILDKIT_VERSION=v0.35.0
+# The other peer of the benchmarks (bench/peers.sh): kaniko's executor,
+# which kiln's flags follow.
+KANIKO_VERSION=v1.24.0
 # Clients that check what kiln attaches to images (issue 15): cosign
 # verifies signatures and attestations, oras lists referrers.
 COSIGN_VERSION=v2.6.5
@@ -246,6 +250,41 @@ build_buildkit() {
   )
 }
 
+# kaniko is not `go install`able at $KANIKO_VERSION either (the proxy's
+# version list refuses it for `go install pkg@version`), but its module
+# downloads: it is copied to a writable directory and its executor built
+# there with its own go.mod and go.sum, as for BuildKit.
+# The executor is static (CGO_ENABLED=0), so bench/peers.sh can copy it
+# into the throw-away root it runs kaniko in.
+# install_kaniko: kaniko's executor $KANIKO_VERSION into
+# $tools_dir/kaniko-<version>/bin/executor.
+install_kaniko() {
+  install_from_source kaniko "$KANIKO_VERSION" build_kaniko executor
+}
+
+# build_kaniko <version> <out dir>
+build_kaniko() {
+  local version=$1 out=$2
+  local module
+  module=$(cd "$out" && go mod download -json "github.com/GoogleContainerTools/kaniko@$version" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$module" ] || [ ! -f "$module/go.mod" ]; then
+    echo "tools: could not download github.com/GoogleContainerTools/kaniko@$version from the Go module proxy" >&2
+    return 1
+  fi
+  cp -R "$module" "$out/src"
+  chmod -R u+w "$out/src"
+  mkdir -p "$out/bin"
+  # Stamped as kaniko's Makefile does, so `executor version` says which
+  # release this is.
+  (
+    cd "$out/src"
+    CGO_ENABLED=0 nice -n 10 go build -trimpath \
+      -ldflags "-s -w -X github.com/GoogleContainerTools/kaniko/pkg/version.version=$version" \
+      -o "$out/bin/executor" ./cmd/executor
+  )
+}
+
 # The test suites' own Go tools (e2e/tools: health-check runs kstatus and
 # gopher-lua on live MultiArchBuilds; oci-registry is a loopback registry
 # with the OCI 1.1 referrers API). Their version is a hash of their sources,
@@ -328,6 +367,9 @@ install_one_locked() {
   buildkit)
     install_buildkit
     ;;
+  kaniko)
+    install_kaniko
+    ;;
   e2e-tools)
     install_e2e_tools
     ;;
@@ -340,7 +382,7 @@ install_one_locked() {
       -ldflags "-s -w -X oras.land/oras/internal/version.Version=${ORAS_VERSION#v}"
     ;;
   *)
-    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit e2e-tools cosign oras)" >&2
+    echo "tools: unknown tool '$1' (known: helm kustomize kwok kubernetes kubelet containerd runc buildkit kaniko e2e-tools cosign oras)" >&2
     return 2
     ;;
   esac

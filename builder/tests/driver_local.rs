@@ -592,3 +592,41 @@ async fn a_registry_refusing_oci_is_found_before_any_step() {
         "the probe manifest was left behind"
     );
 }
+
+/// A `$BUILDPLATFORM` stage that sees nothing of the target platform is
+/// built once for all of them: its RUN runs once, and both platforms'
+/// images get its files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_platform_stage_runs_once_for_every_target() {
+    let (registry, fixtures) = setup().await;
+    let dockerfile = format!(
+        "FROM --platform=$BUILDPLATFORM {base} AS tools\n\
+         RUN echo tool > /tool && cp /etc/kiln-fixture-arch /tool-arch\n\
+         FROM {base}\n\
+         COPY --from=tools /tool /tool-arch /opt/\n",
+        base = fixtures.index
+    );
+    let ctx = context(&dockerfile, &[]);
+    let image = format!("{}/shared:1", registry.host());
+    let output = kiln(&[
+        context_arg(ctx.path()),
+        format!("--destination={image}"),
+        "--platform=linux/amd64,linux/arm64".to_string(),
+    ])
+    .await;
+    assert_success(&output);
+    let log = stderr(&output);
+    let runs = log.matches("RUN echo tool").count();
+    let shared = log.matches("the same for every platform, built once").count();
+    assert_eq!((runs, shared), (1, 1), "{log}");
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(marker(&image, arch, "opt/tool").trim(), "tool");
+        assert_eq!(marker(&image, arch, "opt/tool-arch").trim(), host);
+        assert_eq!(marker(&image, arch, "etc/kiln-fixture-arch").trim(), arch);
+    }
+}

@@ -20,6 +20,7 @@ mod outputs;
 mod run_mounts;
 mod run_step;
 mod seam;
+mod shared;
 mod sources;
 mod stage;
 #[cfg(test)]
@@ -81,6 +82,8 @@ pub struct Session {
     inplace: Option<inplace::InPlaceRoot>,
     /// Image paths snapshots never capture.
     never_captured: Vec<PathBuf>,
+    /// Stages every platform builds alike, built once.
+    shared: shared::SharedStages,
     /// `work` is removed if kiln is interrupted (SIGTERM, SIGINT).
     _interruptible: crate::run::interrupt::Registered,
     // Last: dropped after everything that lives inside it.
@@ -209,6 +212,7 @@ impl Session {
             signer,
             inplace,
             never_captured,
+            shared: shared::SharedStages::default(),
             _interruptible,
             work,
         })
@@ -331,6 +335,7 @@ impl Session {
             },
             target_platform: platform,
             pushed_stages: plan.image_stages(),
+            shared: (options.platforms.len() > 1).then_some(&self.shared),
             layers: LayerFormat {
                 compression: options.output.compression,
                 level: options.output.compression_level,
@@ -370,7 +375,7 @@ impl Session {
             platform: platform.clone(),
             started,
             started_at,
-            bases: bases.resolved(),
+            bases: seam::BaseImages::resolved(&bases),
         })
     }
 
@@ -408,6 +413,10 @@ impl Session {
 /// Builds the stages of `plan` in its order and returns the target's image.
 async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage, BuildError> {
     let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
+    let alike = match scope.shared {
+        Some(_) => plan.platform_independent_stages(scope.dockerfile),
+        None => Default::default(),
+    };
     let mut opening = Vec::new();
     for (position, planned) in plan.stages.iter().enumerate() {
         // Built already for an ONBUILD trigger of an earlier stage.
@@ -417,7 +426,65 @@ async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage
         let needed_later = plan.stages[position + 1..]
             .iter()
             .any(|later| later.depends_on.contains(&planned.index));
-        build_with_trigger_sources(scope, planned, &mut built, &mut opening, needed_later).await?;
+        match scope.shared {
+            Some(shared) if alike.contains(&planned.index) => {
+                let cell = shared.cell(format!(
+                    "{}|{}|{:?}",
+                    planned.index,
+                    planned.platform.as_deref().unwrap_or_default(),
+                    planned.base
+                ));
+                let mut built_here = false;
+                let entry = cell
+                    .get_or_try_init(|| async {
+                        let before = scope.bases.resolved().len();
+                        build_with_trigger_sources(
+                            scope,
+                            planned,
+                            &mut built,
+                            &mut opening,
+                            needed_later,
+                        )
+                        .await?;
+                        built_here = true;
+                        let image = built
+                            .get(&planned.index)
+                            .map(StageImage::detached)
+                            .ok_or_else(|| {
+                                BuildError::Other("the shared stage was not built".to_string())
+                            })?;
+                        let bases = scope
+                            .bases
+                            .resolved()
+                            .get(before..)
+                            .unwrap_or_default()
+                            .to_vec();
+                        Ok::<_, BuildError>(shared::SharedStage {
+                            image,
+                            bases,
+                            built_for: scope.target_platform.clone(),
+                        })
+                    })
+                    .await?;
+                if !built_here {
+                    let stage = &scope.dockerfile.stages[planned.index];
+                    info!(
+                        target: crate::progress::STEP_TARGET,
+                        platform = %scope.target_platform,
+                        "[{}] stage {}: the same for every platform, built once (by the {} build)",
+                        scope.target_platform,
+                        step_log::stage_name(stage.name.as_deref(), planned.index),
+                        entry.built_for
+                    );
+                    scope.bases.add_resolved(&entry.bases);
+                    built.insert(planned.index, entry.image.detached());
+                }
+            }
+            _ => {
+                build_with_trigger_sources(scope, planned, &mut built, &mut opening, needed_later)
+                    .await?
+            }
+        }
     }
     built
         .remove(&plan.target)

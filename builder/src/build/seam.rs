@@ -29,6 +29,16 @@ pub trait BaseImages: Send + Sync {
         reference: &'a str,
         platform: &'a Platform,
     ) -> BoxFuture<'a, Result<PulledImage, BuildError>>;
+
+    /// The images pulled so far, as resolved (the provenance's
+    /// dependencies); sources that do not record them have none.
+    fn resolved(&self) -> Vec<crate::attest::ResolvedBase> {
+        Vec::new()
+    }
+
+    /// Records images another platform's build resolved for a stage both
+    /// share.
+    fn add_resolved(&self, _bases: &[crate::attest::ResolvedBase]) {}
 }
 
 /// The real source: the registry, through the bases `--cache-dir` keeps.
@@ -40,17 +50,25 @@ pub struct RegistryBases<'a> {
     pub resolved: std::sync::Mutex<Vec<crate::attest::ResolvedBase>>,
 }
 
-impl RegistryBases<'_> {
+impl BaseImages for RegistryBases<'_> {
     /// The images pulled so far, each once, in the order first pulled.
-    pub fn resolved(&self) -> Vec<crate::attest::ResolvedBase> {
+    fn resolved(&self) -> Vec<crate::attest::ResolvedBase> {
         self.resolved
             .lock()
             .map(|resolved| resolved.clone())
             .unwrap_or_default()
     }
-}
 
-impl BaseImages for RegistryBases<'_> {
+    fn add_resolved(&self, bases: &[crate::attest::ResolvedBase]) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            for base in bases {
+                if !resolved.contains(base) {
+                    resolved.push(base.clone());
+                }
+            }
+        }
+    }
+
     fn pull<'a>(
         &'a self,
         reference: &'a str,

@@ -41,6 +41,9 @@ pub struct BuildScope<'a> {
     /// and the stages it is built `FROM`. Without a cache the others'
     /// layers are never pushed, and are not compressed.
     pub pushed_stages: Vec<usize>,
+    /// With several target platforms: the stages they build alike, built
+    /// once for all of them.
+    pub shared: Option<&'a super::shared::SharedStages>,
     pub snapshots: SnapshotRules,
     /// The layer cache, with `--cache`.
     pub cache: Option<&'a dyn StepCache>,

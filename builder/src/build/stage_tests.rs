@@ -415,6 +415,7 @@ impl Harness {
                 ignore,
             },
             pushed_stages: Vec::new(),
+            shared: None,
             layers: LayerFormat {
                 compression: Compression::Gzip,
                 level: None,
@@ -449,12 +450,26 @@ impl Harness {
     /// [`Harness::try_build`] of only the stages the last one needs
     /// (`skip_unused`, kiln's default) or of every stage (kaniko's).
     async fn try_build_planned(&self, text: &str, skip_unused: bool) -> Result<Built, BuildError> {
+        self.try_build_for(text, skip_unused, &platform(), None)
+            .await
+    }
+
+    /// [`Harness::try_build_planned`] for `target` (the build platform
+    /// stays linux/amd64), sharing stages with other builds through
+    /// `shared`.
+    async fn try_build_for(
+        &self,
+        text: &str,
+        skip_unused: bool,
+        target: &Platform,
+        shared: Option<&super::shared::SharedStages>,
+    ) -> Result<Built, BuildError> {
         let dockerfile = dockerfile::parse(text).unwrap();
-        let platform = platform();
+        let platform = target.clone();
         let vars = BuildVars::new(
             BTreeMap::new(),
             &platform,
-            &platform,
+            &self::platform(),
             &dockerfile.global_args,
             dockerfile.escape,
         )
@@ -472,6 +487,7 @@ impl Harness {
         let plan = dockerfile::plan(&dockerfile, None, skip_unused, &vars).unwrap();
         let scope = BuildScope {
             pushed_stages: plan.image_stages(),
+            shared,
             ..scope
         };
         let image = build_planned(&scope, &plan).await?;
@@ -1265,4 +1281,30 @@ async fn only_layers_that_leave_the_build_are_compressed() {
         );
         assert_eq!(kinds(&harness.store), want, "cache: {cache}");
     }
+}
+
+/// Several target platforms build a `$BUILDPLATFORM` stage that sees
+/// nothing of them once: the second platform's build takes the first's
+/// stage (its files unpacked from its layers) and runs only its own steps.
+/// A stage that declares `TARGETARCH` is built for each.
+#[tokio::test]
+async fn a_build_platform_stage_is_built_once_for_every_target() {
+    let harness = Harness::with_cache(None);
+    let shared = super::shared::SharedStages::default();
+    let text = "FROM --platform=$BUILDPLATFORM scratch AS tools\nRUN tool\nFROM --platform=$BUILDPLATFORM scratch AS cross\nARG TARGETARCH\nRUN cross\nFROM scratch\nCOPY --from=tools /tool /tool\nCOPY --from=cross /cross /cross\nRUN app\n";
+    let amd64 = harness
+        .try_build_for(text, true, &platform(), Some(&shared))
+        .await
+        .unwrap();
+    assert_eq!(amd64.ran(), [("tool", "/"), ("cross", "/"), ("app", "/")]);
+    let arm64: Platform = "linux/arm64".parse().unwrap();
+    let built = harness
+        .try_build_for(text, true, &arm64, Some(&shared))
+        .await
+        .unwrap();
+    assert_eq!(built.ran(), [("cross", "/"), ("app", "/")]);
+    // The shared stage's file reached the second image all the same.
+    let app = built.ran.last().unwrap();
+    assert!(app.saw.iter().any(|f| f == "tool"), "{:?}", app.saw);
+    assert_eq!(built.image.layers.len(), amd64.image.layers.len());
 }

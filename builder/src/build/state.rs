@@ -57,6 +57,21 @@ pub struct StageImage {
 }
 
 impl StageImage {
+    /// The same image without its root filesystem or snapshot (unpacked
+    /// again from its layers by whoever reads its files): what a stage
+    /// built for one platform gives the others.
+    pub fn detached(&self) -> StageImage {
+        StageImage {
+            config: self.config.clone(),
+            layers: self.layers.clone(),
+            rootfs: None,
+            snapshotter: None,
+            cache_key: self.cache_key.clone(),
+            args: self.args.clone(),
+            layers_leave_build: self.layers_leave_build,
+        }
+    }
+
     /// A copy that shares no root filesystem: a stage built `FROM` another
     /// stage unpacks its own when it needs one.
     pub fn fork(&self) -> StageImage {

@@ -51,6 +51,37 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The stages every target platform of one build builds alike, which
+    /// one build can serve to all (BuildKit gets the same from its
+    /// content-addressed graph): not the target, on a platform of their
+    /// own (`FROM --platform=$BUILDPLATFORM`, or a fixed one), declaring
+    /// none of the `TARGET*` arguments (the only values that differ
+    /// between the target platforms inside a stage), and built only from
+    /// stages that are alike too. A `FROM` line that names a `TARGET*`
+    /// global argument differs in its expanded base, which the sharing key
+    /// includes. Not seen here: ONBUILD triggers of a base image that
+    /// declare a `TARGET*` argument.
+    pub fn platform_independent_stages(
+        &self,
+        df: &Dockerfile,
+    ) -> std::collections::BTreeSet<usize> {
+        let mut alike = std::collections::BTreeSet::new();
+        for planned in &self.stages {
+            let declares_target = df.stages[planned.index].instructions.iter().any(|i| {
+                matches!(&i.kind, InstructionKind::Arg(decls)
+                    if decls.iter().any(|d| d.name.starts_with("TARGET")))
+            });
+            if planned.index != self.target
+                && planned.platform.is_some()
+                && !declares_target
+                && planned.depends_on.iter().all(|d| alike.contains(d))
+            {
+                alike.insert(planned.index);
+            }
+        }
+        alike
+    }
+
     /// The stages whose layers make up the result: the target and every
     /// stage it is built `FROM`, target first. The others are only read
     /// from (`COPY --from`, mounts).
@@ -386,6 +417,34 @@ COPY --from=builder /app /app
         assert_eq!(plan.image_stages(), [3, 1, 0]);
         let plan = plan_of(text, Some("builder"), true, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plan.image_stages(), [2]);
+    }
+
+    #[test]
+    fn stages_on_the_build_platform_without_target_arguments_are_alike() {
+        let text = "\
+FROM --platform=$BUILDPLATFORM debian AS toolchain
+RUN apt-get install gcc
+FROM --platform=$BUILDPLATFORM toolchain AS generic
+RUN make
+FROM --platform=$BUILDPLATFORM toolchain AS cross
+ARG TARGETARCH
+RUN make ARCH=$TARGETARCH
+FROM --platform=$BUILDPLATFORM alpine AS after-cross
+COPY --from=cross /out /out
+FROM debian AS native
+RUN make
+FROM busybox
+COPY --from=generic /a /a
+COPY --from=after-cross /out /out
+COPY --from=native /n /n
+";
+        let df = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let vars = vars_for(&df, &[]);
+        let plan = plan(&df, None, true, &vars).unwrap_or_else(|e| panic!("{e}"));
+        let alike: Vec<usize> = plan.platform_independent_stages(&df).into_iter().collect();
+        // toolchain and generic; not cross (TARGETARCH), nor what is built
+        // from it, nor native (the target's platform), nor the target.
+        assert_eq!(alike, [0, 1]);
     }
 
     fn order(text: &str, target: Option<&str>, skip_unused: bool) -> Result<Vec<usize>, String> {

@@ -595,7 +595,8 @@ async fn a_registry_refusing_oci_is_found_before_any_step() {
 
 /// A `$BUILDPLATFORM` stage that sees nothing of the target platform is
 /// built once for all of them: its RUN runs once, and both platforms'
-/// images get its files.
+/// images get its files. The stages' root filesystems, removed in the
+/// background while the images are pushed, are all gone when kiln exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_build_platform_stage_runs_once_for_every_target() {
     let (registry, fixtures) = setup().await;
@@ -608,16 +609,25 @@ async fn a_build_platform_stage_runs_once_for_every_target() {
     );
     let ctx = context(&dockerfile, &[]);
     let image = format!("{}/shared:1", registry.host());
-    let output = kiln(&[
-        context_arg(ctx.path()),
-        format!("--destination={image}"),
-        "--platform=linux/amd64,linux/arm64".to_string(),
-    ])
+    let work = tempfile::tempdir().unwrap();
+    let output = support::kiln::kiln_with_env(
+        &[
+            context_arg(ctx.path()),
+            format!("--destination={image}"),
+            "--platform=linux/amd64,linux/arm64".to_string(),
+        ],
+        None,
+        &[("KILN_WORK_DIR", work.path().as_os_str())],
+    )
     .await;
     assert_success(&output);
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    assert!(left.is_empty(), "left in the work root: {left:?}");
     let log = stderr(&output);
     let runs = log.matches("RUN echo tool").count();
-    let shared = log.matches("the same for every platform, built once").count();
+    let shared = log
+        .matches("the same for every platform, built once")
+        .count();
     assert_eq!((runs, shared), (1, 1), "{log}");
     let host = match std::env::consts::ARCH {
         "x86_64" => "amd64",

@@ -84,6 +84,9 @@ pub struct Session {
     never_captured: Vec<PathBuf>,
     /// Stages every platform builds alike, built once.
     shared: shared::SharedStages,
+    /// Root filesystems being removed in the background; joined before
+    /// `work` goes.
+    removals: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// `work` is removed if kiln is interrupted (SIGTERM, SIGINT).
     _interruptible: crate::run::interrupt::Registered,
     // Last: dropped after everything that lives inside it.
@@ -110,7 +113,43 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        let removals = match self.removals.get_mut() {
+            Ok(removals) => std::mem::take(removals),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        for removal in removals {
+            let _ = removal.join();
+        }
+    }
+}
+
 impl Session {
+    /// Drops `images` (removing their root filesystem directories) on a
+    /// thread of their own; [`Session`]'s drop waits for it. Images without
+    /// a directory of their own are dropped here.
+    fn remove_in_background(&self, images: Vec<StageImage>) {
+        let (directories, rest): (Vec<StageImage>, Vec<StageImage>) = images
+            .into_iter()
+            .partition(|image| matches!(image.rootfs, Some(state::RootFs::Dir(_))));
+        drop(rest);
+        if directories.is_empty() {
+            return;
+        }
+        let removal = std::thread::Builder::new()
+            .name("kiln-remove-rootfs".into())
+            .spawn(move || drop(directories));
+        match (removal, self.removals.lock()) {
+            (Ok(handle), Ok(mut removals)) => removals.push(handle),
+            (Ok(handle), Err(_)) => {
+                let _ = handle.join();
+            }
+            // No thread: the closure, and the images, were dropped here.
+            (Err(error), _) => warn!("removing root filesystems in the background: {error}"),
+        }
+    }
+
     /// Fetches the context, reads and parses the Dockerfile.
     pub async fn open(options: &BuildOptions) -> Result<Session, BuildError> {
         let in_place = options.execution.isolation == Isolation::Inplace;
@@ -213,6 +252,7 @@ impl Session {
             inplace,
             never_captured,
             shared: shared::SharedStages::default(),
+            removals: std::sync::Mutex::default(),
             _interruptible,
             work,
         })
@@ -361,7 +401,18 @@ impl Session {
                 "--single-snapshot makes one layer per stage: no layer is taken from or stored in the cache"
             );
         }
-        let mut image = build_planned(&scope, &plan).await?;
+        let (mut image, others) = build_planned(&scope, &plan).await?;
+        // Nothing reads a root filesystem once the image is built (its
+        // layers are): removing them (a toolchain stage's can be tens of
+        // thousands of files) need not hold up the push.
+        let mut discarded: Vec<StageImage> = others.into_values().collect();
+        if matches!(image.rootfs, Some(state::RootFs::Dir(_))) {
+            discarded.push(StageImage {
+                rootfs: image.rootfs.take(),
+                ..image.detached()
+            });
+        }
+        self.remove_in_background(discarded);
         for (key, value) in &options.labels {
             image.config.set_label(key, value);
         }
@@ -411,7 +462,12 @@ impl Session {
 }
 
 /// Builds the stages of `plan` in its order and returns the target's image.
-async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage, BuildError> {
+/// Builds the plan's stages; returns the target's image and the other
+/// stages' (with whatever root filesystems they still hold).
+async fn build_planned(
+    scope: &BuildScope<'_>,
+    plan: &Plan,
+) -> Result<(StageImage, BTreeMap<usize, StageImage>), BuildError> {
     let mut built: BTreeMap<usize, StageImage> = BTreeMap::new();
     let alike = match scope.shared {
         Some(_) => plan.platform_independent_stages(scope.dockerfile),
@@ -486,9 +542,10 @@ async fn build_planned(scope: &BuildScope<'_>, plan: &Plan) -> Result<StageImage
             }
         }
     }
-    built
+    let target = built
         .remove(&plan.target)
-        .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))
+        .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
+    Ok((target, built))
 }
 
 /// Builds `planned` into `built`. Its base's ONBUILD triggers may copy

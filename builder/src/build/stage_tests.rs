@@ -490,7 +490,7 @@ impl Harness {
             shared,
             ..scope
         };
-        let image = build_planned(&scope, &plan).await?;
+        let (image, _others) = build_planned(&scope, &plan).await?;
         Ok(Built {
             image,
             lookups: self

@@ -322,56 +322,84 @@ async fn push_manifest(
     Ok((digest, pushed))
 }
 
+/// Blobs of one image pushed at once: enough to keep a registry busy
+/// while one upload waits on the network, few enough that a
+/// many-layered image does not open dozens of uploads.
+const CONCURRENT_BLOB_PUSHES: usize = 4;
+
+/// Pushes the image's layers and config to `target`, several at once (the
+/// manifest, pushed after, needs them all there).
 async fn push_blobs(
     assembled: &Assembled,
     image: &StageImage,
     target: &Reference,
     blobs: &Blobs<'_>,
 ) -> Result<(), BuildError> {
-    for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
-        let mount_from = match &layer.source {
-            BlobSource::Remote(source, _)
-                if source.resolve_registry() == target.resolve_registry() =>
-            {
-                Some(source)
-            }
-            _ => None,
-        };
-        // A base layer kiln never needed on disk is downloaded only when the
-        // target can neither find nor mount it.
-        let on_disk = blobs.store.path(&descriptor.digest)?.exists();
-        if !on_disk
-            && blobs
-                .registry
-                .blob_present_or_mounted(target, &descriptor.digest, mount_from)
-                .await?
-        {
-            continue;
-        }
-        let path = blobs.local_path(layer).await?;
-        blobs
-            .registry
-            .push_blob_from_file(
-                target,
-                &descriptor.digest,
-                descriptor.size,
-                &path,
-                mount_from,
-            )
-            .await?;
-    }
+    use futures::{StreamExt, TryStreamExt};
     let config_path = blobs.store.path(&assembled.config.digest)?;
     if !config_path.exists() {
         blobs.store.put_blob(&assembled.config)?;
     }
+    let mut pushes: Vec<futures::future::BoxFuture<'_, Result<(), BuildError>>> =
+        Vec::with_capacity(image.layers.len() + 1);
+    for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
+        pushes.push(Box::pin(push_layer(layer, descriptor, target, blobs)));
+    }
+    let config_path = &config_path;
+    pushes.push(Box::pin(async move {
+        blobs
+            .registry
+            .push_blob_from_file(
+                target,
+                &assembled.config.digest,
+                assembled.config.bytes.len() as u64,
+                config_path,
+                None,
+            )
+            .await
+            .map_err(BuildError::from)
+    }));
+    futures::stream::iter(pushes)
+        .buffer_unordered(CONCURRENT_BLOB_PUSHES)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Makes one layer present in `target`: mounted from the base's repository
+/// where the registry allows, else uploaded.
+async fn push_layer(
+    layer: &LayerRecord,
+    descriptor: &Descriptor,
+    target: &Reference,
+    blobs: &Blobs<'_>,
+) -> Result<(), BuildError> {
+    let mount_from = match &layer.source {
+        BlobSource::Remote(source, _) if source.resolve_registry() == target.resolve_registry() => {
+            Some(source)
+        }
+        _ => None,
+    };
+    // A base layer kiln never needed on disk is downloaded only when the
+    // target can neither find nor mount it.
+    let on_disk = blobs.store.path(&descriptor.digest)?.exists();
+    if !on_disk
+        && blobs
+            .registry
+            .blob_present_or_mounted(target, &descriptor.digest, mount_from)
+            .await?
+    {
+        return Ok(());
+    }
+    let path = blobs.local_path(layer).await?;
     blobs
         .registry
         .push_blob_from_file(
             target,
-            &assembled.config.digest,
-            assembled.config.bytes.len() as u64,
-            &config_path,
-            None,
+            &descriptor.digest,
+            descriptor.size,
+            &path,
+            mount_from,
         )
         .await?;
     Ok(())

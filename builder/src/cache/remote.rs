@@ -24,6 +24,13 @@ pub const KEY_ANNOTATION: &str = "dev.kiln.cache.key";
 /// The manifest annotation holding the creation time (also the config's
 /// `created`).
 pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+/// What the config says besides `created`, copied into manifest
+/// annotations so that a lookup decides from the manifest alone (one
+/// registry round trip per cached step instead of two). Cache images
+/// without them (written before) are read through their config.
+const PLATFORM_ANNOTATION: &str = "dev.kiln.cache.platform";
+const CREATED_BY_ANNOTATION: &str = "dev.kiln.cache.created-by";
+const DIFF_ID_ANNOTATION: &str = "dev.kiln.cache.diff-id";
 
 /// A cache image found for a key and still within its TTL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,16 +92,21 @@ pub async fn lookup(
     };
     let manifest = parse_manifest(&bytes, Some(&media_type)).map_err(|e| invalid(e.to_string()))?;
     let source = tagged.clone_with_digest(digest);
-    let config_descriptor =
-        crate::image::descriptor::to_oci(&manifest.config).map_err(|e| invalid(e.to_string()))?;
-    let config_bytes = registry
-        .fetch_blob_bytes(&source, &config_descriptor, Access::Push)
-        .await
-        .map_err(|source| CacheError::Lookup {
-            key: key.to_string(),
-            source: Box::new(source),
-        })?;
-    let config = parse_config(&config_bytes).map_err(|e| invalid(e.to_string()))?;
+    let config = match config_from_annotations(&manifest.annotations) {
+        Some(config) => config,
+        None => {
+            let config_descriptor = crate::image::descriptor::to_oci(&manifest.config)
+                .map_err(|e| invalid(e.to_string()))?;
+            let config_bytes = registry
+                .fetch_blob_bytes(&source, &config_descriptor, Access::Push)
+                .await
+                .map_err(|source| CacheError::Lookup {
+                    key: key.to_string(),
+                    source: Box::new(source),
+                })?;
+            parse_config(&config_bytes).map_err(|e| invalid(e.to_string()))?
+        }
+    };
     decide(&manifest.layers, &config, platform, ttl, now)
         .map(|found| match found {
             Decision::Hit {
@@ -110,6 +122,32 @@ pub async fn lookup(
             Decision::Expired { created } => Lookup::Expired { created },
         })
         .map_err(invalid)
+}
+
+/// The part of a cache image's config a lookup reads, from the manifest's
+/// annotations; `None` when they are not all there.
+fn config_from_annotations(annotations: &BTreeMap<String, String>) -> Option<ImageConfig> {
+    let platform = annotations.get(PLATFORM_ANNOTATION)?;
+    let created = annotations.get(CREATED_ANNOTATION)?;
+    let created_by = annotations.get(CREATED_BY_ANNOTATION)?;
+    let mut parts = platform.splitn(3, '/');
+    let mut config = ImageConfig::default();
+    config.os = parts.next()?.to_string();
+    config.architecture = parts.next()?.to_string();
+    config.variant = parts.next().map(str::to_string);
+    config.created = Some(created.clone());
+    let diff_id = annotations.get(DIFF_ID_ANNOTATION);
+    if let Some(diff_id) = diff_id {
+        config.rootfs.diff_ids.push(diff_id.clone());
+    }
+    config.history.push(crate::image::config::History {
+        created: Some(created.clone()),
+        created_by: Some(created_by.clone()),
+        author: None,
+        comment: None,
+        empty_layer: diff_id.is_none(),
+    });
+    Some(config)
 }
 
 /// What a cache image's manifest layers and config say, decided without
@@ -205,10 +243,19 @@ pub fn cache_image(step: &StepToStore) -> Result<(Blob, Blob), CacheError> {
         .iter()
         .map(|(_, descriptor, _)| descriptor.clone())
         .collect();
-    let annotations = BTreeMap::from([
+    let mut platform = format!("{}/{}", config.os, config.architecture);
+    if let Some(variant) = &config.variant {
+        platform = format!("{platform}/{variant}");
+    }
+    let mut annotations = BTreeMap::from([
         (CREATED_ANNOTATION.to_string(), format_rfc3339(step.now)),
         (KEY_ANNOTATION.to_string(), step.key.clone()),
+        (PLATFORM_ANNOTATION.to_string(), platform),
+        (CREATED_BY_ANNOTATION.to_string(), step.created_by.clone()),
     ]);
+    if let Some((_, _, diff_id)) = &step.layer {
+        annotations.insert(DIFF_ID_ANNOTATION.to_string(), diff_id.clone());
+    }
     let manifest = manifest_blob(
         ManifestFormat::Oci,
         &config_blob.descriptor(),
@@ -321,9 +368,47 @@ mod tests {
             manifest["annotations"],
             serde_json::json!({
                 "dev.kiln.cache.key": "sha256:abcd",
+                "dev.kiln.cache.platform": "linux/arm64",
+                "dev.kiln.cache.created-by": "RUN make",
+                "dev.kiln.cache.diff-id": DIFF_ID,
                 "org.opencontainers.image.created": "2023-11-14T22:13:20Z",
             })
         );
+    }
+
+    /// A lookup that reads the manifest's annotations decides as one that
+    /// reads the config, for every case `decisions` covers; a manifest
+    /// without them (an older cache image) is read through its config.
+    #[test]
+    fn the_annotations_decide_as_the_config_does() {
+        for (step, platform, now) in [
+            (step(true), "linux/arm64", NOW + 60),
+            (step(false), "linux/arm64", NOW),
+            (step(true), "linux/arm64", NOW + 3601),
+            (step(true), "linux/amd64", NOW),
+            (step(true), "linux/arm64/v8", NOW),
+        ] {
+            let (_, manifest) = cache_image(&step).unwrap();
+            let manifest = parse_manifest(&manifest.bytes, None).unwrap();
+            let from_annotations = config_from_annotations(&manifest.annotations).unwrap();
+            let by_annotations = decide(
+                &manifest.layers,
+                &from_annotations,
+                &platform.parse().unwrap(),
+                HOUR,
+                now,
+            );
+            assert_eq!(
+                by_annotations,
+                round_trip(&step, platform, now),
+                "{platform} at {now}"
+            );
+        }
+        let older = BTreeMap::from([(
+            CREATED_ANNOTATION.to_string(),
+            "2023-11-14T22:13:20Z".to_string(),
+        )]);
+        assert!(config_from_annotations(&older).is_none());
     }
 
     #[test]

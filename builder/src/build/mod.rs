@@ -461,9 +461,8 @@ impl Session {
     }
 }
 
-/// Builds the stages of `plan` in its order and returns the target's image.
-/// Builds the plan's stages; returns the target's image and the other
-/// stages' (with whatever root filesystems they still hold).
+/// Builds the stages of `plan` in its order; returns the target's image
+/// and the other stages' (with whatever root filesystems they still hold).
 async fn build_planned(
     scope: &BuildScope<'_>,
     plan: &Plan,
@@ -484,57 +483,15 @@ async fn build_planned(
             .any(|later| later.depends_on.contains(&planned.index));
         match scope.shared {
             Some(shared) if alike.contains(&planned.index) => {
-                let cell = shared.cell(format!(
-                    "{}|{}|{:?}",
-                    planned.index,
-                    planned.platform.as_deref().unwrap_or_default(),
-                    planned.base
-                ));
-                let mut built_here = false;
-                let entry = cell
-                    .get_or_try_init(|| async {
-                        let before = scope.bases.resolved().len();
-                        build_with_trigger_sources(
-                            scope,
-                            planned,
-                            &mut built,
-                            &mut opening,
-                            needed_later,
-                        )
-                        .await?;
-                        built_here = true;
-                        let image = built
-                            .get(&planned.index)
-                            .map(StageImage::detached)
-                            .ok_or_else(|| {
-                                BuildError::Other("the shared stage was not built".to_string())
-                            })?;
-                        let bases = scope
-                            .bases
-                            .resolved()
-                            .get(before..)
-                            .unwrap_or_default()
-                            .to_vec();
-                        Ok::<_, BuildError>(shared::SharedStage {
-                            image,
-                            bases,
-                            built_for: scope.target_platform.clone(),
-                        })
-                    })
-                    .await?;
-                if !built_here {
-                    let stage = &scope.dockerfile.stages[planned.index];
-                    info!(
-                        target: crate::progress::STEP_TARGET,
-                        platform = %scope.target_platform,
-                        "[{}] stage {}: the same for every platform, built once (by the {} build)",
-                        scope.target_platform,
-                        step_log::stage_name(stage.name.as_deref(), planned.index),
-                        entry.built_for
-                    );
-                    scope.bases.add_resolved(&entry.bases);
-                    built.insert(planned.index, entry.image.detached());
-                }
+                build_or_share(
+                    scope,
+                    shared,
+                    planned,
+                    &mut built,
+                    &mut opening,
+                    needed_later,
+                )
+                .await?
             }
             _ => {
                 build_with_trigger_sources(scope, planned, &mut built, &mut opening, needed_later)
@@ -546,6 +503,58 @@ async fn build_planned(
         .remove(&plan.target)
         .ok_or_else(|| BuildError::Other("the target stage was not built".to_string()))?;
     Ok((target, built))
+}
+
+/// Puts into `built` a stage every target platform builds alike: built
+/// here by the first platform's build to ask, taken from it by the others
+/// (its image without root filesystem, and the images it was built from,
+/// for their provenance).
+async fn build_or_share(
+    scope: &BuildScope<'_>,
+    shared: &shared::SharedStages,
+    planned: &PlannedStage,
+    built: &mut BTreeMap<usize, StageImage>,
+    opening: &mut Vec<usize>,
+    needed_later: bool,
+) -> Result<(), BuildError> {
+    let cell = shared.cell(format!(
+        "{}|{}|{:?}",
+        planned.index,
+        planned.platform.as_deref().unwrap_or_default(),
+        planned.base
+    ));
+    let mut built_here = false;
+    let entry = cell
+        .get_or_try_init(|| async {
+            let before = scope.bases.resolved().len();
+            build_with_trigger_sources(scope, planned, built, opening, needed_later).await?;
+            built_here = true;
+            let image = built
+                .get(&planned.index)
+                .map(StageImage::detached)
+                .ok_or_else(|| BuildError::Other("the shared stage was not built".to_string()))?;
+            let resolved = scope.bases.resolved();
+            Ok::<_, BuildError>(shared::SharedStage {
+                image,
+                bases: resolved.get(before..).unwrap_or_default().to_vec(),
+                built_for: scope.target_platform.clone(),
+            })
+        })
+        .await?;
+    if !built_here {
+        let stage = &scope.dockerfile.stages[planned.index];
+        info!(
+            target: crate::progress::STEP_TARGET,
+            platform = %scope.target_platform,
+            "[{}] stage {}: the same for every platform, built once (by the {} build)",
+            scope.target_platform,
+            step_log::stage_name(stage.name.as_deref(), planned.index),
+            entry.built_for
+        );
+        scope.bases.add_resolved(&entry.bases);
+        built.insert(planned.index, entry.image.detached());
+    }
+    Ok(())
 }
 
 /// Builds `planned` into `built`. Its base's ONBUILD triggers may copy

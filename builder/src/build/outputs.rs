@@ -342,8 +342,13 @@ async fn push_blobs(
     }
     let mut pushes: Vec<futures::future::BoxFuture<'_, Result<(), BuildError>>> =
         Vec::with_capacity(image.layers.len() + 1);
+    // An image may list one blob several times (equal layers): each is
+    // pushed once, as two uploads of one blob at once can fail both.
+    let mut seen = std::collections::BTreeSet::new();
     for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
-        pushes.push(Box::pin(push_layer(layer, descriptor, target, blobs)));
+        if seen.insert(descriptor.digest.as_str()) {
+            pushes.push(Box::pin(push_layer(layer, descriptor, target, blobs)));
+        }
     }
     let config_path = &config_path;
     pushes.push(Box::pin(async move {

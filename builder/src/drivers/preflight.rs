@@ -35,10 +35,14 @@ pub async fn preflight(
     platforms: &[Platform],
 ) -> Result<(Vec<Emulated>, PushCheck), BuildError> {
     let emulated = refuse_foreign(session, options, platforms)?;
-    if platforms.len() > 1 {
-        check_bases(session, options, platforms).await?;
-    }
-    let push = check_push_access(session, options).await?;
+    // The registry checks are independent: asked at once.
+    let bases = async {
+        match platforms.len() > 1 {
+            true => check_bases(session, options, platforms).await,
+            false => Ok(()),
+        }
+    };
+    let ((), push) = futures::try_join!(bases, check_push_access(session, options))?;
     Ok((emulated, push))
 }
 
@@ -51,6 +55,9 @@ async fn check_bases(
     options: &BuildOptions,
     platforms: &[Platform],
 ) -> Result<(), BuildError> {
+    // (platform, Dockerfile line, image, the platform it is pulled for),
+    // in the order a build meets them: the first missing one is reported.
+    let mut wanted: Vec<(&Platform, usize, String, Platform)> = Vec::new();
     for platform in platforms {
         let (_, plan) = session.plan(options, platform)?;
         for planned in &plan.stages {
@@ -64,17 +71,26 @@ async fn check_bases(
                 Base::Scratch | Base::Stage(_) => None,
             };
             for image in base.into_iter().chain(&planned.images) {
-                if let Err(error @ RegistryError::NoMatchingPlatform { .. }) =
-                    session.registry().pull_image(image, &stage_platform).await
-                {
-                    return Err(BuildError::Other(format!(
-                        "{platform} cannot be built: Dockerfile:{line}: {error}; nothing was \
-                         built, no index published. Drop {platform} from the platforms, or use \
-                         a base image that has it",
-                        line = stage.line,
-                    )));
+                let check = (platform, stage.line, image.clone(), stage_platform.clone());
+                if !wanted.contains(&check) {
+                    wanted.push(check);
                 }
             }
+        }
+    }
+    let answers = futures::future::join_all(
+        wanted
+            .iter()
+            .map(|(_, _, image, for_platform)| session.registry().pull_image(image, for_platform)),
+    )
+    .await;
+    for ((platform, line, _, _), answer) in wanted.iter().zip(answers) {
+        if let Err(error @ RegistryError::NoMatchingPlatform { .. }) = answer {
+            return Err(BuildError::Other(format!(
+                "{platform} cannot be built: Dockerfile:{line}: {error}; nothing was \
+                 built, no index published. Drop {platform} from the platforms, or use \
+                 a base image that has it",
+            )));
         }
     }
     Ok(())

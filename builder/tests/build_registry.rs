@@ -619,3 +619,39 @@ async fn base_layers_are_mounted_not_downloaded_when_nothing_reads_them() {
     let manifest = raw_manifest(&image.replace(proxy.host(), registry.host()));
     assert_eq!(manifest["layers"][0]["digest"], layer.as_str());
 }
+
+/// A layer goes to the destination as soon as it is written, while the
+/// build goes on: a build whose RUN fails after a COPY has uploaded the
+/// COPY's layer already (and publishes nothing). With `--cache` layers go
+/// to the cache repository instead, and nothing is uploaded early.
+#[tokio::test(flavor = "multi_thread")]
+async fn layers_are_uploaded_while_the_build_goes_on() {
+    let (registry, fixtures) = setup().await;
+    let proxy = FaultProxy::recording(registry.host()).await;
+    let base = fixtures.index.replace(registry.host(), proxy.host());
+    let ctx = context(
+        // The RUN takes long enough for the upload started before it.
+        &format!("FROM {base}\nCOPY a.txt /a.txt\nRUN sleep 2; exit 3\n"),
+        &[("a.txt", "uploaded before the build ended")],
+    );
+    for (extra, early) in [(&[][..], true), (&["--cache"][..], false)] {
+        let before = proxy.requests().len();
+        let image = format!("{}/early:1", proxy.host());
+        let mut flags = vec![format!("--destination={image}")];
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let output = kiln_with_config(&args(ctx.path(), &flags), None).await;
+        assert!(!output.status.success(), "{}", stderr(&output));
+        let requests = proxy.requests()[before..].to_vec();
+        let uploaded = requests
+            .iter()
+            .any(|r| r.starts_with("PUT /v2/early/blobs/uploads/"));
+        assert_eq!(uploaded, early, "{extra:?}: {requests:#?}");
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with("PUT /v2/early/manifests/")),
+            "{requests:#?}"
+        );
+    }
+}

@@ -208,6 +208,31 @@ async fn existing_blobs_are_not_uploaded_again() {
     assert_eq!(second, [head]);
 }
 
+/// Several pushes of one blob at once (two platforms' equal layers, an
+/// early upload and the final push): one uploads, the others wait for it
+/// and find the blob there. Racing uploads of one blob made Debian's
+/// registry answer 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pushes_of_one_blob_upload_it_once() {
+    let server = TestRegistry::start();
+    let recorder = FaultProxy::recording(server.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blob = blob_file(dir.path(), 9, 256 * 1024);
+    let registry = registry(RegistryOptions::default());
+    let target = reference(&format!("{}/app:1", recorder.host()));
+    let pushes = (0..6)
+        .map(|_| registry.push_blob_from_file(&target, &blob.digest, blob.size, &blob.path, None));
+    for result in futures::future::join_all(pushes).await {
+        result.unwrap();
+    }
+    let uploads = recorder
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST /v2/app/blobs/uploads/"))
+        .count();
+    assert_eq!(uploads, 1, "{:?}", recorder.requests());
+}
+
 #[tokio::test]
 async fn blobs_are_mounted_across_repositories_of_one_registry() {
     let server = TestRegistry::start();

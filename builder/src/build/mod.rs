@@ -14,6 +14,7 @@ mod chmod;
 mod config_step;
 mod copy;
 mod copy_step;
+mod early_push;
 mod error;
 mod inplace;
 mod outputs;
@@ -104,6 +105,8 @@ pub struct BuiltImage {
     started_at: u64,
     /// The images its stages were built from, as resolved.
     bases: Vec<crate::attest::ResolvedBase>,
+    /// Its layers being uploaded to the destinations already.
+    early_push: Option<early_push::EarlyPush>,
 }
 
 fn unix_now() -> u64 {
@@ -359,6 +362,12 @@ impl Session {
             if stages.len() == 1 { "" } else { "s" },
             stages.join(", ")
         );
+        let early_push = match (&cache, options.output.no_push) {
+            (None, false) => {
+                early_push::EarlyPush::new(&self.registry, &options.output.destinations)
+            }
+            _ => None,
+        };
         let bases = seam::RegistryBases {
             registry: &self.registry,
             kept: self.cache_dir.as_ref(),
@@ -375,6 +384,7 @@ impl Session {
             },
             target_platform: platform,
             pushed_stages: plan.image_stages(),
+            early_push: early_push.as_ref(),
             shared: (options.platforms.len() > 1).then_some(&self.shared),
             layers: LayerFormat {
                 compression: options.output.compression,
@@ -427,6 +437,7 @@ impl Session {
             started,
             started_at,
             bases: seam::BaseImages::resolved(&bases),
+            early_push,
         })
     }
 
@@ -436,6 +447,9 @@ impl Session {
         image: &BuiltImage,
         plan: &OutputPlan<'_>,
     ) -> Result<BuildOutcome, BuildError> {
+        if let Some(early) = &image.early_push {
+            early.finish().await;
+        }
         let mut outcome = publish(&image.image, plan, &self.blobs()).await?;
         if plan.push {
             self.attest_and_sign(image, &outcome, plan).await?;

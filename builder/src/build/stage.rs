@@ -41,6 +41,8 @@ pub struct BuildScope<'a> {
     /// and the stages it is built `FROM`. Without a cache the others'
     /// layers are never pushed, and are not compressed.
     pub pushed_stages: Vec<usize>,
+    /// Uploads the image's layers to the destinations as they are made.
+    pub early_push: Option<&'a super::early_push::EarlyPush>,
     /// With several target platforms: the stages they build alike, built
     /// once for all of them.
     pub shared: Option<&'a super::shared::SharedStages>,

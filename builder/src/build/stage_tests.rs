@@ -415,6 +415,7 @@ impl Harness {
                 ignore,
             },
             pushed_stages: Vec::new(),
+            early_push: None,
             shared: None,
             layers: LayerFormat {
                 compression: Compression::Gzip,

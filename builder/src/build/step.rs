@@ -344,6 +344,13 @@ pub fn commit_layer(
         .for_layers_that_leave(image.layers_leave_build)
         .write(plan, &scope.blobs.store.tmp_dir_created()?)?;
     let layer = scope.blobs.store.put_layer(layer)?;
+    if let (Some(early), true) = (scope.early_push, image.layers_leave_build) {
+        early.layer(
+            &layer.digest,
+            layer.size,
+            scope.blobs.store.path(&layer.digest)?,
+        );
+    }
     let descriptor = crate::image::Descriptor::new(
         crate::image::ManifestFormat::Oci.layer_media_type(layer.compression)?,
         &layer.digest,

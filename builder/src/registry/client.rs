@@ -58,6 +58,37 @@ struct Inner {
     /// Every `--registry-client-cert`, read and checked once at start.
     identities: HashMap<ClientCertificate, reqwest::Identity>,
     clients: Mutex<HashMap<(String, Access), Clients>>,
+    /// One lock per blob being uploaded (`registry/repository@digest`):
+    /// a second upload of the same blob (two platforms' equal layers, an
+    /// early upload and the final push) waits for the first and then finds
+    /// it there, instead of racing it, which registries answer with errors.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held blob upload lock; forgotten on drop once nobody else holds or
+/// waits for it (a long-lived operator uploads many blobs).
+struct UploadLock {
+    registry: Registry,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for UploadLock {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let lock = Arc::clone(tokio::sync::OwnedMutexGuard::mutex(&guard));
+        drop(guard);
+        let mut uploads = match self.registry.inner.uploads.lock() {
+            Ok(uploads) => uploads,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Ours and the map's: nobody else holds or waits for it.
+        if Arc::strong_count(&lock) == 2 {
+            uploads.remove(&self.key);
+        }
+    }
 }
 
 /// The most a manifest or an index may weigh (containerd's bound too): real
@@ -159,6 +190,7 @@ impl Registry {
                 certificates,
                 identities,
                 clients: Mutex::new(HashMap::new()),
+                uploads: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -642,6 +674,29 @@ impl Registry {
         .await
     }
 
+    /// Takes the upload lock of `digest` in `target`'s repository: a
+    /// second upload of one blob waits for the first, then finds the blob.
+    async fn lock_upload(&self, target: &Reference, digest: &str) -> UploadLock {
+        let key = format!(
+            "{}/{}@{digest}",
+            target.resolve_registry(),
+            target.repository()
+        );
+        let lock = {
+            let mut uploads = match self.inner.uploads.lock() {
+                Ok(uploads) => uploads,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            Arc::clone(uploads.entry(key.clone()).or_default())
+        };
+        let guard = lock.lock_owned().await;
+        UploadLock {
+            registry: self.clone(),
+            key,
+            guard: Some(guard),
+        }
+    }
+
     /// A failed blob upload whose blob is in the repository all the same
     /// succeeded: two uploads of one blob at once (two platforms' equal
     /// layers, two builds) can make a registry fail one of them (Docker's
@@ -836,6 +891,7 @@ impl Registry {
                 message: format!("{} is {on_disk} bytes, the blob is {size}", path.display()),
             });
         }
+        let _uploading = self.lock_upload(target, digest).await;
         self.explained(
             &clients,
             with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {
@@ -894,6 +950,7 @@ impl Registry {
             "",
         );
         let body = bytes::Bytes::copy_from_slice(bytes);
+        let _uploading = self.lock_upload(target, &digest).await;
         self.explained(
             &clients,
             with_retries(self.inner.options.push_policy(), PUSH_FLAG, || async {

@@ -52,7 +52,7 @@ use state::{Blobs, StageImage};
 
 use crate::cache::{CacheCounts, CacheSettings, LayerCache, PlatformCache, cache_repository};
 use crate::context::{BuildContext, ContextSource, FetchOptions, IgnoreRules, load_ignore_rules};
-use crate::dockerfile::{self, BuildVars, Dockerfile, Plan, PlannedStage};
+use crate::dockerfile::{self, Base, BuildVars, Dockerfile, Plan, PlannedStage};
 use crate::image::{BlobStore, Timestamps};
 use crate::options::BuildOptions;
 use crate::options::Isolation;
@@ -495,6 +495,12 @@ async fn build_planned(
         let needed_later = plan.stages[position + 1..]
             .iter()
             .any(|later| later.depends_on.contains(&planned.index));
+        let parent_free = match planned.base {
+            Base::Stage(parent) => !plan.stages[position + 1..]
+                .iter()
+                .any(|later| later.depends_on.contains(&parent)),
+            Base::Scratch | Base::Image(_) => false,
+        };
         match scope.shared {
             Some(shared) if alike.contains(&planned.index) => {
                 build_or_share(
@@ -508,8 +514,15 @@ async fn build_planned(
                 .await?
             }
             _ => {
-                build_with_trigger_sources(scope, planned, &mut built, &mut opening, needed_later)
-                    .await?
+                build_with_trigger_sources(
+                    scope,
+                    planned,
+                    &mut built,
+                    &mut opening,
+                    needed_later,
+                    parent_free,
+                )
+                .await?
             }
         }
     }
@@ -541,7 +554,7 @@ async fn build_or_share(
     let entry = cell
         .get_or_try_init(|| async {
             let before = scope.bases.resolved().len();
-            build_with_trigger_sources(scope, planned, built, opening, needed_later).await?;
+            build_with_trigger_sources(scope, planned, built, opening, needed_later, false).await?;
             built_here = true;
             let image = built
                 .get(&planned.index)
@@ -577,15 +590,21 @@ async fn build_or_share(
 /// first, between the stage's FROM and its instructions. `opening` holds
 /// the stages being built, so a trigger reading from one of them is a
 /// cycle rather than endless recursion.
+///
+/// With `adopt_parent_root`, a stage built `FROM` an earlier stage that
+/// nothing after it reads takes over that stage's root filesystem instead
+/// of unpacking the same layers again (`FROM base AS deps`, `FROM deps AS
+/// build`: one unpack, not three).
 fn build_with_trigger_sources<'a>(
     scope: &'a BuildScope<'a>,
     planned: &'a PlannedStage,
     built: &'a mut BTreeMap<usize, StageImage>,
     opening: &'a mut Vec<usize>,
     needed_later: bool,
+    adopt_parent_root: bool,
 ) -> futures::future::BoxFuture<'a, Result<(), BuildError>> {
     Box::pin(async move {
-        let opened = open_stage(
+        let mut opened = open_stage(
             scope,
             planned.index,
             &planned.base,
@@ -593,6 +612,12 @@ fn build_with_trigger_sources<'a>(
             built,
         )
         .await?;
+        if let (true, Base::Stage(parent)) = (adopt_parent_root, &planned.base)
+            && let Some(parent) = built.get_mut(parent)
+            && matches!(parent.rootfs, Some(state::RootFs::Dir(_)))
+        {
+            opened.adopt_root(parent.rootfs.take());
+        }
         let sources = dockerfile::trigger_dependencies(
             scope.dockerfile,
             planned.index,
@@ -617,7 +642,7 @@ fn build_with_trigger_sources<'a>(
                     )
                     .into());
                 }
-                build_with_trigger_sources(scope, &extra, built, opening, true).await?;
+                build_with_trigger_sources(scope, &extra, built, opening, true, false).await?;
             }
             opening.pop();
         }

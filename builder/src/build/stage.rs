@@ -149,6 +149,16 @@ pub async fn open_stage<'d>(
         .await
 }
 
+impl OpenedStage<'_> {
+    /// Gives the stage `rootfs`, the current root filesystem of the stage
+    /// it is built `FROM`, which nothing else reads any more.
+    pub fn adopt_root(&mut self, rootfs: Option<super::state::RootFs>) {
+        if self.image.rootfs.is_none() {
+            self.image.rootfs = rootfs;
+        }
+    }
+}
+
 /// Runs the instructions of an opened stage and returns its image.
 pub async fn finish_stage(
     scope: &BuildScope<'_>,

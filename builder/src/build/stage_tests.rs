@@ -145,6 +145,8 @@ struct Ran {
     workdir: String,
     /// The files in the root filesystem when it ran, sorted.
     saw: Vec<String>,
+    /// The root filesystem's directory.
+    root: PathBuf,
 }
 
 /// Records each command and writes one file into the root filesystem, named
@@ -175,6 +177,7 @@ impl CommandRunner for FakeRunner {
             command: command.clone(),
             workdir: spec.workdir.clone(),
             saw: files_in(root),
+            root: root.to_path_buf(),
         });
         let status = match command.strip_prefix("exit-") {
             Some(code) => code.parse().unwrap(),
@@ -1308,4 +1311,26 @@ async fn a_build_platform_stage_is_built_once_for_every_target() {
     let app = built.ran.last().unwrap();
     assert!(app.saw.iter().any(|f| f == "tool"), "{:?}", app.saw);
     assert_eq!(built.image.layers.len(), amd64.image.layers.len());
+}
+
+/// A stage built `FROM` a stage nothing later reads takes over its root
+/// filesystem: the chain base → deps → final runs in one directory,
+/// unpacked once; a stage still read later (`COPY --from`) keeps its own.
+#[tokio::test]
+async fn a_stage_takes_over_the_root_of_the_stage_it_is_from() {
+    let harness = Harness::with_cache(None);
+    let text = "FROM scratch AS base\nRUN a\nFROM base AS deps\nRUN b\nFROM deps\nRUN c\n";
+    let built = harness.try_build_planned(text, true).await.unwrap();
+    let roots: Vec<&PathBuf> = built.ran.iter().map(|r| &r.root).collect();
+    assert_eq!(roots.len(), 3);
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+    assert_eq!(built.ran[2].saw, ["a", "b"]);
+
+    let text = "FROM scratch AS base\nRUN a\nFROM base AS deps\nRUN b\nFROM deps\nCOPY --from=base /a /copied\nRUN c\n";
+    let built = harness.try_build_planned(text, true).await.unwrap();
+    let roots: Vec<&PathBuf> = built.ran.iter().map(|r| &r.root).collect();
+    // deps takes nothing from base (read later); the final stage takes deps'.
+    assert_ne!(roots[0], roots[1]);
+    assert_eq!(roots[1], roots[2]);
+    assert_eq!(built.ran[2].saw, ["a", "b", "copied"]);
 }

@@ -287,10 +287,7 @@ async fn attached_statements(
     }
     // The listing's order is the registry's: sort, so that the same
     // documents always give the same attestation manifest.
-    statements.sort_by(|a, b| {
-        (&a.predicate_type, sha256_digest(&a.bytes))
-            .cmp(&(&b.predicate_type, sha256_digest(&b.bytes)))
-    });
+    statements.sort_by_cached_key(|s| (s.predicate_type.clone(), sha256_digest(&s.bytes)));
     Ok(statements)
 }
 

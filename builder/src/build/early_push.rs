@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::registry::{Reference, Registry, parse_reference};
+use crate::registry::{Reference, Registry};
 
 pub struct EarlyPush {
     registry: Registry,
@@ -26,19 +26,8 @@ pub struct EarlyPush {
 impl EarlyPush {
     /// For `destinations`; `None` when there is nothing to push to.
     pub fn new(registry: &Registry, destinations: &[String]) -> Option<EarlyPush> {
-        let mut targets: Vec<Reference> = Vec::new();
-        for destination in destinations {
-            let Ok(target) = parse_reference(destination) else {
-                continue;
-            };
-            let same_repository = |known: &Reference| {
-                known.resolve_registry() == target.resolve_registry()
-                    && known.repository() == target.repository()
-            };
-            if !targets.iter().any(same_repository) {
-                targets.push(target);
-            }
-        }
+        // A destination kiln cannot parse is the final push's to report.
+        let targets = crate::drivers::index::destination_repositories(destinations).ok()?;
         (!targets.is_empty()).then(|| EarlyPush {
             registry: registry.clone(),
             targets,

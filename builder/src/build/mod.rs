@@ -129,26 +129,21 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Drops `images` (removing their root filesystem directories) on a
-    /// thread of their own; [`Session`]'s drop waits for it. Images without
-    /// a directory of their own are dropped here.
-    fn remove_in_background(&self, images: Vec<StageImage>) {
-        let (directories, rest): (Vec<StageImage>, Vec<StageImage>) = images
-            .into_iter()
-            .partition(|image| matches!(image.rootfs, Some(state::RootFs::Dir(_))));
-        drop(rest);
-        if directories.is_empty() {
+    /// Removes the root filesystem directories `roots` on a thread of
+    /// their own; [`Session`]'s drop waits for it.
+    fn remove_in_background(&self, roots: Vec<state::RootFs>) {
+        if roots.is_empty() {
             return;
         }
         let removal = std::thread::Builder::new()
             .name("kiln-remove-rootfs".into())
-            .spawn(move || drop(directories));
+            .spawn(move || drop(roots));
         match (removal, self.removals.lock()) {
             (Ok(handle), Ok(mut removals)) => removals.push(handle),
             (Ok(handle), Err(_)) => {
                 let _ = handle.join();
             }
-            // No thread: the closure, and the images, were dropped here.
+            // No thread: the closure, and the directories, were dropped here.
             (Err(error), _) => warn!("removing root filesystems in the background: {error}"),
         }
     }
@@ -415,12 +410,16 @@ impl Session {
         // Nothing reads a root filesystem once the image is built (its
         // layers are): removing them (a toolchain stage's can be tens of
         // thousands of files) need not hold up the push.
-        let mut discarded: Vec<StageImage> = others.into_values().collect();
-        if matches!(image.rootfs, Some(state::RootFs::Dir(_))) {
-            discarded.push(StageImage {
-                rootfs: image.rootfs.take(),
-                ..image.detached()
-            });
+        // In-place roots (the container's `/`) stay with their images.
+        let own_dir =
+            |rootfs: &Option<state::RootFs>| matches!(rootfs, Some(state::RootFs::Dir(_)));
+        let mut discarded: Vec<state::RootFs> = others
+            .into_values()
+            .filter(|image| own_dir(&image.rootfs))
+            .filter_map(|image| image.rootfs)
+            .collect();
+        if own_dir(&image.rootfs) {
+            discarded.extend(image.rootfs.take());
         }
         self.remove_in_background(discarded);
         for (key, value) in &options.labels {

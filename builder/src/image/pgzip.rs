@@ -322,9 +322,12 @@ mod tests {
 
     #[test]
     fn the_dictionary_keeps_the_ratio_of_one_stream() {
-        // Repetition across block boundaries: without the previous block
-        // as dictionary each block would start cold.
-        let data = sample(8 * BLOCK_SIZE, 3);
+        // 16 KiB of noise repeated: each block starts with what the
+        // previous block ended with, which compresses only with the
+        // previous block as dictionary (each block would otherwise pay
+        // for the noise again).
+        let noise: Vec<u8> = sample(3 * 16 * 1024, 3).into_iter().step_by(3).collect();
+        let data: Vec<u8> = noise.iter().copied().cycle().take(8 * BLOCK_SIZE).collect();
         let parallel = gzip(&data, 6, 2, 65536).len();
         let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
         single.write_all(&data).unwrap();

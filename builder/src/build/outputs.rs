@@ -343,7 +343,8 @@ async fn push_blobs(
     let mut pushes: Vec<futures::future::BoxFuture<'_, Result<(), BuildError>>> =
         Vec::with_capacity(image.layers.len() + 1);
     // An image may list one blob several times (equal layers): each is
-    // pushed once, as two uploads of one blob at once can fail both.
+    // pushed once (the registry client would make a second push of it wait
+    // for the first and find it there, at the cost of a request).
     let mut seen = std::collections::BTreeSet::new();
     for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
         if seen.insert(descriptor.digest.as_str()) {

@@ -27,7 +27,7 @@ impl EarlyPush {
     /// For `destinations`; `None` when there is nothing to push to.
     pub fn new(registry: &Registry, destinations: &[String]) -> Option<EarlyPush> {
         // A destination kiln cannot parse is the final push's to report.
-        let targets = crate::drivers::index::destination_repositories(destinations).ok()?;
+        let targets = crate::registry::names::destination_repositories(destinations).ok()?;
         (!targets.is_empty()).then(|| EarlyPush {
             registry: registry.clone(),
             targets,

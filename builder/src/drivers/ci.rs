@@ -16,6 +16,7 @@ use crate::build;
 use crate::image::{Descriptor, OciMode};
 use crate::options::BuildOptions;
 use crate::platform::Platform;
+use crate::registry::names::destination_repositories;
 use crate::registry::{Reference, Registry, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +144,7 @@ pub async fn run_ci(options: &BuildOptions) -> Result<IndexOutcome, CiError> {
     }
 
     let registry = Registry::new(options.registry.clone())?;
-    let repositories = index::destination_repositories(&options.output.destinations)?;
+    let repositories = destination_repositories(&options.output.destinations)?;
     let children = verify_children(&registry, &repositories, &found).await?;
 
     let plan: IndexPlan = plan_index(
@@ -263,7 +264,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let got: Vec<String> = index::destination_repositories(&destinations)
+        let got: Vec<String> = destination_repositories(&destinations)
             .unwrap()
             .iter()
             .map(Reference::whole)

@@ -20,7 +20,7 @@ use crate::image::{
     ConfigError, Descriptor, IndexError, ManifestError, index_blob_with_attestations, parse_config,
 };
 use crate::platform::Platform;
-use crate::registry::names::repository_of;
+use crate::registry::names::{destination_repositories, repository_of};
 use crate::registry::{Access, Reference, Registry, RegistryError, parse_reference};
 
 /// The index to publish: its format, and whether a registry that refuses
@@ -318,23 +318,6 @@ pub async fn verify_child(
         });
     }
     Ok(Descriptor::new(&media_type, digest, bytes.len() as u64))
-}
-
-/// The repositories an index goes to, first destination first, each once.
-pub fn destination_repositories(destinations: &[String]) -> Result<Vec<Reference>, RegistryError> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut repositories = Vec::new();
-    for destination in destinations {
-        let reference = parse_reference(destination)?;
-        let key = (
-            reference.resolve_registry().to_string(),
-            reference.repository().to_string(),
-        );
-        if seen.insert(key) {
-            repositories.push(reference);
-        }
-    }
-    Ok(repositories)
 }
 
 /// Checks every `(platform, digest)` child in `repo` with [`verify_child`],

@@ -10,12 +10,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kiln_builder::attest::buildkit_layout::{LayoutError, publish_attestation_manifests};
 use kiln_builder::attest::sign::{SignError, Signer, push_signature};
 use kiln_builder::drivers::index::{
-    self, IndexOutcome, destination_repositories, plan_index, publish_index,
-    verify_in_every_repository,
+    self, IndexOutcome, plan_index, publish_index, verify_in_every_repository,
 };
 use kiln_builder::image::OciMode;
 use kiln_builder::platform::Platform;
-use kiln_builder::registry::names::repository_of;
+use kiln_builder::registry::names::{destination_repositories, repository_of};
 use kiln_builder::registry::{Registry, RegistryOptions};
 use kiln_crds::MultiArchBuild;
 use kiln_crds::spec::AttestLayout;

@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(unpack context_tar manifest dockerignore dockerfile challenge cosign_key
+[ ${#targets[@]} -gt 0 ] || targets=(unpack context_tar manifest reference dockerignore dockerfile challenge cosign_key
   sbom_dpkg sbom_apk sbom_rpm_header sbom_python sbom_node sbom_binary sbom_layer)
 
 host=$(rustc -vV | sed -n 's/^host: //p')

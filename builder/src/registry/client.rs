@@ -58,6 +58,11 @@ struct Inner {
     /// Every `--registry-client-cert`, read and checked once at start.
     identities: HashMap<ClientCertificate, reqwest::Identity>,
     clients: Mutex<HashMap<(String, Access), Clients>>,
+    /// One HTTP client per distinct TLS setting, shared by the registries
+    /// and directions that have it: building one reads and parses every
+    /// system root certificate (about 10 ms), which a build paid once per
+    /// registry and direction before.
+    http: Mutex<HashMap<TlsSettings, reqwest::Client>>,
     /// One lock per blob being uploaded (`registry/repository@digest`):
     /// a second upload of the same blob (two platforms' equal layers, an
     /// early upload and the final push) waits for the first and then finds
@@ -141,12 +146,10 @@ pub struct PushedManifest {
 
 /// Parses an image reference, making Docker Hub names canonical.
 pub fn parse_reference(text: &str) -> Result<Reference, RegistryError> {
-    text.trim()
-        .parse::<Reference>()
-        .map_err(|source| RegistryError::InvalidReference {
-            reference: text.to_string(),
-            source,
-        })
+    super::reference::parse(text.trim()).map_err(|source| RegistryError::InvalidReference {
+        reference: text.to_string(),
+        source,
+    })
 }
 
 /// What a request was doing, for its error message.
@@ -190,6 +193,7 @@ impl Registry {
                 certificates,
                 identities,
                 clients: Mutex::new(HashMap::new()),
+                http: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashMap::new()),
             }),
         })
@@ -1343,40 +1347,73 @@ impl Registry {
             registry: registry.to_string(),
             message,
         };
-        let mut extra_roots = Vec::new();
-        for pem in transport
-            .ca_certificates
-            .iter()
-            .filter_map(|path| self.inner.certificates.get(path))
-        {
-            extra_roots.extend(
-                reqwest::Certificate::from_pem_bundle(pem)
-                    .map_err(|e| client_error(format!("invalid CA certificate: {e}")))?,
-            );
-        }
-        let identity = transport
-            .client_certificate
-            .as_ref()
-            .and_then(|c| self.inner.identities.get(c));
-        let mut builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(transport.accept_invalid_certs)
-            .tls_certs_merge(extra_roots)
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            .user_agent(USER_AGENT);
-        if let Some(identity) = identity {
-            builder = builder.identity(identity.clone());
-        }
-        let http = builder.build().map_err(|e| client_error(error_chain(&e)))?;
+        let settings = TlsSettings {
+            accept_invalid_certs: transport.accept_invalid_certs,
+            ca_certificates: transport.ca_certificates.clone(),
+            client_certificate: transport.client_certificate.clone(),
+        };
+        let http = self.http_client(&settings).map_err(client_error)?;
         let endpoint = Endpoint::new(registry, transport.plain_http, http)
             .map_err(|e| client_error(format!("{registry} is not a host[:port]: {e}")))?;
         Ok(Clients {
             endpoint: Arc::new(endpoint),
             registry: registry.to_string(),
             plain_http: transport.plain_http,
-            client_certificate: identity.is_some(),
+            client_certificate: settings
+                .client_certificate
+                .as_ref()
+                .is_some_and(|c| self.inner.identities.contains_key(c)),
         })
     }
+}
+
+impl Registry {
+    /// The HTTP client for `settings`, built on first use.
+    fn http_client(&self, settings: &TlsSettings) -> Result<reqwest::Client, String> {
+        if let Ok(clients) = self.inner.http.lock()
+            && let Some(found) = clients.get(settings)
+        {
+            return Ok(found.clone());
+        }
+        let mut extra_roots = Vec::new();
+        for pem in settings
+            .ca_certificates
+            .iter()
+            .filter_map(|path| self.inner.certificates.get(path))
+        {
+            extra_roots.extend(
+                reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("invalid CA certificate: {e}"))?,
+            );
+        }
+        let mut builder = reqwest::Client::builder()
+            .danger_accept_invalid_certs(settings.accept_invalid_certs)
+            .tls_certs_merge(extra_roots)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .user_agent(USER_AGENT);
+        if let Some(identity) = settings
+            .client_certificate
+            .as_ref()
+            .and_then(|c| self.inner.identities.get(c))
+        {
+            builder = builder.identity(identity.clone());
+        }
+        let built = builder.build().map_err(|e| error_chain(&e))?;
+        if let Ok(mut clients) = self.inner.http.lock() {
+            return Ok(clients.entry(settings.clone()).or_insert(built).clone());
+        }
+        Ok(built)
+    }
+}
+
+/// What an HTTP client's TLS depends on: registries and directions with
+/// equal settings share one client (and its connection pool).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TlsSettings {
+    accept_invalid_certs: bool,
+    ca_certificates: Vec<PathBuf>,
+    client_certificate: Option<ClientCertificate>,
 }
 
 /// A blob to fetch: where, which, how large.

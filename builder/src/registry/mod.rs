@@ -28,6 +28,8 @@ mod client;
 mod distribution;
 mod error;
 pub mod names;
+/// Public for the fuzz targets (`fuzz/fuzz_targets/reference.rs`).
+pub mod reference;
 pub(crate) use error::error_chain;
 mod options;
 mod retry;

@@ -1365,9 +1365,7 @@ impl Registry {
                 .is_some_and(|c| self.inner.identities.contains_key(c)),
         })
     }
-}
 
-impl Registry {
     /// The HTTP client for `settings`, built on first use.
     fn http_client(&self, settings: &TlsSettings) -> Result<reqwest::Client, String> {
         if let Ok(clients) = self.inner.http.lock()
@@ -1587,6 +1585,27 @@ mod tests {
             });
             assert_eq!(got.as_deref(), want, "{digest}");
         }
+    }
+
+    #[test]
+    fn registries_with_the_same_tls_settings_share_one_http_client() {
+        let registry = Registry::new(RegistryOptions {
+            skip_tls_verify_pull: true,
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        let http_clients = || registry.inner.http.lock().unwrap().len();
+        let a: Reference = "a.example/app:1".parse().unwrap();
+        let b: Reference = "b.example/app:1".parse().unwrap();
+        registry.clients(&a, Access::Push).unwrap();
+        registry.clients(&b, Access::Push).unwrap();
+        registry.clients(&a, Access::Push).unwrap();
+        assert_eq!(http_clients(), 1, "two registries, one TLS setting");
+        // Pulls skip verification here: a different setting, a client of its own.
+        registry.clients(&a, Access::Pull).unwrap();
+        registry.clients(&b, Access::Pull).unwrap();
+        assert_eq!(http_clients(), 2);
+        assert_eq!(registry.inner.clients.lock().unwrap().len(), 4);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::BuildError;
 use super::inplace::InPlaceRoot;
-use crate::fs::{UnpackOptions, unpack_layer};
+use crate::fs::{UnpackOptions, unpack_layer_file};
 use crate::image::{BlobStore, Descriptor, HashingWriter, ImageConfig, StoredLayer};
 use crate::registry::{Access, Reference, Registry};
 use crate::snapshot::Snapshotter;
@@ -329,7 +329,7 @@ fn apply_layer_with(blob: &Path, root: &Path, protected: Vec<PathBuf>) -> Result
         protected_paths: protected,
         ..UnpackOptions::default()
     };
-    unpack_layer(std::io::BufReader::new(file), root, &options)?;
+    unpack_layer_file(file, root, &options)?;
     Ok(())
 }
 

@@ -19,7 +19,9 @@ pub use in_root::{
     EntryKind, clean_image_path, create_dir_all_in_root, entry_kind, entry_kind_nofollow,
     missing_dirs_in_root, resolve_in_root, resolve_in_root_nofollow,
 };
-pub use unpack::{Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer};
+pub use unpack::{
+    Compression, UnpackOptions, UnpackStats, detect_compression, unpack_layer, unpack_layer_file,
+};
 pub use users::{ExecUser, resolve_exec_user, resolve_user};
 
 /// Opens `source` for reading only when it is a regular file, as it was

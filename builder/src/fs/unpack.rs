@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, RawMode, Timespec, Timestamps};
+use rustix::fs::{FileType, Gid, Mode, RawMode, Timespec, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
 use super::FsError;
@@ -387,8 +387,8 @@ impl Unpacker<'_> {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 clear_for(&self.dir, host, false)?;
-                self.write_file(entry, name, host)?;
-                self.finish_node(host, &meta)?;
+                let file = self.write_file(entry, name, host)?;
+                self.finish_file(&file, host, &meta)?;
                 self.stats.files += 1;
             }
             EntryType::Symlink => {
@@ -428,7 +428,7 @@ impl Unpacker<'_> {
         entry: &mut tar::Entry<'_, R>,
         name: &str,
         host: &Path,
-    ) -> Result<(), FsError> {
+    ) -> Result<fs::File, FsError> {
         use std::io::Write;
         // O_EXCL never follows a symlink, and clear_for has removed
         // whatever was there.
@@ -452,7 +452,7 @@ impl Unpacker<'_> {
                 .map_err(FsError::io("write file", host))?;
             self.stats.bytes += n as u64;
         }
-        Ok(())
+        Ok(file)
     }
 
     fn write_hardlink<R: Read>(
@@ -559,6 +559,39 @@ impl Unpacker<'_> {
             .map_err(FsError::io("set mode of", host))?;
         self.set_xattrs(host, meta);
         set_times(&self.dir, host, meta.mtime)
+    }
+
+    /// [`Self::finish_node`] for a regular file just written, through its
+    /// open descriptor: the file this layer created (`O_EXCL`, never
+    /// followed), without looking its path up again four times.
+    fn finish_file(
+        &mut self,
+        file: &fs::File,
+        host: &Path,
+        meta: &EntryMeta,
+    ) -> Result<(), FsError> {
+        if self.options.preserve_ownership {
+            let owner = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+            if let Err(err) = rustix::fs::fchown(file, Some(owner.0), Some(owner.1)) {
+                tracing::debug!(path = %host.display(), uid = meta.uid, gid = meta.gid, %err, "cannot chown");
+                self.stats.ownership_failures += 1;
+            }
+        }
+        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode & 0o7777))
+            .map_err(|errno| FsError::io("set mode of", host)(errno.into()))?;
+        for (key, value) in &meta.xattrs {
+            let key = OsStr::from_bytes(key);
+            if let Err(err) = rustix::fs::fsetxattr(file, key, value, XattrFlags::empty()) {
+                tracing::warn!(path = %host.display(), xattr = %key.to_string_lossy(), %err, "cannot set extended attribute, skipping it");
+                self.stats.xattr_failures += 1;
+            }
+        }
+        let times = Timestamps {
+            last_access: meta.mtime,
+            last_modification: meta.mtime,
+        };
+        rustix::fs::futimens(file, &times)
+            .map_err(|errno| FsError::io("set times of", host)(errno.into()))
     }
 
     fn set_owner_and_xattrs(&mut self, host: &Path, meta: &EntryMeta) {

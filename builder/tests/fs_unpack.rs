@@ -299,6 +299,33 @@ fn replacement_within_one_layer() {
     assert_eq!(tree, lines(&["d 0700 x", "f 0644 x/again \"a\""]));
 }
 
+/// The unpacker remembers the parents it resolved; an entry that replaces
+/// one of them (here `a`, by a link to `c`) must make later names below it
+/// resolve through what is there now, not to the directory it removed.
+#[test]
+fn a_parent_replaced_within_one_layer_is_resolved_again() {
+    let sandbox = Sandbox::new();
+    let layer = [
+        E::dir("a/", 0o755),
+        E::dir("a/b/", 0o755),
+        E::file("a/b/one", 0o644, "1"),
+        E::dir("c/", 0o755),
+        E::dir("c/b/", 0o755),
+        E::symlink("a", "c"),
+        E::file("a/b/two", 0o644, "2"),
+    ];
+    let tree = unpack_all(&sandbox, &[&layer]);
+    assert_eq!(
+        tree,
+        lines(&[
+            "l a -> c",
+            "d 0755 c",
+            "d 0755 c/b",
+            "f 0644 c/b/two \"2\"",
+        ])
+    );
+}
+
 #[test]
 fn hardlinks_share_the_inode() {
     let sandbox = Sandbox::new();

@@ -13,7 +13,7 @@
 //! process writing the same names would get, and `..` inside symlink
 //! targets is handled the same way, so one rule covers both.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
@@ -142,6 +142,7 @@ fn unpack_tar(
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
         buffer: vec![0; 64 * 1024],
+        parents: HashMap::new(),
     };
     for entry in archive.entries().map_err(layer_error)? {
         let mut entry = entry.map_err(layer_error)?;
@@ -311,7 +312,19 @@ struct Unpacker<'a> {
     stats: UnpackStats,
     /// Copy buffer reused for every file.
     buffer: Vec<u8>,
+    /// Parent directories already resolved and made directories in this
+    /// layer, by their cleaned path in the layer: a layer lists a
+    /// directory's files one after the other, and each would otherwise
+    /// walk and check every component again. Forgotten whenever the layer
+    /// removes anything (a whiteout, an entry replacing what was there),
+    /// the only way a path once resolved can come to mean another place;
+    /// creating never can, since every component of a cached path exists.
+    parents: HashMap<PathBuf, PathBuf>,
 }
+
+/// How many parents [`Unpacker::parents`] holds before it starts over, so a
+/// layer of a million directories cannot grow it without bound.
+const MAX_CACHED_PARENTS: usize = 4096;
 
 impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), FsError> {
@@ -326,7 +339,12 @@ impl Unpacker<'_> {
             self.stats.skipped += 1;
             return Ok(());
         };
-        let parent = resolve(self.dir.path(), rel.parent().unwrap_or(Path::new("")), true)?;
+        let rel_parent = rel.parent().unwrap_or(Path::new(""));
+        let cached = self.parents.get(rel_parent).cloned();
+        let parent = match &cached {
+            Some(parent) => parent.clone(),
+            None => resolve(self.dir.path(), rel_parent, true)?,
+        };
         let host = parent.join(&file_name);
         if self.layer.is_protected(&host) {
             tracing::debug!(entry = %name, "skipping entry below a protected path");
@@ -338,10 +356,12 @@ impl Unpacker<'_> {
                 // The marker says the directory exists in this layer.
                 ensure_dirs(&self.dir, &parent, &name, 0o755, None)?;
                 self.layer.record(&parent);
+                self.parents.clear();
                 self.stats.removed += self.layer.remove_lower_children(&self.dir, &parent)?;
                 self.stats.whiteouts += 1;
             }
             Whiteout::Remove(victim) => {
+                self.parents.clear();
                 self.stats.removed += self.layer.remove_lower(&self.dir, &parent.join(victim))?;
                 self.stats.whiteouts += 1;
             }
@@ -350,11 +370,36 @@ impl Unpacker<'_> {
                 self.stats.skipped += 1;
             }
             Whiteout::None => {
-                ensure_dirs(&self.dir, &parent, &name, 0o755, None)?;
+                if cached.is_none() {
+                    ensure_dirs(&self.dir, &parent, &name, 0o755, None)?;
+                    self.remember_parent(rel_parent.to_path_buf(), parent);
+                }
+                let is_directory = entry.header().entry_type() == EntryType::Directory;
                 self.write_entry(entry, &name, &host)?;
+                if is_directory {
+                    // Its files come next: it is their parent, made here.
+                    self.remember_parent(rel, host);
+                }
             }
         }
         Ok(())
+    }
+
+    fn remember_parent(&mut self, rel: PathBuf, host: PathBuf) {
+        if self.parents.len() >= MAX_CACHED_PARENTS {
+            self.parents.clear();
+        }
+        self.parents.insert(rel, host);
+    }
+
+    /// [`clear_for`], forgetting the cached parents when it removed
+    /// something.
+    fn clear(&mut self, host: &Path, keep_dir: bool) -> Result<bool, FsError> {
+        let cleared = clear_for(&self.dir, host, keep_dir)?;
+        if cleared == Cleared::Removed {
+            self.parents.clear();
+        }
+        Ok(cleared == Cleared::KeptDirectory)
     }
 
     fn write_entry<R: Read>(
@@ -375,7 +420,7 @@ impl Unpacker<'_> {
         let meta = read_meta(entry, name)?;
         match entry_type {
             EntryType::Directory => {
-                if !clear_for(&self.dir, host, true)? {
+                if !self.clear(host, true)? {
                     self.dir
                         .mkdir(host, 0o755)
                         .map_err(FsError::io("create directory", host))?;
@@ -386,7 +431,7 @@ impl Unpacker<'_> {
                 self.stats.directories += 1;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                clear_for(&self.dir, host, false)?;
+                self.clear(host, false)?;
                 let file = self.write_file(entry, name, host)?;
                 self.finish_file(&file, host, &meta)?;
                 self.stats.files += 1;
@@ -396,7 +441,7 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| bad_entry(name, "symlink without a target"))?
                     .into_owned();
-                clear_for(&self.dir, host, false)?;
+                self.clear(host, false)?;
                 // Written as-is: it is resolved inside the root when used.
                 self.dir
                     .symlink(OsStr::from_bytes(&target), host)
@@ -406,7 +451,7 @@ impl Unpacker<'_> {
                 self.stats.symlinks += 1;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                clear_for(&self.dir, host, false)?;
+                self.clear(host, false)?;
                 if !self.make_node(entry, name, host, entry_type, &meta)? {
                     return Ok(());
                 }
@@ -492,7 +537,7 @@ impl Unpacker<'_> {
             return Ok(());
         }
         if target != host {
-            clear_for(&self.dir, host, false)?;
+            self.clear(host, false)?;
             self.dir
                 .hard_link(&target, host)
                 .map_err(FsError::io("create hardlink", host))?;
@@ -653,22 +698,32 @@ impl Unpacker<'_> {
 /// Makes room at `host` for a new entry: a directory kept when the new
 /// entry is one too (returns true), anything else removed without
 /// following it.
-fn clear_for(dir: &RootDir, host: &Path, keep_dir: bool) -> Result<bool, FsError> {
+/// What [`clear_for`] found at a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cleared {
+    Nothing,
+    /// A directory, kept because the entry is one too.
+    KeptDirectory,
+    /// Something, removed.
+    Removed,
+}
+
+fn clear_for(dir: &RootDir, host: &Path, keep_dir: bool) -> Result<Cleared, FsError> {
     match dir.lstat(host) {
         Ok(Some(meta))
             if FileType::from_raw_mode(meta.st_mode as RawMode) == FileType::Directory =>
         {
             if keep_dir {
-                return Ok(true);
+                return Ok(Cleared::KeptDirectory);
             }
             dir.remove_tree(host).map_err(FsError::io("remove", host))?;
         }
         Ok(Some(_)) => dir.remove_file(host).map_err(FsError::io("remove", host))?,
-        Ok(None) => {}
-        Err(err) if missing(&err) => {}
+        Ok(None) => return Ok(Cleared::Nothing),
+        Err(err) if missing(&err) => return Ok(Cleared::Nothing),
         Err(err) => return Err(FsError::io("inspect", host)(err)),
     }
-    Ok(false)
+    Ok(Cleared::Removed)
 }
 
 fn set_times(dir: &RootDir, host: &Path, mtime: Timespec) -> Result<(), FsError> {

@@ -317,12 +317,7 @@ fn a_parent_replaced_within_one_layer_is_resolved_again() {
     let tree = unpack_all(&sandbox, &[&layer]);
     assert_eq!(
         tree,
-        lines(&[
-            "l a -> c",
-            "d 0755 c",
-            "d 0755 c/b",
-            "f 0644 c/b/two \"2\"",
-        ])
+        lines(&["l a -> c", "d 0755 c", "d 0755 c/b", "f 0644 c/b/two \"2\"",])
     );
 }
 

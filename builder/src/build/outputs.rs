@@ -322,93 +322,138 @@ async fn push_manifest(
     Ok((digest, pushed))
 }
 
-/// Blobs of one image pushed at once: enough to keep a registry busy
+/// Blobs of one image uploaded at once: enough to keep a registry busy
 /// while one upload waits on the network, few enough that a
 /// many-layered image does not open dozens of uploads.
 const CONCURRENT_BLOB_PUSHES: usize = 4;
 
-/// Pushes the image's layers and config to `target`, several at once (the
-/// manifest, pushed after, needs them all there).
+/// Blobs of one image whose presence is asked at once: each question is
+/// one small request, and in an unchanged rebuild every answer is "there".
+const CONCURRENT_BLOB_CHECKS: usize = 16;
+
+/// One blob of an image to make present in the target repository.
+#[derive(Clone, Copy)]
+enum ImageBlob<'a> {
+    Layer(&'a LayerRecord, &'a Descriptor),
+    Config,
+}
+
+/// Pushes the image's config and layers to `target` (the manifest,
+/// pushed after, needs them all there): first asks which are there
+/// already, all at once (mounting base layers from their repository where
+/// the registry allows), then uploads the rest a few at a time.
 async fn push_blobs(
     assembled: &Assembled,
     image: &StageImage,
     target: &Reference,
     blobs: &Blobs<'_>,
 ) -> Result<(), BuildError> {
+    use futures::future::BoxFuture;
     use futures::{StreamExt, TryStreamExt};
     let config_path = blobs.store.path(&assembled.config.digest)?;
     if !config_path.exists() {
         blobs.store.put_blob(&assembled.config)?;
     }
-    let mut pushes: Vec<futures::future::BoxFuture<'_, Result<(), BuildError>>> =
-        Vec::with_capacity(image.layers.len() + 1);
     // An image may list one blob several times (equal layers): each is
     // pushed once (the registry client would make a second push of it wait
     // for the first and find it there, at the cost of a request).
     let mut seen = std::collections::BTreeSet::new();
+    let mut wanted = vec![ImageBlob::Config];
     for (layer, descriptor) in image.layers.iter().zip(&assembled.layers) {
         if seen.insert(descriptor.digest.as_str()) {
-            pushes.push(Box::pin(push_layer(layer, descriptor, target, blobs)));
+            wanted.push(ImageBlob::Layer(layer, descriptor));
         }
     }
-    let config_path = &config_path;
-    pushes.push(Box::pin(async move {
-        blobs
-            .registry
-            .push_blob_from_file(
-                target,
-                &assembled.config.digest,
-                assembled.config.bytes.len() as u64,
-                config_path,
-                None,
-            )
-            .await
-            .map_err(BuildError::from)
-    }));
-    futures::stream::iter(pushes)
+    let mut checks: Vec<BoxFuture<'_, Result<Option<ImageBlob<'_>>, BuildError>>> =
+        Vec::with_capacity(wanted.len());
+    for blob in wanted {
+        checks.push(Box::pin(missing_blob(blob, assembled, target, blobs)));
+    }
+    let missing: Vec<Option<ImageBlob<'_>>> = futures::stream::iter(checks)
+        .buffered(CONCURRENT_BLOB_CHECKS)
+        .try_collect()
+        .await?;
+    let mut uploads: Vec<BoxFuture<'_, Result<(), BuildError>>> = Vec::new();
+    for blob in missing.into_iter().flatten() {
+        uploads.push(Box::pin(upload_blob(
+            blob,
+            assembled,
+            &config_path,
+            target,
+            blobs,
+        )));
+    }
+    futures::stream::iter(uploads)
         .buffer_unordered(CONCURRENT_BLOB_PUSHES)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
 }
 
-/// Makes one layer present in `target`: mounted from the base's repository
-/// where the registry allows, else uploaded.
-async fn push_layer(
-    layer: &LayerRecord,
-    descriptor: &Descriptor,
+/// `Some(blob)` when `target` neither has it nor could mount it.
+async fn missing_blob<'a>(
+    blob: ImageBlob<'a>,
+    assembled: &Assembled,
+    target: &Reference,
+    blobs: &Blobs<'_>,
+) -> Result<Option<ImageBlob<'a>>, BuildError> {
+    let (digest, mount_from) = match blob {
+        ImageBlob::Config => (assembled.config.digest.as_str(), None),
+        ImageBlob::Layer(layer, descriptor) => {
+            (descriptor.digest.as_str(), mount_source(layer, target))
+        }
+    };
+    let present = blobs
+        .registry
+        .blob_present_or_mounted(target, digest, mount_from)
+        .await?;
+    Ok((!present).then_some(blob))
+}
+
+/// Uploads a blob [`missing_blob`] found missing (a base layer kiln never
+/// needed on disk is downloaded first). The upload asks once more, under
+/// the blob's upload lock: an early upload of the same layer may have
+/// landed it meanwhile.
+async fn upload_blob(
+    blob: ImageBlob<'_>,
+    assembled: &Assembled,
+    config_path: &Path,
     target: &Reference,
     blobs: &Blobs<'_>,
 ) -> Result<(), BuildError> {
-    let mount_from = match &layer.source {
+    match blob {
+        ImageBlob::Config => {
+            blobs
+                .registry
+                .push_blob_from_file(
+                    target,
+                    &assembled.config.digest,
+                    assembled.config.bytes.len() as u64,
+                    config_path,
+                    None,
+                )
+                .await?
+        }
+        ImageBlob::Layer(layer, descriptor) => {
+            let path = blobs.local_path(layer).await?;
+            blobs
+                .registry
+                .push_blob_from_file(target, &descriptor.digest, descriptor.size, &path, None)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// The repository a layer may be mounted from: the base image's, when it
+/// is on the target's registry.
+fn mount_source<'a>(layer: &'a LayerRecord, target: &Reference) -> Option<&'a Reference> {
+    match &layer.source {
         BlobSource::Remote(source, _) if source.resolve_registry() == target.resolve_registry() => {
             Some(source)
         }
         _ => None,
-    };
-    // A base layer kiln never needed on disk is downloaded only when the
-    // target can neither find nor mount it.
-    let on_disk = blobs.store.path(&descriptor.digest)?.exists();
-    if !on_disk
-        && blobs
-            .registry
-            .blob_present_or_mounted(target, &descriptor.digest, mount_from)
-            .await?
-    {
-        return Ok(());
     }
-    let path = blobs.local_path(layer).await?;
-    blobs
-        .registry
-        .push_blob_from_file(
-            target,
-            &descriptor.digest,
-            descriptor.size,
-            &path,
-            mount_from,
-        )
-        .await?;
-    Ok(())
 }
 
 /// Where kaniko's digest-file flags ask the digest to be written.

@@ -107,11 +107,11 @@ last=${size_list[-1]}
 peak_at() { printf '%s\n' "${kiln_rss[@]}" | awk -v n="$1" '$1 == n && $2 > m {m = $2} END {printf "%.1f", m/1024}'; }
 small=$(peak_at "$first")
 large=$(peak_at "$last")
-flat=yes
+under_limit=yes
 for entry in "${kiln_rss[@]}"; do
     read -r n r <<<"$entry"
     if ((r > rss_limit_mb * 1024)); then
-        flat=no
+        under_limit=no
         echo "WARNING: kiln peak RSS $(awk -v k="$r" 'BEGIN{printf "%.1f", k/1024}') MB at N=$n exceeds the $rss_limit_mb MB limit"
     fi
 done
@@ -120,4 +120,4 @@ if [[ $first != "$last" ]]; then
         printf "kiln peak RSS growth: %+.1f MB from %d to %d files (%.0f bytes per added file)\n",
             b - a, n1, n2, (b - a) * 1048576 / (n2 - n1)}'
 fi
-echo "RSS under the limit at every size: $flat (kiln peak RSS at $first = $small MB, at $last = $large MB, limit $rss_limit_mb MB)"
+echo "RSS under the limit at every size: $under_limit (kiln peak RSS at $first = $small MB, at $last = $large MB, limit $rss_limit_mb MB)"

@@ -399,9 +399,7 @@ async fn missing_blob<'a>(
 ) -> Result<Option<ImageBlob<'a>>, BuildError> {
     let (digest, mount_from) = match blob {
         ImageBlob::Config => (assembled.config.digest.as_str(), None),
-        ImageBlob::Layer(layer, descriptor) => {
-            (descriptor.digest.as_str(), mount_source(layer, target))
-        }
+        ImageBlob::Layer(layer, descriptor) => (descriptor.digest.as_str(), mount_source(layer)),
     };
     let present = blobs
         .registry
@@ -445,13 +443,11 @@ async fn upload_blob(
     Ok(())
 }
 
-/// The repository a layer may be mounted from: the base image's, when it
-/// is on the target's registry.
-fn mount_source<'a>(layer: &'a LayerRecord, target: &Reference) -> Option<&'a Reference> {
+/// The repository a layer may be mounted from: its base image's (the
+/// registry client mounts only within one registry).
+fn mount_source(layer: &LayerRecord) -> Option<&Reference> {
     match &layer.source {
-        BlobSource::Remote(source, _) if source.resolve_registry() == target.resolve_registry() => {
-            Some(source)
-        }
+        BlobSource::Remote(source, _) => Some(source),
         _ => None,
     }
 }

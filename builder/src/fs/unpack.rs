@@ -209,30 +209,15 @@ impl ReadAhead {
             };
             loop {
                 let mut chunk = vec![0; READ_AHEAD_CHUNK];
-                let mut filled = 0;
-                let result = loop {
-                    match stream.read(&mut chunk[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == chunk.len() {
-                                break Ok(());
-                            }
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                        Err(error) => break Err(error),
-                    }
-                };
-                chunk.truncate(filled);
-                let end = filled == 0;
-                let message = match result {
-                    Ok(()) => Ok(chunk),
-                    Err(error) => Err(error),
-                };
-                let failed = message.is_err();
-                // An empty chunk says the stream ended; a send fails only
-                // when the reader is gone, and then nobody needs the rest.
-                if sender.send(message).is_err() || end || failed {
+                let message = fill(&mut stream, &mut chunk).map(|filled| {
+                    chunk.truncate(filled);
+                    chunk
+                });
+                // An empty chunk says the stream ended, an error ends it too;
+                // a send fails only when the reader is gone, and then nobody
+                // needs the rest.
+                let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
+                if sender.send(message).is_err() || last {
                     return;
                 }
             }
@@ -245,6 +230,20 @@ impl ReadAhead {
             thread: Some(thread),
         }
     }
+}
+
+/// Reads into `buffer` until it is full or the stream ends; how much.
+fn fill(stream: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match stream.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
 }
 
 impl Read for ReadAhead {

@@ -27,7 +27,7 @@ use super::error::{
     is_client_certificate_refusal,
 };
 use super::names::repository_of;
-use super::options::{Access, ClientCertificate, RegistryOptions};
+use super::options::{Access, ClientCertificate, RegistryOptions, Tls};
 use super::retry::with_retries;
 use super::select::{
     ACCEPTED_MANIFESTS, ManifestKind, config_platform, list_platforms, manifest_kind,
@@ -62,7 +62,7 @@ struct Inner {
     /// and directions that have it: building one reads and parses every
     /// system root certificate (about 10 ms), which a build paid once per
     /// registry and direction before.
-    http: Mutex<HashMap<TlsSettings, reqwest::Client>>,
+    http: Mutex<HashMap<Tls, reqwest::Client>>,
     /// One lock per blob being uploaded (`registry/repository@digest`):
     /// a second upload of the same blob (two platforms' equal layers, an
     /// early upload and the final push) waits for the first and then finds
@@ -1347,19 +1347,15 @@ impl Registry {
             registry: registry.to_string(),
             message,
         };
-        let settings = TlsSettings {
-            accept_invalid_certs: transport.accept_invalid_certs,
-            ca_certificates: transport.ca_certificates.clone(),
-            client_certificate: transport.client_certificate.clone(),
-        };
-        let http = self.http_client(&settings).map_err(client_error)?;
+        let http = self.http_client(&transport.tls).map_err(client_error)?;
         let endpoint = Endpoint::new(registry, transport.plain_http, http)
             .map_err(|e| client_error(format!("{registry} is not a host[:port]: {e}")))?;
         Ok(Clients {
             endpoint: Arc::new(endpoint),
             registry: registry.to_string(),
             plain_http: transport.plain_http,
-            client_certificate: settings
+            client_certificate: transport
+                .tls
                 .client_certificate
                 .as_ref()
                 .is_some_and(|c| self.inner.identities.contains_key(c)),
@@ -1367,7 +1363,7 @@ impl Registry {
     }
 
     /// The HTTP client for `settings`, built on first use.
-    fn http_client(&self, settings: &TlsSettings) -> Result<reqwest::Client, String> {
+    fn http_client(&self, settings: &Tls) -> Result<reqwest::Client, String> {
         if let Ok(clients) = self.inner.http.lock()
             && let Some(found) = clients.get(settings)
         {
@@ -1403,15 +1399,6 @@ impl Registry {
         }
         Ok(built)
     }
-}
-
-/// What an HTTP client's TLS depends on: registries and directions with
-/// equal settings share one client (and its connection pool).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct TlsSettings {
-    accept_invalid_certs: bool,
-    ca_certificates: Vec<PathBuf>,
-    client_certificate: Option<ClientCertificate>,
 }
 
 /// A blob to fetch: where, which, how large.

@@ -111,6 +111,13 @@ pub enum Access {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Transport {
     pub plain_http: bool,
+    pub tls: Tls,
+}
+
+/// What an HTTP client's TLS depends on: registries and directions with
+/// equal settings share one client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Tls {
     pub accept_invalid_certs: bool,
     pub ca_certificates: Vec<PathBuf>,
     /// The client certificate presented: the last `--registry-client-cert`
@@ -152,9 +159,11 @@ impl RegistryOptions {
             || (is_loopback(registry) && !tls_configured);
         Transport {
             plain_http,
-            accept_invalid_certs,
-            ca_certificates,
-            client_certificate,
+            tls: Tls {
+                accept_invalid_certs,
+                ca_certificates,
+                client_certificate,
+            },
         }
     }
 
@@ -271,10 +280,10 @@ mod tests {
         let mut line = format!(
             "{} verify={} cas={:?}",
             if t.plain_http { "http" } else { "https" },
-            !t.accept_invalid_certs,
-            t.ca_certificates
+            !t.tls.accept_invalid_certs,
+            t.tls.ca_certificates
         );
-        if let Some(c) = t.client_certificate {
+        if let Some(c) = t.tls.client_certificate {
             line.push_str(&format!(" client={},{}", c.cert.display(), c.key.display()));
         }
         line
